@@ -1,0 +1,25 @@
+"""fastgd: compiled kernels for gradient-descent workloads.
+
+Every kernel has a compiled implementation and a pure-NumPy twin with the same
+semantics; ``get_backend()`` says which one runs, ``use_backend()`` switches.
+
+Examples
+--------
+>>> import numpy as np
+>>> import fastgd
+>>> fastgd.sqeuclidean(np.array([[0.0, 0.0], [3.0, 4.0]]))[0, 1]
+np.float64(25.0)
+"""
+
+from fastgd._backend import get_backend, use_backend
+from fastgd._config import show_config
+from fastgd._version import __version__
+from fastgd.distances import sqeuclidean
+
+__all__ = [
+    "__version__",
+    "get_backend",
+    "show_config",
+    "sqeuclidean",
+    "use_backend",
+]

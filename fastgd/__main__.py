@@ -1,0 +1,5 @@
+import sys
+
+from fastgd.cli import main
+
+sys.exit(main())

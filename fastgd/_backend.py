@@ -1,0 +1,140 @@
+"""Which implementation runs: the compiled extension or its NumPy twin.
+
+The extension is imported once, here. If it is missing, a warning says why and
+every kernel runs its NumPy twin from ``fastgd._reference``; with
+``FASTGD_REQUIRE_EXTENSION=1`` a missing extension is an ImportError instead.
+``FASTGD_BACKEND=numpy`` forces the twin; ``use_backend`` switches for a block.
+"""
+
+import contextlib
+import contextvars
+import importlib
+import os
+import types
+import warnings
+
+from fastgd import _reference
+
+BACKENDS = ("compiled", "numpy")
+EXTENSION_MODULES = ("_build_info", "_pairwise")
+
+
+def _import_extension():
+    modules = {}
+    for name in EXTENSION_MODULES:
+        modules[name] = importlib.import_module(f"fastgd._ext.{name}")
+    return types.SimpleNamespace(**modules)
+
+
+def _backend_from_environment():
+    value = os.environ.get("FASTGD_BACKEND", "").strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value not in BACKENDS:
+        raise ValueError(
+            f"FASTGD_BACKEND must be one of 'auto', 'compiled', 'numpy'; got {value!r}"
+        )
+    return value
+
+
+_ENVIRONMENT_BACKEND = _backend_from_environment()
+try:
+    ext = _import_extension()
+    extension_error = None
+except ImportError as error:
+    ext = None
+    extension_error = error
+    if os.environ.get("FASTGD_REQUIRE_EXTENSION", "0") == "1" or _ENVIRONMENT_BACKEND == "compiled":
+        raise ImportError(
+            "fastgd's compiled extension could not be imported "
+            f"({type(error).__name__}: {error}), and FASTGD_REQUIRE_EXTENSION=1 or "
+            "FASTGD_BACKEND=compiled asks for it. Install fastgd with pip (`pip install .`) "
+            "and run from a directory where the source tree does not shadow the installed package."
+        ) from error
+    if _ENVIRONMENT_BACKEND != "numpy":
+        warnings.warn(
+            f"fastgd's compiled extension is not available ({error}); using the NumPy backend, "
+            "which is correct but slower. Set FASTGD_BACKEND=numpy to silence this warning.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+_override = contextvars.ContextVar("fastgd_backend", default=None)
+
+
+def get_backend():
+    """The backend that kernels called now will use.
+
+    Returns
+    -------
+    str
+        ``"compiled"`` or ``"numpy"``.
+
+    See Also
+    --------
+    use_backend : switch the backend for a block of code.
+
+    Examples
+    --------
+    >>> import fastgd
+    >>> fastgd.get_backend() in ("compiled", "numpy")
+    True
+    """
+    chosen = _override.get()
+    if chosen is not None:
+        return chosen
+    if _ENVIRONMENT_BACKEND is not None:
+        return _ENVIRONMENT_BACKEND
+    return "compiled" if ext is not None else "numpy"
+
+
+def backend_reason():
+    """One line saying why the active backend is active (for show_config)."""
+    if _override.get() is not None:
+        return "chosen by fastgd.use_backend()"
+    if _ENVIRONMENT_BACKEND is not None:
+        return f"forced by FASTGD_BACKEND={_ENVIRONMENT_BACKEND}"
+    if ext is None:
+        return f"fallback: the compiled extension could not be imported ({extension_error})"
+    return "the compiled extension is available"
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Run the kernels of a block on the given backend.
+
+    Parameters
+    ----------
+    name : {"compiled", "numpy"}
+        ``"numpy"`` runs the pure-NumPy twins; ``"compiled"`` the extension
+        (ImportError if it is not available).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> X = np.array([[0.0, 0.0], [3.0, 4.0]])
+    >>> with fastgd.use_backend("numpy"):
+    ...     print(fastgd.get_backend(), fastgd.sqeuclidean(X)[0, 1])
+    numpy 25.0
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}; got {name!r}")
+    if name == "compiled" and ext is None:
+        raise ImportError(f"the compiled backend is not available: {extension_error}")
+    token = _override.set(name)
+    try:
+        yield
+    finally:
+        _override.reset(token)
+
+
+def kernel(family, name):
+    """The implementation of kernel ``family.name`` for the active backend.
+
+    Compiled kernels live in ``fastgd._ext._<family>``; their NumPy twins, with
+    the same signature and semantics, in ``fastgd._reference``.
+    """
+    if get_backend() == "compiled":
+        return getattr(getattr(ext, f"_{family}"), name)
+    return getattr(_reference, name)

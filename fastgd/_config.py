@@ -1,0 +1,83 @@
+"""show_config(): what fastgd runs on, for bug reports and benchmark tables."""
+
+import platform
+import sys
+
+import numpy as np
+import scipy
+
+from fastgd import _backend, _threads
+from fastgd._version import __version__
+
+
+def config_info():
+    """The facts show_config() prints, as a dict of plain values."""
+    info = {
+        "fastgd": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "backend": _backend.get_backend(),
+        "backend_reason": _backend.backend_reason(),
+        "extension": None,
+        "openmp": False,
+        "default_n_threads": _threads.default_n_threads(),
+        "blas": _threads.blas_info(),
+    }
+    if _backend.ext is not None:
+        build = _backend.ext._build_info.build_info()
+        info["extension"] = build
+        info["openmp"] = build["openmp"]
+    return info
+
+
+def show_config(file=None):
+    """Print fastgd's version, backend, build and threading configuration.
+
+    Parameters
+    ----------
+    file : file-like, optional
+        Where to print; ``sys.stdout`` by default.
+
+    Examples
+    --------
+    >>> import io
+    >>> import fastgd
+    >>> buffer = io.StringIO()
+    >>> fastgd.show_config(file=buffer)
+    >>> "backend" in buffer.getvalue()
+    True
+    """
+    info = config_info()
+    file = sys.stdout if file is None else file
+    build = info["extension"]
+    lines = [
+        f"fastgd {info['fastgd']}",
+        f"  python:   {info['python']} on {info['platform']}",
+        f"  numpy:    {info['numpy']}   scipy: {info['scipy']}",
+        f"  backend:  {info['backend']} ({info['backend_reason']})",
+    ]
+    if build is None:
+        lines.append("  build:    no compiled extension")
+    else:
+        lines += [
+            f"  compiler: {build['compiler']}",
+            f"  cflags:   {build['cflags']}",
+            f"  built with Cython {build['cython']}, NumPy {build['numpy']}"
+            f" for {build['platform']}",
+        ]
+    lines.append(
+        f"  OpenMP:   {'on' if info['openmp'] else 'off'}"
+        f" (default n_threads: {info['default_n_threads']})"
+    )
+    if info["blas"] is None:
+        lines.append("  BLAS:     install threadpoolctl to see the BLAS in use and its threads")
+    else:
+        for lib in info["blas"]:
+            lines.append(
+                f"  BLAS:     {lib.get('internal_api')} {lib.get('version')}"
+                f" ({lib.get('threading_layer')}, {lib.get('num_threads')} threads,"
+                f" {lib.get('architecture')}) {lib.get('filepath')}"
+            )
+    print("\n".join(lines), file=file)

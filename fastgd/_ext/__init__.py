@@ -1,0 +1,7 @@
+"""Compiled kernels of fastgd (private: use the functions exported by ``fastgd``).
+
+One module per kernel family, each built from ``src_c/<module>.pyx``:
+
+- ``_build_info``: how the extension was built, and the OpenMP runtime it sees.
+- ``_pairwise``: pairwise squared Euclidean distances.
+"""

@@ -1,0 +1,11 @@
+import numpy as np
+import numpy.typing as npt
+
+def sqeuclidean(
+    X: npt.NDArray[np.floating],
+    Y: npt.NDArray[np.floating],
+    out: npt.NDArray[np.floating],
+    symmetric: bool,
+    expansion: bool,
+    n_threads: int,
+) -> None: ...

@@ -1,0 +1,103 @@
+"""The input contract shared by every kernel and by both backends.
+
+float32 stays float32 and float64 stays float64; integers and booleans become
+float64 (float16 becomes float32); a float32/float64 mix computes in float64.
+Complex, object, string, datetime and extended-precision inputs are refused
+with a TypeError; wrong shapes with a ValueError. Every message names the
+argument, what was expected and what was given. Inputs are never modified:
+conversions make copies, and ``out`` may not share memory with any input.
+"""
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _describe(value):
+    return f"{type(value).__name__}" if not isinstance(value, np.ndarray) else "ndarray"
+
+
+def float_dtype_of(array, name):
+    """The dtype fastgd computes ``array`` in, or TypeError naming ``name``."""
+    dtype = array.dtype
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype.kind == "f":
+        if dtype.itemsize == 2:
+            return np.dtype(np.float32)
+        if dtype.itemsize in (4, 8):
+            return dtype.newbyteorder("=")
+    raise TypeError(
+        f"{name} must hold real numbers (float32, float64, integer or bool); "
+        f"got dtype {dtype} ({dtype.kind!r} kind)"
+        + (": convert it explicitly, e.g. .astype(np.float64)" if dtype.kind == "f" else "")
+    )
+
+
+def as_float_array(value, name, ndim, shape_hint):
+    """``value`` as an ndarray of a supported float dtype (no copy when it already is one).
+
+    Parameters
+    ----------
+    value : array_like
+    name : str
+        The argument's name, for error messages.
+    ndim : int
+        The required number of dimensions.
+    shape_hint : str
+        The expected shape in words, e.g. ``"(n_samples, n_features)"``.
+    """
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"{name} must be a {ndim}-D array of shape {shape_hint}; "
+            f"could not convert the given {_describe(value)}: {error}"
+        ) from error
+    dtype = float_dtype_of(array, name)
+    if array.ndim != ndim:
+        raise ValueError(
+            f"{name} must be a {ndim}-D array of shape {shape_hint}; "
+            f"got a {array.ndim}-D array of shape {array.shape}"
+        )
+    if array.dtype != dtype:
+        array = array.astype(dtype)
+    return array
+
+
+def result_dtype(*arrays):
+    """float64 if any array is float64, else float32."""
+    return np.result_type(*[a.dtype for a in arrays])
+
+
+def as_contiguous(array, dtype):
+    """C-contiguous, native-order copy of ``array`` in ``dtype`` if it is not already."""
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def check_out(out, name, shape, dtype, inputs):
+    """Check a caller-supplied output array.
+
+    ``inputs`` maps argument names to the arrays *as the caller passed them*,
+    so that an ``out`` aliasing any of them is refused.
+    """
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray or None; got {_describe(out)}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype} (the result's dtype); got {out.dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}; got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous; got an array with strides {out.strides}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable; got a read-only array")
+    for input_name, array in inputs.items():
+        if isinstance(array, np.ndarray) and np.shares_memory(out, array):
+            raise ValueError(f"{name} must not share memory with {input_name}")
+    return out
+
+
+def check_choice(value, name, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value

@@ -1,0 +1,119 @@
+"""Pairwise squared Euclidean distances."""
+
+import numpy as np
+
+from fastgd import _backend, _threads, _validation
+
+METHODS = ("auto", "expansion", "direct")
+
+# method="auto" uses the direct differences below this many features and the
+# GEMM expansion from it on (the crossover measured by bench/bench_sqeuclidean.py).
+DIRECT_MAX_FEATURES = 16
+
+# Below this many multiply-adds (n * m * d) no parallel region is opened and
+# BLAS threads are left alone: their cost would dwarf the work.
+PARALLEL_MIN_WORK = 1 << 21
+
+
+def sqeuclidean(X, Y=None, *, out=None, n_threads=None, method="auto"):
+    """Pairwise squared Euclidean distances, ``D[i, j] = ||X[i] - Y[j]||^2``.
+
+    Accurate where the textbook expansion ``||x||^2 + ||y||^2 - 2 x.y`` is not:
+    the data are centred by a common shift, and every entry where the expansion
+    could cancel (near-duplicate rows, a large common offset) is recomputed by
+    direct differences. Every entry is within ``4 (d + 2) u D`` of the exact
+    value (``u`` the unit roundoff of the output dtype), never negative, and
+    exactly 0 only where the two rows are equal; with ``Y=None`` the result is
+    exactly symmetric with an exactly zero diagonal.
+
+    Parameters
+    ----------
+    X : array_like of shape (n_samples_X, n_features)
+    Y : array_like of shape (n_samples_Y, n_features), optional
+        Defaults to ``X`` (then only one triangle is computed, and mirrored).
+    out : ndarray of shape (n_samples_X, n_samples_Y), optional
+        Where to write the result: C-contiguous, writeable, of the result dtype,
+        sharing no memory with ``X`` or ``Y``.
+    n_threads : int, optional
+        OpenMP threads: None for all available CPUs (or OMP_NUM_THREADS), -1 for
+        all CPUs, a positive count, 0 is an error. Small problems use one thread.
+    method : {"auto", "expansion", "direct"}
+        ``"expansion"``: a BLAS GEMM on centred tiles with a fused, clamped
+        epilogue; ``"direct"``: summed squared differences, best for few
+        features; ``"auto"`` chooses by the number of features.
+
+    Returns
+    -------
+    ndarray of shape (n_samples_X, n_samples_Y)
+        float32 if every input is float32 (computed in float64, rounded once),
+        else float64. ``out`` when given.
+
+    Raises
+    ------
+    TypeError
+        An input of a complex, object, string or other non-real dtype, or an
+        ``out`` of the wrong dtype.
+    ValueError
+        Inputs that are not 2-D, a feature count that differs between X and Y,
+        an unsuitable ``out``, or an unknown ``method``.
+
+    See Also
+    --------
+    scipy.spatial.distance.cdist : with ``metric="sqeuclidean"``, the direct reference.
+
+    Notes
+    -----
+    NaN and inf propagate as in the direct formula: a pair whose difference has
+    a NaN (or inf - inf) is NaN, a pair with one infinite coordinate is inf.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> X = np.array([[0.0, 0.0], [3.0, 4.0]])
+    >>> fastgd.sqeuclidean(X)
+    array([[ 0., 25.],
+           [25.,  0.]])
+    >>> Y = np.array([[1e8, 1e8]])           # a large common offset ...
+    >>> fastgd.sqeuclidean(Y + 1.0, Y)       # ... does not cancel the answer
+    array([[2.]])
+    """
+    X_given, Y_given = X, Y
+    X = _validation.as_float_array(X, "X", 2, "(n_samples_X, n_features)")
+    symmetric = Y is None or Y is X_given
+    if symmetric:
+        Y = X
+    else:
+        Y = _validation.as_float_array(Y, "Y", 2, "(n_samples_Y, n_features)")
+        if Y.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"X and Y must have the same number of features (columns); "
+                f"got X of shape {X.shape} and Y of shape {Y.shape}"
+            )
+    _validation.check_choice(method, "method", METHODS)
+    n_threads = _threads.resolve_n_threads(n_threads)
+    dtype = _validation.result_dtype(X, Y)
+    n, m, d = X.shape[0], Y.shape[0], X.shape[1]
+    if out is None:
+        out = np.empty((n, m), dtype=dtype)
+    else:
+        _validation.check_out(out, "out", (n, m), dtype, {"X": X_given, "Y": Y_given})
+    if n == 0 or m == 0:
+        return out
+    if d == 0:
+        out.fill(0)
+        return out
+
+    X = _validation.as_contiguous(X, dtype)
+    Y = X if symmetric else _validation.as_contiguous(Y, dtype)
+    expansion = method == "expansion" or (method == "auto" and d >= DIRECT_MAX_FEATURES)
+    work = n * m * d
+    if work < PARALLEL_MIN_WORK:
+        n_threads = 1
+    compute = _backend.kernel("pairwise", "sqeuclidean")
+    if expansion and work >= PARALLEL_MIN_WORK:
+        with _threads.single_threaded_blas():
+            compute(X, Y, out, symmetric, expansion, n_threads)
+    else:
+        compute(X, Y, out, symmetric, expansion, n_threads)
+    return out

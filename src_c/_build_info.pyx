@@ -1,0 +1,57 @@
+"""How the compiled kernels were built, and the OpenMP runtime they see."""
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define FASTGD_HAVE_OPENMP 1
+    static int fastgd_omp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    #define FASTGD_HAVE_OPENMP 0
+    static int fastgd_omp_max_threads(void) { return 1; }
+    #endif
+    #ifndef FASTGD_BUILD_COMPILER
+    #define FASTGD_BUILD_COMPILER "unknown"
+    #endif
+    #ifndef FASTGD_BUILD_CFLAGS
+    #define FASTGD_BUILD_CFLAGS "unknown"
+    #endif
+    #ifndef FASTGD_BUILD_CYTHON
+    #define FASTGD_BUILD_CYTHON "unknown"
+    #endif
+    #ifndef FASTGD_BUILD_NUMPY
+    #define FASTGD_BUILD_NUMPY "unknown"
+    #endif
+    #ifndef FASTGD_BUILD_PLATFORM
+    #define FASTGD_BUILD_PLATFORM "unknown"
+    #endif
+    """
+    const int FASTGD_HAVE_OPENMP
+    const char* FASTGD_BUILD_COMPILER
+    const char* FASTGD_BUILD_CFLAGS
+    const char* FASTGD_BUILD_CYTHON
+    const char* FASTGD_BUILD_NUMPY
+    const char* FASTGD_BUILD_PLATFORM
+    int fastgd_omp_max_threads() noexcept nogil
+
+
+def openmp_enabled():
+    """True when the extension was compiled with OpenMP."""
+    return bool(FASTGD_HAVE_OPENMP)
+
+
+def openmp_max_threads():
+    """omp_get_max_threads(): honours OMP_NUM_THREADS; 1 without OpenMP."""
+    return fastgd_omp_max_threads()
+
+
+def build_info():
+    """A dict describing the build: compiler, flags, Cython, NumPy, platform."""
+    return {
+        "compiler": FASTGD_BUILD_COMPILER.decode(),
+        "cflags": FASTGD_BUILD_CFLAGS.decode(),
+        "cython": FASTGD_BUILD_CYTHON.decode(),
+        "numpy": FASTGD_BUILD_NUMPY.decode(),
+        "platform": FASTGD_BUILD_PLATFORM.decode(),
+        "openmp": bool(FASTGD_HAVE_OPENMP),
+    }

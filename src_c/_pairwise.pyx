@@ -1,0 +1,431 @@
+"""Pairwise squared Euclidean distances: the compiled kernels behind fastgd.sqeuclidean.
+
+Two methods, both writing each output entry exactly once:
+
+* expansion: D = ||x||^2 + ||y||^2 - 2 x.y on data centred by a common shift
+  (the column means). The centred tiles are packed in the input's precision and
+  multiplied by BLAS (scipy.linalg.cython_blas sgemm/dgemm); the norms are
+  summed in double from the same rounded values. A fused epilogue adds the
+  norms, recomputes by direct differences every entry where the expansion may
+  have cancelled (D < CANCELLATION_RATIO * (||x||^2 + ||y||^2), NaN, or an
+  overflowed norm), and rounds once to the output dtype.
+* direct: sum_k (x_k - y_k)^2 in double, LANES rows of Y at a time in registers
+  (rows of Y stored column-wise in the tile).
+
+The output is cut into square tiles of rows of X by rows of Y; with Y is X only
+the upper triangle of tiles is computed and mirrored. Tiles are the unit of
+OpenMP work. Inputs are C-contiguous (the Python layer guarantees it).
+"""
+
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.float cimport DBL_MAX
+from libc.math cimport nextafter, nextafterf
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+
+cdef enum:
+    # Rows of X (and of Y) in one output tile; the Gram tile is TILE x TILE doubles.
+    TILE = 256
+    # Columns of the packed tiles per GEMM call; longer rows are accumulated in chunks.
+    DEPTH = 256
+    # Rows of Y that the direct kernel keeps in registers at once.
+    LANES = 8
+
+# Where the expansion is kept: D - CANCELLATION_RATIO * (||x||^2 + ||y||^2) >= +0, finite.
+# Below it, the rounding error of the expansion (about 2 (d + 2) u (||x||^2 + ||y||^2))
+# could exceed the promised 4 (d + 2) u D, so the entry is recomputed directly.
+cdef double CANCELLATION_RATIO = 0.6
+
+
+cdef inline double _direct_sqdist(const floating* x, const floating* y,
+                                  Py_ssize_t d) noexcept nogil:
+    """Sum of squared differences of two rows, accumulated in double."""
+    cdef double acc = 0.0, diff
+    cdef Py_ssize_t k
+    for k in range(d):
+        diff = <double>x[k] - <double>y[k]
+        acc += diff * diff
+    return acc
+
+
+cdef inline bint _rows_equal(const floating* x, const floating* y, Py_ssize_t d) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(d):
+        if x[k] != y[k]:
+            return False
+    return True
+
+
+cdef inline floating _smallest_subnormal(floating value) noexcept nogil:
+    if floating is float:
+        return nextafterf(0.0, 1.0)
+    else:
+        return nextafter(0.0, 1.0)
+
+
+cdef inline floating _rounded_sqdist(const floating* x, const floating* y,
+                                     Py_ssize_t d) noexcept nogil:
+    """The direct distance rounded to floating; where that rounds to 0 for rows that
+    differ (underflow), the smallest subnormal instead: 0 means equal rows."""
+    cdef floating value = <floating>_direct_sqdist(x, y, d)
+    if value == 0 and not _rows_equal(x, y, d):
+        value = _smallest_subnormal(value)
+    return value
+
+
+cdef inline uint64_t _zero_bits(floating value) noexcept nogil:
+    if floating is float:
+        return fastgd_zero_bits_float(value)
+    else:
+        return fastgd_zero_bits_double(value)
+
+
+cdef void _pack_centred(const floating* rows, Py_ssize_t d, Py_ssize_t row0,
+                        Py_ssize_t nrows, Py_ssize_t col0, Py_ssize_t ncols,
+                        const double* shift, floating* packed) noexcept nogil:
+    """packed[r, c] = rows[row0 + r, col0 + c] - shift[col0 + c], rounded to floating."""
+    cdef Py_ssize_t r, c
+    cdef const floating* src
+    cdef floating* dst
+    for r in range(nrows):
+        src = rows + (row0 + r) * d + col0
+        dst = packed + r * ncols
+        for c in range(ncols):
+            dst[c] = <floating>(<double>src[c] - shift[col0 + c])
+
+
+cdef void _centred_sq_norms(const floating* rows, Py_ssize_t nrows, Py_ssize_t d,
+                            const double* shift, double* norms) noexcept nogil:
+    """Squared norms, in double, of the centred rows exactly as _pack_centred rounds them."""
+    cdef Py_ssize_t r, k
+    cdef double acc, value
+    cdef const floating* src
+    for r in range(nrows):
+        src = rows + r * d
+        acc = 0.0
+        for k in range(d):
+            value = <double><floating>(<double>src[k] - shift[k])
+            acc += value * value
+        norms[r] = acc
+
+
+cdef inline void _gemm(int m, int n, int k, const floating* a, int lda,
+                       const floating* b, int ldb, double beta_value,
+                       floating* c, int ldc) noexcept nogil:
+    """Column-major c = -2 a^T b + beta c, in the precision of floating."""
+    cdef float alpha_s = -2.0, beta_s = <float>beta_value
+    cdef double alpha_d = -2.0, beta_d = beta_value
+    if floating is float:
+        sgemm("T", "N", &m, &n, &k, &alpha_s, <float*>a, &lda, <float*>b, &ldb,
+              &beta_s, c, &ldc)
+    else:
+        dgemm("T", "N", &m, &n, &k, &alpha_d, <double*>a, &lda, <double*>b, &ldb,
+              &beta_d, c, &ldc)
+
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* Top bit set where the expansion must not be trusted: margin = dist - ratio * norms_sum
+       negative (sign bit), NaN or infinite (all-ones exponent; this also catches an
+       overflowed norm sum). Integer OR and add only, so the loop that ORs these together
+       vectorises on baseline SSE2, where a compare accumulated into a flag does not. */
+    static inline uint64_t fastgd_suspect_bits(double dist, double norms_sum, double ratio) {
+        double margin = dist - ratio * norms_sum;
+        uint64_t bits;
+        memcpy(&bits, &margin, sizeof bits);
+        /* bits - 1 has its top bit set for +0 too: a kept entry is strictly positive. */
+        return bits | (bits - 1) | ((bits & 0x7FF0000000000000ULL) + 0x0010000000000000ULL);
+    }
+    /* Top bit set where a stored value may be zero (also for negative or NaN values,
+       which only costs a closer look): vectorisable, like the above. */
+    static inline uint64_t fastgd_zero_bits_double(double value) {
+        uint64_t bits;
+        memcpy(&bits, &value, sizeof bits);
+        return bits - 1;
+    }
+    static inline uint64_t fastgd_zero_bits_float(float value) {
+        uint32_t bits;
+        memcpy(&bits, &value, sizeof bits);
+        return (uint64_t)bits - 1;
+    }
+    """
+    uint64_t fastgd_suspect_bits(double dist, double norms_sum, double ratio) noexcept nogil
+    uint64_t fastgd_zero_bits_double(double value) noexcept nogil
+    uint64_t fastgd_zero_bits_float(float value) noexcept nogil
+
+
+cdef inline bint _expansion_suspect(double dist, double norms_sum) noexcept nogil:
+    return (fastgd_suspect_bits(dist, norms_sum, CANCELLATION_RATIO) >> 63) != 0
+
+
+cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
+                          Py_ssize_t d, Py_ssize_t m, bint symmetric,
+                          const double* shift, const double* x_norms,
+                          const double* y_norms,
+                          Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
+                          bint pack_x, floating* x_packed, floating* y_packed,
+                          floating* gram) noexcept nogil:
+    """One output tile by the expansion; gram[a, b] = -2 xc[i0 + a] . yc[j0 + b].
+
+    ``pack_x`` False reuses x_packed from the previous tile (same rows, d <= DEPTH).
+    """
+    cdef int gemm_m = <int>nj, gemm_n = <int>ni, gemm_k, ld_packed, ld_gram = <int>nj
+    cdef Py_ssize_t k0 = 0, kc, a, b, i, b_start
+    cdef bint diagonal_tile = symmetric and i0 == j0
+    cdef uint64_t suspect_bits
+    cdef double x_norm, norms_sum, dist
+    cdef const floating* gram_row
+    cdef const double* y_norms_tile = y_norms + j0
+    cdef floating* out_row
+
+    while k0 < d:
+        kc = min(<Py_ssize_t>DEPTH, d - k0)
+        if pack_x or d > DEPTH:
+            _pack_centred(X, d, i0, ni, k0, kc, shift, x_packed)
+        _pack_centred(Y, d, j0, nj, k0, kc, shift, y_packed)
+        gemm_k = <int>kc
+        ld_packed = <int>kc
+        # Row-major gram (ni x nj) is column-major gram^T (nj x ni) = -2 Yp Xp^T.
+        _gemm(gemm_m, gemm_n, gemm_k, y_packed, ld_packed, x_packed, ld_packed,
+              0.0 if k0 == 0 else 1.0, gram, ld_gram)
+        k0 += kc
+
+    for a in range(ni):
+        i = i0 + a
+        gram_row = gram + a * nj
+        out_row = out + i * m + j0
+        x_norm = x_norms[i]
+        b_start = 0
+        if diagonal_tile:
+            out_row[a] = 0
+            b_start = a + 1
+        # First pass: vectorisable; flags whether any entry of the row is suspect.
+        suspect_bits = 0
+        for b in range(b_start, nj):
+            norms_sum = x_norm + y_norms_tile[b]
+            dist = norms_sum + <double>gram_row[b]
+            out_row[b] = <floating>dist
+            suspect_bits = suspect_bits | fastgd_suspect_bits(dist, norms_sum, CANCELLATION_RATIO)
+            # A positive double may still round to 0 in float32.
+            suspect_bits = suspect_bits | _zero_bits(out_row[b])
+        # Second pass, rare: recompute the suspect entries by direct differences.
+        if suspect_bits >> 63:
+            for b in range(b_start, nj):
+                norms_sum = x_norm + y_norms_tile[b]
+                dist = norms_sum + <double>gram_row[b]
+                if _expansion_suspect(dist, norms_sum) or out_row[b] == 0:
+                    out_row[b] = _rounded_sqdist(X + i * d, Y + (j0 + b) * d, d)
+        if symmetric:
+            for b in range(b_start, nj):
+                out[(j0 + b) * m + i] = out_row[b]
+
+
+cdef inline void _direct_lanes(const floating* x, const double* y_columns,
+                               Py_ssize_t stride, Py_ssize_t d,
+                               double* result) noexcept nogil:
+    """result[l] = sum_k (x[k] - y_columns[k * stride + l])^2 for l < LANES, in registers."""
+    cdef double acc[LANES]
+    cdef double xk, diff
+    cdef Py_ssize_t k
+    cdef int lane
+    for lane in range(LANES):
+        acc[lane] = 0.0
+    for k in range(d):
+        xk = <double>x[k]
+        for lane in range(LANES):
+            diff = xk - y_columns[k * stride + lane]
+            acc[lane] += diff * diff
+    for lane in range(LANES):
+        result[lane] = acc[lane]
+
+
+cdef void _direct_tile(const floating* X, const floating* Y, floating* out,
+                       Py_ssize_t d, Py_ssize_t m, bint symmetric,
+                       Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
+                       double* y_columns, double* row) noexcept nogil:
+    """One output tile by direct differences, LANES rows of Y at a time."""
+    cdef Py_ssize_t a, b, k, i, b_start
+    cdef double diff, acc
+    cdef uint64_t zero_bits
+    cdef const floating* x_row
+    cdef floating* out_row
+
+    # y_columns[k, b] = Y[j0 + b, k]: contiguous in b.
+    for b in range(nj):
+        for k in range(d):
+            y_columns[k * nj + b] = <double>Y[(j0 + b) * d + k]
+
+    for a in range(ni):
+        i = i0 + a
+        x_row = X + i * d
+        out_row = out + i * m + j0
+        b_start = 0
+        if symmetric and i0 == j0:
+            b_start = a + 1
+        b = b_start
+        while b + LANES <= nj:
+            _direct_lanes(x_row, y_columns + b, nj, d, row + b)
+            b += LANES
+        while b < nj:
+            acc = 0.0
+            for k in range(d):
+                diff = <double>x_row[k] - y_columns[k * nj + b]
+                acc += diff * diff
+            row[b] = acc
+            b += 1
+        if symmetric and i0 == j0:
+            out_row[a] = 0
+        zero_bits = 0
+        for b in range(b_start, nj):
+            out_row[b] = <floating>row[b]
+            zero_bits = zero_bits | _zero_bits(out_row[b])
+        if zero_bits >> 63:  # rare: a zero for rows that differ is an underflow
+            for b in range(b_start, nj):
+                if out_row[b] == 0 and not _rows_equal(x_row, Y + (j0 + b) * d, d):
+                    out_row[b] = _smallest_subnormal(out_row[b])
+        if symmetric:
+            for b in range(b_start, nj):
+                out[(j0 + b) * m + i] = out_row[b]
+
+
+cdef inline void _tile_of_task(Py_ssize_t task, Py_ssize_t n_col_tiles, bint symmetric,
+                               Py_ssize_t* row_tile, Py_ssize_t* col_tile) noexcept nogil:
+    """Task number -> (row tile, column tile); upper triangle only when symmetric."""
+    cdef Py_ssize_t r = 0, remaining = task, row_length
+    if not symmetric:
+        row_tile[0] = task // n_col_tiles
+        col_tile[0] = task % n_col_tiles
+        return
+    row_length = n_col_tiles
+    while remaining >= row_length:
+        remaining -= row_length
+        r += 1
+        row_length -= 1
+    row_tile[0] = r
+    col_tile[0] = r + remaining
+
+
+cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
+                    Py_ssize_t n, Py_ssize_t m, Py_ssize_t d, bint symmetric,
+                    bint expansion, const double* shift, const double* x_norms,
+                    const double* y_norms, Py_ssize_t task_begin,
+                    Py_ssize_t task_end) noexcept nogil:
+    """Compute the tiles of tasks [task_begin, task_end) with scratch buffers of our own.
+
+    Returns 0, or -1 when the scratch buffers could not be allocated.
+    """
+    cdef Py_ssize_t n_col_tiles = (m + TILE - 1) // TILE
+    cdef Py_ssize_t task, row_tile, col_tile, i0, j0, packed_row_tile = -1
+    cdef Py_ssize_t depth = min(<Py_ssize_t>DEPTH, d)
+    cdef floating* x_packed = NULL
+    cdef floating* y_packed = NULL
+    cdef floating* gram = NULL
+    cdef double* y_columns = NULL
+    cdef double* row = NULL
+    cdef int status = 0
+    if expansion:
+        x_packed = <floating*>malloc(TILE * depth * sizeof(floating))
+        y_packed = <floating*>malloc(TILE * depth * sizeof(floating))
+        gram = <floating*>malloc(TILE * TILE * sizeof(floating))
+        if x_packed == NULL or y_packed == NULL or gram == NULL:
+            status = -1
+    else:
+        y_columns = <double*>malloc(TILE * d * sizeof(double))
+        row = <double*>malloc(TILE * sizeof(double))
+        if y_columns == NULL or row == NULL:
+            status = -1
+    if status == 0:
+        for task in range(task_begin, task_end):
+            _tile_of_task(task, n_col_tiles, symmetric, &row_tile, &col_tile)
+            i0 = row_tile * TILE
+            j0 = col_tile * TILE
+            if expansion:
+                _expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
+                                i0, min(<Py_ssize_t>TILE, n - i0),
+                                j0, min(<Py_ssize_t>TILE, m - j0),
+                                row_tile != packed_row_tile, x_packed, y_packed, gram)
+                packed_row_tile = row_tile
+            else:
+                _direct_tile(X, Y, out, d, m, symmetric,
+                             i0, min(<Py_ssize_t>TILE, n - i0),
+                             j0, min(<Py_ssize_t>TILE, m - j0), y_columns, row)
+    free(x_packed)
+    free(y_packed)
+    free(gram)
+    free(y_columns)
+    free(row)
+    return status
+
+
+cdef void _column_shift(const floating* X, Py_ssize_t n, const floating* Y, Py_ssize_t m,
+                        Py_ssize_t d, double* shift) noexcept nogil:
+    """Mean of every column over the rows of X and Y; 0 where it is not finite."""
+    cdef Py_ssize_t r, k
+    memset(shift, 0, d * sizeof(double))
+    for r in range(n):
+        for k in range(d):
+            shift[k] += X[r * d + k]
+    for r in range(m):
+        for k in range(d):
+            shift[k] += Y[r * d + k]
+    for k in range(d):
+        shift[k] /= <double>(n + m)
+        if not (-DBL_MAX <= shift[k] <= DBL_MAX):
+            shift[k] = 0.0
+
+
+def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, ::1] out,
+                bint symmetric, bint expansion, int n_threads):
+    """Fill out[i, j] = ||X[i] - Y[j]||^2 (see the module docstring).
+
+    X (n, d), Y (m, d) and out (n, m) share one dtype. With ``symmetric`` Y must
+    be X. The caller has checked shapes, n, m, d >= 1 and n_threads >= 1; the
+    parallel region is opened only when n_threads > 1.
+    """
+    cdef Py_ssize_t n = X.shape[0], m = Y.shape[0], d = X.shape[1]
+    cdef Py_ssize_t n_row_tiles = (n + TILE - 1) // TILE
+    cdef Py_ssize_t n_col_tiles = (m + TILE - 1) // TILE
+    cdef Py_ssize_t n_tasks, chunk, begin, end
+    cdef int n_failed = 0, thread
+    cdef double[::1] shift = np.zeros(d if expansion else 1)
+    cdef double[::1] x_norms = np.empty(n if expansion else 1)
+    cdef double[::1] y_norms = x_norms if symmetric else np.empty(m if expansion else 1)
+    cdef const floating* x_data = &X[0, 0]
+    cdef const floating* y_data = &Y[0, 0]
+    cdef floating* out_data = &out[0, 0]
+
+    if symmetric:
+        n_tasks = n_row_tiles * (n_row_tiles + 1) // 2
+    else:
+        n_tasks = n_row_tiles * n_col_tiles
+    n_threads = <int>min(<Py_ssize_t>n_threads, n_tasks)
+
+    with nogil:
+        if expansion:
+            _column_shift(x_data, n, y_data, 0 if symmetric else m, d, &shift[0])
+            _centred_sq_norms(x_data, n, d, &shift[0], &x_norms[0])
+            if not symmetric:
+                _centred_sq_norms(y_data, m, d, &shift[0], &y_norms[0])
+        if n_threads <= 1:
+            n_failed = -_run_tasks(x_data, y_data, out_data, n, m, d, symmetric, expansion,
+                                   &shift[0], &x_norms[0], &y_norms[0], 0, n_tasks)
+        else:
+            # Contiguous blocks of tasks, one per thread: neighbouring tiles share rows of X.
+            chunk = (n_tasks + n_threads - 1) // n_threads
+            for thread in prange(n_threads, num_threads=n_threads, schedule="static"):
+                begin = thread * chunk
+                end = min(begin + chunk, n_tasks)
+                if begin < end:
+                    n_failed += -_run_tasks(x_data, y_data, out_data, n, m, d, symmetric,
+                                            expansion, &shift[0], &x_norms[0], &y_norms[0],
+                                            begin, end)
+    if n_failed:
+        raise MemoryError("fastgd.sqeuclidean: could not allocate per-thread tile buffers")

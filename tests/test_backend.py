@@ -1,0 +1,135 @@
+"""Backend selection: get_backend, use_backend, FASTGD_BACKEND, FASTGD_REQUIRE_EXTENSION."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import fastgd
+
+
+def run_python(code, **environment):
+    """Run code in a fresh interpreter (so import-time behaviour is seen) and return it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTGD_")}
+    env.update(environment)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, env=env, timeout=120, cwd=os.path.dirname(__file__),
+    )
+
+
+def test_compiled_backend_is_active_when_installed():
+    # The tests run against an installed fastgd, whose extension must import.
+    if os.environ.get("FASTGD_BACKEND", "").lower() == "numpy":
+        assert fastgd.get_backend() == "numpy"
+    else:
+        assert fastgd.get_backend() == "compiled"
+
+
+def test_use_backend_switches_and_restores():
+    before = fastgd.get_backend()
+    with fastgd.use_backend("numpy"):
+        assert fastgd.get_backend() == "numpy"
+        with fastgd.use_backend("compiled"):
+            assert fastgd.get_backend() == "compiled"
+        assert fastgd.get_backend() == "numpy"
+    assert fastgd.get_backend() == before
+
+
+def test_use_backend_restores_after_an_exception():
+    before = fastgd.get_backend()
+    with pytest.raises(RuntimeError), fastgd.use_backend("numpy"):
+        raise RuntimeError("boom")
+    assert fastgd.get_backend() == before
+
+
+def test_use_backend_is_local_to_a_thread():
+    seen = []
+    with fastgd.use_backend("numpy"):
+        thread = threading.Thread(target=lambda: seen.append(fastgd.get_backend()))
+        thread.start()
+        thread.join()
+    assert seen == ["compiled" if os.environ.get("FASTGD_BACKEND") != "numpy" else "numpy"]
+
+
+def test_use_backend_rejects_unknown_names():
+    with pytest.raises(ValueError, match=r"backend must be one of .*got 'fortran'"):
+        with fastgd.use_backend("fortran"):
+            pass
+
+
+def test_environment_forces_numpy_backend():
+    result = run_python(
+        "import fastgd; print(fastgd.get_backend())", FASTGD_BACKEND="numpy"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "numpy"
+    assert "RuntimeWarning" not in result.stderr
+
+
+def test_environment_rejects_unknown_backend():
+    result = run_python("import fastgd", FASTGD_BACKEND="gpu")
+    assert result.returncode != 0
+    assert "FASTGD_BACKEND must be one of 'auto', 'compiled', 'numpy'; got 'gpu'" in result.stderr
+
+
+HIDE_EXTENSION = """
+import sys
+sys.modules["fastgd._ext._pairwise"] = None  # as if the extension were not built
+"""
+
+
+def test_missing_extension_warns_once_and_falls_back():
+    result = run_python(
+        HIDE_EXTENSION
+        + """
+import warnings
+import numpy as np
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import fastgd
+    import fastgd.distances
+print(fastgd.get_backend(), len([w for w in caught if "compiled extension" in str(w.message)]))
+print(fastgd.sqeuclidean(np.array([[0.0, 0.0], [3.0, 4.0]]))[0, 1])
+"""
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["numpy", "1", "25.0"]
+
+
+def test_require_extension_turns_fallback_into_import_error():
+    result = run_python(HIDE_EXTENSION + "import fastgd", FASTGD_REQUIRE_EXTENSION="1")
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr
+    assert "FASTGD_REQUIRE_EXTENSION=1" in result.stderr
+
+
+def test_use_backend_compiled_without_extension_raises():
+    result = run_python(
+        HIDE_EXTENSION
+        + """
+import fastgd
+try:
+    with fastgd.use_backend("compiled"):
+        pass
+except ImportError as error:
+    print("ImportError", error)
+""",
+        FASTGD_BACKEND="numpy",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ImportError the compiled backend is not available")
+
+
+def test_both_backends_give_the_same_answer_on_a_small_case():
+    X = np.array([[1.0, 2.0], [4.0, 6.0]])
+    with fastgd.use_backend("numpy"):
+        twin = fastgd.sqeuclidean(X)
+    with fastgd.use_backend("compiled"):
+        compiled = fastgd.sqeuclidean(X)
+    np.testing.assert_array_equal(twin, compiled)
+    np.testing.assert_array_equal(compiled, [[0.0, 25.0], [25.0, 0.0]])
