@@ -11,7 +11,7 @@ import numpy as np
 
 # The same constants as src_c/_pairwise.pyx.
 PAIRWISE_ROW_CHUNK = 256
-CANCELLATION_RATIO = 0.6
+CANCELLATION_RATIO = 0.5
 
 
 def _sequential_sqdist(X_rows, Y_rows):
@@ -69,7 +69,9 @@ def sqeuclidean(X, Y, out, symmetric, expansion, n_threads):
             norms_sum = x_norms[i0:i1, None] + y_norms[None, :]
             with np.errstate(invalid="ignore", over="ignore"):
                 dist = norms_sum + (-2.0 * (Xc[i0:i1] @ Yc.T)).astype(np.float64)
-                margin = dist - CANCELLATION_RATIO * norms_sum
+                # Kept entries exceed the floor, so never round to 0 in the output dtype.
+                floor = np.finfo(np.float32).smallest_subnormal if out.dtype == np.float32 else 0
+                margin = dist - np.maximum(CANCELLATION_RATIO * norms_sum, floor)
                 suspect = ~((margin > 0) & np.isfinite(margin))
             r, c = np.nonzero(suspect)
             dist[r, c] = _sequential_sqdist(X64[i0 + r], Y64[c])

@@ -22,11 +22,46 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.float cimport DBL_MAX
-from libc.math cimport nextafter, nextafterf
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* The smallest positive subnormals: 2^-149 and 2^-1074. */
+    #define FASTGD_FLOAT_TRUE_MIN 0x1p-149f
+    #define FASTGD_DOUBLE_TRUE_MIN 0x1p-1074
+    /* Top bit set unless margin is positive and finite. bits + 2^52 carries into the top bit
+       for +inf and +NaN and keeps it for -0 and negative finite values; bits - 1 wraps for
+       +0 and keeps it for -inf and -NaN. Integer add and OR only, so a loop that ORs these
+       together vectorises on baseline SSE2, where a compare accumulated into a flag does not. */
+    static inline uint64_t fastgd_margin_bits(double margin) {
+        uint64_t bits;
+        memcpy(&bits, &margin, sizeof bits);
+        return (bits + 0x0010000000000000ULL) | (bits - 1);
+    }
+    /* Top bit set where a stored value may be zero (also for negative or NaN values,
+       which only costs a closer look): vectorisable, like the above. */
+    static inline uint64_t fastgd_zero_bits_double(double value) {
+        uint64_t bits;
+        memcpy(&bits, &value, sizeof bits);
+        return bits - 1;
+    }
+    static inline uint64_t fastgd_zero_bits_float(float value) {
+        uint32_t bits;
+        memcpy(&bits, &value, sizeof bits);
+        return (uint64_t)bits - 1;
+    }
+    """
+    const float FASTGD_FLOAT_TRUE_MIN
+    const double FASTGD_DOUBLE_TRUE_MIN
+    uint64_t fastgd_margin_bits(double margin) noexcept nogil
+    uint64_t fastgd_zero_bits_double(double value) noexcept nogil
+    uint64_t fastgd_zero_bits_float(float value) noexcept nogil
 
 
 cdef enum:
@@ -36,11 +71,16 @@ cdef enum:
     DEPTH = 256
     # Rows of Y that the direct kernel keeps in registers at once.
     LANES = 8
+    # Entries of an output row checked together for cancellation; only a flagged
+    # block is scanned again, so a rare suspect entry costs a block, not a row.
+    SUSPECT_BLOCK = 32
 
-# Where the expansion is kept: D - CANCELLATION_RATIO * (||x||^2 + ||y||^2) >= +0, finite.
-# Below it, the rounding error of the expansion (about 2 (d + 2) u (||x||^2 + ||y||^2))
-# could exceed the promised 4 (d + 2) u D, so the entry is recomputed directly.
-cdef double CANCELLATION_RATIO = 0.6
+# Where the expansion is kept: D - CANCELLATION_RATIO * S > 0 and finite, S = ||x||^2 + ||y||^2
+# of the centred rows. The expansion's error is at most about (2d + 1) u S from the norms and
+# the GEMM, plus (1 + 2 sqrt(2 / ratio)) u D from the final rounding and the centring; with
+# S <= D / 0.5 that is (4d + 7) u D, inside the promised 4 (d + 2) u D. Everything else is
+# recomputed by direct differences.
+cdef double CANCELLATION_RATIO = 0.5
 
 
 cdef inline double _direct_sqdist(const floating* x, const floating* y,
@@ -64,9 +104,9 @@ cdef inline bint _rows_equal(const floating* x, const floating* y, Py_ssize_t d)
 
 cdef inline floating _smallest_subnormal(floating value) noexcept nogil:
     if floating is float:
-        return nextafterf(0.0, 1.0)
+        return FASTGD_FLOAT_TRUE_MIN
     else:
-        return nextafter(0.0, 1.0)
+        return FASTGD_DOUBLE_TRUE_MIN
 
 
 cdef inline floating _rounded_sqdist(const floating* x, const floating* y,
@@ -129,41 +169,15 @@ cdef inline void _gemm(int m, int n, int k, const floating* a, int lda,
               &beta_d, c, &ldc)
 
 
-cdef extern from *:
-    """
-    #include <stdint.h>
-    #include <string.h>
-    /* Top bit set where the expansion must not be trusted: margin = dist - ratio * norms_sum
-       negative (sign bit), NaN or infinite (all-ones exponent; this also catches an
-       overflowed norm sum). Integer OR and add only, so the loop that ORs these together
-       vectorises on baseline SSE2, where a compare accumulated into a flag does not. */
-    static inline uint64_t fastgd_suspect_bits(double dist, double norms_sum, double ratio) {
-        double margin = dist - ratio * norms_sum;
-        uint64_t bits;
-        memcpy(&bits, &margin, sizeof bits);
-        /* bits - 1 has its top bit set for +0 too: a kept entry is strictly positive. */
-        return bits | (bits - 1) | ((bits & 0x7FF0000000000000ULL) + 0x0010000000000000ULL);
-    }
-    /* Top bit set where a stored value may be zero (also for negative or NaN values,
-       which only costs a closer look): vectorisable, like the above. */
-    static inline uint64_t fastgd_zero_bits_double(double value) {
-        uint64_t bits;
-        memcpy(&bits, &value, sizeof bits);
-        return bits - 1;
-    }
-    static inline uint64_t fastgd_zero_bits_float(float value) {
-        uint32_t bits;
-        memcpy(&bits, &value, sizeof bits);
-        return (uint64_t)bits - 1;
-    }
-    """
-    uint64_t fastgd_suspect_bits(double dist, double norms_sum, double ratio) noexcept nogil
-    uint64_t fastgd_zero_bits_double(double value) noexcept nogil
-    uint64_t fastgd_zero_bits_float(float value) noexcept nogil
-
-
-cdef inline bint _expansion_suspect(double dist, double norms_sum) noexcept nogil:
-    return (fastgd_suspect_bits(dist, norms_sum, CANCELLATION_RATIO) >> 63) != 0
+cdef inline uint64_t _suspect_bits(double dist, double norms_sum,
+                                   floating* out_dtype) noexcept nogil:
+    """Top bit set where the expansion is not kept: unless dist > CANCELLATION_RATIO *
+    norms_sum, finite, and (float32) above the smallest float32 subnormal, so that a kept
+    entry never rounds to 0. NaN and an overflowed norm sum make the margin NaN or inf."""
+    cdef double threshold = CANCELLATION_RATIO * norms_sum
+    if floating is float:
+        threshold = max(threshold, <double>FASTGD_FLOAT_TRUE_MIN)
+    return fastgd_margin_bits(dist - threshold)
 
 
 cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
@@ -178,7 +192,7 @@ cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
     ``pack_x`` False reuses x_packed from the previous tile (same rows, d <= DEPTH).
     """
     cdef int gemm_m = <int>nj, gemm_n = <int>ni, gemm_k, ld_packed, ld_gram = <int>nj
-    cdef Py_ssize_t k0 = 0, kc, a, b, i, b_start
+    cdef Py_ssize_t k0 = 0, kc, a, b, i, b_start, block_start, block_end
     cdef bint diagonal_tile = symmetric and i0 == j0
     cdef uint64_t suspect_bits
     cdef double x_norm, norms_sum, dist
@@ -207,22 +221,24 @@ cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
         if diagonal_tile:
             out_row[a] = 0
             b_start = a + 1
-        # First pass: vectorisable; flags whether any entry of the row is suspect.
-        suspect_bits = 0
-        for b in range(b_start, nj):
-            norms_sum = x_norm + y_norms_tile[b]
-            dist = norms_sum + <double>gram_row[b]
-            out_row[b] = <floating>dist
-            suspect_bits = suspect_bits | fastgd_suspect_bits(dist, norms_sum, CANCELLATION_RATIO)
-            # A positive double may still round to 0 in float32.
-            suspect_bits = suspect_bits | _zero_bits(out_row[b])
-        # Second pass, rare: recompute the suspect entries by direct differences.
-        if suspect_bits >> 63:
-            for b in range(b_start, nj):
+        block_start = b_start
+        while block_start < nj:
+            block_end = min(block_start + SUSPECT_BLOCK, nj)
+            # First pass over the block: vectorisable, flags whether any entry is suspect.
+            suspect_bits = 0
+            for b in range(block_start, block_end):
                 norms_sum = x_norm + y_norms_tile[b]
                 dist = norms_sum + <double>gram_row[b]
-                if _expansion_suspect(dist, norms_sum) or out_row[b] == 0:
-                    out_row[b] = _rounded_sqdist(X + i * d, Y + (j0 + b) * d, d)
+                out_row[b] = <floating>dist
+                suspect_bits = suspect_bits | _suspect_bits(dist, norms_sum, out)
+            # Second pass, only over a flagged block: recompute by direct differences.
+            if suspect_bits >> 63:
+                for b in range(block_start, block_end):
+                    norms_sum = x_norm + y_norms_tile[b]
+                    dist = norms_sum + <double>gram_row[b]
+                    if _suspect_bits(dist, norms_sum, out) >> 63:
+                        out_row[b] = _rounded_sqdist(X + i * d, Y + (j0 + b) * d, d)
+            block_start = block_end
         if symmetric:
             for b in range(b_start, nj):
                 out[(j0 + b) * m + i] = out_row[b]

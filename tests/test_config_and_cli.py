@@ -54,10 +54,11 @@ def test_cli_version_and_help(capsys):
 
 
 @pytest.mark.parametrize("command", [["fastgd", "info"], [sys.executable, "-m", "fastgd", "info"]])
-def test_cli_as_installed_commands(command):
+def test_cli_as_installed_commands(command, tmp_path):
     if command[0] == "fastgd":
         command[0] = os.path.join(os.path.dirname(sys.executable), "fastgd")
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    # From an empty directory: `python -m` puts the working directory on sys.path.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"fastgd {fastgd.__version__}" in result.stdout
 

@@ -10,6 +10,7 @@ from oracles import exact_sqeuclidean, sqeuclidean_error_bound
 from scipy.spatial.distance import cdist
 
 import fastgd
+from fastgd.distances import DIRECT_MAX_FEATURES
 
 METHODS = ["auto", "expansion", "direct"]
 
@@ -82,7 +83,7 @@ def test_compiled_matches_numpy_twin(float_dtype, rng, method, shape):
             compiled = fastgd.sqeuclidean(X, Y_arg, method=method)
         with fastgd.use_backend("numpy"):
             twin = fastgd.sqeuclidean(X, Y_arg, method=method)
-        if method == "direct" or (method == "auto" and d < 16):
+        if method == "direct" or (method == "auto" and d < DIRECT_MAX_FEATURES):
             # Same additions in the same order: bitwise identical.
             assert_array_equal(compiled, twin)
         else:
@@ -225,3 +226,34 @@ def test_property_accurate_nonnegative_zero_iff_equal(data, n, m, d, dtype, offs
         assert_accurate(D, X, Y, dtype)
         assert_array_equal(S, S.T)
         assert_array_equal(np.diag(S), 0)
+
+
+@pytest.mark.parametrize("margin", [0.0, -0.0, -1e-300, -np.inf, np.inf, np.nan, -np.nan,
+                                    5e-324, 1.0, 1e308])
+def test_expansion_trusts_only_positive_finite_margins(margin):
+    """The bit trick behind the epilogue: compared with the plain predicate it replaces."""
+    kept = bool(margin > 0 and np.isfinite(margin))
+    bits = np.array([margin]).view(np.uint64)[0]
+    with np.errstate(over="ignore"):
+        flagged = ((bits + np.uint64(1 << 52)) | (bits - np.uint64(1))) >> np.uint64(63)
+    assert bool(flagged) is not kept
+
+
+def test_no_temporaries_of_the_output_size(rng):
+    import tracemalloc
+
+    X = rng.standard_normal((1500, 64))
+    Y = rng.standard_normal((1200, 64))
+    out = np.empty((1500, 1200))
+    out_square = np.empty((1500, 1500))
+    with fastgd.use_backend("compiled"):
+        for method in METHODS:
+            fastgd.sqeuclidean(X, Y, out=out, method=method)  # warm up imports and caches
+            tracemalloc.start()
+            fastgd.sqeuclidean(X, Y, out=out, method=method)
+            fastgd.sqeuclidean(X, out=out_square, method=method)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            # The traced (NumPy) allocations are the norms and the shift, O(n + m + d); the
+            # output is 14 MB. The per-thread tiles (about 1.5 MB) are malloc'ed in C.
+            assert peak < 200_000, (method, peak)
