@@ -9,8 +9,8 @@ Two methods, both writing each output entry exactly once:
   norms, recomputes by direct differences every entry where the expansion may
   have cancelled (D < CANCELLATION_RATIO * (||x||^2 + ||y||^2), NaN, or an
   overflowed norm), and rounds once to the output dtype.
-* direct: sum_k (x_k - y_k)^2 in double, LANES rows of Y at a time in registers
-  (rows of Y stored column-wise in the tile).
+* direct: sum_k (x_k - y_k)^2 in double, in order over k, LANES rows of Y at a
+  time in registers (rows of Y stored column-wise in the tile).
 
 The output is cut into square tiles of rows of X by rows of Y; with Y is X only
 the upper triangle of tiles is computed and mirrored. Tiles are the unit of
@@ -65,9 +65,11 @@ cdef extern from *:
 
 
 cdef enum:
-    # Rows of X (and of Y) in one output tile; the Gram tile is TILE x TILE doubles.
+    # Rows of X (and of Y) in one output tile; the Gram tile is TILE x TILE in the input's
+    # precision, the direct method's sums TILE x TILE doubles.
     TILE = 256
-    # Columns of the packed tiles per GEMM call; longer rows are accumulated in chunks.
+    # Features per packed tile (per GEMM call, per direct pass); more are taken in chunks,
+    # so the scratch memory per thread does not grow with d.
     DEPTH = 256
     # Rows of Y that the direct kernel keeps in registers at once.
     LANES = 8
@@ -245,71 +247,87 @@ cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
 
 
 cdef inline void _direct_lanes(const floating* x, const double* y_columns,
-                               Py_ssize_t stride, Py_ssize_t d,
-                               double* result) noexcept nogil:
-    """result[l] = sum_k (x[k] - y_columns[k * stride + l])^2 for l < LANES, in registers."""
+                               Py_ssize_t stride, Py_ssize_t depth, bint resume,
+                               double* sums) noexcept nogil:
+    """sums[l] (+)= sum_k (x[k] - y_columns[k * stride + l])^2 for l < LANES, in registers.
+
+    With ``resume`` the sums continue from their stored values, so chunks of
+    features add up in the same order as one sequential loop.
+    """
     cdef double acc[LANES]
     cdef double xk, diff
     cdef Py_ssize_t k
     cdef int lane
     for lane in range(LANES):
-        acc[lane] = 0.0
-    for k in range(d):
+        acc[lane] = sums[lane] if resume else 0.0
+    for k in range(depth):
         xk = <double>x[k]
         for lane in range(LANES):
             diff = xk - y_columns[k * stride + lane]
             acc[lane] += diff * diff
     for lane in range(LANES):
-        result[lane] = acc[lane]
+        sums[lane] = acc[lane]
+
+
+cdef void _store_direct_row(const floating* X, const floating* Y, floating* out,
+                            Py_ssize_t d, Py_ssize_t m, bint symmetric, Py_ssize_t i,
+                            Py_ssize_t j0, Py_ssize_t b_start, Py_ssize_t nj,
+                            const double* sums) noexcept nogil:
+    """Round one row of sums into out (and its mirror); 0 only for equal rows."""
+    cdef Py_ssize_t b
+    cdef uint64_t zero_bits = 0
+    cdef floating* out_row = out + i * m + j0
+    for b in range(b_start, nj):
+        out_row[b] = <floating>sums[b]
+        zero_bits = zero_bits | _zero_bits(out_row[b])
+    if zero_bits >> 63:  # rare: a zero for rows that differ is an underflow
+        for b in range(b_start, nj):
+            if out_row[b] == 0 and not _rows_equal(X + i * d, Y + (j0 + b) * d, d):
+                out_row[b] = _smallest_subnormal(out_row[b])
+    if symmetric:
+        for b in range(b_start, nj):
+            out[(j0 + b) * m + i] = out_row[b]
 
 
 cdef void _direct_tile(const floating* X, const floating* Y, floating* out,
                        Py_ssize_t d, Py_ssize_t m, bint symmetric,
                        Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
-                       double* y_columns, double* row) noexcept nogil:
-    """One output tile by direct differences, LANES rows of Y at a time."""
-    cdef Py_ssize_t a, b, k, i, b_start
+                       double* y_columns, double* sums) noexcept nogil:
+    """One output tile by direct differences, LANES rows of Y at a time, DEPTH features
+    at a time; each row is stored once its last chunk is summed (still in L1)."""
+    cdef Py_ssize_t a, b, k, i, b_start, k0 = 0, kc
     cdef double diff, acc
-    cdef uint64_t zero_bits
-    cdef const floating* x_row
-    cdef floating* out_row
+    cdef bint diagonal_tile = symmetric and i0 == j0
+    cdef const floating* x_chunk
+    cdef double* row
 
-    # y_columns[k, b] = Y[j0 + b, k]: contiguous in b.
-    for b in range(nj):
-        for k in range(d):
-            y_columns[k * nj + b] = <double>Y[(j0 + b) * d + k]
-
-    for a in range(ni):
-        i = i0 + a
-        x_row = X + i * d
-        out_row = out + i * m + j0
-        b_start = 0
-        if symmetric and i0 == j0:
-            b_start = a + 1
-        b = b_start
-        while b + LANES <= nj:
-            _direct_lanes(x_row, y_columns + b, nj, d, row + b)
-            b += LANES
-        while b < nj:
-            acc = 0.0
-            for k in range(d):
-                diff = <double>x_row[k] - y_columns[k * nj + b]
-                acc += diff * diff
-            row[b] = acc
-            b += 1
-        if symmetric and i0 == j0:
-            out_row[a] = 0
-        zero_bits = 0
-        for b in range(b_start, nj):
-            out_row[b] = <floating>row[b]
-            zero_bits = zero_bits | _zero_bits(out_row[b])
-        if zero_bits >> 63:  # rare: a zero for rows that differ is an underflow
-            for b in range(b_start, nj):
-                if out_row[b] == 0 and not _rows_equal(x_row, Y + (j0 + b) * d, d):
-                    out_row[b] = _smallest_subnormal(out_row[b])
-        if symmetric:
-            for b in range(b_start, nj):
-                out[(j0 + b) * m + i] = out_row[b]
+    while k0 < d:
+        kc = min(<Py_ssize_t>DEPTH, d - k0)
+        # y_columns[k, b] = Y[j0 + b, k0 + k]: contiguous in b.
+        for b in range(nj):
+            for k in range(kc):
+                y_columns[k * nj + b] = <double>Y[(j0 + b) * d + k0 + k]
+        for a in range(ni):
+            i = i0 + a
+            x_chunk = X + i * d + k0
+            row = sums + a * nj
+            b_start = a + 1 if diagonal_tile else 0
+            b = b_start
+            while b + LANES <= nj:
+                _direct_lanes(x_chunk, y_columns + b, nj, kc, k0 > 0, row + b)
+                b += LANES
+            while b < nj:
+                acc = row[b] if k0 > 0 else 0.0
+                for k in range(kc):
+                    diff = <double>x_chunk[k] - y_columns[k * nj + b]
+                    acc += diff * diff
+                row[b] = acc
+                b += 1
+            if k0 + kc == d:
+                if diagonal_tile:
+                    out[i * m + i] = 0
+                _store_direct_row(X, Y, out, d, m, symmetric, i, j0, b_start, nj, row)
+        k0 += kc
 
 
 cdef inline void _tile_of_task(Py_ssize_t task, Py_ssize_t n_col_tiles, bint symmetric,
@@ -345,7 +363,7 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
     cdef floating* y_packed = NULL
     cdef floating* gram = NULL
     cdef double* y_columns = NULL
-    cdef double* row = NULL
+    cdef double* sums = NULL
     cdef int status = 0
     if expansion:
         x_packed = <floating*>malloc(TILE * depth * sizeof(floating))
@@ -354,9 +372,9 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
         if x_packed == NULL or y_packed == NULL or gram == NULL:
             status = -1
     else:
-        y_columns = <double*>malloc(TILE * d * sizeof(double))
-        row = <double*>malloc(TILE * sizeof(double))
-        if y_columns == NULL or row == NULL:
+        y_columns = <double*>malloc(TILE * depth * sizeof(double))
+        sums = <double*>malloc(TILE * TILE * sizeof(double))
+        if y_columns == NULL or sums == NULL:
             status = -1
     if status == 0:
         for task in range(task_begin, task_end):
@@ -372,12 +390,12 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
             else:
                 _direct_tile(X, Y, out, d, m, symmetric,
                              i0, min(<Py_ssize_t>TILE, n - i0),
-                             j0, min(<Py_ssize_t>TILE, m - j0), y_columns, row)
+                             j0, min(<Py_ssize_t>TILE, m - j0), y_columns, sums)
     free(x_packed)
     free(y_packed)
     free(gram)
     free(y_columns)
-    free(row)
+    free(sums)
     return status
 
 

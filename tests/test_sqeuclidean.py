@@ -257,3 +257,37 @@ def test_no_temporaries_of_the_output_size(rng):
             # The traced (NumPy) allocations are the norms and the shift, O(n + m + d); the
             # output is 14 MB. The per-thread tiles (about 1.5 MB) are malloc'ed in C.
             assert peak < 200_000, (method, peak)
+
+
+@pytest.mark.parametrize("kind", ["random", "offset", "clustered"])
+@pytest.mark.parametrize("d", [16, 64, 256])
+def test_float32_is_accurate_to_a_few_ulps(backend, rng, kind, d):
+    """float32 results: the direct path is correctly rounded (it sums in float64); the
+    expansion (sgemm, float64 norms, float64 recomputation) stays within a few ulps."""
+    X = rng.standard_normal((200, d))
+    Y = rng.standard_normal((150, d))
+    if kind == "offset":
+        X += 100
+        Y += 100
+    elif kind == "clustered":
+        centre = rng.standard_normal(d)
+        X = 0.1 * X + centre
+        Y = 0.1 * Y + centre
+    X, Y = X.astype(np.float32), Y.astype(np.float32)
+    exact = exact_sqeuclidean(X, Y).astype(np.float64)
+    ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
+    for method, max_ulps in (("direct", 0.5 + 1e-6), ("expansion", 8.0)):
+        D = fastgd.sqeuclidean(X, Y, method=method).astype(np.float64)
+        assert np.max(np.abs(D - exact) / ulp) <= max_ulps, method
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_many_features_are_taken_in_chunks(backend, float_dtype, rng, method):
+    # d above the kernels' chunk of 256 features: several GEMM / direct passes per tile.
+    X = rng.standard_normal((40, 700)).astype(float_dtype) + 5
+    Y = rng.standard_normal((300, 700)).astype(float_dtype) + 5
+    D = fastgd.sqeuclidean(X, Y, method=method)
+    assert_accurate(D, X, Y, float_dtype)
+    S = fastgd.sqeuclidean(Y, method=method)
+    assert_array_equal(S, S.T)
+    assert_accurate(S, Y, Y, float_dtype)
