@@ -3,6 +3,11 @@
 Every round times fastgd and each peer once, one after the other (A B C A B C ...);
 the table shows fastgd's median time and each peer's median divided by it
 (above 1: fastgd is faster). Usage: python bench/sqeuclidean_ratios.py [--rounds N]
+
+With all threads, every call is preceded by a pause (--settle seconds): after a
+multi-threaded call, OpenBLAS's idle workers spin for about 2^28 cycles before they
+sleep, and whatever runs next on the same cores (an OpenMP kernel, or the BLAS of
+another library) would be timed against them.
 """
 
 import argparse
@@ -20,10 +25,12 @@ from sqeuclidean_cases import DTYPES, PEER_NAMES, SHAPES, make_data, peers
 import fastgd
 
 
-def interleaved_medians(functions, args, rounds):
+def interleaved_medians(functions, args, rounds, settle=0.0):
     times = {name: [] for name in functions}
     for _ in range(rounds):
         for name, function in functions.items():
+            if settle:
+                time.sleep(settle)
             start = time.perf_counter()
             function(*args)
             times[name].append(time.perf_counter() - start)
@@ -42,6 +49,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", choices=["1", "all", "both"], default="both")
+    parser.add_argument("--settle", type=float, default=0.25,
+                        help="seconds of pause before each call with all threads")
     arguments = parser.parse_args(argv)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor()) \
@@ -61,7 +70,8 @@ def main(argv=None):
                     functions = peers(n_threads)
                     for function in functions.values():  # warm up: first touch, BLAS init
                         function(X, Y)
-                    medians = interleaved_medians(functions, (X, Y), arguments.rounds)
+                    settle = arguments.settle if n_threads != 1 else 0.0
+                    medians = interleaved_medians(functions, (X, Y), arguments.rounds, settle)
                     base = medians["fastgd"]
                     cells = [
                         f"{'x'.join(map(str, shape))} {np.dtype(dtype).name}",

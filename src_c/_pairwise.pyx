@@ -9,8 +9,8 @@ Two methods, both writing each output entry exactly once:
   norms, recomputes by direct differences every entry where the expansion may
   have cancelled (D < CANCELLATION_RATIO * (||x||^2 + ||y||^2), NaN, or an
   overflowed norm), and rounds once to the output dtype.
-* direct: sum_k (x_k - y_k)^2 in double, in order over k, LANES rows of Y at a
-  time in registers (rows of Y stored column-wise in the tile).
+* direct: sum_k (x_k - y_k)^2 in double, in order over k, two rows of X at a time
+  against a tile of Y stored column-wise (the loop over Y rows vectorises).
 
 The output is cut into square tiles of rows of X by rows of Y; with Y is X only
 the upper triangle of tiles is computed and mirrored. Tiles are the unit of
@@ -71,8 +71,6 @@ cdef enum:
     # Features per packed tile (per GEMM call, per direct pass); more are taken in chunks,
     # so the scratch memory per thread does not grow with d.
     DEPTH = 256
-    # Rows of Y that the direct kernel keeps in registers at once.
-    LANES = 8
     # Entries of an output row checked together for cancellation; only a flagged
     # block is scanned again, so a rare suspect entry costs a block, not a row.
     SUSPECT_BLOCK = 32
@@ -246,27 +244,37 @@ cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
                 out[(j0 + b) * m + i] = out_row[b]
 
 
-cdef inline void _direct_lanes(const floating* x, const double* y_columns,
-                               Py_ssize_t stride, Py_ssize_t depth, bint resume,
-                               double* sums) noexcept nogil:
-    """sums[l] (+)= sum_k (x[k] - y_columns[k * stride + l])^2 for l < LANES, in registers.
+cdef inline void _direct_two_rows(const floating* x0, const floating* x1,
+                                  const double* y_columns, Py_ssize_t nj, Py_ssize_t b_start,
+                                  Py_ssize_t depth, bint resume, double* sums0,
+                                  double* sums1) noexcept nogil:
+    """sums0[b] (+)= sum_k (x0[k] - y_columns[k, b])^2, and the same for x1 into sums1.
 
-    With ``resume`` the sums continue from their stored values, so chunks of
-    features add up in the same order as one sequential loop.
+    Two rows of X share every load of Y; the loop over b vectorises. With ``resume``
+    the sums continue from their stored values, so chunks of features add up in the
+    order of one sequential loop (the first term is the square itself: 0 + t^2 = t^2).
     """
-    cdef double acc[LANES]
-    cdef double xk, diff
-    cdef Py_ssize_t k
-    cdef int lane
-    for lane in range(LANES):
-        acc[lane] = sums[lane] if resume else 0.0
+    cdef Py_ssize_t k, b
+    cdef double x0k, x1k, y, diff0, diff1
+    cdef const double* y_row
     for k in range(depth):
-        xk = <double>x[k]
-        for lane in range(LANES):
-            diff = xk - y_columns[k * stride + lane]
-            acc[lane] += diff * diff
-    for lane in range(LANES):
-        sums[lane] = acc[lane]
+        x0k = <double>x0[k]
+        x1k = <double>x1[k]
+        y_row = y_columns + k * nj
+        if k == 0 and not resume:
+            for b in range(b_start, nj):
+                y = y_row[b]
+                diff0 = x0k - y
+                diff1 = x1k - y
+                sums0[b] = diff0 * diff0
+                sums1[b] = diff1 * diff1
+        else:
+            for b in range(b_start, nj):
+                y = y_row[b]
+                diff0 = x0k - y
+                diff1 = x1k - y
+                sums0[b] += diff0 * diff0
+                sums1[b] += diff1 * diff1
 
 
 cdef void _store_direct_row(const floating* X, const floating* Y, floating* out,
@@ -293,13 +301,10 @@ cdef void _direct_tile(const floating* X, const floating* Y, floating* out,
                        Py_ssize_t d, Py_ssize_t m, bint symmetric,
                        Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
                        double* y_columns, double* sums) noexcept nogil:
-    """One output tile by direct differences, LANES rows of Y at a time, DEPTH features
-    at a time; each row is stored once its last chunk is summed (still in L1)."""
-    cdef Py_ssize_t a, b, k, i, b_start, k0 = 0, kc
-    cdef double diff, acc
+    """One output tile by direct differences, two rows of X at a time, DEPTH features at a
+    time; rows are stored once their last chunk is summed (still in L1)."""
+    cdef Py_ssize_t a, a1, b, k, i, b_start, k0 = 0, kc, row_in_pair
     cdef bint diagonal_tile = symmetric and i0 == j0
-    cdef const floating* x_chunk
-    cdef double* row
 
     while k0 < d:
         kc = min(<Py_ssize_t>DEPTH, d - k0)
@@ -307,26 +312,21 @@ cdef void _direct_tile(const floating* X, const floating* Y, floating* out,
         for b in range(nj):
             for k in range(kc):
                 y_columns[k * nj + b] = <double>Y[(j0 + b) * d + k0 + k]
-        for a in range(ni):
-            i = i0 + a
-            x_chunk = X + i * d + k0
-            row = sums + a * nj
+        for a in range(0, ni, 2):
+            # Rows a and a + 1; when a is the last row, row a again into the spare sums row
+            # a + 1 (it exists: an odd ni is below TILE), computed but not stored.
+            a1 = a + 1 if a + 1 < ni else a
             b_start = a + 1 if diagonal_tile else 0
-            b = b_start
-            while b + LANES <= nj:
-                _direct_lanes(x_chunk, y_columns + b, nj, kc, k0 > 0, row + b)
-                b += LANES
-            while b < nj:
-                acc = row[b] if k0 > 0 else 0.0
-                for k in range(kc):
-                    diff = <double>x_chunk[k] - y_columns[k * nj + b]
-                    acc += diff * diff
-                row[b] = acc
-                b += 1
+            _direct_two_rows(X + (i0 + a) * d + k0, X + (i0 + a1) * d + k0, y_columns, nj,
+                             b_start, kc, k0 > 0, sums + a * nj, sums + (a + 1) * nj)
             if k0 + kc == d:
-                if diagonal_tile:
-                    out[i * m + i] = 0
-                _store_direct_row(X, Y, out, d, m, symmetric, i, j0, b_start, nj, row)
+                for row_in_pair in range(a, a1 + 1):
+                    i = i0 + row_in_pair
+                    if diagonal_tile:
+                        out[i * m + i] = 0
+                    _store_direct_row(X, Y, out, d, m, symmetric, i, j0,
+                                      row_in_pair + 1 if diagonal_tile else 0, nj,
+                                      sums + row_in_pair * nj)
         k0 += kc
 
 
