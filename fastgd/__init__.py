@@ -15,10 +15,15 @@ from fastgd._backend import get_backend, use_backend
 from fastgd._config import show_config
 from fastgd._version import __version__
 from fastgd.distances import sqeuclidean
+from fastgd.optim import SGD, Adagrad, adagrad_update, sgd_update
 
 __all__ = [
+    "SGD",
+    "Adagrad",
     "__version__",
+    "adagrad_update",
     "get_backend",
+    "sgd_update",
     "show_config",
     "sqeuclidean",
     "use_backend",

@@ -12,6 +12,7 @@ import fastgd
 import fastgd._backend
 import fastgd._config
 import fastgd.distances
+import fastgd.optim
 from fastgd import cli
 
 
@@ -64,7 +65,9 @@ def test_cli_as_installed_commands(command, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "module", [fastgd, fastgd._backend, fastgd._config, fastgd.distances], ids=lambda m: m.__name__
+    "module",
+    [fastgd, fastgd._backend, fastgd._config, fastgd.distances, fastgd.optim],
+    ids=lambda m: m.__name__,
 )
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)

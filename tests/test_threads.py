@@ -3,6 +3,7 @@
 import os
 
 import pytest
+from conftest import require_peer
 
 from fastgd import _threads
 
@@ -35,7 +36,7 @@ def test_available_cpus_matches_affinity():
 
 
 def test_single_threaded_blas_limits_and_restores():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threadpoolctl = require_peer("threadpoolctl")
     before = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
               if lib["user_api"] == "blas"]
     with _threads.single_threaded_blas():

@@ -4,4 +4,5 @@ One module per kernel family, each built from ``src_c/<module>.pyx``:
 
 - ``_build_info``: how the extension was built, and the OpenMP runtime it sees.
 - ``_pairwise``: pairwise squared Euclidean distances.
+- ``_updates``: fused in-place optimizer updates (Adagrad, SGD).
 """

@@ -1,0 +1,80 @@
+"""The fused-update benchmark cases (Adagrad) and their peers, one thread each.
+
+Shared by the pytest-benchmark file and the interleaved ratio table.
+"""
+
+import numpy as np
+
+import fastgd
+from fastgd._backend import ext
+
+LR, EPS = 0.01, 1e-10
+# name -> list of array shapes updated by one call
+CASES = {
+    "1e7 float64": [(10_000_000,)],
+    "1e5 float64": [(100_000,)],
+    "1e3 float64": [(1_000,)],
+    "1000 x 100 float64": [(100,)] * 1000,
+}
+PEER_NAMES = ["fastgd.adagrad_update", "fastgd.Adagrad.step", "numpy", "numpy out=",
+              "torch fused", "torch for-loop", "bandwidth floor"]
+
+
+def make_state(shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal(s) for s in shapes]
+    grads = [rng.standard_normal(s) for s in shapes]
+    accums = [np.zeros(s) for s in shapes]
+    return params, grads, accums
+
+
+def peers(shapes):
+    """name -> zero-argument callable doing one Adagrad step; missing peers left out.
+    Every peer updates arrays of its own."""
+    params, grads, accums = make_state(shapes)
+    result = {
+        "fastgd.adagrad_update": lambda: fastgd.adagrad_update(
+            params, grads, accums, lr=LR, eps=EPS, n_threads=1),
+    }
+    optimizer = fastgd.Adagrad([p.copy() for p in params], lr=LR, eps=EPS, n_threads=1)
+    result["fastgd.Adagrad.step"] = lambda: optimizer.step(grads)
+    params, _, accums = make_state(shapes)
+
+    def idiomatic():
+        for p, g, G in zip(params, grads, accums, strict=True):
+            G += g * g
+            p -= LR * g / (np.sqrt(G) + EPS)
+
+    scratch = [np.empty_like(p) for p in params]
+    out_params, _, out_accums = make_state(shapes)
+
+    def with_out():
+        for p, g, G, t in zip(out_params, grads, out_accums, scratch, strict=True):
+            np.multiply(g, g, out=t)
+            np.add(G, t, out=G)
+            np.sqrt(G, out=t)
+            np.add(t, EPS, out=t)
+            np.divide(g, t, out=t)
+            np.multiply(t, LR, out=t)
+            np.subtract(p, t, out=p)
+
+    result["numpy"] = idiomatic
+    result["numpy out="] = with_out
+    try:
+        import torch
+    except ImportError:
+        pass
+    else:
+        torch.set_num_threads(1)
+        for name, options in (("torch fused", {"fused": True}),
+                              ("torch for-loop", {"foreach": False})):
+            tensors = [torch.tensor(p.copy(), requires_grad=True) for p in params]
+            for t, g in zip(tensors, grads, strict=True):
+                t.grad = torch.tensor(g)
+            torch_optimizer = torch.optim.Adagrad(tensors, lr=LR, eps=EPS, **options)
+            result[name] = torch_optimizer.step
+    if ext is not None and len(shapes) == 1:
+        floor_params, _, floor_accums = make_state(shapes)
+        result["bandwidth floor"] = lambda: ext._updates.bandwidth_floor(
+            floor_params[0], grads[0], floor_accums[0])
+    return result

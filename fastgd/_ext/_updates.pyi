@@ -1,0 +1,35 @@
+import numpy as np
+import numpy.typing as npt
+
+def adagrad_update(
+    params: list[npt.NDArray[np.floating]],
+    grads: list[npt.NDArray[np.floating]],
+    accums: list[npt.NDArray[np.floating]],
+    rate: float,
+    eps: float,
+    eps_mode: int,
+    weight_decay: float,
+    maximize: bool,
+    lower_bound: float,
+    n_threads: int,
+    parallel_min_elements: int,
+) -> None: ...
+def sgd_update(
+    params: list[npt.NDArray[np.floating]],
+    grads: list[npt.NDArray[np.floating]],
+    velocities: list[npt.NDArray[np.floating]] | None,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    weight_decay: float,
+    maximize: bool,
+    lower_bound: float,
+    n_threads: int,
+    parallel_min_elements: int,
+) -> None: ...
+def bandwidth_floor(
+    param: npt.NDArray[np.floating],
+    grad: npt.NDArray[np.floating],
+    accum: npt.NDArray[np.floating],
+) -> None: ...

@@ -1,0 +1,475 @@
+"""Fused in-place optimizer updates, and optimizer objects that hold their state.
+
+``adagrad_update`` and ``sgd_update`` do the whole update of one array, or of a list
+of arrays, in one compiled pass at memory bandwidth, where NumPy needs four or five
+passes with temporaries. Every array of every list is validated before any is
+modified: an update is applied to all of them or to none.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from fastgd import _backend, _threads
+
+EPS_MODES = {"outside": 0, "inside": 1, "accumulate": 2}
+
+# Below this many elements in all (over the whole list) no parallel region is opened.
+PARALLEL_MIN_ELEMENTS = 1 << 16
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _as_list(value, name):
+    if isinstance(value, np.ndarray):
+        return [value], True
+    if isinstance(value, (list, tuple)):
+        return list(value), False
+    raise TypeError(f"{name} must be an ndarray or a list/tuple of ndarrays; "
+                    f"got {type(value).__name__}")
+
+
+def _check_updated_array(array, name, dtype=None, shape=None):
+    """An array updated in place: an ndarray of float32/float64, C-contiguous, aligned,
+    native byte order, writeable (and of the given dtype and shape)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray (it is updated in place); "
+                        f"got {type(array).__name__}")
+    if array.dtype not in _FLOATS:
+        raise TypeError(f"{name} must have dtype float32 or float64; got {array.dtype}")
+    if dtype is not None and array.dtype != dtype:
+        raise TypeError(f"{name} must have the dtype of its parameter, {dtype}; "
+                        f"got {array.dtype}")
+    if shape is not None and array.shape != shape:
+        raise ValueError(f"{name} must have the shape of its parameter, {shape}; "
+                         f"got {array.shape}")
+    if not (array.flags.c_contiguous and array.flags.aligned):
+        raise ValueError(f"{name} must be C-contiguous and aligned (it is updated in place); "
+                         f"got strides {array.strides}")
+    if not array.flags.writeable:
+        raise ValueError(f"{name} must be writeable (it is updated in place)")
+    return array
+
+
+def _as_grad(value, name, param):
+    """A gradient: any array_like of the parameter's shape and dtype (a C-contiguous copy
+    is made when needed; gradients are only read)."""
+    grad = np.asarray(value)
+    if grad.dtype != param.dtype:
+        raise TypeError(f"{name} must have the dtype of its parameter, {param.dtype}; "
+                        f"got {grad.dtype}")
+    if grad.shape != param.shape:
+        raise ValueError(f"{name} must have the shape of its parameter, {param.shape}; "
+                         f"got {grad.shape}")
+    return np.ascontiguousarray(grad)
+
+
+def _check_no_aliasing(written, read):
+    """No array updated in place may share memory with another array of the call.
+
+    ``written`` and ``read`` are lists of (name, C-contiguous ndarray). Byte ranges
+    are sorted and swept once: O(n log n) for long lists.
+    """
+    intervals = []
+    for role, arrays in ((True, written), (False, read)):
+        for name, array in arrays:
+            if array.nbytes:
+                start = array.__array_interface__["data"][0]
+                intervals.append((start, start + array.nbytes, role, name))
+    intervals.sort(key=lambda interval: interval[0])
+    furthest_any = furthest_written = None  # (end, name) reaching furthest so far
+    for start, end, is_written, name in intervals:
+        other = furthest_any if is_written else furthest_written
+        if other is not None and start < other[0]:
+            raise ValueError(f"{name} shares memory with {other[1]}: an array updated in "
+                             "place must not appear twice nor overlap another argument")
+        if furthest_any is None or end > furthest_any[0]:
+            furthest_any = (end, name)
+        if is_written and (furthest_written is None or end > furthest_written[0]):
+            furthest_written = (end, name)
+
+
+def _validated_lists(params, grads, states, state_name):
+    """params, grads, states (None allowed) as checked lists; raises before any update."""
+    params, single = _as_list(params, "params")
+    grads, _ = _as_list(grads, "grads") if not single else ([grads], True)
+    if len(grads) != len(params):
+        raise ValueError(f"grads must hold one array per parameter ({len(params)}); "
+                         f"got {len(grads)}")
+    if states is not None:
+        states, _ = _as_list(states, state_name) if not single else ([states], True)
+        if len(states) != len(params):
+            raise ValueError(f"{state_name} must hold one array per parameter "
+                             f"({len(params)}); got {len(states)}")
+
+    def label(name, k):
+        return name if single else f"{name}[{k}]"
+
+    checked_grads = []
+    for k, param in enumerate(params):
+        _check_updated_array(param, label("params", k))
+        checked_grads.append(_as_grad(grads[k], label("grads", k), param))
+        if states is not None:
+            _check_updated_array(states[k], label(state_name, k), param.dtype, param.shape)
+    written = [(label("params", k), p) for k, p in enumerate(params)]
+    if states is not None:
+        written += [(label(state_name, k), s) for k, s in enumerate(states)]
+    _check_no_aliasing(written, [(label("grads", k), g) for k, g in enumerate(checked_grads)])
+    return params, checked_grads, states
+
+
+def _real(value, name, *, minimum=0.0, maximum=math.inf):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    value = float(value)
+    if not (minimum <= value <= maximum) or math.isnan(value):
+        bounds = f">= {minimum}" if maximum == math.inf else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be {bounds} and finite; got {value}")
+    return value
+
+
+def _flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
+    return bool(value)
+
+
+def _lower_bound(value):
+    if value is None:
+        return -math.inf
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        raise ValueError(f"lower_bound must be None or a real number; got {value!r}")
+    return float(value)
+
+
+def _step(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"step must be an integer >= 1 (the 1-based step count); got {value!r}")
+    return int(value)
+
+
+def _n_threads_for(n_threads):
+    n_threads = _threads.resolve_n_threads(n_threads)
+    ext = _backend.ext
+    if ext is None or not ext._build_info.openmp_enabled():
+        return 1
+    return n_threads
+
+
+def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outside", step=1,
+                   lr_decay=0.0, weight_decay=0.0, maximize=False, lower_bound=None,
+                   n_threads=None):
+    """One Adagrad step, in place, fused into a single pass per array.
+
+    With ``g`` the gradient (negated when ``maximize``, plus ``weight_decay * p``) and
+    ``clr = lr / (1 + (step - 1) * lr_decay)``, as in ``torch.optim.Adagrad``:
+
+    - ``eps_mode="outside"`` (PyTorch, TensorFlow's ApplyAdagradV2, Duchi et al.):
+      ``G += g**2; p -= clr * g / (sqrt(G) + eps)``
+    - ``"inside"`` (optax ``scale_by_rss``, Keras 3):
+      ``G += g**2; p -= clr * g / sqrt(G + eps)``, no step where ``G == 0``
+    - ``"accumulate"`` (the autograd Adagrad tutorial):
+      ``G += g**2 + eps; p -= clr * g / sqrt(G)``
+
+    and then ``p = max(p, lower_bound)`` when a lower bound is given (projected
+    Adagrad; a NaN parameter stays NaN).
+
+    Parameters
+    ----------
+    params : ndarray or list/tuple of ndarrays
+        Updated in place: float32 or float64, C-contiguous, writeable.
+    grads : array_like or list/tuple of array_likes
+        One per parameter, of its shape and dtype. Not modified.
+    accums : ndarray or list/tuple of ndarrays
+        The sums of squared gradients ``G``, one per parameter, of its shape and
+        dtype; updated in place.
+    lr, eps, lr_decay, weight_decay : float
+        Non-negative.
+    eps_mode : {"outside", "inside", "accumulate"}
+    step : int
+        The 1-based number of this step (for ``lr_decay``).
+    maximize : bool
+    lower_bound : float, optional
+    n_threads : int, optional
+        OpenMP threads over all elements of the list; small updates use one.
+
+    Raises
+    ------
+    TypeError
+        A parameter or state that is not an ndarray of float32/float64, a gradient of
+        another dtype, or a hyperparameter of the wrong type.
+    ValueError
+        Mismatched lengths or shapes, a parameter or state that is not writeable and
+        C-contiguous, arrays that alias, or a hyperparameter out of range. Nothing is
+        modified when anything is wrong.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> p = np.array([1.0, -2.0])
+    >>> G = np.zeros(2)
+    >>> fastgd.adagrad_update(p, np.array([0.5, -1.0]), G, lr=0.1)
+    >>> p, G
+    (array([ 0.9, -1.9]), array([0.25, 1.  ]))
+    """
+    lr = _real(lr, "lr")
+    eps = _real(eps, "eps")
+    lr_decay = _real(lr_decay, "lr_decay")
+    weight_decay = _real(weight_decay, "weight_decay")
+    if eps_mode not in EPS_MODES:
+        raise ValueError(f"eps_mode must be one of {', '.join(map(repr, EPS_MODES))}; "
+                         f"got {eps_mode!r}")
+    step = _step(step)
+    maximize = _flag(maximize, "maximize")
+    bound = _lower_bound(lower_bound)
+    n_threads = _n_threads_for(n_threads)
+    params, grads, accums = _validated_lists(params, grads, accums, "accums")
+    rate = lr / (1.0 + (step - 1) * lr_decay)
+    kernel = _backend.kernel("updates", "adagrad_update")
+    kernel(params, grads, accums, rate, eps, EPS_MODES[eps_mode], weight_decay, maximize,
+           bound, n_threads, PARALLEL_MIN_ELEMENTS)
+
+
+def sgd_update(params, grads, velocities=None, *, lr, momentum=0.0, nesterov=False,
+               dampening=0.0, weight_decay=0.0, maximize=False, lower_bound=None,
+               n_threads=None):
+    """One SGD step, in place, with PyTorch's momentum and Nesterov semantics.
+
+    With ``g`` the gradient (negated when ``maximize``, plus ``weight_decay * p``):
+    without momentum ``p -= lr * g``; with it, the buffer ``v = momentum * v + (1 -
+    dampening) * g`` and ``p -= lr * v``, or ``p -= lr * (g + momentum * v)`` with
+    ``nesterov``. Then ``p = max(p, lower_bound)`` when a bound is given (projected
+    gradient descent). ``torch.optim.SGD`` starts the buffer at the first gradient;
+    the ``fastgd.SGD`` object does too, while this function always applies the
+    formula to the ``velocities`` it is given.
+
+    Parameters
+    ----------
+    params : ndarray or list/tuple of ndarrays
+        Updated in place: float32 or float64, C-contiguous, writeable.
+    grads : array_like or list/tuple of array_likes
+        One per parameter, of its shape and dtype. Not modified.
+    velocities : ndarray or list/tuple of ndarrays, optional
+        Momentum buffers, updated in place; required when ``momentum != 0``.
+    lr : float
+    momentum, dampening, weight_decay : float
+        Non-negative; ``dampening`` at most 1.
+    nesterov, maximize : bool
+    lower_bound : float, optional
+    n_threads : int, optional
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :func:`adagrad_update`; also ``nesterov`` without momentum or with
+        dampening, and momentum without velocities.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> p = np.array([0.5, -0.25])
+    >>> fastgd.sgd_update(p, np.array([1.0, -1.0]), lr=0.5, lower_bound=0.0)
+    >>> p
+    array([0.  , 0.25])
+    """
+    lr = _real(lr, "lr")
+    momentum = _real(momentum, "momentum")
+    dampening = _real(dampening, "dampening", maximum=1.0)
+    weight_decay = _real(weight_decay, "weight_decay")
+    nesterov = _flag(nesterov, "nesterov")
+    maximize = _flag(maximize, "maximize")
+    bound = _lower_bound(lower_bound)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("nesterov requires momentum > 0 and dampening == 0; "
+                         f"got momentum={momentum}, dampening={dampening}")
+    if momentum != 0 and velocities is None:
+        raise ValueError("momentum != 0 needs velocities (one momentum buffer per parameter)")
+    n_threads = _n_threads_for(n_threads)
+    params, grads, velocities = _validated_lists(params, grads, velocities, "velocities")
+    kernel = _backend.kernel("updates", "sgd_update")
+    kernel(params, grads, velocities if momentum != 0 else None, lr, momentum, dampening,
+           nesterov, weight_decay, maximize, bound, n_threads, PARALLEL_MIN_ELEMENTS)
+
+
+class _Optimizer:
+    """State shared by the optimizer objects: the parameters, validated once."""
+
+    _state_name = "state"
+
+    def __init__(self, params, n_threads):
+        params, _ = _as_list(params, "params")
+        for k, param in enumerate(params):
+            _check_updated_array(param, f"params[{k}]")
+        _check_no_aliasing([(f"params[{k}]", p) for k, p in enumerate(params)], [])
+        self.params = params
+        self.n_threads = n_threads
+        self.step_count = 0
+
+    def _check_state(self, arrays, name):
+        if not isinstance(arrays, (list, tuple)) or len(arrays) != len(self.params):
+            raise ValueError(f"{name} must be a list of {len(self.params)} arrays")
+        for k, (array, param) in enumerate(zip(arrays, self.params, strict=True)):
+            array = np.asarray(array)
+            if array.shape != param.shape or array.dtype != param.dtype:
+                raise ValueError(f"{name}[{k}] must have shape {param.shape} and dtype "
+                                 f"{param.dtype}; got {array.shape} and {array.dtype}")
+
+
+class Adagrad(_Optimizer):
+    """Adagrad over a list of arrays, holding its sums of squared gradients.
+
+    Parameters
+    ----------
+    params : ndarray or list of ndarrays
+        The parameters, updated in place by :meth:`step`.
+    lr, lr_decay, weight_decay, eps : float
+        As in :func:`adagrad_update` (``torch.optim.Adagrad``'s defaults).
+    initial_accumulator_value : float
+        The starting value of every sum of squares.
+    eps_mode : {"outside", "inside", "accumulate"}
+    lower_bound : float, optional
+        Project the parameters onto ``>= lower_bound`` after every step.
+    maximize : bool
+    n_threads : int, optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> W = np.ones((2, 2))
+    >>> opt = fastgd.Adagrad([W], lr=0.5)
+    >>> opt.step([np.full((2, 2), 2.0)])
+    >>> W
+    array([[0.5, 0.5],
+           [0.5, 0.5]])
+    >>> opt.effective_lr()[0]
+    array([[0.25, 0.25],
+           [0.25, 0.25]])
+    """
+
+    def __init__(self, params, lr=0.01, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10, eps_mode="outside",
+                 lower_bound=None, maximize=False, n_threads=None):
+        super().__init__(params, n_threads)
+        self.settings = {
+            "lr": _real(lr, "lr"), "lr_decay": _real(lr_decay, "lr_decay"),
+            "weight_decay": _real(weight_decay, "weight_decay"), "eps": _real(eps, "eps"),
+            "eps_mode": eps_mode, "lower_bound": lower_bound,
+            "maximize": _flag(maximize, "maximize"),
+        }
+        if eps_mode not in EPS_MODES:
+            raise ValueError(f"eps_mode must be one of {', '.join(map(repr, EPS_MODES))}; "
+                             f"got {eps_mode!r}")
+        _lower_bound(lower_bound)
+        start = _real(initial_accumulator_value, "initial_accumulator_value")
+        self.accums = [np.full_like(p, start) for p in self.params]
+
+    def step(self, grads):
+        """Apply one update with the gradients ``grads`` (one per parameter)."""
+        adagrad_update(self.params, grads, self.accums, step=self.step_count + 1,
+                       n_threads=self.n_threads, **self.settings)
+        self.step_count += 1
+
+    def effective_lr(self):
+        """The per-entry rate of the last step: ``clr / (sqrt(G) + eps)`` for "outside",
+        ``clr / sqrt(G + eps)`` (0 where G is 0) for "inside", ``clr / sqrt(G)`` for
+        "accumulate"; one array per parameter."""
+        s = self.settings
+        clr = s["lr"] / (1.0 + max(self.step_count - 1, 0) * s["lr_decay"])
+        rates = []
+        for accum in self.accums:
+            t = accum.dtype.type
+            with np.errstate(divide="ignore"):
+                if s["eps_mode"] == "outside":
+                    rate = t(clr) / (np.sqrt(accum) + t(s["eps"]))
+                elif s["eps_mode"] == "inside":
+                    rate = np.where(accum > 0, t(clr) / np.sqrt(accum + t(s["eps"])), t(0))
+                else:
+                    rate = t(clr) / np.sqrt(accum)
+            rates.append(rate)
+        return rates
+
+    def state_dict(self):
+        """A copy of the state: step count, sums of squares and settings."""
+        return {"step": self.step_count, "accums": [a.copy() for a in self.accums],
+                "settings": dict(self.settings)}
+
+    def load_state_dict(self, state):
+        """Restore a state from :meth:`state_dict` (the sums are copied in place)."""
+        self._check_state(state["accums"], "accums")
+        for accum, saved in zip(self.accums, state["accums"], strict=True):
+            accum[...] = saved
+        self.step_count = int(state["step"])
+        self.settings.update(state.get("settings", {}))
+
+
+class SGD(_Optimizer):
+    """Gradient descent with PyTorch's SGD semantics: momentum, dampening, Nesterov.
+
+    The momentum buffer starts at the first gradient, as in ``torch.optim.SGD``.
+
+    Parameters
+    ----------
+    params : ndarray or list of ndarrays
+        The parameters, updated in place by :meth:`step`.
+    lr : float
+    momentum, dampening, weight_decay : float
+    nesterov, maximize : bool
+    lower_bound : float, optional
+        Project onto ``>= lower_bound`` after every step (projected gradient descent).
+    n_threads : int, optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> x = np.array([1.0])
+    >>> opt = fastgd.SGD([x], lr=0.1, momentum=0.9)
+    >>> for _ in range(2):
+    ...     opt.step([2 * x])         # the gradient of x**2
+    >>> x
+    array([0.46])
+    """
+
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False, maximize=False, lower_bound=None, n_threads=None):
+        super().__init__(params, n_threads)
+        self.settings = {
+            "lr": _real(lr, "lr"), "momentum": _real(momentum, "momentum"),
+            "dampening": _real(dampening, "dampening", maximum=1.0),
+            "weight_decay": _real(weight_decay, "weight_decay"),
+            "nesterov": _flag(nesterov, "nesterov"), "maximize": _flag(maximize, "maximize"),
+            "lower_bound": lower_bound,
+        }
+        _lower_bound(lower_bound)
+        if self.settings["nesterov"] and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov requires momentum > 0 and dampening == 0")
+        self.velocities = ([np.zeros_like(p) for p in self.params]
+                           if self.settings["momentum"] != 0 else None)
+
+    def step(self, grads):
+        """Apply one update with the gradients ``grads`` (one per parameter)."""
+        settings = dict(self.settings)
+        if self.step_count == 0 and self.velocities is not None:
+            # torch.optim.SGD: the first buffer is the gradient itself, v = 0 * m + 1 * g.
+            settings["dampening"] = 0.0
+        sgd_update(self.params, grads, self.velocities, n_threads=self.n_threads, **settings)
+        self.step_count += 1
+
+    def state_dict(self):
+        """A copy of the state: step count, momentum buffers and settings."""
+        velocities = None if self.velocities is None else [v.copy() for v in self.velocities]
+        return {"step": self.step_count, "velocities": velocities,
+                "settings": dict(self.settings)}
+
+    def load_state_dict(self, state):
+        """Restore a state from :meth:`state_dict` (the buffers are copied in place)."""
+        if self.velocities is not None:
+            self._check_state(state["velocities"], "velocities")
+            for velocity, saved in zip(self.velocities, state["velocities"], strict=True):
+                velocity[...] = saved
+        self.step_count = int(state["step"])
+        self.settings.update(state.get("settings", {}))

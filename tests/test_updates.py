@@ -1,0 +1,320 @@
+"""Fused optimizer updates against their NumPy twins, PyTorch's optimizers, optax's
+formula and the autograd tutorial's loop."""
+
+import numpy as np
+import pytest
+from conftest import require_peer
+from numpy.testing import assert_allclose, assert_array_equal
+
+import fastgd
+
+EPS_MODES = ["outside", "inside", "accumulate"]
+
+
+def make_triples(rng, shapes, dtype, positive_accums=False):
+    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    accums = [(rng.random(s) if positive_accums else np.zeros(s)).astype(dtype)
+              for s in shapes]
+    return params, grads, accums
+
+
+def run_both(update, params, grads, states, **settings):
+    """The same update on copies, once per backend: (compiled, numpy) results."""
+    results = []
+    for backend in ("compiled", "numpy"):
+        p = [x.copy() for x in params]
+        s = None if states is None else [x.copy() for x in states]
+        with fastgd.use_backend(backend):
+            if s is None:
+                update(p, grads, **settings)
+            else:
+                update(p, grads, s, **settings)
+        results.append((p, s))
+    return results
+
+
+ZOO_SHAPES = [[(7,)], [(3, 4), (5,), ()], [(0,), (2, 3)], [(1,)], [(33, 65)]]
+
+
+@pytest.mark.parametrize("shapes", ZOO_SHAPES, ids=str)
+@pytest.mark.parametrize("eps_mode", EPS_MODES)
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"maximize": True}, {"weight_decay": 0.1}, {"lower_bound": 0.0},
+     {"lr_decay": 0.5, "step": 3}],
+    ids=lambda s: ",".join(s) or "defaults",
+)
+def test_adagrad_matches_numpy_twin(rng, float_dtype, shapes, eps_mode, settings):
+    params, grads, accums = make_triples(rng, shapes, float_dtype, positive_accums=True)
+    if eps_mode == "inside" and accums[0].size:
+        accums[0].flat[0] = 0
+        grads[0].flat[0] = 0  # G stays 0: no step there
+    (pc, sc), (pn, sn) = run_both(fastgd.adagrad_update, params, grads, accums,
+                                  lr=0.1, eps_mode=eps_mode, **settings)
+    for a, b in zip(pc + sc, pn + sn, strict=True):
+        assert a.dtype == float_dtype
+        assert_array_equal(a, b)  # same operations in the same order, no FMA
+    if eps_mode == "inside" and accums[0].size and not (
+        settings.get("weight_decay") or "lower_bound" in settings
+    ):
+        assert pc[0].flat[0] == params[0].flat[0]  # G == 0 there: no step
+
+
+@pytest.mark.parametrize("shapes", ZOO_SHAPES, ids=str)
+@pytest.mark.parametrize(
+    "settings",
+    [{"momentum": 0.0}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True},
+     {"momentum": 0.5, "dampening": 0.3, "weight_decay": 0.01, "maximize": True},
+     {"momentum": 0.9, "lower_bound": -0.5}],
+    ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()),
+)
+def test_sgd_matches_numpy_twin(rng, float_dtype, shapes, settings):
+    params, grads, velocities = make_triples(rng, shapes, float_dtype, positive_accums=True)
+    (pc, vc), (pn, vn) = run_both(fastgd.sgd_update, params, grads, velocities, lr=0.05,
+                                  **settings)
+    for a, b in zip(pc + vc, pn + vn, strict=True):
+        assert a.dtype == float_dtype
+        assert_array_equal(a, b)
+
+
+def test_large_list_threads_agree_bitwise(rng):
+    # Above the parallel threshold, with chunks that cut through arrays.
+    shapes = [(50_000,), (3,), (40_001,), (0,), (70_000,)]
+    params, grads, accums = make_triples(rng, shapes, np.float64, positive_accums=True)
+    outcomes = []
+    for n_threads in (1, 2):
+        p = [x.copy() for x in params]
+        a = [x.copy() for x in accums]
+        with fastgd.use_backend("compiled"):
+            fastgd.adagrad_update(p, grads, a, lr=0.1, lower_bound=0.0, n_threads=n_threads)
+        outcomes.append(p + a)
+    for one, two in zip(*outcomes, strict=True):
+        assert_array_equal(one, two)
+
+
+def test_adagrad_formulas_written_out(backend, rng):
+    """Each eps convention against its formula in plain NumPy (optax's scale_by_rss
+    for "inside": rsqrt(G + eps) where G > 0, else 0)."""
+    p0 = rng.standard_normal(50)
+    g = rng.standard_normal(50)
+    g[:5] = 0
+    G0 = np.zeros(50)
+    lr, eps = 0.3, 1e-3
+    expected = {
+        "outside": p0 - lr * g / (np.sqrt(G0 + g * g) + eps),
+        "inside": p0 - lr * g * np.where(G0 + g * g > 0, 1 / np.sqrt(G0 + g * g + eps), 0.0),
+        "accumulate": p0 - lr * g / np.sqrt(G0 + g * g + eps),
+    }
+    for mode, want in expected.items():
+        p, G = p0.copy(), G0.copy()
+        fastgd.adagrad_update(p, g, G, lr=lr, eps=eps, eps_mode=mode)
+        assert_allclose(p, want, rtol=1e-14, atol=1e-15)
+
+
+def test_adagrad_accumulate_reproduces_the_tutorial_loop(backend, rng):
+    """The autograd tutorial: G = eps + G + g^2; p = p - (lr / sqrt(G)) * g, 20 steps."""
+    lr, eps = 0.1, 1e-8
+    params = [rng.random((4, 2)), -5 * np.abs(rng.standard_normal((2, 3)))]
+    mine = [p.copy() for p in params]
+    accums = [np.zeros_like(p) for p in params]
+    sums = [np.zeros_like(p) for p in params]
+    for step in range(20):
+        grads = [np.sin(p * (step + 1)) for p in params]  # any gradient sequence
+        sums = [eps + s + g * g for s, g in zip(sums, grads, strict=True)]
+        params = [p - (lr / np.sqrt(s)) * g for p, s, g in zip(params, sums, grads, strict=True)]
+        fastgd.adagrad_update(mine, [np.sin(p * (step + 1)) for p in mine], accums, lr=lr,
+                              eps=eps, eps_mode="accumulate")
+    for a, b in zip(mine, params, strict=True):
+        assert_allclose(a, b, rtol=1e-12)
+    for a, b in zip(accums, sums, strict=True):
+        assert_allclose(a, b, rtol=1e-14)
+
+
+torch = None
+
+
+@pytest.fixture
+def torch_module():
+    global torch
+    torch = require_peer("torch")
+    return torch
+
+
+def torch_run(torch, optimizer_class, params, grad_sequence, **settings):
+    tensors = [torch.tensor(p.copy()) for p in params]
+    for t in tensors:
+        t.requires_grad_(True)
+    optimizer = optimizer_class(tensors, **settings)
+    for grads in grad_sequence:
+        for t, g in zip(tensors, grads, strict=True):
+            t.grad = torch.tensor(g.copy())
+        optimizer.step()
+    return [t.detach().numpy() for t in tensors], optimizer
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"lr_decay": 0.05}, {"weight_decay": 0.1}, {"initial_accumulator_value": 0.3},
+     {"maximize": True}, {"lr_decay": 0.01, "weight_decay": 0.01,
+                          "initial_accumulator_value": 0.1, "eps": 1e-6}],
+    ids=lambda s: ",".join(s) or "defaults",
+)
+def test_adagrad_object_matches_torch(backend, torch_module, rng, float_dtype, settings):
+    shapes = [(4, 3), (7,), ()]
+    params = [rng.standard_normal(s).astype(float_dtype) for s in shapes]
+    grad_sequence = [[rng.standard_normal(s).astype(float_dtype) for s in shapes]
+                     for _ in range(10)]
+    want, torch_optimizer = torch_run(torch, torch.optim.Adagrad, params, grad_sequence,
+                                      lr=0.1, **settings)
+    mine = [p.copy() for p in params]
+    optimizer = fastgd.Adagrad(mine, lr=0.1, **settings)
+    for grads in grad_sequence:
+        optimizer.step(grads)
+    rtol = 1e-14 if float_dtype == np.float64 else 2e-6
+    for a, b in zip(mine, want, strict=True):
+        assert a.dtype == float_dtype
+        assert_allclose(a, b, rtol=rtol, atol=rtol)
+    for accum, t in zip(optimizer.accums, torch_optimizer.param_groups[0]["params"], strict=True):
+        assert_allclose(accum, torch_optimizer.state[t]["sum"].numpy(), rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True},
+     {"momentum": 0.8, "dampening": 0.2}, {"weight_decay": 0.05, "momentum": 0.5},
+     {"maximize": True, "momentum": 0.3}],
+    ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "plain",
+)
+def test_sgd_object_matches_torch(backend, torch_module, rng, float_dtype, settings):
+    shapes = [(5, 2), (3,)]
+    params = [rng.standard_normal(s).astype(float_dtype) for s in shapes]
+    grad_sequence = [[rng.standard_normal(s).astype(float_dtype) for s in shapes]
+                     for _ in range(10)]
+    want, _ = torch_run(torch, torch.optim.SGD, params, grad_sequence, lr=0.05, **settings)
+    mine = [p.copy() for p in params]
+    optimizer = fastgd.SGD(mine, lr=0.05, **settings)
+    for grads in grad_sequence:
+        optimizer.step(grads)
+    rtol = 1e-14 if float_dtype == np.float64 else 2e-6
+    for a, b in zip(mine, want, strict=True):
+        assert_allclose(a, b, rtol=rtol, atol=rtol)
+
+
+def test_lower_bound_projects_and_keeps_nan(backend):
+    p = np.array([0.1, 0.5, np.nan, -1.0])
+    fastgd.sgd_update(p, np.array([1.0, 0.1, 0.0, 0.0]), lr=1.0, lower_bound=0.0)
+    assert_array_equal(p[[0, 1, 3]], [0.0, 0.4, 0.0])
+    assert np.isnan(p[2])
+
+
+def test_grads_are_not_modified_and_may_be_views(backend, rng):
+    p = rng.standard_normal((4, 6))
+    G = np.zeros((4, 6))
+    big = rng.standard_normal((4, 12))
+    grad = big[:, ::2]  # non-contiguous, read-only use
+    before = big.copy()
+    fastgd.adagrad_update(p, grad, G)
+    assert_array_equal(big, before)
+    assert_allclose(G, grad ** 2)
+
+
+BAD_CALLS = [
+    ("params[1] must be a numpy.ndarray", TypeError,
+     lambda p, g, a: ([p[0], [1.0, 2.0]], g, a)),
+    ("params[0] must have dtype float32 or float64", TypeError,
+     lambda p, g, a: ([p[0].astype(np.int64), p[1]], g, a)),
+    ("grads[1] must have the dtype of its parameter", TypeError,
+     lambda p, g, a: (p, [g[0], g[1].astype(np.float32)], a)),
+    ("grads[0] must have the shape of its parameter", ValueError,
+     lambda p, g, a: (p, [g[0][:1], g[1]], a)),
+    ("accums[1] must have the shape of its parameter", ValueError,
+     lambda p, g, a: (p, g, [a[0], a[1][:2]])),
+    ("params[1] must be C-contiguous", ValueError,
+     lambda p, g, a: ([p[0], np.zeros((3, 8))[:, ::2]], g, a)),
+    ("params[1] must be writeable", ValueError,
+     lambda p, g, a: ([p[0], np.frombuffer(bytes(96), dtype=np.float64).reshape(3, 4)], g, a)),
+    ("grads must hold one array per parameter", ValueError,
+     lambda p, g, a: (p, g[:1], a)),
+    ("shares memory with params", ValueError,
+     lambda p, g, a: ([p[0], p[0]], [*g[:1], g[0]], [a[0], a[0].copy()])),
+    ("shares memory with", ValueError,
+     lambda p, g, a: (p, [g[0], p[1]], a)),
+    ("shares memory with", ValueError,
+     lambda p, g, a: (p, g, [a[0], p[1]])),
+]
+
+
+@pytest.mark.parametrize("message, error, make", BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
+def test_bad_lists_raise_before_anything_is_modified(backend, message, error, make):
+    params = [np.ones(5), np.ones((3, 4))]
+    grads = [np.full(5, 0.5), np.full((3, 4), 0.5)]
+    accums = [np.zeros(5), np.zeros((3, 4))]
+    p, g, a = make(params, grads, accums)
+    if message == "params[1] must be writeable":
+        p[1].flags.writeable = False
+    snapshot = [x.copy() for x in params + accums]
+    with pytest.raises(error, match=message.replace("[", r"\[").replace("]", r"\]")):
+        fastgd.adagrad_update(p, g, a)
+    for x, before in zip(params + accums, snapshot, strict=True):
+        assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [({"lr": -1.0}, ValueError, "lr must be >= 0"),
+     ({"eps": float("nan")}, ValueError, "eps must be >= 0"),
+     ({"eps_mode": "both"}, ValueError, "eps_mode must be one of"),
+     ({"step": 0}, ValueError, "step must be an integer >= 1"),
+     ({"maximize": 1}, TypeError, "maximize must be a bool"),
+     ({"lower_bound": float("nan")}, ValueError, "lower_bound must be None or a real"),
+     ({"lr": "0.1"}, TypeError, "lr must be a real number")],
+)
+def test_bad_hyperparameters(backend, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fastgd.adagrad_update(np.ones(3), np.ones(3), np.zeros(3), **kwargs)
+
+
+def test_sgd_argument_rules(backend):
+    with pytest.raises(ValueError, match="nesterov requires momentum > 0"):
+        fastgd.sgd_update(np.ones(2), np.ones(2), np.zeros(2), lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="momentum != 0 needs velocities"):
+        fastgd.sgd_update(np.ones(2), np.ones(2), lr=0.1, momentum=0.9)
+    with pytest.raises(TypeError, match="lr"):
+        fastgd.sgd_update(np.ones(2), np.ones(2))  # lr is required
+
+
+def test_state_dict_round_trip(backend, rng):
+    params = [rng.standard_normal(4), rng.standard_normal((2, 2))]
+    grads = [[rng.standard_normal(p.shape) for p in params] for _ in range(6)]
+    straight = [p.copy() for p in params]
+    opt = fastgd.Adagrad(straight, lr=0.2, lr_decay=0.1)
+    for g in grads:
+        opt.step(g)
+    resumed = [p.copy() for p in params]
+    first = fastgd.Adagrad(resumed, lr=0.2, lr_decay=0.1)
+    for g in grads[:3]:
+        first.step(g)
+    state = first.state_dict()
+    second = fastgd.Adagrad(resumed, lr=0.2, lr_decay=0.1)
+    second.load_state_dict(state)
+    for g in grads[3:]:
+        second.step(g)
+    for a, b in zip(straight, resumed, strict=True):
+        assert_array_equal(a, b)
+    momentum = fastgd.SGD([params[0].copy()], lr=0.1, momentum=0.9)
+    momentum.step([grads[0][0]])
+    saved = momentum.state_dict()
+    assert saved["step"] == 1
+    assert_array_equal(saved["velocities"][0], grads[0][0])
+
+
+def test_single_arrays_and_effective_lr(backend):
+    p = np.array([1.0, 2.0], dtype=np.float32)
+    opt = fastgd.Adagrad(p, lr=0.5, eps_mode="inside", eps=0.0)
+    opt.step(np.array([2.0, 0.0], dtype=np.float32))
+    assert p.dtype == np.float32
+    assert_allclose(p, [0.5, 2.0])
+    rate = opt.effective_lr()[0]
+    assert rate.dtype == np.float32
+    assert_allclose(rate, [0.25, 0.0])
