@@ -149,6 +149,20 @@ def _step(value):
     return int(value)
 
 
+def _fast_path_available():
+    """The compiled backend runs the common case of an update entirely in C (see
+    _updates.adagrad_fast); anything it does not take comes through here."""
+    if _backend.ext is None or _backend.get_backend() != "compiled":
+        return False
+    if not _fast_path_available.ready:
+        _backend.ext._updates.set_default_n_threads(_n_threads_for(None))
+        _fast_path_available.ready = True
+    return True
+
+
+_fast_path_available.ready = False
+
+
 def _n_threads_for(n_threads):
     n_threads = _threads.resolve_n_threads(n_threads)
     ext = _backend.ext
@@ -214,6 +228,10 @@ def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outsi
     >>> p, G
     (array([ 0.9, -1.9]), array([0.25, 1.  ]))
     """
+    if _fast_path_available() and _backend.ext._updates.adagrad_fast(
+            params, grads, accums, lr, eps, eps_mode, step, lr_decay, weight_decay, maximize,
+            lower_bound, n_threads, PARALLEL_MIN_ELEMENTS):
+        return
     lr = _real(lr, "lr")
     eps = _real(eps, "eps")
     lr_decay = _real(lr_decay, "lr_decay")
@@ -275,6 +293,10 @@ def sgd_update(params, grads, velocities=None, *, lr, momentum=0.0, nesterov=Fal
     >>> p
     array([0.  , 0.25])
     """
+    if _fast_path_available() and _backend.ext._updates.sgd_fast(
+            params, grads, velocities, lr, momentum, nesterov, dampening, weight_decay,
+            maximize, lower_bound, n_threads, PARALLEL_MIN_ELEMENTS):
+        return
     lr = _real(lr, "lr")
     momentum = _real(momentum, "momentum")
     dampening = _real(dampening, "dampening", maximum=1.0)
@@ -357,13 +379,13 @@ class Adagrad(_Optimizer):
         self.settings = {
             "lr": _real(lr, "lr"), "lr_decay": _real(lr_decay, "lr_decay"),
             "weight_decay": _real(weight_decay, "weight_decay"), "eps": _real(eps, "eps"),
-            "eps_mode": eps_mode, "lower_bound": lower_bound,
+            "eps_mode": eps_mode,
+            "lower_bound": None if lower_bound is None else _lower_bound(lower_bound),
             "maximize": _flag(maximize, "maximize"),
         }
         if eps_mode not in EPS_MODES:
             raise ValueError(f"eps_mode must be one of {', '.join(map(repr, EPS_MODES))}; "
                              f"got {eps_mode!r}")
-        _lower_bound(lower_bound)
         start = _real(initial_accumulator_value, "initial_accumulator_value")
         self.accums = [np.full_like(p, start) for p in self.params]
 
@@ -442,9 +464,8 @@ class SGD(_Optimizer):
             "dampening": _real(dampening, "dampening", maximum=1.0),
             "weight_decay": _real(weight_decay, "weight_decay"),
             "nesterov": _flag(nesterov, "nesterov"), "maximize": _flag(maximize, "maximize"),
-            "lower_bound": lower_bound,
+            "lower_bound": None if lower_bound is None else _lower_bound(lower_bound),
         }
-        _lower_bound(lower_bound)
         if self.settings["nesterov"] and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov requires momentum > 0 and dampening == 0")
         self.velocities = ([np.zeros_like(p) for p in self.params]

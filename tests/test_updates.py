@@ -318,3 +318,39 @@ def test_single_arrays_and_effective_lr(backend):
     rate = opt.effective_lr()[0]
     assert rate.dtype == np.float32
     assert_allclose(rate, [0.25, 0.0])
+
+
+def test_fast_path_takes_plain_calls_and_declines_the_rest():
+    """The compiled fast path runs plain calls in C; for anything else it returns False
+    without touching an array, and the Python layer converts or raises."""
+    from fastgd._backend import ext
+
+    updates = ext._updates
+    p, g, G = np.ones(4), np.full(4, 0.5), np.zeros(4)
+
+    def call(**changes):
+        arguments = dict(params=[p], grads=[g], accums=[G], lr=0.1, eps=1e-10,
+                         eps_mode="outside", step=1, lr_decay=0.0, weight_decay=0.0,
+                         maximize=False, lower_bound=None, n_threads=1)
+        arguments.update(changes)
+        values = list(arguments.values())
+        return updates.adagrad_fast(*values, 1 << 16)
+
+    assert call() is True
+    assert_allclose(p, 1 - 0.1 * 0.5 / (0.5 + 1e-10))
+    before = (p.copy(), G.copy())
+    declined = [
+        {"lr": 1}, {"lr": -0.1}, {"eps": float("nan")}, {"eps_mode": "other"}, {"step": 0},
+        {"maximize": 1}, {"lower_bound": 0}, {"n_threads": -1},
+        {"grads": [g.tolist()]}, {"grads": [g.astype(np.float32)]},
+        {"params": [np.ones((4, 2))[:, 0]]}, {"accums": [G[:3]]},
+        {"params": [p], "accums": [p]}, {"grads": [p]},
+    ]
+    for changes in declined:
+        assert call(**changes) is False, changes
+        assert_array_equal(p, before[0])
+        assert_array_equal(G, before[1])
+    assert updates.sgd_fast([p], [g], None, 0.5, 0.0, False, 0.0, 0.0, False, None, 1,
+                            1 << 16) is True
+    assert updates.sgd_fast([p], [g], None, 0.5, 0.9, False, 0.0, 0.0, False, None, 1,
+                            1 << 16) is False  # momentum without buffers
