@@ -141,6 +141,14 @@ def torch_module():
     return torch
 
 
+def random_steps(rng, shapes, dtype, steps=10):
+    """Parameters of the given shapes, and a sequence of gradients for them."""
+    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grad_sequence = [[rng.standard_normal(s).astype(dtype) for s in shapes]
+                     for _ in range(steps)]
+    return params, grad_sequence
+
+
 def torch_run(torch, optimizer_class, params, grad_sequence, **settings):
     tensors = [torch.tensor(p.copy()) for p in params]
     for t in tensors:
@@ -153,6 +161,24 @@ def torch_run(torch, optimizer_class, params, grad_sequence, **settings):
     return [t.detach().numpy() for t in tensors], optimizer
 
 
+def assert_close_to_torch(mine, want):
+    """1e-14 relative in float64 (the issue's bar), a few float32 ulps in float32."""
+    for a, b in zip(mine, want, strict=True):
+        assert a.dtype == b.dtype
+        rtol = 1e-14 if a.dtype == np.float64 else 2e-6
+        assert_allclose(a, b, rtol=rtol, atol=rtol)
+
+
+def fastgd_run(optimizer_class, params, grad_sequence, want, **settings):
+    """The same steps with a fastgd optimizer object, checked against torch's results."""
+    mine = [p.copy() for p in params]
+    optimizer = optimizer_class(mine, **settings)
+    for grads in grad_sequence:
+        optimizer.step(grads)
+    assert_close_to_torch(mine, want)
+    return optimizer
+
+
 @pytest.mark.parametrize(
     "settings",
     [{}, {"lr_decay": 0.05}, {"weight_decay": 0.1}, {"initial_accumulator_value": 0.3},
@@ -161,22 +187,13 @@ def torch_run(torch, optimizer_class, params, grad_sequence, **settings):
     ids=lambda s: ",".join(s) or "defaults",
 )
 def test_adagrad_object_matches_torch(backend, torch_module, rng, float_dtype, settings):
-    shapes = [(4, 3), (7,), ()]
-    params = [rng.standard_normal(s).astype(float_dtype) for s in shapes]
-    grad_sequence = [[rng.standard_normal(s).astype(float_dtype) for s in shapes]
-                     for _ in range(10)]
+    params, grad_sequence = random_steps(rng, [(4, 3), (7,), ()], float_dtype)
     want, torch_optimizer = torch_run(torch, torch.optim.Adagrad, params, grad_sequence,
                                       lr=0.1, **settings)
-    mine = [p.copy() for p in params]
-    optimizer = fastgd.Adagrad(mine, lr=0.1, **settings)
-    for grads in grad_sequence:
-        optimizer.step(grads)
-    rtol = 1e-14 if float_dtype == np.float64 else 2e-6
-    for a, b in zip(mine, want, strict=True):
-        assert a.dtype == float_dtype
-        assert_allclose(a, b, rtol=rtol, atol=rtol)
-    for accum, t in zip(optimizer.accums, torch_optimizer.param_groups[0]["params"], strict=True):
-        assert_allclose(accum, torch_optimizer.state[t]["sum"].numpy(), rtol=rtol, atol=rtol)
+    optimizer = fastgd_run(fastgd.Adagrad, params, grad_sequence, want, lr=0.1, **settings)
+    torch_sums = [torch_optimizer.state[t]["sum"].numpy()
+                  for t in torch_optimizer.param_groups[0]["params"]]
+    assert_close_to_torch(optimizer.accums, torch_sums)
 
 
 @pytest.mark.parametrize(
@@ -187,18 +204,9 @@ def test_adagrad_object_matches_torch(backend, torch_module, rng, float_dtype, s
     ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "plain",
 )
 def test_sgd_object_matches_torch(backend, torch_module, rng, float_dtype, settings):
-    shapes = [(5, 2), (3,)]
-    params = [rng.standard_normal(s).astype(float_dtype) for s in shapes]
-    grad_sequence = [[rng.standard_normal(s).astype(float_dtype) for s in shapes]
-                     for _ in range(10)]
+    params, grad_sequence = random_steps(rng, [(5, 2), (3,)], float_dtype)
     want, _ = torch_run(torch, torch.optim.SGD, params, grad_sequence, lr=0.05, **settings)
-    mine = [p.copy() for p in params]
-    optimizer = fastgd.SGD(mine, lr=0.05, **settings)
-    for grads in grad_sequence:
-        optimizer.step(grads)
-    rtol = 1e-14 if float_dtype == np.float64 else 2e-6
-    for a, b in zip(mine, want, strict=True):
-        assert_allclose(a, b, rtol=rtol, atol=rtol)
+    fastgd_run(fastgd.SGD, params, grad_sequence, want, lr=0.05, **settings)
 
 
 def test_lower_bound_projects_and_keeps_nan(backend):
