@@ -17,7 +17,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, sqrt, sqrtf
 from libc.stdint cimport uintptr_t
-from libc.stdlib cimport free, malloc, qsort
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 
 cnp.import_array()
 
@@ -262,8 +263,9 @@ def sgd_update(list params, list grads, list velocities, double lr, double momen
 # The fast path: the whole call in C for the common case, so that a small update costs
 # about a microsecond and a list costs tens of nanoseconds per array. It accepts exact
 # ndarrays (C-contiguous, aligned, native, float32/float64, matching shapes) and exact
-# Python floats, ints and bools in range; for anything else it returns False having
-# modified nothing, and fastgd.optim converts the arguments or raises its error.
+# Python floats, ints and bools in range, and refuses aliasing by sorting the arrays'
+# byte ranges; for anything else it returns False having modified nothing, and
+# fastgd.optim converts the arguments or raises its error.
 
 ctypedef struct ByteRange:
     uintptr_t start
@@ -280,16 +282,46 @@ def set_default_n_threads(int n_threads):
     _default_n_threads = max(1, n_threads)
 
 
-cdef int _compare_ranges(const void* a, const void* b) noexcept nogil:
-    cdef uintptr_t x = (<const ByteRange*>a).start, y = (<const ByteRange*>b).start
-    return -1 if x < y else (1 if x > y else 0)
+cdef ByteRange* _sort_ranges(ByteRange* ranges, ByteRange* scratch,
+                             Py_ssize_t n) noexcept nogil:
+    """Sort by start address: a stable LSD radix sort, a byte per pass, skipping the bytes
+    that all addresses share (most of the high ones). Returns the sorted buffer (ranges
+    or scratch). Several times faster than qsort for the thousands of ranges of a list."""
+    cdef Py_ssize_t counts[256]
+    cdef Py_ssize_t k, running, count
+    cdef int shift, key_bits = <int>(sizeof(uintptr_t) * 8)
+    cdef unsigned int digit
+    cdef ByteRange* source = ranges
+    cdef ByteRange* target = scratch
+    cdef ByteRange* swap
+    for shift in range(0, key_bits, 8):
+        memset(counts, 0, sizeof(counts))
+        for k in range(n):
+            counts[(source[k].start >> shift) & 0xFF] += 1
+        if counts[(source[0].start >> shift) & 0xFF] == n:
+            continue
+        running = 0
+        for digit in range(256):
+            count = counts[digit]
+            counts[digit] = running
+            running += count
+        for k in range(n):
+            digit = (source[k].start >> shift) & 0xFF
+            target[counts[digit]] = source[k]
+            counts[digit] += 1
+        swap = source
+        source = target
+        target = swap
+    return source
 
 
-cdef bint _any_overlap(ByteRange* ranges, Py_ssize_t n) noexcept nogil:
+cdef bint _any_overlap(ByteRange* ranges, ByteRange* scratch, Py_ssize_t n) noexcept nogil:
     """Does an array written in place overlap any other array of the call?"""
     cdef uintptr_t furthest_any = 0, furthest_written = 0
     cdef Py_ssize_t k
-    qsort(ranges, n, sizeof(ByteRange), _compare_ranges)
+    if n == 0:
+        return False
+    ranges = _sort_ranges(ranges, scratch, n)
     for k in range(n):
         if ranges[k].start == ranges[k].end:
             continue
@@ -390,7 +422,8 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
         return False
     slices = <ArraySlice*>malloc((n + 1) * sizeof(ArraySlice))
     offsets = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
-    ranges = <ByteRange*>malloc((3 * n + 1) * sizeof(ByteRange))
+    # 3 ranges per triple, and as much again as the radix sort's scratch.
+    ranges = <ByteRange*>malloc((6 * n + 2) * sizeof(ByteRange))
     if slices == NULL or offsets == NULL or ranges == NULL:
         free(slices)
         free(offsets)
@@ -428,7 +461,7 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
                 n_ranges = _add_range(ranges, n_ranges, slices[k].state, nbytes, True)
         if ok:
             with nogil:
-                ok = not _any_overlap(ranges, n_ranges)
+                ok = not _any_overlap(ranges, ranges + 3 * n + 1, n_ranges)
                 if ok:
                     _run_slices(slices, offsets, n, adagrad, settings, n_threads,
                                 parallel_min_elements)

@@ -362,3 +362,30 @@ def test_fast_path_takes_plain_calls_and_declines_the_rest():
                             1 << 16) is True
     assert updates.sgd_fast([p], [g], None, 0.5, 0.9, False, 0.0, 0.0, False, None, 1,
                             1 << 16) is False  # momentum without buffers
+
+
+@pytest.mark.parametrize("kind", ["same_param_twice", "overlapping_views", "grad_is_accum",
+                                  "disjoint_views"])
+def test_aliasing_found_deep_in_long_lists(backend, kind):
+    """Many arrays cut from a few buffers (addresses that share their high bytes and
+    interleave), with one overlap far down the list."""
+    buffer = np.zeros(5000)
+    params = [buffer[10 * k: 10 * k + 10] for k in range(300)]
+    accums = [np.zeros(10) for _ in range(300)]
+    grads = [np.ones(10) for _ in range(300)]
+    if kind == "same_param_twice":
+        params[250] = params[17]
+    elif kind == "overlapping_views":
+        params[250] = buffer[175:185]  # straddles params[17] and params[18]
+    elif kind == "grad_is_accum":
+        grads[299] = accums[3]
+    snapshot = buffer.copy(), [a.copy() for a in accums]
+    if kind == "disjoint_views":
+        fastgd.adagrad_update(params, grads, accums, lr=0.1)
+        assert np.all(buffer[:3000] < 0) and np.all(buffer[3000:] == 0)
+        return
+    with pytest.raises(ValueError, match="shares memory with"):
+        fastgd.adagrad_update(params, grads, accums, lr=0.1)
+    assert_array_equal(buffer, snapshot[0])
+    for a, before in zip(accums, snapshot[1], strict=True):
+        assert_array_equal(a, before)
