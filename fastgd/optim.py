@@ -123,7 +123,7 @@ def _real(value, name, *, minimum=0.0, maximum=math.inf):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
     value = float(value)
-    if not (minimum <= value <= maximum) or math.isnan(value):
+    if not (minimum <= value <= maximum) or not math.isfinite(value):
         bounds = f">= {minimum}" if maximum == math.inf else f"in [{minimum}, {maximum}]"
         raise ValueError(f"{name} must be {bounds} and finite; got {value}")
     return value

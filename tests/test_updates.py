@@ -272,6 +272,7 @@ def test_bad_lists_raise_before_anything_is_modified(backend, message, error, ma
     "kwargs, error, match",
     [({"lr": -1.0}, ValueError, "lr must be >= 0"),
      ({"eps": float("nan")}, ValueError, "eps must be >= 0"),
+     ({"lr": float("inf")}, ValueError, r"lr must be >= 0\.0 and finite; got inf"),
      ({"eps_mode": "both"}, ValueError, "eps_mode must be one of"),
      ({"step": 0}, ValueError, "step must be an integer >= 1"),
      ({"maximize": 1}, TypeError, "maximize must be a bool"),
