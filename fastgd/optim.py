@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from fastgd import _backend, _threads
+from fastgd import _backend, _threads, _validation
 
 EPS_MODES = {"outside": 0, "inside": 1, "accumulate": 2}
 
@@ -155,20 +155,12 @@ def _fast_path_available():
     if _backend.ext is None or _backend.get_backend() != "compiled":
         return False
     if not _fast_path_available.ready:
-        _backend.ext._updates.set_default_n_threads(_n_threads_for(None))
+        _backend.ext._updates.set_default_n_threads(_threads.resolve_n_threads(None))
         _fast_path_available.ready = True
     return True
 
 
 _fast_path_available.ready = False
-
-
-def _n_threads_for(n_threads):
-    n_threads = _threads.resolve_n_threads(n_threads)
-    ext = _backend.ext
-    if ext is None or not ext._build_info.openmp_enabled():
-        return 1
-    return n_threads
 
 
 def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outside", step=1,
@@ -236,13 +228,11 @@ def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outsi
     eps = _real(eps, "eps")
     lr_decay = _real(lr_decay, "lr_decay")
     weight_decay = _real(weight_decay, "weight_decay")
-    if eps_mode not in EPS_MODES:
-        raise ValueError(f"eps_mode must be one of {', '.join(map(repr, EPS_MODES))}; "
-                         f"got {eps_mode!r}")
+    _validation.check_choice(eps_mode, "eps_mode", tuple(EPS_MODES))
     step = _step(step)
     maximize = _flag(maximize, "maximize")
     bound = _lower_bound(lower_bound)
-    n_threads = _n_threads_for(n_threads)
+    n_threads = _threads.resolve_n_threads(n_threads)
     params, grads, accums = _validated_lists(params, grads, accums, "accums")
     rate = lr / (1.0 + (step - 1) * lr_decay)
     kernel = _backend.kernel("updates", "adagrad_update")
@@ -309,7 +299,7 @@ def sgd_update(params, grads, velocities=None, *, lr, momentum=0.0, nesterov=Fal
                          f"got momentum={momentum}, dampening={dampening}")
     if momentum != 0 and velocities is None:
         raise ValueError("momentum != 0 needs velocities (one momentum buffer per parameter)")
-    n_threads = _n_threads_for(n_threads)
+    n_threads = _threads.resolve_n_threads(n_threads)
     params, grads, velocities = _validated_lists(params, grads, velocities, "velocities")
     kernel = _backend.kernel("updates", "sgd_update")
     kernel(params, grads, velocities if momentum != 0 else None, lr, momentum, dampening,
@@ -318,8 +308,6 @@ def sgd_update(params, grads, velocities=None, *, lr, momentum=0.0, nesterov=Fal
 
 class _Optimizer:
     """State shared by the optimizer objects: the parameters, validated once."""
-
-    _state_name = "state"
 
     def __init__(self, params, n_threads):
         params, _ = _as_list(params, "params")
@@ -383,9 +371,7 @@ class Adagrad(_Optimizer):
             "lower_bound": None if lower_bound is None else _lower_bound(lower_bound),
             "maximize": _flag(maximize, "maximize"),
         }
-        if eps_mode not in EPS_MODES:
-            raise ValueError(f"eps_mode must be one of {', '.join(map(repr, EPS_MODES))}; "
-                             f"got {eps_mode!r}")
+        _validation.check_choice(eps_mode, "eps_mode", tuple(EPS_MODES))
         start = _real(initial_accumulator_value, "initial_accumulator_value")
         self.accums = [np.full_like(p, start) for p in self.params]
 
