@@ -15,14 +15,23 @@ from fastgd._backend import get_backend, use_backend
 from fastgd._config import show_config
 from fastgd._version import __version__
 from fastgd.distances import sqeuclidean
+from fastgd.gradcheck import GradCheckReport, check_grad, numerical_gradient
+from fastgd.masked import ObservedEntries, masked_loss_grad, masked_residual, observed
 from fastgd.optim import SGD, Adagrad, adagrad_update, sgd_update
 
 __all__ = [
     "SGD",
     "Adagrad",
+    "GradCheckReport",
+    "ObservedEntries",
     "__version__",
     "adagrad_update",
+    "check_grad",
     "get_backend",
+    "masked_loss_grad",
+    "masked_residual",
+    "numerical_gradient",
+    "observed",
     "sgd_update",
     "show_config",
     "sqeuclidean",

@@ -141,3 +141,85 @@ def sgd_update(params, grads, velocities, lr, momentum, dampening, nesterov, wei
             velocities[k][...] = buffer
             g = g + t(momentum) * buffer if nesterov else buffer
         _bounded(param, param + (-t(lr)) * g, lower_bound)
+
+
+# Masked matrix-factorisation kernels: the twins of fastgd._ext._masked. ``mask`` is a
+# uint8 array (nonzero = observed) or None (then NaN in A means missing); ``n_threads``
+# and ``n_partials`` are accepted for the common signature and ignored.
+
+
+def _observed(A, mask):
+    return ~np.isnan(A) if mask is None else mask.astype(bool)
+
+
+def all_finite(array):
+    """True if no element of ``array`` is NaN or infinite."""
+    return bool(np.isfinite(array).all())
+
+
+def count_observed_rows(A, mask, counts):
+    """counts[i] = the number of observed entries in row i of A."""
+    counts[...] = _observed(A, mask).sum(axis=1)
+
+
+def fill_plan(A, mask, indptr, indices, values):
+    """The column indices and values of A's observed entries, row by row."""
+    observed = _observed(A, mask)
+    indices[...] = np.nonzero(observed)[1]
+    values[...] = A[observed]
+
+
+def _dense_residuals(A, mask, W, H):
+    observed = _observed(A, mask)
+    with np.errstate(invalid="ignore", over="ignore"):
+        R = np.where(observed, W @ H - A, 0).astype(A.dtype, copy=False)
+    return R, int(np.count_nonzero(observed))
+
+
+def _sum_of_squares(values):
+    return float(np.dot(values.ravel().astype(np.float64), values.ravel().astype(np.float64)))
+
+
+def dense_residual(A, mask, W, H, out, n_threads):
+    """out = W @ H - A at observed entries, 0 elsewhere; returns the sum of squares."""
+    out[...], _ = _dense_residuals(A, mask, W, H)
+    return _sum_of_squares(out)
+
+
+def dense_loss_grad(A, mask, W, H, dW, dH, n_threads, n_partials):
+    """dW = R @ H.T and dH = W.T @ R for the masked residual R; returns (sum of r^2,
+    number of observed entries)."""
+    R, count = _dense_residuals(A, mask, W, H)
+    with np.errstate(invalid="ignore", over="ignore"):
+        dW[...] = R @ H.T
+        dH[...] = W.T @ R
+    return _sum_of_squares(R), count
+
+
+def _plan_rows(indptr):
+    return np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
+
+
+def _plan_residuals(indptr, indices, values, W, HT):
+    rows = _plan_rows(indptr)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.einsum("ek,ek->e", W[rows], HT[indices]) - values, rows
+
+
+def plan_residual(indptr, indices, values, W, HT, out, n_threads):
+    """out[e] = W[i] . H[:, j] - values[e] for the plan's e-th entry (i, j); returns the
+    sum of squares."""
+    out[...], _ = _plan_residuals(indptr, indices, values, W, HT)
+    return _sum_of_squares(out)
+
+
+def plan_loss_grad(indptr, indices, values, W, HT, dW, dH, n_threads, n_partials):
+    """dW = R @ H.T and dH = W.T @ R for the plan's residuals R; returns the sum of r^2."""
+    r, rows = _plan_residuals(indptr, indices, values, W, HT)
+    dW[...] = 0
+    dHT = np.zeros((HT.shape[0], W.shape[1]), dtype=dW.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.add.at(dW, rows, r[:, None] * HT[indices])
+        np.add.at(dHT, indices, r[:, None] * W[rows])
+    dH[...] = dHT.T
+    return _sum_of_squares(r)

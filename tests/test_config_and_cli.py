@@ -12,6 +12,8 @@ import fastgd
 import fastgd._backend
 import fastgd._config
 import fastgd.distances
+import fastgd.gradcheck
+import fastgd.masked
 import fastgd.optim
 from fastgd import cli
 
@@ -66,7 +68,8 @@ def test_cli_as_installed_commands(command, tmp_path):
 
 @pytest.mark.parametrize(
     "module",
-    [fastgd, fastgd._backend, fastgd._config, fastgd.distances, fastgd.optim],
+    [fastgd, fastgd._backend, fastgd._config, fastgd.distances, fastgd.gradcheck,
+     fastgd.masked, fastgd.optim],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples_run(module):

@@ -1,0 +1,115 @@
+"""The masked loss-and-gradient benchmark cases and their peers, one thread each.
+
+Every peer computes the MSE loss of W @ H over A's observed entries and its gradients
+with respect to W and H (autograd: the RMSE of the popular tutorial). Shared by the
+pytest-benchmark file and the interleaved ratio table.
+"""
+
+import numpy as np
+
+import fastgd
+
+# The tutorial's ratings, transposed: 4 users x 3 items, one missing.
+TUTORIAL = np.array([[3, 4, 5, 2], [4, 4, 3, 3], [5, 5, 4, 3]], dtype=np.float64).T
+
+# name -> (m, n, k, observed fraction, dtype); 0 for the fraction means the tutorial's A.
+CASES = {
+    "tutorial 4x3 k=2": (4, 3, 2, 0, np.float64),
+    "1000x1000 k=16 50%": (1000, 1000, 16, 0.5, np.float64),
+    "5000x5000 k=32 5%": (5000, 5000, 32, 0.05, np.float64),
+    "5000x5000 k=32 5% f32": (5000, 5000, 32, 0.05, np.float32),
+    "20000x20000 k=32 0.5%": (20000, 20000, 32, 0.005, np.float64),
+    "20000x20000 k=32 0.5% f32": (20000, 20000, 32, 0.005, np.float32),
+}
+# Dense peers need m x n arrays: only where those are small enough to be a fair peer.
+DENSE_MAX_ENTRIES = 5000 * 5000
+PEER_NAMES = ["fastgd plan", "fastgd dense A", "numpy dense", "scipy vectorised", "autograd"]
+
+
+def make_problem(m, n, k, fraction, dtype, seed=0):
+    """(rows, cols, values, W, H), the entries sorted by row then column, no m x n array."""
+    rng = np.random.default_rng(seed)
+    if fraction == 0:
+        A = TUTORIAL.copy()
+        A[0, 0] = np.nan
+        rows, cols = np.nonzero(~np.isnan(A))
+        values = A[rows, cols]
+    else:
+        flat = np.unique(rng.integers(0, m * n, size=int(fraction * m * n * 1.002)))
+        rows, cols = np.divmod(flat, n)
+        values = rng.random(flat.shape[0]) * 4 + 1
+    W = rng.random((m, k)) / np.sqrt(k)
+    H = rng.random((k, n)) / np.sqrt(k)
+    return rows, cols, values.astype(dtype), W.astype(dtype), H.astype(dtype)
+
+
+def peers(case):
+    """name -> zero-argument callable returning (loss, dW, dH); peers that are missing
+    or do not apply are left out."""
+    m, n, k, fraction, dtype = CASES[case]
+    rows, cols, values, W, H = make_problem(m, n, k, fraction, dtype)
+    plan = fastgd.observed((rows, cols, values, (m, n)))
+    result = {"fastgd plan": lambda: fastgd.masked_loss_grad(plan, W, H, n_threads=1)}
+    if m * n <= DENSE_MAX_ENTRIES:
+        A = np.full((m, n), np.nan, dtype=dtype)
+        A[rows, cols] = values
+        mask = ~np.isnan(A)
+        A_zeros = np.where(mask, A, 0)
+        result["fastgd dense A"] = lambda: fastgd.masked_loss_grad(A, W, H, n_threads=1)
+
+        def numpy_dense():
+            R = np.where(mask, W @ H - A_zeros, 0)
+            count = np.count_nonzero(mask)
+            return (R * R).sum() / count, (2 / count) * (R @ H.T), (2 / count) * (W.T @ R)
+
+        result["numpy dense"] = numpy_dense
+    result["scipy vectorised"] = scipy_vectorised(rows, cols, values, W, H, (m, n))
+    autograd_peer = autograd_tutorial(rows, cols, values, W, H, (m, n))
+    if autograd_peer is not None and fraction == 0:
+        result["autograd"] = autograd_peer
+    return result
+
+
+def scipy_vectorised(rows, cols, values, W, H, shape):
+    """The best vectorised SciPy approach: the residuals by einsum over gathered rows of
+    W and of H.T, the gradients by sparse-matrix products, the CSR pattern built once."""
+    import scipy.sparse
+
+    pattern = scipy.sparse.csr_array((values, (rows, cols)), shape=shape)
+    pattern.sort_indices()
+    indptr, indices = pattern.indptr, pattern.indices
+    entry_rows = np.repeat(np.arange(shape[0]), np.diff(indptr))
+    observed_values = pattern.data.copy()
+    HT = np.ascontiguousarray(H.T)
+    count = values.shape[0]
+
+    def gradient():
+        r = np.einsum("ij,ij->i", W[entry_rows], HT[indices]) - observed_values
+        R = scipy.sparse.csr_array((r, indices, indptr), shape=shape)
+        return r @ r / count, (2 / count) * (R @ HT), (2 / count) * (R.T @ W).T
+
+    return gradient
+
+
+def autograd_tutorial(rows, cols, values, W, H, shape):
+    """The tutorial's cost under autograd: RMSE over the masked entries of W @ H."""
+    try:
+        import autograd
+        import autograd.numpy as anp
+    except ImportError:
+        return None
+    A = np.full(shape, np.nan, dtype=values.dtype)
+    A[rows, cols] = values
+    mask = ~np.isnan(A)
+
+    def cost(W, H):
+        difference = anp.dot(W, H) - A
+        return anp.sqrt(anp.mean(difference[mask] ** 2))
+
+    gradient = autograd.value_and_grad(cost, argnum=[0, 1])
+
+    def run():
+        value, (dW, dH) = gradient(W, H)
+        return value, dW, dH
+
+    return run

@@ -1,0 +1,649 @@
+"""Masked matrix factorisation: the residual, loss and gradients of W @ H at observed entries.
+
+A (m x n) has missing entries, W is (m x k) and H is (k x n). ``masked_residual``
+and ``masked_loss_grad`` take A dense (NaN = missing, or a boolean ``mask``), as a
+scipy.sparse matrix (its stored entries are the observed ones), or as an
+``ObservedEntries`` plan built once by ``observed`` and reused across iterations.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from fastgd import _backend, _threads, _validation
+
+LOSSES = ("sse", "mse", "rmse")
+METHODS = ("auto", "dense", "sparse")
+
+# method="auto" takes the sparse path (O(nnz k)) for a dense A observed at most this
+# fraction, the dense path (three BLAS products over tiles, O(m n k)) above it. The density
+# is estimated from up to DENSITY_SAMPLE_ROWS evenly spaced rows.
+SPARSE_MAX_DENSITY = 0.1
+DENSITY_SAMPLE_ROWS = 64
+
+# Below this many multiply-adds (k times the entries visited) no parallel region is opened
+# and BLAS threads are left alone: their cost would dwarf the work.
+PARALLEL_MIN_WORK = 1 << 18
+
+# With deterministic=True the rows are cut into this many parts whatever the thread count;
+# each part sums its own dH, and the parts are added in a fixed order.
+DETERMINISTIC_PARTS = 8
+
+
+class ObservedEntries:
+    """The observed entries of an (m, n) matrix, stored row by row: a reusable plan.
+
+    Built by :func:`observed`; every ``masked_*`` function accepts it in place of A.
+    The layout is scipy's CSR: the entries of row ``i`` are ``indptr[i]:indptr[i + 1]``,
+    with column indices ``indices`` (ascending within a row) and observed values
+    ``values``. Indices are int32 where they fit, int64 otherwise.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(m, n)``.
+    indptr : ndarray of shape (m + 1,)
+    indices : ndarray of shape (nnz,)
+    values : ndarray of shape (nnz,), float32 or float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> plan = fastgd.observed(np.array([[1.0, np.nan], [np.nan, 4.0]]))
+    >>> plan
+    ObservedEntries(shape=(2, 2), nnz=2, dtype=float64, index dtype=int32)
+    >>> plan.rows, plan.cols, plan.values
+    (array([0, 1], dtype=int32), array([0, 1], dtype=int32), array([1., 4.]))
+    """
+
+    __slots__ = ("indices", "indptr", "shape", "values")
+
+    def __init__(self, indptr, indices, values, shape):
+        self.indptr = indptr
+        self.indices = indices
+        self.values = values
+        self.shape = (int(shape[0]), int(shape[1]))
+        for array in (indptr, indices, values):
+            array.flags.writeable = False
+
+    @property
+    def nnz(self):
+        """The number of observed entries."""
+        return self.values.shape[0]
+
+    @property
+    def dtype(self):
+        """The dtype of the observed values."""
+        return self.values.dtype
+
+    @property
+    def density(self):
+        """The fraction of the m x n entries that are observed."""
+        m, n = self.shape
+        return self.nnz / (m * n) if m * n else 0.0
+
+    @property
+    def rows(self):
+        """The row index of every entry, in the plan's order."""
+        counts = np.diff(self.indptr)
+        return np.repeat(np.arange(self.shape[0], dtype=self.indices.dtype), counts)
+
+    @property
+    def cols(self):
+        """The column index of every entry, in the plan's order (``indices``)."""
+        return self.indices
+
+    def _entry_values(self, data, name):
+        if data is None:
+            return self.values
+        data = np.asarray(data)
+        if data.shape != (self.nnz,):
+            raise ValueError(
+                f"{name} must be a 1-D array of shape (nnz,) = ({self.nnz},) in the plan's "
+                f"order; got shape {data.shape}"
+            )
+        return data
+
+    def to_sparse(self, data=None):
+        """The entries as a ``scipy.sparse.csr_array``.
+
+        Parameters
+        ----------
+        data : ndarray of shape (nnz,), optional
+            Values in the plan's order, e.g. the residuals that ``masked_residual``
+            returns for a plan; the observed values when omitted.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastgd
+        >>> plan = fastgd.observed(np.array([[1.0, np.nan], [np.nan, 4.0]]))
+        >>> plan.to_sparse(np.array([0.5, -0.5])).toarray()
+        array([[ 0.5,  0. ],
+               [ 0. , -0.5]])
+        """
+        import scipy.sparse
+
+        values = self._entry_values(data, "data")
+        return scipy.sparse.csr_array(
+            (values, self.indices.copy(), self.indptr.copy()), shape=self.shape
+        )
+
+    def to_dense(self, data=None, fill_value=np.nan):
+        """The entries as a dense (m, n) array, ``fill_value`` where nothing is observed.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastgd
+        >>> fastgd.observed((np.array([1]), np.array([0]), np.array([7.0]), (2, 2))).to_dense()
+        array([[nan, nan],
+               [ 7., nan]])
+        """
+        values = self._entry_values(data, "data")
+        dense = np.full(self.shape, fill_value, dtype=values.dtype)
+        dense[self.rows, self.indices] = values
+        return dense
+
+    def __repr__(self):
+        return (
+            f"ObservedEntries(shape={self.shape}, nnz={self.nnz}, dtype={self.dtype}, "
+            f"index dtype={self.indices.dtype})"
+        )
+
+
+def _index_dtype(*sizes):
+    return np.dtype(np.int32) if max(sizes, default=0) < 2**31 else np.dtype(np.int64)
+
+
+def _first_nonfinite(values):
+    return int(np.flatnonzero(~np.isfinite(values))[0])
+
+
+def _check_observed_values(values, describe):
+    """ValueError if an observed value is NaN or infinite; ``describe(e)`` locates entry e."""
+    if not _backend.kernel("masked", "all_finite")(values):
+        e = _first_nonfinite(values)
+        raise ValueError(
+            f"A must be finite at every observed entry; got {values[e]} at {describe(e)}"
+        )
+
+
+def _as_mask(mask, shape):
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        raise TypeError(
+            f"mask must be a boolean array (True = observed); got dtype {mask.dtype}"
+        )
+    if mask.shape != shape:
+        raise ValueError(f"mask must have A's shape {shape}; got shape {mask.shape}")
+    return np.ascontiguousarray(mask).view(np.uint8)
+
+
+def _as_dense(A, mask):
+    """A as a C-contiguous float array and mask as uint8 or None."""
+    A = _validation.as_float_array(A, "A", 2, "(m, n)")
+    if mask is not None:
+        mask = _as_mask(mask, A.shape)
+    return A, mask
+
+
+def _plan_from_dense(A, mask):
+    m, n = A.shape
+    A = _validation.as_contiguous(A, A.dtype)
+    index_dtype = _index_dtype(m * n, m, n)
+    counts = np.empty(m, dtype=np.int64)
+    _backend.kernel("masked", "count_observed_rows")(A, mask, counts)
+    indptr = np.zeros(m + 1, dtype=index_dtype)
+    np.cumsum(counts, out=indptr[1:])
+    nnz = int(indptr[-1])
+    indices = np.empty(nnz, dtype=index_dtype)
+    values = np.empty(nnz, dtype=A.dtype)
+    _backend.kernel("masked", "fill_plan")(A, mask, indptr, indices, values)
+    if index_dtype == np.int64 and _index_dtype(nnz, m, n) == np.int32:
+        indptr, indices = indptr.astype(np.int32), indices.astype(np.int32)
+
+    def describe(e):
+        row = int(np.searchsorted(indptr, e, side="right")) - 1
+        return f"row {row}, column {int(indices[e])}"
+
+    _check_observed_values(values, describe)
+    return ObservedEntries(indptr, indices, values, (m, n))
+
+
+def _check_shape(shape):
+    try:
+        m, n = (operator_index(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be a pair of non-negative ints (m, n); got {shape!r}")
+    if m < 0 or n < 0:
+        raise ValueError(f"shape must be a pair of non-negative ints (m, n); got {shape!r}")
+    return m, n
+
+
+def operator_index(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(value)
+    return int(value)
+
+
+def _as_index_array(value, name):
+    array = np.asarray(value)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of indices; got shape {array.shape}")
+    if array.dtype.kind not in "iu" and not (array.size == 0 and array.dtype.kind == "f"):
+        raise TypeError(f"{name} must hold integers; got dtype {array.dtype}")
+    return array.astype(np.int64)
+
+
+def _plan_from_entries(rows, cols, values, shape):
+    """A plan from coordinates: sorted by row then column, duplicates refused."""
+    m, n = _check_shape(shape)
+    rows = _as_index_array(rows, "rows")
+    cols = _as_index_array(cols, "cols")
+    values = _validation.as_float_array(values, "values", 1, "(nnz,)")
+    if not rows.shape == cols.shape == values.shape:
+        raise ValueError(
+            f"rows, cols and values must have the same length; got {rows.shape[0]}, "
+            f"{cols.shape[0]} and {values.shape[0]}"
+        )
+    for name, index, size in (("rows", rows, m), ("cols", cols, n)):
+        if index.size and (index.min() < 0 or index.max() >= size):
+            bad = int(np.flatnonzero((index < 0) | (index >= size))[0])
+            raise ValueError(
+                f"{name} must lie in [0, {size}) for shape {(m, n)}; got {index[bad]} "
+                f"at position {bad}"
+            )
+    key = rows * n + cols
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    duplicate = np.flatnonzero(key[1:] == key[:-1])
+    if duplicate.size:
+        first = int(order[duplicate[0]])
+        raise ValueError(
+            f"the observed entries must be distinct; (row {rows[first]}, column {cols[first]}) "
+            f"appears more than once"
+        )
+    rows, cols, values = rows[order], cols[order], np.ascontiguousarray(values[order])
+    index_dtype = _index_dtype(values.shape[0], m, n)
+    indptr = np.zeros(m + 1, dtype=index_dtype)
+    np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
+    indices = cols.astype(index_dtype)
+    _check_observed_values(values, lambda e: f"row {rows[e]}, column {cols[e]}")
+    return ObservedEntries(indptr, indices, values, (m, n))
+
+
+def _plan_from_sparse(matrix):
+    coo = matrix.tocoo()
+    return _plan_from_entries(coo.row, coo.col, coo.data, coo.shape)
+
+
+def observed(A, mask=None):
+    """A reusable plan of the observed entries of A.
+
+    Build it once and pass it in place of A to ``masked_residual`` and
+    ``masked_loss_grad``: every later call then skips finding the observed entries
+    and runs the sparse path, O(nnz k).
+
+    Parameters
+    ----------
+    A : array_like of shape (m, n), scipy.sparse matrix or array, or tuple
+        A dense array with NaN where an entry is missing; a dense array with ``mask``;
+        any scipy.sparse matrix or array (its stored entries, explicit zeros included,
+        are the observed ones); or ``(rows, cols, values, shape)``.
+    mask : array_like of bool, shape (m, n), optional
+        True where A is observed, only with a dense A; A's values elsewhere are
+        ignored, even NaN or inf.
+
+    Returns
+    -------
+    ObservedEntries
+        Values in A's float dtype (float32 stays float32; integers become float64).
+
+    Raises
+    ------
+    ValueError
+        A NaN or infinite observed value, duplicate (row, col) pairs, indices outside
+        the shape, a mask of another shape, or a mask together with a sparse A.
+    TypeError
+        A non-real dtype, a non-boolean mask, or non-integer indices.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> A = np.array([[5.0, np.nan, 1.0], [np.nan, 2.0, np.nan]])
+    >>> plan = fastgd.observed(A)
+    >>> plan.nnz, plan.indptr, plan.indices
+    (3, array([0, 2, 3], dtype=int32), array([0, 2, 1], dtype=int32))
+    >>> fastgd.observed((np.array([1, 0]), np.array([1, 0]), np.array([2.0, 5.0]), (2, 3))).values
+    array([5., 2.])
+    """
+    if isinstance(A, ObservedEntries):
+        if mask is not None:
+            raise ValueError("mask cannot be combined with an ObservedEntries plan")
+        return A
+    if _is_sparse(A):
+        if mask is not None:
+            raise ValueError("mask cannot be combined with a scipy.sparse A")
+        return _plan_from_sparse(A)
+    if isinstance(A, tuple) and len(A) == 4 and not _looks_like_a_row(A):
+        if mask is not None:
+            raise ValueError("mask cannot be combined with (rows, cols, values, shape)")
+        return _plan_from_entries(*A)
+    A, mask = _as_dense(A, mask)
+    return _plan_from_dense(A, mask)
+
+
+def _looks_like_a_row(value):
+    return all(isinstance(item, numbers.Number) for item in value)
+
+
+def _is_sparse(value):
+    try:
+        import scipy.sparse
+    except ImportError:  # pragma: no cover - scipy is a dependency
+        return False
+    return scipy.sparse.issparse(value)
+
+
+def _check_factors(W, H, shape):
+    """W and H validated against A's shape (m, n)."""
+    m, n = shape
+    W = _validation.as_float_array(W, "W", 2, f"(m, k) = ({m}, k)")
+    H = _validation.as_float_array(H, "H", 2, f"(k, n) = (k, {n})")
+    if W.shape[0] != m:
+        raise ValueError(f"W must have shape (m, k) = ({m}, k), m the rows of A; got {W.shape}")
+    if H.shape[1] != n:
+        raise ValueError(
+            f"H must have shape (k, n) = (k, {n}), n the columns of A; got {H.shape}"
+        )
+    if W.shape[1] != H.shape[0]:
+        raise ValueError(
+            f"W and H must share the rank k (W's columns, H's rows); got W of shape "
+            f"{W.shape} and H of shape {H.shape}"
+        )
+    return W, H
+
+
+def _check_finite_factor(array, name):
+    if not _backend.kernel("masked", "all_finite")(array):
+        where = np.unravel_index(_first_nonfinite(array.ravel()), array.shape)
+        raise ValueError(
+            f"{name} must be finite; got {array[where]} at {name}[{where[0]}, {where[1]}]"
+        )
+
+
+def _prepare(A, W, H, mask):
+    """(plan or None, dense A or None, mask, W, H) in one float dtype, C-contiguous."""
+    if mask is not None and (isinstance(A, ObservedEntries) or _is_sparse(A)):
+        raise ValueError("mask cannot be combined with an ObservedEntries plan or sparse A")
+    if isinstance(A, ObservedEntries) or _is_sparse(A):
+        plan = observed(A)
+        dense = None
+        values = plan.values
+    else:
+        plan = None
+        dense, mask = _as_dense(A, mask)
+        values = dense
+    W, H = _check_factors(W, H, values.shape if plan is None else plan.shape)
+    dtype = _validation.result_dtype(values, W, H)
+    W = _validation.as_contiguous(W, dtype)
+    H = _validation.as_contiguous(H, dtype)
+    _check_finite_factor(W, "W")
+    _check_finite_factor(H, "H")
+    if dense is not None:
+        dense = _validation.as_contiguous(dense, dtype)
+    return plan, dense, mask, W, H, dtype
+
+
+def _raise_if_observed_nonfinite(A, mask):
+    """After a non-finite sum of squares: an observed NaN or inf in A is the caller's error
+    (otherwise W @ H overflowed, and the result is honestly infinite)."""
+    observed_entries = ~np.isnan(A) if mask is None else mask.view(bool)
+    bad = np.flatnonzero((observed_entries & ~np.isfinite(A)).ravel())
+    if bad.size:
+        i, j = np.unravel_index(int(bad[0]), A.shape)
+        raise ValueError(
+            f"A must be finite at every observed entry; got {A[i, j]} at row {i}, column {j}"
+        )
+
+
+def _thread_count(n_threads, work):
+    n_threads = _threads.resolve_n_threads(n_threads)
+    return 1 if work < PARALLEL_MIN_WORK else n_threads
+
+
+def _plan_values(plan, dtype):
+    return plan.values if plan.values.dtype == dtype else plan.values.astype(dtype)
+
+
+def masked_residual(A, W, H, *, mask=None, out=None, n_threads=None):
+    """The residual ``W @ H - A`` at the observed entries of A.
+
+    Parameters
+    ----------
+    A : array_like of shape (m, n), or ObservedEntries, or scipy.sparse matrix
+        The data, NaN where missing (or see ``mask``); or a plan from ``observed``.
+    W : array_like of shape (m, k)
+    H : array_like of shape (k, n)
+    mask : array_like of bool, shape (m, n), optional
+        True where A is observed (only with a dense A); A's values elsewhere are ignored.
+    out : ndarray, optional
+        Where to write the result: of the result's shape and dtype, C-contiguous,
+        writeable, sharing no memory with the inputs.
+    n_threads : int, optional
+        OpenMP threads (None: all CPUs or OMP_NUM_THREADS; -1 all; 0 is an error).
+
+    Returns
+    -------
+    ndarray
+        For a dense A, shape (m, n): ``W @ H - A`` where observed, 0 elsewhere. For a
+        plan or sparse A, shape (nnz,): the residuals in the plan's order (turn them
+        into a matrix with ``plan.to_sparse(r)``). float32 if every input is float32,
+        else float64.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, NaN or inf in W or H, an infinite (or, with a mask, NaN)
+        observed value of A, an unsuitable ``out``.
+    TypeError
+        A non-real dtype or a non-boolean mask.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> A = np.array([[1.0, np.nan], [np.nan, 4.0]])
+    >>> W = np.array([[1.0], [2.0]])
+    >>> H = np.array([[3.0, 1.0]])
+    >>> fastgd.masked_residual(A, W, H)
+    array([[ 2.,  0.],
+           [ 0., -2.]])
+    >>> fastgd.masked_residual(fastgd.observed(A), W, H)
+    array([ 2., -2.])
+    """
+    plan, dense, mask, W, H, dtype = _prepare(A, W, H, mask)
+    k = W.shape[1]
+    inputs = {"A": A, "W": W, "H": H, "mask": mask}
+    if plan is None:
+        m, n = dense.shape
+        shape = (m, n)
+    else:
+        shape = (plan.nnz,)
+    if out is None:
+        out = np.empty(shape, dtype=dtype)
+    else:
+        _validation.check_out(out, "out", shape, dtype, inputs)
+    if plan is None:
+        n_threads = _thread_count(n_threads, m * n * max(k, 1))
+        with _blas_held(n_threads):
+            sse = _backend.kernel("masked", "dense_residual")(dense, mask, W, H, out, n_threads)
+        if not math.isfinite(sse):
+            _raise_if_observed_nonfinite(dense, mask)
+    else:
+        HT = np.ascontiguousarray(H.T)
+        n_threads = _thread_count(n_threads, plan.nnz * max(k, 1))
+        _backend.kernel("masked", "plan_residual")(
+            plan.indptr, plan.indices, _plan_values(plan, dtype), W, HT, out, n_threads
+        )
+    return out
+
+
+def _blas_held(n_threads):
+    import contextlib
+
+    return _threads.single_threaded_blas() if n_threads > 1 else contextlib.nullcontext()
+
+
+def _check_l2(l2):
+    if isinstance(l2, bool) or not isinstance(l2, numbers.Real):
+        raise TypeError(f"l2 must be a real number; got {type(l2).__name__}")
+    if not (math.isfinite(l2) and l2 >= 0):
+        raise ValueError(f"l2 must be finite and >= 0; got {l2}")
+    return float(l2)
+
+
+def _estimated_density(A, mask):
+    m = A.shape[0]
+    rows = np.unique(np.linspace(0, m - 1, min(m, DENSITY_SAMPLE_ROWS)).astype(np.intp))
+    if mask is not None:
+        return float(np.count_nonzero(mask[rows])) / (rows.size * A.shape[1])
+    return float(np.count_nonzero(~np.isnan(A[rows]))) / (rows.size * A.shape[1])
+
+
+def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
+                     deterministic=False, method="auto"):
+    """The loss of ``W @ H`` against the observed entries of A, and its exact gradients.
+
+    With ``r = (W @ H - A)`` at the N observed entries, the loss is ``sum(r^2)``
+    ("sse"), ``sum(r^2) / N`` ("mse") or ``sqrt(sum(r^2) / N)`` ("rmse"), plus
+    ``0.5 * l2 * (||W||_F^2 + ||H||_F^2)``.
+
+    Parameters
+    ----------
+    A : array_like of shape (m, n), or ObservedEntries, or scipy.sparse matrix
+        The data, NaN where missing (or see ``mask``); or a plan from ``observed``,
+        the fastest way to call this in a loop.
+    W : array_like of shape (m, k)
+    H : array_like of shape (k, n)
+    mask : array_like of bool, shape (m, n), optional
+        True where A is observed (only with a dense A); A's values elsewhere are ignored.
+    loss : {"mse", "sse", "rmse"}
+    l2 : float, default 0
+        Weight of the squared Frobenius norms of W and H (adds ``l2 * W`` and ``l2 * H``
+        to the gradients).
+    n_threads : int, optional
+        OpenMP threads (None: all CPUs or OMP_NUM_THREADS; -1 all; 0 is an error).
+        Small problems run on one thread.
+    deterministic : bool, default False
+        Bitwise-identical results whatever the thread count (the rows are cut into
+        a fixed number of parts whose dH are added in a fixed order; costs a little
+        memory, n k per part). Without it, results are reproducible for a given
+        thread count.
+    method : {"auto", "dense", "sparse"}
+        "dense": tiles of ``W @ H`` by BLAS with the residual, mask and loss fused,
+        O(m n k); "sparse": a loop over the observed entries, O(nnz k); "auto" takes
+        the sparse path for a plan, a sparse A, or a dense A observed at most
+        ``SPARSE_MAX_DENSITY``. Both give the same answer to rounding.
+
+    Returns
+    -------
+    loss : float
+        Accumulated in float64, also for float32 inputs.
+    dW : ndarray of shape (m, k)
+    dH : ndarray of shape (k, n)
+        The gradients of ``loss``, C-contiguous, float32 if every input is float32.
+        For "rmse" at a loss of exactly 0 the gradients are 0.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, NaN or inf in W or H, an infinite (or, with a mask, NaN)
+        observed value of A, no observed entry for "mse" or "rmse", a negative l2, or
+        an unknown ``loss`` or ``method``.
+    TypeError
+        A non-real dtype or a non-boolean mask.
+
+    See Also
+    --------
+    observed : the reusable plan of A's observed entries.
+    check_grad : compare these gradients with finite differences.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> A = np.array([[1.0, np.nan], [np.nan, 4.0]])
+    >>> W = np.array([[1.0], [2.0]])
+    >>> H = np.array([[3.0, 1.0]])
+    >>> loss, dW, dH = fastgd.masked_loss_grad(A, W, H, loss="sse")
+    >>> loss, dW, dH
+    (8.0, array([[12.],
+           [-4.]]), array([[ 4., -8.]]))
+    """
+    _validation.check_choice(loss, "loss", LOSSES)
+    _validation.check_choice(method, "method", METHODS)
+    l2 = _check_l2(l2)
+    plan, dense, mask, W, H, dtype = _prepare(A, W, H, mask)
+    if plan is not None and method == "dense":
+        dense, plan = _validation.as_contiguous(plan.to_dense(), dtype), None
+    elif plan is None and method == "sparse" or (
+        method == "auto" and plan is None and dense.size
+        and _estimated_density(dense, mask) <= SPARSE_MAX_DENSITY
+    ):
+        plan = _plan_from_dense(dense, mask)
+    m, k = W.shape
+    n = H.shape[1]
+    dW = np.empty((m, k), dtype=dtype)
+    dH = np.empty((k, n), dtype=dtype)
+    if plan is None:
+        n_threads = _thread_count(n_threads, m * n * max(k, 1))
+        n_parts = DETERMINISTIC_PARTS if deterministic else n_threads
+        with _blas_held(n_threads):
+            sse, count = _backend.kernel("masked", "dense_loss_grad")(
+                dense, mask, W, H, dW, dH, n_threads, n_parts
+            )
+        if not math.isfinite(sse):
+            _raise_if_observed_nonfinite(dense, mask)
+    else:
+        count = plan.nnz
+        HT = np.ascontiguousarray(H.T)
+        n_threads = _thread_count(n_threads, count * max(k, 1))
+        n_parts = DETERMINISTIC_PARTS if deterministic else n_threads
+        sse = _backend.kernel("masked", "plan_loss_grad")(
+            plan.indptr, plan.indices, _plan_values(plan, dtype), W, HT, dW, dH,
+            n_threads, n_parts,
+        )
+    value, scale = _loss_and_scale(loss, sse, count)
+    dW *= scale
+    dH *= scale
+    if l2:
+        value += 0.5 * l2 * (_sum_of_squares(W) + _sum_of_squares(H))
+        dW += l2 * W
+        dH += l2 * H
+    return value, dW, dH
+
+
+def _sum_of_squares(array):
+    flat = array.ravel().astype(np.float64, copy=False)
+    return float(np.dot(flat, flat))
+
+
+def _loss_and_scale(loss, sse, count):
+    """The loss from the sum of squared residuals, and d loss / d (W @ H) per unit residual."""
+    if loss == "sse":
+        return sse, 2.0
+    if count == 0:
+        raise ValueError(
+            f"A has no observed entry, so loss={loss!r} (a mean over them) is undefined; "
+            "use loss='sse'"
+        )
+    mse = sse / count
+    if loss == "mse":
+        return mse, 2.0 / count
+    rmse = math.sqrt(mse)
+    return rmse, (1.0 / (count * rmse) if rmse > 0 else 0.0)

@@ -1,0 +1,514 @@
+"""Masked matrix factorisation: the compiled kernels behind fastgd.masked_residual and
+fastgd.masked_loss_grad.
+
+A (m x n) is observed at some entries, W is (m x k), H is (k x n), R = W @ H - A at the
+observed entries and 0 elsewhere. The gradients returned here are the raw products
+dW = R @ H.T and dH = W.T @ R; the Python layer scales them for the loss and adds l2.
+
+* dense path: A is dense, with NaN for missing entries or a uint8 mask (nonzero =
+  observed). Row blocks of TILE_ROWS rows are cut into column tiles of TILE_COLS; per
+  tile, BLAS computes W @ H into a scratch tile, a fused pass turns it into residuals
+  (summing r^2 and counting the observed entries), and two more GEMMs add the tile's
+  share of dW and dH. No m x n temporary.
+* plan path: the observed entries in CSR order (indptr, indices, values). Per entry
+  (i, j): r = W[i] . H.T[j] - value, dW[i] += r H.T[j], dH.T[j] += r W[i], on contiguous
+  rows of W and of H.T. O(nnz k).
+
+Both paths cut the rows into parts; a part is computed by one thread with its own dH
+(the first part writes straight into the output) and the parts are added in a fixed
+order, so the result depends on the number of parts, never on the thread schedule.
+Inputs are C-contiguous and of one float dtype (the Python layer guarantees it).
+"""
+
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy, memset
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+cdef enum:
+    # A dense tile is TILE_ROWS x TILE_COLS entries of W @ H (128 KiB in float32,
+    # 256 KiB in float64): it stays in L2 between its GEMM, its residual pass and the
+    # two gradient GEMMs.
+    TILE_ROWS = 64
+    TILE_COLS = 512
+
+
+# ---------------------------------------------------------------------------------------
+# Small helpers
+
+
+cdef inline void _gemm(char* transa, char* transb, int m, int n, int k,
+                       const floating* a, int lda, const floating* b, int ldb,
+                       floating beta, floating* c, int ldc) noexcept nogil:
+    """C = op(a) op(b) + beta C, column-major (BLAS's convention)."""
+    cdef float one_s = 1.0, beta_s = beta
+    cdef double one_d = 1.0, beta_d = beta
+    if floating is float:
+        sgemm(transa, transb, &m, &n, &k, &one_s, <float*>a, &lda, <float*>b, &ldb,
+              &beta_s, <float*>c, &ldc)
+    else:
+        dgemm(transa, transb, &m, &n, &k, &one_d, <double*>a, &lda, <double*>b, &ldb,
+              &beta_d, <double*>c, &ldc)
+
+
+cdef inline floating _dot(const floating* x, const floating* y, Py_ssize_t k) noexcept nogil:
+    """x . y with four independent sums (the compiler may not reorder one)."""
+    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t c = 0
+    while c + 4 <= k:
+        s0 += x[c] * y[c]
+        s1 += x[c + 1] * y[c + 1]
+        s2 += x[c + 2] * y[c + 2]
+        s3 += x[c + 3] * y[c + 3]
+        c += 4
+    while c < k:
+        s0 += x[c] * y[c]
+        c += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline void _axpy(floating alpha, const floating* x, floating* y,
+                       Py_ssize_t k) noexcept nogil:
+    cdef Py_ssize_t c
+    for c in range(k):
+        y[c] += alpha * x[c]
+
+
+cdef inline double _sum_of_squares(const floating* x, Py_ssize_t length) noexcept nogil:
+    """sum x^2 in double, with four independent sums."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, v
+    cdef Py_ssize_t c = 0
+    while c + 4 <= length:
+        s0 += <double>x[c] * x[c]
+        s1 += <double>x[c + 1] * x[c + 1]
+        s2 += <double>x[c + 2] * x[c + 2]
+        s3 += <double>x[c + 3] * x[c + 3]
+        c += 4
+    while c < length:
+        v = x[c]
+        s0 += v * v
+        c += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline uint64_t _nonfinite_bits(floating value) noexcept nogil:
+    """Top bit set when value is NaN or infinite (all exponent bits set); integer
+    operations only, so a loop OR-ing these vectorises."""
+    cdef uint64_t bits64
+    cdef uint32_t bits32
+    if floating is float:
+        memcpy(&bits32, &value, 4)
+        return <uint64_t>(((bits32 & 0x7f800000u) + 0x00800000u) & 0x80000000u) << 32
+    else:
+        memcpy(&bits64, &value, 8)
+        return ((bits64 & 0x7ff0000000000000ULL) + 0x0010000000000000ULL) \
+            & 0x8000000000000000ULL
+
+
+cdef bint _all_finite(const floating* x, Py_ssize_t length) noexcept nogil:
+    cdef uint64_t flags = 0
+    cdef Py_ssize_t i
+    for i in range(length):
+        flags |= _nonfinite_bits(x[i])
+    return flags == 0
+
+
+def all_finite(array):
+    """True if no element of the C-contiguous float32/float64 ``array`` is NaN or inf."""
+    cdef const float[::1] flat32
+    cdef const double[::1] flat64
+    cdef bint result
+    flat = array.reshape(-1)
+    if flat.shape[0] == 0:
+        return True
+    if flat.dtype == np.float32:
+        flat32 = flat
+        with nogil:
+            result = _all_finite(&flat32[0], flat32.shape[0])
+    else:
+        flat64 = flat
+        with nogil:
+            result = _all_finite(&flat64[0], flat64.shape[0])
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# Building a plan from a dense A
+
+
+cdef inline const unsigned char* _mask_pointer(mask):
+    cdef const unsigned char[:, ::1] view
+    if mask is None:
+        return NULL
+    view = mask
+    return &view[0, 0] if view.shape[0] and view.shape[1] else NULL
+
+
+def count_observed_rows(const floating[:, ::1] A, mask, int64_t[::1] counts):
+    """counts[i] = the number of observed entries of row i."""
+    cdef Py_ssize_t m = A.shape[0], n = A.shape[1], i, j, count
+    cdef const unsigned char* mask_data = _mask_pointer(mask)
+    cdef const floating* row
+    if m == 0 or n == 0:
+        counts[:] = 0
+        return
+    with nogil:
+        for i in range(m):
+            count = 0
+            if mask_data != NULL:
+                for j in range(n):
+                    count += mask_data[i * n + j] != 0
+            else:
+                row = &A[i, 0]
+                for j in range(n):
+                    count += row[j] == row[j]
+            counts[i] = count
+
+
+def fill_plan(const floating[:, ::1] A, mask, const index_t[::1] indptr,
+              index_t[::1] indices, floating[::1] values):
+    """The column indices and values of the observed entries, row by row (indptr from
+    count_observed_rows)."""
+    cdef Py_ssize_t m = A.shape[0], n = A.shape[1], i, j, e = 0
+    cdef const unsigned char* mask_data = _mask_pointer(mask)
+    cdef const floating* row
+    cdef bint is_observed
+    if m == 0 or n == 0:
+        return
+    with nogil:
+        for i in range(m):
+            row = &A[i, 0]
+            for j in range(n):
+                if mask_data != NULL:
+                    is_observed = mask_data[i * n + j] != 0
+                else:
+                    is_observed = row[j] == row[j]
+                if is_observed:
+                    indices[e] = <index_t>j
+                    values[e] = row[j]
+                    e += 1
+
+
+# ---------------------------------------------------------------------------------------
+# Dense path
+
+
+cdef double _residual_tile(const floating* A, const unsigned char* mask, Py_ssize_t n,
+                           Py_ssize_t i0, Py_ssize_t rows, Py_ssize_t j0, Py_ssize_t cols,
+                           floating* tile, Py_ssize_t ld, int64_t* count) noexcept nogil:
+    """tile (rows x cols, leading dimension ld) holds (W @ H)[i0:, j0:]; overwrite it
+    with the masked residual, add the observed entries to count, and return the sum of
+    the squared residuals (in double)."""
+    cdef Py_ssize_t a, b
+    cdef int64_t observed = 0
+    cdef double total = 0
+    cdef const floating* a_row
+    cdef const unsigned char* m_row
+    cdef floating* t_row
+    cdef floating value
+    for a in range(rows):
+        a_row = A + (i0 + a) * n + j0
+        t_row = tile + a * ld
+        if mask != NULL:
+            m_row = mask + (i0 + a) * n + j0
+            for b in range(cols):
+                t_row[b] = (t_row[b] - a_row[b]) if m_row[b] != 0 else 0
+                observed += m_row[b] != 0
+        else:
+            for b in range(cols):
+                value = a_row[b]
+                t_row[b] = (t_row[b] - value) if value == value else 0
+                observed += value == value
+        total += _sum_of_squares(t_row, cols)
+    count[0] += observed
+    return total
+
+
+cdef inline void _product_tile(const floating* W, const floating* H, Py_ssize_t n,
+                               Py_ssize_t k, Py_ssize_t i0, Py_ssize_t rows,
+                               Py_ssize_t j0, Py_ssize_t cols, floating* tile,
+                               Py_ssize_t ld) noexcept nogil:
+    """tile = W[i0:i0+rows] @ H[:, j0:j0+cols] (row-major, leading dimension ld)."""
+    cdef Py_ssize_t a
+    if k == 0:
+        for a in range(rows):
+            memset(tile + a * ld, 0, cols * sizeof(floating))
+    else:
+        # Row-major X is column-major X.T: tile.T = H[:, cols].T @ W[rows].T.
+        _gemm("N", "N", <int>cols, <int>rows, <int>k, H + j0, <int>n, W + i0 * k, <int>k,
+              0, tile, <int>ld)
+
+
+def dense_residual(const floating[:, ::1] A, mask, const floating[:, ::1] W,
+                   const floating[:, ::1] H, floating[:, ::1] out, int n_threads):
+    """out = W @ H - A at observed entries, 0 elsewhere (computed in place in out);
+    returns the sum of squares (NaN or inf flags a non-finite observed value)."""
+    cdef Py_ssize_t m = A.shape[0], n = A.shape[1], k = W.shape[1]
+    cdef Py_ssize_t n_blocks = (m + TILE_ROWS - 1) // TILE_ROWS
+    cdef Py_ssize_t n_col_tiles = (n + TILE_COLS - 1) // TILE_COLS, task, i0, j0
+    cdef const unsigned char* mask_data = _mask_pointer(mask)
+    cdef const floating* w = &W[0, 0] if k else NULL
+    cdef const floating* h = &H[0, 0] if k else NULL
+    cdef int64_t tile_count
+    cdef double total = 0
+    if m == 0 or n == 0:
+        return 0.0
+    with nogil:
+        for task in prange(n_blocks * n_col_tiles, num_threads=max(1, n_threads),
+                           schedule="static"):
+            # Tiles of out itself (leading dimension n): no scratch memory.
+            i0 = (task // n_col_tiles) * TILE_ROWS
+            j0 = (task % n_col_tiles) * TILE_COLS
+            tile_count = 0
+            _product_tile(w, h, n, k, i0, min(<Py_ssize_t>TILE_ROWS, m - i0), j0,
+                          min(<Py_ssize_t>TILE_COLS, n - j0), &out[i0, j0], n)
+            total += _residual_tile(&A[0, 0], mask_data, n, i0,
+                                    min(<Py_ssize_t>TILE_ROWS, m - i0), j0,
+                                    min(<Py_ssize_t>TILE_COLS, n - j0), &out[i0, j0], n,
+                                    &tile_count)
+    return total
+
+
+cdef int _dense_part(const floating* A, const unsigned char* mask, const floating* W,
+                     const floating* H, floating* dW, floating* dH, Py_ssize_t m,
+                     Py_ssize_t n, Py_ssize_t k, Py_ssize_t block_begin,
+                     Py_ssize_t block_end, double* total, int64_t* count) noexcept nogil:
+    """Blocks [block_begin, block_end) of rows: their residuals' sum of squares and
+    count, their rows of dW, and their share of dH (written, not added). Returns -1 if
+    the tile could not be allocated."""
+    cdef floating* tile = <floating*>malloc(TILE_ROWS * TILE_COLS * sizeof(floating))
+    cdef Py_ssize_t block, i0, rows, j0, cols, col_tile
+    cdef Py_ssize_t n_col_tiles = (n + TILE_COLS - 1) // TILE_COLS
+    cdef floating beta
+    if tile == NULL:
+        return -1
+    for block in range(block_begin, block_end):
+        i0 = block * TILE_ROWS
+        rows = min(<Py_ssize_t>TILE_ROWS, m - i0)
+        for col_tile in range(n_col_tiles):
+            j0 = col_tile * TILE_COLS
+            cols = min(<Py_ssize_t>TILE_COLS, n - j0)
+            _product_tile(W, H, n, k, i0, rows, j0, cols, tile, cols)
+            total[0] += _residual_tile(A, mask, n, i0, rows, j0, cols, tile, cols, count)
+            if k == 0:
+                continue
+            # dW[rows] (+)= R_tile @ H[:, cols].T, i.e. dW.T = H[:, cols] @ R_tile.T
+            beta = 0 if j0 == 0 else 1
+            _gemm("T", "N", <int>k, <int>rows, <int>cols, H + j0, <int>n, tile, <int>cols,
+                  beta, dW + i0 * k, <int>k)
+            # dH[:, cols] (+)= W[rows].T @ R_tile, i.e. dH.T = R_tile.T @ W[rows]
+            beta = 0 if block == block_begin else 1
+            _gemm("N", "T", <int>cols, <int>k, <int>rows, tile, <int>cols, W + i0 * k,
+                  <int>k, beta, dH + j0, <int>n)
+    free(tile)
+    return 0
+
+
+cdef void _add_parts(floating* target, floating** parts, Py_ssize_t n_parts,
+                     Py_ssize_t length, int n_threads) noexcept nogil:
+    """target += parts[1] + parts[2] + ..., in that order for every element."""
+    cdef Py_ssize_t chunk = 4096, n_chunks = (length + chunk - 1) // chunk
+    cdef Py_ssize_t c, i, p, end
+    for c in prange(n_chunks, num_threads=max(1, n_threads), schedule="static"):
+        end = min(length, (c + 1) * chunk)
+        for p in range(1, n_parts):
+            for i in range(c * chunk, end):
+                target[i] += parts[p][i]
+
+
+cdef floating** _part_buffers(Py_ssize_t n_parts, Py_ssize_t length,
+                              floating* first) noexcept nogil:
+    """n_parts pointers: first, then zeroed buffers of length elements (NULL on failure)."""
+    cdef floating** parts = <floating**>calloc(n_parts, sizeof(floating*))
+    cdef Py_ssize_t p
+    if parts == NULL:
+        return NULL
+    parts[0] = first
+    for p in range(1, n_parts):
+        parts[p] = <floating*>calloc(max(length, 1), sizeof(floating))
+        if parts[p] == NULL:
+            _free_parts(parts, n_parts)
+            return NULL
+    return parts
+
+
+cdef void _free_parts(floating** parts, Py_ssize_t n_parts) noexcept nogil:
+    cdef Py_ssize_t p
+    if parts != NULL:
+        for p in range(1, n_parts):
+            free(parts[p])
+        free(parts)
+
+
+def dense_loss_grad(const floating[:, ::1] A, mask, const floating[:, ::1] W,
+                    const floating[:, ::1] H, floating[:, ::1] dW, floating[:, ::1] dH,
+                    int n_threads, int n_parts):
+    """dW = R @ H.T, dH = W.T @ R for the masked residual R of dense A; returns
+    (sum of r^2, number of observed entries)."""
+    cdef Py_ssize_t m = A.shape[0], n = A.shape[1], k = W.shape[1]
+    cdef Py_ssize_t n_blocks = (m + TILE_ROWS - 1) // TILE_ROWS, p
+    cdef const unsigned char* mask_data = _mask_pointer(mask)
+    cdef floating** parts
+    cdef double* totals
+    cdef int64_t* counts
+    cdef int failed = 0
+    cdef double total = 0
+    cdef int64_t count = 0
+    if m == 0 or n == 0:
+        dW[:, :] = 0
+        dH[:, :] = 0
+        return 0.0, 0
+    n_parts = <int>max(1, min(<Py_ssize_t>n_parts, n_blocks))
+    n_threads = max(1, min(n_threads, n_parts))
+    totals = <double*>calloc(n_parts, sizeof(double))
+    counts = <int64_t*>calloc(n_parts, sizeof(int64_t))
+    parts = _part_buffers(n_parts, k * n, &dH[0, 0] if k else NULL)
+    if totals == NULL or counts == NULL or parts == NULL:
+        free(totals)
+        free(counts)
+        _free_parts(parts, n_parts)
+        raise MemoryError("fastgd.masked_loss_grad: could not allocate per-part buffers")
+    with nogil:
+        for p in prange(n_parts, num_threads=n_threads, schedule="dynamic", chunksize=1):
+            failed += -_dense_part(&A[0, 0], mask_data, &W[0, 0], &H[0, 0] if k else NULL,
+                                   &dW[0, 0] if k else NULL, parts[p], m, n, k,
+                                   p * n_blocks // n_parts, (p + 1) * n_blocks // n_parts,
+                                   &totals[p], &counts[p])
+        if k:
+            _add_parts(&dH[0, 0], parts, n_parts, k * n, n_threads)
+        for p in range(n_parts):
+            total += totals[p]
+            count += counts[p]
+    free(totals)
+    free(counts)
+    _free_parts(parts, n_parts)
+    if failed:
+        raise MemoryError("fastgd.masked_loss_grad: could not allocate tile buffers")
+    return total, count
+
+
+# ---------------------------------------------------------------------------------------
+# Plan path
+
+
+def plan_residual(const index_t[::1] indptr, const index_t[::1] indices,
+                  const floating[::1] values, const floating[:, ::1] W,
+                  const floating[:, ::1] HT, floating[::1] out, int n_threads):
+    """out[e] = W[i] . HT[j] - values[e] for the plan's e-th entry (i, j)."""
+    cdef Py_ssize_t m = indptr.shape[0] - 1, k = W.shape[1], i, e, j
+    cdef const floating* w
+    if values.shape[0] == 0:
+        return
+    with nogil:
+        for i in prange(m, num_threads=max(1, n_threads), schedule="guided"):
+            w = &W[i, 0] if k else NULL
+            for e in range(indptr[i], indptr[i + 1]):
+                j = indices[e]
+                out[e] = (_dot(w, &HT[j, 0], k) if k else 0) - values[e]
+
+
+cdef double _plan_part(const index_t* indptr, const index_t* indices,
+                       const floating* values, const floating* W, const floating* HT,
+                       floating* dW, floating* dHT, Py_ssize_t k, Py_ssize_t row_begin,
+                       Py_ssize_t row_end) noexcept nogil:
+    """Rows [row_begin, row_end): their rows of dW, their share of dH.T added to dHT (n x k,
+    zeroed by the caller); returns their sum of r^2."""
+    cdef Py_ssize_t i, e, j
+    cdef const floating* w
+    cdef const floating* h
+    cdef floating* dw
+    cdef floating r
+    cdef double total = 0
+    for i in range(row_begin, row_end):
+        w = W + i * k
+        dw = dW + i * k
+        memset(dw, 0, k * sizeof(floating))
+        for e in range(indptr[i], indptr[i + 1]):
+            j = indices[e]
+            h = HT + j * k
+            r = _dot(w, h, k) - values[e]
+            total += <double>r * r
+            _axpy(r, h, dw, k)
+            _axpy(r, w, dHT + j * k, k)
+    return total
+
+
+cdef Py_ssize_t _first_row_at(const index_t* indptr, Py_ssize_t m,
+                              int64_t entry) noexcept nogil:
+    """The first row i with indptr[i] >= entry (binary search)."""
+    cdef Py_ssize_t low = 0, high = m, middle
+    while low < high:
+        middle = (low + high) // 2
+        if indptr[middle] < entry:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+cdef void _transpose_parts(floating* dH, floating** parts, Py_ssize_t n_parts,
+                           Py_ssize_t n, Py_ssize_t k, int n_threads) noexcept nogil:
+    """dH[c, j] = parts[0][j, c] + parts[1][j, c] + ..., in that order."""
+    cdef Py_ssize_t block = 64, n_col_blocks = (n + block - 1) // block
+    cdef Py_ssize_t b, j, c, p
+    cdef floating value
+    for b in prange(n_col_blocks, num_threads=max(1, n_threads), schedule="static"):
+        for j in range(b * block, min(n, (b + 1) * block)):
+            for c in range(k):
+                value = parts[0][j * k + c]
+                for p in range(1, n_parts):
+                    value = value + parts[p][j * k + c]
+                dH[c * n + j] = value
+
+
+def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
+                   const floating[::1] values, const floating[:, ::1] W,
+                   const floating[:, ::1] HT, floating[:, ::1] dW, floating[:, ::1] dH,
+                   int n_threads, int n_parts):
+    """dW = R @ H.T, dH = W.T @ R for the plan's residuals; returns the sum of r^2. Parts
+    are runs of rows holding about nnz / n_parts entries each."""
+    cdef Py_ssize_t m = indptr.shape[0] - 1, n = HT.shape[0], k = W.shape[1], p
+    cdef int64_t nnz = values.shape[0]
+    cdef floating** parts
+    cdef double* totals
+    cdef double total = 0
+    cdef floating* dHT = NULL
+    if nnz == 0 or k == 0:
+        dW[:, :] = 0
+        dH[:, :] = 0
+        return 0.0 if k else float(np.dot(np.asarray(values, dtype=np.float64),
+                                          np.asarray(values, dtype=np.float64)))
+    n_parts = <int>max(1, min(<int64_t>n_parts, nnz))
+    n_threads = max(1, min(n_threads, n_parts))
+    dHT = <floating*>calloc(n * k, sizeof(floating))
+    totals = <double*>calloc(n_parts, sizeof(double))
+    parts = _part_buffers(n_parts, n * k, dHT) if dHT != NULL else NULL
+    if totals == NULL or parts == NULL:
+        free(dHT)
+        free(totals)
+        _free_parts(parts, n_parts)
+        raise MemoryError("fastgd.masked_loss_grad: could not allocate per-part buffers")
+    with nogil:
+        for p in prange(n_parts, num_threads=n_threads, schedule="dynamic", chunksize=1):
+            # The last part also takes the empty rows at the end (their dW rows are 0).
+            totals[p] = _plan_part(&indptr[0], &indices[0], &values[0], &W[0, 0],
+                                   &HT[0, 0], &dW[0, 0], parts[p], k,
+                                   _first_row_at(&indptr[0], m, p * nnz // n_parts),
+                                   m if p == n_parts - 1 else
+                                   _first_row_at(&indptr[0], m, (p + 1) * nnz // n_parts))
+        _transpose_parts(&dH[0, 0], parts, n_parts, n, k, n_threads)
+        for p in range(n_parts):
+            total += totals[p]
+    free(dHT)
+    free(totals)
+    _free_parts(parts, n_parts)
+    return total

@@ -1,0 +1,424 @@
+"""Masked residual, loss and gradients: against an exact oracle, finite differences,
+autograd, the NumPy twin, across paths, layouts, dtypes and thread counts."""
+
+import numpy as np
+import pytest
+import scipy.sparse
+from conftest import require_peer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose, assert_array_equal
+from oracles import masked_loss_grad_exact
+
+import fastgd
+from fastgd import masked
+
+LOSSES = ["sse", "mse", "rmse"]
+TUTORIAL = np.array([[3, 4, 5, 2], [4, 4, 3, 3], [5, 5, 4, 3]], dtype=np.float32).T
+
+
+def tolerance(dtype, k=8):
+    return 2e-4 * max(1, k) ** 0.5 if dtype == np.float32 else 1e-11 * max(1, k)
+
+
+def make_case(rng, m, n, k, density, dtype, kind="random"):
+    """(A with NaN for missing, W, H) of a named kind: the masked array zoo."""
+    A = rng.random((m, n)) * 4 + 1
+    observed_mask = rng.random((m, n)) < density
+    if kind == "empty_rows_cols" and m > 2 and n > 2:
+        observed_mask[1] = False
+        observed_mask[:, 2] = False
+    elif kind == "single":
+        observed_mask[:] = False
+        if m and n:
+            observed_mask[m // 2, n // 2] = True
+    elif kind == "offset":
+        A += 1e6
+    A[~observed_mask] = np.nan
+    W = rng.standard_normal((m, k)) / max(1, k) ** 0.5
+    H = rng.standard_normal((k, n)) / max(1, k) ** 0.5
+    if kind == "offset":
+        W += 1e3 / max(1, k) ** 0.5
+        H += 1e3 / max(1, k) ** 0.5
+    return A.astype(dtype), W.astype(dtype), H.astype(dtype)
+
+
+def layout(array, kind):
+    """The same values in another memory layout."""
+    if kind == "fortran":
+        return np.asfortranarray(array)
+    if kind == "strided":
+        wide = np.zeros((array.shape[0], 2 * array.shape[1] + 1), dtype=array.dtype)
+        wide[:, 1::2] = array
+        return wide[:, 1::2]
+    if kind == "reversed":
+        return np.ascontiguousarray(array[::-1, ::-1])[::-1, ::-1]
+    return array
+
+
+ZOO = [
+    (7, 5, 3, 0.6, "random"),
+    (1, 1, 1, 1.0, "random"),
+    (9, 11, 1, 0.4, "random"),
+    (6, 4, 9, 0.5, "random"),          # k > min(m, n)
+    (8, 7, 3, 0.5, "empty_rows_cols"),
+    (5, 6, 2, 0.5, "single"),
+    (40, 30, 4, 0.3, "offset"),
+    (130, 600, 5, 0.2, "random"),      # several dense tiles in both directions
+    (70, 1100, 6, 0.02, "random"),
+]
+
+
+@pytest.mark.parametrize("case", ZOO, ids=lambda c: "-".join(map(str, c)))
+@pytest.mark.parametrize("method", ["dense", "sparse"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_zoo_against_exact_oracle(backend, float_dtype, rng, case, method, loss):
+    m, n, k, density, kind = case
+    A, W, H = make_case(rng, m, n, k, density, float_dtype, kind)
+    l2 = 0.3 if kind == "random" else 0.0
+    value, dW, dH = fastgd.masked_loss_grad(A, W, H, loss=loss, l2=l2, method=method)
+    exact_value, exact_dW, exact_dH = masked_loss_grad_exact(A, ~np.isnan(A), W, H, loss, l2)
+    assert dW.dtype == dH.dtype == float_dtype
+    assert dW.shape == W.shape and dH.shape == H.shape
+    assert dW.flags.c_contiguous and dH.flags.c_contiguous
+    assert isinstance(value, float)
+    scale = 1e6 if kind == "offset" else 1.0  # residuals cancel a large offset
+    rtol = tolerance(float_dtype, k) * scale
+    assert_allclose(value, exact_value, rtol=rtol)
+    gradient_scale = max(float(np.abs(exact_dW).max(initial=0)),
+                         float(np.abs(exact_dH).max(initial=0)), 1e-30)
+    assert_allclose(dW, exact_dW.astype(np.float64), rtol=rtol, atol=rtol * gradient_scale)
+    assert_allclose(dH, exact_dH.astype(np.float64), rtol=rtol, atol=rtol * gradient_scale)
+
+
+@pytest.mark.parametrize("case", ZOO, ids=lambda c: "-".join(map(str, c)))
+def test_compiled_matches_numpy_twin(rng, float_dtype, case):
+    m, n, k, density, kind = case
+    A, W, H = make_case(rng, m, n, k, density, float_dtype, kind)
+    plan = fastgd.observed(A)
+    results = {}
+    for backend in ("compiled", "numpy"):
+        with fastgd.use_backend(backend):
+            results[backend] = (
+                fastgd.masked_loss_grad(A, W, H, loss="sse", method="dense"),
+                fastgd.masked_loss_grad(plan, W, H, loss="sse"),
+                fastgd.masked_residual(A, W, H),
+                fastgd.masked_residual(plan, W, H),
+                fastgd.observed(A),
+            )
+    rtol = tolerance(float_dtype, k) * (1e6 if kind == "offset" else 1)
+    compiled, twin = results["compiled"], results["numpy"]
+    for got, expected in zip(compiled[:2], twin[:2], strict=True):
+        assert_allclose(got[0], expected[0], rtol=rtol)
+        for a, b in zip(got[1:], expected[1:], strict=True):
+            assert a.dtype == b.dtype
+            assert_allclose(a, b, rtol=rtol, atol=rtol * max(1, np.abs(b).max(initial=0)))
+    for a, b in zip(compiled[2:4], twin[2:4], strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert_allclose(a, b, rtol=rtol, atol=rtol * max(1, np.abs(b).max(initial=0)))
+    for name in ("indptr", "indices", "values"):
+        assert_array_equal(getattr(compiled[4], name), getattr(twin[4], name))
+
+
+@pytest.mark.parametrize("kind", ["fortran", "strided", "reversed"])
+def test_layouts_give_the_same_answer(backend, float_dtype, rng, kind):
+    A, W, H = make_case(rng, 33, 21, 4, 0.5, float_dtype)
+    expected = fastgd.masked_loss_grad(A, W, H, loss="sse")
+    got = fastgd.masked_loss_grad(layout(A, kind), layout(W, kind), layout(H, kind),
+                                  loss="sse")
+    assert got[0] == pytest.approx(expected[0], rel=tolerance(float_dtype))
+    for a, b in zip(got[1:], expected[1:], strict=True):
+        assert_allclose(a, b, rtol=tolerance(float_dtype), atol=tolerance(float_dtype))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("l2", [0.0, 0.5])
+@pytest.mark.parametrize("use_plan", [False, True], ids=["dense", "plan"])
+def test_gradients_match_finite_differences(backend, float_dtype, rng, loss, l2, use_plan):
+    A, W, H = make_case(rng, 6, 5, 3, 0.6, np.float64)
+    data = fastgd.observed(A.astype(float_dtype)) if use_plan else A.astype(float_dtype)
+    point = [W.astype(float_dtype), H.astype(float_dtype)]
+
+    def fun(p):
+        return fastgd.masked_loss_grad(data, p[0], p[1], loss=loss, l2=l2)[0]
+
+    def grad(p):
+        return fastgd.masked_loss_grad(data, p[0], p[1], loss=loss, l2=l2)[1:]
+
+    report = fastgd.check_grad(fun, grad, point, raise_on_failure=True)
+    assert report.passed
+
+
+def test_tutorial_case_against_autograd(backend):
+    """The tutorial: 4 x 3 float32 ratings, A[0, 0] missing, rank 2, RMSE cost."""
+    autograd = require_peer("autograd")
+    import autograd.numpy as anp
+
+    A = TUTORIAL.copy()
+    A[0, 0] = np.nan
+    rng = np.random.default_rng(0)
+    W = rng.random((4, 2)).astype(np.float32)
+    H = rng.random((2, 3)).astype(np.float32)
+    mask = ~np.isnan(A)
+
+    def cost(W, H):
+        return anp.sqrt(anp.mean((anp.dot(W, H) - A)[mask] ** 2))
+
+    expected_value = cost(W.astype(np.float64), H.astype(np.float64))
+    expected_dW, expected_dH = autograd.grad(cost, [0, 1])(W.astype(np.float64),
+                                                           H.astype(np.float64))
+    value, dW, dH = fastgd.masked_loss_grad(A, W, H, loss="rmse")
+    assert dW.dtype == np.float32 and dH.dtype == np.float32
+    assert value == pytest.approx(expected_value, rel=1e-6)
+    assert_allclose(dW, expected_dW, rtol=1e-5)
+    assert_allclose(dH, expected_dH, rtol=1e-5)
+    same = fastgd.masked_loss_grad(np.nan_to_num(A, nan=99.0), W, H, mask=mask, loss="rmse")
+    assert same[0] == value
+    assert_array_equal(same[1], dW)
+
+
+def test_dense_and_sparse_paths_agree(backend, float_dtype, rng):
+    A, W, H = make_case(rng, 150, 700, 8, 0.3, float_dtype)
+    dense = fastgd.masked_loss_grad(A, W, H, method="dense")
+    sparse = fastgd.masked_loss_grad(A, W, H, method="sparse")
+    planned = fastgd.masked_loss_grad(fastgd.observed(A), W, H, method="auto")
+    for other in (sparse, planned):
+        assert other[0] == pytest.approx(dense[0], rel=tolerance(float_dtype))
+        for a, b in zip(other[1:], dense[1:], strict=True):
+            assert_allclose(a, b, rtol=tolerance(float_dtype), atol=tolerance(float_dtype))
+
+
+@pytest.mark.parametrize("method", ["dense", "sparse"])
+def test_thread_counts_agree_bitwise_when_deterministic(float_dtype, rng, method):
+    A, W, H = make_case(rng, 700, 600, 8, 0.4, float_dtype)
+    results = [fastgd.masked_loss_grad(A, W, H, n_threads=t, deterministic=True,
+                                       method=method) for t in (1, 2, 3)]
+    for other in results[1:]:
+        assert other[0] == results[0][0]
+        assert_array_equal(other[1], results[0][1])
+        assert_array_equal(other[2], results[0][2])
+    loose = fastgd.masked_loss_grad(A, W, H, n_threads=2, method=method)
+    assert loose[0] == pytest.approx(results[0][0], rel=tolerance(float_dtype))
+    assert_allclose(loose[2], results[0][2], rtol=tolerance(float_dtype, 64),
+                    atol=tolerance(float_dtype, 64))
+
+
+def test_mask_ignores_unobserved_values(backend, rng):
+    A, W, H = make_case(rng, 6, 7, 2, 0.5, np.float64)
+    mask = ~np.isnan(A)
+    poisoned = np.where(mask, A, np.inf)
+    poisoned[0, ~mask[0]] = np.nan
+    expected = fastgd.masked_loss_grad(A, W, H)
+    got = fastgd.masked_loss_grad(poisoned, W, H, mask=mask)
+    assert got[0] == expected[0]
+    assert_array_equal(got[1], expected[1])
+    assert_array_equal(fastgd.masked_residual(poisoned, W, H, mask=mask),
+                       fastgd.masked_residual(A, W, H))
+
+
+def test_masked_residual_dense_and_plan(backend, float_dtype, rng):
+    A, W, H = make_case(rng, 70, 530, 3, 0.3, float_dtype)
+    R = fastgd.masked_residual(A, W, H)
+    observed_mask = ~np.isnan(A)
+    expected = np.where(observed_mask, W.astype(np.float64) @ H - np.nan_to_num(A), 0)
+    assert R.dtype == float_dtype and R.shape == A.shape
+    assert_allclose(R, expected, rtol=tolerance(float_dtype), atol=tolerance(float_dtype))
+    assert np.all(R[~observed_mask] == 0)
+    plan = fastgd.observed(A)
+    r = fastgd.masked_residual(plan, W, H)
+    assert r.shape == (plan.nnz,)
+    assert_allclose(plan.to_sparse(r).toarray(), R, rtol=tolerance(float_dtype),
+                    atol=tolerance(float_dtype))
+    out = np.empty_like(R)
+    assert fastgd.masked_residual(A, W, H, out=out) is out
+    assert_array_equal(out, R)
+    with pytest.raises(ValueError, match="out must not share memory with A"):
+        fastgd.masked_residual(A, W, H, out=A)
+
+
+def test_observed_from_every_kind_of_input(backend):
+    A = np.array([[1.0, np.nan, 0.0], [np.nan, np.nan, np.nan], [2.0, 3.0, np.nan]])
+    expected = [(0, 0, 1.0), (0, 2, 0.0), (2, 0, 2.0), (2, 1, 3.0)]
+    mask = ~np.isnan(A)
+    coo = scipy.sparse.coo_matrix(([2.0, 1.0, 3.0, 0.0], ([2, 0, 2, 0], [0, 0, 1, 2])),
+                                  shape=(3, 3))  # an explicit zero: observed
+    plans = [
+        fastgd.observed(A),
+        fastgd.observed(np.nan_to_num(A, nan=-5.0), mask=mask),
+        fastgd.observed(coo),
+        fastgd.observed(coo.tocsc()),
+        fastgd.observed(scipy.sparse.csr_array(coo)),
+        fastgd.observed((np.array([2, 0, 2, 0]), np.array([1, 2, 0, 0]),
+                         np.array([3.0, 0.0, 2.0, 1.0]), (3, 3))),
+    ]
+    for plan in plans:
+        assert plan.shape == (3, 3) and plan.nnz == 4
+        assert plan.indices.dtype == np.int32 and plan.indptr.dtype == np.int32
+        assert_array_equal(plan.indptr, [0, 2, 2, 4])
+        assert list(zip(plan.rows.tolist(), plan.cols.tolist(), plan.values.tolist(),
+                        strict=True)) == expected
+        assert_array_equal(plan.to_dense(), A)
+        assert not plan.values.flags.writeable
+    assert fastgd.observed(plans[0]) is plans[0]
+    assert fastgd.observed(A.astype(np.float32)).dtype == np.float32
+    assert fastgd.observed(np.array([[1, 2]])).dtype == np.float64
+
+
+def test_plan_and_sparse_inputs_to_loss(backend, rng):
+    A, W, H = make_case(rng, 12, 9, 3, 0.4, np.float64)
+    expected = fastgd.masked_loss_grad(A, W, H, method="dense")
+    sparse = scipy.sparse.csr_array(np.nan_to_num(A, nan=0.0) * ~np.isnan(A))
+    sparse = fastgd.observed(A).to_sparse()
+    for data in (fastgd.observed(A), sparse):
+        got = fastgd.masked_loss_grad(data, W, H)
+        assert got[0] == pytest.approx(expected[0], rel=1e-12)
+        assert_allclose(got[1], expected[1], rtol=1e-11, atol=1e-13)
+    densified = fastgd.masked_loss_grad(fastgd.observed(A), W, H, method="dense")
+    assert densified[0] == pytest.approx(expected[0], rel=1e-12)
+
+
+def test_index_dtype_rule():
+    assert masked._index_dtype(2**31 - 1, 5) == np.int32
+    assert masked._index_dtype(2**31, 5) == np.int64
+
+
+def test_no_observed_entries(backend):
+    A = np.full((3, 2), np.nan)
+    W, H = np.ones((3, 1)), np.ones((1, 2))
+    value, dW, dH = fastgd.masked_loss_grad(A, W, H, loss="sse")
+    assert value == 0.0 and not dW.any() and not dH.any()
+    for loss in ("mse", "rmse"):
+        with pytest.raises(ValueError, match="no observed entry"):
+            fastgd.masked_loss_grad(A, W, H, loss=loss)
+
+
+def test_rmse_at_exact_fit_has_zero_gradient(backend):
+    W, H = np.array([[1.0], [2.0]]), np.array([[3.0, 1.0]])
+    A = W @ H
+    value, dW, dH = fastgd.masked_loss_grad(A, W, H, loss="rmse")
+    assert value == 0.0 and not dW.any() and not dH.any()
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 2), (3, 0, 2), (3, 4, 0)])
+def test_empty_dimensions(backend, shape):
+    m, n, k = shape
+    A = np.ones((m, n))
+    W, H = np.ones((m, k)), np.ones((k, n))
+    value, dW, dH = fastgd.masked_loss_grad(A, W, H, loss="sse")
+    assert dW.shape == (m, k) and dH.shape == (k, n)
+    assert value == m * n  # residual -1 everywhere when k = 0; nothing when m or n is 0
+    assert_array_equal(fastgd.masked_residual(A, W, H), -np.ones((m, n)) if k == 0
+                       else np.zeros((m, n)))
+    plan_value, _, _ = fastgd.masked_loss_grad(fastgd.observed(A), W, H, loss="sse")
+    assert plan_value == value
+
+
+def test_inputs_are_not_modified(backend, rng):
+    A, W, H = make_case(rng, 9, 8, 3, 0.5, np.float64)
+    mask = ~np.isnan(A)
+    copies = [x.copy() for x in (A, W, H, mask)]
+    fastgd.masked_loss_grad(A, W, H, mask=mask, l2=0.1)
+    fastgd.masked_residual(A, W, H)
+    fastgd.masked_loss_grad(A, W, H, method="sparse")
+    for original, copy in zip((A, W, H, mask), copies, strict=True):
+        assert_array_equal(original, copy)
+
+
+def test_bad_inputs_raise_clear_errors(backend):
+    A = np.array([[1.0, np.nan], [3.0, 4.0]])
+    W, H = np.ones((2, 1)), np.ones((1, 2))
+    cases = [
+        (ValueError, "W must be finite", lambda: fastgd.masked_loss_grad(
+            A, np.array([[np.nan], [1.0]]), H)),
+        (ValueError, r"H must be finite; got inf at H\[0, 1\]", lambda: fastgd.masked_loss_grad(
+            A, W, np.array([[1.0, np.inf]]))),
+        (ValueError, "A must be finite at every observed entry; got inf at row 1, column 0",
+         lambda: fastgd.masked_loss_grad(np.array([[1.0, np.nan], [np.inf, 4.0]]), W, H)),
+        (ValueError, "A must be finite at every observed entry",
+         lambda: fastgd.masked_loss_grad(A, W, H, mask=np.ones((2, 2), bool))),
+        (ValueError, "A must be finite at every observed entry",
+         lambda: fastgd.masked_residual(np.array([[1.0, -np.inf]]), W[:1], H)),
+        (ValueError, "A must be finite at every observed entry",
+         lambda: fastgd.masked_loss_grad(A, W, H, mask=np.ones((2, 2), bool),
+                                         method="sparse")),
+        (ValueError, r"W must have shape \(m, k\) = \(2, k\)",
+         lambda: fastgd.masked_loss_grad(A, np.ones((3, 1)), H)),
+        (ValueError, "H must have shape", lambda: fastgd.masked_loss_grad(A, W, np.ones((1, 3)))),
+        (ValueError, "share the rank k", lambda: fastgd.masked_loss_grad(A, W, np.ones((2, 2)))),
+        (ValueError, "A must be a 2-D array", lambda: fastgd.masked_loss_grad(A[0], W, H)),
+        (TypeError, "A must hold real numbers", lambda: fastgd.masked_loss_grad(
+            A.astype(complex), W, H)),
+        (TypeError, "W must hold real numbers", lambda: fastgd.masked_loss_grad(
+            A, W.astype(object), H)),
+        (TypeError, "mask must be a boolean array", lambda: fastgd.masked_loss_grad(
+            A, W, H, mask=np.ones((2, 2)))),
+        (ValueError, r"mask must have A's shape \(2, 2\)", lambda: fastgd.masked_loss_grad(
+            A, W, H, mask=np.ones((2, 3), bool))),
+        (ValueError, "mask cannot be combined", lambda: fastgd.masked_loss_grad(
+            fastgd.observed(A), W, H, mask=np.ones((2, 2), bool))),
+        (ValueError, "loss must be one of", lambda: fastgd.masked_loss_grad(A, W, H, loss="l1")),
+        (ValueError, "method must be one of", lambda: fastgd.masked_loss_grad(
+            A, W, H, method="fast")),
+        (ValueError, "l2 must be finite and >= 0", lambda: fastgd.masked_loss_grad(
+            A, W, H, l2=-1.0)),
+        (TypeError, "l2 must be a real number", lambda: fastgd.masked_loss_grad(
+            A, W, H, l2="0.1")),
+        (ValueError, "n_threads must be", lambda: fastgd.masked_loss_grad(
+            A, W, H, n_threads=0)),
+        (ValueError, "must be distinct; \\(row 0, column 1\\)", lambda: fastgd.observed(
+            ([0, 0], [1, 1], [1.0, 2.0], (2, 2)))),
+        (ValueError, r"cols must lie in \[0, 2\)", lambda: fastgd.observed(
+            ([0, 1], [1, 2], [1.0, 2.0], (2, 2)))),
+        (ValueError, "rows, cols and values must have the same length", lambda: fastgd.observed(
+            ([0, 1], [1], [1.0, 2.0], (2, 2)))),
+        (TypeError, "rows must hold integers", lambda: fastgd.observed(
+            ([0.5], [1], [1.0], (2, 2)))),
+        (ValueError, "A must be finite at every observed entry", lambda: fastgd.observed(
+            scipy.sparse.csr_array(np.array([[np.nan, 1.0]])))),
+        (ValueError, "must be distinct", lambda: fastgd.observed(scipy.sparse.coo_array(
+            ([1.0, 2.0], ([0, 0], [1, 1])), shape=(2, 2)))),
+        (ValueError, r"out must have shape \(2, 2\)", lambda: fastgd.masked_residual(
+            A, W, H, out=np.empty((2, 3)))),
+        (ValueError, r"data must be a 1-D array of shape \(nnz,\) = \(3,\)",
+         lambda: fastgd.observed(A).to_sparse(np.ones(2))),
+    ]
+    for error, message, call in cases:
+        with pytest.raises(error, match=message):
+            call()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(0, 12), n=st.integers(0, 12), k=st.integers(0, 5),
+    density=st.floats(0, 1), seed=st.integers(0, 2**32 - 1),
+    dtype=st.sampled_from([np.float32, np.float64]), loss=st.sampled_from(["sse", "mse"]),
+)
+def test_property_compiled_equals_twin(m, n, k, density, seed, dtype, loss):
+    rng = np.random.default_rng(seed)
+    A, W, H = make_case(rng, m, n, k, density, dtype)
+    if loss == "mse" and not np.any(~np.isnan(A)):
+        loss = "sse"
+    results = []
+    for backend in ("compiled", "numpy"):
+        with fastgd.use_backend(backend):
+            for method in ("dense", "sparse"):
+                results.append(fastgd.masked_loss_grad(A, W, H, loss=loss, method=method))
+    rtol = tolerance(dtype, k)
+    for other in results[1:]:
+        assert other[0] == pytest.approx(results[0][0], rel=rtol, abs=rtol)
+        for a, b in zip(other[1:], results[0][1:], strict=True):
+            assert a.dtype == np.dtype(dtype)
+            assert_allclose(a, b, rtol=rtol, atol=rtol)
+
+
+def test_auto_picks_the_sparse_path_for_sparse_data(monkeypatch, rng):
+    A, W, H = make_case(rng, 200, 100, 3, 0.02, np.float64)
+    called = []
+    monkeypatch.setattr(masked, "_plan_from_dense",
+                        lambda *a, _f=masked._plan_from_dense: called.append(1) or _f(*a))
+    fastgd.masked_loss_grad(A, W, H)
+    assert called
+    called.clear()
+    A, W, H = make_case(rng, 200, 100, 3, 0.8, np.float64)
+    fastgd.masked_loss_grad(A, W, H)
+    assert not called
