@@ -151,7 +151,7 @@ def extensions():
             Extension(
                 f"fastgd._ext.{source.stem}",
                 [f"{SOURCE_DIR}/{source.name}"],
-                include_dirs=[numpy.get_include()],
+                include_dirs=[numpy.get_include(), SOURCE_DIR],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
             )
         )

@@ -59,6 +59,20 @@ except ImportError as error:
             stacklevel=2,
         )
 
+
+def _select_simd():
+    """The instruction set of the kernels that dispatch at run time (FASTGD_SIMD=baseline
+    keeps the build's baseline; otherwise the best this CPU supports)."""
+    if ext is None:
+        return None
+    value = os.environ.get("FASTGD_SIMD", "auto").strip().lower()
+    if value not in ("auto", "baseline"):
+        raise ValueError(f"FASTGD_SIMD must be 'auto' or 'baseline'; got {value!r}")
+    return ext._masked.select_simd(value == "auto")
+
+
+simd_level = _select_simd()
+
 _override = contextvars.ContextVar("fastgd_backend", default=None)
 
 

@@ -22,6 +22,7 @@ def config_info():
         "backend_reason": _backend.backend_reason(),
         "extension": None,
         "openmp": False,
+        "simd": _backend.simd_level,
         "default_n_threads": _threads.default_n_threads(),
         "blas": _threads.blas_info(),
     }
@@ -66,6 +67,7 @@ def show_config(file=None):
             f"  cflags:   {build['cflags']}",
             f"  built with Cython {build['cython']}, NumPy {build['numpy']}"
             f" for {build['platform']}",
+            f"  SIMD:     {info['simd']} (chosen at run time for this CPU; FASTGD_SIMD)",
         ]
     lines.append(
         f"  OpenMP:   {'on' if info['openmp'] else 'off'}"

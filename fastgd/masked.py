@@ -14,6 +14,7 @@ import numpy as np
 from fastgd import _backend, _threads, _validation
 
 LOSSES = ("sse", "mse", "rmse")
+LOSS_CODES = {"sse": 0, "mse": 1, "rmse": 2}
 METHODS = ("auto", "dense", "sparse")
 
 # method="auto" takes the sparse path (O(nnz k)) for a dense A observed at most this
@@ -25,6 +26,11 @@ DENSITY_SAMPLE_ROWS = 64
 # Below this many multiply-adds (k times the entries visited) no parallel region is opened
 # and BLAS threads are left alone: their cost would dwarf the work.
 PARALLEL_MIN_WORK = 1 << 18
+
+# Dense problems with at most this many multiply-adds (m n k) take one compiled call
+# that validates and computes with direct dot products: at this size, the general path's
+# validation and BLAS calls would cost more than the arithmetic.
+SMALL_MAX_WORK = 4096
 
 # With deterministic=True the rows are cut into this many parts whatever the thread count;
 # each part sums its own dH, and the parts are added in a fixed order.
@@ -585,6 +591,16 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
     (8.0, array([[12.],
            [-4.]]), array([[ 4., -8.]]))
     """
+    if (mask is None and method == "auto" and type(l2) is float and 0 <= l2 < math.inf
+            and loss in LOSS_CODES and (n_threads is None or type(n_threads) is int
+                                        and n_threads != 0)
+            and _backend.get_backend() == "compiled"):
+        # Small dense problems: one compiled call validates and computes (None: the
+        # general path below handles them, and raises about what is wrong).
+        result = _backend.ext._masked.small_loss_grad(A, W, H, LOSS_CODES[loss], l2,
+                                                      SMALL_MAX_WORK)
+        if result is not None:
+            return result
     _validation.check_choice(loss, "loss", LOSSES)
     _validation.check_choice(method, "method", METHODS)
     l2 = _check_l2(l2)

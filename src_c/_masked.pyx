@@ -22,12 +22,16 @@ Inputs are C-contiguous and of one float dtype (the Python layer guarantees it).
 
 import numpy as np
 
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.math cimport sqrt
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+cnp.import_array()
 
 
 ctypedef fused index_t:
@@ -416,30 +420,48 @@ def plan_residual(const index_t[::1] indptr, const index_t[::1] indices,
                 out[e] = (_dot(w, &HT[j, 0], k) if k else 0) - values[e]
 
 
-cdef double _plan_part(const index_t* indptr, const index_t* indices,
-                       const floating* values, const floating* W, const floating* HT,
-                       floating* dW, floating* dHT, Py_ssize_t k, Py_ssize_t row_begin,
-                       Py_ssize_t row_end) noexcept nogil:
+cdef extern from "masked_rows.h":
+    const char* fastgd_masked_select_simd(int allow_avx2) noexcept nogil
+    double fastgd_plan_rows_f32_i32(const int32_t*, const int32_t*, const float*, const float*,
+                                    const float*, float*, float*, Py_ssize_t, Py_ssize_t,
+                                    Py_ssize_t) noexcept nogil
+    double fastgd_plan_rows_f32_i64(const int64_t*, const int64_t*, const float*, const float*,
+                                    const float*, float*, float*, Py_ssize_t, Py_ssize_t,
+                                    Py_ssize_t) noexcept nogil
+    double fastgd_plan_rows_f64_i32(const int32_t*, const int32_t*, const double*,
+                                    const double*, const double*, double*, double*, Py_ssize_t,
+                                    Py_ssize_t, Py_ssize_t) noexcept nogil
+    double fastgd_plan_rows_f64_i64(const int64_t*, const int64_t*, const double*,
+                                    const double*, const double*, double*, double*, Py_ssize_t,
+                                    Py_ssize_t, Py_ssize_t) noexcept nogil
+
+
+def select_simd(bint allow_avx2):
+    """Choose the plan path's inner loop for this CPU ("avx2" or "baseline"; both give
+    bitwise the same results) and return the name of the one chosen."""
+    return fastgd_masked_select_simd(allow_avx2).decode()
+
+
+cdef inline double _plan_part(const index_t* indptr, const index_t* indices,
+                              const floating* values, const floating* W,
+                              const floating* HT, floating* dW, floating* dHT, Py_ssize_t k,
+                              Py_ssize_t row_begin, Py_ssize_t row_end) noexcept nogil:
     """Rows [row_begin, row_end): their rows of dW, their share of dH.T added to dHT (n x k,
-    zeroed by the caller); returns their sum of r^2."""
-    cdef Py_ssize_t i, e, j
-    cdef const floating* w
-    cdef const floating* h
-    cdef floating* dw
-    cdef floating r
-    cdef double total = 0
-    for i in range(row_begin, row_end):
-        w = W + i * k
-        dw = dW + i * k
-        memset(dw, 0, k * sizeof(floating))
-        for e in range(indptr[i], indptr[i + 1]):
-            j = indices[e]
-            h = HT + j * k
-            r = _dot(w, h, k) - values[e]
-            total += <double>r * r
-            _axpy(r, h, dw, k)
-            _axpy(r, w, dHT + j * k, k)
-    return total
+    zeroed by the caller); returns their sum of r^2 (masked_rows.h)."""
+    if floating is float:
+        if index_t is int32_t:
+            return fastgd_plan_rows_f32_i32(indptr, indices, values, W, HT, dW, dHT, k,
+                                            row_begin, row_end)
+        else:
+            return fastgd_plan_rows_f32_i64(indptr, indices, values, W, HT, dW, dHT, k,
+                                            row_begin, row_end)
+    else:
+        if index_t is int32_t:
+            return fastgd_plan_rows_f64_i32(indptr, indices, values, W, HT, dW, dHT, k,
+                                            row_begin, row_end)
+        else:
+            return fastgd_plan_rows_f64_i64(indptr, indices, values, W, HT, dW, dHT, k,
+                                            row_begin, row_end)
 
 
 cdef Py_ssize_t _first_row_at(const index_t* indptr, Py_ssize_t m,
@@ -512,3 +534,116 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
     free(totals)
     _free_parts(parts, n_parts)
     return total
+
+
+# ---------------------------------------------------------------------------------------
+# Small dense problems in one call
+
+
+cdef int _small_loss_grad(const floating* A, const floating* W, const floating* H,
+                          floating* dW, floating* dH, Py_ssize_t m, Py_ssize_t n,
+                          Py_ssize_t k, int loss, double l2, double* value) noexcept nogil:
+    """The whole of masked_loss_grad for a small dense A with NaN for missing entries:
+    direct dot products, no BLAS. Returns 0, or -1 for anything the general path must
+    handle (a non-finite W, H or observed value, no observed entry for a mean)."""
+    cdef Py_ssize_t i, j, c
+    cdef double total = 0, scale, mean, penalty = 0
+    cdef int64_t count = 0
+    cdef floating a, r, s
+    if not (_all_finite(W, m * k) and _all_finite(H, k * n)):
+        return -1
+    memset(dW, 0, m * k * sizeof(floating))
+    memset(dH, 0, k * n * sizeof(floating))
+    for i in range(m):
+        for j in range(n):
+            a = A[i * n + j]
+            if a != a:
+                continue
+            s = 0
+            for c in range(k):
+                s = s + W[i * k + c] * H[c * n + j]
+            r = s - a
+            total += <double>r * r
+            count += 1
+            for c in range(k):
+                dW[i * k + c] += r * H[c * n + j]
+                dH[c * n + j] += r * W[i * k + c]
+    if not (total <= 1.7976931348623157e308):  # NaN or inf: an observed inf (or overflow)
+        return -1
+    if loss == 0:
+        value[0], scale = total, 2.0
+    elif count == 0:
+        return -1
+    elif loss == 1:
+        value[0], scale = total / count, 2.0 / count
+    else:
+        mean = sqrt(total / count)
+        value[0], scale = mean, (1.0 / (count * mean) if mean > 0 else 0.0)
+    for c in range(m * k):
+        dW[c] = dW[c] * <floating>scale
+    for c in range(k * n):
+        dH[c] = dH[c] * <floating>scale
+    if l2 != 0:
+        for c in range(m * k):
+            penalty += <double>W[c] * W[c]
+            dW[c] = dW[c] + <floating>l2 * W[c]
+        for c in range(k * n):
+            penalty += <double>H[c] * H[c]
+            dH[c] = dH[c] + <floating>l2 * H[c]
+        value[0] += 0.5 * l2 * penalty
+    return 0
+
+
+cdef inline bint _plain_matrix(object array, int type_num):
+    """An ndarray, 2-D, C-contiguous, aligned, native order, of the given dtype number."""
+    if type(array) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray view = <cnp.ndarray>array
+    return (cnp.PyArray_NDIM(view) == 2 and cnp.PyArray_TYPE(view) == type_num
+            and cnp.PyArray_ISCARRAY_RO(view) and cnp.PyArray_ISNOTSWAPPED(view))
+
+
+def small_loss_grad(A, W, H, int loss, double l2, Py_ssize_t max_work):
+    """fastgd.masked_loss_grad for small dense problems in one call: (loss, dW, dH), or
+    None when the inputs need the general path (other dtypes or layouts, mismatched
+    shapes, more than max_work multiply-adds, anything to raise about)."""
+    cdef int type_num
+    cdef Py_ssize_t m, n, k
+    cdef cnp.npy_intp dims[2]
+    cdef cnp.ndarray dW, dH
+    cdef double value = 0
+    cdef int status
+    if type(A) is not cnp.ndarray:
+        return None
+    type_num = cnp.PyArray_TYPE(<cnp.ndarray>A)
+    if type_num != cnp.NPY_DOUBLE and type_num != cnp.NPY_FLOAT:
+        return None
+    if not (_plain_matrix(A, type_num) and _plain_matrix(W, type_num)
+            and _plain_matrix(H, type_num)):
+        return None
+    m, n = cnp.PyArray_DIM(<cnp.ndarray>A, 0), cnp.PyArray_DIM(<cnp.ndarray>A, 1)
+    k = cnp.PyArray_DIM(<cnp.ndarray>W, 1)
+    if (cnp.PyArray_DIM(<cnp.ndarray>W, 0) != m or cnp.PyArray_DIM(<cnp.ndarray>H, 0) != k
+            or cnp.PyArray_DIM(<cnp.ndarray>H, 1) != n or m * n * max(k, 1) > max_work):
+        return None
+    dims[0], dims[1] = m, k
+    dW = cnp.PyArray_EMPTY(2, dims, type_num, 0)
+    dims[0], dims[1] = k, n
+    dH = cnp.PyArray_EMPTY(2, dims, type_num, 0)
+    if type_num == cnp.NPY_DOUBLE:
+        with nogil:
+            status = _small_loss_grad(<double*>cnp.PyArray_DATA(<cnp.ndarray>A),
+                                      <double*>cnp.PyArray_DATA(<cnp.ndarray>W),
+                                      <double*>cnp.PyArray_DATA(<cnp.ndarray>H),
+                                      <double*>cnp.PyArray_DATA(dW),
+                                      <double*>cnp.PyArray_DATA(dH), m, n, k, loss, l2, &value)
+    else:
+        with nogil:
+            status = _small_loss_grad(<float*>cnp.PyArray_DATA(<cnp.ndarray>A),
+                                      <float*>cnp.PyArray_DATA(<cnp.ndarray>W),
+                                      <float*>cnp.PyArray_DATA(<cnp.ndarray>H),
+                                      <float*>cnp.PyArray_DATA(dW),
+                                      <float*>cnp.PyArray_DATA(dH), m, n, k, loss, l2, &value)
+    if status != 0:
+        return None
+    return value, dW, dH

@@ -173,8 +173,50 @@ def test_tutorial_case_against_autograd(backend):
     assert_allclose(dW, expected_dW, rtol=1e-5)
     assert_allclose(dH, expected_dH, rtol=1e-5)
     same = fastgd.masked_loss_grad(np.nan_to_num(A, nan=99.0), W, H, mask=mask, loss="rmse")
-    assert same[0] == value
-    assert_array_equal(same[1], dW)
+    assert same[0] == pytest.approx(value, rel=1e-6)
+    assert_allclose(same[1], dW, rtol=1e-5)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("shape", [(4, 3, 2), (1, 1, 1), (9, 7, 5), (3, 5, 0), (0, 2, 2)])
+def test_small_problem_fast_path_matches_the_general_path(float_dtype, rng, loss, shape):
+    """Small dense A with method="auto" takes one compiled call (small_loss_grad);
+    method="dense" and "sparse" take the general paths."""
+    m, n, k = shape
+    A, W, H = make_case(rng, m, n, k, 0.7, float_dtype)
+    A.flat[:1] = 2.0  # at least one observed entry where there is any
+    if A.size == 0 and loss != "sse":
+        with pytest.raises(ValueError, match="no observed entry"):
+            fastgd.masked_loss_grad(A, W, H, loss=loss)
+        return
+    for l2 in (0.0, 0.25):
+        fast = fastgd.masked_loss_grad(A, W, H, loss=loss, l2=l2)
+        general = fastgd.masked_loss_grad(A, W, H, loss=loss, l2=l2, method="sparse")
+        assert fast[0] == pytest.approx(general[0], rel=tolerance(float_dtype))
+        for a, b in zip(fast[1:], general[1:], strict=True):
+            assert a.dtype == float_dtype and a.shape == b.shape and a.flags.c_contiguous
+            assert_allclose(a, b, rtol=tolerance(float_dtype), atol=tolerance(float_dtype))
+    assert fastgd.masked._backend.ext._masked.small_loss_grad(
+        A, W, H, 0, 0.0, masked.SMALL_MAX_WORK) is not None
+
+
+def test_small_problem_fast_path_leaves_errors_to_the_general_path():
+    A = np.array([[1.0, np.nan], [3.0, 4.0]])
+    W, H = np.ones((2, 1)), np.ones((1, 2))
+    with pytest.raises(ValueError, match=r"W must be finite; got nan at W\[1, 0\]"):
+        fastgd.masked_loss_grad(A, np.array([[1.0], [np.nan]]), H)
+    with pytest.raises(ValueError, match="A must be finite at every observed entry"):
+        fastgd.masked_loss_grad(np.array([[1.0, np.inf], [3.0, 4.0]]), W, H)
+    with pytest.raises(ValueError, match="no observed entry"):
+        fastgd.masked_loss_grad(np.full((2, 2), np.nan), W, H)
+    with pytest.raises(ValueError, match="share the rank k"):
+        fastgd.masked_loss_grad(A, W, np.ones((2, 2)))
+    with pytest.raises(ValueError, match="n_threads must be"):
+        fastgd.masked_loss_grad(A, W, H, n_threads=0)
+    with pytest.raises(ValueError, match="l2 must be finite"):
+        fastgd.masked_loss_grad(A, W, H, l2=float("nan"))
+    mixed = fastgd.masked_loss_grad(A.astype(np.float32), W, H)  # float32 + float64
+    assert mixed[1].dtype == np.float64
 
 
 def test_dense_and_sparse_paths_agree(backend, float_dtype, rng):
@@ -208,10 +250,12 @@ def test_mask_ignores_unobserved_values(backend, rng):
     mask = ~np.isnan(A)
     poisoned = np.where(mask, A, np.inf)
     poisoned[0, ~mask[0]] = np.nan
-    expected = fastgd.masked_loss_grad(A, W, H)
-    got = fastgd.masked_loss_grad(poisoned, W, H, mask=mask)
+    expected = fastgd.masked_loss_grad(A, W, H, method="dense")
+    got = fastgd.masked_loss_grad(poisoned, W, H, mask=mask, method="dense")
     assert got[0] == expected[0]
     assert_array_equal(got[1], expected[1])
+    got = fastgd.masked_loss_grad(poisoned, W, H, mask=mask, method="sparse")
+    assert got[0] == pytest.approx(expected[0], rel=1e-12)
     assert_array_equal(fastgd.masked_residual(poisoned, W, H, mask=mask),
                        fastgd.masked_residual(A, W, H))
 
@@ -422,3 +466,21 @@ def test_auto_picks_the_sparse_path_for_sparse_data(monkeypatch, rng):
     A, W, H = make_case(rng, 200, 100, 3, 0.8, np.float64)
     fastgd.masked_loss_grad(A, W, H)
     assert not called
+
+
+@pytest.mark.parametrize("k", [1, 7, 8, 16, 32, 37])
+def test_simd_variants_agree_bitwise(float_dtype, rng, k):
+    """The plan path's baseline and AVX2 loops do the same operations in the same order."""
+    A, W, H = make_case(rng, 60, 50, k, 0.3, float_dtype)
+    plan = fastgd.observed(A)
+    simd = fastgd.masked._backend.ext._masked.select_simd
+    try:
+        results = []
+        for allow in (False, True):
+            simd(allow)
+            results.append(fastgd.masked_loss_grad(plan, W, H, n_threads=1))
+    finally:
+        simd(fastgd.masked._backend.simd_level != "baseline")
+    assert results[0][0] == results[1][0]
+    assert_array_equal(results[0][1], results[1][1])
+    assert_array_equal(results[0][2], results[1][2])
