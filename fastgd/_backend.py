@@ -61,14 +61,17 @@ except ImportError as error:
 
 
 def _select_simd():
-    """The instruction set of the kernels that dispatch at run time (FASTGD_SIMD=baseline
-    keeps the build's baseline; otherwise the best this CPU supports)."""
+    """The instruction set of the kernels that dispatch at run time: the best this CPU
+    supports, at most FASTGD_SIMD ("scalar", "baseline" or "avx2"; all give bitwise the
+    same results)."""
     if ext is None:
         return None
-    value = os.environ.get("FASTGD_SIMD", "auto").strip().lower()
-    if value not in ("auto", "baseline"):
-        raise ValueError(f"FASTGD_SIMD must be 'auto' or 'baseline'; got {value!r}")
-    return ext._masked.select_simd(value == "auto")
+    value = os.environ.get("FASTGD_SIMD", "avx2").strip().lower()
+    if value not in ext._masked.SIMD_LEVELS:
+        raise ValueError(
+            f"FASTGD_SIMD must be one of {', '.join(ext._masked.SIMD_LEVELS)}; got {value!r}"
+        )
+    return ext._masked.select_simd(value)
 
 
 simd_level = _select_simd()

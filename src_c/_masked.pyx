@@ -34,6 +34,38 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 cnp.import_array()
 
 
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* value where keep is nonzero, +0 elsewhere, without a branch (the loops that call
+       these vectorise; a branch on a random mask would be mispredicted half the time). */
+    static inline double fastgd_keep_double(double value, int keep) {
+        uint64_t bits;
+        memcpy(&bits, &value, sizeof bits);
+        bits &= (uint64_t)0 - (uint64_t)(keep != 0);
+        memcpy(&value, &bits, sizeof bits);
+        return value;
+    }
+    static inline float fastgd_keep_float(float value, int keep) {
+        uint32_t bits;
+        memcpy(&bits, &value, sizeof bits);
+        bits &= (uint32_t)0 - (uint32_t)(keep != 0);
+        memcpy(&value, &bits, sizeof bits);
+        return value;
+    }
+    """
+    double fastgd_keep_double(double value, int keep) noexcept nogil
+    float fastgd_keep_float(float value, int keep) noexcept nogil
+
+
+cdef inline floating _keep(floating value, int keep) noexcept nogil:
+    if floating is float:
+        return fastgd_keep_float(value, keep)
+    else:
+        return fastgd_keep_double(value, keep)
+
+
 ctypedef fused index_t:
     int32_t
     int64_t
@@ -181,7 +213,13 @@ def count_observed_rows(const floating[:, ::1] A, mask, int64_t[::1] counts):
 def fill_plan(const floating[:, ::1] A, mask, const index_t[::1] indptr,
               index_t[::1] indices, floating[::1] values):
     """The column indices and values of the observed entries, row by row (indptr from
-    count_observed_rows)."""
+    count_observed_rows).
+
+    Every entry is written at the next free slot and the slot advances only when the
+    entry is observed: no branch to mispredict. A row's last write may spill into the
+    next row's first slot, which that row overwrites; the last row, which has no next
+    row, takes the branch instead.
+    """
     cdef Py_ssize_t m = A.shape[0], n = A.shape[1], i, j, e = 0
     cdef const unsigned char* mask_data = _mask_pointer(mask)
     cdef const floating* row
@@ -196,7 +234,11 @@ def fill_plan(const floating[:, ::1] A, mask, const index_t[::1] indptr,
                     is_observed = mask_data[i * n + j] != 0
                 else:
                     is_observed = row[j] == row[j]
-                if is_observed:
+                if i + 1 < m:
+                    indices[e] = <index_t>j
+                    values[e] = row[j]
+                    e += is_observed
+                elif is_observed:
                     indices[e] = <index_t>j
                     values[e] = row[j]
                     e += 1
@@ -225,12 +267,12 @@ cdef double _residual_tile(const floating* A, const unsigned char* mask, Py_ssiz
         if mask != NULL:
             m_row = mask + (i0 + a) * n + j0
             for b in range(cols):
-                t_row[b] = (t_row[b] - a_row[b]) if m_row[b] != 0 else 0
+                t_row[b] = _keep(t_row[b] - a_row[b], m_row[b] != 0)
                 observed += m_row[b] != 0
         else:
             for b in range(cols):
                 value = a_row[b]
-                t_row[b] = (t_row[b] - value) if value == value else 0
+                t_row[b] = _keep(t_row[b] - value, value == value)
                 observed += value == value
         total += _sum_of_squares(t_row, cols)
     count[0] += observed
@@ -421,7 +463,7 @@ def plan_residual(const index_t[::1] indptr, const index_t[::1] indices,
 
 
 cdef extern from "masked_rows.h":
-    const char* fastgd_masked_select_simd(int allow_avx2) noexcept nogil
+    int fastgd_masked_select_simd(int highest) noexcept nogil
     double fastgd_plan_rows_f32_i32(const int32_t*, const int32_t*, const float*, const float*,
                                     const float*, float*, float*, Py_ssize_t, Py_ssize_t,
                                     Py_ssize_t) noexcept nogil
@@ -436,10 +478,14 @@ cdef extern from "masked_rows.h":
                                     Py_ssize_t, Py_ssize_t) noexcept nogil
 
 
-def select_simd(bint allow_avx2):
-    """Choose the plan path's inner loop for this CPU ("avx2" or "baseline"; both give
-    bitwise the same results) and return the name of the one chosen."""
-    return fastgd_masked_select_simd(allow_avx2).decode()
+SIMD_LEVELS = ("scalar", "baseline", "avx2")
+
+
+def select_simd(str highest):
+    """Choose the plan path's inner loops for this CPU, at most ``highest`` (one of
+    SIMD_LEVELS: plain C, the build's baseline vectors, AVX2; all give bitwise the same
+    results); returns the level chosen."""
+    return SIMD_LEVELS[fastgd_masked_select_simd(SIMD_LEVELS.index(highest))]
 
 
 cdef inline double _plan_part(const index_t* indptr, const index_t* indices,

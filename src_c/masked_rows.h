@@ -34,12 +34,112 @@
 #endif
 
 #define FASTGD_LANES 8
+#define FASTGD_LANE_SUM(lanes)                                                          \
+    ((((lanes)[0] + (lanes)[1]) + ((lanes)[2] + (lanes)[3]))                            \
+     + (((lanes)[4] + (lanes)[5]) + ((lanes)[6] + (lanes)[7])))
 /* Entries ahead whose rows of H.T and dH.T are prefetched. */
 #define FASTGD_PREFETCH_DISTANCE 8
 
+/* The dot product, lane l summing the coordinates c = l mod FASTGD_LANES, the lanes added
+ * by FASTGD_LANE_SUM, then the remaining coordinates in order. */
+#define FASTGD_DEFINE_DOT_ARRAY(NAME, REAL)                                             \
+    static inline REAL NAME(const REAL *w, const REAL *h, ptrdiff_t k)                  \
+    {                                                                                   \
+        REAL lanes[FASTGD_LANES] = {0};                                                 \
+        ptrdiff_t c = 0;                                                                \
+        for (; c + FASTGD_LANES <= k; c += FASTGD_LANES)                                \
+            for (int l = 0; l < FASTGD_LANES; l++)                                      \
+                lanes[l] += w[c + l] * h[c + l];                                        \
+        REAL r = FASTGD_LANE_SUM(lanes);                                                \
+        for (; c < k; c++)                                                              \
+            r += w[c] * h[c];                                                           \
+        return r;                                                                       \
+    }
+FASTGD_DEFINE_DOT_ARRAY(fastgd_dot_f32_array, float)
+FASTGD_DEFINE_DOT_ARRAY(fastgd_dot_f64_array, double)
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <immintrin.h>
+#define FASTGD_SSE2 1
+/* The same operations with the lanes in SSE2 registers (2 doubles or 4 floats each). */
+static inline double fastgd_dot_f64_sse2(const double *w, const double *h, ptrdiff_t k)
+{
+    __m128d acc[4] = {_mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd()};
+    double lanes[FASTGD_LANES];
+    ptrdiff_t c = 0;
+    for (; c + FASTGD_LANES <= k; c += FASTGD_LANES)
+        for (int v = 0; v < 4; v++)
+            acc[v] = _mm_add_pd(acc[v], _mm_mul_pd(_mm_loadu_pd(w + c + 2 * v),
+                                                   _mm_loadu_pd(h + c + 2 * v)));
+    for (int v = 0; v < 4; v++)
+        _mm_storeu_pd(lanes + 2 * v, acc[v]);
+    double r = FASTGD_LANE_SUM(lanes);
+    for (; c < k; c++)
+        r += w[c] * h[c];
+    return r;
+}
+static inline float fastgd_dot_f32_sse2(const float *w, const float *h, ptrdiff_t k)
+{
+    __m128 acc[2] = {_mm_setzero_ps(), _mm_setzero_ps()};
+    float lanes[FASTGD_LANES];
+    ptrdiff_t c = 0;
+    for (; c + FASTGD_LANES <= k; c += FASTGD_LANES)
+        for (int v = 0; v < 2; v++)
+            acc[v] = _mm_add_ps(acc[v], _mm_mul_ps(_mm_loadu_ps(w + c + 4 * v),
+                                                   _mm_loadu_ps(h + c + 4 * v)));
+    for (int v = 0; v < 2; v++)
+        _mm_storeu_ps(lanes + 4 * v, acc[v]);
+    float r = FASTGD_LANE_SUM(lanes);
+    for (; c < k; c++)
+        r += w[c] * h[c];
+    return r;
+}
+#define fastgd_dot_f64_base fastgd_dot_f64_sse2
+#define fastgd_dot_f32_base fastgd_dot_f32_sse2
+#else
+#define FASTGD_SSE2 0
+#define fastgd_dot_f64_base fastgd_dot_f64_array
+#define fastgd_dot_f32_base fastgd_dot_f32_array
+#endif
+
+#if FASTGD_X86_DISPATCH
+/* The same operations with the lanes in AVX2 registers (4 doubles or 8 floats each). */
+FASTGD_TARGET_AVX2 static inline double fastgd_dot_f64_avx2(const double *w, const double *h,
+                                                            ptrdiff_t k)
+{
+    __m256d acc[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    double lanes[FASTGD_LANES];
+    ptrdiff_t c = 0;
+    for (; c + FASTGD_LANES <= k; c += FASTGD_LANES)
+        for (int v = 0; v < 2; v++)
+            acc[v] = _mm256_add_pd(acc[v], _mm256_mul_pd(_mm256_loadu_pd(w + c + 4 * v),
+                                                         _mm256_loadu_pd(h + c + 4 * v)));
+    for (int v = 0; v < 2; v++)
+        _mm256_storeu_pd(lanes + 4 * v, acc[v]);
+    double r = FASTGD_LANE_SUM(lanes);
+    for (; c < k; c++)
+        r += w[c] * h[c];
+    return r;
+}
+FASTGD_TARGET_AVX2 static inline float fastgd_dot_f32_avx2(const float *w, const float *h,
+                                                           ptrdiff_t k)
+{
+    __m256 acc = _mm256_setzero_ps();
+    float lanes[FASTGD_LANES];
+    ptrdiff_t c = 0;
+    for (; c + FASTGD_LANES <= k; c += FASTGD_LANES)
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(h + c)));
+    _mm256_storeu_ps(lanes, acc);
+    float r = FASTGD_LANE_SUM(lanes);
+    for (; c < k; c++)
+        r += w[c] * h[c];
+    return r;
+}
+#endif
+
 /* For the rows [row_begin, row_end) of the plan: dW[i] = sum_e r_e H.T[j_e] (written),
  * dHT[j_e] += r_e W[i] (added), r_e = W[i] . H.T[j_e] - values[e]; returns sum r_e^2. */
-#define FASTGD_DEFINE_PLAN_ROWS(NAME, REAL, INDEX, ATTRIBUTE)                             \
+#define FASTGD_DEFINE_PLAN_ROWS(NAME, REAL, INDEX, ATTRIBUTE, DOT)                           \
     ATTRIBUTE static double NAME(const INDEX *indptr, const INDEX *indices,               \
                                  const REAL *values, const REAL *W, const REAL *HT,       \
                                  REAL *dW, REAL *dHT, ptrdiff_t k, ptrdiff_t row_begin,   \
@@ -61,18 +161,9 @@
                     FASTGD_PREFETCH(HT + ahead);                                          \
                     FASTGD_PREFETCH(dHT + ahead);                                         \
                 }                                                                         \
-                REAL lanes[FASTGD_LANES] = {0};                                           \
-                ptrdiff_t c = 0;                                                          \
-                for (; c + FASTGD_LANES <= k; c += FASTGD_LANES)                          \
-                    for (int l = 0; l < FASTGD_LANES; l++)                                \
-                        lanes[l] += w[c + l] * h[c + l];                                  \
-                REAL r = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))                  \
-                         + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));               \
-                for (; c < k; c++)                                                        \
-                    r += w[c] * h[c];                                                     \
-                r -= values[e];                                                           \
+                const REAL r = DOT(w, h, k) - values[e];                                  \
                 total += (double)r * (double)r;                                           \
-                for (c = 0; c < k; c++) {                                                 \
+                for (ptrdiff_t c = 0; c < k; c++) {                                       \
                     dw[c] += r * h[c];                                                    \
                     dh[c] += r * w[c];                                                    \
                 }                                                                         \
@@ -81,39 +172,49 @@
         return total;                                                                     \
     }
 
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i32_base, float, int32_t, )
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i64_base, float, int64_t, )
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i32_base, double, int32_t, )
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_base, double, int64_t, )
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i32_array, float, int32_t, , fastgd_dot_f32_array)
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i64_array, float, int64_t, , fastgd_dot_f32_array)
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i32_array, double, int32_t, , fastgd_dot_f64_array)
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_array, double, int64_t, , fastgd_dot_f64_array)
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i32_base, float, int32_t, , fastgd_dot_f32_base)
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i64_base, float, int64_t, , fastgd_dot_f32_base)
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i32_base, double, int32_t, , fastgd_dot_f64_base)
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_base, double, int64_t, , fastgd_dot_f64_base)
 #if FASTGD_X86_DISPATCH
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i32_avx2, float, int32_t, FASTGD_TARGET_AVX2)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i64_avx2, float, int64_t, FASTGD_TARGET_AVX2)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i32_avx2, double, int32_t, FASTGD_TARGET_AVX2)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_avx2, double, int64_t, FASTGD_TARGET_AVX2)
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i32_avx2, float, int32_t, FASTGD_TARGET_AVX2,
+                        fastgd_dot_f32_avx2)
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i64_avx2, float, int64_t, FASTGD_TARGET_AVX2,
+                        fastgd_dot_f32_avx2)
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i32_avx2, double, int32_t, FASTGD_TARGET_AVX2,
+                        fastgd_dot_f64_avx2)
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_avx2, double, int64_t, FASTGD_TARGET_AVX2,
+                        fastgd_dot_f64_avx2)
 #endif
 
-/* 1 when the AVX2 variants run, 0 for the baseline ones. */
-static int fastgd_masked_use_avx2 = 0;
+/* Which loops run: 0 plain C lanes, 1 the baseline's vectors (SSE2 on x86-64), 2 AVX2. */
+static int fastgd_masked_simd = 0;
 
-/* Pick the variants for this CPU; allow_avx2 = 0 keeps the baseline (for tests and for
- * FASTGD_SIMD=baseline). Returns the name of the chosen level. */
-static const char *fastgd_masked_select_simd(int allow_avx2)
+/* Choose the loops for this CPU, at most level `highest`; returns the level chosen. */
+static int fastgd_masked_select_simd(int highest)
 {
+    int level = FASTGD_SSE2 ? 1 : 0;
 #if FASTGD_X86_DISPATCH
     __builtin_cpu_init();
-    fastgd_masked_use_avx2 = allow_avx2 && __builtin_cpu_supports("avx2");
-#else
-    (void)allow_avx2;
-    fastgd_masked_use_avx2 = 0;
+    if (__builtin_cpu_supports("avx2"))
+        level = 2;
 #endif
-    return fastgd_masked_use_avx2 ? "avx2" : "baseline";
+    fastgd_masked_simd = level < highest ? level : highest;
+    return fastgd_masked_simd;
 }
 
 #if FASTGD_X86_DISPATCH
-#define FASTGD_DISPATCH(NAME, ...) \
-    (fastgd_masked_use_avx2 ? NAME##_avx2(__VA_ARGS__) : NAME##_base(__VA_ARGS__))
+#define FASTGD_DISPATCH(NAME, ...)                                                      \
+    (fastgd_masked_simd == 2   ? NAME##_avx2(__VA_ARGS__)                               \
+     : fastgd_masked_simd == 1 ? NAME##_base(__VA_ARGS__)                               \
+                               : NAME##_array(__VA_ARGS__))
 #else
-#define FASTGD_DISPATCH(NAME, ...) NAME##_base(__VA_ARGS__)
+#define FASTGD_DISPATCH(NAME, ...)                                                      \
+    (fastgd_masked_simd == 1 ? NAME##_base(__VA_ARGS__) : NAME##_array(__VA_ARGS__))
 #endif
 
 #define FASTGD_DEFINE_PLAN_ROWS_DISPATCH(NAME, REAL, INDEX)                                \

@@ -470,17 +470,20 @@ def test_auto_picks_the_sparse_path_for_sparse_data(monkeypatch, rng):
 
 @pytest.mark.parametrize("k", [1, 7, 8, 16, 32, 37])
 def test_simd_variants_agree_bitwise(float_dtype, rng, k):
-    """The plan path's baseline and AVX2 loops do the same operations in the same order."""
+    """The plan path's loops (plain C, the baseline's vectors, AVX2) do the same operations
+    in the same order."""
     A, W, H = make_case(rng, 60, 50, k, 0.3, float_dtype)
     plan = fastgd.observed(A)
-    simd = fastgd.masked._backend.ext._masked.select_simd
+    select = fastgd.masked._backend.ext._masked.select_simd
     try:
-        results = []
-        for allow in (False, True):
-            simd(allow)
-            results.append(fastgd.masked_loss_grad(plan, W, H, n_threads=1))
+        results = {}
+        for level in ("scalar", "baseline", "avx2"):
+            results[select(level)] = fastgd.masked_loss_grad(plan, W, H, n_threads=1)
     finally:
-        simd(fastgd.masked._backend.simd_level != "baseline")
-    assert results[0][0] == results[1][0]
-    assert_array_equal(results[0][1], results[1][1])
-    assert_array_equal(results[0][2], results[1][2])
+        select(fastgd.masked._backend.simd_level)
+    assert "scalar" in results and len(results) >= 2
+    reference = results.pop("scalar")
+    for other in results.values():
+        assert other[0] == reference[0]
+        assert_array_equal(other[1], reference[1])
+        assert_array_equal(other[2], reference[2])
