@@ -222,19 +222,15 @@ def _plan_from_dense(A, mask):
 
 
 def _check_shape(shape):
+    message = f"shape must be a pair of non-negative ints (m, n); got {shape!r}"
     try:
-        m, n = (operator_index(s) for s in shape)
+        m, n = shape
     except (TypeError, ValueError):
-        raise ValueError(f"shape must be a pair of non-negative ints (m, n); got {shape!r}")
-    if m < 0 or n < 0:
-        raise ValueError(f"shape must be a pair of non-negative ints (m, n); got {shape!r}")
-    return m, n
-
-
-def operator_index(value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(value)
-    return int(value)
+        raise ValueError(message) from None
+    for size in (m, n):
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 0:
+            raise ValueError(message)
+    return int(m), int(n)
 
 
 def _as_index_array(value, name):
@@ -593,10 +589,7 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
     (8.0, array([[12.],
            [-4.]]), array([[ 4., -8.]]))
     """
-    if (mask is None and method == "auto" and type(l2) is float and 0 <= l2 < math.inf
-            and loss in LOSS_CODES and (n_threads is None or type(n_threads) is int
-                                        and n_threads != 0)
-            and _backend.get_backend() == "compiled"):
+    if _small_problem_settings(mask, method, loss, l2, n_threads):
         # Small dense problems: one compiled call validates and computes (None: the
         # general path below handles them, and raises about what is wrong).
         result = _backend.ext._masked.small_loss_grad(A, W, H, LOSS_CODES[loss], l2,
@@ -609,8 +602,7 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
     plan, dense, mask, W, H, dtype = _prepare(A, W, H, mask)
     if plan is not None and method == "dense":
         dense, plan = _validation.as_contiguous(plan.to_dense(), dtype), None
-    elif plan is None and (method == "sparse" or method == "auto" and dense.size and
-                           _estimated_density(dense, mask) <= SPARSE_MAX_DENSITY):
+    elif plan is None and _takes_sparse_path(method, dense, mask):
         plan = _plan_from_dense(dense, mask)
     m, k = W.shape
     n = H.shape[1]
@@ -642,6 +634,21 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
         dW += l2 * W
         dH += l2 * H
     return value, dW, dH
+
+
+def _small_problem_settings(mask, method, loss, l2, n_threads):
+    """Settings the one-call path for small problems handles (it checks the arrays)."""
+    return (mask is None and method == "auto" and type(l2) is float and 0 <= l2 < math.inf
+            and loss in LOSS_CODES and (n_threads is None or (type(n_threads) is int
+                                                              and n_threads != 0))
+            and _backend.get_backend() == "compiled")
+
+
+def _takes_sparse_path(method, dense, mask):
+    if method == "sparse":
+        return True
+    return (method == "auto" and dense.size > 0
+            and _estimated_density(dense, mask) <= SPARSE_MAX_DENSITY)
 
 
 def _sum_of_squares(array):

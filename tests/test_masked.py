@@ -415,6 +415,10 @@ def test_bad_inputs_raise_clear_errors(backend):
             ([0, 1], [1, 2], [1.0, 2.0], (2, 2)))),
         (ValueError, "rows, cols and values must have the same length", lambda: fastgd.observed(
             ([0, 1], [1], [1.0, 2.0], (2, 2)))),
+        (ValueError, r"shape must be a pair of non-negative ints \(m, n\); got \(2,\)",
+         lambda: fastgd.observed(([0], [0], [1.0], (2,)))),
+        (ValueError, "shape must be a pair of non-negative ints", lambda: fastgd.observed(
+            ([0], [0], [1.0], (2, -1)))),
         (TypeError, "rows must hold integers", lambda: fastgd.observed(
             ([0.5], [1], [1.0], (2, 2)))),
         (ValueError, "A must be finite at every observed entry", lambda: fastgd.observed(
