@@ -6,6 +6,7 @@ scipy.sparse matrix (its stored entries are the observed ones), or as an
 ``ObservedEntries`` plan built once by ``observed`` and reused across iterations.
 """
 
+import contextlib
 import math
 import numbers
 
@@ -484,7 +485,7 @@ def masked_residual(A, W, H, *, mask=None, out=None, n_threads=None):
         _validation.check_out(out, "out", shape, dtype, inputs)
     if plan is None:
         n_threads = _thread_count(n_threads, m * n * max(k, 1))
-        with _blas_held(n_threads):
+        with _blas_held(m * n * max(k, 1)):
             sse = _backend.kernel("masked", "dense_residual")(dense, mask, W, H, out, n_threads)
         if not math.isfinite(sse):
             _raise_if_observed_nonfinite(dense, mask)
@@ -497,10 +498,13 @@ def masked_residual(A, W, H, *, mask=None, out=None, n_threads=None):
     return out
 
 
-def _blas_held(n_threads):
-    import contextlib
-
-    return _threads.single_threaded_blas() if n_threads > 1 else contextlib.nullcontext()
+def _blas_held(work):
+    """BLAS held to one thread for work worth a parallel region: inside fastgd's own threads
+    (no oversubscription), and with n_threads=1 (one thread means one, and BLAS's threaded
+    sums would make the result depend on its thread count)."""
+    if work < PARALLEL_MIN_WORK:
+        return contextlib.nullcontext()
+    return _threads.single_threaded_blas()
 
 
 def _check_l2(l2):
@@ -581,10 +585,10 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
     --------
     >>> import numpy as np
     >>> import fastgd
-    >>> A = np.array([[1.0, np.nan], [np.nan, 4.0]])
-    >>> W = np.array([[1.0], [2.0]])
-    >>> H = np.array([[3.0, 1.0]])
-    >>> loss, dW, dH = fastgd.masked_loss_grad(A, W, H, loss="sse")
+    >>> A = np.array([[1.0, 0.0], [0.0, 4.0]])
+    >>> is_observed = np.array([[True, False], [False, True]])
+    >>> W, H = np.array([[1.0], [2.0]]), np.array([[3.0, 1.0]])
+    >>> loss, dW, dH = fastgd.masked_loss_grad(A, W, H, mask=is_observed, loss="sse")
     >>> loss, dW, dH
     (8.0, array([[12.],
            [-4.]]), array([[ 4., -8.]]))
@@ -611,7 +615,7 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
     if plan is None:
         n_threads = _thread_count(n_threads, m * n * max(k, 1))
         n_parts = DETERMINISTIC_PARTS if deterministic else n_threads
-        with _blas_held(n_threads):
+        with _blas_held(m * n * max(k, 1)):
             sse, count = _backend.kernel("masked", "dense_loss_grad")(
                 dense, mask, W, H, dW, dH, n_threads, n_parts
             )
@@ -622,10 +626,11 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
         HT = np.ascontiguousarray(H.T)
         n_threads = _thread_count(n_threads, count * max(k, 1))
         n_parts = DETERMINISTIC_PARTS if deterministic else n_threads
-        sse = _backend.kernel("masked", "plan_loss_grad")(
-            plan.indptr, plan.indices, _plan_values(plan, dtype), W, HT, dW, dH,
-            n_threads, n_parts,
-        )
+        with _blas_held(count * max(k, 1)):  # the NumPy twin's sums use BLAS
+            sse = _backend.kernel("masked", "plan_loss_grad")(
+                plan.indptr, plan.indices, _plan_values(plan, dtype), W, HT, dW, dH,
+                n_threads, n_parts,
+            )
     value, scale = _loss_and_scale(loss, sse, count)
     dW *= scale
     dH *= scale

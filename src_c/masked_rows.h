@@ -1,12 +1,15 @@
-/* The inner loop of the plan path of fastgd.masked_loss_grad, compiled twice: for the
- * baseline instruction set of the build and, on x86 with GCC or Clang, for AVX2. The
- * variant is chosen once at import (fastgd_masked_select_simd), by what the CPU running
- * the code supports, never by the build machine's flags.
+/* The inner loop of the plan path of fastgd.masked_loss_grad, in three variants:
  *
- * Both variants perform the same floating-point operations in the same order (the dot
- * product keeps FASTGD_LANES independent sums, added in a fixed tree; no FMA contraction,
- * the build passes -ffp-contract=off), so they give bitwise the same results: only the
- * width of the vector registers differs.
+ *   scalar    plain C, the lanes of the dot product in an array;
+ *   baseline  the dot product in SSE2 registers (the x86-64 baseline; elsewhere = scalar);
+ *   avx2      compiled for AVX2 by a target attribute, with loops for ranks 16, 32 and
+ *             64 that keep a row of W and of dW in registers.
+ *
+ * fastgd_masked_select_simd picks the best one the CPU running the code supports, once at
+ * import, never by the build machine's flags. All of them perform the same floating-point
+ * operations in the same order (the dot product keeps FASTGD_LANES independent sums added
+ * in a fixed tree; no FMA contraction, the build passes -ffp-contract=off), so they give
+ * bitwise the same results: only the width of the registers differs.
  */
 #ifndef FASTGD_MASKED_ROWS_H
 #define FASTGD_MASKED_ROWS_H
@@ -137,6 +140,15 @@ FASTGD_TARGET_AVX2 static inline float fastgd_dot_f32_avx2(const float *w, const
 }
 #endif
 
+#if FASTGD_X86_DISPATCH
+#include <immintrin.h>
+#endif
+
+#define FASTGD_PLAN_ROWS_SIGNATURE(NAME, REAL, INDEX)                                   \
+    static double NAME(const INDEX *indptr, const INDEX *indices, const REAL *values,   \
+                       const REAL *W, const REAL *HT, REAL *dW, REAL *dHT, ptrdiff_t k, \
+                       ptrdiff_t row_begin, ptrdiff_t row_end)
+
 /* For the rows [row_begin, row_end) of the plan: dW[i] = sum_e r_e H.T[j_e] (written),
  * dHT[j_e] += r_e W[i] (added), r_e = W[i] . H.T[j_e] - values[e]; returns sum r_e^2. */
 #define FASTGD_DEFINE_PLAN_ROWS(NAME, REAL, INDEX, ATTRIBUTE, DOT)                           \
@@ -181,14 +193,102 @@ FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i64_base, float, int64_t, , fastgd_
 FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i32_base, double, int32_t, , fastgd_dot_f64_base)
 FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_base, double, int64_t, , fastgd_dot_f64_base)
 #if FASTGD_X86_DISPATCH
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i32_avx2, float, int32_t, FASTGD_TARGET_AVX2,
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i32_avx2_any, float, int32_t, FASTGD_TARGET_AVX2,
                         fastgd_dot_f32_avx2)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i64_avx2, float, int64_t, FASTGD_TARGET_AVX2,
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i64_avx2_any, float, int64_t, FASTGD_TARGET_AVX2,
                         fastgd_dot_f32_avx2)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i32_avx2, double, int32_t, FASTGD_TARGET_AVX2,
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i32_avx2_any, double, int32_t, FASTGD_TARGET_AVX2,
                         fastgd_dot_f64_avx2)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_avx2, double, int64_t, FASTGD_TARGET_AVX2,
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_avx2_any, double, int64_t, FASTGD_TARGET_AVX2,
                         fastgd_dot_f64_avx2)
+
+/* AVX2 loops for a rank K fixed at compile time (a multiple of FASTGD_LANES): W[i] and the
+ * dW[i] being summed stay in registers across the row's entries. VEC holds VW elements;
+ * the lanes are the first FASTGD_LANES / VW products of each group of FASTGD_LANES
+ * coordinates, so the operations and their order are those of the loops above. */
+#define FASTGD_DEFINE_PLAN_ROWS_AVX2_FIXED(NAME, REAL, INDEX, K, VEC, VW, ZERO, LOAD, STORE,  \
+                                           ADD, MUL, BROADCAST)                               \
+    FASTGD_TARGET_AVX2 static double NAME(const INDEX *indptr, const INDEX *indices,          \
+                                          const REAL *values, const REAL *W, const REAL *HT,  \
+                                          REAL *dW, REAL *dHT, ptrdiff_t row_begin,           \
+                                          ptrdiff_t row_end)                                  \
+    {                                                                                         \
+        enum { BLOCKS = (K) / (VW), NV = FASTGD_LANES / (VW) };                               \
+        double total = 0.0;                                                                   \
+        const ptrdiff_t last = (ptrdiff_t)indptr[row_end];                                    \
+        for (ptrdiff_t i = row_begin; i < row_end; i++) {                                     \
+            VEC w[BLOCKS], dw[BLOCKS];                                                        \
+            _Pragma("GCC unroll 16") for (int b = 0; b < BLOCKS; b++) {                       \
+                w[b] = LOAD(W + i * (K) + b * (VW));                                          \
+                dw[b] = ZERO();                                                               \
+            }                                                                                 \
+            for (ptrdiff_t e = indptr[i]; e < (ptrdiff_t)indptr[i + 1]; e++) {                \
+                const REAL *h = HT + (ptrdiff_t)indices[e] * (K);                             \
+                REAL *dh = dHT + (ptrdiff_t)indices[e] * (K);                                 \
+                if (e + FASTGD_PREFETCH_DISTANCE < last) {                                    \
+                    const ptrdiff_t ahead =                                                   \
+                        (ptrdiff_t)indices[e + FASTGD_PREFETCH_DISTANCE] * (K);               \
+                    FASTGD_PREFETCH(HT + ahead);                                              \
+                    FASTGD_PREFETCH(dHT + ahead);                                             \
+                }                                                                             \
+                VEC acc[NV];                                                                  \
+                REAL lanes[FASTGD_LANES];                                                     \
+                _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++) acc[v] = ZERO();        \
+                _Pragma("GCC unroll 16") for (int b = 0; b < BLOCKS; b++)                     \
+                    acc[b % NV] = ADD(acc[b % NV], MUL(w[b], LOAD(h + b * (VW))));            \
+                _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++)                         \
+                    STORE(lanes + v * (VW), acc[v]);                                          \
+                const REAL r = FASTGD_LANE_SUM(lanes) - values[e];                            \
+                const VEC rv = BROADCAST(r);                                                  \
+                total += (double)r * (double)r;                                               \
+                _Pragma("GCC unroll 16") for (int b = 0; b < BLOCKS; b++) {                   \
+                    dw[b] = ADD(dw[b], MUL(rv, LOAD(h + b * (VW))));                          \
+                    STORE(dh + b * (VW), ADD(LOAD(dh + b * (VW)), MUL(rv, w[b])));            \
+                }                                                                             \
+            }                                                                                 \
+            _Pragma("GCC unroll 16") for (int b = 0; b < BLOCKS; b++)                         \
+                STORE(dW + i * (K) + b * (VW), dw[b]);                                        \
+        }                                                                                     \
+        return total;                                                                         \
+    }
+
+#define FASTGD_DEFINE_PLAN_ROWS_AVX2_F64(NAME, INDEX, K)                                      \
+    FASTGD_DEFINE_PLAN_ROWS_AVX2_FIXED(NAME, double, INDEX, K, __m256d, 4, _mm256_setzero_pd, \
+                                       _mm256_loadu_pd, _mm256_storeu_pd, _mm256_add_pd,      \
+                                       _mm256_mul_pd, _mm256_set1_pd)
+#define FASTGD_DEFINE_PLAN_ROWS_AVX2_F32(NAME, INDEX, K)                                      \
+    FASTGD_DEFINE_PLAN_ROWS_AVX2_FIXED(NAME, float, INDEX, K, __m256, 8, _mm256_setzero_ps,   \
+                                       _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps,      \
+                                       _mm256_mul_ps, _mm256_set1_ps)
+
+/* The AVX2 loop for rank k: a fixed-rank one for 16, 32 and 64, the general one otherwise. */
+#define FASTGD_DEFINE_PLAN_ROWS_AVX2(NAME, REAL, INDEX, FIXED)                                \
+    FIXED(NAME##_k16, INDEX, 16)                                                              \
+    FIXED(NAME##_k32, INDEX, 32)                                                              \
+    FIXED(NAME##_k64, INDEX, 64)                                                              \
+    FASTGD_PLAN_ROWS_SIGNATURE(NAME, REAL, INDEX)                                             \
+    {                                                                                         \
+        switch (k) {                                                                          \
+        case 16:                                                                              \
+            return NAME##_k16(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end);   \
+        case 32:                                                                              \
+            return NAME##_k32(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end);   \
+        case 64:                                                                              \
+            return NAME##_k64(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end);   \
+        default:                                                                              \
+            return NAME##_any(indptr, indices, values, W, HT, dW, dHT, k, row_begin,          \
+                              row_end);                                                       \
+        }                                                                                     \
+    }
+
+FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f32_i32_avx2, float, int32_t,
+                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F32)
+FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f32_i64_avx2, float, int64_t,
+                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F32)
+FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f64_i32_avx2, double, int32_t,
+                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F64)
+FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f64_i64_avx2, double, int64_t,
+                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F64)
 #endif
 
 /* Which loops run: 0 plain C lanes, 1 the baseline's vectors (SSE2 on x86-64), 2 AVX2. */
@@ -218,9 +318,7 @@ static int fastgd_masked_select_simd(int highest)
 #endif
 
 #define FASTGD_DEFINE_PLAN_ROWS_DISPATCH(NAME, REAL, INDEX)                                \
-    static double NAME(const INDEX *indptr, const INDEX *indices, const REAL *values,       \
-                       const REAL *W, const REAL *HT, REAL *dW, REAL *dHT, ptrdiff_t k,     \
-                       ptrdiff_t row_begin, ptrdiff_t row_end)                              \
+    FASTGD_PLAN_ROWS_SIGNATURE(NAME, REAL, INDEX)                                           \
     {                                                                                       \
         return FASTGD_DISPATCH(NAME, indptr, indices, values, W, HT, dW, dHT, k, row_begin, \
                                row_end);                                                    \

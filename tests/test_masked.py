@@ -491,3 +491,28 @@ def test_simd_variants_agree_bitwise(float_dtype, rng, k):
         assert other[0] == reference[0]
         assert_array_equal(other[1], reference[1])
         assert_array_equal(other[2], reference[2])
+
+
+def test_plans_never_allocate_m_by_n(backend):
+    """A 100000 x 100000 problem with 2000 observed entries: any m x n array would take
+    at least 10 GB; the plan path's peak stays within a few n x k arrays."""
+    import tracemalloc
+
+    m = n = 100_000
+    k = 4
+    rng = np.random.default_rng(1)
+    flat = np.unique(rng.integers(0, m * n, size=2000))
+    rows, cols = np.divmod(flat, n)
+    W = rng.standard_normal((m, k))
+    H = rng.standard_normal((k, n))
+    tracemalloc.start()
+    try:
+        plan = fastgd.observed((rows, cols, rng.random(flat.size), (m, n)))
+        value, dW, dH = fastgd.masked_loss_grad(plan, W, H, n_threads=2)
+        r = fastgd.masked_residual(plan, W, H)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * n * k * 8
+    assert r.shape == (flat.size,) and np.isfinite(value)
+    assert np.count_nonzero(dW.any(axis=1)) == np.unique(rows).size
