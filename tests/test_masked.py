@@ -508,7 +508,7 @@ def test_plans_never_allocate_m_by_n(backend):
     tracemalloc.start()
     try:
         plan = fastgd.observed((rows, cols, rng.random(flat.size), (m, n)))
-        value, dW, dH = fastgd.masked_loss_grad(plan, W, H, n_threads=2)
+        value, dW, _ = fastgd.masked_loss_grad(plan, W, H, n_threads=2)
         r = fastgd.masked_residual(plan, W, H)
         _, peak = tracemalloc.get_traced_memory()
     finally:
