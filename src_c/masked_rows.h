@@ -36,11 +36,18 @@
 #define FASTGD_PREFETCH(address) ((void)0)
 #endif
 
+/* Prefetch every 64-byte line of a row of `count` elements of HT and of dHT. */
+#define FASTGD_PREFETCH_ROWS(HT_ROW, DHT_ROW, count)                                    \
+    for (size_t line = 0; line < (size_t)(count) * sizeof(*(HT_ROW)); line += 64) {     \
+        FASTGD_PREFETCH((const char *)(HT_ROW) + line);                                 \
+        FASTGD_PREFETCH((const char *)(DHT_ROW) + line);                                \
+    }
+
 #define FASTGD_LANES 8
 #define FASTGD_LANE_SUM(lanes)                                                          \
     ((((lanes)[0] + (lanes)[1]) + ((lanes)[2] + (lanes)[3]))                            \
      + (((lanes)[4] + (lanes)[5]) + ((lanes)[6] + (lanes)[7])))
-/* Entries ahead whose rows of H.T and dH.T are prefetched. */
+/* Entries ahead whose rows of H.T and dH.T are prefetched (every cache line of them). */
 #define FASTGD_PREFETCH_DISTANCE 8
 
 /* The dot product, lane l summing the coordinates c = l mod FASTGD_LANES, the lanes added
@@ -170,8 +177,7 @@ FASTGD_TARGET_AVX2 static inline float fastgd_dot_f32_avx2(const float *w, const
                 if (e + FASTGD_PREFETCH_DISTANCE < last) {                                \
                     const ptrdiff_t ahead =                                               \
                         (ptrdiff_t)indices[e + FASTGD_PREFETCH_DISTANCE] * k;             \
-                    FASTGD_PREFETCH(HT + ahead);                                          \
-                    FASTGD_PREFETCH(dHT + ahead);                                         \
+                    FASTGD_PREFETCH_ROWS(HT + ahead, dHT + ahead, k)                      \
                 }                                                                         \
                 const REAL r = DOT(w, h, k) - values[e];                                  \
                 total += (double)r * (double)r;                                           \
@@ -228,8 +234,7 @@ FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_avx2_any, double, int64_t, FAST
                 if (e + FASTGD_PREFETCH_DISTANCE < last) {                                    \
                     const ptrdiff_t ahead =                                                   \
                         (ptrdiff_t)indices[e + FASTGD_PREFETCH_DISTANCE] * (K);               \
-                    FASTGD_PREFETCH(HT + ahead);                                              \
-                    FASTGD_PREFETCH(dHT + ahead);                                             \
+                    FASTGD_PREFETCH_ROWS(HT + ahead, dHT + ahead, (K))                        \
                 }                                                                             \
                 VEC acc[NV];                                                                  \
                 REAL lanes[FASTGD_LANES];                                                     \
