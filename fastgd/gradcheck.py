@@ -198,7 +198,7 @@ class GradCheckReport:
 
     def __str__(self):
         size = sum(a.size for a in self.numerical)
-        verdict = "passed" if self.passed else f"FAILED: {self.n_failed} of {size} elements"
+        verdict = "passed" if self.passed else f"FAILED: {self.n_failed} of {size} values"
         return (
             f"Gradient check {verdict} (rtol={self.rtol:g}, atol={self.atol:g})\n"
             f"Worst element {self.worst}:\n"
@@ -215,8 +215,45 @@ def _element_name(names, position, flat_index, shape):
     return f"{names[position]}[{inner}]" if shape else names[position]
 
 
+def _directional_derivatives(fun, arrays, rebuild, analytic, directions, seed, step, method,
+                             args, kwargs):
+    """(analytic, numerical) derivatives along `directions` random unit directions (one
+    vector over all arrays of x), and the number of calls of fun."""
+    _validation.check_choice(method, "method", METHODS)
+    if isinstance(directions, bool) or not isinstance(directions, numbers.Integral) \
+            or directions < 1:
+        raise ValueError(f"directions must be None or a positive int; got {directions!r}")
+    rng = np.random.default_rng(seed)
+    dtype = min((a.dtype for a in arrays), key=lambda d: d.itemsize)
+    power = 1 / 3 if method == "central" else 1 / 2
+    scale = max((float(np.max(np.abs(a), initial=0)) for a in arrays), default=0.0)
+    h = float(step) if step is not None else float(np.finfo(dtype).eps) ** power * max(
+        1.0, scale)
+    f0 = None if method == "central" else _scalar(fun(rebuild(arrays), *args, **kwargs))
+    calls = 0 if f0 is None else 1
+    exact, estimated = np.empty(directions), np.empty(directions)
+    for d in range(directions):
+        vectors = [rng.standard_normal(a.shape) for a in arrays]
+        norm = np.sqrt(sum(float(np.sum(v * v)) for v in vectors)) or 1.0
+        vectors = [v / norm for v in vectors]
+        exact[d] = sum(float(np.sum(g * v)) for g, v in zip(analytic, vectors, strict=True))
+
+        def value_at(t, vectors=vectors):
+            moved = [(a + t * v).astype(a.dtype) for a, v in zip(arrays, vectors, strict=True)]
+            return _scalar(fun(rebuild(moved), *args, **kwargs))
+
+        if method == "central":
+            estimated[d] = (value_at(h) - value_at(-h)) / (2 * h)
+            calls += 2
+        else:
+            sign = 1.0 if method == "forward" else -1.0
+            estimated[d] = sign * (value_at(sign * h) - f0) / h
+            calls += 1
+    return exact, estimated, calls
+
+
 def check_grad(fun, grad, x, *, rtol=None, atol=None, step=None, method="central",
-               raise_on_failure=False, args=(), kwargs=None):
+               directions=None, seed=None, raise_on_failure=False, args=(), kwargs=None):
     """Compare an analytic gradient with finite differences, element by element.
 
     Parameters
@@ -236,6 +273,12 @@ def check_grad(fun, grad, x, *, rtol=None, atol=None, step=None, method="central
         themselves) plus the rounding noise of the difference quotients.
     step, method, args, kwargs
         As for :func:`numerical_gradient`.
+    directions : int, optional
+        Instead of every element (two calls of ``fun`` each), compare the derivatives
+        along this many random unit directions over all of x (two calls each): the check
+        that stays cheap for large x. The report then names the worst direction.
+    seed : int or numpy.random.Generator, optional
+        The random directions' seed.
     raise_on_failure : bool, default False
         Raise AssertionError, with ACTUAL (analytic) and DESIRED (finite differences)
         labelled, instead of returning a failed report.
@@ -273,8 +316,14 @@ def check_grad(fun, grad, x, *, rtol=None, atol=None, step=None, method="central
         if a.shape != array.shape:
             raise ValueError(f"the gradient of {name} must have shape {array.shape}; "
                              f"got {a.shape}")
-    numerical, calls = _difference_quotients(fun, arrays, rebuild, names, step, method,
-                                             args, kwargs)
+    labels = names  # what the report's worst element is named after
+    if directions is None:
+        numerical, calls = _difference_quotients(fun, arrays, rebuild, names, step, method,
+                                                 args, kwargs)
+    else:
+        along, numerical_along, calls = _directional_derivatives(
+            fun, arrays, rebuild, analytic, directions, seed, step, method, args, kwargs)
+        analytic, numerical, labels = [along], [numerical_along], ["direction"]
     numerical64 = [n.astype(np.float64) for n in numerical]
     dtype = min((a.dtype for a in arrays), key=lambda d: d.itemsize)
     one_sided = "forward" if method != "central" else "central"
@@ -311,7 +360,7 @@ def check_grad(fun, grad, x, *, rtol=None, atol=None, step=None, method="central
         passed=n_failed == 0,
         max_abs_error=max_abs,
         max_rel_error=max_rel,
-        worst=_element_name(names, position, flat_worst, arrays[position].shape),
+        worst=_element_name(labels, position, flat_worst, numerical[position].shape),
         worst_analytic=float(analytic[position].reshape(-1)[flat_worst])
         if analytic[position].size else float("nan"),
         worst_numerical=float(numerical64[position].reshape(-1)[flat_worst])

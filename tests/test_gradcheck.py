@@ -104,7 +104,7 @@ def test_check_grad_locates_a_wrong_component():
     assert report.worst_analytic == 2.5
     assert report.worst_numerical == pytest.approx(2.0, rel=1e-8)
     assert report.max_abs_error == pytest.approx(0.5, rel=1e-8)
-    with pytest.raises(AssertionError, match=r"(?s)FAILED: 1 of 12.*x\[1\]\[2, 1\].*"
+    with pytest.raises(AssertionError, match=r"(?s)FAILED: 1 of 12 values.*x\[1\]\[2, 1\].*"
                        r"ACTUAL \(analytic gradient\): 2\.5.*DESIRED \(finite differences\)"):
         fastgd.check_grad(fun, wrong, [W, H], raise_on_failure=True)
 
@@ -124,3 +124,29 @@ def test_check_grad_flags_nan_gradients_and_respects_tolerances():
     slightly_off = 2 * x * (1 + 1e-4)
     assert not fastgd.check_grad(lambda v: float(v @ v), slightly_off, x).passed
     assert fastgd.check_grad(lambda v: float(v @ v), slightly_off, x, rtol=1e-3).passed
+
+
+def test_check_grad_along_random_directions():
+    W, H = np.linspace(-1, 1, 600).reshape(30, 20), np.linspace(0, 2, 800).reshape(20, 40)
+
+    def fun(p):
+        return float(np.sum((p[0] @ p[1]) ** 2))
+
+    def grad(p):
+        P = p[0] @ p[1]
+        return [2 * P @ p[1].T, 2 * p[0].T @ P]
+
+    report = fastgd.check_grad(fun, grad, [W, H], directions=6, seed=3)
+    assert report.passed and report.n_evaluations == 2 * 6 + 1
+    assert report.analytic[0].shape == (6,) and report.worst.startswith("direction[")
+
+    def slightly_wrong(p):
+        gW, gH = grad(p)
+        return [gW * 1.001, gH]
+
+    report = fastgd.check_grad(fun, slightly_wrong, [W, H], directions=6, seed=3)
+    assert not report.passed
+    assert 5e-4 < report.max_rel_error < 2e-3
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="directions must be None or a positive int"):
+            fastgd.check_grad(fun, grad, [W, H], directions=bad)
