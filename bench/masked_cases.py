@@ -26,6 +26,17 @@ DENSE_MAX_ENTRIES = 5000 * 5000
 PEER_NAMES = ["fastgd plan", "fastgd dense A", "numpy dense", "scipy vectorised", "autograd"]
 
 
+def applies(case, peer):
+    """Whether the peer takes part in the case (dense peers need a small enough m x n,
+    autograd runs the tutorial only)."""
+    m, n, _, fraction, _ = CASES[case]
+    if peer in ("fastgd dense A", "numpy dense"):
+        return m * n <= DENSE_MAX_ENTRIES
+    if peer == "autograd":
+        return fraction == 0
+    return True
+
+
 def make_problem(m, n, k, fraction, dtype, seed=0):
     """(rows, cols, values, W, H), the entries sorted by row then column, no m x n array."""
     rng = np.random.default_rng(seed)
@@ -50,7 +61,7 @@ def peers(case):
     rows, cols, values, W, H = make_problem(m, n, k, fraction, dtype)
     plan = fastgd.observed((rows, cols, values, (m, n)))
     result = {"fastgd plan": lambda: fastgd.masked_loss_grad(plan, W, H, n_threads=1)}
-    if m * n <= DENSE_MAX_ENTRIES:
+    if applies(case, "numpy dense"):
         A = np.full((m, n), np.nan, dtype=dtype)
         A[rows, cols] = values
         mask = ~np.isnan(A)
@@ -65,7 +76,7 @@ def peers(case):
         result["numpy dense"] = numpy_dense
     result["scipy vectorised"] = scipy_vectorised(rows, cols, values, W, H, (m, n))
     autograd_peer = autograd_tutorial(rows, cols, values, W, H, (m, n))
-    if autograd_peer is not None and fraction == 0:
+    if autograd_peer is not None and applies(case, "autograd"):
         result["autograd"] = autograd_peer
     return result
 

@@ -1,20 +1,22 @@
-"""pytest-benchmark: the masked loss and gradients by fastgd and its peers, per case.
+"""pytest-benchmark: the masked loss and gradients by fastgd and its peers, per case, one
+thread (BLAS held to one thread for every peer).
 
     pytest bench/test_bench_masked.py --benchmark-only --benchmark-group-by=group
 """
 
 import pytest
-from masked_cases import CASES, PEER_NAMES, peers
+from masked_cases import CASES, PEER_NAMES, applies, peers
+
+PAIRS = [(case, peer) for case in CASES for peer in PEER_NAMES if applies(case, peer)]
 
 
-@pytest.mark.parametrize("peer", PEER_NAMES)
-@pytest.mark.parametrize("case", list(CASES))
-def test_masked_loss_grad(benchmark, threads, case, peer):
-    if threads != 1:
-        pytest.skip("the masked cases are measured on one thread")
+@pytest.mark.parametrize(("case", "peer"), PAIRS, ids=[f"{c}-{p}" for c, p in PAIRS])
+def test_masked_loss_grad(benchmark, case, peer):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
     functions = peers(case)
     if peer not in functions:
-        pytest.skip(f"{peer} is not installed or does not apply")
+        pytest.skip(f"{peer} is not installed")
     benchmark.group = f"masked_loss_grad {case} 1 thread"
     benchmark.extra_info["peer"] = peer
-    benchmark(functions[peer])
+    with threadpoolctl.threadpool_limits(limits=1):
+        benchmark(functions[peer])

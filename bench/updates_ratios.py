@@ -8,11 +8,9 @@ Usage: python bench/updates_ratios.py [--rounds N]
 import argparse
 import os
 import sys
-import time
-
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+from ratio_timing import interleaved_medians, machine
 from updates_cases import CASES, PEER_NAMES, peers
 
 import fastgd
@@ -22,7 +20,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     arguments = parser.parse_args(argv)
-    print(f"# fastgd {fastgd.__version__}, one thread, medians of {arguments.rounds} "
+    print(f"# fastgd {fastgd.__version__}, {machine()}, one thread, medians of {arguments.rounds} "
           "interleaved rounds; repeat count chosen per case so a round lasts about 10 ms")
     others = [n for n in PEER_NAMES if n != "fastgd.adagrad_update"]
     print("| case | fastgd µs | " + " | ".join(f"vs {n}" for n in others) + " |")
@@ -31,20 +29,7 @@ def main(argv=None):
 
     with threadpool_limits(limits=1):
         for case, shapes in CASES.items():
-            functions = peers(shapes)
-            for function in functions.values():
-                function()
-            start = time.perf_counter()
-            functions["fastgd.adagrad_update"]()
-            repeats = max(1, int(0.01 / max(time.perf_counter() - start, 1e-7)))
-            times = {name: [] for name in functions}
-            for _ in range(arguments.rounds):
-                for name, function in functions.items():
-                    start = time.perf_counter()
-                    for _ in range(repeats):
-                        function()
-                    times[name].append((time.perf_counter() - start) / repeats)
-            medians = {name: float(np.median(v)) for name, v in times.items()}
+            medians = interleaved_medians(peers(shapes), arguments.rounds)
             base = medians["fastgd.adagrad_update"]
             cells = [f"{medians[n] / base:.2f}" if n in medians else "n/a" for n in others]
             print(f"| {case} | {base * 1e6:.2f} | " + " | ".join(cells) + " |", flush=True)
