@@ -216,25 +216,27 @@ def fill_plan(const floating[:, ::1] A, mask, const index_t[::1] indptr,
     count_observed_rows).
 
     Every entry is written at the next free slot and the slot advances only when the
-    entry is observed: no branch to mispredict. A row's last write may spill into the
-    next row's first slot, which that row overwrites; the last row, which has no next
-    row, takes the branch instead.
+    entry is observed: no branch to mispredict. A row's writes past its own entries
+    spill into the first slot of the rows after it, which a later row overwrites; a row
+    with no later entry (indptr[i + 1] == nnz) takes the branch instead.
     """
     cdef Py_ssize_t m = A.shape[0], n = A.shape[1], i, j, e = 0
+    cdef Py_ssize_t nnz = indices.shape[0]
     cdef const unsigned char* mask_data = _mask_pointer(mask)
     cdef const floating* row
-    cdef bint is_observed
+    cdef bint is_observed, spill_is_safe
     if m == 0 or n == 0:
         return
     with nogil:
         for i in range(m):
             row = &A[i, 0]
+            spill_is_safe = indptr[i + 1] < nnz
             for j in range(n):
                 if mask_data != NULL:
                     is_observed = mask_data[i * n + j] != 0
                 else:
                     is_observed = row[j] == row[j]
-                if i + 1 < m:
+                if spill_is_safe:
                     indices[e] = <index_t>j
                     values[e] = row[j]
                     e += is_observed
@@ -302,12 +304,14 @@ def dense_residual(const floating[:, ::1] A, mask, const floating[:, ::1] W,
     cdef Py_ssize_t n_blocks = (m + TILE_ROWS - 1) // TILE_ROWS
     cdef Py_ssize_t n_col_tiles = (n + TILE_COLS - 1) // TILE_COLS, task, i0, j0
     cdef const unsigned char* mask_data = _mask_pointer(mask)
-    cdef const floating* w = &W[0, 0] if k else NULL
-    cdef const floating* h = &H[0, 0] if k else NULL
+    cdef const floating* w = NULL
+    cdef const floating* h = NULL
     cdef int64_t tile_count
     cdef double total = 0
     if m == 0 or n == 0:
         return 0.0
+    if k:
+        w, h = &W[0, 0], &H[0, 0]
     with nogil:
         for task in prange(n_blocks * n_col_tiles, num_threads=max(1, n_threads),
                            schedule="static"):
@@ -425,7 +429,8 @@ def dense_loss_grad(const floating[:, ::1] A, mask, const floating[:, ::1] W,
         raise MemoryError("fastgd.masked_loss_grad: could not allocate per-part buffers")
     with nogil:
         for p in prange(n_parts, num_threads=n_threads, schedule="dynamic", chunksize=1):
-            failed += -_dense_part(&A[0, 0], mask_data, &W[0, 0], &H[0, 0] if k else NULL,
+            failed += -_dense_part(&A[0, 0], mask_data, &W[0, 0] if k else NULL,
+                                   &H[0, 0] if k else NULL,
                                    &dW[0, 0] if k else NULL, parts[p], m, n, k,
                                    p * n_blocks // n_parts, (p + 1) * n_blocks // n_parts,
                                    &totals[p], &counts[p])

@@ -308,6 +308,24 @@ def test_observed_from_every_kind_of_input(backend):
     assert fastgd.observed(np.array([[1, 2]])).dtype == np.float64
 
 
+@pytest.mark.parametrize("last_rows_empty", [0, 1, 3])
+def test_observed_with_empty_rows_at_the_end(backend, last_rows_empty):
+    """The compiled plan builder writes ahead of its entries; nothing may land past them
+    when the last rows hold no entry (a debug build, FASTGD_DEBUG_BUILD=1, bounds-checks
+    this)."""
+    A = np.full((6, 5), np.nan)
+    A[0, 1] = 1.0
+    A[1, :2] = 2.0  # observed, then missing entries to the end of the row
+    A[2, 4] = 3.0
+    if last_rows_empty:
+        A[-last_rows_empty:] = np.nan
+    plan = fastgd.observed(A)
+    rows, cols = np.nonzero(~np.isnan(A))
+    assert_array_equal(plan.rows, rows)
+    assert_array_equal(plan.cols, cols)
+    assert_array_equal(plan.values, A[rows, cols])
+
+
 def test_plan_and_sparse_inputs_to_loss(backend, rng):
     A, W, H = make_case(rng, 12, 9, 3, 0.4, np.float64)
     expected = fastgd.masked_loss_grad(A, W, H, method="dense")
