@@ -297,7 +297,8 @@ def observed(A, mask=None):
     A : array_like of shape (m, n), scipy.sparse matrix or array, or tuple
         A dense array with NaN where an entry is missing; a dense array with ``mask``;
         any scipy.sparse matrix or array (its stored entries, explicit zeros included,
-        are the observed ones); or ``(rows, cols, values, shape)``.
+        are the observed ones); or ``(rows, cols, values, shape)``, a tuple whose last
+        item is the tuple ``(m, n)`` (pass a dense A as an ndarray, not as a tuple).
     mask : array_like of bool, shape (m, n), optional
         True where A is observed, only with a dense A; A's values elsewhere are
         ignored, even NaN or inf.
@@ -334,7 +335,7 @@ def observed(A, mask=None):
         if mask is not None:
             raise ValueError("mask cannot be combined with a scipy.sparse A")
         return _plan_from_sparse(A)
-    if isinstance(A, tuple) and len(A) == 4 and not _looks_like_a_row(A):
+    if isinstance(A, tuple) and len(A) == 4 and isinstance(A[3], tuple):
         if mask is not None:
             raise ValueError("mask cannot be combined with (rows, cols, values, shape)")
         return _plan_from_entries(*A)
@@ -342,15 +343,9 @@ def observed(A, mask=None):
     return _plan_from_dense(A, mask)
 
 
-def _looks_like_a_row(value):
-    return all(isinstance(item, numbers.Number) for item in value)
-
-
 def _is_sparse(value):
-    try:
-        import scipy.sparse
-    except ImportError:  # pragma: no cover - scipy is a dependency
-        return False
+    import scipy.sparse  # imported on first use: it costs fastgd's import time otherwise
+
     return scipy.sparse.issparse(value)
 
 
@@ -382,11 +377,10 @@ def _check_finite_factor(array, name):
 
 
 def _prepare(A, W, H, mask):
-    """(plan or None, dense A or None, mask, W, H) in one float dtype, C-contiguous."""
-    if mask is not None and (isinstance(A, ObservedEntries) or _is_sparse(A)):
-        raise ValueError("mask cannot be combined with an ObservedEntries plan or sparse A")
+    """(plan or None, dense A or None, mask, W, H, dtype): W, H and a dense A in the one
+    float dtype they compute in, C-contiguous, the mask as uint8 or None."""
     if isinstance(A, ObservedEntries) or _is_sparse(A):
-        plan = observed(A)
+        plan = observed(A, mask)
         dense = None
         values = plan.values
     else:

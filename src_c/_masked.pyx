@@ -12,11 +12,14 @@ dW = R @ H.T and dH = W.T @ R; the Python layer scales them for the loss and add
   share of dW and dH. No m x n temporary.
 * plan path: the observed entries in CSR order (indptr, indices, values). Per entry
   (i, j): r = W[i] . H.T[j] - value, dW[i] += r H.T[j], dH.T[j] += r W[i], on contiguous
-  rows of W and of H.T. O(nnz k).
+  rows of W and of H.T. O(nnz k). The loop itself is C in masked_rows.h, compiled per
+  instruction set and chosen at import for the CPU (select_simd).
+* small dense problems: small_loss_grad does validation, loss, gradients, scaling and
+  l2 in one call with direct dot products, for the microsecond-sized tutorial case.
 
 Both paths cut the rows into parts; a part is computed by one thread with its own dH
-(the first part writes straight into the output) and the parts are added in a fixed
-order, so the result depends on the number of parts, never on the thread schedule.
+(the first part's is the output itself, or dH.T's buffer) and the parts are added in a
+fixed order, so the result depends on the number of parts, never on the thread schedule.
 Inputs are C-contiguous and of one float dtype (the Python layer guarantees it).
 """
 

@@ -304,6 +304,8 @@ def test_observed_from_every_kind_of_input(backend):
         assert_array_equal(plan.to_dense(), A)
         assert not plan.values.flags.writeable
     assert fastgd.observed(plans[0]) is plans[0]
+    rows_as_lists = ([1.0, np.nan], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0])  # a dense 4 x 2 A
+    assert fastgd.observed(rows_as_lists).shape == (4, 2)
     assert fastgd.observed(A.astype(np.float32)).dtype == np.float32
     assert fastgd.observed(np.array([[1, 2]])).dtype == np.float64
 
