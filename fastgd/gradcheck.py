@@ -19,9 +19,9 @@ METHODS = ("central", "forward", "backward")
 # about eps^(2/3) of the gradient, one-sided ones to about eps^(1/2).
 DEFAULT_RTOL = {
     (np.dtype(np.float64), "central"): 1e-6,
-    (np.dtype(np.float64), "forward"): 1e-4,
+    (np.dtype(np.float64), "one-sided"): 1e-4,
     (np.dtype(np.float32), "central"): 1e-2,
-    (np.dtype(np.float32), "forward"): 5e-2,
+    (np.dtype(np.float32), "one-sided"): 5e-2,
 }
 
 
@@ -326,8 +326,8 @@ def check_grad(fun, grad, x, *, rtol=None, atol=None, step=None, method="central
         analytic, numerical, labels = [along], [numerical_along], ["direction"]
     numerical64 = [n.astype(np.float64) for n in numerical]
     dtype = min((a.dtype for a in arrays), key=lambda d: d.itemsize)
-    one_sided = "forward" if method != "central" else "central"
-    rtol = DEFAULT_RTOL[(dtype, one_sided)] if rtol is None else float(rtol)
+    kind = "central" if method == "central" else "one-sided"
+    rtol = DEFAULT_RTOL[(dtype, kind)] if rtol is None else float(rtol)
     if atol is None:
         scale = max((float(np.max(np.abs(g[np.isfinite(g)]), initial=0))
                      for g in analytic + numerical64), default=0.0)

@@ -84,6 +84,9 @@ def test_check_grad_passes_a_right_gradient():
     assert report.max_abs_error < 1e-7 and report.max_rel_error < 1e-8
     assert report.n_evaluations == 2 * x.size + 1
     assert "passed" in str(report)
+    for method in ("forward", "backward"):
+        report = fastgd.check_grad(cubic, cubic_gradient, x, method=method)
+        assert report.passed and report.rtol == 1e-4 and report.n_evaluations == x.size + 2
 
 
 def test_check_grad_locates_a_wrong_component():
