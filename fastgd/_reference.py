@@ -145,7 +145,7 @@ def sgd_update(params, grads, velocities, lr, momentum, dampening, nesterov, wei
 
 # Masked matrix-factorisation kernels: the twins of fastgd._ext._masked. ``mask`` is a
 # uint8 array (nonzero = observed) or None (then NaN in A means missing); ``n_threads``
-# and ``n_partials`` are accepted for the common signature and ignored.
+# and ``n_parts`` are accepted for the common signature and ignored.
 
 
 def _observed(A, mask):
@@ -186,7 +186,7 @@ def dense_residual(A, mask, W, H, out, n_threads):
     return _sum_of_squares(out)
 
 
-def dense_loss_grad(A, mask, W, H, dW, dH, n_threads, n_partials):
+def dense_loss_grad(A, mask, W, H, dW, dH, n_threads, n_parts):
     """dW = R @ H.T and dH = W.T @ R for the masked residual R; returns (sum of r^2,
     number of observed entries)."""
     R, count = _dense_residuals(A, mask, W, H)
@@ -207,13 +207,11 @@ def _plan_residuals(indptr, indices, values, W, HT):
 
 
 def plan_residual(indptr, indices, values, W, HT, out, n_threads):
-    """out[e] = W[i] . H[:, j] - values[e] for the plan's e-th entry (i, j); returns the
-    sum of squares."""
+    """out[e] = W[i] . H[:, j] - values[e] for the plan's e-th entry (i, j)."""
     out[...], _ = _plan_residuals(indptr, indices, values, W, HT)
-    return _sum_of_squares(out)
 
 
-def plan_loss_grad(indptr, indices, values, W, HT, dW, dH, n_threads, n_partials):
+def plan_loss_grad(indptr, indices, values, W, HT, dW, dH, n_threads, n_parts):
     """dW = R @ H.T and dH = W.T @ R for the plan's residuals R; returns the sum of r^2."""
     r, rows = _plan_residuals(indptr, indices, values, W, HT)
     dW[...] = 0

@@ -465,9 +465,9 @@ def masked_residual(A, W, H, *, mask=None, out=None, n_threads=None):
     >>> fastgd.masked_residual(fastgd.observed(A), W, H)
     array([ 2., -2.])
     """
+    inputs = {"A": A, "W": W, "H": H, "mask": mask}  # as given: out may alias none of them
     plan, dense, mask, W, H, dtype = _prepare(A, W, H, mask)
     k = W.shape[1]
-    inputs = {"A": A, "W": W, "H": H, "mask": mask}
     if plan is None:
         m, n = dense.shape
         shape = (m, n)

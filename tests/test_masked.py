@@ -278,6 +278,14 @@ def test_masked_residual_dense_and_plan(backend, float_dtype, rng):
     assert_array_equal(out, R)
     with pytest.raises(ValueError, match="out must not share memory with A"):
         fastgd.masked_residual(A, W, H, out=A)
+    # W converted (Fortran order -> C) still counts as the caller's W, which out overlaps.
+    m, k = W.shape
+    buffer = np.zeros(2 * m * A.shape[1], dtype=float_dtype)
+    overlapping_W = buffer[:m * k].reshape(k, m).T
+    overlapping_W[...] = W
+    with pytest.raises(ValueError, match="out must not share memory with W"):
+        fastgd.masked_residual(A, overlapping_W, H, out=buffer[:A.size].reshape(A.shape))
+    assert_array_equal(overlapping_W, W)
 
 
 def test_observed_from_every_kind_of_input(backend):
