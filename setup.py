@@ -145,6 +145,7 @@ def extensions():
         "cdivision": not DEBUG_BUILD,
         "embedsignature": True,
     }
+    headers = sorted((ROOT / SOURCE_DIR).glob("*.h"))
     modules = []
     for source in sorted((ROOT / SOURCE_DIR).glob("_*.pyx")):
         modules.append(
@@ -152,6 +153,7 @@ def extensions():
                 f"fastgd._ext.{source.stem}",
                 [f"{SOURCE_DIR}/{source.name}"],
                 include_dirs=[numpy.get_include(), SOURCE_DIR],
+                depends=[f"{SOURCE_DIR}/{header.name}" for header in headers],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
             )
         )

@@ -1,24 +1,16 @@
-"""pytest-benchmark: fastgd.sqeuclidean and its peers, grouped per shape, dtype and threads.
+"""pytest-benchmark: the sqeuclidean cases of fastgd.benchmarks, fastgd and each peer.
 
-    pytest bench --benchmark-only --benchmark-group-by=group
+    pytest bench/test_bench_sqeuclidean.py --benchmark-only --benchmark-group-by=group
 """
 
-import numpy as np
 import pytest
-from sqeuclidean_cases import DTYPES, PEER_NAMES, SHAPES, make_data, peers
+
+from fastgd.benchmarks import case_peer_pairs
+from fastgd.benchmarks import sqeuclidean as cases
+
+PAIRS = case_peer_pairs(cases)
 
 
-@pytest.mark.parametrize("peer", PEER_NAMES)
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_sqeuclidean(benchmark, threads, shape, dtype, peer):
-    functions = peers(threads)
-    if peer not in functions:
-        pytest.skip(f"{peer} is not installed")
-    X, Y = make_data(*shape, dtype)
-    benchmark.group = f"sqeuclidean {'x'.join(map(str, shape))} {np.dtype(dtype).name} " + (
-        "1 thread" if threads == 1 else "all threads"
-    )
-    benchmark.extra_info["peer"] = peer
-    result = benchmark(functions[peer], X, Y)
-    assert result.shape == (shape[0], shape[1])
+@pytest.mark.parametrize(("case", "peer"), PAIRS, ids=[f"{c}-{p}" for c, p in PAIRS])
+def test_sqeuclidean(run_peer, case, peer):
+    run_peer("sqeuclidean", case, peer)

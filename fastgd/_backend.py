@@ -60,21 +60,38 @@ except ImportError as error:
         )
 
 
-def _select_simd():
-    """The instruction set of the kernels that dispatch at run time: the best this CPU
-    supports, at most FASTGD_SIMD ("scalar", "baseline" or "avx2"; all give bitwise the
-    same results)."""
+SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
+# The kernel families whose hot loops are compiled per instruction-set level, and the
+# extension module of each.
+DISPATCHED_KERNELS = {"sqeuclidean": "_pairwise", "masked": "_masked", "updates": "_updates"}
+
+
+def select_simd(highest):
+    """Run every dispatched kernel at the best level this CPU supports, at most
+    ``highest`` (one of SIMD_LEVELS). Every level gives the results the kernel promises
+    (bitwise the same for the masked plan path and the updates). Returns the level each
+    kernel family now runs at; None without the extension."""
+    global simd_levels
+    if highest not in SIMD_LEVELS:
+        raise ValueError(f"the SIMD level must be one of {', '.join(SIMD_LEVELS)}; got {highest!r}")
     if ext is None:
         return None
-    value = os.environ.get("FASTGD_SIMD", "avx2").strip().lower()
-    if value not in ext._masked.SIMD_LEVELS:
-        raise ValueError(
-            f"FASTGD_SIMD must be one of {', '.join(ext._masked.SIMD_LEVELS)}; got {value!r}"
-        )
-    return ext._masked.select_simd(value)
+    simd_levels = {
+        kernel: getattr(ext, module).select_simd(highest)
+        for kernel, module in DISPATCHED_KERNELS.items()
+    }
+    return dict(simd_levels)
 
 
-simd_level = _select_simd()
+def _simd_from_environment():
+    value = os.environ.get("FASTGD_SIMD", SIMD_LEVELS[-1]).strip().lower()
+    if value not in SIMD_LEVELS:
+        raise ValueError(f"FASTGD_SIMD must be one of {', '.join(SIMD_LEVELS)}; got {value!r}")
+    return value
+
+
+simd_levels = None
+select_simd(_simd_from_environment())
 
 _override = contextvars.ContextVar("fastgd_backend", default=None)
 

@@ -22,7 +22,10 @@ def config_info():
         "backend_reason": _backend.backend_reason(),
         "extension": None,
         "openmp": False,
-        "simd": _backend.simd_level,
+        "cpu": cpu_model(),
+        "cpu_features": None,
+        "cpu_level": None,
+        "simd": _backend.simd_levels,
         "default_n_threads": _threads.default_n_threads(),
         "blas": _threads.blas_info(),
     }
@@ -30,7 +33,22 @@ def config_info():
         build = _backend.ext._build_info.build_info()
         info["extension"] = build
         info["openmp"] = build["openmp"]
+        cpu = _backend.ext._build_info.cpu_info()
+        info["cpu_features"] = cpu["features"]
+        info["cpu_level"] = cpu["level"]
     return info
+
+
+def cpu_model():
+    """The CPU's model name, as the operating system reports it."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def show_config(file=None):
@@ -67,7 +85,11 @@ def show_config(file=None):
             f"  cflags:   {build['cflags']}",
             f"  built with Cython {build['cython']}, NumPy {build['numpy']}"
             f" for {build['platform']}",
-            f"  SIMD:     {info['simd']} (chosen at run time for this CPU; FASTGD_SIMD)",
+            f"  CPU:      {info['cpu']}; {', '.join(info['cpu_features']) or 'no listed features'}"
+            f" (up to {info['cpu_level']})",
+            "  SIMD:     "
+            + ", ".join(f"{kernel} {level}" for kernel, level in info["simd"].items())
+            + " (chosen at import for this CPU; FASTGD_SIMD caps it)",
         ]
     lines.append(
         f"  OpenMP:   {'on' if info['openmp'] else 'off'}"

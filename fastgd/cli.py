@@ -1,4 +1,4 @@
-"""The ``fastgd`` command line: ``fastgd info``."""
+"""The ``fastgd`` command line: ``fastgd info`` and ``fastgd bench``."""
 
 import argparse
 import sys
@@ -11,6 +11,35 @@ def _info(arguments):
     return 0
 
 
+def _bench(arguments):
+    import json
+
+    from fastgd import benchmarks
+
+    threads = {"1": ["1"], "all": ["all"], "both": ["1", "all"]}[arguments.threads]
+    kernels = arguments.kernel or list(benchmarks.KERNEL_MODULES)
+
+    def progress(row):
+        print(f"  measured {row['kernel']} {row['case']} ({row['threads']} thread"
+              f"{'' if row['threads'] == '1' else 's'})", file=sys.stderr, flush=True)
+
+    result = benchmarks.run(quick=arguments.quick, threads=threads, kernels=kernels,
+                            rounds=arguments.rounds, progress=progress)
+    print(benchmarks.format_tables(result))
+    if arguments.json:
+        with open(arguments.json, "w") as handle:
+            json.dump(result, handle, indent=2)
+        print(f"\nsaved to {arguments.json}")
+    return 0
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fastgd", description="Compiled kernels for gradient-descent workloads."
@@ -19,6 +48,21 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = commands.add_parser("info", help="show the version, backend, build and threads")
     info.set_defaults(run=_info)
+    bench = commands.add_parser(
+        "bench", help="time fastgd's kernels next to the installed peers",
+        description="Time fastgd's kernels next to the installed peers (SciPy, scikit-learn, "
+        "NumPy, torch, autograd), interleaved in one process; each speedup is the peer's "
+        "median time divided by fastgd's.")
+    bench.add_argument("--quick", action="store_true",
+                       help="a few small cases, 3 rounds: well under 30 seconds")
+    bench.add_argument("--threads", choices=["1", "all", "both"], default="both",
+                       help="one thread, all threads, or both (default)")
+    bench.add_argument("--kernel", action="append", choices=["sqeuclidean", "masked", "updates"],
+                       help="only this kernel family (repeatable; default all)")
+    bench.add_argument("--rounds", type=_positive_int, default=None,
+                       help="interleaved rounds per case (default 3 with --quick, else 7)")
+    bench.add_argument("--json", metavar="PATH", help="also save the results as JSON")
+    bench.set_defaults(run=_bench)
     return parser
 
 

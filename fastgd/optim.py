@@ -155,7 +155,8 @@ def _fast_path_available():
     if _backend.ext is None or _backend.get_backend() != "compiled":
         return False
     if not _fast_path_available.ready:
-        _backend.ext._updates.set_default_n_threads(_threads.resolve_n_threads(None))
+        _backend.ext._updates.set_thread_counts(_threads.resolve_n_threads(None),
+                                                _threads.available_cpus())
         _fast_path_available.ready = True
     return True
 

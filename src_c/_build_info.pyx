@@ -55,3 +55,24 @@ def build_info():
         "platform": FASTGD_BUILD_PLATFORM.decode(),
         "openmp": bool(FASTGD_HAVE_OPENMP),
     }
+
+
+cdef extern from "cpu_dispatch.h":
+    const int FASTGD_N_CPU_FEATURES
+    const char* const fastgd_cpu_feature_names[]
+    unsigned fastgd_cpu_feature_bits() noexcept nogil
+    int fastgd_cpu_level() noexcept nogil
+
+
+CPU_LEVELS = ("scalar", "baseline", "avx2", "avx512")
+
+
+def cpu_info():
+    """The CPU's features that matter to the kernels, and the highest instruction-set
+    level it supports (what the kernels dispatch to unless FASTGD_SIMD caps it)."""
+    cdef unsigned bits = fastgd_cpu_feature_bits()
+    return {
+        "features": [fastgd_cpu_feature_names[i].decode()
+                     for i in range(FASTGD_N_CPU_FEATURES) if bits >> i & 1],
+        "level": CPU_LEVELS[fastgd_cpu_level()],
+    }

@@ -486,13 +486,13 @@ cdef extern from "masked_rows.h":
                                     Py_ssize_t, Py_ssize_t) noexcept nogil
 
 
-SIMD_LEVELS = ("scalar", "baseline", "avx2")
+SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
 
 
 def select_simd(str highest):
     """Choose the plan path's inner loops for this CPU, at most ``highest`` (one of
-    SIMD_LEVELS: plain C, the build's baseline vectors, AVX2; all give bitwise the same
-    results); returns the level chosen."""
+    SIMD_LEVELS: plain C, the build's baseline vectors, AVX2; an AVX-512 CPU runs the AVX2
+    loops). All give bitwise the same results; returns the level chosen."""
     return SIMD_LEVELS[fastgd_masked_select_simd(SIMD_LEVELS.index(highest))]
 
 

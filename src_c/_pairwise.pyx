@@ -28,40 +28,37 @@ from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 
-cdef extern from *:
-    """
-    #include <stdint.h>
-    #include <string.h>
-    /* The smallest positive subnormals: 2^-149 and 2^-1074. */
-    #define FASTGD_FLOAT_TRUE_MIN 0x1p-149f
-    #define FASTGD_DOUBLE_TRUE_MIN 0x1p-1074
-    /* Top bit set unless margin is positive and finite. bits + 2^52 carries into the top bit
-       for +inf and +NaN and keeps it for -0 and negative finite values; bits - 1 wraps for
-       +0 and keeps it for -inf and -NaN. Integer add and OR only, so a loop that ORs these
-       together vectorises on baseline SSE2, where a compare accumulated into a flag does not. */
-    static inline uint64_t fastgd_margin_bits(double margin) {
-        uint64_t bits;
-        memcpy(&bits, &margin, sizeof bits);
-        return (bits + 0x0010000000000000ULL) | (bits - 1);
-    }
-    /* Top bit set where a stored value may be zero (also for negative or NaN values,
-       which only costs a closer look): vectorisable, like the above. */
-    static inline uint64_t fastgd_zero_bits_double(double value) {
-        uint64_t bits;
-        memcpy(&bits, &value, sizeof bits);
-        return bits - 1;
-    }
-    static inline uint64_t fastgd_zero_bits_float(float value) {
-        uint32_t bits;
-        memcpy(&bits, &value, sizeof bits);
-        return (uint64_t)bits - 1;
-    }
-    """
+cdef extern from "pairwise_loops.h" nogil:
     const float FASTGD_FLOAT_TRUE_MIN
     const double FASTGD_DOUBLE_TRUE_MIN
-    uint64_t fastgd_margin_bits(double margin) noexcept nogil
-    uint64_t fastgd_zero_bits_double(double value) noexcept nogil
-    uint64_t fastgd_zero_bits_float(float value) noexcept nogil
+    const int SUSPECT_BLOCK "FASTGD_SUSPECT_BLOCK"
+    uint64_t fastgd_margin_bits(double margin)
+    int fastgd_epilogue_row_f32(const float* gram_row, const double* y_norms, double x_norm,
+                                double ratio, float* out_row, Py_ssize_t n,
+                                unsigned char* flags)
+    int fastgd_epilogue_row_f64(const double* gram_row, const double* y_norms, double x_norm,
+                                double ratio, double* out_row, Py_ssize_t n,
+                                unsigned char* flags)
+    void fastgd_direct_pair_f32(const float* x0, const float* x1, const double* y_columns,
+                                Py_ssize_t n, Py_ssize_t b_start, Py_ssize_t depth,
+                                int resume, double* sums0, double* sums1)
+    void fastgd_direct_pair_f64(const double* x0, const double* x1, const double* y_columns,
+                                Py_ssize_t n, Py_ssize_t b_start, Py_ssize_t depth,
+                                int resume, double* sums0, double* sums1)
+    int fastgd_round_row_f32(const double* sums, float* out_row, Py_ssize_t n)
+    int fastgd_round_row_f64(const double* sums, double* out_row, Py_ssize_t n)
+    int fastgd_pairwise_select_level(int asked)
+
+
+SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
+
+
+def select_simd(str highest):
+    """Run the vector loops (the expansion's epilogue, the direct differences) at the best
+    level this CPU supports, at most `highest` (one of SIMD_LEVELS; these loops have no
+    hand-written vectors, so "scalar" runs "baseline"). Every level gives bitwise the same
+    results. Returns the level chosen."""
+    return SIMD_LEVELS[fastgd_pairwise_select_level(SIMD_LEVELS.index(highest))]
 
 
 cdef enum:
@@ -71,9 +68,6 @@ cdef enum:
     # Features per packed tile (per GEMM call, per direct pass); more are taken in chunks,
     # so the scratch memory per thread does not grow with d.
     DEPTH = 256
-    # Entries of an output row checked together for cancellation; only a flagged
-    # block is scanned again, so a rare suspect entry costs a block, not a row.
-    SUSPECT_BLOCK = 32
 
 # Where the expansion is kept: D - CANCELLATION_RATIO * S > 0 and finite, S = ||x||^2 + ||y||^2
 # of the centred rows. The expansion's error is at most about (2d + 1) u S from the norms and
@@ -117,13 +111,6 @@ cdef inline floating _rounded_sqdist(const floating* x, const floating* y,
     if value == 0 and not _rows_equal(x, y, d):
         value = _smallest_subnormal(value)
     return value
-
-
-cdef inline uint64_t _zero_bits(floating value) noexcept nogil:
-    if floating is float:
-        return fastgd_zero_bits_float(value)
-    else:
-        return fastgd_zero_bits_double(value)
 
 
 cdef void _pack_centred(const floating* rows, Py_ssize_t d, Py_ssize_t row0,
@@ -192,9 +179,10 @@ cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
     ``pack_x`` False reuses x_packed from the previous tile (same rows, d <= DEPTH).
     """
     cdef int gemm_m = <int>nj, gemm_n = <int>ni, gemm_k, ld_packed, ld_gram = <int>nj
-    cdef Py_ssize_t k0 = 0, kc, a, b, i, b_start, block_start, block_end
+    cdef Py_ssize_t k0 = 0, kc, a, b, i, b_start, block, block_start
+    # A flag per block of SUSPECT_BLOCK entries of a row (at most TILE blocks).
+    cdef unsigned char suspect_flags[TILE]
     cdef bint diagonal_tile = symmetric and i0 == j0
-    cdef uint64_t suspect_bits
     cdef double x_norm, norms_sum, dist
     cdef const floating* gram_row
     cdef const double* y_norms_tile = y_norms + j0
@@ -221,60 +209,46 @@ cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
         if diagonal_tile:
             out_row[a] = 0
             b_start = a + 1
-        block_start = b_start
-        while block_start < nj:
-            block_end = min(block_start + SUSPECT_BLOCK, nj)
-            # First pass over the block: vectorisable, flags whether any entry is suspect.
-            suspect_bits = 0
-            for b in range(block_start, block_end):
-                norms_sum = x_norm + y_norms_tile[b]
-                dist = norms_sum + <double>gram_row[b]
-                out_row[b] = <floating>dist
-                suspect_bits = suspect_bits | _suspect_bits(dist, norms_sum, out)
+        # First pass, vectorised: the expansion, and a flag per block of SUSPECT_BLOCK
+        # entries where one may have cancelled.
+        if _epilogue_row(gram_row + b_start, y_norms_tile + b_start, x_norm,
+                         out_row + b_start, nj - b_start, suspect_flags):
             # Second pass, only over a flagged block: recompute by direct differences.
-            if suspect_bits >> 63:
-                for b in range(block_start, block_end):
+            for block in range((nj - b_start + SUSPECT_BLOCK - 1) // SUSPECT_BLOCK):
+                if not suspect_flags[block]:
+                    continue
+                block_start = b_start + block * SUSPECT_BLOCK
+                for b in range(block_start, min(block_start + SUSPECT_BLOCK, nj)):
                     norms_sum = x_norm + y_norms_tile[b]
                     dist = norms_sum + <double>gram_row[b]
                     if _suspect_bits(dist, norms_sum, out) >> 63:
                         out_row[b] = _rounded_sqdist(X + i * d, Y + (j0 + b) * d, d)
-            block_start = block_end
         if symmetric:
             for b in range(b_start, nj):
                 out[(j0 + b) * m + i] = out_row[b]
+
+
+cdef inline bint _epilogue_row(const floating* gram_row, const double* y_norms,
+                               double x_norm, floating* out_row, Py_ssize_t n,
+                               unsigned char* suspect_flags) noexcept nogil:
+    if floating is float:
+        return fastgd_epilogue_row_f32(gram_row, y_norms, x_norm, CANCELLATION_RATIO,
+                                       out_row, n, suspect_flags)
+    else:
+        return fastgd_epilogue_row_f64(gram_row, y_norms, x_norm, CANCELLATION_RATIO,
+                                       out_row, n, suspect_flags)
 
 
 cdef inline void _direct_two_rows(const floating* x0, const floating* x1,
                                   const double* y_columns, Py_ssize_t nj, Py_ssize_t b_start,
                                   Py_ssize_t depth, bint resume, double* sums0,
                                   double* sums1) noexcept nogil:
-    """sums0[b] (+)= sum_k (x0[k] - y_columns[k, b])^2, and the same for x1 into sums1.
-
-    Two rows of X share every load of Y; the loop over b vectorises. With ``resume``
-    the sums continue from their stored values, so chunks of features add up in the
-    order of one sequential loop (the first term is the square itself: 0 + t^2 = t^2).
-    """
-    cdef Py_ssize_t k, b
-    cdef double x0k, x1k, y, diff0, diff1
-    cdef const double* y_row
-    for k in range(depth):
-        x0k = <double>x0[k]
-        x1k = <double>x1[k]
-        y_row = y_columns + k * nj
-        if k == 0 and not resume:
-            for b in range(b_start, nj):
-                y = y_row[b]
-                diff0 = x0k - y
-                diff1 = x1k - y
-                sums0[b] = diff0 * diff0
-                sums1[b] = diff1 * diff1
-        else:
-            for b in range(b_start, nj):
-                y = y_row[b]
-                diff0 = x0k - y
-                diff1 = x1k - y
-                sums0[b] += diff0 * diff0
-                sums1[b] += diff1 * diff1
+    """sums0[b] (+)= sum_k (x0[k] - y_columns[k, b])^2, and the same for x1 into sums1
+    (pairwise_loops.h: chunks of features add up in the order of one sequential loop)."""
+    if floating is float:
+        fastgd_direct_pair_f32(x0, x1, y_columns, nj, b_start, depth, resume, sums0, sums1)
+    else:
+        fastgd_direct_pair_f64(x0, x1, y_columns, nj, b_start, depth, resume, sums0, sums1)
 
 
 cdef void _store_direct_row(const floating* X, const floating* Y, floating* out,
@@ -283,12 +257,13 @@ cdef void _store_direct_row(const floating* X, const floating* Y, floating* out,
                             const double* sums) noexcept nogil:
     """Round one row of sums into out (and its mirror); 0 only for equal rows."""
     cdef Py_ssize_t b
-    cdef uint64_t zero_bits = 0
+    cdef bint any_zero
     cdef floating* out_row = out + i * m + j0
-    for b in range(b_start, nj):
-        out_row[b] = <floating>sums[b]
-        zero_bits = zero_bits | _zero_bits(out_row[b])
-    if zero_bits >> 63:  # rare: a zero for rows that differ is an underflow
+    if floating is float:
+        any_zero = fastgd_round_row_f32(sums + b_start, out_row + b_start, nj - b_start)
+    else:
+        any_zero = fastgd_round_row_f64(sums + b_start, out_row + b_start, nj - b_start)
+    if any_zero:  # rare: a zero for rows that differ is an underflow
         for b in range(b_start, nj):
             if out_row[b] == 0 and not _rows_equal(X + i * d, Y + (j0 + b) * d, d):
                 out_row[b] = _smallest_subnormal(out_row[b])

@@ -15,7 +15,7 @@ from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsLong, PyLong_CheckExact
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport INFINITY, sqrt, sqrtf
+from libc.math cimport INFINITY
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -23,10 +23,31 @@ from libc.string cimport memset
 cnp.import_array()
 
 
-cdef enum:
-    EPS_OUTSIDE = 0     # G += g^2; p -= clr g / (sqrt(G) + eps)     (PyTorch, Duchi et al.)
-    EPS_INSIDE = 1      # G += g^2; p -= clr g / sqrt(G + eps), 0 where G == 0    (optax)
-    EPS_ACCUMULATE = 2  # G += g^2 + eps; p -= clr g / sqrt(G)       (the autograd tutorial)
+cdef extern from "update_loops.h" nogil:
+    enum:
+        EPS_OUTSIDE "FASTGD_EPS_OUTSIDE"
+        EPS_INSIDE "FASTGD_EPS_INSIDE"
+        EPS_ACCUMULATE "FASTGD_EPS_ACCUMULATE"
+    ctypedef struct UpdateSettings "fastgd_update_settings":
+        double rate
+        double eps
+        double weight_decay
+        double momentum
+        double dampening
+        double lower_bound
+        int eps_mode
+        int maximize
+        int nesterov
+        int has_state
+    void fastgd_adagrad_f32(float* param, const float* grad, float* accum, Py_ssize_t n,
+                            const UpdateSettings* s)
+    void fastgd_adagrad_f64(double* param, const double* grad, double* accum, Py_ssize_t n,
+                            const UpdateSettings* s)
+    void fastgd_sgd_f32(float* param, const float* grad, float* velocity, Py_ssize_t n,
+                        const UpdateSettings* s)
+    void fastgd_sgd_f64(double* param, const double* grad, double* velocity, Py_ssize_t n,
+                        const UpdateSettings* s)
+    int fastgd_updates_select_level(int asked)
 
 
 ctypedef struct ArraySlice:
@@ -37,122 +58,36 @@ ctypedef struct ArraySlice:
     bint is_double
 
 
-ctypedef struct UpdateSettings:
-    double rate            # Adagrad: the decayed rate clr; SGD: lr
-    double eps
-    double weight_decay
-    double momentum
-    double dampening
-    double lower_bound     # -inf when there is none
-    int eps_mode
-    bint maximize
-    bint nesterov
-    bint has_state         # SGD: momentum buffers given
+SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
 
 
-cdef inline floating _root(floating value) noexcept nogil:
-    if floating is float:
-        return sqrtf(value)
-    else:
-        return sqrt(value)
-
-
-cdef inline floating _effective_grad(floating grad, floating param, floating sign,
-                                     floating weight_decay, bint use_weight_decay) noexcept nogil:
-    """PyTorch's order: maximize negates the gradient, then weight decay adds wd * p."""
-    grad = sign * grad
-    if use_weight_decay:
-        grad = grad + weight_decay * param
-    return grad
-
-
-cdef inline floating _bounded(floating value, floating lower_bound) noexcept nogil:
-    """max(value, lower_bound) that keeps NaN: a NaN parameter is not hidden."""
-    return lower_bound if value < lower_bound else value
-
-
-cdef void _adagrad_range(floating* param, const floating* grad, floating* accum,
-                         Py_ssize_t begin, Py_ssize_t end,
-                         const UpdateSettings* s) noexcept nogil:
-    cdef floating rate = <floating>s.rate, eps = <floating>s.eps
-    cdef floating weight_decay = <floating>s.weight_decay
-    cdef floating lower_bound = <floating>s.lower_bound
-    cdef floating sign = -1 if s.maximize else 1
-    cdef bint use_weight_decay = s.weight_decay != 0
-    cdef floating g, acc, p
-    cdef Py_ssize_t i
-    if s.eps_mode == EPS_OUTSIDE:
-        for i in range(begin, end):
-            p = param[i]
-            g = _effective_grad(grad[i], p, sign, weight_decay, use_weight_decay)
-            acc = accum[i] + g * g
-            accum[i] = acc
-            param[i] = _bounded(p + (-rate * g) / (_root(acc) + eps), lower_bound)
-    elif s.eps_mode == EPS_INSIDE:
-        for i in range(begin, end):
-            p = param[i]
-            g = _effective_grad(grad[i], p, sign, weight_decay, use_weight_decay)
-            acc = accum[i] + g * g
-            accum[i] = acc
-            if acc > 0:
-                p = p + (-rate * g) / _root(acc + eps)
-            param[i] = _bounded(p, lower_bound)
-    else:
-        for i in range(begin, end):
-            p = param[i]
-            g = _effective_grad(grad[i], p, sign, weight_decay, use_weight_decay)
-            acc = accum[i] + g * g + eps
-            accum[i] = acc
-            param[i] = _bounded(p + (-rate * g) / _root(acc), lower_bound)
-
-
-cdef void _sgd_range(floating* param, const floating* grad, floating* velocity,
-                     Py_ssize_t begin, Py_ssize_t end, const UpdateSettings* s) noexcept nogil:
-    cdef floating lr = <floating>s.rate, momentum = <floating>s.momentum
-    cdef floating keep = <floating>(1.0 - s.dampening)
-    cdef floating weight_decay = <floating>s.weight_decay
-    cdef floating lower_bound = <floating>s.lower_bound
-    cdef floating sign = -1 if s.maximize else 1
-    cdef bint use_weight_decay = s.weight_decay != 0
-    cdef floating g, p, buffer
-    cdef Py_ssize_t i
-    if not s.has_state:
-        for i in range(begin, end):
-            p = param[i]
-            g = _effective_grad(grad[i], p, sign, weight_decay, use_weight_decay)
-            param[i] = _bounded(p + (-lr) * g, lower_bound)
-    elif s.nesterov:
-        for i in range(begin, end):
-            p = param[i]
-            g = _effective_grad(grad[i], p, sign, weight_decay, use_weight_decay)
-            buffer = velocity[i] * momentum + keep * g
-            velocity[i] = buffer
-            param[i] = _bounded(p + (-lr) * (g + momentum * buffer), lower_bound)
-    else:
-        for i in range(begin, end):
-            p = param[i]
-            g = _effective_grad(grad[i], p, sign, weight_decay, use_weight_decay)
-            buffer = velocity[i] * momentum + keep * g
-            velocity[i] = buffer
-            param[i] = _bounded(p + (-lr) * buffer, lower_bound)
+def select_simd(str highest):
+    """Run the update loops at the best level this CPU supports, at most `highest` (one of
+    SIMD_LEVELS; these loops have no hand-written vectors, so "scalar" runs "baseline").
+    Every level gives bitwise the same results. Returns the level chosen."""
+    return SIMD_LEVELS[fastgd_updates_select_level(SIMD_LEVELS.index(highest))]
 
 
 cdef void _update_slice(const ArraySlice* piece, Py_ssize_t begin, Py_ssize_t end,
                         bint adagrad, const UpdateSettings* s) noexcept nogil:
+    """Update elements [begin, end) of one array (its state may be NULL: plain SGD)."""
+    cdef Py_ssize_t n = end - begin
     if piece.is_double:
         if adagrad:
-            _adagrad_range(<double*>piece.param, <const double*>piece.grad,
-                           <double*>piece.state, begin, end, s)
+            fastgd_adagrad_f64(<double*>piece.param + begin, <const double*>piece.grad + begin,
+                               <double*>piece.state + begin, n, s)
         else:
-            _sgd_range(<double*>piece.param, <const double*>piece.grad,
-                       <double*>piece.state, begin, end, s)
+            fastgd_sgd_f64(<double*>piece.param + begin, <const double*>piece.grad + begin,
+                           <double*>piece.state + begin if piece.state != NULL else NULL,
+                           n, s)
     else:
         if adagrad:
-            _adagrad_range(<float*>piece.param, <const float*>piece.grad,
-                           <float*>piece.state, begin, end, s)
+            fastgd_adagrad_f32(<float*>piece.param + begin, <const float*>piece.grad + begin,
+                               <float*>piece.state + begin, n, s)
         else:
-            _sgd_range(<float*>piece.param, <const float*>piece.grad,
-                       <float*>piece.state, begin, end, s)
+            fastgd_sgd_f32(<float*>piece.param + begin, <const float*>piece.grad + begin,
+                           <float*>piece.state + begin if piece.state != NULL else NULL,
+                           n, s)
 
 
 cdef void _update_elements(const ArraySlice* slices, const Py_ssize_t* offsets,
@@ -274,19 +209,31 @@ ctypedef struct ByteRange:
 
 
 cdef int _default_n_threads = 1
+cdef int _available_cpus = 1
 
 
-def set_default_n_threads(int n_threads):
-    """The thread count the fast path uses for n_threads=None (set by fastgd.optim)."""
-    global _default_n_threads
-    _default_n_threads = max(1, n_threads)
+def set_thread_counts(int default_n_threads, int available_cpus):
+    """The thread counts the fast path uses for n_threads=None and for a negative
+    n_threads (-1 = all available CPUs), as fastgd._threads resolves them."""
+    global _default_n_threads, _available_cpus
+    _default_n_threads = max(1, default_n_threads)
+    _available_cpus = max(1, available_cpus)
+
+
+cdef enum:
+    # Up to this many byte ranges are sorted by insertion: the radix sort's passes over
+    # its 256 counts cost more than the whole update of a small array.
+    INSERTION_SORT_MAX = 48
+    # Up to this many arrays per call, the fast path's bookkeeping lives on the stack.
+    STACK_ARRAYS = 16
 
 
 cdef ByteRange* _sort_ranges(ByteRange* ranges, ByteRange* scratch,
                              Py_ssize_t n) noexcept nogil:
-    """Sort by start address: a stable LSD radix sort, a byte per pass, skipping the bytes
-    that all addresses share (most of the high ones). Returns the sorted buffer (ranges
-    or scratch). Several times faster than qsort for the thousands of ranges of a list."""
+    """Sort by start address: by insertion for a few ranges; otherwise a stable LSD radix
+    sort, a byte per pass, skipping the bytes that all addresses share (most of the high
+    ones), several times faster than qsort for the thousands of ranges of a list. Returns
+    the sorted buffer (ranges or scratch)."""
     cdef Py_ssize_t counts[256]
     cdef Py_ssize_t k, running, count
     cdef int shift, key_bits = <int>(sizeof(uintptr_t) * 8)
@@ -294,6 +241,16 @@ cdef ByteRange* _sort_ranges(ByteRange* ranges, ByteRange* scratch,
     cdef ByteRange* source = ranges
     cdef ByteRange* target = scratch
     cdef ByteRange* swap
+    cdef ByteRange moving
+    if n <= INSERTION_SORT_MAX:
+        for k in range(1, n):
+            moving = ranges[k]
+            running = k
+            while running > 0 and ranges[running - 1].start > moving.start:
+                ranges[running] = ranges[running - 1]
+                running -= 1
+            ranges[running] = moving
+        return ranges
     for shift in range(0, key_bits, 8):
         memset(counts, 0, sizeof(counts))
         for k in range(n):
@@ -349,7 +306,7 @@ cdef inline bint _plain_float(object value, double* out, double maximum) noexcep
     return 0 <= out[0] <= maximum
 
 
-cdef inline bint _plain_bool(object value, bint* out) noexcept:
+cdef inline bint _plain_bool(object value, int* out) noexcept:
     if value is True or value is False:
         out[0] = value is True
         return True
@@ -374,6 +331,8 @@ cdef inline bint _plain_threads(object value, int* out) noexcept:
     if not PyLong_CheckExact(value):
         return False
     count = PyLong_AsLong(value)
+    if count < 0 and count >= -(1 << 16):
+        count = max(1, _available_cpus + 1 + count)  # -1 = all, -2 = all but one, ...
     if count < 1 or count > 1 << 16:
         return False
     out[0] = <int>count
@@ -408,6 +367,10 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
     cdef ArraySlice* slices
     cdef Py_ssize_t* offsets
     cdef ByteRange* ranges
+    cdef ArraySlice stack_slices[STACK_ARRAYS + 1]
+    cdef Py_ssize_t stack_offsets[STACK_ARRAYS + 1]
+    cdef ByteRange stack_ranges[6 * STACK_ARRAYS + 2]
+    cdef bint on_heap
     cdef bint ok = True
     if single:
         n = 1
@@ -420,15 +383,21 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
             return False
     else:
         return False
-    slices = <ArraySlice*>malloc((n + 1) * sizeof(ArraySlice))
-    offsets = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
     # 3 ranges per triple, and as much again as the radix sort's scratch.
-    ranges = <ByteRange*>malloc((6 * n + 2) * sizeof(ByteRange))
-    if slices == NULL or offsets == NULL or ranges == NULL:
-        free(slices)
-        free(offsets)
-        free(ranges)
-        return False
+    on_heap = n > STACK_ARRAYS
+    if on_heap:
+        slices = <ArraySlice*>malloc((n + 1) * sizeof(ArraySlice))
+        offsets = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
+        ranges = <ByteRange*>malloc((6 * n + 2) * sizeof(ByteRange))
+        if slices == NULL or offsets == NULL or ranges == NULL:
+            free(slices)
+            free(offsets)
+            free(ranges)
+            return False
+    else:
+        slices = stack_slices
+        offsets = stack_offsets
+        ranges = stack_ranges
     try:
         offsets[0] = 0
         n_ranges = 0
@@ -466,9 +435,10 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
                     _run_slices(slices, offsets, n, adagrad, settings, n_threads,
                                 parallel_min_elements)
     finally:
-        free(slices)
-        free(offsets)
-        free(ranges)
+        if on_heap:
+            free(slices)
+            free(offsets)
+            free(ranges)
     return ok
 
 

@@ -18,17 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define FASTGD_X86_DISPATCH 1
-#define FASTGD_TARGET_AVX2 __attribute__((target("avx2")))
-#else
-#define FASTGD_X86_DISPATCH 0
-#define FASTGD_TARGET_AVX2
-#endif
-
-#if defined(_MSC_VER)
-#define restrict __restrict
-#endif
+#include "cpu_dispatch.h"
 
 #if defined(__GNUC__)
 #define FASTGD_PREFETCH(address) __builtin_prefetch(address)
@@ -296,30 +286,29 @@ FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f64_i64_avx2, double, int64_t,
                              FASTGD_DEFINE_PLAN_ROWS_AVX2_F64)
 #endif
 
-/* Which loops run: 0 plain C lanes, 1 the baseline's vectors (SSE2 on x86-64), 2 AVX2. */
-static int fastgd_masked_simd = 0;
+/* Which loops run: FASTGD_LEVEL_SCALAR plain C lanes, FASTGD_LEVEL_BASELINE the
+ * baseline's vectors (SSE2 on x86-64), FASTGD_LEVEL_AVX2 AVX2 (also on AVX-512 CPUs). */
+static int fastgd_masked_simd = FASTGD_LEVEL_SCALAR;
 
-/* Choose the loops for this CPU, at most level `highest`; returns the level chosen. */
-static int fastgd_masked_select_simd(int highest)
+/* Choose the loops for this CPU, at most level `asked`; returns the level chosen. */
+static int fastgd_masked_select_simd(int asked)
 {
-    int level = FASTGD_SSE2 ? 1 : 0;
-#if FASTGD_X86_DISPATCH
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2"))
-        level = 2;
-#endif
-    fastgd_masked_simd = level < highest ? level : highest;
+    int highest = FASTGD_X86_DISPATCH ? FASTGD_LEVEL_AVX2
+                  : FASTGD_SSE2       ? FASTGD_LEVEL_BASELINE
+                                      : FASTGD_LEVEL_SCALAR;
+    fastgd_masked_simd = fastgd_choose_level(asked, highest);
     return fastgd_masked_simd;
 }
 
 #if FASTGD_X86_DISPATCH
 #define FASTGD_DISPATCH(NAME, ...)                                                      \
-    (fastgd_masked_simd == 2   ? NAME##_avx2(__VA_ARGS__)                               \
-     : fastgd_masked_simd == 1 ? NAME##_base(__VA_ARGS__)                               \
-                               : NAME##_array(__VA_ARGS__))
+    (fastgd_masked_simd == FASTGD_LEVEL_AVX2       ? NAME##_avx2(__VA_ARGS__)           \
+     : fastgd_masked_simd == FASTGD_LEVEL_BASELINE ? NAME##_base(__VA_ARGS__)           \
+                                                   : NAME##_array(__VA_ARGS__))
 #else
 #define FASTGD_DISPATCH(NAME, ...)                                                      \
-    (fastgd_masked_simd == 1 ? NAME##_base(__VA_ARGS__) : NAME##_array(__VA_ARGS__))
+    (fastgd_masked_simd == FASTGD_LEVEL_BASELINE ? NAME##_base(__VA_ARGS__)             \
+                                                 : NAME##_array(__VA_ARGS__))
 #endif
 
 #define FASTGD_DEFINE_PLAN_ROWS_DISPATCH(NAME, REAL, INDEX)                                \

@@ -11,6 +11,7 @@ import pytest
 import fastgd
 import fastgd._backend
 import fastgd._config
+import fastgd.benchmarks
 import fastgd.distances
 import fastgd.gradcheck
 import fastgd.masked
@@ -66,10 +67,66 @@ def test_cli_as_installed_commands(command, tmp_path):
     assert f"fastgd {fastgd.__version__}" in result.stdout
 
 
+def test_cli_bench_prints_ratios_and_saves_json(capsys, tmp_path):
+    import json
+
+    from fastgd.benchmarks import updates
+
+    path = tmp_path / "bench.json"
+    status = cli.main(["bench", "--quick", "--kernel", "updates", "--threads", "1",
+                       "--rounds", "1", "--json", str(path)])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "## adagrad_update" in out and "vs torch fused" in out
+    saved = json.loads(path.read_text())
+    assert saved["machine"]["fastgd"] == fastgd.__version__
+    assert [row["case"] for row in saved["rows"]] == updates.QUICK_CASES
+    for row in saved["rows"]:
+        assert row["threads"] == "1"
+        assert set(row["fastgd"]) == set(updates.OURS)
+        assert all(seconds > 0 for seconds in row["fastgd"].values())
+        assert list(row["peers"]) == updates.PEERS
+        fastest = min(row["fastgd"].values())
+        for peer, entry in row["peers"].items():
+            if "speedup" in entry:
+                assert entry["speedup"] == pytest.approx(entry["seconds"] / fastest)
+            else:
+                assert entry["status"] in ("not installed", "n/a")
+                assert entry["status"] != "n/a" or not updates.applies(row["case"], peer)
+
+
+def test_bench_shows_missing_peers_as_not_installed(monkeypatch):
+    from fastgd.benchmarks import updates
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    result = fastgd.benchmarks.run(quick=True, threads=["1"], kernels=["updates"], rounds=1)
+    for row in result["rows"]:
+        assert row["peers"]["torch fused"] == {"status": "not installed"}
+        assert "speedup" in row["peers"]["numpy"]
+    assert "not installed" in fastgd.benchmarks.format_tables(result)
+    assert updates.applies("1000 x 100 float64", "bandwidth floor") is False
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"threads": ["2"]}, "threads must hold"),
+    ({"kernels": ["fft"]}, "kernels must be among"),
+    ({"rounds": 0}, "rounds must be at least 1"),
+])
+def test_bench_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fastgd.benchmarks.run(**kwargs)
+
+
+def test_cli_bench_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--rounds", "0"])
+    assert "must be at least 1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "module",
-    [fastgd, fastgd._backend, fastgd._config, fastgd.distances, fastgd.gradcheck,
-     fastgd.masked, fastgd.optim],
+    [fastgd, fastgd._backend, fastgd._config, fastgd.benchmarks, fastgd.distances,
+     fastgd.gradcheck, fastgd.masked, fastgd.optim],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples_run(module):

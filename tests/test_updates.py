@@ -347,10 +347,11 @@ def test_fast_path_takes_plain_calls_and_declines_the_rest():
 
     assert call() is True
     assert_allclose(p, 1 - 0.1 * 0.5 / (0.5 + 1e-10))
+    assert call(n_threads=-1) is True  # -1 = all CPUs, resolved in C
     before = (p.copy(), G.copy())
     declined = [
         {"lr": 1}, {"lr": -0.1}, {"eps": float("nan")}, {"eps_mode": "other"}, {"step": 0},
-        {"maximize": 1}, {"lower_bound": 0}, {"n_threads": -1},
+        {"maximize": 1}, {"lower_bound": 0}, {"n_threads": 0}, {"n_threads": True},
         {"grads": [g.tolist()]}, {"grads": [g.astype(np.float32)]},
         {"params": [np.ones((4, 2))[:, 0]]}, {"accums": [G[:3]]},
         {"params": [p], "accums": [p]}, {"grads": [p]},

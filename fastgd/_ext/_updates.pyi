@@ -1,6 +1,11 @@
 import numpy as np
 import numpy.typing as npt
 
+SIMD_LEVELS: tuple[str, ...]
+
+def select_simd(highest: str) -> str: ...
+def set_thread_counts(default_n_threads: int, available_cpus: int) -> None: ...
+
 def adagrad_update(
     params: list[npt.NDArray[np.floating]],
     grads: list[npt.NDArray[np.floating]],

@@ -1,8 +1,9 @@
-"""The masked loss-and-gradient benchmark cases and their peers, one thread each.
+"""The masked loss-and-gradient cases (the masked-kernel issue's sizes) and their peers.
 
 Every peer computes the MSE loss of W @ H over A's observed entries and its gradients
-with respect to W and H (autograd: the RMSE of the popular tutorial). Shared by the
-pytest-benchmark file and the interleaved ratio table.
+with respect to W and H (autograd: the RMSE of the popular tutorial). fastgd runs twice:
+given a plan from fastgd.observed (built once, like the peers' CSR pattern) and given the
+dense A with NaN for the missing entries.
 """
 
 import numpy as np
@@ -21,9 +22,13 @@ CASES = {
     "20000x20000 k=32 0.5%": (20000, 20000, 32, 0.005, np.float64),
     "20000x20000 k=32 0.5% f32": (20000, 20000, 32, 0.005, np.float32),
 }
+QUICK_CASES = ["tutorial 4x3 k=2", "1000x1000 k=16 50%"]
+KERNEL = "masked_loss_grad"
+OURS = ["fastgd plan", "fastgd dense A"]
+# The peers, in the table's order (peers() leaves out those not installed).
+PEERS = ["numpy dense", "scipy vectorised", "autograd"]
 # Dense peers need m x n arrays: only where those are small enough to be a fair peer.
 DENSE_MAX_ENTRIES = 5000 * 5000
-PEER_NAMES = ["fastgd plan", "fastgd dense A", "numpy dense", "scipy vectorised", "autograd"]
 
 
 def applies(case, peer):
@@ -54,19 +59,20 @@ def make_problem(m, n, k, fraction, dtype, seed=0):
     return rows, cols, values.astype(dtype), W.astype(dtype), H.astype(dtype)
 
 
-def peers(case):
+def peers(case, n_threads):
     """name -> zero-argument callable returning (loss, dW, dH); peers that are missing
     or do not apply are left out."""
     m, n, k, fraction, dtype = CASES[case]
     rows, cols, values, W, H = make_problem(m, n, k, fraction, dtype)
     plan = fastgd.observed((rows, cols, values, (m, n)))
-    result = {"fastgd plan": lambda: fastgd.masked_loss_grad(plan, W, H, n_threads=1)}
+    result = {"fastgd plan": lambda: fastgd.masked_loss_grad(plan, W, H, n_threads=n_threads)}
     if applies(case, "numpy dense"):
         A = np.full((m, n), np.nan, dtype=dtype)
         A[rows, cols] = values
         mask = ~np.isnan(A)
         A_zeros = np.where(mask, A, 0)
-        result["fastgd dense A"] = lambda: fastgd.masked_loss_grad(A, W, H, n_threads=1)
+        result["fastgd dense A"] = lambda: fastgd.masked_loss_grad(A, W, H,
+                                                                   n_threads=n_threads)
 
         def numpy_dense():
             R = np.where(mask, W @ H - A_zeros, 0)

@@ -1,12 +1,15 @@
-"""The fused-update benchmark cases (Adagrad) and their peers, one thread each.
+"""The fused-update cases (one Adagrad step, the fused-update issue's sizes) and their
+peers: idiomatic NumPy, NumPy with out= and scratch buffers, torch.optim.Adagrad fused
+and for-loop, and the bandwidth floor (a pass that reads p, g, G and writes p and G)."""
 
-Shared by the pytest-benchmark file and the interleaved ratio table.
-"""
+import os
 
 import numpy as np
 
 import fastgd
 from fastgd._backend import ext
+
+KERNEL = "adagrad_update"
 
 LR, EPS = 0.01, 1e-10
 # name -> list of array shapes updated by one call
@@ -16,8 +19,15 @@ CASES = {
     "1e3 float64": [(1_000,)],
     "1000 x 100 float64": [(100,)] * 1000,
 }
-PEER_NAMES = ["fastgd.adagrad_update", "fastgd.Adagrad.step", "numpy", "numpy out=",
-              "torch fused", "torch for-loop", "bandwidth floor"]
+QUICK_CASES = ["1e5 float64", "1e3 float64", "1000 x 100 float64"]
+OURS = ["fastgd.adagrad_update", "fastgd.Adagrad.step"]
+# The peers, in the table's order (peers() leaves out those not installed).
+PEERS = ["numpy", "numpy out=", "torch fused", "torch for-loop", "bandwidth floor"]
+
+
+def applies(case, peer):
+    """The bandwidth floor streams one array: it has no multi-array case."""
+    return peer != "bandwidth floor" or len(CASES[case]) == 1
 
 
 def make_state(shapes, seed=0):
@@ -28,15 +38,17 @@ def make_state(shapes, seed=0):
     return params, grads, accums
 
 
-def peers(shapes):
-    """name -> zero-argument callable doing one Adagrad step; missing peers left out.
-    Every peer updates arrays of its own."""
+def peers(case, n_threads):
+    """name -> zero-argument callable doing one Adagrad step; peers that are missing or do
+    not apply are left out. Every peer updates arrays of its own."""
+    shapes = CASES[case]
     params, grads, accums = make_state(shapes)
     result = {
         "fastgd.adagrad_update": lambda: fastgd.adagrad_update(
-            params, grads, accums, lr=LR, eps=EPS, n_threads=1),
+            params, grads, accums, lr=LR, eps=EPS, n_threads=n_threads),
     }
-    optimizer = fastgd.Adagrad([p.copy() for p in params], lr=LR, eps=EPS, n_threads=1)
+    optimizer = fastgd.Adagrad([p.copy() for p in params], lr=LR, eps=EPS,
+                               n_threads=n_threads)
     result["fastgd.Adagrad.step"] = lambda: optimizer.step(grads)
     params, _, accums = make_state(shapes)
 
@@ -65,7 +77,7 @@ def peers(shapes):
     except ImportError:
         pass
     else:
-        torch.set_num_threads(1)
+        torch.set_num_threads(1 if n_threads == 1 else os.cpu_count())
         for name, options in (("torch fused", {"fused": True}),
                               ("torch for-loop", {"foreach": False})):
             tensors = [torch.tensor(p.copy(), requires_grad=True) for p in params]
@@ -73,7 +85,7 @@ def peers(shapes):
                 t.grad = torch.tensor(g)
             torch_optimizer = torch.optim.Adagrad(tensors, lr=LR, eps=EPS, **options)
             result[name] = torch_optimizer.step
-    if ext is not None and len(shapes) == 1:
+    if ext is not None and applies(case, "bandwidth floor"):
         floor_params, _, floor_accums = make_state(shapes)
         result["bandwidth floor"] = lambda: ext._updates.bandwidth_floor(
             floor_params[0], grads[0], floor_accums[0])

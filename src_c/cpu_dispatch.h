@@ -1,0 +1,102 @@
+/* Runtime CPU dispatch, shared by the kernel families.
+ *
+ * A wheel must run on any x86-64 CPU, so the build never passes -march=native. Instead
+ * the hot loops are compiled several times, once per instruction-set level, by GCC's and
+ * Clang's target attribute:
+ *
+ *   scalar    the build's baseline flags, without hand-written vectors (a family that has
+ *             no hand-written vectors treats it as baseline);
+ *   baseline  the build's baseline flags: SSE2 on x86-64, NEON on aarch64;
+ *   avx2      x86-64-v3: AVX2 and FMA (FMA is never contracted into: -ffp-contract=off);
+ *   avx512    x86-64-v4: AVX-512 F, CD, BW, DQ and VL, with 512-bit vectors preferred.
+ *
+ * Each family keeps its own level (a static variable of its module) and picks the best
+ * loop the CPU supports once at import; fastgd_cpu_level() says what the CPU supports.
+ * Every level performs the same floating-point operations in the same order, so a kernel
+ * that promises bitwise results keeps them across levels: only the register width differs.
+ * Other compilers (MSVC) and architectures build the baseline only.
+ */
+#ifndef FASTGD_CPU_DISPATCH_H
+#define FASTGD_CPU_DISPATCH_H
+
+enum {
+    FASTGD_LEVEL_SCALAR = 0,
+    FASTGD_LEVEL_BASELINE = 1,
+    FASTGD_LEVEL_AVX2 = 2,
+    FASTGD_LEVEL_AVX512 = 3
+};
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FASTGD_X86_DISPATCH 1
+#define FASTGD_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#if defined(__clang__)
+#define FASTGD_TARGET_AVX512                                                            \
+    __attribute__((target("avx2,fma,avx512f,avx512cd,avx512bw,avx512dq,avx512vl"),      \
+                   min_vector_width(512)))
+#else
+#define FASTGD_TARGET_AVX512                                                            \
+    __attribute__((target("avx2,fma,avx512f,avx512cd,avx512bw,avx512dq,avx512vl,"       \
+                          "prefer-vector-width=512")))
+#endif
+#else
+#define FASTGD_X86_DISPATCH 0
+#define FASTGD_TARGET_AVX2
+#define FASTGD_TARGET_AVX512
+#endif
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#define restrict __restrict
+#endif
+
+/* The highest level this CPU (and its operating system) supports. */
+static inline int fastgd_cpu_level(void)
+{
+#if FASTGD_X86_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd")
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2")
+        && __builtin_cpu_supports("fma"))
+        return FASTGD_LEVEL_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return FASTGD_LEVEL_AVX2;
+#endif
+    return FASTGD_LEVEL_BASELINE;
+}
+
+/* The level to run: the lowest of what is asked, what the CPU supports, and the highest
+ * level the family has loops for. */
+static inline int fastgd_choose_level(int asked, int family_highest)
+{
+    int level = fastgd_cpu_level();
+    if (level > family_highest)
+        level = family_highest;
+    return asked < level ? asked : level;
+}
+
+/* The CPU's features that matter to these kernels (for show_config): bit i of
+ * fastgd_cpu_feature_bits() says whether the CPU has fastgd_cpu_feature_names[i]. */
+#define FASTGD_N_CPU_FEATURES 10
+static const char *const fastgd_cpu_feature_names[FASTGD_N_CPU_FEATURES] = {
+    "sse2", "sse4.2", "avx", "avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq",
+    "avx512vl"};
+static inline unsigned fastgd_cpu_feature_bits(void)
+{
+    unsigned bits = 0;
+#if FASTGD_X86_DISPATCH
+    __builtin_cpu_init();
+    bits |= (unsigned)(__builtin_cpu_supports("sse2") != 0) << 0;
+    bits |= (unsigned)(__builtin_cpu_supports("sse4.2") != 0) << 1;
+    bits |= (unsigned)(__builtin_cpu_supports("avx") != 0) << 2;
+    bits |= (unsigned)(__builtin_cpu_supports("avx2") != 0) << 3;
+    bits |= (unsigned)(__builtin_cpu_supports("fma") != 0) << 4;
+    bits |= (unsigned)(__builtin_cpu_supports("avx512f") != 0) << 5;
+    bits |= (unsigned)(__builtin_cpu_supports("avx512cd") != 0) << 6;
+    bits |= (unsigned)(__builtin_cpu_supports("avx512bw") != 0) << 7;
+    bits |= (unsigned)(__builtin_cpu_supports("avx512dq") != 0) << 8;
+    bits |= (unsigned)(__builtin_cpu_supports("avx512vl") != 0) << 9;
+#endif
+    return bits;
+}
+
+#endif

@@ -1,0 +1,197 @@
+"""Runtime CPU dispatch: every instruction-set level this CPU supports runs each kernel
+against the NumPy twin, and the levels agree bit for bit; FASTGD_SIMD caps the level."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+import fastgd
+from fastgd import _backend
+
+pytestmark = pytest.mark.skipif(_backend.ext is None, reason="needs the compiled extension")
+
+LEVELS = _backend.SIMD_LEVELS
+
+
+def cpu_levels():
+    """The levels this CPU runs, lowest first."""
+    if _backend.ext is None:
+        return []
+    highest = _backend.ext._build_info.cpu_info()["level"]
+    return list(LEVELS[: LEVELS.index(highest) + 1])
+
+
+def environment_level():
+    return os.environ.get("FASTGD_SIMD", LEVELS[-1]).strip().lower()
+
+
+def run_at_each_level(function):
+    """level -> function() with every kernel family capped at that level."""
+    results = {}
+    try:
+        for level in cpu_levels():
+            _backend.select_simd(level)
+            results[level] = function()
+    finally:
+        _backend.select_simd(environment_level())
+    return results
+
+
+def assert_levels_agree_bitwise(results):
+    levels = list(results)
+    assert len(levels) >= 2, "at least scalar and baseline run everywhere"
+    reference = results[levels[0]]
+    for level in levels[1:]:
+        for got, expected in zip(results[level], reference, strict=True):
+            assert_array_equal(got, expected, err_msg=f"level {level} vs {levels[0]}")
+
+
+def test_each_family_reports_the_level_it_runs(monkeypatch):
+    try:
+        for level in cpu_levels():
+            chosen = _backend.select_simd(level)
+            assert set(chosen) == set(_backend.DISPATCHED_KERNELS)
+            for kernel_level in chosen.values():
+                # A family runs at most the asked level; "scalar" exists only where a family
+                # has plain-C loops beside hand-written vectors (the masked plan path).
+                assert LEVELS.index(kernel_level) <= max(LEVELS.index(level), 1)
+            assert chosen["updates"] == ("baseline" if level == "scalar" else level)
+            assert chosen["sqeuclidean"] == ("baseline" if level == "scalar" else level)
+        with pytest.raises(ValueError, match="SIMD level must be one of"):
+            _backend.select_simd("sse9")
+    finally:
+        _backend.select_simd(environment_level())
+
+
+UPDATE_SIZES = [0, 1, 7, 8, 15, 16, 17, 63, 1001]
+
+
+@pytest.mark.parametrize("eps_mode", ["outside", "inside", "accumulate"])
+@pytest.mark.parametrize("settings", [{}, {"maximize": True, "weight_decay": 0.1},
+                                      {"lower_bound": 0.0, "lr_decay": 0.5, "step": 3}],
+                         ids=lambda s: ",".join(s) or "defaults")
+def test_adagrad_levels_agree_with_the_twin_bitwise(rng, float_dtype, eps_mode, settings):
+    params = [rng.standard_normal(n).astype(float_dtype) for n in UPDATE_SIZES]
+    grads = [rng.standard_normal(n).astype(float_dtype) for n in UPDATE_SIZES]
+    accums = [rng.random(n).astype(float_dtype) for n in UPDATE_SIZES]
+    accums[3][::3] = 0
+    grads[3][::3] = 0  # "inside": no step where G stays 0
+
+    def update():
+        p, G = [x.copy() for x in params], [x.copy() for x in accums]
+        fastgd.adagrad_update(p, grads, G, lr=0.1, eps_mode=eps_mode, **settings)
+        return p + G
+
+    results = run_at_each_level(update)
+    assert_levels_agree_bitwise(results)
+    with fastgd.use_backend("numpy"):
+        twin = update()
+    for got, expected in zip(results[cpu_levels()[-1]], twin, strict=True):
+        assert got.dtype == float_dtype
+        assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("settings", [{"momentum": 0.0}, {"momentum": 0.9, "nesterov": True},
+                                      {"momentum": 0.5, "dampening": 0.3, "maximize": True,
+                                       "weight_decay": 0.01, "lower_bound": -0.5}],
+                         ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
+def test_sgd_levels_agree_with_the_twin_bitwise(rng, float_dtype, settings):
+    params = [rng.standard_normal(n).astype(float_dtype) for n in UPDATE_SIZES]
+    grads = [rng.standard_normal(n).astype(float_dtype) for n in UPDATE_SIZES]
+    velocities = [rng.standard_normal(n).astype(float_dtype) for n in UPDATE_SIZES]
+
+    def update():
+        p = [x.copy() for x in params]
+        v = [x.copy() for x in velocities] if settings["momentum"] else None
+        fastgd.sgd_update(p, grads, v, lr=0.05, **settings)
+        return p + (v or [])
+
+    results = run_at_each_level(update)
+    assert_levels_agree_bitwise(results)
+    with fastgd.use_backend("numpy"):
+        twin = update()
+    for got, expected in zip(results[cpu_levels()[-1]], twin, strict=True):
+        assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("method", ["direct", "expansion"])
+@pytest.mark.parametrize("kind", ["random", "offset", "near-duplicates"])
+@pytest.mark.parametrize("symmetric", [False, True], ids=["X-Y", "X-X"])
+def test_sqeuclidean_levels_agree_bitwise(rng, float_dtype, method, kind, symmetric):
+    n, m, d = 300, 270, 37  # several tiles, odd sizes, blocks cut short
+    X = rng.standard_normal((n, d))
+    Y = rng.standard_normal((m, d))
+    if kind == "offset":
+        X, Y = X + 1e4, Y + 1e4
+    elif kind == "near-duplicates":
+        Y[: n // 2] = X[: n // 2] * (1 + 1e-7)  # cancellation: recomputed directly
+        Y[5] = X[5]  # an exact duplicate: exactly 0
+    X, Y = X.astype(float_dtype), Y.astype(float_dtype)
+    other = None if symmetric else Y
+
+    results = run_at_each_level(lambda: [fastgd.sqeuclidean(X, other, method=method,
+                                                            n_threads=1)])
+    assert_levels_agree_bitwise(results)
+    D = results[cpu_levels()[-1]][0]
+    assert D.dtype == float_dtype and np.all(D >= 0)
+    if method == "direct":
+        with fastgd.use_backend("numpy"):
+            assert_array_equal(D, fastgd.sqeuclidean(X, other, method="direct"))
+    if kind == "near-duplicates" and not symmetric:
+        assert D[5, 5] == 0
+
+
+@pytest.mark.parametrize("k", [3, 16, 32, 64])
+def test_masked_levels_agree_bitwise(rng, float_dtype, k):
+    m, n = 40, 30
+    A = rng.random((m, n)).astype(float_dtype)
+    A[rng.random((m, n)) < 0.6] = np.nan
+    W = rng.standard_normal((m, k)).astype(float_dtype)
+    H = rng.standard_normal((k, n)).astype(float_dtype)
+    plan = fastgd.observed(A)
+    results = run_at_each_level(
+        lambda: [np.array(x) for x in fastgd.masked_loss_grad(plan, W, H, n_threads=1)])
+    assert_levels_agree_bitwise(results)
+
+
+def config_in_subprocess(simd):
+    environment = dict(os.environ, FASTGD_SIMD=simd)
+    return subprocess.run(
+        [sys.executable, "-c",
+         "import json; from fastgd._config import config_info; "
+         "print(json.dumps(config_info()['simd']))"],
+        capture_output=True, text=True, env=environment, timeout=120,
+    )
+
+
+def test_fastgd_simd_caps_every_family():
+    completed = config_in_subprocess("baseline")
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout) == {kernel: "baseline"
+                                            for kernel in _backend.DISPATCHED_KERNELS}
+
+
+def test_fastgd_simd_rejects_an_unknown_level():
+    completed = config_in_subprocess("avx1024")
+    assert completed.returncode != 0
+    assert "FASTGD_SIMD must be one of scalar, baseline, avx2, avx512; got 'avx1024'" in (
+        completed.stderr)
+
+
+def test_show_config_names_the_cpu_and_the_level_per_kernel():
+    import io
+
+    buffer = io.StringIO()
+    fastgd.show_config(file=buffer)
+    text = buffer.getvalue()
+    info = _backend.ext._build_info.cpu_info()
+    assert f"(up to {info['level']})" in text
+    for kernel, level in _backend.simd_levels.items():
+        assert f"{kernel} {level}" in text
+    if sys.platform.startswith("linux") and os.uname().machine == "x86_64":
+        assert "sse2" in info["features"]
