@@ -12,7 +12,7 @@ dW = R @ H.T and dH = W.T @ R; the Python layer scales them for the loss and add
   share of dW and dH. No m x n temporary.
 * plan path: the observed entries in CSR order (indptr, indices, values). Per entry
   (i, j): r = W[i] . H.T[j] - value, dW[i] += r H.T[j], dH.T[j] += r W[i], on contiguous
-  rows of W and of H.T. O(nnz k). The loop itself is C in masked_rows.h, compiled per
+  rows of W and of H.T. O(nnz k). The loop itself is C in masked_loops.h, compiled per
   instruction set and chosen at import for the CPU (select_simd).
 * small dense problems: small_loss_grad does validation, loss, gradients, scaling and
   l2 in one call with direct dot products, for the microsecond-sized tutorial case.
@@ -37,36 +37,26 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 cnp.import_array()
 
 
-cdef extern from *:
-    """
-    #include <stdint.h>
-    #include <string.h>
-    /* value where keep is nonzero, +0 elsewhere, without a branch (the loops that call
-       these vectorise; a branch on a random mask would be mispredicted half the time). */
-    static inline double fastgd_keep_double(double value, int keep) {
-        uint64_t bits;
-        memcpy(&bits, &value, sizeof bits);
-        bits &= (uint64_t)0 - (uint64_t)(keep != 0);
-        memcpy(&value, &bits, sizeof bits);
-        return value;
-    }
-    static inline float fastgd_keep_float(float value, int keep) {
-        uint32_t bits;
-        memcpy(&bits, &value, sizeof bits);
-        bits &= (uint32_t)0 - (uint32_t)(keep != 0);
-        memcpy(&value, &bits, sizeof bits);
-        return value;
-    }
-    """
-    double fastgd_keep_double(double value, int keep) noexcept nogil
-    float fastgd_keep_float(float value, int keep) noexcept nogil
-
-
-cdef inline floating _keep(floating value, int keep) noexcept nogil:
-    if floating is float:
-        return fastgd_keep_float(value, keep)
-    else:
-        return fastgd_keep_double(value, keep)
+cdef extern from "masked_loops.h":
+    int fastgd_masked_select_simd(int highest) noexcept nogil
+    double fastgd_residual_row_f32(float* t_row, const float* a_row,
+                                   const unsigned char* m_row, Py_ssize_t cols,
+                                   int64_t* observed) noexcept nogil
+    double fastgd_residual_row_f64(double* t_row, const double* a_row,
+                                   const unsigned char* m_row, Py_ssize_t cols,
+                                   int64_t* observed) noexcept nogil
+    double fastgd_plan_rows_f32_i32(const int32_t*, const int32_t*, const float*, const float*,
+                                    const float*, float*, float*, Py_ssize_t, Py_ssize_t,
+                                    Py_ssize_t) noexcept nogil
+    double fastgd_plan_rows_f32_i64(const int64_t*, const int64_t*, const float*, const float*,
+                                    const float*, float*, float*, Py_ssize_t, Py_ssize_t,
+                                    Py_ssize_t) noexcept nogil
+    double fastgd_plan_rows_f64_i32(const int32_t*, const int32_t*, const double*,
+                                    const double*, const double*, double*, double*, Py_ssize_t,
+                                    Py_ssize_t, Py_ssize_t) noexcept nogil
+    double fastgd_plan_rows_f64_i64(const int64_t*, const int64_t*, const double*,
+                                    const double*, const double*, double*, double*, Py_ssize_t,
+                                    Py_ssize_t, Py_ssize_t) noexcept nogil
 
 
 ctypedef fused index_t:
@@ -120,23 +110,6 @@ cdef inline void _axpy(floating alpha, const floating* x, floating* y,
     cdef Py_ssize_t c
     for c in range(k):
         y[c] += alpha * x[c]
-
-
-cdef inline double _sum_of_squares(const floating* x, Py_ssize_t length) noexcept nogil:
-    """sum x^2 in double, with four independent sums."""
-    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, v
-    cdef Py_ssize_t c = 0
-    while c + 4 <= length:
-        s0 += <double>x[c] * x[c]
-        s1 += <double>x[c + 1] * x[c + 1]
-        s2 += <double>x[c + 2] * x[c + 2]
-        s3 += <double>x[c + 3] * x[c + 3]
-        c += 4
-    while c < length:
-        v = x[c]
-        s0 += v * v
-        c += 1
-    return (s0 + s1) + (s2 + s3)
 
 
 cdef inline uint64_t _nonfinite_bits(floating value) noexcept nogil:
@@ -258,29 +231,19 @@ cdef double _residual_tile(const floating* A, const unsigned char* mask, Py_ssiz
                            floating* tile, Py_ssize_t ld, int64_t* count) noexcept nogil:
     """tile (rows x cols, leading dimension ld) holds (W @ H)[i0:, j0:]; overwrite it
     with the masked residual, add the observed entries to count, and return the sum of
-    the squared residuals (in double)."""
-    cdef Py_ssize_t a, b
-    cdef int64_t observed = 0
+    the squared residuals (in double). The row loop is masked_loops.h's, per CPU level."""
+    cdef Py_ssize_t a
     cdef double total = 0
-    cdef const floating* a_row
-    cdef const unsigned char* m_row
-    cdef floating* t_row
-    cdef floating value
+    cdef const unsigned char* m_row = NULL
     for a in range(rows):
-        a_row = A + (i0 + a) * n + j0
-        t_row = tile + a * ld
         if mask != NULL:
             m_row = mask + (i0 + a) * n + j0
-            for b in range(cols):
-                t_row[b] = _keep(t_row[b] - a_row[b], m_row[b] != 0)
-                observed += m_row[b] != 0
+        if floating is float:
+            total += fastgd_residual_row_f32(tile + a * ld, A + (i0 + a) * n + j0, m_row,
+                                             cols, count)
         else:
-            for b in range(cols):
-                value = a_row[b]
-                t_row[b] = _keep(t_row[b] - value, value == value)
-                observed += value == value
-        total += _sum_of_squares(t_row, cols)
-    count[0] += observed
+            total += fastgd_residual_row_f64(tile + a * ld, A + (i0 + a) * n + j0, m_row,
+                                             cols, count)
     return total
 
 
@@ -470,29 +433,14 @@ def plan_residual(const index_t[::1] indptr, const index_t[::1] indices,
                 out[e] = (_dot(w, &HT[j, 0], k) if k else 0) - values[e]
 
 
-cdef extern from "masked_rows.h":
-    int fastgd_masked_select_simd(int highest) noexcept nogil
-    double fastgd_plan_rows_f32_i32(const int32_t*, const int32_t*, const float*, const float*,
-                                    const float*, float*, float*, Py_ssize_t, Py_ssize_t,
-                                    Py_ssize_t) noexcept nogil
-    double fastgd_plan_rows_f32_i64(const int64_t*, const int64_t*, const float*, const float*,
-                                    const float*, float*, float*, Py_ssize_t, Py_ssize_t,
-                                    Py_ssize_t) noexcept nogil
-    double fastgd_plan_rows_f64_i32(const int32_t*, const int32_t*, const double*,
-                                    const double*, const double*, double*, double*, Py_ssize_t,
-                                    Py_ssize_t, Py_ssize_t) noexcept nogil
-    double fastgd_plan_rows_f64_i64(const int64_t*, const int64_t*, const double*,
-                                    const double*, const double*, double*, double*, Py_ssize_t,
-                                    Py_ssize_t, Py_ssize_t) noexcept nogil
-
-
 SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
 
 
 def select_simd(str highest):
     """Choose the plan path's inner loops for this CPU, at most ``highest`` (one of
-    SIMD_LEVELS: plain C, the build's baseline vectors, AVX2; an AVX-512 CPU runs the AVX2
-    loops). All give bitwise the same results; returns the level chosen."""
+    SIMD_LEVELS: plain C, the build's baseline vectors, AVX2, AVX-512 for the dense path's
+    loops with the plan path's AVX2 loops). All give bitwise the same results; returns the
+    level chosen."""
     return SIMD_LEVELS[fastgd_masked_select_simd(SIMD_LEVELS.index(highest))]
 
 
@@ -501,7 +449,7 @@ cdef inline double _plan_part(const index_t* indptr, const index_t* indices,
                               const floating* HT, floating* dW, floating* dHT, Py_ssize_t k,
                               Py_ssize_t row_begin, Py_ssize_t row_end) noexcept nogil:
     """Rows [row_begin, row_end): their rows of dW, their share of dH.T added to dHT (n x k,
-    zeroed by the caller); returns their sum of r^2 (masked_rows.h)."""
+    zeroed by the caller); returns their sum of r^2 (masked_loops.h)."""
     if floating is float:
         if index_t is int32_t:
             return fastgd_plan_rows_f32_i32(indptr, indices, values, W, HT, dW, dHT, k,

@@ -147,16 +147,33 @@ def test_sqeuclidean_levels_agree_bitwise(rng, float_dtype, method, kind, symmet
 
 
 @pytest.mark.parametrize("k", [3, 16, 32, 64])
-def test_masked_levels_agree_bitwise(rng, float_dtype, k):
-    m, n = 40, 30
+@pytest.mark.parametrize("with_mask", [False, True], ids=["nan", "mask"])
+def test_masked_levels_agree_bitwise(rng, float_dtype, k, with_mask):
+    m, n = 70, 530  # two row blocks and two column tiles of the dense path, cut short
     A = rng.random((m, n)).astype(float_dtype)
-    A[rng.random((m, n)) < 0.6] = np.nan
+    missing = rng.random((m, n)) < 0.6
+    mask = ~missing if with_mask else None
+    A[missing] = np.nan
     W = rng.standard_normal((m, k)).astype(float_dtype)
     H = rng.standard_normal((k, n)).astype(float_dtype)
-    plan = fastgd.observed(A)
-    results = run_at_each_level(
-        lambda: [np.array(x) for x in fastgd.masked_loss_grad(plan, W, H, n_threads=1)])
+    plan = fastgd.observed(A, mask=mask)
+
+    def compute():
+        plan_result = fastgd.masked_loss_grad(plan, W, H, n_threads=1)
+        dense_result = fastgd.masked_loss_grad(A, W, H, mask=mask, method="dense",
+                                               n_threads=1)
+        residual = fastgd.masked_residual(A, W, H, mask=mask, n_threads=1)
+        return [np.array(x) for x in (*plan_result, *dense_result, residual)]
+
+    results = run_at_each_level(compute)
     assert_levels_agree_bitwise(results)
+    loss, dW, dH = results[cpu_levels()[-1]][3:6]
+    with fastgd.use_backend("numpy"):
+        expected = fastgd.masked_loss_grad(A, W, H, mask=mask, method="dense")
+    tolerance = 1e-4 if float_dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(loss, expected[0], rtol=tolerance)
+    np.testing.assert_allclose(dW, expected[1], rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(dH, expected[2], rtol=tolerance, atol=tolerance)
 
 
 def config_in_subprocess(simd):

@@ -1,6 +1,8 @@
 """The fused-update cases (one Adagrad step, the fused-update issue's sizes) and their
 peers: idiomatic NumPy, NumPy with out= and scratch buffers, torch.optim.Adagrad fused
-and for-loop, and the bandwidth floor (a pass that reads p, g, G and writes p and G)."""
+and for-loop, and two yardsticks: the bandwidth floor (a pass that reads p, g, G and
+writes p and G) and fastgd's projected step (lower_bound=0: its ratio is the cost of
+the projection)."""
 
 import os
 
@@ -22,7 +24,8 @@ CASES = {
 QUICK_CASES = ["1e5 float64", "1e3 float64", "1000 x 100 float64"]
 OURS = ["fastgd.adagrad_update", "fastgd.Adagrad.step"]
 # The peers, in the table's order (peers() leaves out those not installed).
-PEERS = ["numpy", "numpy out=", "torch fused", "torch for-loop", "bandwidth floor"]
+PEERS = ["numpy", "numpy out=", "torch fused", "torch for-loop", "bandwidth floor",
+         "fastgd lower_bound=0"]
 
 
 def applies(case, peer):
@@ -85,6 +88,10 @@ def peers(case, n_threads):
                 t.grad = torch.tensor(g)
             torch_optimizer = torch.optim.Adagrad(tensors, lr=LR, eps=EPS, **options)
             result[name] = torch_optimizer.step
+    bounded_params, _, bounded_accums = make_state(shapes)
+    result["fastgd lower_bound=0"] = lambda: fastgd.adagrad_update(
+        bounded_params, grads, bounded_accums, lr=LR, eps=EPS, lower_bound=0.0,
+        n_threads=n_threads)
     if ext is not None and applies(case, "bandwidth floor"):
         floor_params, _, floor_accums = make_state(shapes)
         result["bandwidth floor"] = lambda: ext._updates.bandwidth_floor(

@@ -287,13 +287,15 @@ FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f64_i64_avx2, double, int64_t,
 #endif
 
 /* Which loops run: FASTGD_LEVEL_SCALAR plain C lanes, FASTGD_LEVEL_BASELINE the
- * baseline's vectors (SSE2 on x86-64), FASTGD_LEVEL_AVX2 AVX2 (also on AVX-512 CPUs). */
+ * baseline's vectors (SSE2 on x86-64), FASTGD_LEVEL_AVX2 AVX2, FASTGD_LEVEL_AVX512 the
+ * dense path's loops for AVX-512 (the plan path's AVX2 loops, whose eight lanes per dot
+ * product fill AVX2 registers). */
 static int fastgd_masked_simd = FASTGD_LEVEL_SCALAR;
 
 /* Choose the loops for this CPU, at most level `asked`; returns the level chosen. */
 static int fastgd_masked_select_simd(int asked)
 {
-    int highest = FASTGD_X86_DISPATCH ? FASTGD_LEVEL_AVX2
+    int highest = FASTGD_X86_DISPATCH ? FASTGD_LEVEL_AVX512
                   : FASTGD_SSE2       ? FASTGD_LEVEL_BASELINE
                                       : FASTGD_LEVEL_SCALAR;
     fastgd_masked_simd = fastgd_choose_level(asked, highest);
@@ -302,7 +304,7 @@ static int fastgd_masked_select_simd(int asked)
 
 #if FASTGD_X86_DISPATCH
 #define FASTGD_DISPATCH(NAME, ...)                                                      \
-    (fastgd_masked_simd == FASTGD_LEVEL_AVX2       ? NAME##_avx2(__VA_ARGS__)           \
+    (fastgd_masked_simd >= FASTGD_LEVEL_AVX2       ? NAME##_avx2(__VA_ARGS__)           \
      : fastgd_masked_simd == FASTGD_LEVEL_BASELINE ? NAME##_base(__VA_ARGS__)           \
                                                    : NAME##_array(__VA_ARGS__))
 #else
@@ -322,5 +324,82 @@ FASTGD_DEFINE_PLAN_ROWS_DISPATCH(fastgd_plan_rows_f32_i32, float, int32_t)
 FASTGD_DEFINE_PLAN_ROWS_DISPATCH(fastgd_plan_rows_f32_i64, float, int64_t)
 FASTGD_DEFINE_PLAN_ROWS_DISPATCH(fastgd_plan_rows_f64_i32, double, int32_t)
 FASTGD_DEFINE_PLAN_ROWS_DISPATCH(fastgd_plan_rows_f64_i64, double, int64_t)
+
+/* The dense path's pass over a row of a tile of W @ H: t_row[b] = t_row[b] - a_row[b]
+ * where the entry is observed (m_row[b] != 0, or a_row[b] is not NaN without a mask),
+ * +0 elsewhere, without a branch; adds the observed entries to *observed and returns
+ * the sum of the squared residuals in double, in four interleaved sums added as
+ * (s0 + s1) + (s2 + s3). Element-wise operations and a fixed summation order: every
+ * level gives bitwise the same results. */
+#define FASTGD_DEFINE_RESIDUAL_ROW(NAME, TARGET, REAL, UINT)                            \
+    TARGET static double NAME(REAL *restrict t_row, const REAL *restrict a_row,         \
+                              const unsigned char *restrict m_row, ptrdiff_t cols,      \
+                              int64_t *observed)                                        \
+    {                                                                                   \
+        int64_t count = 0;                                                              \
+        if (m_row != NULL) {                                                            \
+            for (ptrdiff_t b = 0; b < cols; b++) {                                      \
+                REAL r = t_row[b] - a_row[b];                                           \
+                UINT bits;                                                              \
+                memcpy(&bits, &r, sizeof bits);                                         \
+                bits &= (UINT)0 - (UINT)(m_row[b] != 0);                                \
+                memcpy(&r, &bits, sizeof bits);                                         \
+                t_row[b] = r;                                                           \
+                count += m_row[b] != 0;                                                 \
+            }                                                                           \
+        } else {                                                                        \
+            for (ptrdiff_t b = 0; b < cols; b++) {                                      \
+                REAL value = a_row[b], r = t_row[b] - value;                            \
+                UINT bits;                                                              \
+                memcpy(&bits, &r, sizeof bits);                                         \
+                bits &= (UINT)0 - (UINT)(value == value);                               \
+                memcpy(&r, &bits, sizeof bits);                                         \
+                t_row[b] = r;                                                           \
+                count += value == value;                                                \
+            }                                                                           \
+        }                                                                               \
+        *observed += count;                                                             \
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                          \
+        ptrdiff_t c = 0;                                                                \
+        for (; c + 4 <= cols; c += 4) {                                                 \
+            s0 += (double)t_row[c] * t_row[c];                                          \
+            s1 += (double)t_row[c + 1] * t_row[c + 1];                                  \
+            s2 += (double)t_row[c + 2] * t_row[c + 2];                                  \
+            s3 += (double)t_row[c + 3] * t_row[c + 3];                                  \
+        }                                                                               \
+        for (; c < cols; c++)                                                           \
+            s0 += (double)t_row[c] * t_row[c];                                          \
+        return (s0 + s1) + (s2 + s3);                                                   \
+    }
+
+FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f32_base, , float, uint32_t)
+FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f64_base, , double, uint64_t)
+#if FASTGD_X86_DISPATCH
+FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f32_avx2, FASTGD_TARGET_AVX2, float, uint32_t)
+FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f64_avx2, FASTGD_TARGET_AVX2, double, uint64_t)
+FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f32_avx512, FASTGD_TARGET_AVX512, float,
+                           uint32_t)
+FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f64_avx512, FASTGD_TARGET_AVX512, double,
+                           uint64_t)
+#define FASTGD_DENSE_DISPATCH(NAME, ...)                                                \
+    (fastgd_masked_simd == FASTGD_LEVEL_AVX512 ? NAME##_avx512(__VA_ARGS__)             \
+     : fastgd_masked_simd == FASTGD_LEVEL_AVX2 ? NAME##_avx2(__VA_ARGS__)               \
+                                               : NAME##_base(__VA_ARGS__))
+#else
+#define FASTGD_DENSE_DISPATCH(NAME, ...) NAME##_base(__VA_ARGS__)
+#endif
+
+static inline double fastgd_residual_row_f32(float *t_row, const float *a_row,
+                                             const unsigned char *m_row, ptrdiff_t cols,
+                                             int64_t *observed)
+{
+    return FASTGD_DENSE_DISPATCH(fastgd_residual_row_f32, t_row, a_row, m_row, cols, observed);
+}
+static inline double fastgd_residual_row_f64(double *t_row, const double *a_row,
+                                             const unsigned char *m_row, ptrdiff_t cols,
+                                             int64_t *observed)
+{
+    return FASTGD_DENSE_DISPATCH(fastgd_residual_row_f64, t_row, a_row, m_row, cols, observed);
+}
 
 #endif
