@@ -48,6 +48,24 @@ cdef extern from "pairwise_loops.h" nogil:
     int fastgd_round_row_f32(const double* sums, float* out_row, Py_ssize_t n)
     int fastgd_round_row_f64(const double* sums, double* out_row, Py_ssize_t n)
     int fastgd_pairwise_select_level(int asked)
+    const int FUSED_MR "FASTGD_FUSED_MR"
+    const int FUSED_NR_f32 "FASTGD_FUSED_NR_f32"
+    const int FUSED_NR_f64 "FASTGD_FUSED_NR_f64"
+    int fastgd_pairwise_fused()
+    void fastgd_pack_panels_f32(const float* rows, Py_ssize_t d, Py_ssize_t row0,
+                                Py_ssize_t nrows, Py_ssize_t width, const double* shift,
+                                float* packed)
+    void fastgd_pack_panels_f64(const double* rows, Py_ssize_t d, Py_ssize_t row0,
+                                Py_ssize_t nrows, Py_ssize_t width, const double* shift,
+                                double* packed)
+    void fastgd_fused_block_f32(const float* xp, const float* yp, Py_ssize_t d,
+                                const double* x_norms, const double* y_norms, double ratio,
+                                const float* x_rows, const float* y_rows, float* out,
+                                Py_ssize_t ldo, Py_ssize_t rows, Py_ssize_t cols)
+    void fastgd_fused_block_f64(const double* xp, const double* yp, Py_ssize_t d,
+                                const double* x_norms, const double* y_norms, double ratio,
+                                const double* x_rows, const double* y_rows, double* out,
+                                Py_ssize_t ldo, Py_ssize_t rows, Py_ssize_t cols)
 
 
 SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
@@ -68,6 +86,9 @@ cdef enum:
     # Features per packed tile (per GEMM call, per direct pass); more are taken in chunks,
     # so the scratch memory per thread does not grow with d.
     DEPTH = 256
+    # Rows a packed tile of Y may take in the fused path's panels (TILE rounded up to
+    # whole panels of FASTGD_FUSED_NR_MAX rows).
+    PANEL_ROWS = TILE + 48
 
 # Where the expansion is kept: D - CANCELLATION_RATIO * S > 0 and finite, S = ||x||^2 + ||y||^2
 # of the centred rows. The expansion's error is at most about (2d + 1) u S from the norms and
@@ -228,6 +249,53 @@ cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
                 out[(j0 + b) * m + i] = out_row[b]
 
 
+cdef void _fused_expansion_tile(const floating* X, const floating* Y, floating* out,
+                                Py_ssize_t d, Py_ssize_t m, bint symmetric,
+                                const double* shift, const double* x_norms,
+                                const double* y_norms,
+                                Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
+                                bint pack_x, floating* x_packed,
+                                floating* y_packed) noexcept nogil:
+    """One output tile by the fused expansion (pairwise_loops.h, AVX-512, d <= DEPTH):
+    blocks of FUSED_MR x NR entries straight from registers into out, the entries that
+    may have cancelled recomputed by direct differences within the block."""
+    cdef Py_ssize_t nr = FUSED_NR_f32 if floating is float else FUSED_NR_f64
+    cdef Py_ssize_t p, q, a, b, b_start, rows, cols, i, j
+    cdef bint diagonal_tile = symmetric and i0 == j0
+    if floating is float:
+        if pack_x:
+            fastgd_pack_panels_f32(X, d, i0, ni, FUSED_MR, shift, x_packed)
+        fastgd_pack_panels_f32(Y, d, j0, nj, nr, shift, y_packed)
+    else:
+        if pack_x:
+            fastgd_pack_panels_f64(X, d, i0, ni, FUSED_MR, shift, x_packed)
+        fastgd_pack_panels_f64(Y, d, j0, nj, nr, shift, y_packed)
+    # Along rows of the output (FUSED_MR rows at a time): the stores stream through whole
+    # cache lines in order, and the packed tile of Y is read from L2.
+    for p in range((ni + FUSED_MR - 1) // FUSED_MR):
+        rows = min(<Py_ssize_t>FUSED_MR, ni - p * FUSED_MR)
+        i = i0 + p * FUSED_MR
+        for q in range((nj + nr - 1) // nr):
+            cols = min(nr, nj - q * nr)
+            j = j0 + q * nr
+            if floating is float:
+                fastgd_fused_block_f32(x_packed + p * FUSED_MR * d, y_packed + q * nr * d, d,
+                                       x_norms + i, y_norms + j, CANCELLATION_RATIO,
+                                       X + i * d, Y + j * d, out + i * m + j, m, rows, cols)
+            else:
+                fastgd_fused_block_f64(x_packed + p * FUSED_MR * d, y_packed + q * nr * d, d,
+                                       x_norms + i, y_norms + j, CANCELLATION_RATIO,
+                                       X + i * d, Y + j * d, out + i * m + j, m, rows, cols)
+    if diagonal_tile:
+        for a in range(ni):
+            out[(i0 + a) * m + i0 + a] = 0
+    if symmetric:
+        for a in range(ni):
+            b_start = a + 1 if diagonal_tile else 0
+            for b in range(b_start, nj):
+                out[(j0 + b) * m + i0 + a] = out[(i0 + a) * m + j0 + b]
+
+
 cdef inline bint _epilogue_row(const floating* gram_row, const double* y_norms,
                                double x_norm, floating* out_row, Py_ssize_t n,
                                unsigned char* suspect_flags) noexcept nogil:
@@ -340,9 +408,10 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
     cdef double* y_columns = NULL
     cdef double* sums = NULL
     cdef int status = 0
+    cdef bint fused = expansion and d <= DEPTH and fastgd_pairwise_fused()
     if expansion:
         x_packed = <floating*>malloc(TILE * depth * sizeof(floating))
-        y_packed = <floating*>malloc(TILE * depth * sizeof(floating))
+        y_packed = <floating*>malloc(PANEL_ROWS * depth * sizeof(floating))
         gram = <floating*>malloc(TILE * TILE * sizeof(floating))
         if x_packed == NULL or y_packed == NULL or gram == NULL:
             status = -1
@@ -356,7 +425,13 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
             _tile_of_task(task, n_col_tiles, symmetric, &row_tile, &col_tile)
             i0 = row_tile * TILE
             j0 = col_tile * TILE
-            if expansion:
+            if fused:
+                _fused_expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
+                                      i0, min(<Py_ssize_t>TILE, n - i0),
+                                      j0, min(<Py_ssize_t>TILE, m - j0),
+                                      row_tile != packed_row_tile, x_packed, y_packed)
+                packed_row_tile = row_tile
+            elif expansion:
                 _expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
                                 i0, min(<Py_ssize_t>TILE, n - i0),
                                 j0, min(<Py_ssize_t>TILE, m - j0),

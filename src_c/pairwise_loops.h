@@ -13,6 +13,7 @@
 #ifndef FASTGD_PAIRWISE_LOOPS_H
 #define FASTGD_PAIRWISE_LOOPS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -195,5 +196,239 @@ static int fastgd_pairwise_select_level(int asked)
 
 FASTGD_DEFINE_PAIRWISE_DISPATCH(f32, float)
 FASTGD_DEFINE_PAIRWISE_DISPATCH(f64, double)
+
+/* ---------------------------------------------------------------------------------------
+ * The fused expansion for AVX-512 CPUs: the Gram products and the epilogue in one pass,
+ * without a Gram tile in memory. BLAS libraries often run their AVX2 kernels on AVX-512
+ * CPUs (OpenBLAS picks Haswell kernels for CPUs it does not know), at half the width this
+ * CPU has; this kernel uses it all.
+ *
+ * The centred rows are packed in panels, [panel][k][lane] with FASTGD_FUSED_MR rows of X or
+ * FASTGD_FUSED_NR_<dtype> rows of Y per panel, zero-padded. A block of MR x NR dot products
+ * stays in 24 registers over all d features (d <= DEPTH), one FMA per feature in order,
+ * then goes through the same epilogue as the unfused path: D = (||x||^2 + ||y||^2) - 2 x.y
+ * in double, rounded once, kept where D - threshold is positive and finite; the other
+ * entries are recomputed at once by direct differences of the original rows. The dot products are summed in another order than BLAS's, inside the same
+ * error bound: the result can differ from the unfused path's in the last bits, never
+ * beyond the promised accuracy.
+ */
+#define FASTGD_FUSED_MR 8
+#define FASTGD_FUSED_NR_f64 24
+#define FASTGD_FUSED_NR_f32 48
+#define FASTGD_FUSED_NR_MAX 48
+
+/* packed[(p * d + k) * width + l] = rows[row0 + p * width + l, k] - shift[k], rounded to
+ * REAL (exactly as the unfused path packs them), 0 past the last row. */
+#define FASTGD_DEFINE_PACK_PANELS(NAME, REAL)                                           \
+    static void NAME(const REAL *rows, ptrdiff_t d, ptrdiff_t row0, ptrdiff_t nrows,    \
+                     ptrdiff_t width, const double *shift, REAL *packed)                \
+    {                                                                                   \
+        ptrdiff_t n_panels = (nrows + width - 1) / width;                               \
+        for (ptrdiff_t r = 0; r < n_panels * width; r++) {                              \
+            REAL *panel = packed + (r / width) * d * width + r % width;                 \
+            if (r < nrows) {                                                            \
+                const REAL *src = rows + (row0 + r) * d;                                \
+                for (ptrdiff_t k = 0; k < d; k++)                                       \
+                    panel[k * width] = (REAL)((double)src[k] - shift[k]);               \
+            } else {                                                                    \
+                for (ptrdiff_t k = 0; k < d; k++)                                       \
+                    panel[k * width] = 0;                                               \
+            }                                                                           \
+        }                                                                               \
+    }
+FASTGD_DEFINE_PACK_PANELS(fastgd_pack_panels_f32, float)
+FASTGD_DEFINE_PACK_PANELS(fastgd_pack_panels_f64, double)
+
+#if FASTGD_X86_DISPATCH
+#include <immintrin.h>
+
+/* Lanes < count of an 8-lane mask. */
+static inline __mmask8 fastgd_lanes8(ptrdiff_t count)
+{
+    return count >= 8 ? (__mmask8)0xFF : count <= 0 ? (__mmask8)0 : (__mmask8)((1u << count) - 1);
+}
+
+/* sum_k (x[k] - y[k])^2 in double over the original rows, eight features at a time: the
+ * direct recomputation of an entry the expansion may have cancelled (any order of the sum
+ * is well inside the promised bound). 0 in the output dtype means equal rows: a positive
+ * sum that rounds to 0 becomes the smallest subnormal. */
+FASTGD_TARGET_AVX512 static inline double fastgd_direct_sum_f64_avx512(const double *x,
+                                                                      const double *y,
+                                                                      ptrdiff_t d)
+{
+    __m512d sums = _mm512_setzero_pd();
+    for (ptrdiff_t k = 0; k < d; k += 8) {
+        __mmask8 lanes = fastgd_lanes8(d - k);
+        __m512d diff = _mm512_sub_pd(_mm512_maskz_loadu_pd(lanes, x + k),
+                                     _mm512_maskz_loadu_pd(lanes, y + k));
+        sums = _mm512_add_pd(sums, _mm512_mul_pd(diff, diff));
+    }
+    return _mm512_reduce_add_pd(sums);
+}
+FASTGD_TARGET_AVX512 static inline double fastgd_direct_sum_f32_avx512(const float *x,
+                                                                      const float *y,
+                                                                      ptrdiff_t d)
+{
+    __m512d sums = _mm512_setzero_pd();
+    for (ptrdiff_t k = 0; k < d; k += 8) {
+        __mmask8 lanes = fastgd_lanes8(d - k);
+        __m512d diff = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_maskz_loadu_ps(lanes, x + k)),
+                                     _mm512_cvtps_pd(_mm256_maskz_loadu_ps(lanes, y + k)));
+        sums = _mm512_add_pd(sums, _mm512_mul_pd(diff, diff));
+    }
+    return _mm512_reduce_add_pd(sums);
+}
+#define FASTGD_DEFINE_RECOMPUTE(NAME, REAL, SUM, TRUE_MIN)                              \
+    FASTGD_TARGET_AVX512 static void NAME(const REAL *x, const REAL *y_rows, ptrdiff_t d, \
+                                          uint64_t columns, REAL *out_row)              \
+    {                                                                                   \
+        for (; columns; columns &= columns - 1) {                                       \
+            int c = __builtin_ctzll(columns);                                           \
+            const REAL *y = y_rows + c * d;                                             \
+            REAL value = (REAL)SUM(x, y, d);                                            \
+            if (value == 0 && memcmp(x, y, (size_t)d * sizeof(REAL)) != 0) {            \
+                int equal = 1;                                                          \
+                for (ptrdiff_t k = 0; k < d; k++)                                       \
+                    equal &= x[k] == y[k];                                              \
+                value = equal ? 0 : TRUE_MIN;                                           \
+            }                                                                           \
+            out_row[c] = value;                                                         \
+        }                                                                               \
+    }
+FASTGD_DEFINE_RECOMPUTE(fastgd_recompute_f64, double, fastgd_direct_sum_f64_avx512,
+                        FASTGD_DOUBLE_TRUE_MIN)
+FASTGD_DEFINE_RECOMPUTE(fastgd_recompute_f32, float, fastgd_direct_sum_f32_avx512,
+                        FASTGD_FLOAT_TRUE_MIN)
+
+/* One block of up to MR x 24 entries (rows x cols) of a float64 output; x_rows and y_rows
+ * are the block's original rows (for the entries recomputed directly). */
+FASTGD_TARGET_AVX512 static void fastgd_fused_block_f64(
+    const double *restrict xp, const double *restrict yp, ptrdiff_t d,
+    const double *restrict x_norms, const double *restrict y_norms, double ratio,
+    const double *x_rows, const double *y_rows, double *restrict out, ptrdiff_t ldo,
+    ptrdiff_t rows, ptrdiff_t cols)
+{
+    __m512d acc[FASTGD_FUSED_MR][3];
+    for (int r = 0; r < FASTGD_FUSED_MR; r++)
+        acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_pd();
+    for (ptrdiff_t k = 0; k < d; k++) {
+        const double *y = yp + k * FASTGD_FUSED_NR_f64, *x = xp + k * FASTGD_FUSED_MR;
+        __m512d y0 = _mm512_loadu_pd(y), y1 = _mm512_loadu_pd(y + 8);
+        __m512d y2 = _mm512_loadu_pd(y + 16);
+        for (int r = 0; r < FASTGD_FUSED_MR; r++) {
+            __m512d xr = _mm512_set1_pd(x[r]);
+            acc[r][0] = _mm512_fmadd_pd(xr, y0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_pd(xr, y1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_pd(xr, y2, acc[r][2]);
+        }
+    }
+    const __m512d minus_two = _mm512_set1_pd(-2.0), ratio_v = _mm512_set1_pd(ratio);
+    const __m512d zero = _mm512_setzero_pd(), infinity = _mm512_set1_pd(INFINITY);
+    __mmask8 lanes[3];
+    __m512d yn[3];
+    for (int v = 0; v < 3; v++) {
+        lanes[v] = fastgd_lanes8(cols - 8 * v);
+        yn[v] = _mm512_maskz_loadu_pd(lanes[v], y_norms + 8 * v);
+    }
+    for (int r = 0; r < FASTGD_FUSED_MR; r++) {
+        if (r >= rows)
+            break;
+        __m512d xn = _mm512_set1_pd(x_norms[r]);
+        uint64_t bad = 0;
+        for (int v = 0; v < 3; v++) {
+            __m512d norms_sum = _mm512_add_pd(xn, yn[v]);
+            /* -2 x.y is exact: the fused multiply-add rounds like the separate add. */
+            __m512d dist = _mm512_fmadd_pd(acc[r][v], minus_two, norms_sum);
+            __m512d margin = _mm512_sub_pd(dist, _mm512_mul_pd(ratio_v, norms_sum));
+            __mmask8 kept = _mm512_mask_cmp_pd_mask(
+                _mm512_cmp_pd_mask(margin, zero, _CMP_GT_OQ), margin, infinity, _CMP_LT_OQ);
+            _mm512_mask_storeu_pd(out + r * ldo + 8 * v, lanes[v], dist);
+            bad |= (uint64_t)_kandn_mask8(kept, lanes[v]) << (8 * v);
+        }
+        if (bad)
+            fastgd_recompute_f64(x_rows + r * d, y_rows, d, bad, out + r * ldo);
+    }
+}
+
+/* One block of up to MR x 48 entries of a float32 output: products in float32 (like
+ * sgemm), the epilogue in double. */
+FASTGD_TARGET_AVX512 static void fastgd_fused_block_f32(
+    const float *restrict xp, const float *restrict yp, ptrdiff_t d,
+    const double *restrict x_norms, const double *restrict y_norms, double ratio,
+    const float *x_rows, const float *y_rows, float *restrict out, ptrdiff_t ldo,
+    ptrdiff_t rows, ptrdiff_t cols)
+{
+    __m512 acc[FASTGD_FUSED_MR][3];
+    for (int r = 0; r < FASTGD_FUSED_MR; r++)
+        acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
+    for (ptrdiff_t k = 0; k < d; k++) {
+        const float *y = yp + k * FASTGD_FUSED_NR_f32, *x = xp + k * FASTGD_FUSED_MR;
+        __m512 y0 = _mm512_loadu_ps(y), y1 = _mm512_loadu_ps(y + 16);
+        __m512 y2 = _mm512_loadu_ps(y + 32);
+        for (int r = 0; r < FASTGD_FUSED_MR; r++) {
+            __m512 xr = _mm512_set1_ps(x[r]);
+            acc[r][0] = _mm512_fmadd_ps(xr, y0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(xr, y1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_ps(xr, y2, acc[r][2]);
+        }
+    }
+    const __m512d minus_two = _mm512_set1_pd(-2.0), ratio_v = _mm512_set1_pd(ratio);
+    const __m512d least = _mm512_set1_pd((double)FASTGD_FLOAT_TRUE_MIN);
+    const __m512d zero = _mm512_setzero_pd(), infinity = _mm512_set1_pd(INFINITY);
+    __mmask8 lanes[6];
+    __m512d yn[6];
+    for (int h = 0; h < 6; h++) {
+        lanes[h] = fastgd_lanes8(cols - 8 * h);
+        yn[h] = _mm512_maskz_loadu_pd(lanes[h], y_norms + 8 * h);
+    }
+    for (int r = 0; r < FASTGD_FUSED_MR; r++) {
+        if (r >= rows)
+            break;
+        __m512d xn = _mm512_set1_pd(x_norms[r]);
+        uint64_t bad = 0;
+        for (int h = 0; h < 6; h++) {
+            __m512 vector = acc[r][h / 2];
+            __m256 half = (h % 2) ? _mm512_extractf32x8_ps(vector, 1)
+                                  : _mm512_castps512_ps256(vector);
+            __m512d norms_sum = _mm512_add_pd(xn, yn[h]);
+            /* -2 x.y is exact in float32, then exactly widened: the unfused path's value. */
+            __m512d dist = _mm512_fmadd_pd(_mm512_cvtps_pd(half), minus_two, norms_sum);
+            /* max(ratio S, least): the second operand where the first is NaN, as there. */
+            __m512d threshold = _mm512_max_pd(_mm512_mul_pd(ratio_v, norms_sum), least);
+            __m512d margin = _mm512_sub_pd(dist, threshold);
+            __mmask8 kept = _mm512_mask_cmp_pd_mask(
+                _mm512_cmp_pd_mask(margin, zero, _CMP_GT_OQ), margin, infinity, _CMP_LT_OQ);
+            _mm256_mask_storeu_ps(out + r * ldo + 8 * h, lanes[h], _mm512_cvtpd_ps(dist));
+            bad |= (uint64_t)_kandn_mask8(kept, lanes[h]) << (8 * h);
+        }
+        if (bad)
+            fastgd_recompute_f32(x_rows + r * d, y_rows, d, bad, out + r * ldo);
+    }
+}
+#else
+/* Never called: fastgd_pairwise_fused() is 0 where these cannot be built. */
+static void fastgd_fused_block_f64(const double *xp, const double *yp, ptrdiff_t d,
+                                   const double *x_norms, const double *y_norms,
+                                   double ratio, const double *x_rows, const double *y_rows,
+                                   double *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t cols)
+{
+    (void)xp, (void)yp, (void)d, (void)x_norms, (void)y_norms, (void)ratio, (void)x_rows;
+    (void)y_rows, (void)out, (void)ldo, (void)rows, (void)cols;
+}
+static void fastgd_fused_block_f32(const float *xp, const float *yp, ptrdiff_t d,
+                                   const double *x_norms, const double *y_norms,
+                                   double ratio, const float *x_rows, const float *y_rows,
+                                   float *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t cols)
+{
+    (void)xp, (void)yp, (void)d, (void)x_norms, (void)y_norms, (void)ratio, (void)x_rows;
+    (void)y_rows, (void)out, (void)ldo, (void)rows, (void)cols;
+}
+#endif
+
+/* Whether the expansion runs fused (the AVX-512 level) rather than through BLAS. */
+static inline int fastgd_pairwise_fused(void)
+{
+    return fastgd_pairwise_level == FASTGD_LEVEL_AVX512;
+}
 
 #endif

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
+from test_sqeuclidean import assert_accurate
 
 import fastgd
 from fastgd import _backend
@@ -122,8 +123,12 @@ def test_sgd_levels_agree_with_the_twin_bitwise(rng, float_dtype, settings):
 @pytest.mark.parametrize("method", ["direct", "expansion"])
 @pytest.mark.parametrize("kind", ["random", "offset", "near-duplicates"])
 @pytest.mark.parametrize("symmetric", [False, True], ids=["X-Y", "X-X"])
-def test_sqeuclidean_levels_agree_bitwise(rng, float_dtype, method, kind, symmetric):
-    n, m, d = 300, 270, 37  # several tiles, odd sizes, blocks cut short
+@pytest.mark.parametrize("d", [3, 37, 256, 300])
+def test_sqeuclidean_at_each_level(rng, float_dtype, method, kind, symmetric, d):
+    """The direct loops agree bitwise across levels. The expansion runs through BLAS
+    below AVX-512 and fused above it: its levels agree within the promised bound (and
+    bitwise where they share the path), with the same zeros."""
+    n, m = 130, 270  # two column tiles, odd sizes: blocks and panels cut short
     X = rng.standard_normal((n, d))
     Y = rng.standard_normal((m, d))
     if kind == "offset":
@@ -136,14 +141,20 @@ def test_sqeuclidean_levels_agree_bitwise(rng, float_dtype, method, kind, symmet
 
     results = run_at_each_level(lambda: [fastgd.sqeuclidean(X, other, method=method,
                                                             n_threads=1)])
-    assert_levels_agree_bitwise(results)
-    D = results[cpu_levels()[-1]][0]
-    assert D.dtype == float_dtype and np.all(D >= 0)
     if method == "direct":
+        assert_levels_agree_bitwise(results)
         with fastgd.use_backend("numpy"):
-            assert_array_equal(D, fastgd.sqeuclidean(X, other, method="direct"))
-    if kind == "near-duplicates" and not symmetric:
-        assert D[5, 5] == 0
+            twin = fastgd.sqeuclidean(X, other, method="direct")
+        assert_array_equal(results[cpu_levels()[-1]][0], twin)
+    else:
+        assert_levels_agree_bitwise({level: results[level] for level in results
+                                     if level != "avx512"})
+    for (D,) in results.values():
+        assert D.dtype == float_dtype
+        assert_accurate(D, X, X if symmetric else Y, float_dtype)
+        if symmetric:
+            assert_array_equal(D, D.T)
+            assert np.all(np.diag(D) == 0)
 
 
 @pytest.mark.parametrize("k", [3, 16, 32, 64])
