@@ -58,14 +58,20 @@ cdef extern from "pairwise_loops.h" nogil:
     void fastgd_pack_panels_f64(const double* rows, Py_ssize_t d, Py_ssize_t row0,
                                 Py_ssize_t nrows, Py_ssize_t width, const double* shift,
                                 double* packed)
-    void fastgd_fused_block_f32(const float* xp, const float* yp, Py_ssize_t d,
-                                const double* x_norms, const double* y_norms, double ratio,
-                                const float* x_rows, const float* y_rows, float* out,
-                                Py_ssize_t ldo, Py_ssize_t rows, Py_ssize_t cols)
-    void fastgd_fused_block_f64(const double* xp, const double* yp, Py_ssize_t d,
-                                const double* x_norms, const double* y_norms, double ratio,
-                                const double* x_rows, const double* y_rows, double* out,
-                                Py_ssize_t ldo, Py_ssize_t rows, Py_ssize_t cols)
+    void fastgd_fused_tile_f32(const float* x_packed, const float* y_packed, Py_ssize_t d,
+                               const double* x_norms, const double* y_norms, double ratio,
+                               const float* x_rows, const float* y_rows, float* out,
+                               Py_ssize_t ldo, Py_ssize_t ni, Py_ssize_t nj)
+    void fastgd_fused_tile_f64(const double* x_packed, const double* y_packed, Py_ssize_t d,
+                               const double* x_norms, const double* y_norms, double ratio,
+                               const double* x_rows, const double* y_rows, double* out,
+                               Py_ssize_t ldo, Py_ssize_t ni, Py_ssize_t nj)
+    void fastgd_direct_tile_f32(const float* x_rows, Py_ssize_t d, const double* y_columns,
+                                const float* y_rows, float* out, Py_ssize_t ldo,
+                                Py_ssize_t ni, Py_ssize_t nj)
+    void fastgd_direct_tile_f64(const double* x_rows, Py_ssize_t d, const double* y_columns,
+                                const double* y_rows, double* out, Py_ssize_t ldo,
+                                Py_ssize_t ni, Py_ssize_t nj)
 
 
 SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
@@ -260,8 +266,6 @@ cdef void _fused_expansion_tile(const floating* X, const floating* Y, floating* 
     blocks of FUSED_MR x NR entries straight from registers into out, the entries that
     may have cancelled recomputed by direct differences within the block."""
     cdef Py_ssize_t nr = FUSED_NR_f32 if floating is float else FUSED_NR_f64
-    cdef Py_ssize_t p, q, a, b, b_start, rows, cols, i, j
-    cdef bint diagonal_tile = symmetric and i0 == j0
     if floating is float:
         if pack_x:
             fastgd_pack_panels_f32(X, d, i0, ni, FUSED_MR, shift, x_packed)
@@ -270,22 +274,24 @@ cdef void _fused_expansion_tile(const floating* X, const floating* Y, floating* 
         if pack_x:
             fastgd_pack_panels_f64(X, d, i0, ni, FUSED_MR, shift, x_packed)
         fastgd_pack_panels_f64(Y, d, j0, nj, nr, shift, y_packed)
-    # Along rows of the output (FUSED_MR rows at a time): the stores stream through whole
-    # cache lines in order, and the packed tile of Y is read from L2.
-    for p in range((ni + FUSED_MR - 1) // FUSED_MR):
-        rows = min(<Py_ssize_t>FUSED_MR, ni - p * FUSED_MR)
-        i = i0 + p * FUSED_MR
-        for q in range((nj + nr - 1) // nr):
-            cols = min(nr, nj - q * nr)
-            j = j0 + q * nr
-            if floating is float:
-                fastgd_fused_block_f32(x_packed + p * FUSED_MR * d, y_packed + q * nr * d, d,
-                                       x_norms + i, y_norms + j, CANCELLATION_RATIO,
-                                       X + i * d, Y + j * d, out + i * m + j, m, rows, cols)
-            else:
-                fastgd_fused_block_f64(x_packed + p * FUSED_MR * d, y_packed + q * nr * d, d,
-                                       x_norms + i, y_norms + j, CANCELLATION_RATIO,
-                                       X + i * d, Y + j * d, out + i * m + j, m, rows, cols)
+    if floating is float:
+        fastgd_fused_tile_f32(x_packed, y_packed, d, x_norms + i0, y_norms + j0,
+                              CANCELLATION_RATIO, X + i0 * d, Y + j0 * d, out + i0 * m + j0, m,
+                              ni, nj)
+    else:
+        fastgd_fused_tile_f64(x_packed, y_packed, d, x_norms + i0, y_norms + j0,
+                              CANCELLATION_RATIO, X + i0 * d, Y + j0 * d, out + i0 * m + j0, m,
+                              ni, nj)
+    _finish_symmetric_tile(out, m, symmetric, i0, ni, j0, nj)
+
+
+cdef void _finish_symmetric_tile(floating* out, Py_ssize_t m, bint symmetric,
+                                 Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0,
+                                 Py_ssize_t nj) noexcept nogil:
+    """With Y is X, after a tile computed whole: a zero diagonal, and the upper triangle
+    mirrored into the lower one (so the result is exactly symmetric)."""
+    cdef Py_ssize_t a, b, b_start
+    cdef bint diagonal_tile = symmetric and i0 == j0
     if diagonal_tile:
         for a in range(ni):
             out[(i0 + a) * m + i0 + a] = 0
@@ -373,6 +379,27 @@ cdef void _direct_tile(const floating* X, const floating* Y, floating* out,
         k0 += kc
 
 
+cdef void _direct_tile_blocked(const floating* X, const floating* Y, floating* out,
+                               Py_ssize_t d, Py_ssize_t m, bint symmetric,
+                               Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
+                               double* y_columns) noexcept nogil:
+    """One output tile by direct differences at the AVX-512 level (d <= DEPTH): blocks of
+    FUSED_MR x NR entries with their sums in registers (pairwise_loops.h), the same
+    operations in the same order as _direct_tile, so the same bits."""
+    cdef Py_ssize_t b, k
+    # y_columns[k, b] = Y[j0 + b, k]: contiguous in b.
+    for b in range(nj):
+        for k in range(d):
+            y_columns[k * nj + b] = <double>Y[(j0 + b) * d + k]
+    if floating is float:
+        fastgd_direct_tile_f32(X + i0 * d, d, y_columns, Y + j0 * d, out + i0 * m + j0, m,
+                               ni, nj)
+    else:
+        fastgd_direct_tile_f64(X + i0 * d, d, y_columns, Y + j0 * d, out + i0 * m + j0, m,
+                               ni, nj)
+    _finish_symmetric_tile(out, m, symmetric, i0, ni, j0, nj)
+
+
 cdef inline void _tile_of_task(Py_ssize_t task, Py_ssize_t n_col_tiles, bint symmetric,
                                Py_ssize_t* row_tile, Py_ssize_t* col_tile) noexcept nogil:
     """Task number -> (row tile, column tile); upper triangle only when symmetric."""
@@ -408,7 +435,8 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
     cdef double* y_columns = NULL
     cdef double* sums = NULL
     cdef int status = 0
-    cdef bint fused = expansion and d <= DEPTH and fastgd_pairwise_fused()
+    # At the AVX-512 level, both methods keep a block of entries in registers (d <= DEPTH).
+    cdef bint blocked = d <= DEPTH and fastgd_pairwise_fused()
     if expansion:
         x_packed = <floating*>malloc(TILE * depth * sizeof(floating))
         y_packed = <floating*>malloc(PANEL_ROWS * depth * sizeof(floating))
@@ -425,7 +453,7 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
             _tile_of_task(task, n_col_tiles, symmetric, &row_tile, &col_tile)
             i0 = row_tile * TILE
             j0 = col_tile * TILE
-            if fused:
+            if expansion and blocked:
                 _fused_expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
                                       i0, min(<Py_ssize_t>TILE, n - i0),
                                       j0, min(<Py_ssize_t>TILE, m - j0),
@@ -437,6 +465,10 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
                                 j0, min(<Py_ssize_t>TILE, m - j0),
                                 row_tile != packed_row_tile, x_packed, y_packed, gram)
                 packed_row_tile = row_tile
+            elif blocked:
+                _direct_tile_blocked(X, Y, out, d, m, symmetric,
+                                     i0, min(<Py_ssize_t>TILE, n - i0),
+                                     j0, min(<Py_ssize_t>TILE, m - j0), y_columns)
             else:
                 _direct_tile(X, Y, out, d, m, symmetric,
                              i0, min(<Py_ssize_t>TILE, n - i0),

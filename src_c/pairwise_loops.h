@@ -405,23 +405,136 @@ FASTGD_TARGET_AVX512 static void fastgd_fused_block_f32(
             fastgd_recompute_f32(x_rows + r * d, y_rows, d, bad, out + r * ldo);
     }
 }
+/* Store the lanes of values rounded to the output dtype; return the mask of those that
+ * are 0. */
+FASTGD_TARGET_AVX512 static inline __mmask8 fastgd_store_f64(double *address, __mmask8 lanes,
+                                                            __m512d values)
+{
+    _mm512_mask_storeu_pd(address, lanes, values);
+    return _mm512_mask_cmp_pd_mask(lanes, values, _mm512_setzero_pd(), _CMP_EQ_OQ);
+}
+FASTGD_TARGET_AVX512 static inline __mmask8 fastgd_store_f32(float *address, __mmask8 lanes,
+                                                            __m512d values)
+{
+    __m256 rounded = _mm512_cvtpd_ps(values);
+    _mm256_mask_storeu_ps(address, lanes, rounded);
+    return _mm256_mask_cmp_ps_mask(lanes, rounded, _mm256_setzero_ps(), _CMP_EQ_OQ);
+}
+/* The direct method for AVX-512 CPUs: a block of up to MR x 24 entries with its sums in
+ * registers. sums[r, c] = sum_k (x_r[k] - y_columns[k, c])^2 in double, one multiply and
+ * one add per feature in order from 0 (0 + t^2 = t^2): the same operations as the
+ * unblocked loops and the NumPy twin, so the same bits. Each sum is rounded once into out;
+ * a 0 for rows that differ (underflow) becomes the smallest subnormal: 0 means equal rows.
+ * x_rows: the block's rows of X (stride d); y_columns: the tile's Y stored column-wise in
+ * double ([k, column], leading dimension ldy) from the block's first column; y_rows: the
+ * block's rows of Y. */
+#define FASTGD_DEFINE_DIRECT_BLOCK(NAME, REAL, STORE, TRUE_MIN)                         \
+    FASTGD_TARGET_AVX512 static void NAME(const REAL *x_rows, ptrdiff_t d,              \
+                                          const double *y_columns, ptrdiff_t ldy,       \
+                                          const REAL *y_rows, REAL *out, ptrdiff_t ldo, \
+                                          ptrdiff_t rows, ptrdiff_t cols)               \
+    {                                                                                   \
+        __m512d sums[FASTGD_FUSED_MR][3];                                               \
+        __mmask8 lanes[3];                                                              \
+        for (int v = 0; v < 3; v++)                                                     \
+            lanes[v] = fastgd_lanes8(cols - 8 * v);                                     \
+        for (int r = 0; r < FASTGD_FUSED_MR; r++)                                       \
+            sums[r][0] = sums[r][1] = sums[r][2] = _mm512_setzero_pd();                 \
+        for (ptrdiff_t k = 0; k < d; k++) {                                             \
+            const double *y = y_columns + k * ldy;                                      \
+            __m512d y0 = _mm512_maskz_loadu_pd(lanes[0], y);                            \
+            __m512d y1 = _mm512_maskz_loadu_pd(lanes[1], y + 8);                        \
+            __m512d y2 = _mm512_maskz_loadu_pd(lanes[2], y + 16);                       \
+            for (int r = 0; r < FASTGD_FUSED_MR; r++) {                                 \
+                __m512d x = _mm512_set1_pd((double)x_rows[(r < rows ? r : 0) * d + k]); \
+                __m512d diff0 = _mm512_sub_pd(x, y0), diff1 = _mm512_sub_pd(x, y1);     \
+                __m512d diff2 = _mm512_sub_pd(x, y2);                                   \
+                sums[r][0] = _mm512_add_pd(sums[r][0], _mm512_mul_pd(diff0, diff0));    \
+                sums[r][1] = _mm512_add_pd(sums[r][1], _mm512_mul_pd(diff1, diff1));    \
+                sums[r][2] = _mm512_add_pd(sums[r][2], _mm512_mul_pd(diff2, diff2));    \
+            }                                                                           \
+        }                                                                               \
+        for (int r = 0; r < FASTGD_FUSED_MR; r++) {                                     \
+            if (r >= rows)                                                              \
+                break;                                                                  \
+            REAL *out_row = out + r * ldo;                                              \
+            uint64_t zero = 0;                                                          \
+            for (int v = 0; v < 3; v++)                                                 \
+                zero |= (uint64_t)STORE(out_row + 8 * v, lanes[v], sums[r][v]) << (8 * v); \
+            /* Where the rounded value is 0: underflow unless the rows are equal. */    \
+            for (; zero; zero &= zero - 1) {                                            \
+                int c = __builtin_ctzll(zero);                                          \
+                const REAL *x = x_rows + r * d, *y = y_rows + c * d;                    \
+                int equal = 1;                                                          \
+                for (ptrdiff_t k = 0; k < d; k++)                                       \
+                    equal &= x[k] == y[k];                                              \
+                out_row[c] = equal ? 0 : TRUE_MIN;                                      \
+            }                                                                           \
+        }                                                                               \
+    }
+FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f64, double, fastgd_store_f64,
+                           FASTGD_DOUBLE_TRUE_MIN)
+FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f32, float, fastgd_store_f32,
+                           FASTGD_FLOAT_TRUE_MIN)
+/* A whole tile (ni x nj entries) of blocks, along rows of the output (FASTGD_FUSED_MR rows
+ * at a time), so that the stores stream through whole cache lines in order while the
+ * packed panels of Y are read from L2. */
+#define FASTGD_DEFINE_FUSED_TILE(NAME, BLOCK, REAL, NR)                                 \
+    FASTGD_TARGET_AVX512 static void NAME(                                              \
+        const REAL *x_packed, const REAL *y_packed, ptrdiff_t d, const double *x_norms, \
+        const double *y_norms, double ratio, const REAL *x_rows, const REAL *y_rows,    \
+        REAL *out, ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj)                           \
+    {                                                                                   \
+        for (ptrdiff_t i = 0; i < ni; i += FASTGD_FUSED_MR)                             \
+            for (ptrdiff_t j = 0; j < nj; j += NR)                                      \
+                BLOCK(x_packed + i * d, y_packed + j * d, d, x_norms + i, y_norms + j,  \
+                      ratio, x_rows + i * d, y_rows + j * d, out + i * ldo + j, ldo,    \
+                      ni - i < FASTGD_FUSED_MR ? ni - i : FASTGD_FUSED_MR,              \
+                      nj - j < NR ? nj - j : NR);                                       \
+    }
+FASTGD_DEFINE_FUSED_TILE(fastgd_fused_tile_f64, fastgd_fused_block_f64, double,
+                         FASTGD_FUSED_NR_f64)
+FASTGD_DEFINE_FUSED_TILE(fastgd_fused_tile_f32, fastgd_fused_block_f32, float,
+                         FASTGD_FUSED_NR_f32)
+
+#define FASTGD_DEFINE_DIRECT_TILE(NAME, BLOCK, REAL)                                    \
+    FASTGD_TARGET_AVX512 static void NAME(const REAL *x_rows, ptrdiff_t d,              \
+                                          const double *y_columns, const REAL *y_rows,  \
+                                          REAL *out, ptrdiff_t ldo, ptrdiff_t ni,       \
+                                          ptrdiff_t nj)                                 \
+    {                                                                                   \
+        for (ptrdiff_t i = 0; i < ni; i += FASTGD_FUSED_MR)                             \
+            for (ptrdiff_t j = 0; j < nj; j += FASTGD_FUSED_NR_f64)                     \
+                BLOCK(x_rows + i * d, d, y_columns + j, nj, y_rows + j * d,             \
+                      out + i * ldo + j, ldo,                                           \
+                      ni - i < FASTGD_FUSED_MR ? ni - i : FASTGD_FUSED_MR,              \
+                      nj - j < FASTGD_FUSED_NR_f64 ? nj - j : FASTGD_FUSED_NR_f64);     \
+    }
+FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f64, fastgd_direct_block_f64, double)
+FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f32, fastgd_direct_block_f32, float)
 #else
 /* Never called: fastgd_pairwise_fused() is 0 where these cannot be built. */
-static void fastgd_fused_block_f64(const double *xp, const double *yp, ptrdiff_t d,
-                                   const double *x_norms, const double *y_norms,
-                                   double ratio, const double *x_rows, const double *y_rows,
-                                   double *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t cols)
+static void fastgd_fused_tile_f64(const double *x_packed, const double *y_packed, ptrdiff_t d,
+                                  const double *x_norms, const double *y_norms, double ratio,
+                                  const double *x_rows, const double *y_rows, double *out,
+                                  ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj)
 {
-    (void)xp, (void)yp, (void)d, (void)x_norms, (void)y_norms, (void)ratio, (void)x_rows;
-    (void)y_rows, (void)out, (void)ldo, (void)rows, (void)cols;
 }
-static void fastgd_fused_block_f32(const float *xp, const float *yp, ptrdiff_t d,
-                                   const double *x_norms, const double *y_norms,
-                                   double ratio, const float *x_rows, const float *y_rows,
-                                   float *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t cols)
+static void fastgd_fused_tile_f32(const float *x_packed, const float *y_packed, ptrdiff_t d,
+                                  const double *x_norms, const double *y_norms, double ratio,
+                                  const float *x_rows, const float *y_rows, float *out,
+                                  ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj)
 {
-    (void)xp, (void)yp, (void)d, (void)x_norms, (void)y_norms, (void)ratio, (void)x_rows;
-    (void)y_rows, (void)out, (void)ldo, (void)rows, (void)cols;
+}
+static void fastgd_direct_tile_f64(const double *x_rows, ptrdiff_t d, const double *y_columns,
+                                   const double *y_rows, double *out, ptrdiff_t ldo,
+                                   ptrdiff_t ni, ptrdiff_t nj)
+{
+}
+static void fastgd_direct_tile_f32(const float *x_rows, ptrdiff_t d, const double *y_columns,
+                                   const float *y_rows, float *out, ptrdiff_t ldo,
+                                   ptrdiff_t ni, ptrdiff_t nj)
+{
 }
 #endif
 
