@@ -1,9 +1,12 @@
-/* The inner loop of the plan path of fastgd.masked_loss_grad, in three variants:
+/* The inner loops of fastgd.masked_loss_grad: the plan path's row loop in four variants,
  *
  *   scalar    plain C, the lanes of the dot product in an array;
  *   baseline  the dot product in SSE2 registers (the x86-64 baseline; elsewhere = scalar);
  *   avx2      compiled for AVX2 by a target attribute, with loops for ranks 16, 32 and
- *             64 that keep a row of W and of dW in registers.
+ *             64 that keep a row of W and of dW in registers;
+ *   avx512    the same fixed-rank loops for float64 in AVX-512 registers;
+ *
+ * and the dense path's residual pass, compiled per level (cpu_dispatch.h).
  *
  * fastgd_masked_select_simd picks the best one the CPU running the code supports, once at
  * import, never by the build machine's flags. All of them perform the same floating-point
@@ -198,13 +201,13 @@ FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i32_avx2_any, double, int32_t, FAST
 FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_avx2_any, double, int64_t, FASTGD_TARGET_AVX2,
                         fastgd_dot_f64_avx2)
 
-/* AVX2 loops for a rank K fixed at compile time (a multiple of FASTGD_LANES): W[i] and the
+/* Loops for a rank K fixed at compile time (a multiple of FASTGD_LANES): W[i] and the
  * dW[i] being summed stay in registers across the row's entries. VEC holds VW elements;
  * the lanes are the first FASTGD_LANES / VW products of each group of FASTGD_LANES
  * coordinates, so the operations and their order are those of the loops above. */
-#define FASTGD_DEFINE_PLAN_ROWS_AVX2_FIXED(NAME, REAL, INDEX, K, VEC, VW, ZERO, LOAD, STORE,  \
-                                           ADD, MUL, BROADCAST)                               \
-    FASTGD_TARGET_AVX2 static double NAME(const INDEX *indptr, const INDEX *indices,          \
+#define FASTGD_DEFINE_PLAN_ROWS_FIXED(NAME, TARGET, REAL, INDEX, K, VEC, VW, ZERO, LOAD,      \
+                                      STORE, ADD, MUL, BROADCAST)                             \
+    TARGET static double NAME(const INDEX *indptr, const INDEX *indices,          \
                                           const REAL *values, const REAL *W, const REAL *HT,  \
                                           REAL *dW, REAL *dHT, ptrdiff_t row_begin,           \
                                           ptrdiff_t row_end)                                  \
@@ -248,16 +251,23 @@ FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_avx2_any, double, int64_t, FAST
     }
 
 #define FASTGD_DEFINE_PLAN_ROWS_AVX2_F64(NAME, INDEX, K)                                      \
-    FASTGD_DEFINE_PLAN_ROWS_AVX2_FIXED(NAME, double, INDEX, K, __m256d, 4, _mm256_setzero_pd, \
-                                       _mm256_loadu_pd, _mm256_storeu_pd, _mm256_add_pd,      \
-                                       _mm256_mul_pd, _mm256_set1_pd)
+    FASTGD_DEFINE_PLAN_ROWS_FIXED(NAME, FASTGD_TARGET_AVX2, double, INDEX, K, __m256d, 4,     \
+                                  _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd,       \
+                                  _mm256_add_pd, _mm256_mul_pd, _mm256_set1_pd)
 #define FASTGD_DEFINE_PLAN_ROWS_AVX2_F32(NAME, INDEX, K)                                      \
-    FASTGD_DEFINE_PLAN_ROWS_AVX2_FIXED(NAME, float, INDEX, K, __m256, 8, _mm256_setzero_ps,   \
-                                       _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps,      \
-                                       _mm256_mul_ps, _mm256_set1_ps)
+    FASTGD_DEFINE_PLAN_ROWS_FIXED(NAME, FASTGD_TARGET_AVX2, float, INDEX, K, __m256, 8,       \
+                                  _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps,       \
+                                  _mm256_add_ps, _mm256_mul_ps, _mm256_set1_ps)
+/* AVX-512: the eight lanes of a float64 dot product fill one register. (float32's eight
+ * lanes fill an AVX2 register already: float32 runs the AVX2 loops.) */
+#define FASTGD_DEFINE_PLAN_ROWS_AVX512_F64(NAME, INDEX, K)                                    \
+    FASTGD_DEFINE_PLAN_ROWS_FIXED(NAME, FASTGD_TARGET_AVX512, double, INDEX, K, __m512d, 8,   \
+                                  _mm512_setzero_pd, _mm512_loadu_pd, _mm512_storeu_pd,       \
+                                  _mm512_add_pd, _mm512_mul_pd, _mm512_set1_pd)
 
-/* The AVX2 loop for rank k: a fixed-rank one for 16, 32 and 64, the general one otherwise. */
-#define FASTGD_DEFINE_PLAN_ROWS_AVX2(NAME, REAL, INDEX, FIXED)                                \
+/* The loop for rank k: a fixed-rank one for 16, 32 and 64, the general AVX2 one
+ * (ANY) otherwise. */
+#define FASTGD_DEFINE_PLAN_ROWS_AVX2(NAME, REAL, INDEX, FIXED, ANY)                           \
     FIXED(NAME##_k16, INDEX, 16)                                                              \
     FIXED(NAME##_k32, INDEX, 32)                                                              \
     FIXED(NAME##_k64, INDEX, 64)                                                              \
@@ -271,25 +281,32 @@ FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_avx2_any, double, int64_t, FAST
         case 64:                                                                              \
             return NAME##_k64(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end);   \
         default:                                                                              \
-            return NAME##_any(indptr, indices, values, W, HT, dW, dHT, k, row_begin,          \
-                              row_end);                                                       \
+            return ANY(indptr, indices, values, W, HT, dW, dHT, k, row_begin, row_end);       \
         }                                                                                     \
     }
 
 FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f32_i32_avx2, float, int32_t,
-                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F32)
+                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F32, fastgd_plan_rows_f32_i32_avx2_any)
 FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f32_i64_avx2, float, int64_t,
-                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F32)
+                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F32, fastgd_plan_rows_f32_i64_avx2_any)
 FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f64_i32_avx2, double, int32_t,
-                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F64)
+                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F64, fastgd_plan_rows_f64_i32_avx2_any)
 FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f64_i64_avx2, double, int64_t,
-                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F64)
+                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F64, fastgd_plan_rows_f64_i64_avx2_any)
+FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f64_i32_avx512, double, int32_t,
+                             FASTGD_DEFINE_PLAN_ROWS_AVX512_F64,
+                             fastgd_plan_rows_f64_i32_avx2_any)
+FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f64_i64_avx512, double, int64_t,
+                             FASTGD_DEFINE_PLAN_ROWS_AVX512_F64,
+                             fastgd_plan_rows_f64_i64_avx2_any)
+#define fastgd_plan_rows_f32_i32_avx512 fastgd_plan_rows_f32_i32_avx2
+#define fastgd_plan_rows_f32_i64_avx512 fastgd_plan_rows_f32_i64_avx2
 #endif
 
 /* Which loops run: FASTGD_LEVEL_SCALAR plain C lanes, FASTGD_LEVEL_BASELINE the
  * baseline's vectors (SSE2 on x86-64), FASTGD_LEVEL_AVX2 AVX2, FASTGD_LEVEL_AVX512 the
- * dense path's loops for AVX-512 (the plan path's AVX2 loops, whose eight lanes per dot
- * product fill AVX2 registers). */
+ * AVX-512 loops (float64 plan rows of rank 16, 32 and 64, and the dense path's), AVX2
+ * elsewhere. */
 static int fastgd_masked_simd = FASTGD_LEVEL_SCALAR;
 
 /* Choose the loops for this CPU, at most level `asked`; returns the level chosen. */
@@ -304,7 +321,8 @@ static int fastgd_masked_select_simd(int asked)
 
 #if FASTGD_X86_DISPATCH
 #define FASTGD_DISPATCH(NAME, ...)                                                      \
-    (fastgd_masked_simd >= FASTGD_LEVEL_AVX2       ? NAME##_avx2(__VA_ARGS__)           \
+    (fastgd_masked_simd == FASTGD_LEVEL_AVX512     ? NAME##_avx512(__VA_ARGS__)         \
+     : fastgd_masked_simd == FASTGD_LEVEL_AVX2     ? NAME##_avx2(__VA_ARGS__)           \
      : fastgd_masked_simd == FASTGD_LEVEL_BASELINE ? NAME##_base(__VA_ARGS__)           \
                                                    : NAME##_array(__VA_ARGS__))
 #else
