@@ -300,13 +300,43 @@ FASTGD_DEFINE_RECOMPUTE(fastgd_recompute_f64, double, fastgd_direct_sum_f64_avx5
 FASTGD_DEFINE_RECOMPUTE(fastgd_recompute_f32, float, fastgd_direct_sum_f32_avx512,
                         FASTGD_FLOAT_TRUE_MIN)
 
+/* Store one row of a block: whole vectors with non-temporal stores when `stream` is set
+ * (a large output, written once, that would only evict the caches and be read from memory
+ * first) and the row is complete and aligned; masked stores otherwise. */
+FASTGD_TARGET_AVX512 static inline void fastgd_store_row_f64(double *row, const __m512d *values,
+                                                            const __mmask8 *lanes,
+                                                            ptrdiff_t cols, int stream)
+{
+    if (stream && cols == 24 && ((uintptr_t)row & 63) == 0) {
+        for (int v = 0; v < 3; v++)
+            _mm512_stream_pd(row + 8 * v, values[v]);
+    } else {
+        for (int v = 0; v < 3; v++)
+            _mm512_mask_storeu_pd(row + 8 * v, lanes[v], values[v]);
+    }
+}
+/* The same for `count` groups of 8 float32 values (count = 6 for a fused block, 3 for a
+ * direct one). */
+FASTGD_TARGET_AVX512 static inline void fastgd_store_row_f32(float *row, const __m256 *values,
+                                                            const __mmask8 *lanes, int count,
+                                                            ptrdiff_t cols, int stream)
+{
+    if (stream && cols == 8 * count && ((uintptr_t)row & 31) == 0) {
+        for (int h = 0; h < count; h++)
+            _mm256_stream_ps(row + 8 * h, values[h]);
+    } else {
+        for (int h = 0; h < count; h++)
+            _mm256_mask_storeu_ps(row + 8 * h, lanes[h], values[h]);
+    }
+}
+
 /* One block of up to MR x 24 entries (rows x cols) of a float64 output; x_rows and y_rows
  * are the block's original rows (for the entries recomputed directly). */
 FASTGD_TARGET_AVX512 static void fastgd_fused_block_f64(
     const double *restrict xp, const double *restrict yp, ptrdiff_t d,
     const double *restrict x_norms, const double *restrict y_norms, double ratio,
     const double *x_rows, const double *y_rows, double *restrict out, ptrdiff_t ldo,
-    ptrdiff_t rows, ptrdiff_t cols)
+    ptrdiff_t rows, ptrdiff_t cols, int stream)
 {
     __m512d acc[FASTGD_FUSED_MR][3];
     for (int r = 0; r < FASTGD_FUSED_MR; r++)
@@ -334,17 +364,18 @@ FASTGD_TARGET_AVX512 static void fastgd_fused_block_f64(
         if (r >= rows)
             break;
         __m512d xn = _mm512_set1_pd(x_norms[r]);
+        __m512d dist[3];
         uint64_t bad = 0;
         for (int v = 0; v < 3; v++) {
             __m512d norms_sum = _mm512_add_pd(xn, yn[v]);
             /* -2 x.y is exact: the fused multiply-add rounds like the separate add. */
-            __m512d dist = _mm512_fmadd_pd(acc[r][v], minus_two, norms_sum);
-            __m512d margin = _mm512_sub_pd(dist, _mm512_mul_pd(ratio_v, norms_sum));
+            dist[v] = _mm512_fmadd_pd(acc[r][v], minus_two, norms_sum);
+            __m512d margin = _mm512_sub_pd(dist[v], _mm512_mul_pd(ratio_v, norms_sum));
             __mmask8 kept = _mm512_mask_cmp_pd_mask(
                 _mm512_cmp_pd_mask(margin, zero, _CMP_GT_OQ), margin, infinity, _CMP_LT_OQ);
-            _mm512_mask_storeu_pd(out + r * ldo + 8 * v, lanes[v], dist);
             bad |= (uint64_t)_kandn_mask8(kept, lanes[v]) << (8 * v);
         }
+        fastgd_store_row_f64(out + r * ldo, dist, lanes, cols, stream);
         if (bad)
             fastgd_recompute_f64(x_rows + r * d, y_rows, d, bad, out + r * ldo);
     }
@@ -356,7 +387,7 @@ FASTGD_TARGET_AVX512 static void fastgd_fused_block_f32(
     const float *restrict xp, const float *restrict yp, ptrdiff_t d,
     const double *restrict x_norms, const double *restrict y_norms, double ratio,
     const float *x_rows, const float *y_rows, float *restrict out, ptrdiff_t ldo,
-    ptrdiff_t rows, ptrdiff_t cols)
+    ptrdiff_t rows, ptrdiff_t cols, int stream)
 {
     __m512 acc[FASTGD_FUSED_MR][3];
     for (int r = 0; r < FASTGD_FUSED_MR; r++)
@@ -385,6 +416,7 @@ FASTGD_TARGET_AVX512 static void fastgd_fused_block_f32(
         if (r >= rows)
             break;
         __m512d xn = _mm512_set1_pd(x_norms[r]);
+        __m256 rounded[6];
         uint64_t bad = 0;
         for (int h = 0; h < 6; h++) {
             __m512 vector = acc[r][h / 2];
@@ -398,27 +430,42 @@ FASTGD_TARGET_AVX512 static void fastgd_fused_block_f32(
             __m512d margin = _mm512_sub_pd(dist, threshold);
             __mmask8 kept = _mm512_mask_cmp_pd_mask(
                 _mm512_cmp_pd_mask(margin, zero, _CMP_GT_OQ), margin, infinity, _CMP_LT_OQ);
-            _mm256_mask_storeu_ps(out + r * ldo + 8 * h, lanes[h], _mm512_cvtpd_ps(dist));
+            rounded[h] = _mm512_cvtpd_ps(dist);
             bad |= (uint64_t)_kandn_mask8(kept, lanes[h]) << (8 * h);
         }
+        fastgd_store_row_f32(out + r * ldo, rounded, lanes, 6, cols, stream);
         if (bad)
             fastgd_recompute_f32(x_rows + r * d, y_rows, d, bad, out + r * ldo);
     }
 }
-/* Store the lanes of values rounded to the output dtype; return the mask of those that
- * are 0. */
-FASTGD_TARGET_AVX512 static inline __mmask8 fastgd_store_f64(double *address, __mmask8 lanes,
-                                                            __m512d values)
+/* Store a row of 24 direct sums rounded to the output dtype; return the mask (bit c for
+ * column c) of those that are 0. */
+FASTGD_TARGET_AVX512 static inline uint64_t fastgd_store_sums_f64(double *row,
+                                                                 const __m512d *sums,
+                                                                 const __mmask8 *lanes,
+                                                                 ptrdiff_t cols, int stream)
 {
-    _mm512_mask_storeu_pd(address, lanes, values);
-    return _mm512_mask_cmp_pd_mask(lanes, values, _mm512_setzero_pd(), _CMP_EQ_OQ);
+    uint64_t zero = 0;
+    for (int v = 0; v < 3; v++)
+        zero |= (uint64_t)_mm512_mask_cmp_pd_mask(lanes[v], sums[v], _mm512_setzero_pd(),
+                                                  _CMP_EQ_OQ) << (8 * v);
+    fastgd_store_row_f64(row, sums, lanes, cols, stream);
+    return zero;
 }
-FASTGD_TARGET_AVX512 static inline __mmask8 fastgd_store_f32(float *address, __mmask8 lanes,
-                                                            __m512d values)
+FASTGD_TARGET_AVX512 static inline uint64_t fastgd_store_sums_f32(float *row,
+                                                                 const __m512d *sums,
+                                                                 const __mmask8 *lanes,
+                                                                 ptrdiff_t cols, int stream)
 {
-    __m256 rounded = _mm512_cvtpd_ps(values);
-    _mm256_mask_storeu_ps(address, lanes, rounded);
-    return _mm256_mask_cmp_ps_mask(lanes, rounded, _mm256_setzero_ps(), _CMP_EQ_OQ);
+    __m256 rounded[3];
+    uint64_t zero = 0;
+    for (int v = 0; v < 3; v++) {
+        rounded[v] = _mm512_cvtpd_ps(sums[v]);
+        zero |= (uint64_t)_mm256_mask_cmp_ps_mask(lanes[v], rounded[v], _mm256_setzero_ps(),
+                                                  _CMP_EQ_OQ) << (8 * v);
+    }
+    fastgd_store_row_f32(row, rounded, lanes, 3, cols, stream);
+    return zero;
 }
 /* The direct method for AVX-512 CPUs: a block of up to MR x 24 entries with its sums in
  * registers. sums[r, c] = sum_k (x_r[k] - y_columns[k, c])^2 in double, one multiply and
@@ -432,7 +479,7 @@ FASTGD_TARGET_AVX512 static inline __mmask8 fastgd_store_f32(float *address, __m
     FASTGD_TARGET_AVX512 static void NAME(const REAL *x_rows, ptrdiff_t d,              \
                                           const double *y_columns, ptrdiff_t ldy,       \
                                           const REAL *y_rows, REAL *out, ptrdiff_t ldo, \
-                                          ptrdiff_t rows, ptrdiff_t cols)               \
+                                          ptrdiff_t rows, ptrdiff_t cols, int stream)   \
     {                                                                                   \
         __m512d sums[FASTGD_FUSED_MR][3];                                               \
         __mmask8 lanes[3];                                                              \
@@ -458,9 +505,7 @@ FASTGD_TARGET_AVX512 static inline __mmask8 fastgd_store_f32(float *address, __m
             if (r >= rows)                                                              \
                 break;                                                                  \
             REAL *out_row = out + r * ldo;                                              \
-            uint64_t zero = 0;                                                          \
-            for (int v = 0; v < 3; v++)                                                 \
-                zero |= (uint64_t)STORE(out_row + 8 * v, lanes[v], sums[r][v]) << (8 * v); \
+            uint64_t zero = STORE(out_row, sums[r], lanes, cols, stream);               \
             /* Where the rounded value is 0: underflow unless the rows are equal. */    \
             for (; zero; zero &= zero - 1) {                                            \
                 int c = __builtin_ctzll(zero);                                          \
@@ -472,9 +517,9 @@ FASTGD_TARGET_AVX512 static inline __mmask8 fastgd_store_f32(float *address, __m
             }                                                                           \
         }                                                                               \
     }
-FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f64, double, fastgd_store_f64,
+FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f64, double, fastgd_store_sums_f64,
                            FASTGD_DOUBLE_TRUE_MIN)
-FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f32, float, fastgd_store_f32,
+FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f32, float, fastgd_store_sums_f32,
                            FASTGD_FLOAT_TRUE_MIN)
 /* A whole tile (ni x nj entries) of blocks, along rows of the output (FASTGD_FUSED_MR rows
  * at a time), so that the stores stream through whole cache lines in order while the
@@ -483,14 +528,16 @@ FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f32, float, fastgd_store_f32,
     FASTGD_TARGET_AVX512 static void NAME(                                              \
         const REAL *x_packed, const REAL *y_packed, ptrdiff_t d, const double *x_norms, \
         const double *y_norms, double ratio, const REAL *x_rows, const REAL *y_rows,    \
-        REAL *out, ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj)                           \
+        REAL *out, ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj, int stream)               \
     {                                                                                   \
         for (ptrdiff_t i = 0; i < ni; i += FASTGD_FUSED_MR)                             \
             for (ptrdiff_t j = 0; j < nj; j += NR)                                      \
                 BLOCK(x_packed + i * d, y_packed + j * d, d, x_norms + i, y_norms + j,  \
                       ratio, x_rows + i * d, y_rows + j * d, out + i * ldo + j, ldo,    \
                       ni - i < FASTGD_FUSED_MR ? ni - i : FASTGD_FUSED_MR,              \
-                      nj - j < NR ? nj - j : NR);                                       \
+                      nj - j < NR ? nj - j : NR, stream);                               \
+        if (stream)                                                                     \
+            _mm_sfence(); /* the streamed stores are visible before the tile is done */ \
     }
 FASTGD_DEFINE_FUSED_TILE(fastgd_fused_tile_f64, fastgd_fused_block_f64, double,
                          FASTGD_FUSED_NR_f64)
@@ -501,14 +548,17 @@ FASTGD_DEFINE_FUSED_TILE(fastgd_fused_tile_f32, fastgd_fused_block_f32, float,
     FASTGD_TARGET_AVX512 static void NAME(const REAL *x_rows, ptrdiff_t d,              \
                                           const double *y_columns, const REAL *y_rows,  \
                                           REAL *out, ptrdiff_t ldo, ptrdiff_t ni,       \
-                                          ptrdiff_t nj)                                 \
+                                          ptrdiff_t nj, int stream)                     \
     {                                                                                   \
         for (ptrdiff_t i = 0; i < ni; i += FASTGD_FUSED_MR)                             \
             for (ptrdiff_t j = 0; j < nj; j += FASTGD_FUSED_NR_f64)                     \
                 BLOCK(x_rows + i * d, d, y_columns + j, nj, y_rows + j * d,             \
                       out + i * ldo + j, ldo,                                           \
                       ni - i < FASTGD_FUSED_MR ? ni - i : FASTGD_FUSED_MR,              \
-                      nj - j < FASTGD_FUSED_NR_f64 ? nj - j : FASTGD_FUSED_NR_f64);     \
+                      nj - j < FASTGD_FUSED_NR_f64 ? nj - j : FASTGD_FUSED_NR_f64,      \
+                      stream);                                                          \
+        if (stream)                                                                     \
+            _mm_sfence();                                                               \
     }
 FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f64, fastgd_direct_block_f64, double)
 FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f32, fastgd_direct_block_f32, float)
@@ -517,23 +567,23 @@ FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f32, fastgd_direct_block_f32, float
 static void fastgd_fused_tile_f64(const double *x_packed, const double *y_packed, ptrdiff_t d,
                                   const double *x_norms, const double *y_norms, double ratio,
                                   const double *x_rows, const double *y_rows, double *out,
-                                  ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj)
+                                  ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj, int stream)
 {
 }
 static void fastgd_fused_tile_f32(const float *x_packed, const float *y_packed, ptrdiff_t d,
                                   const double *x_norms, const double *y_norms, double ratio,
                                   const float *x_rows, const float *y_rows, float *out,
-                                  ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj)
+                                  ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj, int stream)
 {
 }
 static void fastgd_direct_tile_f64(const double *x_rows, ptrdiff_t d, const double *y_columns,
                                    const double *y_rows, double *out, ptrdiff_t ldo,
-                                   ptrdiff_t ni, ptrdiff_t nj)
+                                   ptrdiff_t ni, ptrdiff_t nj, int stream)
 {
 }
 static void fastgd_direct_tile_f32(const float *x_rows, ptrdiff_t d, const double *y_columns,
                                    const float *y_rows, float *out, ptrdiff_t ldo,
-                                   ptrdiff_t ni, ptrdiff_t nj)
+                                   ptrdiff_t ni, ptrdiff_t nj, int stream)
 {
 }
 #endif
