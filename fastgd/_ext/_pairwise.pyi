@@ -1,6 +1,10 @@
 import numpy as np
 import numpy.typing as npt
 
+SIMD_LEVELS: tuple[str, ...]
+
+def select_simd(highest: str) -> str: ...
+
 def sqeuclidean(
     X: npt.NDArray[np.floating],
     Y: npt.NDArray[np.floating],

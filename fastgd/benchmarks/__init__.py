@@ -21,13 +21,27 @@ NOT_APPLICABLE = "n/a"
 
 
 def case_module(kernel):
-    """The module holding one kernel family's cases and peers."""
+    """The module holding one kernel family's cases and peers.
+
+    Examples
+    --------
+    >>> from fastgd import benchmarks
+    >>> benchmarks.case_module("sqeuclidean").KERNEL
+    'sqeuclidean'
+    """
     return importlib.import_module(f"fastgd.benchmarks.{kernel}")
 
 
 def case_peer_pairs(module):
     """Every (case, name) of a kernel family where the name (fastgd's own calls first,
-    then the peers) takes part in the case: the parametrisation of bench/."""
+    then the peers) takes part in the case: the parametrisation of bench/.
+
+    Examples
+    --------
+    >>> from fastgd import benchmarks
+    >>> benchmarks.case_peer_pairs(benchmarks.case_module("masked"))[:2]
+    [('tutorial 4x3 k=2', 'fastgd plan'), ('tutorial 4x3 k=2', 'fastgd dense A')]
+    """
     return [(case, name) for case in module.CASES for name in [*module.OURS, *module.PEERS]
             if module.applies(case, name)]
 
@@ -138,7 +152,15 @@ def _duration(seconds):
 
 def format_tables(result):
     """The rows of ``run`` as one Markdown table per kernel, under a header that names the
-    machine, the dispatch levels and the BLAS."""
+    machine, the dispatch levels and the BLAS.
+
+    Examples
+    --------
+    >>> from fastgd import benchmarks
+    >>> result = benchmarks.run(quick=True, threads=["1"], kernels=["updates"], rounds=1)
+    >>> print(benchmarks.format_tables(result).splitlines()[-3])  # doctest: +ELLIPSIS
+    | 1e5 float64 | 1 | ... |
+    """
     info = result["machine"]
     simd = info["simd"] or {}
     lines = [
