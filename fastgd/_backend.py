@@ -69,8 +69,8 @@ DISPATCHED_KERNELS = {"sqeuclidean": "_pairwise", "masked": "_masked", "updates"
 def select_simd(highest):
     """Run every dispatched kernel at the best level this CPU supports, at most
     ``highest`` (one of SIMD_LEVELS). Every level gives the results the kernel promises
-    (bitwise the same for the masked plan path and the updates). Returns the level each
-    kernel family now runs at; None without the extension."""
+    (bitwise the same for the updates, the masked kernels and the direct distances).
+    Returns the level each kernel family now runs at; None without the extension."""
     global simd_levels
     if highest not in SIMD_LEVELS:
         raise ValueError(f"the SIMD level must be one of {', '.join(SIMD_LEVELS)}; got {highest!r}")

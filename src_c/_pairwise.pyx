@@ -12,6 +12,12 @@ Two methods, both writing each output entry exactly once:
 * direct: sum_k (x_k - y_k)^2 in double, in order over k, two rows of X at a time
   against a tile of Y stored column-wise (the loop over Y rows vectorises).
 
+At the AVX-512 level (pairwise_loops.h, d <= DEPTH) both methods instead keep blocks of
+8 x 24 entries in registers: the expansion fuses the products, the epilogue and the
+direct recomputation (it no longer goes through BLAS), and the direct method computes the
+same sums in the same order as above. The vector loops are compiled per instruction-set
+level and chosen at import (select_simd).
+
 The output is cut into square tiles of rows of X by rows of Y; with Y is X only
 the upper triangle of tiles is computed and mirrored. Tiles are the unit of
 OpenMP work. Inputs are C-contiguous (the Python layer guarantees it).
@@ -51,7 +57,7 @@ cdef extern from "pairwise_loops.h" nogil:
     const int FUSED_MR "FASTGD_FUSED_MR"
     const int FUSED_NR_f32 "FASTGD_FUSED_NR_f32"
     const int FUSED_NR_f64 "FASTGD_FUSED_NR_f64"
-    int fastgd_pairwise_fused()
+    int fastgd_pairwise_blocked()
     void fastgd_pack_panels_f32(const float* rows, Py_ssize_t d, Py_ssize_t row0,
                                 Py_ssize_t nrows, Py_ssize_t width, const double* shift,
                                 float* packed)
@@ -79,9 +85,10 @@ SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
 
 def select_simd(str highest):
     """Run the vector loops (the expansion's epilogue, the direct differences) at the best
-    level this CPU supports, at most `highest` (one of SIMD_LEVELS; these loops have no
-    hand-written vectors, so "scalar" runs "baseline"). Every level gives bitwise the same
-    results. Returns the level chosen."""
+    level this CPU supports, at most `highest` (one of SIMD_LEVELS; "scalar" runs
+    "baseline"). The direct method gives bitwise the same results at every level; the
+    avx512 level's fused expansion sums its products in another order than BLAS, within the
+    same accuracy bound. Returns the level chosen."""
     return SIMD_LEVELS[fastgd_pairwise_select_level(SIMD_LEVELS.index(highest))]
 
 
@@ -439,7 +446,7 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
     cdef double* sums = NULL
     cdef int status = 0
     # At the AVX-512 level, both methods keep a block of entries in registers (d <= DEPTH).
-    cdef bint blocked = d <= DEPTH and fastgd_pairwise_fused()
+    cdef bint blocked = d <= DEPTH and fastgd_pairwise_blocked()
     # An output too large for the caches is written with non-temporal stores.
     cdef bint stream = n * m * <Py_ssize_t>sizeof(floating) >= STREAM_MIN_BYTES
     if expansion:

@@ -7,7 +7,8 @@ arrays is one job: its elements are cut into equal contiguous ranges, one per th
 that may span several arrays (one parallel region, not one per array). The Python
 layer has validated every array (C-contiguous, aligned, native, one float dtype per
 triple, params and states writeable, nothing aliased); this module reads their data
-pointers directly.
+pointers directly. The element loops are C (update_loops.h), compiled per instruction-set
+level and chosen at import (select_simd); every level gives the same bits.
 """
 
 cimport numpy as cnp

@@ -14,7 +14,9 @@
  * loop the CPU supports once at import; fastgd_cpu_level() says what the CPU supports.
  * Every level performs the same floating-point operations in the same order, so a kernel
  * that promises bitwise results keeps them across levels: only the register width differs.
- * Other compilers (MSVC) and architectures build the baseline only.
+ * Other compilers (MSVC) and architectures build the baseline only, and so does a build
+ * with FASTGD_NO_DISPATCH defined (CFLAGS=-DFASTGD_NO_DISPATCH), which tests that
+ * configuration on x86-64.
  */
 #ifndef FASTGD_CPU_DISPATCH_H
 #define FASTGD_CPU_DISPATCH_H
@@ -26,7 +28,8 @@ enum {
     FASTGD_LEVEL_AVX512 = 3
 };
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) \
+    && !defined(FASTGD_NO_DISPATCH)
 #define FASTGD_X86_DISPATCH 1
 #define FASTGD_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #if defined(__clang__)
@@ -73,6 +76,24 @@ static inline int fastgd_choose_level(int asked, int family_highest)
         level = family_highest;
     return asked < level ? asked : level;
 }
+
+/* For a family whose loops are all vectorised by the compiler, without a plain-C variant:
+ * "scalar" runs its baseline loops. */
+static inline int fastgd_choose_vector_level(int asked, int family_highest)
+{
+    int level = fastgd_choose_level(asked, family_highest);
+    return level < FASTGD_LEVEL_BASELINE ? FASTGD_LEVEL_BASELINE : level;
+}
+
+/* Call NAME##_avx512, NAME##_avx2 or NAME##_baseline by a family's level. */
+#if FASTGD_X86_DISPATCH
+#define FASTGD_LEVEL_CALL(LEVEL, NAME, ...)                                             \
+    ((LEVEL) == FASTGD_LEVEL_AVX512 ? NAME##_avx512(__VA_ARGS__)                        \
+     : (LEVEL) == FASTGD_LEVEL_AVX2 ? NAME##_avx2(__VA_ARGS__)                          \
+                                    : NAME##_baseline(__VA_ARGS__))
+#else
+#define FASTGD_LEVEL_CALL(LEVEL, NAME, ...) NAME##_baseline(__VA_ARGS__)
+#endif
 
 /* The CPU's features that matter to these kernels (for show_config): bit i of
  * fastgd_cpu_feature_bits() says whether the CPU has fastgd_cpu_feature_names[i]. */

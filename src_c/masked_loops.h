@@ -390,8 +390,8 @@ FASTGD_DEFINE_PLAN_ROWS_DISPATCH(fastgd_plan_rows_f64_i64, double, int64_t)
         return (s0 + s1) + (s2 + s3);                                                   \
     }
 
-FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f32_base, , float, uint32_t)
-FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f64_base, , double, uint64_t)
+FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f32_baseline, , float, uint32_t)
+FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f64_baseline, , double, uint64_t)
 #if FASTGD_X86_DISPATCH
 FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f32_avx2, FASTGD_TARGET_AVX2, float, uint32_t)
 FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f64_avx2, FASTGD_TARGET_AVX2, double, uint64_t)
@@ -399,13 +399,9 @@ FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f32_avx512, FASTGD_TARGET_AVX512,
                            uint32_t)
 FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f64_avx512, FASTGD_TARGET_AVX512, double,
                            uint64_t)
-#define FASTGD_DENSE_DISPATCH(NAME, ...)                                                \
-    (fastgd_masked_simd == FASTGD_LEVEL_AVX512 ? NAME##_avx512(__VA_ARGS__)             \
-     : fastgd_masked_simd == FASTGD_LEVEL_AVX2 ? NAME##_avx2(__VA_ARGS__)               \
-                                               : NAME##_base(__VA_ARGS__))
-#else
-#define FASTGD_DENSE_DISPATCH(NAME, ...) NAME##_base(__VA_ARGS__)
 #endif
+#define FASTGD_DENSE_DISPATCH(NAME, ...)                                                \
+    FASTGD_LEVEL_CALL(fastgd_masked_simd, NAME, __VA_ARGS__)
 
 static inline double fastgd_residual_row_f32(float *t_row, const float *a_row,
                                              const unsigned char *m_row, ptrdiff_t cols,

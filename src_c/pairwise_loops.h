@@ -155,23 +155,15 @@ FASTGD_DEFINE_PAIRWISE_LEVEL(avx512, FASTGD_TARGET_AVX512)
 /* The level the loops run at (set once at import by fastgd_pairwise_select_level). */
 static int fastgd_pairwise_level = FASTGD_LEVEL_BASELINE;
 
-/* Choose the loops for this CPU, at most level `asked`; returns the level chosen. These
- * loops have no hand-written vectors, so "scalar" runs the baseline loops. */
+/* Choose the loops for this CPU, at most level `asked`; returns the level chosen. */
 static int fastgd_pairwise_select_level(int asked)
 {
-    int level = fastgd_choose_level(asked, FASTGD_PAIRWISE_HIGHEST);
-    fastgd_pairwise_level = level < FASTGD_LEVEL_BASELINE ? FASTGD_LEVEL_BASELINE : level;
+    fastgd_pairwise_level = fastgd_choose_vector_level(asked, FASTGD_PAIRWISE_HIGHEST);
     return fastgd_pairwise_level;
 }
 
-#if FASTGD_X86_DISPATCH
 #define FASTGD_PAIRWISE_CALL(NAME, ...)                                                 \
-    (fastgd_pairwise_level == FASTGD_LEVEL_AVX512 ? NAME##_avx512(__VA_ARGS__)          \
-     : fastgd_pairwise_level == FASTGD_LEVEL_AVX2 ? NAME##_avx2(__VA_ARGS__)            \
-                                                  : NAME##_baseline(__VA_ARGS__))
-#else
-#define FASTGD_PAIRWISE_CALL(NAME, ...) NAME##_baseline(__VA_ARGS__)
-#endif
+    FASTGD_LEVEL_CALL(fastgd_pairwise_level, NAME, __VA_ARGS__)
 
 #define FASTGD_DEFINE_PAIRWISE_DISPATCH(REALNAME, REAL)                                 \
     static inline int fastgd_epilogue_row_##REALNAME(                                   \
@@ -563,7 +555,7 @@ FASTGD_DEFINE_FUSED_TILE(fastgd_fused_tile_f32, fastgd_fused_block_f32, float,
 FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f64, fastgd_direct_block_f64, double)
 FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f32, fastgd_direct_block_f32, float)
 #else
-/* Never called: fastgd_pairwise_fused() is 0 where these cannot be built. */
+/* Never called: fastgd_pairwise_blocked() is 0 where these cannot be built. */
 static void fastgd_fused_tile_f64(const double *x_packed, const double *y_packed, ptrdiff_t d,
                                   const double *x_norms, const double *y_norms, double ratio,
                                   const double *x_rows, const double *y_rows, double *out,
@@ -588,8 +580,9 @@ static void fastgd_direct_tile_f32(const float *x_rows, ptrdiff_t d, const doubl
 }
 #endif
 
-/* Whether the expansion runs fused (the AVX-512 level) rather than through BLAS. */
-static inline int fastgd_pairwise_fused(void)
+/* Whether the register-blocked kernels run (the AVX-512 level): the fused expansion rather
+ * than BLAS and the epilogue, and the blocked direct sums. */
+static inline int fastgd_pairwise_blocked(void)
 {
     return fastgd_pairwise_level == FASTGD_LEVEL_AVX512;
 }

@@ -133,36 +133,18 @@ FASTGD_DEFINE_UPDATE_LEVEL(avx512, FASTGD_TARGET_AVX512)
 /* The level the update loops run at (set once at import by fastgd_updates_select_level). */
 static int fastgd_updates_level = FASTGD_LEVEL_BASELINE;
 
-/* Choose the loops for this CPU, at most level `asked`; returns the level chosen. The
- * update loops have no hand-written vectors, so "scalar" runs the baseline loops. */
+/* Choose the loops for this CPU, at most level `asked`; returns the level chosen. */
 static int fastgd_updates_select_level(int asked)
 {
-    int level = fastgd_choose_level(asked, FASTGD_UPDATES_HIGHEST);
-    fastgd_updates_level = level < FASTGD_LEVEL_BASELINE ? FASTGD_LEVEL_BASELINE : level;
+    fastgd_updates_level = fastgd_choose_vector_level(asked, FASTGD_UPDATES_HIGHEST);
     return fastgd_updates_level;
 }
-
-#if FASTGD_X86_DISPATCH
-#define FASTGD_UPDATE_DISPATCH(NAME, ...)                                               \
-    switch (fastgd_updates_level) {                                                     \
-    case FASTGD_LEVEL_AVX512:                                                           \
-        NAME##_avx512(__VA_ARGS__);                                                     \
-        break;                                                                          \
-    case FASTGD_LEVEL_AVX2:                                                             \
-        NAME##_avx2(__VA_ARGS__);                                                       \
-        break;                                                                          \
-    default:                                                                            \
-        NAME##_baseline(__VA_ARGS__);                                                   \
-    }
-#else
-#define FASTGD_UPDATE_DISPATCH(NAME, ...) NAME##_baseline(__VA_ARGS__);
-#endif
 
 #define FASTGD_DEFINE_UPDATE_DISPATCH(NAME, REAL)                                       \
     static inline void NAME(REAL *param, const REAL *grad, REAL *state, ptrdiff_t n,    \
                             const fastgd_update_settings *s)                            \
     {                                                                                   \
-        FASTGD_UPDATE_DISPATCH(NAME, param, grad, state, n, s)                          \
+        FASTGD_LEVEL_CALL(fastgd_updates_level, NAME, param, grad, state, n, s);        \
     }
 
 FASTGD_DEFINE_UPDATE_DISPATCH(fastgd_adagrad_f32, float)
