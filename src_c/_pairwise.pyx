@@ -38,7 +38,8 @@ cdef extern from "pairwise_loops.h" nogil:
     const float FASTGD_FLOAT_TRUE_MIN
     const double FASTGD_DOUBLE_TRUE_MIN
     const int SUSPECT_BLOCK "FASTGD_SUSPECT_BLOCK"
-    uint64_t fastgd_margin_bits(double margin)
+    uint64_t fastgd_suspect_bits_f32(double dist, double norms_sum, double ratio)
+    uint64_t fastgd_suspect_bits_f64(double dist, double norms_sum, double ratio)
     int fastgd_epilogue_row_f32(const float* gram_row, const double* y_norms, double x_norm,
                                 double ratio, float* out_row, Py_ssize_t n,
                                 unsigned char* flags)
@@ -197,11 +198,11 @@ cdef inline uint64_t _suspect_bits(double dist, double norms_sum,
                                    floating* out_dtype) noexcept nogil:
     """Top bit set where the expansion is not kept: unless dist > CANCELLATION_RATIO *
     norms_sum, finite, and (float32) above the smallest float32 subnormal, so that a kept
-    entry never rounds to 0. NaN and an overflowed norm sum make the margin NaN or inf."""
-    cdef double threshold = CANCELLATION_RATIO * norms_sum
+    entry never rounds to 0 (pairwise_loops.h, the test of the vectorised first pass)."""
     if floating is float:
-        threshold = max(threshold, <double>FASTGD_FLOAT_TRUE_MIN)
-    return fastgd_margin_bits(dist - threshold)
+        return fastgd_suspect_bits_f32(dist, norms_sum, CANCELLATION_RATIO)
+    else:
+        return fastgd_suspect_bits_f64(dist, norms_sum, CANCELLATION_RATIO)
 
 
 cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
@@ -356,21 +357,28 @@ cdef void _store_direct_row(const floating* X, const floating* Y, floating* out,
             out[(j0 + b) * m + i] = out_row[b]
 
 
+cdef void _columns_in_double(const floating* Y, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t nj,
+                             Py_ssize_t k0, Py_ssize_t kc, double* y_columns) noexcept nogil:
+    """y_columns[k, b] = Y[j0 + b, k0 + k] in double: a tile of Y stored column-wise, so
+    that the direct loops run along b."""
+    cdef Py_ssize_t b, k
+    for b in range(nj):
+        for k in range(kc):
+            y_columns[k * nj + b] = <double>Y[(j0 + b) * d + k0 + k]
+
+
 cdef void _direct_tile(const floating* X, const floating* Y, floating* out,
                        Py_ssize_t d, Py_ssize_t m, bint symmetric,
                        Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
                        double* y_columns, double* sums) noexcept nogil:
     """One output tile by direct differences, two rows of X at a time, DEPTH features at a
     time; rows are stored once their last chunk is summed (still in L1)."""
-    cdef Py_ssize_t a, a1, b, k, i, b_start, k0 = 0, kc, row_in_pair
+    cdef Py_ssize_t a, a1, i, b_start, k0 = 0, kc, row_in_pair
     cdef bint diagonal_tile = symmetric and i0 == j0
 
     while k0 < d:
         kc = min(<Py_ssize_t>DEPTH, d - k0)
-        # y_columns[k, b] = Y[j0 + b, k0 + k]: contiguous in b.
-        for b in range(nj):
-            for k in range(kc):
-                y_columns[k * nj + b] = <double>Y[(j0 + b) * d + k0 + k]
+        _columns_in_double(Y, d, j0, nj, k0, kc, y_columns)
         for a in range(0, ni, 2):
             # Rows a and a + 1; when a is the last row, row a again into the spare sums row
             # a + 1 (it exists: an odd ni is below TILE), computed but not stored.
@@ -396,11 +404,7 @@ cdef void _direct_tile_blocked(const floating* X, const floating* Y, floating* o
     """One output tile by direct differences at the AVX-512 level (d <= DEPTH): blocks of
     FUSED_MR x NR entries with their sums in registers (pairwise_loops.h), the same
     operations in the same order as _direct_tile, so the same bits."""
-    cdef Py_ssize_t b, k
-    # y_columns[k, b] = Y[j0 + b, k]: contiguous in b.
-    for b in range(nj):
-        for k in range(d):
-            y_columns[k * nj + b] = <double>Y[(j0 + b) * d + k]
+    _columns_in_double(Y, d, j0, nj, 0, d, y_columns)
     if floating is float:
         fastgd_direct_tile_f32(X + i0 * d, d, y_columns, Y + j0 * d, out + i0 * m + j0, m,
                                ni, nj, stream)

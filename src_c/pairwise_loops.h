@@ -59,12 +59,21 @@ static inline uint64_t fastgd_zero_bits_f32(float value)
 #define FASTGD_THRESHOLD_f32(t)                                                         \
     ((t) > (double)FASTGD_FLOAT_TRUE_MIN ? (t) : (double)FASTGD_FLOAT_TRUE_MIN)
 #define FASTGD_THRESHOLD_f64(t) (t)
+/* Top bit set where an entry of the expansion is not kept: unless D - threshold is
+ * positive and finite (NaN and an overflowed norm sum make it NaN or inf). */
+static inline uint64_t fastgd_suspect_bits_f32(double dist, double norms_sum, double ratio)
+{
+    return fastgd_margin_bits(dist - FASTGD_THRESHOLD_f32(ratio * norms_sum));
+}
+static inline uint64_t fastgd_suspect_bits_f64(double dist, double norms_sum, double ratio)
+{
+    return fastgd_margin_bits(dist - FASTGD_THRESHOLD_f64(ratio * norms_sum));
+}
 
 /* out_row[b] = (x_norm + y_norms[b]) + gram_row[b], rounded to REAL, for b < n; flags[q]
- * is 1 where block q (FASTGD_SUSPECT_BLOCK entries) holds an entry not kept: unless
- * D - THRESHOLD(ratio * (x_norm + y_norms[b])) is positive and finite. Returns whether
- * any block is flagged. */
-#define FASTGD_DEFINE_EPILOGUE_ROW(NAME, TARGET, REAL, THRESHOLD)                          \
+ * is 1 where block q (FASTGD_SUSPECT_BLOCK entries) holds an entry not kept (SUSPECT).
+ * Returns whether any block is flagged. */
+#define FASTGD_DEFINE_EPILOGUE_ROW(NAME, TARGET, REAL, SUSPECT)                            \
     TARGET static int NAME(const REAL *restrict gram_row, const double *restrict y_norms, \
                            double x_norm, double ratio, REAL *restrict out_row,         \
                            ptrdiff_t n, unsigned char *restrict flags)                  \
@@ -77,9 +86,8 @@ static inline uint64_t fastgd_zero_bits_f32(float value)
             for (ptrdiff_t b = start; b < end; b++) {                                   \
                 double norms_sum = x_norm + y_norms[b];                                 \
                 double dist = norms_sum + (double)gram_row[b];                          \
-                double threshold = THRESHOLD(ratio * norms_sum);                        \
                 out_row[b] = (REAL)dist;                                                \
-                suspect |= fastgd_margin_bits(dist - threshold);                        \
+                suspect |= SUSPECT(dist, norms_sum, ratio);                             \
             }                                                                           \
             flags[start / FASTGD_SUSPECT_BLOCK] = (unsigned char)(suspect >> 63);       \
             any |= (int)(suspect >> 63);                                                \
@@ -133,9 +141,9 @@ static inline uint64_t fastgd_zero_bits_f32(float value)
 
 #define FASTGD_DEFINE_PAIRWISE_LEVEL(LEVEL, TARGET)                                     \
     FASTGD_DEFINE_EPILOGUE_ROW(fastgd_epilogue_row_f32_##LEVEL, TARGET, float,         \
-                               FASTGD_THRESHOLD_f32)                                   \
+                               fastgd_suspect_bits_f32)                                   \
     FASTGD_DEFINE_EPILOGUE_ROW(fastgd_epilogue_row_f64_##LEVEL, TARGET, double,        \
-                               FASTGD_THRESHOLD_f64)                                   \
+                               fastgd_suspect_bits_f64)                                   \
     FASTGD_DEFINE_DIRECT_PAIR(fastgd_direct_pair_f32_##LEVEL, TARGET, float)            \
     FASTGD_DEFINE_DIRECT_PAIR(fastgd_direct_pair_f64_##LEVEL, TARGET, double)           \
     FASTGD_DEFINE_ROUND_ROW(fastgd_round_row_f32_##LEVEL, TARGET, float,                \
