@@ -206,7 +206,7 @@ FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_avx2_any, double, int64_t, FAST
  * the lanes are the first FASTGD_LANES / VW products of each group of FASTGD_LANES
  * coordinates, so the operations and their order are those of the loops above. */
 #define FASTGD_DEFINE_PLAN_ROWS_FIXED(NAME, TARGET, REAL, INDEX, K, VEC, VW, ZERO, LOAD,      \
-                                      STORE, ADD, MUL, BROADCAST)                             \
+                                      STORE, ADD, MUL, BROADCAST, LANE_SUM)                   \
     TARGET static double NAME(const INDEX *indptr, const INDEX *indices,          \
                                           const REAL *values, const REAL *W, const REAL *HT,  \
                                           REAL *dW, REAL *dHT, ptrdiff_t row_begin,           \
@@ -230,13 +230,10 @@ FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_avx2_any, double, int64_t, FAST
                     FASTGD_PREFETCH_ROWS(HT + ahead, dHT + ahead, (K))                        \
                 }                                                                             \
                 VEC acc[NV];                                                                  \
-                REAL lanes[FASTGD_LANES];                                                     \
                 _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++) acc[v] = ZERO();        \
                 _Pragma("GCC unroll 16") for (int b = 0; b < BLOCKS; b++)                     \
                     acc[b % NV] = ADD(acc[b % NV], MUL(w[b], LOAD(h + b * (VW))));            \
-                _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++)                         \
-                    STORE(lanes + v * (VW), acc[v]);                                          \
-                const REAL r = FASTGD_LANE_SUM(lanes) - values[e];                            \
+                const REAL r = LANE_SUM(acc) - values[e];                                     \
                 const VEC rv = BROADCAST(r);                                                  \
                 total += (double)r * (double)r;                                               \
                 _Pragma("GCC unroll 16") for (int b = 0; b < BLOCKS; b++) {                   \
@@ -250,20 +247,45 @@ FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_avx2_any, double, int64_t, FAST
         return total;                                                                         \
     }
 
+/* FASTGD_LANE_SUM of the lanes in registers acc[0], acc[1], ...: through memory. */
+#define FASTGD_LANE_SUM_STORED(REAL, VW, STORE, acc)                                          \
+    __extension__({                                                                           \
+        REAL lanes_[FASTGD_LANES];                                                            \
+        for (int v_ = 0; v_ < FASTGD_LANES / (VW); v_++)                                      \
+            STORE(lanes_ + v_ * (VW), (acc)[v_]);                                             \
+        FASTGD_LANE_SUM(lanes_);                                                              \
+    })
+#define FASTGD_LANE_SUM_F64X4(acc) FASTGD_LANE_SUM_STORED(double, 4, _mm256_storeu_pd, acc)
+#define FASTGD_LANE_SUM_F32X8(acc) FASTGD_LANE_SUM_STORED(float, 8, _mm256_storeu_ps, acc)
+/* The same tree in one AVX-512 register: adjacent pairs, then pairs of pairs within each
+ * half, then the two halves: ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)). */
+FASTGD_TARGET_AVX512 static inline double fastgd_lane_sum_f64x8(__m512d lanes)
+{
+    __m512d pairs = _mm512_add_pd(lanes, _mm512_permute_pd(lanes, 0x55));
+    __m512d quads = _mm512_add_pd(pairs, _mm512_permutex_pd(pairs, 0x4E));
+    __m128d low = _mm512_castpd512_pd128(quads);
+    __m128d high = _mm512_extractf64x2_pd(quads, 2);
+    return _mm_cvtsd_f64(_mm_add_sd(low, high));
+}
+#define FASTGD_LANE_SUM_F64X8(acc) fastgd_lane_sum_f64x8((acc)[0])
+
 #define FASTGD_DEFINE_PLAN_ROWS_AVX2_F64(NAME, INDEX, K)                                      \
     FASTGD_DEFINE_PLAN_ROWS_FIXED(NAME, FASTGD_TARGET_AVX2, double, INDEX, K, __m256d, 4,     \
                                   _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd,       \
-                                  _mm256_add_pd, _mm256_mul_pd, _mm256_set1_pd)
+                                  _mm256_add_pd, _mm256_mul_pd, _mm256_set1_pd,               \
+                                  FASTGD_LANE_SUM_F64X4)
 #define FASTGD_DEFINE_PLAN_ROWS_AVX2_F32(NAME, INDEX, K)                                      \
     FASTGD_DEFINE_PLAN_ROWS_FIXED(NAME, FASTGD_TARGET_AVX2, float, INDEX, K, __m256, 8,       \
                                   _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps,       \
-                                  _mm256_add_ps, _mm256_mul_ps, _mm256_set1_ps)
+                                  _mm256_add_ps, _mm256_mul_ps, _mm256_set1_ps,               \
+                                  FASTGD_LANE_SUM_F32X8)
 /* AVX-512: the eight lanes of a float64 dot product fill one register. (float32's eight
  * lanes fill an AVX2 register already: float32 runs the AVX2 loops.) */
 #define FASTGD_DEFINE_PLAN_ROWS_AVX512_F64(NAME, INDEX, K)                                    \
     FASTGD_DEFINE_PLAN_ROWS_FIXED(NAME, FASTGD_TARGET_AVX512, double, INDEX, K, __m512d, 8,   \
                                   _mm512_setzero_pd, _mm512_loadu_pd, _mm512_storeu_pd,       \
-                                  _mm512_add_pd, _mm512_mul_pd, _mm512_set1_pd)
+                                  _mm512_add_pd, _mm512_mul_pd, _mm512_set1_pd,               \
+                                  FASTGD_LANE_SUM_F64X8)
 
 /* The loop for rank k: a fixed-rank one for 16, 32 and 64, the general AVX2 one
  * (ANY) otherwise. */

@@ -5,10 +5,14 @@
  *                  flag per block of FASTGD_SUSPECT_BLOCK entries where the expansion may
  *                  have cancelled (the block is then recomputed by direct differences);
  *   direct pair    sums[b] (+)= (x[k] - y[k, b])^2 in double for two rows of X;
- *   round row      direct sums rounded to the output dtype, with a flag if any is 0.
+ *   round row      direct sums rounded to the output dtype, with a flag if any is 0;
  *
- * Each entry is computed on its own by correctly rounded operations in a fixed order (no
- * FMA contraction: -ffp-contract=off), so every level gives bitwise the same results.
+ * and, for AVX-512 CPUs only, register-blocked tiles (further below): the fused expansion
+ * and the blocked direct sums.
+ *
+ * Each entry of these loops is computed on its own by correctly rounded operations in a
+ * fixed order (no FMA contraction: -ffp-contract=off), so every level gives bitwise the same
+ * results; only the fused expansion sums its dot products in an order of its own.
  */
 #ifndef FASTGD_PAIRWISE_LOOPS_H
 #define FASTGD_PAIRWISE_LOOPS_H

@@ -187,25 +187,27 @@ def test_masked_levels_agree_bitwise(rng, float_dtype, k, with_mask):
     np.testing.assert_allclose(dH, expected[2], rtol=tolerance, atol=tolerance)
 
 
-def config_in_subprocess(simd):
+def config_in_subprocess(simd, directory):
+    """The SIMD levels a fresh process reports under FASTGD_SIMD=simd, run from an empty
+    directory (`python -c` puts the working directory on sys.path: not the source tree)."""
     environment = dict(os.environ, FASTGD_SIMD=simd)
     return subprocess.run(
         [sys.executable, "-c",
          "import json; from fastgd._config import config_info; "
          "print(json.dumps(config_info()['simd']))"],
-        capture_output=True, text=True, env=environment, timeout=120,
+        capture_output=True, text=True, env=environment, timeout=120, cwd=directory,
     )
 
 
-def test_fastgd_simd_caps_every_family():
-    completed = config_in_subprocess("baseline")
+def test_fastgd_simd_caps_every_family(tmp_path):
+    completed = config_in_subprocess("baseline", tmp_path)
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout) == {kernel: "baseline"
                                             for kernel in _backend.DISPATCHED_KERNELS}
 
 
-def test_fastgd_simd_rejects_an_unknown_level():
-    completed = config_in_subprocess("avx1024")
+def test_fastgd_simd_rejects_an_unknown_level(tmp_path):
+    completed = config_in_subprocess("avx1024", tmp_path)
     assert completed.returncode != 0
     assert "FASTGD_SIMD must be one of scalar, baseline, avx2, avx512; got 'avx1024'" in (
         completed.stderr)
