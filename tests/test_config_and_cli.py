@@ -99,7 +99,8 @@ def test_bench_shows_missing_peers_as_not_installed(monkeypatch):
     from fastgd.benchmarks import updates
 
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
-    result = fastgd.benchmarks.run(quick=True, threads=["1"], kernels=["updates"], rounds=1)
+    result = fastgd.benchmarks.run(quick=True, threads="1", kernels="updates", rounds=1)
+    assert [row["threads"] for row in result["rows"]] == ["1"] * len(updates.QUICK_CASES)
     for row in result["rows"]:
         assert row["peers"]["torch fused"] == {"status": "not installed"}
         assert "speedup" in row["peers"]["numpy"]

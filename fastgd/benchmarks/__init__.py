@@ -66,10 +66,10 @@ def run(*, quick=False, threads=THREAD_SETTINGS, kernels=KERNEL_MODULES, rounds=
     ----------
     quick : bool, default False
         Only a few small cases and 3 rounds: a run of well under 30 seconds.
-    threads : sequence of {"1", "all"}, default ("1", "all")
+    threads : {"1", "all"} or a sequence of them, default ("1", "all")
         One thread (fastgd with ``n_threads=1``, BLAS and torch held to one thread), all
         threads (``n_threads=-1``, every peer with its default threads), or both.
-    kernels : sequence of str, default all of KERNEL_MODULES
+    kernels : str or sequence of str, default all of KERNEL_MODULES
         Which kernel families: "sqeuclidean", "masked", "updates".
     rounds : int, optional
         Interleaved rounds per case (default 3 quick, 7 otherwise).
@@ -94,6 +94,8 @@ def run(*, quick=False, threads=THREAD_SETTINGS, kernels=KERNEL_MODULES, rounds=
     """
     from fastgd._config import config_info
 
+    threads = [threads] if isinstance(threads, str) else list(threads)
+    kernels = [kernels] if isinstance(kernels, str) else list(kernels)
     for setting in threads:
         if setting not in THREAD_SETTINGS:
             raise ValueError(f"threads must hold '1' or 'all'; got {setting!r}")
