@@ -10,9 +10,10 @@ METHODS = ("auto", "expansion", "direct")
 # expansion from it on: the crossover measured on an AMD EPYC (AVX2) for 1000 x 1000
 # points, one thread, lay between 8 and 12 features in float32 and float64.
 DIRECT_MAX_FEATURES = 10
-# Outputs from this size on are allocated aligned to a cache line: the kernel writes them
-# with non-temporal stores, which need aligned rows (the compiled _pairwise's threshold).
-STREAM_MIN_BYTES = 1 << 25
+# Outputs from this size on are allocated aligned to a cache line: the compiled kernel
+# writes them with non-temporal stores, which need aligned rows (None: no extension).
+STREAM_MIN_BYTES = (None if _backend.ext is None
+                    else _backend.ext._pairwise.STREAMED_OUTPUT_BYTES)
 CACHE_LINE = 64
 
 # Below this many multiply-adds (n * m * d) no parallel region is opened and
@@ -25,7 +26,7 @@ def _empty_aligned(shape, dtype):
     be streamed (a view into a slightly larger buffer)."""
     size = int(np.prod(shape))
     dtype = np.dtype(dtype)
-    if size * dtype.itemsize < STREAM_MIN_BYTES:
+    if STREAM_MIN_BYTES is None or size * dtype.itemsize < STREAM_MIN_BYTES:
         return np.empty(shape, dtype=dtype)
     buffer = np.empty(size + CACHE_LINE // dtype.itemsize, dtype=dtype)
     offset = (-buffer.ctypes.data % CACHE_LINE) // dtype.itemsize

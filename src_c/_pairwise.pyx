@@ -107,6 +107,9 @@ cdef enum:
     # whole panels of FASTGD_FUSED_NR_MAX rows).
     PANEL_ROWS = TILE + 48
 
+# For fastgd.sqeuclidean, which allocates outputs from this size on aligned to a cache line.
+STREAMED_OUTPUT_BYTES = STREAM_MIN_BYTES
+
 # Where the expansion is kept: D - CANCELLATION_RATIO * S > 0 and finite, S = ||x||^2 + ||y||^2
 # of the centred rows. The expansion's error is at most about (2d + 1) u S from the norms and
 # the GEMM, plus (1 + 2 sqrt(2 / ratio)) u D from the final rounding and the centring; with
