@@ -15,25 +15,45 @@ from fastgd._backend import get_backend, use_backend
 from fastgd._config import show_config
 from fastgd._version import __version__
 from fastgd.distances import sqeuclidean
+from fastgd.factorization import FactorizationResult, factorize
 from fastgd.gradcheck import GradCheckReport, check_grad, numerical_gradient
 from fastgd.masked import ObservedEntries, masked_loss_grad, masked_residual, observed
 from fastgd.optim import SGD, Adagrad, adagrad_update, sgd_update
+from fastgd.optimize import minimize, scipy_method
 
 __all__ = [
     "SGD",
     "Adagrad",
+    "FactorizationResult",
     "GradCheckReport",
+    "MatrixFactorization",
     "ObservedEntries",
     "__version__",
     "adagrad_update",
     "check_grad",
+    "factorize",
     "get_backend",
     "masked_loss_grad",
     "masked_residual",
+    "minimize",
     "numerical_gradient",
     "observed",
+    "scipy_method",
     "sgd_update",
     "show_config",
     "sqeuclidean",
     "use_backend",
 ]
+
+
+def __getattr__(name):
+    # The estimator imports scikit-learn: loaded on first use, not at `import fastgd`.
+    if name == "MatrixFactorization":
+        from fastgd.estimator import MatrixFactorization
+
+        return MatrixFactorization
+    raise AttributeError(f"module 'fastgd' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"MatrixFactorization"})

@@ -16,7 +16,7 @@ import warnings
 from fastgd import _reference
 
 BACKENDS = ("compiled", "numpy")
-EXTENSION_MODULES = ("_build_info", "_masked", "_pairwise", "_updates")
+EXTENSION_MODULES = ("_build_info", "_masked", "_pairwise", "_solvers", "_updates")
 
 
 def _import_extension():
@@ -63,7 +63,9 @@ except ImportError as error:
 SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
 # The kernel families whose hot loops are compiled per instruction-set level, and the
 # extension module of each.
-DISPATCHED_KERNELS = {"sqeuclidean": "_pairwise", "masked": "_masked", "updates": "_updates"}
+DISPATCHED_KERNELS = {
+    "sqeuclidean": "_pairwise", "masked": "_masked", "updates": "_updates", "factorize": "_solvers",
+}
 
 
 def select_simd(highest):

@@ -1,4 +1,4 @@
-"""The ``fastgd`` command line: ``fastgd info`` and ``fastgd bench``."""
+"""The ``fastgd`` command line: ``fastgd info``, ``fastgd demo`` and ``fastgd bench``."""
 
 import argparse
 import sys
@@ -8,6 +8,13 @@ def _info(arguments):
     import fastgd
 
     fastgd.show_config()
+    return 0
+
+
+def _demo(arguments):
+    from fastgd import demo
+
+    demo.main(plot_dir=arguments.plot)
     return 0
 
 
@@ -41,6 +48,8 @@ def _positive_int(text):
 
 
 def build_parser():
+    from fastgd.benchmarks import KERNEL_MODULES
+
     parser = argparse.ArgumentParser(
         prog="fastgd", description="Compiled kernels for gradient-descent workloads."
     )
@@ -48,6 +57,14 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = commands.add_parser("info", help="show the version, backend, build and threads")
     info.set_defaults(run=_info)
+    demo = commands.add_parser(
+        "demo", help="factorise the tutorials' 4 x 3 matrix with a missing entry",
+        description="Reproduce the two autograd tutorials fastgd grew from: projected "
+        "gradient descent and Adagrad on a 4 x 3 ratings matrix with one missing entry.")
+    demo.add_argument("--plot", metavar="DIR",
+                      help="also save the loss curves and Adagrad's learning-rate heatmaps "
+                      "as PNG files in DIR (needs matplotlib)")
+    demo.set_defaults(run=_demo)
     bench = commands.add_parser(
         "bench", help="time fastgd's kernels next to the installed peers",
         description="Time fastgd's kernels next to the installed peers (SciPy, scikit-learn, "
@@ -57,7 +74,7 @@ def build_parser():
                        help="a few small cases, 3 rounds: well under 30 seconds")
     bench.add_argument("--threads", choices=["1", "all", "both"], default="both",
                        help="one thread, all threads, or both (default)")
-    bench.add_argument("--kernel", action="append", choices=["sqeuclidean", "masked", "updates"],
+    bench.add_argument("--kernel", action="append", choices=KERNEL_MODULES,
                        help="only this kernel family (repeatable; default all)")
     bench.add_argument("--rounds", type=_positive_int, default=None,
                        help="interleaved rounds per case (default 3 with --quick, else 7)")

@@ -307,6 +307,22 @@ def sgd_update(params, grads, velocities=None, *, lr, momentum=0.0, nesterov=Fal
            nesterov, weight_decay, maximize, bound, n_threads, PARALLEL_MIN_ELEMENTS)
 
 
+def _adagrad_rates(accums, clr, eps, eps_mode):
+    """Adagrad's per-entry rates from its sums of squares (see Adagrad.effective_lr)."""
+    rates = []
+    for accum in accums:
+        t = accum.dtype.type
+        with np.errstate(divide="ignore"):
+            if eps_mode == "outside":
+                rate = t(clr) / (np.sqrt(accum) + t(eps))
+            elif eps_mode == "inside":
+                rate = np.where(accum > 0, t(clr) / np.sqrt(accum + t(eps)), t(0))
+            else:
+                rate = t(clr) / np.sqrt(accum)
+        rates.append(rate)
+    return rates
+
+
 class _Optimizer:
     """State shared by the optimizer objects: the parameters, validated once."""
 
@@ -388,18 +404,7 @@ class Adagrad(_Optimizer):
         "accumulate"; one array per parameter."""
         s = self.settings
         clr = s["lr"] / (1.0 + max(self.step_count - 1, 0) * s["lr_decay"])
-        rates = []
-        for accum in self.accums:
-            t = accum.dtype.type
-            with np.errstate(divide="ignore"):
-                if s["eps_mode"] == "outside":
-                    rate = t(clr) / (np.sqrt(accum) + t(s["eps"]))
-                elif s["eps_mode"] == "inside":
-                    rate = np.where(accum > 0, t(clr) / np.sqrt(accum + t(s["eps"])), t(0))
-                else:
-                    rate = t(clr) / np.sqrt(accum)
-            rates.append(rate)
-        return rates
+        return _adagrad_rates(self.accums, clr, s["eps"], s["eps_mode"])
 
     def state_dict(self):
         """A copy of the state: step count, sums of squares and settings."""

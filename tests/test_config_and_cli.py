@@ -7,15 +7,19 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPOSITORY_ROOT
 
 import fastgd
 import fastgd._backend
 import fastgd._config
 import fastgd.benchmarks
+import fastgd.demo
 import fastgd.distances
+import fastgd.factorization
 import fastgd.gradcheck
 import fastgd.masked
 import fastgd.optim
+import fastgd.optimize
 from fastgd import cli
 
 
@@ -126,11 +130,26 @@ def test_cli_bench_rejects_bad_arguments(capsys):
 
 @pytest.mark.parametrize(
     "module",
-    [fastgd, fastgd._backend, fastgd._config, fastgd.benchmarks, fastgd.distances,
-     fastgd.gradcheck, fastgd.masked, fastgd.optim],
+    [fastgd, fastgd._backend, fastgd._config, fastgd.benchmarks, fastgd.demo,
+     fastgd.distances, fastgd.factorization, fastgd.gradcheck, fastgd.masked, fastgd.optim,
+     fastgd.optimize],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)
     assert result.attempted > 0
+    assert result.failed == 0
+
+
+def test_readme_examples_run():
+    """The README's examples, run in order in one namespace (code fences become blank
+    lines, which end an example's expected output)."""
+    text = (REPOSITORY_ROOT / "README.md").read_text(encoding="utf-8")
+    text = "\n".join("" if line.startswith("```") else line for line in text.splitlines())
+    parser = doctest.DocTestParser()
+    test = parser.get_doctest(text, {}, "README.md", str(REPOSITORY_ROOT / "README.md"), 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted > 20
     assert result.failed == 0

@@ -1,0 +1,233 @@
+"""``fastgd.MatrixFactorization``: matrix factorisation with missing values as a
+scikit-learn estimator.
+
+``fit`` learns ``components_`` (H) by :func:`fastgd.factorize`, with NaN as missing;
+``transform`` then gives every row its W for those components by an exact solve of
+the W-block of the same loss, row by row (ridge least squares, or non-negative least
+squares with ``nonneg``), so that rows do not influence each other. This module
+imports scikit-learn, so ``import fastgd`` loads it only when ``MatrixFactorization``
+is first used.
+"""
+
+import math
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from fastgd import factorization, masked
+
+
+class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Low-rank matrix factorisation ``X ≈ W @ H`` that treats NaN as missing.
+
+    Fits by gradient descent on the observed entries (:func:`fastgd.factorize`: Adagrad
+    or momentum gradient descent, optionally projected onto ``W, H >= 0``), so it
+    completes a ratings matrix, or runs NMF on data with gaps, where
+    ``sklearn.decomposition.NMF`` refuses NaN.
+
+    Parameters
+    ----------
+    rank : int, optional
+        The number of components; default ``min(n_samples, n_features)``.
+    optimizer : {"adagrad", "gd"}
+    lr : float
+    n_iter : int
+        The maximum number of iterations of ``fit``.
+    eps : float
+    eps_mode : {"outside", "inside", "accumulate"}
+    momentum : float
+    nesterov : bool
+    nonneg : bool
+        Non-negative W and H (projected steps in ``fit``, non-negative least squares
+        in ``transform``).
+    loss : {"rmse", "mse", "sse"}
+    l2 : float
+        Weight of ``0.5 * (||W||² + ||H||²)``.
+    tol : float, optional
+        Stop ``fit`` when the relative change of the loss is at most ``tol``.
+    random_state : int, numpy.random.Generator or RandomState, optional
+        The random positive initialisation of ``fit``.
+    n_threads : int, optional
+        Threads of the kernels of a large problem.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (rank, n_features)
+        H.
+    W_ : ndarray of shape (n_samples, rank)
+        The training rows' factors: ``transform`` of the training data.
+    loss_curve_ : ndarray of shape (n_iter_ + 1,)
+        The loss of ``fit``'s gradient descent, from the initial point on.
+    n_iter_ : int
+    reconstruction_err_ : float
+        The loss at ``(W_, components_)``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        When X has string column names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd import MatrixFactorization
+    >>> X = np.array([[np.nan, 4, 5], [4, 4, 5], [5, 3, 4], [2, 3, 3]])
+    >>> model = MatrixFactorization(rank=2, nonneg=True, random_state=0, n_iter=3000)
+    >>> W = model.fit_transform(X)
+    >>> model.inverse_transform(W).round()
+    array([[5., 4., 5.],
+           [4., 4., 5.],
+           [5., 3., 4.],
+           [2., 3., 3.]])
+    """
+
+    def __init__(self, rank=None, *, optimizer="adagrad", lr=0.1, n_iter=1000, eps=1e-8,
+                 eps_mode="outside", momentum=0.0, nesterov=False, nonneg=False, loss="rmse",
+                 l2=0.0, tol=None, random_state=None, n_threads=None):
+        self.rank = rank
+        self.optimizer = optimizer
+        self.lr = lr
+        self.n_iter = n_iter
+        self.eps = eps
+        self.eps_mode = eps_mode
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.nonneg = nonneg
+        self.loss = loss
+        self.l2 = l2
+        self.tol = tol
+        self.random_state = random_state
+        self.n_threads = n_threads
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def _validated(self, X, reset):
+        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
+                             ensure_all_finite="allow-nan")
+
+    def fit(self, X, y=None):
+        """Learn ``components_`` (and ``W_``) from X, NaN meaning missing.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit, and return ``W_``: the factors of X's rows for the learned components.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        ndarray of shape (n_samples, rank)
+        """
+        X = self._validated(X, reset=True)
+        rank = min(X.shape) if self.rank is None else self.rank
+        result = factorization.factorize(
+            X, rank, random_state=self.random_state, optimizer=self.optimizer, lr=self.lr,
+            n_iter=self.n_iter, eps=self.eps, eps_mode=self.eps_mode, momentum=self.momentum,
+            nesterov=self.nesterov, nonneg=self.nonneg, loss=self.loss, l2=self.l2,
+            tol=self.tol, n_threads=self.n_threads)
+        self.components_ = result.H
+        self.loss_curve_ = result.loss_history
+        self.n_iter_ = result.n_iter
+        self._ridge = self._ridge_weight(X, result)
+        self.W_ = self._solve_rows(X)
+        self.reconstruction_err_ = masked.masked_loss_grad(
+            X, self.W_, self.components_, loss=self.loss, l2=self.l2)[0]
+        return self.W_
+
+    def _ridge_weight(self, X, result):
+        """The weight of ||w||² in the least-squares problem of one row, ``0.5 * sum of
+        squared residuals + 0.5 * ridge * ||w||²``, that has the gradient of the fitted
+        loss in W (with "rmse", at the fitted loss)."""
+        if self.l2 == 0:
+            return 0.0
+        n_observed = int(np.count_nonzero(~np.isnan(X)))
+        if self.loss == "sse":
+            return self.l2 / 2
+        if self.loss == "mse":
+            return self.l2 * n_observed / 2
+        rmse = masked.masked_loss_grad(X, result.W, result.H, loss="rmse")[0]
+        return self.l2 * n_observed * rmse
+
+    def _solve_rows(self, X):
+        """Each row's w minimising ``||(w @ H - x)[observed]||² + ridge * ||w||²``
+        (with ``w >= 0`` when nonneg), independently of the other rows."""
+        H = self.components_.astype(np.float64)
+        rank = H.shape[0]
+        observed = ~np.isnan(X)
+        data = np.where(observed, X, 0.0).astype(np.float64)
+        if self.nonneg:
+            return self._nonneg_rows(H, observed, data).astype(X.dtype)
+        gram = np.einsum("ij,kj,lj->ikl", observed.astype(np.float64), H, H)
+        gram += self._ridge * np.eye(rank)
+        rhs = data @ H.T
+        # The pseudo-inverse gives the least-norm w where a row has fewer observed
+        # entries than the rank (a singular gram matrix).
+        W = np.einsum("ikl,il->ik", np.linalg.pinv(gram, hermitian=True), rhs)
+        return W.astype(X.dtype)
+
+    def _nonneg_rows(self, H, observed, data):
+        from scipy.optimize import nnls
+
+        rank = H.shape[0]
+        W = np.zeros((data.shape[0], rank))
+        ridge_rows = math.sqrt(self._ridge) * np.eye(rank)
+        for i in range(data.shape[0]):
+            columns = observed[i]
+            system = np.vstack([H[:, columns].T, ridge_rows])
+            target = np.concatenate([data[i, columns], np.zeros(rank)])
+            W[i] = nnls(system, target)[0]
+        return W
+
+    def transform(self, X):
+        """The factors W of X's rows for the fitted components (NaN = missing).
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, rank)
+        """
+        check_is_fitted(self)
+        return self._solve_rows(self._validated(X, reset=False))
+
+    def inverse_transform(self, X):
+        """The reconstruction ``X @ components_`` of factors X (e.g. from transform).
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, rank)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        W = check_array(X, dtype=[np.float64, np.float32])
+        rank = self.components_.shape[0]
+        if W.shape[1] != rank:
+            raise ValueError(f"X must have shape (n_samples, {rank}) (rank columns); "
+                             f"got {W.shape}")
+        return W @ self.components_
+
+    @property
+    def _n_features_out(self):
+        return self.components_.shape[0]

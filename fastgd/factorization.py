@@ -1,0 +1,516 @@
+"""Matrix factorisation with missing values by gradient descent: ``fastgd.factorize``.
+
+Each iteration computes the masked loss of ``W @ H`` and its gradients and applies a
+fused update (Adagrad, or gradient descent with optional momentum), optionally
+projected onto ``W, H >= 0``. Small problems run the whole iteration loop in compiled
+code (``fastgd._ext._solvers``: no Python per iteration); larger ones call the threaded
+kernels ``masked_loss_grad`` and ``adagrad_update`` / ``sgd_update`` once per
+iteration, where a call's cost no longer matters. Both give the same answer to rounding.
+"""
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+from fastgd import _backend, _threads, _validation, masked, optim
+
+OPTIMIZERS = ("adagrad", "gd")
+OPTIMIZER_CODES = {"adagrad": 0, "gd": 1}
+
+# How a run ended (the codes of fastgd._ext._solvers; STOPPED_BY_CALLBACK is Python's).
+STATUS_MAX_ITER, STATUS_CONVERGED, STATUS_NONFINITE, STATUS_STOPPED_BY_CALLBACK = 0, 1, 2, 3
+STATUS_MESSAGES = {
+    STATUS_MAX_ITER: "the maximum number of iterations was reached",
+    STATUS_CONVERGED: "the relative change of the loss fell below tol",
+    STATUS_NONFINITE: "the loss is no longer finite: lower lr",
+    STATUS_STOPPED_BY_CALLBACK: "the callback asked to stop",
+}
+
+# Problems with at most this many multiply-adds per iteration (observed entries times
+# the rank) run their iteration loop in compiled code, on one thread; larger ones call
+# the threaded kernels once per iteration. The same bound as the kernels' own
+# threshold for opening a parallel region.
+SOLVER_LOOP_MAX_WORK = masked.PARALLEL_MIN_WORK
+
+# With progress=True (and no callback), the compiled loop reports this many times.
+PROGRESS_UPDATES = 100
+
+
+class FactorizationResult:
+    """The outcome of :func:`factorize`.
+
+    Attributes
+    ----------
+    W : ndarray of shape (m, rank)
+    H : ndarray of shape (rank, n)
+    loss_history : ndarray of shape (n_iter + 1,)
+        The loss at the initial point, then after every iteration (float64).
+    n_iter : int
+        The number of iterations run.
+    converged : bool
+        Whether the relative change of the loss fell below ``tol``.
+    message : str
+        Why the run stopped.
+    optimizer_state : dict
+        The optimizer's state at the end: Adagrad's sums of squared gradients
+        (``"accum_W"``, ``"accum_H"``) or the momentum buffers (``"velocity_W"``,
+        ``"velocity_H"``), shaped like W and H; empty for plain gradient descent.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> A = np.array([[1.0, 2.0], [2.0, np.nan]])
+    >>> result = fastgd.factorize(A, 1, random_state=0, n_iter=500)
+    >>> result.reconstruct().round(2)
+    array([[1., 2.],
+           [2., 4.]])
+    >>> result.predict([1], [1]).round(2)
+    array([4.])
+    """
+
+    def __init__(self, W, H, loss_history, n_iter, status, optimizer_state, settings):
+        self.W = W
+        self.H = H
+        self.loss_history = loss_history
+        self.n_iter = n_iter
+        self.converged = status == STATUS_CONVERGED
+        self.message = STATUS_MESSAGES[status]
+        self.optimizer_state = optimizer_state
+        self._settings = settings
+
+    def reconstruct(self):
+        """The completed matrix ``W @ H``, of shape (m, n)."""
+        return self.W @ self.H
+
+    def predict(self, rows, cols):
+        """The entries ``(W @ H)[rows[e], cols[e]]``, without forming ``W @ H``.
+
+        Parameters
+        ----------
+        rows, cols : array_like of int, of one shape
+            Row and column indices (negative ones count from the end, as in NumPy).
+
+        Returns
+        -------
+        ndarray of the indices' shape
+        """
+        (m, _), n = self.W.shape, self.H.shape[1]
+        rows = _index_array(rows, "rows", m)
+        cols = _index_array(cols, "cols", n)
+        if rows.shape != cols.shape:
+            raise ValueError(
+                f"rows and cols must have one shape; got {rows.shape} and {cols.shape}"
+            )
+        return np.einsum("...k,...k->...", self.W[rows], self.H.T[cols])
+
+    def effective_lr(self):
+        """Adagrad's per-entry learning rates after the last iteration: ``(rates_W,
+        rates_H)``, shaped like W and H (see ``fastgd.Adagrad.effective_lr``).
+
+        Raises
+        ------
+        ValueError
+            When the optimizer was not Adagrad.
+        """
+        if "accum_W" not in self.optimizer_state:
+            raise ValueError("effective_lr needs optimizer='adagrad'")
+        s = self._settings
+        accums = [self.optimizer_state["accum_W"], self.optimizer_state["accum_H"]]
+        rates = optim._adagrad_rates(accums, s["lr"], s["eps"], s["eps_mode"])
+        return rates[0], rates[1]
+
+    def __repr__(self):
+        return (
+            f"FactorizationResult(W: {self.W.shape}, H: {self.H.shape}, n_iter={self.n_iter}, "
+            f"loss={self.loss_history[-1]:.6g}, converged={self.converged})"
+        )
+
+
+def _index_array(value, name, size):
+    index = np.asarray(value)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers; got dtype {index.dtype}")
+    if index.size and (index.min() < -size or index.max() >= size):
+        raise ValueError(f"{name} must lie in [-{size}, {size}); got values from "
+                         f"{index.min()} to {index.max()}")
+    return index
+
+
+def _check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, nonneg,
+                   loss, l2, tol):
+    """The solver's settings, validated (shared by factorize and MatrixFactorization)."""
+    _validation.check_choice(optimizer, "optimizer", OPTIMIZERS)
+    _validation.check_choice(eps_mode, "eps_mode", tuple(optim.EPS_MODES))
+    _validation.check_choice(loss, "loss", masked.LOSSES)
+    lr = optim._real(lr, "lr")
+    if lr == 0:
+        raise ValueError("lr must be > 0; got 0.0")
+    momentum = optim._real(momentum, "momentum")
+    nesterov = optim._flag(nesterov, "nesterov")
+    if optimizer == "adagrad" and (momentum != 0 or nesterov):
+        raise ValueError("momentum and nesterov apply to optimizer='gd'; "
+                         f"got momentum={momentum}, nesterov={nesterov} with 'adagrad'")
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov=True needs momentum > 0")
+    if tol is not None:
+        tol = optim._real(tol, "tol")
+    return {
+        "optimizer": optimizer, "lr": lr, "n_iter": _check_int(n_iter, "n_iter", 0),
+        "eps": optim._real(eps, "eps"), "eps_mode": eps_mode, "momentum": momentum,
+        "nesterov": nesterov, "nonneg": optim._flag(nonneg, "nonneg"), "loss": loss,
+        "l2": masked._check_l2(l2), "tol": tol,
+    }
+
+
+class ObservedData:
+    """A's observed entries, ready to iterate on: a plan (``plan``), or for a large dense
+    A observed densely, the dense array and its mask (the kernels' BLAS path)."""
+
+    def __init__(self, A, mask, rank):
+        self.dense = self.mask = self.plan = None
+        if isinstance(A, masked.ObservedEntries) or masked._is_sparse(A):
+            self.plan = masked.observed(A, mask)
+            self.shape, self.dtype = self.plan.shape, self.plan.dtype
+            return
+        dense, mask = masked._as_dense(A, mask)
+        self.shape, self.dtype = dense.shape, dense.dtype
+        m, n = dense.shape
+        if m * n * rank <= SOLVER_LOOP_MAX_WORK or masked._takes_sparse_path("auto", dense, mask):
+            self.plan = masked.observed(dense, None if mask is None else mask.view(bool))
+        else:
+            masked._raise_if_observed_nonfinite(dense, mask)
+            self.dense, self.mask = dense, None if mask is None else mask.view(bool)
+
+    @property
+    def n_observed(self):
+        if self.plan is not None:
+            return self.plan.nnz
+        if self.mask is not None:
+            return int(np.count_nonzero(self.mask))
+        return int(np.count_nonzero(~np.isnan(self.dense)))
+
+    def observed_values(self):
+        if self.plan is not None:
+            return self.plan.values
+        if self.mask is not None:
+            return self.dense[self.mask]
+        return self.dense[~np.isnan(self.dense)]
+
+
+def random_factors(data, rank, random_state, dtype):
+    """Random positive W (m, rank) and H (rank, n), scaled so that ``W @ H`` has the mean
+    magnitude of the observed values (scikit-learn NMF's random initialisation)."""
+    m, n = data.shape
+    values = data.observed_values()
+    mean = float(np.mean(np.abs(values), dtype=np.float64)) if values.size else 0.0
+    scale = math.sqrt(mean / rank) if mean > 0 else 1.0
+    if isinstance(random_state, np.random.RandomState):
+        rng = random_state
+    else:
+        rng = np.random.default_rng(random_state)
+    W = scale * np.abs(rng.standard_normal((m, rank)))
+    H = scale * np.abs(rng.standard_normal((rank, n)))
+    return W.astype(dtype), H.astype(dtype)
+
+
+def _initial_factors(data, rank, init, random_state):
+    if init is None:
+        return random_factors(data, rank, random_state, data.dtype)
+    try:
+        W0, H0 = init
+    except (TypeError, ValueError):
+        raise ValueError("init must be None or a pair (W0, H0); got "
+                         f"{type(init).__name__}") from None
+    W0, H0 = masked._check_factors(W0, H0, data.shape)
+    if W0.shape[1] != rank:
+        raise ValueError(f"init must have rank {rank} (W0's columns); got W0 of shape "
+                         f"{W0.shape}")
+    dtype = _validation.result_dtype(data.observed_values(), W0, H0)
+    W = np.array(W0, dtype=dtype, order="C")  # copies: init is never modified
+    H = np.array(H0, dtype=dtype, order="C")
+    masked._check_finite_factor(W, "init[0] (W0)")
+    masked._check_finite_factor(H, "init[1] (H0)")
+    return W, H
+
+
+class _CompiledLoop:
+    """Steps of a small problem, run by ``_solvers.run_iterations`` (or its twin)."""
+
+    def __init__(self, data, W, H, settings, update_H):
+        plan = data.plan
+        dtype = W.dtype
+        self.W, self.HT = W, np.ascontiguousarray(H.T)
+        self.s, self.update_H = settings, update_H
+        self.plan_arrays = (plan.indptr, plan.indices, plan.values.astype(dtype, copy=False))
+        self.grads = (np.empty_like(self.W), np.empty_like(self.HT))
+        self.has_state = settings["optimizer"] == "adagrad" or settings["momentum"] != 0
+        self.states = tuple(np.zeros_like(a) if self.has_state else np.empty((0, 0), dtype)
+                            for a in (self.W, self.HT))
+        self.kernel = _backend.kernel("solvers", "run_iterations")
+
+    def advance(self, n_steps):
+        s = self.s
+        history = np.empty(n_steps + 1)
+        steps, status = self.kernel(
+            *self.plan_arrays, self.W, self.HT, *self.states, *self.grads, history, n_steps,
+            masked.LOSS_CODES[s["loss"]], s["l2"], OPTIMIZER_CODES[s["optimizer"]], s["lr"],
+            s["eps"], optim.EPS_MODES[s["eps_mode"]], s["momentum"], s["nesterov"],
+            0.0 if s["nonneg"] else -math.inf, True, self.update_H,
+            -1.0 if s["tol"] is None else s["tol"],
+        )
+        return steps, status, history[:steps + 1]
+
+    def factors(self):
+        return self.W, self.HT.T
+
+    def state(self):
+        if not self.has_state:
+            return None, None
+        return self.states[0], self.states[1].T
+
+
+class _KernelLoop:
+    """Steps of a large problem: one masked_loss_grad and one fused update per step, each
+    threaded. The loss and gradients at the current point are kept between calls."""
+
+    def __init__(self, data, W, H, settings, update_H, n_threads):
+        self.data, self.W, self.H = data, W, H
+        self.s, self.update_H, self.n_threads = settings, update_H, n_threads
+        self.params = [W, H] if update_H else [W]
+        has_state = settings["optimizer"] == "adagrad" or settings["momentum"] != 0
+        self.states = [np.zeros_like(p) for p in self.params] if has_state else None
+        self.current = None
+
+    def _evaluate(self):
+        s = self.s
+        A = self.data.plan if self.data.plan is not None else self.data.dense
+        try:
+            loss, dW, dH = masked.masked_loss_grad(A, self.W, self.H, mask=self.data.mask,
+                                                   loss=s["loss"], l2=s["l2"],
+                                                   n_threads=self.n_threads)
+        except ValueError:
+            if np.isfinite(self.W).all() and np.isfinite(self.H).all():
+                raise
+            return math.nan, None  # a step overflowed W or H
+        return loss, ([dW, dH] if self.update_H else [dW])
+
+    def advance(self, n_steps):
+        s = self.s
+        if self.current is None:
+            self.current = self._evaluate()
+        history = [self.current[0]]
+        status = STATUS_MAX_ITER if math.isfinite(history[0]) else STATUS_NONFINITE
+        steps = 0
+        bound = 0.0 if s["nonneg"] else None
+        while status == STATUS_MAX_ITER and steps < n_steps:
+            grads = self.current[1]
+            if s["optimizer"] == "adagrad":
+                optim.adagrad_update(self.params, grads, self.states, lr=s["lr"],
+                                     eps=s["eps"], eps_mode=s["eps_mode"],
+                                     lower_bound=bound, n_threads=self.n_threads)
+            else:
+                optim.sgd_update(self.params, grads, self.states, lr=s["lr"],
+                                 momentum=s["momentum"], nesterov=s["nesterov"],
+                                 lower_bound=bound, n_threads=self.n_threads)
+            steps += 1
+            self.current = self._evaluate()
+            loss, previous = self.current[0], history[-1]
+            history.append(loss)
+            if not math.isfinite(loss):
+                status = STATUS_NONFINITE
+            elif s["tol"] is not None and abs(loss - previous) <= s["tol"] * abs(previous):
+                status = STATUS_CONVERGED
+        return steps, status, np.array(history)
+
+    def factors(self):
+        return self.W, self.H
+
+    def state(self):
+        if self.states is None:
+            return None, None
+        return self.states[0], (self.states[1] if self.update_H else None)
+
+
+def _progress_bar(progress, n_iter):
+    if not optim._flag(progress, "progress"):
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        raise ImportError("progress=True needs tqdm: pip install 'fastgd[progress]'") from None
+    return tqdm(total=n_iter, desc="factorize", unit="it")
+
+
+def solve(data, W, H, settings, *, update_H=True, callback=None, progress=False,
+          n_threads=None):
+    """Run the iterations on W and H (updated in place); a FactorizationResult.
+
+    The engine of :func:`factorize` and of ``MatrixFactorization`` (which fixes H in
+    ``transform``); its arguments are validated by the caller.
+    """
+    n_threads = _threads.resolve_n_threads(n_threads)
+    n_iter = settings["n_iter"]
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
+    if settings["loss"] != "sse" and data.n_observed == 0:
+        raise ValueError(f"A has no observed entry, so loss={settings['loss']!r} (a mean "
+                         "over them) is undefined; use loss='sse'")
+    rank = W.shape[1]
+    if data.plan is not None and data.plan.nnz * max(rank, 1) <= SOLVER_LOOP_MAX_WORK:
+        loop = _CompiledLoop(data, W, H, settings, update_H)
+    else:
+        loop = _KernelLoop(data, W, H, settings, update_H, n_threads)
+    bar = _progress_bar(progress, n_iter)
+    if callback is not None:
+        chunk = 1
+    elif bar is not None:
+        chunk = max(1, n_iter // PROGRESS_UPDATES)
+    else:
+        chunk = max(n_iter, 1)
+    history, done = [], 0
+    try:
+        while True:
+            steps, status, losses = loop.advance(min(chunk, n_iter - done))
+            history.extend(losses if not history else losses[1:])
+            done += steps
+            if bar is not None:
+                bar.update(steps)
+                bar.set_postfix(loss=f"{history[-1]:.6g}", refresh=False)
+            if status == STATUS_MAX_ITER and steps and callback is not None:
+                W_now, H_now = (a.view() for a in loop.factors())
+                W_now.flags.writeable = H_now.flags.writeable = False
+                if callback(done, history[-1], W_now, H_now):
+                    status = STATUS_STOPPED_BY_CALLBACK
+            if status != STATUS_MAX_ITER or done >= n_iter:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    if status == STATUS_NONFINITE:
+        warnings.warn(f"factorize stopped at iteration {done}: the loss is "
+                      f"{history[-1]}; lower lr", RuntimeWarning, stacklevel=3)
+    W_final, H_final = loop.factors()
+    state_W, state_H = loop.state()
+    kind = "accum" if settings["optimizer"] == "adagrad" else "velocity"
+    state = {} if state_W is None else {f"{kind}_W": state_W.copy()}
+    if state_H is not None and update_H:
+        state[f"{kind}_H"] = np.ascontiguousarray(state_H)
+    return FactorizationResult(W_final, np.ascontiguousarray(H_final),
+                               np.asarray(history, dtype=np.float64), done, status, state,
+                               settings)
+
+
+def factorize(A, rank, *, mask=None, init=None, random_state=None, optimizer="adagrad",
+              lr=0.1, n_iter=1000, eps=1e-8, eps_mode="outside", momentum=0.0, nesterov=False,
+              nonneg=False, loss="rmse", l2=0.0, tol=None, callback=None, progress=False,
+              n_threads=None):
+    """Factorise A ≈ W @ H from its observed entries, by gradient descent.
+
+    Minimises ``loss`` over the observed entries of A (plus
+    ``0.5 * l2 * (||W||² + ||H||²)``) with Adagrad or (momentum / Nesterov) gradient
+    descent, both factors stepped together from the gradients at the same point, and
+    with ``nonneg`` projected onto ``W, H >= 0`` after every step (projected gradient
+    descent, projected Adagrad). A small problem runs its whole loop in compiled code;
+    a large one uses the threaded kernels.
+
+    Parameters
+    ----------
+    A : array_like of shape (m, n), scipy.sparse matrix, or ObservedEntries
+        The data, NaN where missing (or see ``mask``); a sparse matrix's stored
+        entries are the observed ones.
+    rank : int
+        The inner dimension k of ``W`` (m, k) and ``H`` (k, n).
+    mask : array_like of bool, shape (m, n), optional
+        True where a dense A is observed.
+    init : pair (W0, H0), optional
+        The starting point (copied, never modified). Default: random positive factors
+        from ``random_state``, scaled to the data.
+    random_state : int, numpy.random.Generator or RandomState, optional
+    optimizer : {"adagrad", "gd"}
+    lr : float
+        The learning rate (> 0).
+    n_iter : int
+        The maximum number of iterations.
+    eps, eps_mode
+        Adagrad's eps and where it enters (see :func:`adagrad_update`).
+    momentum : float
+        For "gd": PyTorch's momentum (the buffer starts at the first gradient).
+    nesterov : bool
+        For "gd" with momentum: Nesterov's update.
+    nonneg : bool
+        Project W and H onto ``>= 0`` after every step.
+    loss : {"rmse", "mse", "sse"}
+        As in :func:`masked_loss_grad`.
+    l2 : float
+        Weight of ``0.5 * (||W||² + ||H||²)``.
+    tol : float, optional
+        Stop when ``|loss_i - loss_(i-1)| <= tol * |loss_(i-1)|``.
+    callback : callable, optional
+        ``callback(iteration, loss, W, H)`` after every iteration (read-only views of
+        the current factors); returning True stops the run. With a callback, the loop
+        returns to Python after every iteration.
+    progress : bool
+        Show a progress bar with the current loss (needs tqdm).
+    n_threads : int, optional
+        Threads of the kernels of a large problem (None: all CPUs or OMP_NUM_THREADS).
+
+    Returns
+    -------
+    FactorizationResult
+        ``W``, ``H``, ``loss_history`` (n_iter + 1 losses, the first at the initial
+        point), ``n_iter``, ``converged``, ``reconstruct()``, ``predict(rows, cols)``.
+        float32 when A and init are float32, else float64.
+
+    Raises
+    ------
+    ValueError
+        A bad shape, rank or setting, an init of another shape, NaN or inf in init, an
+        inf among A's observed values, or no observed entry for "mse" or "rmse".
+    TypeError
+        A non-real dtype.
+
+    Warns
+    -----
+    RuntimeWarning
+        When the loss stops being finite (the run stops there): lr is too large.
+
+    See Also
+    --------
+    MatrixFactorization : the same as a scikit-learn estimator.
+    masked_loss_grad : the loss and gradients of one iteration.
+
+    Examples
+    --------
+    The tutorial's 4 x 3 ratings matrix with one missing entry, by projected
+    gradient descent:
+
+    >>> import numpy as np
+    >>> import fastgd
+    >>> A = np.array([[np.nan, 4, 5], [4, 4, 5], [5, 3, 4], [2, 3, 3]])
+    >>> result = fastgd.factorize(A, 2, optimizer="gd", lr=0.01, n_iter=10000,
+    ...                           nonneg=True, random_state=0)
+    >>> result.n_iter, bool(result.loss_history[-1] < 0.1)
+    (10000, True)
+    >>> result.reconstruct().round()
+    array([[5., 4., 5.],
+           [4., 4., 5.],
+           [5., 3., 4.],
+           [2., 3., 3.]])
+    """
+    rank = _check_int(rank, "rank", 1)
+    settings = check_settings(optimizer=optimizer, lr=lr, n_iter=n_iter, eps=eps,
+                              eps_mode=eps_mode, momentum=momentum, nesterov=nesterov,
+                              nonneg=nonneg, loss=loss, l2=l2, tol=tol)
+    data = ObservedData(A, mask, rank)
+    W, H = _initial_factors(data, rank, init, random_state)
+    return solve(data, W, H, settings, callback=callback, progress=progress,
+                 n_threads=n_threads)

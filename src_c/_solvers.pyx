@@ -1,0 +1,201 @@
+"""The iteration loop of fastgd.factorize for small problems, run in compiled code.
+
+``run_iterations`` takes whole gradient-descent steps on the masked loss of W @ H
+without returning to Python between them: the loss and raw gradients over a plan of
+observed entries (row-sorted, as fastgd.ObservedEntries holds them), then the fused
+Adagrad or SGD update of W and of H. A 4 x 3 rank-2 step costs a fraction of a
+microsecond, where a Python loop pays tens of microseconds for its calls alone.
+
+H is kept transposed, as HT of shape (n, k), so that both factors are read by
+contiguous rows. The update loops are those of fastgd.adagrad_update and
+fastgd.sgd_update (update_loops.h, chosen per CPU by select_simd), so a step applies
+bitwise the same formula as those functions. One thread: larger problems go through
+the threaded kernels from Python, where the per-call cost no longer matters.
+"""
+
+from cython cimport floating
+from libc.math cimport fabs, isfinite, sqrt
+from libc.stdint cimport int32_t, int64_t
+from libc.string cimport memset
+
+
+cdef extern from "update_loops.h" nogil:
+    ctypedef struct UpdateSettings "fastgd_update_settings":
+        double rate
+        double eps
+        double weight_decay
+        double momentum
+        double dampening
+        double lower_bound
+        int eps_mode
+        int maximize
+        int nesterov
+        int has_state
+    void fastgd_adagrad_f32(float* param, const float* grad, float* accum, Py_ssize_t n,
+                            const UpdateSettings* s)
+    void fastgd_adagrad_f64(double* param, const double* grad, double* accum, Py_ssize_t n,
+                            const UpdateSettings* s)
+    void fastgd_sgd_f32(float* param, const float* grad, float* velocity, Py_ssize_t n,
+                        const UpdateSettings* s)
+    void fastgd_sgd_f64(double* param, const double* grad, double* velocity, Py_ssize_t n,
+                        const UpdateSettings* s)
+    int fastgd_updates_select_level(int asked)
+
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+# The codes shared with fastgd.factorization (LOSS_CODES, OPTIMIZER_CODES, STATUS_*).
+cdef enum:
+    LOSS_SSE = 0
+    LOSS_MSE = 1
+    LOSS_RMSE = 2
+    OPTIMIZER_ADAGRAD = 0
+    OPTIMIZER_GD = 1
+    STATUS_MAX_ITER = 0
+    STATUS_CONVERGED = 1
+    STATUS_NONFINITE = 2
+
+SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
+
+
+def select_simd(str highest):
+    """Run the update loops at the best level this CPU supports, at most `highest` (one of
+    SIMD_LEVELS; "scalar" runs "baseline"). Every level gives bitwise the same steps."""
+    return SIMD_LEVELS[fastgd_updates_select_level(SIMD_LEVELS.index(highest))]
+
+
+cdef double _sum_of_squares(const floating* x, Py_ssize_t length) noexcept nogil:
+    cdef double total = 0
+    cdef Py_ssize_t i
+    for i in range(length):
+        total += <double>x[i] * x[i]
+    return total
+
+
+cdef double _loss_and_gradients(const index_t* indptr, const index_t* indices,
+                                const floating* values, Py_ssize_t m, Py_ssize_t n,
+                                Py_ssize_t k, const floating* W, const floating* HT,
+                                floating* grad_W, floating* grad_HT, int loss_code,
+                                double l2) noexcept nogil:
+    """The loss at (W, HT) and, in grad_W and grad_HT, the gradients of its data term
+    (the l2 term's gradient, l2 * p, is added by the update as its weight decay)."""
+    cdef Py_ssize_t i, c, j, entry
+    cdef Py_ssize_t count = indptr[m]
+    cdef const floating* w_row
+    cdef const floating* h_row
+    cdef floating* grad_w_row
+    cdef floating* grad_h_row
+    cdef floating r
+    cdef double sse = 0, loss, scale
+    if m * k:
+        memset(grad_W, 0, m * k * sizeof(floating))
+    if n * k:
+        memset(grad_HT, 0, n * k * sizeof(floating))
+    for i in range(m):
+        w_row = W + i * k
+        grad_w_row = grad_W + i * k
+        for entry in range(indptr[i], indptr[i + 1]):
+            j = indices[entry]
+            h_row = HT + j * k
+            grad_h_row = grad_HT + j * k
+            r = 0
+            for c in range(k):
+                r = r + w_row[c] * h_row[c]
+            r = r - values[entry]
+            sse += <double>r * r
+            for c in range(k):
+                grad_w_row[c] += r * h_row[c]
+                grad_h_row[c] += r * w_row[c]
+    # As fastgd.masked_loss_grad: d loss / d (W @ H) per unit residual.
+    if loss_code == LOSS_SSE:
+        loss, scale = sse, 2.0
+    elif loss_code == LOSS_MSE:
+        loss, scale = sse / count, 2.0 / count
+    else:
+        loss = sqrt(sse / count)
+        scale = 1.0 / (count * loss) if loss > 0 else 0.0
+    for i in range(m * k):
+        grad_W[i] = grad_W[i] * <floating>scale
+    for i in range(n * k):
+        grad_HT[i] = grad_HT[i] * <floating>scale
+    if l2 != 0:
+        loss += 0.5 * l2 * (_sum_of_squares(W, m * k) + _sum_of_squares(HT, n * k))
+    return loss
+
+
+cdef void _step(floating* param, const floating* grad, floating* state, Py_ssize_t length,
+                int optimizer, const UpdateSettings* settings) noexcept nogil:
+    if optimizer == OPTIMIZER_ADAGRAD:
+        if floating is double:
+            fastgd_adagrad_f64(param, grad, state, length, settings)
+        else:
+            fastgd_adagrad_f32(param, grad, state, length, settings)
+    else:
+        if floating is double:
+            fastgd_sgd_f64(param, grad, state, length, settings)
+        else:
+            fastgd_sgd_f32(param, grad, state, length, settings)
+
+
+def run_iterations(const index_t[::1] indptr, const index_t[::1] indices,
+                   const floating[::1] values, floating[:, ::1] W, floating[:, ::1] HT,
+                   floating[:, ::1] state_W, floating[:, ::1] state_HT,
+                   floating[:, ::1] grad_W, floating[:, ::1] grad_HT, double[::1] history,
+                   Py_ssize_t n_steps, int loss_code, double l2, int optimizer, double lr,
+                   double eps, int eps_mode, double momentum, bint nesterov,
+                   double lower_bound, bint update_W, bint update_H, double tol):
+    """Up to n_steps steps from (W, HT), in place; returns (steps run, status).
+
+    history[0] receives the loss at the starting point and history[s] the loss after
+    step s. The run stops early when a loss is not finite (STATUS_NONFINITE) or when
+    ``|loss_s - loss_(s-1)| <= tol * |loss_(s-1)|`` (STATUS_CONVERGED; tol < 0 never).
+    state_W and state_HT hold Adagrad's sums of squares or the momentum buffers (they
+    start at 0: a first momentum step then uses the gradient itself, as torch.optim.SGD
+    does); grad_W and grad_HT are scratch. The Python layer has checked every shape
+    and the settings, and that the plan holds at least one entry unless loss is "sse".
+    """
+    cdef Py_ssize_t m = W.shape[0], k = W.shape[1], n = HT.shape[0], step = 0
+    cdef int status = STATUS_MAX_ITER
+    cdef double loss
+    cdef UpdateSettings settings
+    # Data pointers, NULL for an empty array (nothing reads or writes through them then).
+    cdef const index_t* entry_cols = &indices[0] if indices.shape[0] else NULL
+    cdef const floating* entry_values = &values[0] if values.shape[0] else NULL
+    cdef floating* w = &W[0, 0] if W.size else NULL
+    cdef floating* ht = &HT[0, 0] if HT.size else NULL
+    cdef floating* grad_w = &grad_W[0, 0] if grad_W.size else NULL
+    cdef floating* grad_ht = &grad_HT[0, 0] if grad_HT.size else NULL
+    cdef floating* state_w = &state_W[0, 0] if state_W.size else NULL
+    cdef floating* state_ht = &state_HT[0, 0] if state_HT.size else NULL
+    settings.rate = lr
+    settings.eps = eps
+    settings.weight_decay = l2
+    settings.momentum = momentum
+    settings.dampening = 0.0
+    settings.lower_bound = lower_bound
+    settings.eps_mode = eps_mode
+    settings.maximize = 0
+    settings.nesterov = nesterov
+    settings.has_state = momentum != 0
+    with nogil:
+        loss = _loss_and_gradients(&indptr[0], entry_cols, entry_values, m, n, k, w, ht,
+                                   grad_w, grad_ht, loss_code, l2)
+        history[0] = loss
+        if not isfinite(loss):
+            status = STATUS_NONFINITE
+        while status == STATUS_MAX_ITER and step < n_steps:
+            if update_W and m * k:
+                _step(w, grad_w, state_w, m * k, optimizer, &settings)
+            if update_H and n * k:
+                _step(ht, grad_ht, state_ht, n * k, optimizer, &settings)
+            step += 1
+            loss = _loss_and_gradients(&indptr[0], entry_cols, entry_values, m, n, k, w, ht,
+                                       grad_w, grad_ht, loss_code, l2)
+            history[step] = loss
+            if not isfinite(loss):
+                status = STATUS_NONFINITE
+            elif tol >= 0 and fabs(loss - history[step - 1]) <= tol * fabs(history[step - 1]):
+                status = STATUS_CONVERGED
+    return step, status
