@@ -251,11 +251,9 @@ def _solver_loss_and_gradients(indptr, indices, values, W, HT, grad_W, grad_HT, 
 
 def run_iterations(indptr, indices, values, W, HT, state_W, state_HT, grad_W, grad_HT,
                    history, n_steps, loss_code, l2, optimizer, lr, eps, eps_mode, momentum,
-                   nesterov, lower_bound, update_W, update_H, tol):
+                   nesterov, lower_bound, tol):
     """Up to n_steps gradient steps in place; the twin of ``_solvers.run_iterations``."""
-    params = [p for p, free in ((W, update_W), (HT, update_H)) if free]
-    grads = [g for g, free in ((grad_W, update_W), (grad_HT, update_H)) if free]
-    states = [s for s, free in ((state_W, update_W), (state_HT, update_H)) if free]
+    params, grads, states = [W, HT], [grad_W, grad_HT], [state_W, state_HT]
     loss = _solver_loss_and_gradients(indptr, indices, values, W, HT, grad_W, grad_HT,
                                       loss_code, l2)
     history[0] = loss

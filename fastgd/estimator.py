@@ -17,6 +17,9 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from fastgd import factorization, masked
 
+# transform solves this many rows at a time (their gram matrices, rank x rank each).
+ROW_CHUNK = 4096
+
 
 class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Low-rank matrix factorisation ``X ≈ W @ H`` that treats NaN as missing.
@@ -169,18 +172,36 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         """Each row's w minimising ``||(w @ H - x)[observed]||² + ridge * ||w||²``
         (with ``w >= 0`` when nonneg), independently of the other rows."""
         H = self.components_.astype(np.float64)
-        rank = H.shape[0]
-        observed = ~np.isnan(X)
-        data = np.where(observed, X, 0.0).astype(np.float64)
-        if self.nonneg:
-            return self._nonneg_rows(H, observed, data).astype(X.dtype)
-        gram = np.einsum("ij,kj,lj->ikl", observed.astype(np.float64), H, H)
+        W = np.empty((X.shape[0], H.shape[0]))
+        for start in range(0, X.shape[0], ROW_CHUNK):
+            block = X[start:start + ROW_CHUNK]
+            observed = ~np.isnan(block)
+            data = np.where(observed, block, 0.0).astype(np.float64)
+            if self.nonneg:
+                W[start:start + ROW_CHUNK] = self._nonneg_rows(H, observed, data)
+            else:
+                W[start:start + ROW_CHUNK] = self._ridge_rows(H, observed, data)
+        return W.astype(X.dtype)
+
+    def _ridge_rows(self, H, observed, data):
+        import scipy.sparse
+
+        rank, n = H.shape
+        # Row i's gram matrix is the sum of h_j h_j' over its observed columns j: the
+        # product of the observed pattern with every column's outer product, or H H'
+        # minus the missing columns' part when fewer are missing than observed.
+        outer = np.einsum("kj,lj->jkl", H, H).reshape(n, rank * rank)
+        missing = ~observed
+        if np.count_nonzero(missing) < np.count_nonzero(observed):
+            part = scipy.sparse.csr_array(missing, dtype=np.float64) @ outer
+            gram = (H @ H.T)[None] - part.reshape(-1, rank, rank)
+        else:
+            part = scipy.sparse.csr_array(observed, dtype=np.float64) @ outer
+            gram = part.reshape(-1, rank, rank)
         gram += self._ridge * np.eye(rank)
-        rhs = data @ H.T
         # The pseudo-inverse gives the least-norm w where a row has fewer observed
         # entries than the rank (a singular gram matrix).
-        W = np.einsum("ikl,il->ik", np.linalg.pinv(gram, hermitian=True), rhs)
-        return W.astype(X.dtype)
+        return np.einsum("ikl,il->ik", np.linalg.pinv(gram, hermitian=True), data @ H.T)
 
     def _nonneg_rows(self, H, observed, data):
         from scipy.optimize import nnls

@@ -145,9 +145,9 @@ def _check_int(value, name, minimum):
     return int(value)
 
 
-def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, nonneg,
+def _check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, nonneg,
                    loss, l2, tol):
-    """The solver's settings, validated (shared by factorize and MatrixFactorization)."""
+    """factorize's settings, validated, as a dict."""
     _validation.check_choice(optimizer, "optimizer", OPTIMIZERS)
     _validation.check_choice(eps_mode, "eps_mode", tuple(optim.EPS_MODES))
     _validation.check_choice(loss, "loss", masked.LOSSES)
@@ -171,7 +171,7 @@ def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, 
     }
 
 
-class ObservedData:
+class _ObservedData:
     """A's observed entries, ready to iterate on: a plan (``plan``), or for a large dense
     A observed densely, the dense array and its mask (the kernels' BLAS path)."""
 
@@ -206,7 +206,7 @@ class ObservedData:
         return self.dense[~np.isnan(self.dense)]
 
 
-def random_factors(data, rank, random_state, dtype):
+def _random_factors(data, rank, random_state, dtype):
     """Random positive W (m, rank) and H (rank, n), scaled so that ``W @ H`` has the mean
     magnitude of the observed values (scikit-learn NMF's random initialisation)."""
     m, n = data.shape
@@ -224,7 +224,7 @@ def random_factors(data, rank, random_state, dtype):
 
 def _initial_factors(data, rank, init, random_state):
     if init is None:
-        return random_factors(data, rank, random_state, data.dtype)
+        return _random_factors(data, rank, random_state, data.dtype)
     try:
         W0, H0 = init
     except (TypeError, ValueError):
@@ -234,7 +234,7 @@ def _initial_factors(data, rank, init, random_state):
     if W0.shape[1] != rank:
         raise ValueError(f"init must have rank {rank} (W0's columns); got W0 of shape "
                          f"{W0.shape}")
-    dtype = _validation.result_dtype(data.observed_values(), W0, H0)
+    dtype = np.result_type(data.dtype, W0.dtype, H0.dtype)
     W = np.array(W0, dtype=dtype, order="C")  # copies: init is never modified
     H = np.array(H0, dtype=dtype, order="C")
     masked._check_finite_factor(W, "init[0] (W0)")
@@ -245,11 +245,11 @@ def _initial_factors(data, rank, init, random_state):
 class _CompiledLoop:
     """Steps of a small problem, run by ``_solvers.run_iterations`` (or its twin)."""
 
-    def __init__(self, data, W, H, settings, update_H):
+    def __init__(self, data, W, H, settings):
         plan = data.plan
         dtype = W.dtype
         self.W, self.HT = W, np.ascontiguousarray(H.T)
-        self.s, self.update_H = settings, update_H
+        self.s = settings
         self.plan_arrays = (plan.indptr, plan.indices, plan.values.astype(dtype, copy=False))
         self.grads = (np.empty_like(self.W), np.empty_like(self.HT))
         self.has_state = settings["optimizer"] == "adagrad" or settings["momentum"] != 0
@@ -264,8 +264,7 @@ class _CompiledLoop:
             *self.plan_arrays, self.W, self.HT, *self.states, *self.grads, history, n_steps,
             masked.LOSS_CODES[s["loss"]], s["l2"], OPTIMIZER_CODES[s["optimizer"]], s["lr"],
             s["eps"], optim.EPS_MODES[s["eps_mode"]], s["momentum"], s["nesterov"],
-            0.0 if s["nonneg"] else -math.inf, True, self.update_H,
-            -1.0 if s["tol"] is None else s["tol"],
+            0.0 if s["nonneg"] else -math.inf, -1.0 if s["tol"] is None else s["tol"],
         )
         return steps, status, history[:steps + 1]
 
@@ -282,10 +281,10 @@ class _KernelLoop:
     """Steps of a large problem: one masked_loss_grad and one fused update per step, each
     threaded. The loss and gradients at the current point are kept between calls."""
 
-    def __init__(self, data, W, H, settings, update_H, n_threads):
+    def __init__(self, data, W, H, settings, n_threads):
         self.data, self.W, self.H = data, W, H
-        self.s, self.update_H, self.n_threads = settings, update_H, n_threads
-        self.params = [W, H] if update_H else [W]
+        self.s, self.n_threads = settings, n_threads
+        self.params = [W, H]
         has_state = settings["optimizer"] == "adagrad" or settings["momentum"] != 0
         self.states = [np.zeros_like(p) for p in self.params] if has_state else None
         self.current = None
@@ -301,7 +300,7 @@ class _KernelLoop:
             if np.isfinite(self.W).all() and np.isfinite(self.H).all():
                 raise
             return math.nan, None  # a step overflowed W or H
-        return loss, ([dW, dH] if self.update_H else [dW])
+        return loss, [dW, dH]
 
     def advance(self, n_steps):
         s = self.s
@@ -337,7 +336,7 @@ class _KernelLoop:
     def state(self):
         if self.states is None:
             return None, None
-        return self.states[0], (self.states[1] if self.update_H else None)
+        return self.states[0], self.states[1]
 
 
 def _progress_bar(progress, n_iter):
@@ -350,13 +349,9 @@ def _progress_bar(progress, n_iter):
     return tqdm(total=n_iter, desc="factorize", unit="it")
 
 
-def solve(data, W, H, settings, *, update_H=True, callback=None, progress=False,
-          n_threads=None):
-    """Run the iterations on W and H (updated in place); a FactorizationResult.
-
-    The engine of :func:`factorize` and of ``MatrixFactorization`` (which fixes H in
-    ``transform``); its arguments are validated by the caller.
-    """
+def _solve(data, W, H, settings, callback, progress, n_threads):
+    """Run the iterations on W and H (updated in place); a FactorizationResult. The
+    settings are validated by the caller."""
     n_threads = _threads.resolve_n_threads(n_threads)
     n_iter = settings["n_iter"]
     if callback is not None and not callable(callback):
@@ -366,9 +361,9 @@ def solve(data, W, H, settings, *, update_H=True, callback=None, progress=False,
                          "over them) is undefined; use loss='sse'")
     rank = W.shape[1]
     if data.plan is not None and data.plan.nnz * max(rank, 1) <= SOLVER_LOOP_MAX_WORK:
-        loop = _CompiledLoop(data, W, H, settings, update_H)
+        loop = _CompiledLoop(data, W, H, settings)
     else:
-        loop = _KernelLoop(data, W, H, settings, update_H, n_threads)
+        loop = _KernelLoop(data, W, H, settings, n_threads)
     bar = _progress_bar(progress, n_iter)
     if callback is not None:
         chunk = 1
@@ -401,9 +396,8 @@ def solve(data, W, H, settings, *, update_H=True, callback=None, progress=False,
     W_final, H_final = loop.factors()
     state_W, state_H = loop.state()
     kind = "accum" if settings["optimizer"] == "adagrad" else "velocity"
-    state = {} if state_W is None else {f"{kind}_W": state_W.copy()}
-    if state_H is not None and update_H:
-        state[f"{kind}_H"] = np.ascontiguousarray(state_H)
+    state = {} if state_W is None else {f"{kind}_W": state_W.copy(),
+                                        f"{kind}_H": np.ascontiguousarray(state_H)}
     return FactorizationResult(W_final, np.ascontiguousarray(H_final),
                                np.asarray(history, dtype=np.float64), done, status, state,
                                settings)
@@ -507,10 +501,9 @@ def factorize(A, rank, *, mask=None, init=None, random_state=None, optimizer="ad
            [2., 3., 3.]])
     """
     rank = _check_int(rank, "rank", 1)
-    settings = check_settings(optimizer=optimizer, lr=lr, n_iter=n_iter, eps=eps,
+    settings = _check_settings(optimizer=optimizer, lr=lr, n_iter=n_iter, eps=eps,
                               eps_mode=eps_mode, momentum=momentum, nesterov=nesterov,
                               nonneg=nonneg, loss=loss, l2=l2, tol=tol)
-    data = ObservedData(A, mask, rank)
+    data = _ObservedData(A, mask, rank)
     W, H = _initial_factors(data, rank, init, random_state)
-    return solve(data, W, H, settings, callback=callback, progress=progress,
-                 n_threads=n_threads)
+    return _solve(data, W, H, settings, callback, progress, n_threads)

@@ -145,7 +145,7 @@ def run_iterations(const index_t[::1] indptr, const index_t[::1] indices,
                    floating[:, ::1] grad_W, floating[:, ::1] grad_HT, double[::1] history,
                    Py_ssize_t n_steps, int loss_code, double l2, int optimizer, double lr,
                    double eps, int eps_mode, double momentum, bint nesterov,
-                   double lower_bound, bint update_W, bint update_H, double tol):
+                   double lower_bound, double tol):
     """Up to n_steps steps from (W, HT), in place; returns (steps run, status).
 
     history[0] receives the loss at the starting point and history[s] the loss after
@@ -186,9 +186,9 @@ def run_iterations(const index_t[::1] indptr, const index_t[::1] indices,
         if not isfinite(loss):
             status = STATUS_NONFINITE
         while status == STATUS_MAX_ITER and step < n_steps:
-            if update_W and m * k:
+            if m * k:
                 _step(w, grad_w, state_w, m * k, optimizer, &settings)
-            if update_H and n * k:
+            if n * k:
                 _step(ht, grad_ht, state_ht, n * k, optimizer, &settings)
             step += 1
             loss = _loss_and_gradients(&indptr[0], entry_cols, entry_values, m, n, k, w, ht,

@@ -32,11 +32,12 @@ def test_passes_scikit_learns_estimator_checks(sklearn, backend, params):
     check_estimator(estimator)  # raises on the first failed check
 
 
-def test_import_fastgd_does_not_import_sklearn():
+def test_import_fastgd_does_not_import_sklearn(sklearn, tmp_path):
     code = ("import sys, fastgd; assert 'sklearn' not in sys.modules; "
             "fastgd.MatrixFactorization; assert 'sklearn' in sys.modules")
+    # From an empty directory: `python -c` puts the working directory on sys.path.
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
 
 

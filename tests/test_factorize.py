@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse
 from conftest import require_peer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastgd
 from fastgd import factorization
@@ -221,7 +223,7 @@ def test_dense_observed_problem_on_the_blas_path(backend, rng, monkeypatch):
     monkeypatch.setattr(factorization, "SOLVER_LOOP_MAX_WORK", 10)
     A = rng.random((30, 20))
     A[0, 0] = np.nan
-    data = factorization.ObservedData(A, None, 2)
+    data = factorization._ObservedData(A, None, 2)
     assert data.plan is None and data.n_observed == 599
     dense = fastgd.factorize(A, 2, random_state=0, n_iter=20)
     monkeypatch.setattr(factorization, "SOLVER_LOOP_MAX_WORK", 10**9)
@@ -403,3 +405,49 @@ def test_adagrad_tutorial_against_its_autograd_code(lr, n_steps, tolerance):
         np.testing.assert_array_equal((W @ H).round(), result.reconstruct().round())
         W_np, H_np = cases.numpy_loop(A, W0, H0, n_steps, **demo.ADAGRAD)
         np.testing.assert_array_equal((W_np @ H_np).round(), TUTORIAL_RECOVERED)
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 6), n=st.integers(1, 6), rank=st.integers(1, 3),
+       seed=st.integers(0, 2**32 - 1), loss=st.sampled_from(["sse", "mse", "rmse"]),
+       optimizer=st.sampled_from(["gd", "adagrad"]), nonneg=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_property_compiled_loop_follows_the_reference(m, n, rank, seed, loss, optimizer,
+                                                      nonneg, dtype):
+    """Any small problem: the compiled loop, its NumPy twin and the reference loop of this
+    file agree step by step (float32 to its precision)."""
+    rng = np.random.default_rng(seed)
+    A = (rng.standard_normal((m, n)) + 2).astype(dtype)
+    A[rng.random((m, n)) < 0.3] = np.nan
+    A.flat[rng.integers(m * n)] = 1.5  # at least one observed entry
+    W0 = (rng.random((m, rank)) + 0.1).astype(dtype)
+    H0 = (rng.random((rank, n)) + 0.1).astype(dtype)
+    options = {"optimizer": optimizer, "lr": 0.01, "nonneg": nonneg, "loss": loss}
+    expected, _, _ = reference_factorize(A, W0, H0, n_iter=20, **options)
+    rtol = 2e-4 if dtype == np.float32 else 1e-9
+    for backend in ("compiled", "numpy"):
+        with fastgd.use_backend(backend):
+            result = fastgd.factorize(A, rank, init=(W0, H0), n_iter=20, **options)
+        assert result.W.dtype == dtype
+        np.testing.assert_allclose(result.loss_history, expected, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (0, 0)])
+def test_empty_matrices(backend, shape):
+    result = fastgd.factorize(np.ones(shape), 2, loss="sse", random_state=0, n_iter=3)
+    assert result.W.shape == (shape[0], 2) and result.H.shape == (2, shape[1])
+    np.testing.assert_array_equal(result.loss_history, np.zeros(4))
+    assert result.reconstruct().shape == shape
+
+
+def test_one_by_one_and_views(backend):
+    one = fastgd.factorize(np.array([[3.0]]), 1, random_state=0, loss="mse", n_iter=500)
+    assert one.reconstruct()[0, 0] == pytest.approx(3.0, abs=1e-3)
+    base = np.arange(60.0).reshape(6, 10) / 10 + 1e3  # a large common offset
+    base[0, 0] = np.nan
+    view = base[:, ::2]
+    copied = np.ascontiguousarray(view)
+    a = fastgd.factorize(view, 2, random_state=0, n_iter=30, loss="mse", lr=0.5)
+    b = fastgd.factorize(copied, 2, random_state=0, n_iter=30, loss="mse", lr=0.5)
+    np.testing.assert_array_equal(a.loss_history, b.loss_history)
+    assert a.loss_history[-1] < a.loss_history[0]

@@ -25,7 +25,5 @@ def run_iterations(
     momentum: float,
     nesterov: bool,
     lower_bound: float,
-    update_W: bool,
-    update_H: bool,
     tol: float,
 ) -> tuple[int, int]: ...
