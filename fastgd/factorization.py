@@ -145,9 +145,9 @@ def _check_int(value, name, minimum):
     return int(value)
 
 
-def _check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, nonneg,
+def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, nonneg,
                    loss, l2, tol):
-    """factorize's settings, validated, as a dict."""
+    """factorize's settings, validated, as a dict (fastgd.dask.factorize's too)."""
     _validation.check_choice(optimizer, "optimizer", OPTIMIZERS)
     _validation.check_choice(eps_mode, "eps_mode", tuple(optim.EPS_MODES))
     _validation.check_choice(loss, "loss", masked.LOSSES)
@@ -198,21 +198,23 @@ class _ObservedData:
             return int(np.count_nonzero(self.mask))
         return int(np.count_nonzero(~np.isnan(self.dense)))
 
-    def observed_values(self):
+    def mean_magnitude(self):
+        """The mean |value| of the observed entries (0 when there is none)."""
         if self.plan is not None:
-            return self.plan.values
-        if self.mask is not None:
-            return self.dense[self.mask]
-        return self.dense[~np.isnan(self.dense)]
+            values = self.plan.values
+        elif self.mask is not None:
+            values = self.dense[self.mask]
+        else:
+            values = self.dense[~np.isnan(self.dense)]
+        return float(np.mean(np.abs(values), dtype=np.float64)) if values.size else 0.0
 
 
-def _random_factors(data, rank, random_state, dtype):
+def random_factors(shape, mean_magnitude, rank, random_state, dtype):
     """Random positive W (m, rank) and H (rank, n), scaled so that ``W @ H`` has the mean
-    magnitude of the observed values (scikit-learn NMF's random initialisation)."""
-    m, n = data.shape
-    values = data.observed_values()
-    mean = float(np.mean(np.abs(values), dtype=np.float64)) if values.size else 0.0
-    scale = math.sqrt(mean / rank) if mean > 0 else 1.0
+    magnitude of the observed values (scikit-learn NMF's random initialisation). W is
+    drawn first, then H."""
+    m, n = shape
+    scale = math.sqrt(mean_magnitude / rank) if mean_magnitude > 0 else 1.0
     if isinstance(random_state, np.random.RandomState):
         rng = random_state
     else:
@@ -222,19 +224,21 @@ def _random_factors(data, rank, random_state, dtype):
     return W.astype(dtype), H.astype(dtype)
 
 
-def _initial_factors(data, rank, init, random_state):
+def initial_factors(shape, dtype, rank, init, random_state, mean_magnitude):
+    """(W, H): copies of ``init`` in the computing dtype, or random factors; the mean
+    magnitude of the observed values is asked for (a callable) only for the latter."""
     if init is None:
-        return _random_factors(data, rank, random_state, data.dtype)
+        return random_factors(shape, mean_magnitude(), rank, random_state, dtype)
     try:
         W0, H0 = init
     except (TypeError, ValueError):
         raise ValueError("init must be None or a pair (W0, H0); got "
                          f"{type(init).__name__}") from None
-    W0, H0 = masked._check_factors(W0, H0, data.shape)
+    W0, H0 = masked._check_factors(W0, H0, shape)
     if W0.shape[1] != rank:
         raise ValueError(f"init must have rank {rank} (W0's columns); got W0 of shape "
                          f"{W0.shape}")
-    dtype = np.result_type(data.dtype, W0.dtype, H0.dtype)
+    dtype = np.result_type(dtype, W0.dtype, H0.dtype)
     W = np.array(W0, dtype=dtype, order="C")  # copies: init is never modified
     H = np.array(H0, dtype=dtype, order="C")
     masked._check_finite_factor(W, "init[0] (W0)")
@@ -252,7 +256,7 @@ class _CompiledLoop:
         self.s = settings
         self.plan_arrays = (plan.indptr, plan.indices, plan.values.astype(dtype, copy=False))
         self.grads = (np.empty_like(self.W), np.empty_like(self.HT))
-        self.has_state = settings["optimizer"] == "adagrad" or settings["momentum"] != 0
+        self.has_state = has_optimizer_state(settings)
         self.states = tuple(np.zeros_like(a) if self.has_state else np.empty((0, 0), dtype)
                             for a in (self.W, self.HT))
         self.kernel = _backend.kernel("solvers", "run_iterations")
@@ -277,6 +281,34 @@ class _CompiledLoop:
         return self.states[0], self.states[1].T
 
 
+def has_optimizer_state(settings):
+    """Adagrad keeps sums of squares, momentum keeps buffers; plain GD keeps nothing."""
+    return settings["optimizer"] == "adagrad" or settings["momentum"] != 0
+
+
+def apply_step(params, grads, states, settings, n_threads):
+    """One fused optimizer step of the parameters, in place (states None: plain GD)."""
+    bound = 0.0 if settings["nonneg"] else None
+    if settings["optimizer"] == "adagrad":
+        optim.adagrad_update(params, grads, states, lr=settings["lr"], eps=settings["eps"],
+                             eps_mode=settings["eps_mode"], lower_bound=bound,
+                             n_threads=n_threads)
+    else:
+        optim.sgd_update(params, grads, states, lr=settings["lr"],
+                         momentum=settings["momentum"], nesterov=settings["nesterov"],
+                         lower_bound=bound, n_threads=n_threads)
+
+
+def status_after(history, settings):
+    """How the run stands after the loss history[-1]: on, converged or not finite."""
+    loss, previous = history[-1], history[-2]
+    if not math.isfinite(loss):
+        return STATUS_NONFINITE
+    if settings["tol"] is not None and abs(loss - previous) <= settings["tol"] * abs(previous):
+        return STATUS_CONVERGED
+    return STATUS_MAX_ITER
+
+
 class _KernelLoop:
     """Steps of a large problem: one masked_loss_grad and one fused update per step, each
     threaded. The loss and gradients at the current point are kept between calls."""
@@ -285,8 +317,8 @@ class _KernelLoop:
         self.data, self.W, self.H = data, W, H
         self.s, self.n_threads = settings, n_threads
         self.params = [W, H]
-        has_state = settings["optimizer"] == "adagrad" or settings["momentum"] != 0
-        self.states = [np.zeros_like(p) for p in self.params] if has_state else None
+        self.states = ([np.zeros_like(p) for p in self.params]
+                       if has_optimizer_state(settings) else None)
         self.current = None
 
     def _evaluate(self):
@@ -309,25 +341,12 @@ class _KernelLoop:
         history = [self.current[0]]
         status = STATUS_MAX_ITER if math.isfinite(history[0]) else STATUS_NONFINITE
         steps = 0
-        bound = 0.0 if s["nonneg"] else None
         while status == STATUS_MAX_ITER and steps < n_steps:
-            grads = self.current[1]
-            if s["optimizer"] == "adagrad":
-                optim.adagrad_update(self.params, grads, self.states, lr=s["lr"],
-                                     eps=s["eps"], eps_mode=s["eps_mode"],
-                                     lower_bound=bound, n_threads=self.n_threads)
-            else:
-                optim.sgd_update(self.params, grads, self.states, lr=s["lr"],
-                                 momentum=s["momentum"], nesterov=s["nesterov"],
-                                 lower_bound=bound, n_threads=self.n_threads)
+            apply_step(self.params, self.current[1], self.states, s, self.n_threads)
             steps += 1
             self.current = self._evaluate()
-            loss, previous = self.current[0], history[-1]
-            history.append(loss)
-            if not math.isfinite(loss):
-                status = STATUS_NONFINITE
-            elif s["tol"] is not None and abs(loss - previous) <= s["tol"] * abs(previous):
-                status = STATUS_CONVERGED
+            history.append(self.current[0])
+            status = status_after(history, s)
         return steps, status, np.array(history)
 
     def factors(self):
@@ -501,9 +520,10 @@ def factorize(A, rank, *, mask=None, init=None, random_state=None, optimizer="ad
            [2., 3., 3.]])
     """
     rank = _check_int(rank, "rank", 1)
-    settings = _check_settings(optimizer=optimizer, lr=lr, n_iter=n_iter, eps=eps,
+    settings = check_settings(optimizer=optimizer, lr=lr, n_iter=n_iter, eps=eps,
                               eps_mode=eps_mode, momentum=momentum, nesterov=nesterov,
                               nonneg=nonneg, loss=loss, l2=l2, tol=tol)
     data = _ObservedData(A, mask, rank)
-    W, H = _initial_factors(data, rank, init, random_state)
+    W, H = initial_factors(data.shape, data.dtype, rank, init, random_state,
+                           data.mean_magnitude)
     return _solve(data, W, H, settings, callback, progress, n_threads)
