@@ -145,7 +145,8 @@ def extensions():
         "cdivision": not DEBUG_BUILD,
         "embedsignature": True,
     }
-    headers = sorted((ROOT / SOURCE_DIR).glob("*.h"))
+    # The C headers and the Cython declarations (.pxd) the modules share.
+    headers = sorted((ROOT / SOURCE_DIR).glob("*.h")) + sorted((ROOT / SOURCE_DIR).glob("*.pxd"))
     modules = []
     for source in sorted((ROOT / SOURCE_DIR).glob("_*.pyx")):
         modules.append(
@@ -159,6 +160,7 @@ def extensions():
         )
     return cythonize(
         modules,
+        include_path=[SOURCE_DIR],
         compiler_directives=compiler_directives,
         build_dir="build/cython",
     )

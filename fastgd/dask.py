@@ -46,18 +46,14 @@ def _as_dask(value, name, shape_hint):
     return da.from_array(array, chunks=array.shape or (0, 0))
 
 
-def _tree(items, combine):
-    """Delayed pairwise combination of a list of delayed values (depth log2 n)."""
+def _tree_sum(items):
+    """Delayed pairwise sum of a list of delayed values (a tree of depth log2 n)."""
     items = list(items)
     while len(items) > 1:
         pairs = zip(items[::2], items[1::2], strict=False)  # the odd one out waits
-        items = [dask.delayed(combine)(a, b) for a, b in pairs] + (
+        items = [dask.delayed(operator.add)(a, b) for a, b in pairs] + (
             [items[-1]] if len(items) % 2 else [])
     return items[0]
-
-
-def _tree_sum(items):
-    return _tree(items, operator.add)
 
 
 # sqeuclidean ---------------------------------------------------------------------------

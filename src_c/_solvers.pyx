@@ -17,29 +17,14 @@ from cython cimport floating
 from libc.math cimport fabs, isfinite, sqrt
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
-
-
-cdef extern from "update_loops.h" nogil:
-    ctypedef struct UpdateSettings "fastgd_update_settings":
-        double rate
-        double eps
-        double weight_decay
-        double momentum
-        double dampening
-        double lower_bound
-        int eps_mode
-        int maximize
-        int nesterov
-        int has_state
-    void fastgd_adagrad_f32(float* param, const float* grad, float* accum, Py_ssize_t n,
-                            const UpdateSettings* s)
-    void fastgd_adagrad_f64(double* param, const double* grad, double* accum, Py_ssize_t n,
-                            const UpdateSettings* s)
-    void fastgd_sgd_f32(float* param, const float* grad, float* velocity, Py_ssize_t n,
-                        const UpdateSettings* s)
-    void fastgd_sgd_f64(double* param, const double* grad, double* velocity, Py_ssize_t n,
-                        const UpdateSettings* s)
-    int fastgd_updates_select_level(int asked)
+from update_loops cimport (
+    UpdateSettings,
+    fastgd_adagrad_f32,
+    fastgd_adagrad_f64,
+    fastgd_sgd_f32,
+    fastgd_sgd_f64,
+    fastgd_updates_select_level,
+)
 
 
 ctypedef fused index_t:

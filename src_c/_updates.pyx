@@ -20,35 +20,19 @@ from libc.math cimport INFINITY
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
+from update_loops cimport (
+    EPS_ACCUMULATE,
+    EPS_INSIDE,
+    EPS_OUTSIDE,
+    UpdateSettings,
+    fastgd_adagrad_f32,
+    fastgd_adagrad_f64,
+    fastgd_sgd_f32,
+    fastgd_sgd_f64,
+    fastgd_updates_select_level,
+)
 
 cnp.import_array()
-
-
-cdef extern from "update_loops.h" nogil:
-    enum:
-        EPS_OUTSIDE "FASTGD_EPS_OUTSIDE"
-        EPS_INSIDE "FASTGD_EPS_INSIDE"
-        EPS_ACCUMULATE "FASTGD_EPS_ACCUMULATE"
-    ctypedef struct UpdateSettings "fastgd_update_settings":
-        double rate
-        double eps
-        double weight_decay
-        double momentum
-        double dampening
-        double lower_bound
-        int eps_mode
-        int maximize
-        int nesterov
-        int has_state
-    void fastgd_adagrad_f32(float* param, const float* grad, float* accum, Py_ssize_t n,
-                            const UpdateSettings* s)
-    void fastgd_adagrad_f64(double* param, const double* grad, double* accum, Py_ssize_t n,
-                            const UpdateSettings* s)
-    void fastgd_sgd_f32(float* param, const float* grad, float* velocity, Py_ssize_t n,
-                        const UpdateSettings* s)
-    void fastgd_sgd_f64(double* param, const double* grad, double* velocity, Py_ssize_t n,
-                        const UpdateSettings* s)
-    int fastgd_updates_select_level(int asked)
 
 
 ctypedef struct ArraySlice:

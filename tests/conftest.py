@@ -1,5 +1,6 @@
 """Shared fixtures: the backends, and a check that the *installed* fastgd is tested."""
 
+import importlib
 import os
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def require_peer(name):
     """Import an optional peer (torch, threadpoolctl, ...): skip when it is missing, unless
     FASTGD_REQUIRE_PEERS=1 (set by CI, which installs them) makes that a failure."""
     if os.environ.get("FASTGD_REQUIRE_PEERS") == "1":
-        return __import__(name)
+        return importlib.import_module(name)  # the submodule itself for "dask.array"
     return pytest.importorskip(name)
 
 
