@@ -16,16 +16,18 @@ threaded scheduler runs blocks in parallel.
   workers, and only H, its gradient and the loss travel.
 """
 
-import contextlib
 import math
 import operator
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import dask
 import dask.array as da
+import dask.base
 import numpy as np
 
-from fastgd import _validation, distances, factorization, masked
+from fastgd import _backend, _validation, distances, factorization, masked
 from fastgd.factorization import FactorizationResult
 
 __all__ = ["factorize", "masked_loss_grad", "sqeuclidean"]
@@ -229,114 +231,144 @@ def masked_loss_grad(A, W, H, *, loss="mse", l2=0.0, n_threads=1):
 
 
 # factorize -----------------------------------------------------------------------------
-# Each row block of A lives on one worker as the plans of its blocks (one per column
-# chunk), next to its block of W, W's optimizer state there, and W's gradient there.
-# One task per row block and iteration steps W's block and evaluates the block's part of
-# the loss and gradients at the new point; only H, its gradient and scalars travel.
+# Each row block of A lives in one place as a _RowBlock: the plans of its blocks (one per
+# column chunk), its block of W, W's optimizer state and W's last gradient. On a
+# distributed cluster it is an Actor on one worker (calls go straight to it, and its
+# arrays never move); otherwise an object in this process, called from a thread pool
+# (the kernels release the GIL). Every iteration, each row block takes W's fused step in
+# place and evaluates its part of the loss and gradients at the new point; only H, its
+# gradient and a few numbers travel.
 
 def _row_plans(*A_blocks):
-    """The plans of one row of A's blocks, and their observed count and sum of |value|."""
-    plans = [masked.observed(block) for block in A_blocks]
-    count = sum(plan.nnz for plan in plans)
-    magnitude = sum(float(np.sum(np.abs(plan.values), dtype=np.float64)) for plan in plans)
-    return plans, count, magnitude
+    """The plans of one row of A's blocks (A's blocks are only read)."""
+    return [masked.observed(block) for block in A_blocks]
 
 
-def _row_task(row, previous, step, H, col_edges, with_squares, n_threads):
-    """One row block's iteration: the step of W's block (``step`` = (scale, settings),
-    or None at the start), then the block's part of the loss and gradients.
+class _RowBlock:
+    """One row block of the factorisation: see the comment above. Its buffers are
+    allocated once and reused every iteration."""
 
-    ``previous`` is the row's last (state, summary), the state being (W block, optimizer
-    state or None, 2 R H' at the previous point or None); returns the new state and its
-    summary (sum of r², 2 W' R, and with_squares the sum of W's squares)."""
-    plans = row[0]
-    W_block, optimizer_state, grad = previous[0]
-    if step is not None:
-        scale, settings = step
-        W_block = W_block.copy()
-        optimizer_state = None if optimizer_state is None else optimizer_state.copy()
-        grad = grad * W_block.dtype.type(scale / 2)
-        if settings["l2"]:
-            grad += settings["l2"] * W_block
-        factorization.apply_step([W_block], [grad],
-                                 None if optimizer_state is None else [optimizer_state],
-                                 settings, n_threads)
-    sse, grad_W, grad_H_parts = 0.0, None, []
-    for j, plan in enumerate(plans):
-        H_block = H[:, col_edges[j]:col_edges[j + 1]]
-        part_sse, _, part_W, part_H = _block_partial(plan, W_block, H_block, n_threads)
-        sse += part_sse
-        grad_W = part_W if grad_W is None else np.add(grad_W, part_W, out=grad_W)
-        grad_H_parts.append(part_H)
-    grad_H = grad_H_parts[0] if len(grad_H_parts) == 1 else np.concatenate(grad_H_parts, 1)
-    squares = masked._sum_of_squares(W_block) if with_squares else 0.0
-    return (W_block, optimizer_state, grad_W), (sse, grad_H, squares)
+    def __init__(self, plans, has_state, col_edges, n_threads):
+        self.plans, self.col_edges, self.n_threads = plans, col_edges, n_threads
+        self.has_state = has_state
+        self.W = self.state = self.grad = None
+
+    def totals(self):
+        """(observed entries, sum of their |values|)."""
+        return (sum(plan.nnz for plan in self.plans),
+                sum(float(np.sum(np.abs(plan.values), dtype=np.float64))
+                    for plan in self.plans))
+
+    def start(self, W_block):
+        """Take W's block (a copy, updated in place from now on) and a zero state."""
+        self.W = np.array(W_block, order="C")
+        dtype, rank = self.W.dtype, self.W.shape[1]
+        self.state = np.zeros_like(self.W) if self.has_state else None
+        self.values = [plan.values.astype(dtype, copy=False) for plan in self.plans]
+        self.grad = np.zeros_like(self.W)  # R H' (raw, unscaled) at the current point
+        self.scratch = np.empty_like(self.W) if len(self.plans) > 1 else None
+        self.grad_H = [np.empty((rank, self.col_edges[j + 1] - self.col_edges[j]), dtype)
+                       for j in range(len(self.plans))]
+
+    def iterate(self, step, H, with_squares):
+        """W's step (``step`` = (scale, settings), or None at the start), then the
+        block's (sum of r², W' R, with_squares the sum of W's squares), by the masked
+        kernel on the plans."""
+        if step is not None:
+            scale, settings = step
+            self.grad *= self.W.dtype.type(scale)
+            if settings["l2"]:
+                self.grad += settings["l2"] * self.W
+            factorization.apply_step([self.W], [self.grad],
+                                     None if self.state is None else [self.state],
+                                     settings, self.n_threads)
+        kernel = _backend.kernel("masked", "plan_loss_grad")
+        sse = 0.0
+        for j, plan in enumerate(self.plans):
+            HT = np.ascontiguousarray(H[:, self.col_edges[j]:self.col_edges[j + 1]].T,
+                                      dtype=self.W.dtype)
+            target = self.grad if j == 0 else self.scratch
+            sse += kernel(plan.indptr, plan.indices, self.values[j], self.W, HT, target,
+                          self.grad_H[j], self.n_threads, self.n_threads)
+            if j:
+                self.grad += self.scratch
+        squares = masked._sum_of_squares(self.W) if with_squares else 0.0
+        return sse, np.concatenate(self.grad_H, axis=1), squares
+
+    def factors(self):
+        """Copies of W's block and of its optimizer state."""
+        return self.W.copy(), None if self.state is None else self.state.copy()
 
 
-def _row_workers(n_rows):
-    """Per row block, the worker of a distributed cluster that keeps it (round robin), so
-    that a row's plans, W block and optimizer state never move; None with other
-    schedulers."""
+def _distributed_client():
+    """The distributed client that dask computes with now, or None (another scheduler is
+    active, e.g. with dask.config.set(scheduler="threads") while a client exists)."""
     try:
         from distributed import get_client
 
-        workers = sorted(get_client().scheduler_info()["workers"])
+        client = get_client()
     except (ImportError, ValueError):
-        workers = []
-    return [workers[i % len(workers)] if workers else None for i in range(n_rows)]
+        return None
+    return client if dask.base.get_scheduler() == client.get else None
 
 
-def _pinned(worker):
-    """The context in which a row's tasks are built: pinned to its worker, if any."""
-    if worker is None:
-        return contextlib.nullcontext()
-    return dask.annotate(workers=[worker], allow_other_workers=False)
+class _RowBlocks:
+    """The row blocks of A (and W), where they live, and calls of all of them at once."""
 
-
-class _DistributedProblem:
-    """A's row blocks as plans, persisted where they are computed, and one pass of the
-    row tasks over them."""
-
-    def __init__(self, A, n_threads):
-        self.row_chunks, self.col_chunks = A.chunks
-        self.col_edges = np.cumsum((0, *self.col_chunks))
-        self.n_threads = n_threads
+    def __init__(self, A, has_state, n_threads):
+        self.row_chunks = A.chunks[0]
+        self.row_edges = np.cumsum((0, *self.row_chunks))
+        col_edges = np.cumsum((0, *A.chunks[1]))
         blocks = A.to_delayed()
-        self.workers = _row_workers(A.numblocks[0])
-        rows = []
-        for i in range(A.numblocks[0]):
-            with _pinned(self.workers[i]):
-                rows.append(dask.delayed(_row_plans)(*blocks[i]))
-        (self.rows,) = dask.persist(rows)
-        totals = [dask.delayed(operator.itemgetter(1, 2))(row) for row in self.rows]
-        totals = dask.compute(totals)[0]
-        self.count = sum(t[0] for t in totals)
-        self.mean_magnitude = sum(t[1] for t in totals) / self.count if self.count else 0.0
+        rows = [dask.delayed(_row_plans)(*blocks[i]) for i in range(A.numblocks[0])]
+        self.client = _distributed_client()
+        if self.client is None:
+            plans = dask.compute(rows)[0]
+            self.blocks = [_RowBlock(p, has_state, col_edges, n_threads) for p in plans]
+            self.pool = ThreadPoolExecutor(max_workers=max(1, min(len(rows),
+                                                                  os.cpu_count() or 1)))
+            return
+        # One worker per row block, round robin: its plans are built there, and the actor
+        # holding them lives there.
+        workers = sorted(self.client.scheduler_info()["workers"])
+        self.blocks = []
+        for i, row in enumerate(rows):
+            where = {"workers": [workers[i % len(workers)]], "allow_other_workers": False}
+            plans = self.client.compute(row, **where)
+            self.blocks.append(self.client.submit(
+                _RowBlock, plans, has_state, col_edges, n_threads, actor=True,
+                **where).result())
 
-    def iterate(self, outputs, step, H, with_squares):
-        """Every row task once: their outputs (persisted where they ran; each the row's
-        state and summary), and the summaries added: (sum of r², 2 W' R, sum of W's
-        squares). Only the summaries travel."""
-        tasks = []
-        for row, previous, worker in zip(self.rows, outputs, self.workers, strict=True):
-            with _pinned(worker):
-                tasks.append(dask.delayed(_row_task)(row, previous, step, H, self.col_edges,
-                                                     with_squares, self.n_threads))
-        (outputs,) = dask.persist(tasks)
-        (summaries,) = dask.compute([output[1] for output in outputs])
-        sse = sum(summary[0] for summary in summaries)
-        grad_H = summaries[0][1].copy()
-        for summary in summaries[1:]:
-            grad_H += summary[1]
-        squares = sum(summary[2] for summary in summaries)
-        return outputs, float(sse), grad_H, float(squares)
+    def call(self, method, *args, per_block=None):
+        """``method(*args)`` of every row block concurrently (``per_block``: one more
+        argument each); their results in order."""
+        extra = per_block if per_block is not None else [()] * len(self.blocks)
+        calls = [(getattr(block, method), (*args, *more))
+                 for block, more in zip(self.blocks, extra, strict=True)]
+        if self.client is None:
+            return list(self.pool.map(lambda call: call[0](*call[1]), calls))
+        futures = [function(*arguments) for function, arguments in calls]
+        return [future.result() for future in futures]
+
+    def close(self):
+        if self.client is None:
+            self.pool.shutdown()
 
 
-def _lazy_W(outputs, row_chunks, rank, dtype):
-    """W as a dask array over the persisted row blocks (nothing is moved)."""
-    blocks = [da.from_delayed(output[0][0], shape=(rows, rank), dtype=dtype)
-              for output, rows in zip(outputs, row_chunks, strict=True)]
-    return da.concatenate(blocks, axis=0)
+def _lazy_W(blocks, rank, dtype):
+    """W as a dask array that fetches the row blocks' current factors when computed."""
+    parts = [da.from_delayed(dask.delayed(_W_of)(block), shape=(rows, rank), dtype=dtype)
+             for block, rows in zip(blocks.blocks, blocks.row_chunks, strict=True)]
+    return da.concatenate(parts, axis=0)
+
+
+def _W_of(block):
+    return _factors_of(block)[0]
+
+
+def _factors_of(block):
+    factors = block.factors()
+    return factors.result() if hasattr(factors, "result") else factors
 
 
 def factorize(A, rank, *, init=None, random_state=None, optimizer="adagrad", lr=0.1,
@@ -390,60 +422,69 @@ nonneg, loss, l2, tol
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
     A = _as_dask(A, "A", "(m, n)")
-    problem = _DistributedProblem(A, n_threads)
-    if settings["loss"] != "sse" and problem.count == 0:
+    has_state = factorization.has_optimizer_state(settings)
+    blocks = _RowBlocks(A, has_state, n_threads)
+    try:
+        return _train(blocks, A, rank, init, random_state, settings, callback)
+    finally:
+        blocks.close()
+
+
+def _train(blocks, A, rank, init, random_state, settings, callback):
+    totals = blocks.call("totals")
+    count = sum(t[0] for t in totals)
+    if settings["loss"] != "sse" and count == 0:
         raise ValueError(f"A has no observed entry, so loss={settings['loss']!r} (a mean "
                          "over them) is undefined; use loss='sse'")
+    magnitude = sum(t[1] for t in totals)
     W, H = factorization.initial_factors(A.shape, A.dtype, rank, init, random_state,
-                                         lambda: problem.mean_magnitude)
-    row_edges = np.cumsum((0, *problem.row_chunks))
-    has_state = factorization.has_optimizer_state(settings)
-    outputs = []
-    for i in range(len(problem.row_chunks)):
-        block = W[row_edges[i]:row_edges[i + 1]]
-        outputs.append(dask.delayed(((block, np.zeros_like(block) if has_state else None,
-                                     None), None)))
-    H_state = np.zeros_like(H) if has_state else None
+                                         lambda: magnitude / count if count else 0.0)
+    edges = blocks.row_edges
+    blocks.call("start", per_block=[(W[edges[i]:edges[i + 1]],)
+                                    for i in range(len(blocks.blocks))])
+    H_state = np.zeros_like(H) if factorization.has_optimizer_state(settings) else None
     l2 = settings["l2"]
 
-    def loss_and_scale(sse, squares):
-        value, scale = masked._loss_and_scale(settings["loss"], sse, problem.count)
+    def evaluate(step):
+        summaries = blocks.call("iterate", step, H, l2 != 0)
+        sse = sum(summary[0] for summary in summaries)
+        grad_H = summaries[0][1].copy()
+        for summary in summaries[1:]:
+            grad_H += summary[1]
+        value, scale = masked._loss_and_scale(settings["loss"], sse, count)
         if l2:
+            squares = sum(summary[2] for summary in summaries)
             value += 0.5 * l2 * (squares + masked._sum_of_squares(H))
-        return value, scale
+        return value, scale, grad_H
 
-    outputs, sse, grad_H, squares = problem.iterate(outputs, None, H, l2 != 0)
-    value, scale = loss_and_scale(sse, squares)
+    value, scale, grad_H = evaluate(None)
     history = [value]
     status = (factorization.STATUS_MAX_ITER if math.isfinite(value)
               else factorization.STATUS_NONFINITE)
     done = 0
     while status == factorization.STATUS_MAX_ITER and done < settings["n_iter"]:
-        dH = grad_H * H.dtype.type(scale / 2)
+        dH = grad_H * H.dtype.type(scale)
         if l2:
             dH += l2 * H
-        # H steps here; W's blocks step in their row tasks, from the same point, and the
-        # row tasks then evaluate at the new point.
+        # H steps here; W's blocks step where they are, from the same point, and then
+        # evaluate at the new point.
         factorization.apply_step([H], [dH], None if H_state is None else [H_state],
-                                 settings, n_threads)
-        outputs, sse, grad_H, squares = problem.iterate(outputs, (scale, settings), H, l2 != 0)
-        value, scale = loss_and_scale(sse, squares)
+                                 settings, 1)
+        value, scale, grad_H = evaluate((scale, settings))
         history.append(value)
         done += 1
         status = factorization.status_after(history, settings)
         if (status == factorization.STATUS_MAX_ITER and callback is not None
-                and callback(done, value, _lazy_W(outputs, problem.row_chunks, rank, W.dtype),
-                             H.copy())):
+                and callback(done, value, _lazy_W(blocks, rank, W.dtype), H.copy())):
             status = factorization.STATUS_STOPPED_BY_CALLBACK
     if status == factorization.STATUS_NONFINITE:
         warnings.warn(f"factorize stopped at iteration {done}: the loss is {history[-1]}; "
-                      "lower lr", RuntimeWarning, stacklevel=2)
-    (parts,) = dask.compute([output[0] for output in outputs])
-    W_parts = [part[0] for part in parts]
-    state_parts = [part[1] for part in parts]
-    W = np.concatenate([W, *W_parts], axis=0)[W.shape[0]:]  # W's shape when m is 0 too
+                      "lower lr", RuntimeWarning, stacklevel=3)
+    parts = blocks.call("factors")
+    W = np.concatenate([W[:0], *(part[0] for part in parts)], axis=0)
     kind = "accum" if settings["optimizer"] == "adagrad" else "velocity"
-    optimizer_state = {} if not has_state else {
-        f"{kind}_W": np.concatenate([W[:0], *state_parts], axis=0), f"{kind}_H": H_state}
+    optimizer_state = {} if H_state is None else {
+        f"{kind}_W": np.concatenate([W[:0], *(part[1] for part in parts)], axis=0),
+        f"{kind}_H": H_state}
     return FactorizationResult(W, H, np.asarray(history, dtype=np.float64), done, status,
                                optimizer_state, settings)
