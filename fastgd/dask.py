@@ -19,7 +19,6 @@ threaded scheduler runs blocks in parallel.
 import math
 import operator
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import dask
@@ -28,7 +27,6 @@ import dask.base
 import numpy as np
 
 from fastgd import _backend, _validation, distances, factorization, masked
-from fastgd.factorization import FactorizationResult
 
 __all__ = ["factorize", "masked_loss_grad", "sqeuclidean"]
 
@@ -477,14 +475,8 @@ def _train(blocks, A, rank, init, random_state, settings, callback):
         if (status == factorization.STATUS_MAX_ITER and callback is not None
                 and callback(done, value, _lazy_W(blocks, rank, W.dtype), H.copy())):
             status = factorization.STATUS_STOPPED_BY_CALLBACK
-    if status == factorization.STATUS_NONFINITE:
-        warnings.warn(f"factorize stopped at iteration {done}: the loss is {history[-1]}; "
-                      "lower lr", RuntimeWarning, stacklevel=3)
     parts = blocks.call("factors")
     W = np.concatenate([W[:0], *(part[0] for part in parts)], axis=0)
-    kind = "accum" if settings["optimizer"] == "adagrad" else "velocity"
-    optimizer_state = {} if H_state is None else {
-        f"{kind}_W": np.concatenate([W[:0], *(part[1] for part in parts)], axis=0),
-        f"{kind}_H": H_state}
-    return FactorizationResult(W, H, np.asarray(history, dtype=np.float64), done, status,
-                               optimizer_state, settings)
+    states = None if H_state is None else (
+        np.concatenate([W[:0], *(part[1] for part in parts)], axis=0), H_state)
+    return factorization.finished_run(W, H, history, done, status, states, settings)

@@ -409,15 +409,22 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
     finally:
         if bar is not None:
             bar.close()
-    if status == STATUS_NONFINITE:
-        warnings.warn(f"factorize stopped at iteration {done}: the loss is "
-                      f"{history[-1]}; lower lr", RuntimeWarning, stacklevel=3)
     W_final, H_final = loop.factors()
     state_W, state_H = loop.state()
+    return finished_run(W_final, H_final, history, done, status,
+                        None if state_W is None else (state_W.copy(), state_H), settings)
+
+
+def finished_run(W, H, history, done, status, states, settings):
+    """The FactorizationResult of a run (``states``: the optimizer's (of W, of H), or
+    None), with a warning when the loss stopped being finite."""
+    if status == STATUS_NONFINITE:
+        warnings.warn(f"factorize stopped at iteration {done}: the loss is {history[-1]}; "
+                      "lower lr", RuntimeWarning, stacklevel=4)
     kind = "accum" if settings["optimizer"] == "adagrad" else "velocity"
-    state = {} if state_W is None else {f"{kind}_W": state_W.copy(),
-                                        f"{kind}_H": np.ascontiguousarray(state_H)}
-    return FactorizationResult(W_final, np.ascontiguousarray(H_final),
+    state = {} if states is None else {f"{kind}_W": states[0],
+                                       f"{kind}_H": np.ascontiguousarray(states[1])}
+    return FactorizationResult(W, np.ascontiguousarray(H),
                                np.asarray(history, dtype=np.float64), done, status, state,
                                settings)
 
