@@ -18,10 +18,11 @@ CASES = {
     "tutorial projected GD 4x3 k=2, 10000 steps": ("projected", 10000),
     "tutorial Adagrad 4x3 k=2, 2000 steps": ("adagrad", 2000),
     "tutorial projected GD 4x3 k=2, 1000 steps": ("projected", 1000),
+    "tutorial Adagrad 4x3 k=2, 200 steps": ("adagrad", 200),
     "20000x5000, 1e6 observed, k=32: 10 Adagrad iterations": ("large", LARGE_ITERATIONS),
 }
 QUICK_CASES = ["tutorial projected GD 4x3 k=2, 1000 steps",
-               "tutorial Adagrad 4x3 k=2, 2000 steps"]
+               "tutorial Adagrad 4x3 k=2, 200 steps"]
 OURS = ["fastgd.factorize"]
 PEERS = ["autograd tutorial", "numpy loop", "masked_loss_grad + adagrad_update"]
 

@@ -9,20 +9,21 @@ import time
 def interleaved_medians(functions, rounds, round_seconds=0.01, settle=0.0, settled=None):
     """name -> median seconds per call.
 
-    Each function is called once to warm up (first touch, BLAS initialisation), then in
-    every round each is repeated so that the first function lasts about round_seconds;
-    each round starts one function further along.
+    Each function is called once to warm up (first touch, BLAS initialisation) and once
+    more to time it; then in every round each is repeated so that it lasts about
+    round_seconds (at least once: a peer a thousand times slower than fastgd is not
+    repeated a thousand times); each round starts one function further along.
     ``settle`` seconds of sleep before the turn of each function named in ``settled``
     (default: all) let idle BLAS threads stop spinning before a multi-threaded call:
     OpenBLAS's workers spin for about 2**28 cycles after each call and slow down any
     other threads on the same cores.
     """
-    for function in functions.values():
+    repeats = {}
+    for name, function in functions.items():
         function()
-    first = next(iter(functions.values()))
-    start = time.perf_counter()
-    first()
-    repeats = max(1, int(round_seconds / max(time.perf_counter() - start, 1e-7)))
+        start = time.perf_counter()
+        function()
+        repeats[name] = max(1, int(round_seconds / max(time.perf_counter() - start, 1e-7)))
     times = {name: [] for name in functions}
     names = list(functions)
     for round_number in range(rounds):
@@ -32,7 +33,7 @@ def interleaved_medians(functions, rounds, round_seconds=0.01, settle=0.0, settl
             if settle and (settled is None or name in settled):
                 time.sleep(settle)
             start = time.perf_counter()
-            for _ in range(repeats):
+            for _ in range(repeats[name]):
                 function()
-            times[name].append((time.perf_counter() - start) / repeats)
+            times[name].append((time.perf_counter() - start) / repeats[name])
     return {name: statistics.median(values) for name, values in times.items()}
