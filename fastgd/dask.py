@@ -431,9 +431,7 @@ nonneg, loss, l2, tol
 def _train(blocks, A, rank, init, random_state, settings, callback):
     totals = blocks.call("totals")
     count = sum(t[0] for t in totals)
-    if settings["loss"] != "sse" and count == 0:
-        raise ValueError(f"A has no observed entry, so loss={settings['loss']!r} (a mean "
-                         "over them) is undefined; use loss='sse'")
+    masked._check_loss_defined(settings["loss"], count)
     magnitude = sum(t[1] for t in totals)
     W, H = factorization.initial_factors(A.shape, A.dtype, rank, init, random_state,
                                          lambda: magnitude / count if count else 0.0)

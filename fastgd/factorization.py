@@ -375,9 +375,7 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
     n_iter = settings["n_iter"]
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
-    if settings["loss"] != "sse" and data.n_observed == 0:
-        raise ValueError(f"A has no observed entry, so loss={settings['loss']!r} (a mean "
-                         "over them) is undefined; use loss='sse'")
+    masked._check_loss_defined(settings["loss"], data.n_observed)
     rank = W.shape[1]
     if data.plan is not None and data.plan.nnz * max(rank, 1) <= SOLVER_LOOP_MAX_WORK:
         loop = _CompiledLoop(data, W, H, settings)

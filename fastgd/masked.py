@@ -655,15 +655,20 @@ def _sum_of_squares(array):
     return float(np.dot(flat, flat))
 
 
-def _loss_and_scale(loss, sse, count):
-    """The loss from the sum of squared residuals, and d loss / d (W @ H) per unit residual."""
-    if loss == "sse":
-        return sse, 2.0
-    if count == 0:
+def _check_loss_defined(loss, count):
+    """ValueError when ``loss`` is a mean over no observed entry at all."""
+    if loss != "sse" and count == 0:
         raise ValueError(
             f"A has no observed entry, so loss={loss!r} (a mean over them) is undefined; "
             "use loss='sse'"
         )
+
+
+def _loss_and_scale(loss, sse, count):
+    """The loss from the sum of squared residuals, and d loss / d (W @ H) per unit residual."""
+    if loss == "sse":
+        return sse, 2.0
+    _check_loss_defined(loss, count)
     mse = sse / count
     if loss == "mse":
         return mse, 2.0 / count

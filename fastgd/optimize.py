@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from fastgd import _validation, optim
+from fastgd import _validation, factorization, optim
 from fastgd.gradcheck import numerical_gradient
 
 METHODS = ("adagrad", "gd")
@@ -221,8 +221,7 @@ def minimize(fun, x0, *, args=(), jac=None, method="adagrad", lr=0.1, maxiter=10
     lr = optim._real(lr, "lr")
     if lr == 0:
         raise ValueError("lr must be > 0; got 0.0")
-    if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 0:
-        raise ValueError(f"maxiter must be an int >= 0; got {maxiter!r}")
+    maxiter = factorization._check_int(maxiter, "maxiter", 0)
     tol = optim._real(tol, "tol")
     eps = optim._real(eps, "eps")
     momentum = optim._real(momentum, "momentum")
