@@ -211,8 +211,9 @@ def plan_residual(indptr, indices, values, W, HT, out, n_threads):
     out[...], _ = _plan_residuals(indptr, indices, values, W, HT)
 
 
-def plan_loss_grad(indptr, indices, values, W, HT, dW, dH, n_threads, n_parts):
-    """dW = R @ H.T and dH = W.T @ R for the plan's residuals R; returns the sum of r^2."""
+def plan_loss_grad(indptr, indices, values, W, HT, dW, dH, n_threads, n_parts, tile_cols=0):
+    """dW = R @ H.T and dH = W.T @ R for the plan's residuals R; returns the sum of r^2.
+    (n_threads, n_parts and tile_cols only arrange the compiled kernel's work.)"""
     r, rows = _plan_residuals(indptr, indices, values, W, HT)
     dW[...] = 0
     dHT = np.zeros((HT.shape[0], W.shape[1]), dtype=dW.dtype)

@@ -287,7 +287,8 @@ class _RowBlock:
                                       dtype=self.W.dtype)
             target = self.grad if j == 0 else self.scratch
             sse += kernel(plan.indptr, plan.indices, self.values[j], self.W, HT, target,
-                          self.grad_H[j], self.n_threads, self.n_threads)
+                          self.grad_H[j], self.n_threads, self.n_threads,
+                          masked._plan_tile_cols(plan, self.W.shape[1], self.W.itemsize))
             if j:
                 self.grad += self.scratch
         squares = masked._sum_of_squares(self.W) if with_squares else 0.0

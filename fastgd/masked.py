@@ -7,8 +7,11 @@ scipy.sparse matrix (its stored entries are the observed ones), or as an
 """
 
 import contextlib
+import functools
+import glob
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -38,6 +41,19 @@ SMALL_MAX_WORK = 4096
 # With deterministic=True the rows are cut into this many parts whatever the thread count;
 # each part sums its own dH, and the parts are added in a fixed order.
 DETERMINISTIC_PARTS = 8
+
+# The plan path scatters into rows of dH.T and reads rows of H.T in random order. When
+# those rows take more than TILE_ABOVE_L2 of a core's L2 cache, it takes the columns in
+# tiles whose rows fill TILE_L2 of it, every row's entries in one tile before the next
+# tile's, if the rows have on average at least TILE_MIN_ENTRIES entries in a tile (each
+# tile reads W's rows again). The result is bitwise the same as untiled. Measured on a
+# Xeon with 2 MiB of L2 per core, one thread, k = 32: 20000 x 20000 at 0.5% 55 -> 33 ms
+# in float64 (tiles of 2048 columns, 10 entries a row each), 26 -> 15 ms in float32;
+# 5000 x 5000 at 5% float64 18 -> 12 ms. Tiles of 2 or 3 entries a row were slower.
+TILE_ABOVE_L2 = 0.75
+TILE_L2 = 0.5
+TILE_MIN_ENTRIES = 4
+L2_BYTES_UNKNOWN = 1 << 20
 
 
 class ObservedEntries:
@@ -415,6 +431,37 @@ def _thread_count(n_threads, work):
     return 1 if work < PARALLEL_MIN_WORK else n_threads
 
 
+@functools.cache
+def _l2_cache_bytes():
+    """A core's L2 cache in bytes, as Linux reports it (L2_BYTES_UNKNOWN elsewhere)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    for index in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            with open(os.path.join(index, "level")) as file:
+                level = file.read().strip()
+            with open(os.path.join(index, "type")) as file:
+                kind = file.read().strip()
+            with open(os.path.join(index, "size")) as file:
+                size = file.read().strip()
+        except OSError:
+            continue
+        if level == "2" and kind in ("Unified", "Data") and size[:-1].isdigit():
+            return int(size[:-1]) * units.get(size[-1], 0) or L2_BYTES_UNKNOWN
+    return L2_BYTES_UNKNOWN
+
+
+def _plan_tile_cols(plan, k, itemsize):
+    """The plan path's column tile width for this problem, 0 for no tiles (see TILE_L2)."""
+    m, n = plan.shape
+    l2 = _l2_cache_bytes()
+    column_bytes = 2 * k * itemsize
+    if n * column_bytes <= TILE_ABOVE_L2 * l2:
+        return 0
+    tile_cols = max(1, int(TILE_L2 * l2) // column_bytes)
+    n_tiles = -(-n // tile_cols)
+    return tile_cols if plan.nnz >= TILE_MIN_ENTRIES * m * n_tiles else 0
+
+
 def _plan_values(plan, dtype):
     return plan.values if plan.values.dtype == dtype else plan.values.astype(dtype)
 
@@ -623,7 +670,7 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
         with _blas_held(count * max(k, 1)):  # the NumPy twin's sums use BLAS
             sse = _backend.kernel("masked", "plan_loss_grad")(
                 plan.indptr, plan.indices, _plan_values(plan, dtype), W, HT, dW, dH,
-                n_threads, n_parts,
+                n_threads, n_parts, _plan_tile_cols(plan, k, W.itemsize),
             )
     value, scale = _loss_and_scale(loss, sse, count)
     dW *= scale

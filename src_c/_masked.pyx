@@ -12,7 +12,9 @@ dW = R @ H.T and dH = W.T @ R; the Python layer scales them for the loss and add
   share of dW and dH. No m x n temporary.
 * plan path: the observed entries in CSR order (indptr, indices, values). Per entry
   (i, j): r = W[i] . H.T[j] - value, dW[i] += r H.T[j], dH.T[j] += r W[i], on contiguous
-  rows of W and of H.T. O(nnz k). The loop itself is C in masked_loops.h, compiled per
+  rows of W and of H.T. O(nnz k). Where H.T and dH.T outgrow a core's L2 cache, the
+  columns are taken in tiles (every row's entries in one tile, then the next), with
+  bitwise the same result. The loop itself is C in masked_loops.h, compiled per
   instruction set and chosen at import for the CPU (select_simd).
 * small dense problems: small_loss_grad does validation, loss, gradients, scaling and
   l2 in one call with direct dot products, for the microsecond-sized tutorial case.
@@ -47,17 +49,20 @@ cdef extern from "masked_loops.h":
                                    int64_t* observed) noexcept nogil
     double fastgd_plan_rows_f32_i32(const int32_t*, const int32_t*, const float*, const float*,
                                     const float*, float*, float*, Py_ssize_t, Py_ssize_t,
-                                    Py_ssize_t) noexcept nogil
+                                    Py_ssize_t, Py_ssize_t, Py_ssize_t, int64_t*,
+                                    double*) noexcept nogil
     double fastgd_plan_rows_f32_i64(const int64_t*, const int64_t*, const float*, const float*,
                                     const float*, float*, float*, Py_ssize_t, Py_ssize_t,
-                                    Py_ssize_t) noexcept nogil
+                                    Py_ssize_t, Py_ssize_t, Py_ssize_t, int64_t*,
+                                    double*) noexcept nogil
     double fastgd_plan_rows_f64_i32(const int32_t*, const int32_t*, const double*,
                                     const double*, const double*, double*, double*, Py_ssize_t,
-                                    Py_ssize_t, Py_ssize_t) noexcept nogil
+                                    Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int64_t*,
+                                    double*) noexcept nogil
     double fastgd_plan_rows_f64_i64(const int64_t*, const int64_t*, const double*,
                                     const double*, const double*, double*, double*, Py_ssize_t,
-                                    Py_ssize_t, Py_ssize_t) noexcept nogil
-
+                                    Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int64_t*,
+                                    double*) noexcept nogil
 
 ctypedef fused index_t:
     int32_t
@@ -438,32 +443,34 @@ SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
 
 def select_simd(str highest):
     """Choose the plan path's inner loops for this CPU, at most ``highest`` (one of
-    SIMD_LEVELS: plain C, the build's baseline vectors, AVX2, AVX-512 for the dense path's
-    loops with the plan path's AVX2 loops). All give bitwise the same results; returns the
-    level chosen."""
+    SIMD_LEVELS: plain C, the build's baseline vectors, AVX2, AVX-512). All give bitwise
+    the same results; returns the level chosen."""
     return SIMD_LEVELS[fastgd_masked_select_simd(SIMD_LEVELS.index(highest))]
 
 
 cdef inline double _plan_part(const index_t* indptr, const index_t* indices,
                               const floating* values, const floating* W,
                               const floating* HT, floating* dW, floating* dHT, Py_ssize_t k,
-                              Py_ssize_t row_begin, Py_ssize_t row_end) noexcept nogil:
+                              Py_ssize_t n, Py_ssize_t row_begin, Py_ssize_t row_end,
+                              Py_ssize_t tile_cols, int64_t* cursor,
+                              double* row_sums) noexcept nogil:
     """Rows [row_begin, row_end): their rows of dW, their share of dH.T added to dHT (n x k,
-    zeroed by the caller); returns their sum of r^2 (masked_loops.h)."""
+    zeroed by the caller), the columns in tiles of tile_cols; returns their sum of r^2
+    (masked_loops.h). cursor and row_sums are scratch space of m elements."""
     if floating is float:
         if index_t is int32_t:
-            return fastgd_plan_rows_f32_i32(indptr, indices, values, W, HT, dW, dHT, k,
-                                            row_begin, row_end)
+            return fastgd_plan_rows_f32_i32(indptr, indices, values, W, HT, dW, dHT, k, n,
+                                            row_begin, row_end, tile_cols, cursor, row_sums)
         else:
-            return fastgd_plan_rows_f32_i64(indptr, indices, values, W, HT, dW, dHT, k,
-                                            row_begin, row_end)
+            return fastgd_plan_rows_f32_i64(indptr, indices, values, W, HT, dW, dHT, k, n,
+                                            row_begin, row_end, tile_cols, cursor, row_sums)
     else:
         if index_t is int32_t:
-            return fastgd_plan_rows_f64_i32(indptr, indices, values, W, HT, dW, dHT, k,
-                                            row_begin, row_end)
+            return fastgd_plan_rows_f64_i32(indptr, indices, values, W, HT, dW, dHT, k, n,
+                                            row_begin, row_end, tile_cols, cursor, row_sums)
         else:
-            return fastgd_plan_rows_f64_i64(indptr, indices, values, W, HT, dW, dHT, k,
-                                            row_begin, row_end)
+            return fastgd_plan_rows_f64_i64(indptr, indices, values, W, HT, dW, dHT, k, n,
+                                            row_begin, row_end, tile_cols, cursor, row_sums)
 
 
 cdef Py_ssize_t _first_row_at(const index_t* indptr, Py_ssize_t m,
@@ -497,13 +504,16 @@ cdef void _transpose_parts(floating* dH, floating** parts, Py_ssize_t n_parts,
 def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
                    const floating[::1] values, const floating[:, ::1] W,
                    const floating[:, ::1] HT, floating[:, ::1] dW, floating[:, ::1] dH,
-                   int n_threads, int n_parts):
+                   int n_threads, int n_parts, Py_ssize_t tile_cols=0):
     """dW = R @ H.T, dH = W.T @ R for the plan's residuals; returns the sum of r^2. Parts
-    are runs of rows holding about nnz / n_parts entries each."""
+    are runs of rows holding about nnz / n_parts entries each; each part takes the columns
+    in tiles of tile_cols (0: all at once). The result does not depend on tile_cols."""
     cdef Py_ssize_t m = indptr.shape[0] - 1, n = HT.shape[0], k = W.shape[1], p
     cdef int64_t nnz = values.shape[0]
     cdef floating** parts
     cdef double* totals
+    cdef double* row_sums = NULL
+    cdef int64_t* cursor = NULL
     cdef double total = 0
     cdef floating* dHT = NULL
     if nnz == 0 or k == 0:
@@ -515,25 +525,32 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
     n_threads = max(1, min(n_threads, n_parts))
     dHT = <floating*>calloc(n * k, sizeof(floating))
     totals = <double*>calloc(n_parts, sizeof(double))
+    row_sums = <double*>malloc(m * sizeof(double))
+    cursor = <int64_t*>malloc(m * sizeof(int64_t))
     parts = _part_buffers(n_parts, n * k, dHT) if dHT != NULL else NULL
-    if totals == NULL or parts == NULL:
+    if totals == NULL or row_sums == NULL or cursor == NULL or parts == NULL:
         free(dHT)
         free(totals)
+        free(row_sums)
+        free(cursor)
         _free_parts(parts, n_parts)
         raise MemoryError("fastgd.masked_loss_grad: could not allocate per-part buffers")
     with nogil:
         for p in prange(n_parts, num_threads=n_threads, schedule="dynamic", chunksize=1):
             # The last part also takes the empty rows at the end (their dW rows are 0).
             totals[p] = _plan_part(&indptr[0], &indices[0], &values[0], &W[0, 0],
-                                   &HT[0, 0], &dW[0, 0], parts[p], k,
+                                   &HT[0, 0], &dW[0, 0], parts[p], k, n,
                                    _first_row_at(&indptr[0], m, p * nnz // n_parts),
                                    m if p == n_parts - 1 else
-                                   _first_row_at(&indptr[0], m, (p + 1) * nnz // n_parts))
+                                   _first_row_at(&indptr[0], m, (p + 1) * nnz // n_parts),
+                                   tile_cols, cursor, row_sums)
         _transpose_parts(&dH[0, 0], parts, n_parts, n, k, n_threads)
         for p in range(n_parts):
             total += totals[p]
     free(dHT)
     free(totals)
+    free(row_sums)
+    free(cursor)
     _free_parts(parts, n_parts)
     return total
 

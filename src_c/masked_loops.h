@@ -1,10 +1,12 @@
-/* The inner loops of fastgd.masked_loss_grad: the plan path's row loop in four variants,
+/* The inner loops of fastgd.masked_loss_grad: the plan path's loop over the segments of
+ * rows in a tile of columns (fastgd_plan_rows takes the tiles in turn) in four variants,
  *
  *   scalar    plain C, the lanes of the dot product in an array;
  *   baseline  the dot product in SSE2 registers (the x86-64 baseline; elsewhere = scalar);
  *   avx2      compiled for AVX2 by a target attribute, with loops for ranks 16, 32 and
  *             64 that keep a row of W and of dW in registers;
- *   avx512    the same fixed-rank loops for float64 in AVX-512 registers;
+ *   avx512    the same fixed-rank loops in AVX-512 registers (float32 adds the two
+ *             halves of a 16-wide product to its eight lanes in turn);
  *
  * and the dense path's residual pass, compiled per level (cpu_dispatch.h).
  *
@@ -29,11 +31,12 @@
 #define FASTGD_PREFETCH(address) ((void)0)
 #endif
 
-/* Prefetch every 64-byte line of a row of `count` elements of HT and of dHT. */
-#define FASTGD_PREFETCH_ROWS(HT_ROW, DHT_ROW, count)                                    \
-    for (size_t line = 0; line < (size_t)(count) * sizeof(*(HT_ROW)); line += 64) {     \
-        FASTGD_PREFETCH((const char *)(HT_ROW) + line);                                 \
-        FASTGD_PREFETCH((const char *)(DHT_ROW) + line);                                \
+/* Prefetch every 64-byte line of two rows of `count` elements (of H.T and dH.T, or of W
+ * and dW). */
+#define FASTGD_PREFETCH_ROWS(ROW, OTHER_ROW, count)                                     \
+    for (size_t line = 0; line < (size_t)(count) * sizeof(*(ROW)); line += 64) {        \
+        FASTGD_PREFETCH((const char *)(ROW) + line);                                    \
+        FASTGD_PREFETCH((const char *)(OTHER_ROW) + line);                              \
     }
 
 #define FASTGD_LANES 8
@@ -144,98 +147,138 @@ FASTGD_TARGET_AVX2 static inline float fastgd_dot_f32_avx2(const float *w, const
 #include <immintrin.h>
 #endif
 
-#define FASTGD_PLAN_ROWS_SIGNATURE(NAME, REAL, INDEX)                                   \
-    static double NAME(const INDEX *indptr, const INDEX *indices, const REAL *values,   \
-                       const REAL *W, const REAL *HT, REAL *dW, REAL *dHT, ptrdiff_t k, \
-                       ptrdiff_t row_begin, ptrdiff_t row_end)
+/* The plan path works on a segment of each row at a time: the row's entries from
+ * cursor[i] on whose column lies below col_end, the entries of one tile of columns
+ * [col_begin, col_end) when the entries of a row are ascending by column. */
+#define FASTGD_PLAN_SEGMENT_SIGNATURE(NAME, REAL, INDEX)                                \
+    static void NAME(const INDEX *indptr, const INDEX *indices, const REAL *values,     \
+                     const REAL *W, const REAL *HT, REAL *dW, REAL *dHT, ptrdiff_t k,   \
+                     ptrdiff_t row_begin, ptrdiff_t row_end, ptrdiff_t col_begin,       \
+                     ptrdiff_t col_end, int64_t *cursor, double *row_sums)
 
-/* For the rows [row_begin, row_end) of the plan: dW[i] = sum_e r_e H.T[j_e] (written),
- * dHT[j_e] += r_e W[i] (added), r_e = W[i] . H.T[j_e] - values[e]; returns sum r_e^2. */
-#define FASTGD_DEFINE_PLAN_ROWS(NAME, REAL, INDEX, ATTRIBUTE, DOT)                           \
-    ATTRIBUTE static double NAME(const INDEX *indptr, const INDEX *indices,               \
-                                 const REAL *values, const REAL *W, const REAL *HT,       \
-                                 REAL *dW, REAL *dHT, ptrdiff_t k, ptrdiff_t row_begin,   \
-                                 ptrdiff_t row_end)                                       \
+/* Prefetch the rows of H.T and dH.T of the entry FASTGD_PREFETCH_DISTANCE ahead, if that
+ * entry exists and its column lies in the tile being worked on. */
+#define FASTGD_PREFETCH_AHEAD(e, last, indices, HT, dHT, k, col_begin, col_end)         \
+    if ((e) + FASTGD_PREFETCH_DISTANCE < (last)) {                                      \
+        const ptrdiff_t j_ahead = (ptrdiff_t)(indices)[(e) + FASTGD_PREFETCH_DISTANCE]; \
+        if (j_ahead >= (col_begin) && j_ahead < (col_end)) {                            \
+            FASTGD_PREFETCH_ROWS((HT) + j_ahead * (k), (dHT) + j_ahead * (k), (k))      \
+        }                                                                               \
+    }
+
+/* At the start of row i: prefetch the first entry (index and value), the row of W and
+ * the row of dW of row i + FASTGD_ROW_PREFETCH_DISTANCE, and the rows of H.T and dH.T of
+ * the first FASTGD_SEGMENT_PREFETCH_ENTRIES entries of the segment of row
+ * i + FASTGD_SEGMENT_PREFETCH_DISTANCE. A segment holds few entries when the columns are
+ * taken in tiles, and would otherwise wait for each of these in turn (the prefetch of the
+ * entries ahead stays within a segment). */
+#define FASTGD_ROW_PREFETCH_DISTANCE 4
+#define FASTGD_SEGMENT_PREFETCH_DISTANCE 2
+#define FASTGD_SEGMENT_PREFETCH_ENTRIES 4
+#define FASTGD_PREFETCH_ROW_AHEAD(i, row_end, indptr, cursor, indices, values, W, dW, HT,  \
+                                  dHT, k, col_begin, col_end)                             \
+    if ((i) + FASTGD_ROW_PREFETCH_DISTANCE < (row_end)) {                               \
+        const ptrdiff_t ahead_ = (i) + FASTGD_ROW_PREFETCH_DISTANCE;                    \
+        FASTGD_PREFETCH((indices) + (cursor)[ahead_]);                                  \
+        FASTGD_PREFETCH((values) + (cursor)[ahead_]);                                   \
+        FASTGD_PREFETCH_ROWS((W) + ahead_ * (k), (dW) + ahead_ * (k), (k))              \
+    }                                                                                   \
+    if ((i) + FASTGD_SEGMENT_PREFETCH_DISTANCE < (row_end)) {                           \
+        const ptrdiff_t next_ = (i) + FASTGD_SEGMENT_PREFETCH_DISTANCE;                 \
+        ptrdiff_t e_ = (ptrdiff_t)(cursor)[next_];                                      \
+        ptrdiff_t stop_ = (ptrdiff_t)(indptr)[next_ + 1];                               \
+        if (stop_ > e_ + FASTGD_SEGMENT_PREFETCH_ENTRIES)                               \
+            stop_ = e_ + FASTGD_SEGMENT_PREFETCH_ENTRIES;                               \
+        for (; e_ < stop_; e_++) {                                                      \
+            const ptrdiff_t j_ = (ptrdiff_t)(indices)[e_];                              \
+            if (j_ >= (col_begin) && j_ < (col_end)) {                                  \
+                FASTGD_PREFETCH_ROWS((HT) + j_ * (k), (dHT) + j_ * (k), (k))            \
+            }                                                                           \
+        }                                                                               \
+    }
+
+/* For each row i in [row_begin, row_end), the entries e of its segment (above):
+ * dW[i] += r_e H.T[j_e], dHT[j_e] += r_e W[i] and row_sums[i] += r_e^2, in entry order,
+ * with r_e = W[i] . H.T[j_e] - values[e]; cursor[i] moves past the segment. */
+#define FASTGD_DEFINE_PLAN_SEGMENT(NAME, REAL, INDEX, ATTRIBUTE, DOT)                    \
+    ATTRIBUTE FASTGD_PLAN_SEGMENT_SIGNATURE(NAME, REAL, INDEX)                            \
     {                                                                                     \
-        double total = 0.0;                                                               \
         const ptrdiff_t last = (ptrdiff_t)indptr[row_end];                                \
         for (ptrdiff_t i = row_begin; i < row_end; i++) {                                 \
+            FASTGD_PREFETCH_ROW_AHEAD(i, row_end, indptr, cursor, indices, values, W, dW, \
+                                      HT, dHT, k, col_begin, col_end)                     \
             const REAL *restrict w = W + i * k;                                           \
             REAL *restrict dw = dW + i * k;                                               \
-            memset(dw, 0, (size_t)k * sizeof(REAL));                                      \
-            for (ptrdiff_t e = (ptrdiff_t)indptr[i]; e < (ptrdiff_t)indptr[i + 1]; e++) { \
+            const ptrdiff_t end = (ptrdiff_t)indptr[i + 1];                               \
+            double sum = row_sums[i];                                                     \
+            ptrdiff_t e = (ptrdiff_t)cursor[i];                                           \
+            for (; e < end && (ptrdiff_t)indices[e] < col_end; e++) {                     \
                 const ptrdiff_t j = (ptrdiff_t)indices[e];                                \
                 const REAL *restrict h = HT + j * k;                                      \
                 REAL *restrict dh = dHT + j * k;                                          \
-                if (e + FASTGD_PREFETCH_DISTANCE < last) {                                \
-                    const ptrdiff_t ahead =                                               \
-                        (ptrdiff_t)indices[e + FASTGD_PREFETCH_DISTANCE] * k;             \
-                    FASTGD_PREFETCH_ROWS(HT + ahead, dHT + ahead, k)                      \
-                }                                                                         \
+                FASTGD_PREFETCH_AHEAD(e, last, indices, HT, dHT, k, col_begin, col_end)   \
                 const REAL r = DOT(w, h, k) - values[e];                                  \
-                total += (double)r * (double)r;                                           \
+                sum += (double)r * (double)r;                                             \
                 for (ptrdiff_t c = 0; c < k; c++) {                                       \
                     dw[c] += r * h[c];                                                    \
                     dh[c] += r * w[c];                                                    \
                 }                                                                         \
             }                                                                             \
+            cursor[i] = e;                                                                \
+            row_sums[i] = sum;                                                            \
         }                                                                                 \
-        return total;                                                                     \
     }
 
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i32_array, float, int32_t, , fastgd_dot_f32_array)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i64_array, float, int64_t, , fastgd_dot_f32_array)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i32_array, double, int32_t, , fastgd_dot_f64_array)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_array, double, int64_t, , fastgd_dot_f64_array)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i32_base, float, int32_t, , fastgd_dot_f32_base)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i64_base, float, int64_t, , fastgd_dot_f32_base)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i32_base, double, int32_t, , fastgd_dot_f64_base)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_base, double, int64_t, , fastgd_dot_f64_base)
+/* The four segment loops (float32/float64, int32/int64 indices) named ..._SUFFIX, with
+ * the dot products fastgd_dot_f32_DOT and fastgd_dot_f64_DOT. */
+#define FASTGD_DEFINE_PLAN_SEGMENTS(SUFFIX, ATTRIBUTE, DOT)                              \
+    FASTGD_DEFINE_PLAN_SEGMENT(fastgd_plan_segment_f32_i32_##SUFFIX, float, int32_t,     \
+                               ATTRIBUTE, fastgd_dot_f32_##DOT)                          \
+    FASTGD_DEFINE_PLAN_SEGMENT(fastgd_plan_segment_f32_i64_##SUFFIX, float, int64_t,     \
+                               ATTRIBUTE, fastgd_dot_f32_##DOT)                          \
+    FASTGD_DEFINE_PLAN_SEGMENT(fastgd_plan_segment_f64_i32_##SUFFIX, double, int32_t,    \
+                               ATTRIBUTE, fastgd_dot_f64_##DOT)                          \
+    FASTGD_DEFINE_PLAN_SEGMENT(fastgd_plan_segment_f64_i64_##SUFFIX, double, int64_t,    \
+                               ATTRIBUTE, fastgd_dot_f64_##DOT)
+FASTGD_DEFINE_PLAN_SEGMENTS(array, , array)
+FASTGD_DEFINE_PLAN_SEGMENTS(base, , base)
 #if FASTGD_X86_DISPATCH
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i32_avx2_any, float, int32_t, FASTGD_TARGET_AVX2,
-                        fastgd_dot_f32_avx2)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i64_avx2_any, float, int64_t, FASTGD_TARGET_AVX2,
-                        fastgd_dot_f32_avx2)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i32_avx2_any, double, int32_t, FASTGD_TARGET_AVX2,
-                        fastgd_dot_f64_avx2)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_avx2_any, double, int64_t, FASTGD_TARGET_AVX2,
-                        fastgd_dot_f64_avx2)
+/* At the AVX2 level, for ranks without a fixed-rank loop below. */
+FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
 
-/* Loops for a rank K fixed at compile time (a multiple of FASTGD_LANES): W[i] and the
- * dW[i] being summed stay in registers across the row's entries. VEC holds VW elements;
- * the lanes are the first FASTGD_LANES / VW products of each group of FASTGD_LANES
- * coordinates, so the operations and their order are those of the loops above. */
-#define FASTGD_DEFINE_PLAN_ROWS_FIXED(NAME, TARGET, REAL, INDEX, K, VEC, VW, ZERO, LOAD,      \
-                                      STORE, ADD, MUL, BROADCAST, LANE_SUM)                   \
-    TARGET static double NAME(const INDEX *indptr, const INDEX *indices,          \
-                                          const REAL *values, const REAL *W, const REAL *HT,  \
-                                          REAL *dW, REAL *dHT, ptrdiff_t row_begin,           \
-                                          ptrdiff_t row_end)                                  \
+/* Loops for a rank K fixed at compile time (a multiple of FASTGD_LANES and of VW): W[i]
+ * and the dW[i] being summed stay in registers of VW elements across the row's entries.
+ * DOT(w, h, BLOCKS) computes the dot product with the operations, in the order, of the
+ * loops above (FASTGD_DOT_BY_LANES; FASTGD_DOT_AVX512_F32). */
+#define FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, TARGET, REAL, INDEX, K, VEC, VW, LOAD, STORE,  \
+                                         ADD, MUL, BROADCAST, DOT)                            \
+    TARGET static void NAME(const INDEX *indptr, const INDEX *indices, const REAL *values,    \
+                            const REAL *W, const REAL *HT, REAL *dW, REAL *dHT,               \
+                            ptrdiff_t row_begin, ptrdiff_t row_end, ptrdiff_t col_begin,      \
+                            ptrdiff_t col_end, int64_t *cursor, double *row_sums)             \
     {                                                                                         \
-        enum { BLOCKS = (K) / (VW), NV = FASTGD_LANES / (VW) };                               \
-        double total = 0.0;                                                                   \
+        enum { BLOCKS = (K) / (VW) };                                                         \
         const ptrdiff_t last = (ptrdiff_t)indptr[row_end];                                    \
         for (ptrdiff_t i = row_begin; i < row_end; i++) {                                     \
+            FASTGD_PREFETCH_ROW_AHEAD(i, row_end, indptr, cursor, indices, values, W, dW,     \
+                                      HT, dHT, (K), col_begin, col_end)                       \
+            const ptrdiff_t end = (ptrdiff_t)indptr[i + 1];                                   \
+            ptrdiff_t e = (ptrdiff_t)cursor[i];                                               \
+            if (e == end || (ptrdiff_t)indices[e] >= col_end)                                 \
+                continue;                                                                     \
+            double sum = row_sums[i];                                                         \
             VEC w[BLOCKS], dw[BLOCKS];                                                        \
             _Pragma("GCC unroll 16") for (int b = 0; b < BLOCKS; b++) {                       \
                 w[b] = LOAD(W + i * (K) + b * (VW));                                          \
-                dw[b] = ZERO();                                                               \
+                dw[b] = LOAD(dW + i * (K) + b * (VW));                                        \
             }                                                                                 \
-            for (ptrdiff_t e = indptr[i]; e < (ptrdiff_t)indptr[i + 1]; e++) {                \
+            for (; e < end && (ptrdiff_t)indices[e] < col_end; e++) {                         \
                 const REAL *h = HT + (ptrdiff_t)indices[e] * (K);                             \
                 REAL *dh = dHT + (ptrdiff_t)indices[e] * (K);                                 \
-                if (e + FASTGD_PREFETCH_DISTANCE < last) {                                    \
-                    const ptrdiff_t ahead =                                                   \
-                        (ptrdiff_t)indices[e + FASTGD_PREFETCH_DISTANCE] * (K);               \
-                    FASTGD_PREFETCH_ROWS(HT + ahead, dHT + ahead, (K))                        \
-                }                                                                             \
-                VEC acc[NV];                                                                  \
-                _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++) acc[v] = ZERO();        \
-                _Pragma("GCC unroll 16") for (int b = 0; b < BLOCKS; b++)                     \
-                    acc[b % NV] = ADD(acc[b % NV], MUL(w[b], LOAD(h + b * (VW))));            \
-                const REAL r = LANE_SUM(acc) - values[e];                                     \
+                FASTGD_PREFETCH_AHEAD(e, last, indices, HT, dHT, (K), col_begin, col_end)     \
+                const REAL r = DOT(w, h, BLOCKS) - values[e];                                 \
                 const VEC rv = BROADCAST(r);                                                  \
-                total += (double)r * (double)r;                                               \
+                sum += (double)r * (double)r;                                                 \
                 _Pragma("GCC unroll 16") for (int b = 0; b < BLOCKS; b++) {                   \
                     dw[b] = ADD(dw[b], MUL(rv, LOAD(h + b * (VW))));                          \
                     STORE(dh + b * (VW), ADD(LOAD(dh + b * (VW)), MUL(rv, w[b])));            \
@@ -243,22 +286,23 @@ FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64_avx2_any, double, int64_t, FAST
             }                                                                                 \
             _Pragma("GCC unroll 16") for (int b = 0; b < BLOCKS; b++)                         \
                 STORE(dW + i * (K) + b * (VW), dw[b]);                                        \
+            cursor[i] = e;                                                                    \
+            row_sums[i] = sum;                                                                \
         }                                                                                     \
-        return total;                                                                         \
     }
 
-/* FASTGD_LANE_SUM of the lanes in registers acc[0], acc[1], ...: through memory. */
-#define FASTGD_LANE_SUM_STORED(REAL, VW, STORE, acc)                                          \
-    __extension__({                                                                           \
-        REAL lanes_[FASTGD_LANES];                                                            \
-        for (int v_ = 0; v_ < FASTGD_LANES / (VW); v_++)                                      \
-            STORE(lanes_ + v_ * (VW), (acc)[v_]);                                             \
-        FASTGD_LANE_SUM(lanes_);                                                              \
-    })
-#define FASTGD_LANE_SUM_F64X4(acc) FASTGD_LANE_SUM_STORED(double, 4, _mm256_storeu_pd, acc)
-#define FASTGD_LANE_SUM_F32X8(acc) FASTGD_LANE_SUM_STORED(float, 8, _mm256_storeu_ps, acc)
-/* The same tree in one AVX-512 register: adjacent pairs, then pairs of pairs within each
- * half, then the two halves: ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)). */
+/* FASTGD_LANE_SUM of eight lanes in registers: ((l0 + l1) + (l2 + l3)) +
+ * ((l4 + l5) + (l6 + l7)); adjacent pairs first, then pairs of pairs, then the halves. */
+FASTGD_TARGET_AVX2 static inline double fastgd_lane_sum_f64x4x2(__m256d low, __m256d high)
+{
+    __m256d low_pairs = _mm256_add_pd(low, _mm256_permute_pd(low, 0x5));
+    __m256d high_pairs = _mm256_add_pd(high, _mm256_permute_pd(high, 0x5));
+    __m128d low_quad = _mm_add_sd(_mm256_castpd256_pd128(low_pairs),
+                                  _mm256_extractf128_pd(low_pairs, 1));
+    __m128d high_quad = _mm_add_sd(_mm256_castpd256_pd128(high_pairs),
+                                   _mm256_extractf128_pd(high_pairs, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(low_quad, high_quad));
+}
 FASTGD_TARGET_AVX512 static inline double fastgd_lane_sum_f64x8(__m512d lanes)
 {
     __m512d pairs = _mm512_add_pd(lanes, _mm512_permute_pd(lanes, 0x55));
@@ -267,62 +311,123 @@ FASTGD_TARGET_AVX512 static inline double fastgd_lane_sum_f64x8(__m512d lanes)
     __m128d high = _mm512_extractf64x2_pd(quads, 2);
     return _mm_cvtsd_f64(_mm_add_sd(low, high));
 }
+FASTGD_TARGET_AVX2 static inline float fastgd_lane_sum_f32x8(__m256 lanes)
+{
+    __m256 pairs = _mm256_add_ps(lanes, _mm256_permute_ps(lanes, 0xB1));
+    __m256 quads = _mm256_add_ps(pairs, _mm256_permute_ps(pairs, 0x4E));
+    __m128 low = _mm256_castps256_ps128(quads);
+    __m128 high = _mm256_extractf128_ps(quads, 1);
+    return _mm_cvtss_f32(_mm_add_ss(low, high));
+}
+#define FASTGD_LANE_SUM_F64X4(acc) fastgd_lane_sum_f64x4x2((acc)[0], (acc)[1])
 #define FASTGD_LANE_SUM_F64X8(acc) fastgd_lane_sum_f64x8((acc)[0])
+#define FASTGD_LANE_SUM_F32X8(acc) fastgd_lane_sum_f32x8((acc)[0])
 
-#define FASTGD_DEFINE_PLAN_ROWS_AVX2_F64(NAME, INDEX, K)                                      \
-    FASTGD_DEFINE_PLAN_ROWS_FIXED(NAME, FASTGD_TARGET_AVX2, double, INDEX, K, __m256d, 4,     \
-                                  _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd,       \
-                                  _mm256_add_pd, _mm256_mul_pd, _mm256_set1_pd,               \
-                                  FASTGD_LANE_SUM_F64X4)
-#define FASTGD_DEFINE_PLAN_ROWS_AVX2_F32(NAME, INDEX, K)                                      \
-    FASTGD_DEFINE_PLAN_ROWS_FIXED(NAME, FASTGD_TARGET_AVX2, float, INDEX, K, __m256, 8,       \
-                                  _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps,       \
-                                  _mm256_add_ps, _mm256_mul_ps, _mm256_set1_ps,               \
-                                  FASTGD_LANE_SUM_F32X8)
-/* AVX-512: the eight lanes of a float64 dot product fill one register. (float32's eight
- * lanes fill an AVX2 register already: float32 runs the AVX2 loops.) */
-#define FASTGD_DEFINE_PLAN_ROWS_AVX512_F64(NAME, INDEX, K)                                    \
-    FASTGD_DEFINE_PLAN_ROWS_FIXED(NAME, FASTGD_TARGET_AVX512, double, INDEX, K, __m512d, 8,   \
-                                  _mm512_setzero_pd, _mm512_loadu_pd, _mm512_storeu_pd,       \
-                                  _mm512_add_pd, _mm512_mul_pd, _mm512_set1_pd,               \
-                                  FASTGD_LANE_SUM_F64X8)
+/* The dot product of a row held in BLOCKS registers w[] of VW elements with h: lane l
+ * of the FASTGD_LANES sums the coordinates c = l mod FASTGD_LANES in order, from 0, and
+ * LANE_SUM adds the lanes, as the loops of every level do. */
+#define FASTGD_DOT_BY_LANES(VEC, VW, ZERO, LOAD, ADD, MUL, LANE_SUM, w, h, BLOCKS)            \
+    __extension__({                                                                           \
+        VEC acc_[FASTGD_LANES / (VW)];                                                        \
+        _Pragma("GCC unroll 16") for (int v_ = 0; v_ < FASTGD_LANES / (VW); v_++)             \
+            acc_[v_] = ZERO();                                                                \
+        _Pragma("GCC unroll 16") for (int b_ = 0; b_ < (BLOCKS); b_++)                        \
+            acc_[b_ % (FASTGD_LANES / (VW))] = ADD(acc_[b_ % (FASTGD_LANES / (VW))],          \
+                                                   MUL((w)[b_], LOAD((h) + b_ * (VW))));      \
+        LANE_SUM(acc_);                                                                       \
+    })
+#define FASTGD_DOT_AVX2_F64(w, h, BLOCKS)                                                     \
+    FASTGD_DOT_BY_LANES(__m256d, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_add_pd,        \
+                        _mm256_mul_pd, FASTGD_LANE_SUM_F64X4, w, h, BLOCKS)
+#define FASTGD_DOT_AVX2_F32(w, h, BLOCKS)                                                     \
+    FASTGD_DOT_BY_LANES(__m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_add_ps,         \
+                        _mm256_mul_ps, FASTGD_LANE_SUM_F32X8, w, h, BLOCKS)
+#define FASTGD_DOT_AVX512_F64(w, h, BLOCKS)                                                   \
+    FASTGD_DOT_BY_LANES(__m512d, 8, _mm512_setzero_pd, _mm512_loadu_pd, _mm512_add_pd,        \
+                        _mm512_mul_pd, FASTGD_LANE_SUM_F64X8, w, h, BLOCKS)
+/* float32 in AVX-512 registers of 16: the products of a register are its two halves of
+ * eight lanes, added to the eight lane sums one after the other, in coordinate order. */
+#define FASTGD_DOT_AVX512_F32(w, h, BLOCKS)                                                   \
+    __extension__({                                                                           \
+        __m256 acc_ = _mm256_setzero_ps();                                                    \
+        _Pragma("GCC unroll 16") for (int b_ = 0; b_ < (BLOCKS); b_++) {                      \
+            const __m512 products_ = _mm512_mul_ps((w)[b_], _mm512_loadu_ps((h) + 16 * b_));  \
+            acc_ = _mm256_add_ps(acc_, _mm512_castps512_ps256(products_));                    \
+            acc_ = _mm256_add_ps(acc_, _mm512_extractf32x8_ps(products_, 1));                 \
+        }                                                                                     \
+        fastgd_lane_sum_f32x8(acc_);                                                          \
+    })
 
-/* The loop for rank k: a fixed-rank one for 16, 32 and 64, the general AVX2 one
+#define FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F64(NAME, INDEX, K)                                   \
+    FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, FASTGD_TARGET_AVX2, double, INDEX, K, __m256d, 4,  \
+                                     _mm256_loadu_pd, _mm256_storeu_pd, _mm256_add_pd,        \
+                                     _mm256_mul_pd, _mm256_set1_pd, FASTGD_DOT_AVX2_F64)
+#define FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F32(NAME, INDEX, K)                                   \
+    FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, FASTGD_TARGET_AVX2, float, INDEX, K, __m256, 8,    \
+                                     _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps,        \
+                                     _mm256_mul_ps, _mm256_set1_ps, FASTGD_DOT_AVX2_F32)
+/* AVX-512: float64 keeps its eight lanes in one register; float32 updates the rows 16
+ * elements at a time. */
+#define FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F64(NAME, INDEX, K)                                 \
+    FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, FASTGD_TARGET_AVX512, double, INDEX, K, __m512d,   \
+                                     8, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_add_pd,     \
+                                     _mm512_mul_pd, _mm512_set1_pd, FASTGD_DOT_AVX512_F64)
+#define FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F32(NAME, INDEX, K)                                 \
+    FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, FASTGD_TARGET_AVX512, float, INDEX, K, __m512, 16, \
+                                     _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps,        \
+                                     _mm512_mul_ps, _mm512_set1_ps, FASTGD_DOT_AVX512_F32)
+
+/* The segment loop for rank k: a fixed-rank one for 16, 32 and 64, the general AVX2 one
  * (ANY) otherwise. */
-#define FASTGD_DEFINE_PLAN_ROWS_AVX2(NAME, REAL, INDEX, FIXED, ANY)                           \
+#define FASTGD_DEFINE_PLAN_SEGMENT_AVX2(NAME, REAL, INDEX, FIXED, ANY)                        \
     FIXED(NAME##_k16, INDEX, 16)                                                              \
     FIXED(NAME##_k32, INDEX, 32)                                                              \
     FIXED(NAME##_k64, INDEX, 64)                                                              \
-    FASTGD_PLAN_ROWS_SIGNATURE(NAME, REAL, INDEX)                                             \
+    FASTGD_PLAN_SEGMENT_SIGNATURE(NAME, REAL, INDEX)                                          \
     {                                                                                         \
         switch (k) {                                                                          \
         case 16:                                                                              \
-            return NAME##_k16(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end);   \
+            NAME##_k16(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end,           \
+                       col_begin, col_end, cursor, row_sums);                                 \
+            return;                                                                           \
         case 32:                                                                              \
-            return NAME##_k32(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end);   \
+            NAME##_k32(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end,           \
+                       col_begin, col_end, cursor, row_sums);                                 \
+            return;                                                                           \
         case 64:                                                                              \
-            return NAME##_k64(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end);   \
+            NAME##_k64(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end,           \
+                       col_begin, col_end, cursor, row_sums);                                 \
+            return;                                                                           \
         default:                                                                              \
-            return ANY(indptr, indices, values, W, HT, dW, dHT, k, row_begin, row_end);       \
+            ANY(indptr, indices, values, W, HT, dW, dHT, k, row_begin, row_end, col_begin,    \
+                col_end, cursor, row_sums);                                                   \
         }                                                                                     \
     }
 
-FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f32_i32_avx2, float, int32_t,
-                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F32, fastgd_plan_rows_f32_i32_avx2_any)
-FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f32_i64_avx2, float, int64_t,
-                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F32, fastgd_plan_rows_f32_i64_avx2_any)
-FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f64_i32_avx2, double, int32_t,
-                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F64, fastgd_plan_rows_f64_i32_avx2_any)
-FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f64_i64_avx2, double, int64_t,
-                             FASTGD_DEFINE_PLAN_ROWS_AVX2_F64, fastgd_plan_rows_f64_i64_avx2_any)
-FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f64_i32_avx512, double, int32_t,
-                             FASTGD_DEFINE_PLAN_ROWS_AVX512_F64,
-                             fastgd_plan_rows_f64_i32_avx2_any)
-FASTGD_DEFINE_PLAN_ROWS_AVX2(fastgd_plan_rows_f64_i64_avx512, double, int64_t,
-                             FASTGD_DEFINE_PLAN_ROWS_AVX512_F64,
-                             fastgd_plan_rows_f64_i64_avx2_any)
-#define fastgd_plan_rows_f32_i32_avx512 fastgd_plan_rows_f32_i32_avx2
-#define fastgd_plan_rows_f32_i64_avx512 fastgd_plan_rows_f32_i64_avx2
+FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f32_i32_avx2, float, int32_t,
+                                FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F32,
+                                fastgd_plan_segment_f32_i32_avx2_any)
+FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f32_i64_avx2, float, int64_t,
+                                FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F32,
+                                fastgd_plan_segment_f32_i64_avx2_any)
+FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f64_i32_avx2, double, int32_t,
+                                FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F64,
+                                fastgd_plan_segment_f64_i32_avx2_any)
+FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f64_i64_avx2, double, int64_t,
+                                FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F64,
+                                fastgd_plan_segment_f64_i64_avx2_any)
+FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f64_i32_avx512, double, int32_t,
+                                FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F64,
+                                fastgd_plan_segment_f64_i32_avx2_any)
+FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f64_i64_avx512, double, int64_t,
+                                FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F64,
+                                fastgd_plan_segment_f64_i64_avx2_any)
+FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f32_i32_avx512, float, int32_t,
+                                FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F32,
+                                fastgd_plan_segment_f32_i32_avx2_any)
+FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f32_i64_avx512, float, int64_t,
+                                FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F32,
+                                fastgd_plan_segment_f32_i64_avx2_any)
 #endif
 
 /* Which loops run: FASTGD_LEVEL_SCALAR plain C lanes, FASTGD_LEVEL_BASELINE the
@@ -353,17 +458,53 @@ static int fastgd_masked_select_simd(int asked)
                                                  : NAME##_array(__VA_ARGS__))
 #endif
 
-#define FASTGD_DEFINE_PLAN_ROWS_DISPATCH(NAME, REAL, INDEX)                                \
-    FASTGD_PLAN_ROWS_SIGNATURE(NAME, REAL, INDEX)                                           \
+#define FASTGD_DEFINE_PLAN_SEGMENT_DISPATCH(NAME, REAL, INDEX)                             \
+    FASTGD_PLAN_SEGMENT_SIGNATURE(NAME, REAL, INDEX)                                        \
     {                                                                                       \
-        return FASTGD_DISPATCH(NAME, indptr, indices, values, W, HT, dW, dHT, k, row_begin, \
-                               row_end);                                                    \
+        FASTGD_DISPATCH(NAME, indptr, indices, values, W, HT, dW, dHT, k, row_begin,        \
+                        row_end, col_begin, col_end, cursor, row_sums);                     \
     }
 
-FASTGD_DEFINE_PLAN_ROWS_DISPATCH(fastgd_plan_rows_f32_i32, float, int32_t)
-FASTGD_DEFINE_PLAN_ROWS_DISPATCH(fastgd_plan_rows_f32_i64, float, int64_t)
-FASTGD_DEFINE_PLAN_ROWS_DISPATCH(fastgd_plan_rows_f64_i32, double, int32_t)
-FASTGD_DEFINE_PLAN_ROWS_DISPATCH(fastgd_plan_rows_f64_i64, double, int64_t)
+FASTGD_DEFINE_PLAN_SEGMENT_DISPATCH(fastgd_plan_segment_f32_i32, float, int32_t)
+FASTGD_DEFINE_PLAN_SEGMENT_DISPATCH(fastgd_plan_segment_f32_i64, float, int64_t)
+FASTGD_DEFINE_PLAN_SEGMENT_DISPATCH(fastgd_plan_segment_f64_i32, double, int32_t)
+FASTGD_DEFINE_PLAN_SEGMENT_DISPATCH(fastgd_plan_segment_f64_i64, double, int64_t)
+
+/* For the rows [row_begin, row_end) of the plan: dW[i] = sum_e r_e H.T[j_e] (written),
+ * dHT[j_e] += r_e W[i] (added), r_e = W[i] . H.T[j_e] - values[e]; returns the sum, in
+ * row order, of each row's sum of r_e^2. The columns are taken in tiles of tile_cols
+ * (all n at once if tile_cols is 0 or at least n): every row's segment in the first
+ * tile, then in the next, so that one tile's rows of H.T and dH.T stay in cache. Each
+ * row's entries and each column's rows are still summed in the same order, so the
+ * result is bitwise the same for any tile width. cursor and row_sums have m elements. */
+#define FASTGD_DEFINE_PLAN_ROWS(NAME, SEGMENT, REAL, INDEX)                                 \
+    static double NAME(const INDEX *indptr, const INDEX *indices, const REAL *values,       \
+                       const REAL *W, const REAL *HT, REAL *dW, REAL *dHT, ptrdiff_t k,     \
+                       ptrdiff_t n, ptrdiff_t row_begin, ptrdiff_t row_end,                 \
+                       ptrdiff_t tile_cols, int64_t *cursor, double *row_sums)              \
+    {                                                                                       \
+        if (tile_cols <= 0 || tile_cols > n)                                                \
+            tile_cols = n;                                                                  \
+        for (ptrdiff_t i = row_begin; i < row_end; i++) {                                   \
+            memset(dW + i * k, 0, (size_t)k * sizeof(REAL));                                \
+            cursor[i] = (int64_t)indptr[i];                                                 \
+            row_sums[i] = 0.0;                                                              \
+        }                                                                                   \
+        for (ptrdiff_t col_begin = 0; col_begin < n; col_begin += tile_cols) {              \
+            const ptrdiff_t col_end = n - col_begin > tile_cols ? col_begin + tile_cols : n; \
+            SEGMENT(indptr, indices, values, W, HT, dW, dHT, k, row_begin, row_end,         \
+                    col_begin, col_end, cursor, row_sums);                                  \
+        }                                                                                   \
+        double total = 0.0;                                                                 \
+        for (ptrdiff_t i = row_begin; i < row_end; i++)                                     \
+            total += row_sums[i];                                                           \
+        return total;                                                                       \
+    }
+
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i32, fastgd_plan_segment_f32_i32, float, int32_t)
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i64, fastgd_plan_segment_f32_i64, float, int64_t)
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i32, fastgd_plan_segment_f64_i32, double, int32_t)
+FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64, fastgd_plan_segment_f64_i64, double, int64_t)
 
 /* The dense path's pass over a row of a tile of W @ H: t_row[b] = t_row[b] - a_row[b]
  * where the entry is observed (m_row[b] != 0, or a_row[b] is not NaN without a mask),

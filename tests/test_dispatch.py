@@ -12,7 +12,7 @@ from numpy.testing import assert_array_equal
 from test_sqeuclidean import assert_accurate
 
 import fastgd
-from fastgd import _backend
+from fastgd import _backend, _reference
 
 pytestmark = pytest.mark.skipif(_backend.ext is None, reason="needs the compiled extension")
 
@@ -263,3 +263,45 @@ def test_large_symmetric_output_is_streamed_correctly():
     from oracles import sqeuclidean_error_bound
 
     assert np.all(np.abs(D - direct) <= 2 * sqeuclidean_error_bound(direct, 32, np.float64))
+
+
+@pytest.mark.parametrize("k", [3, 16, 32, 64])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("n_parts", [1, 3])
+def test_plan_column_tiles_change_no_bit(rng, float_dtype, k, index_dtype, n_parts):
+    """The plan path taken in column tiles of any width gives bitwise its untiled result,
+    at every level; the levels agree, and the NumPy twin to rounding."""
+    m, n = 41, 300
+    A = rng.random((m, n)).astype(float_dtype)
+    A[rng.random((m, n)) < 0.7] = np.nan
+    A[[0, 17, m - 1]] = np.nan  # rows with no entry, the last one included
+    plan = fastgd.observed(A)
+    indptr, indices = plan.indptr.astype(index_dtype), plan.indices.astype(index_dtype)
+    W = rng.standard_normal((m, k)).astype(float_dtype)
+    HT = rng.standard_normal((n, k)).astype(float_dtype)
+    widths = [0, 1, 7, 64, n - 1, n, 10 * n]
+    kernel = _backend.kernel("masked", "plan_loss_grad")
+
+    def compute():
+        results = []
+        for tile_cols in widths:
+            dW = np.full((m, k), np.nan, dtype=float_dtype)  # every row must be written
+            dH = np.empty((k, n), dtype=float_dtype)
+            sse = kernel(indptr, indices, plan.values, W, HT, dW, dH, 1, n_parts, tile_cols)
+            results += [np.array(sse), dW, dH]
+        return results
+
+    results = run_at_each_level(compute)
+    for level, arrays in results.items():
+        for position, width in enumerate(widths[1:], start=1):
+            for got, expected in zip(arrays[3 * position:3 * position + 3], arrays[:3],
+                                     strict=True):
+                assert_array_equal(got, expected, err_msg=f"{level}, tiles of {width}")
+    assert_levels_agree_bitwise(results)
+    dW, dH = np.empty((m, k), float_dtype), np.empty((k, n), float_dtype)
+    expected = _reference.plan_loss_grad(indptr, indices, plan.values, W, HT, dW, dH, 1, 1)
+    tolerance = 1e-4 if float_dtype == np.float32 else 1e-12
+    sse, got_dW, got_dH = results[cpu_levels()[-1]][:3]
+    np.testing.assert_allclose(sse, expected, rtol=tolerance)
+    np.testing.assert_allclose(got_dW, dW, rtol=tolerance, atol=tolerance * 10)
+    np.testing.assert_allclose(got_dH, dH, rtol=tolerance, atol=tolerance * 10)

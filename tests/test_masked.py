@@ -245,6 +245,52 @@ def test_thread_counts_agree_bitwise_when_deterministic(float_dtype, rng, method
                     atol=tolerance(float_dtype, 64))
 
 
+def test_column_tiles_are_chosen_by_cache_size_and_change_no_bit(monkeypatch, float_dtype,
+                                                                 rng):
+    """With a small L2 cache the plan path takes the columns in tiles (when the rows have
+    enough entries in each); the result is bitwise the untiled one, with any threads."""
+    A, W, H = make_case(rng, 60, 900, 16, 0.5, float_dtype)
+    plan = fastgd.observed(A)
+    assert masked._l2_cache_bytes() >= 64 * 1024
+    monkeypatch.setattr(masked, "_l2_cache_bytes", lambda: 16 << 20)
+    assert masked._plan_tile_cols(plan, 16, W.itemsize) == 0
+    untiled = fastgd.masked_loss_grad(plan, W, H, n_threads=1, deterministic=True)
+    monkeypatch.setattr(masked, "_l2_cache_bytes", lambda: 64 * 1024)
+    tile_cols = masked._plan_tile_cols(plan, 16, W.itemsize)
+    assert tile_cols == 32 * 1024 // (2 * 16 * W.itemsize)
+    for n_threads in (1, 2):
+        tiled = fastgd.masked_loss_grad(plan, W, H, n_threads=n_threads, deterministic=True)
+        assert tiled[0] == untiled[0]
+        assert_array_equal(tiled[1], untiled[1])
+        assert_array_equal(tiled[2], untiled[2])
+    # Too few entries per row in a tile: no tiles.
+    sparse_plan = fastgd.observed(np.where(rng.random(A.shape) < 0.01, A, np.nan))
+    assert masked._plan_tile_cols(sparse_plan, 16, W.itemsize) == 0
+
+
+def test_unsorted_plan_rows_are_still_summed_whole(rng):
+    """A plan built by hand with a row's columns out of order: every entry is still taken
+    once whatever the tiles (only the order of the sums may change)."""
+    A, W, H = make_case(rng, 30, 200, 16, 0.5, np.float64)
+    plan = fastgd.observed(A)
+    indices, values = plan.indices.copy(), plan.values.copy()
+    for i in range(plan.shape[0]):
+        row = slice(plan.indptr[i], plan.indptr[i + 1])
+        order = rng.permutation(row.stop - row.start)
+        indices[row], values[row] = indices[row][order], values[row][order]
+    shuffled = masked.ObservedEntries(plan.indptr, indices, values, plan.shape)
+    kernel = fastgd._backend.kernel("masked", "plan_loss_grad")
+    HT = np.ascontiguousarray(H.T)
+    expected = fastgd.masked_loss_grad(plan, W, H, loss="sse")
+    for tile_cols in (0, 3, 50):
+        dW, dH = np.empty_like(W), np.empty_like(H)
+        sse = kernel(shuffled.indptr, shuffled.indices, shuffled.values, W, HT, dW, dH, 1, 1,
+                     tile_cols)
+        assert sse == pytest.approx(expected[0], rel=1e-12)
+        assert_allclose(2 * dW, expected[1], rtol=1e-12, atol=1e-12)
+        assert_allclose(2 * dH, expected[2], rtol=1e-12, atol=1e-12)
+
+
 def test_mask_ignores_unobserved_values(backend, rng):
     A, W, H = make_case(rng, 6, 7, 2, 0.5, np.float64)
     mask = ~np.isnan(A)
