@@ -505,11 +505,17 @@ FASTGD_TARGET_AVX512 static inline uint64_t fastgd_store_sums_f32(float *row,
                 sums[r][2] = _mm512_add_pd(sums[r][2], _mm512_mul_pd(diff2, diff2));    \
             }                                                                           \
         }                                                                               \
+        /* Stored once here: indexing sums by the row below would make the compiler   \
+         * keep every sum in memory too, a store per sum and feature. */                \
+        __m512d done[FASTGD_FUSED_MR][3];                                               \
+        _Pragma("GCC unroll 8") for (int r = 0; r < FASTGD_FUSED_MR; r++)               \
+            for (int v = 0; v < 3; v++)                                                 \
+                done[r][v] = sums[r][v];                                                \
         for (int r = 0; r < FASTGD_FUSED_MR; r++) {                                     \
             if (r >= rows)                                                              \
                 break;                                                                  \
             REAL *out_row = out + r * ldo;                                              \
-            uint64_t zero = STORE(out_row, sums[r], lanes, cols, stream);               \
+            uint64_t zero = STORE(out_row, done[r], lanes, cols, stream);               \
             /* Where the rounded value is 0: underflow unless the rows are equal. */    \
             for (; zero; zero &= zero - 1) {                                            \
                 int c = __builtin_ctzll(zero);                                          \
