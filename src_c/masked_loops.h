@@ -379,7 +379,7 @@ FASTGD_TARGET_AVX2 static inline float fastgd_lane_sum_f32x8(__m256 lanes)
 
 /* The segment loop for rank k: a fixed-rank one for 16, 32 and 64, the general AVX2 one
  * (ANY) otherwise. */
-#define FASTGD_DEFINE_PLAN_SEGMENT_AVX2(NAME, REAL, INDEX, FIXED, ANY)                        \
+#define FASTGD_DEFINE_PLAN_SEGMENT_BY_RANK(NAME, REAL, INDEX, FIXED, ANY)                     \
     FIXED(NAME##_k16, INDEX, 16)                                                              \
     FIXED(NAME##_k32, INDEX, 32)                                                              \
     FIXED(NAME##_k64, INDEX, 64)                                                              \
@@ -404,35 +404,27 @@ FASTGD_TARGET_AVX2 static inline float fastgd_lane_sum_f32x8(__m256 lanes)
         }                                                                                     \
     }
 
-FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f32_i32_avx2, float, int32_t,
-                                FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F32,
-                                fastgd_plan_segment_f32_i32_avx2_any)
-FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f32_i64_avx2, float, int64_t,
-                                FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F32,
-                                fastgd_plan_segment_f32_i64_avx2_any)
-FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f64_i32_avx2, double, int32_t,
-                                FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F64,
-                                fastgd_plan_segment_f64_i32_avx2_any)
-FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f64_i64_avx2, double, int64_t,
-                                FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F64,
-                                fastgd_plan_segment_f64_i64_avx2_any)
-FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f64_i32_avx512, double, int32_t,
-                                FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F64,
-                                fastgd_plan_segment_f64_i32_avx2_any)
-FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f64_i64_avx512, double, int64_t,
-                                FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F64,
-                                fastgd_plan_segment_f64_i64_avx2_any)
-FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f32_i32_avx512, float, int32_t,
-                                FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F32,
-                                fastgd_plan_segment_f32_i32_avx2_any)
-FASTGD_DEFINE_PLAN_SEGMENT_AVX2(fastgd_plan_segment_f32_i64_avx512, float, int64_t,
-                                FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F32,
-                                fastgd_plan_segment_f32_i64_avx2_any)
+/* The four fixed-rank segment loops (float32/float64, int32/int64 indices) of a level. */
+#define FASTGD_DEFINE_PLAN_SEGMENTS_BY_RANK(LEVEL, FIXED_F32, FIXED_F64)                    \
+    FASTGD_DEFINE_PLAN_SEGMENT_BY_RANK(fastgd_plan_segment_f32_i32_##LEVEL, float, int32_t, \
+                                       FIXED_F32, fastgd_plan_segment_f32_i32_avx2_any)     \
+    FASTGD_DEFINE_PLAN_SEGMENT_BY_RANK(fastgd_plan_segment_f32_i64_##LEVEL, float, int64_t, \
+                                       FIXED_F32, fastgd_plan_segment_f32_i64_avx2_any)     \
+    FASTGD_DEFINE_PLAN_SEGMENT_BY_RANK(fastgd_plan_segment_f64_i32_##LEVEL, double,         \
+                                       int32_t, FIXED_F64,                                  \
+                                       fastgd_plan_segment_f64_i32_avx2_any)                \
+    FASTGD_DEFINE_PLAN_SEGMENT_BY_RANK(fastgd_plan_segment_f64_i64_##LEVEL, double,         \
+                                       int64_t, FIXED_F64,                                  \
+                                       fastgd_plan_segment_f64_i64_avx2_any)
+FASTGD_DEFINE_PLAN_SEGMENTS_BY_RANK(avx2, FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F32,
+                                    FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F64)
+FASTGD_DEFINE_PLAN_SEGMENTS_BY_RANK(avx512, FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F32,
+                                    FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F64)
 #endif
 
 /* Which loops run: FASTGD_LEVEL_SCALAR plain C lanes, FASTGD_LEVEL_BASELINE the
  * baseline's vectors (SSE2 on x86-64), FASTGD_LEVEL_AVX2 AVX2, FASTGD_LEVEL_AVX512 the
- * AVX-512 loops (float64 plan rows of rank 16, 32 and 64, and the dense path's), AVX2
+ * AVX-512 loops (plan rows of rank 16, 32 and 64, and the dense path's), AVX2
  * elsewhere. */
 static int fastgd_masked_simd = FASTGD_LEVEL_SCALAR;
 
