@@ -27,6 +27,9 @@
 /* The smallest positive subnormals: 2^-149 and 2^-1074. */
 #define FASTGD_FLOAT_TRUE_MIN 0x1p-149f
 #define FASTGD_DOUBLE_TRUE_MIN 0x1p-1074
+/* The largest double that rounds to 0 in float32 (half the smallest subnormal: a tie,
+ * rounded to even). */
+#define FASTGD_FLOAT_ROUNDS_TO_ZERO 0x1p-150
 /* Entries of an output row checked together for cancellation; only a flagged block is
  * scanned again, so a rare suspect entry costs a block, not a row. */
 #define FASTGD_SUSPECT_BLOCK 32
@@ -442,81 +445,44 @@ FASTGD_TARGET_AVX512 static void fastgd_fused_block_f32(
             fastgd_recompute_f32(x_rows + r * d, y_rows, d, bad, out + r * ldo);
     }
 }
-/* Store a row of 24 direct sums rounded to the output dtype; return the mask (bit c for
- * column c) of those that are 0. */
-FASTGD_TARGET_AVX512 static inline uint64_t fastgd_store_sums_f64(double *row,
-                                                                 const __m512d *sums,
-                                                                 const __mmask8 *lanes,
-                                                                 ptrdiff_t cols, int stream)
+/* Store a row of 24 direct sums rounded to the output dtype. */
+FASTGD_TARGET_AVX512 static inline void fastgd_store_sums_f64(double *row, const __m512d *sums,
+                                                             const __mmask8 *lanes,
+                                                             ptrdiff_t cols, int stream)
 {
-    uint64_t zero = 0;
-    for (int v = 0; v < 3; v++)
-        zero |= (uint64_t)_mm512_mask_cmp_pd_mask(lanes[v], sums[v], _mm512_setzero_pd(),
-                                                  _CMP_EQ_OQ) << (8 * v);
     fastgd_store_row_f64(row, sums, lanes, cols, stream);
-    return zero;
 }
-FASTGD_TARGET_AVX512 static inline uint64_t fastgd_store_sums_f32(float *row,
-                                                                 const __m512d *sums,
-                                                                 const __mmask8 *lanes,
-                                                                 ptrdiff_t cols, int stream)
+FASTGD_TARGET_AVX512 static inline void fastgd_store_sums_f32(float *row, const __m512d *sums,
+                                                             const __mmask8 *lanes,
+                                                             ptrdiff_t cols, int stream)
 {
     __m256 rounded[3];
-    uint64_t zero = 0;
-    for (int v = 0; v < 3; v++) {
+    for (int v = 0; v < 3; v++)
         rounded[v] = _mm512_cvtpd_ps(sums[v]);
-        zero |= (uint64_t)_mm256_mask_cmp_ps_mask(lanes[v], rounded[v], _mm256_setzero_ps(),
-                                                  _CMP_EQ_OQ) << (8 * v);
-    }
     fastgd_store_row_f32(row, rounded, lanes, 3, cols, stream);
-    return zero;
 }
-/* The direct method for AVX-512 CPUs: a block of up to MR x 24 entries with its sums in
- * registers. sums[r, c] = sum_k (x_r[k] - y_columns[k, c])^2 in double, one multiply and
- * one add per feature in order from 0 (0 + t^2 = t^2): the same operations as the
- * unblocked loops and the NumPy twin, so the same bits. Each sum is rounded once into out;
- * a 0 for rows that differ (underflow) becomes the smallest subnormal: 0 means equal rows.
- * x_rows: the block's rows of X (stride d); y_columns: the tile's Y stored column-wise in
- * double ([k, column], leading dimension ldy) from the block's first column; y_rows: the
- * block's rows of Y. */
-#define FASTGD_DEFINE_DIRECT_BLOCK(NAME, REAL, STORE, TRUE_MIN)                         \
+/* In a stored block of up to MR x 24 entries, a 0 for rows that differ (the sum
+ * underflowed) becomes the smallest subnormal: 0 means equal rows. ZEROS(row, v) is the
+ * mask of zeros among the v-th 8 entries of the row. */
+#define FASTGD_ZEROS_F64(row, v)                                                        \
+    _mm512_mask_cmp_pd_mask(lanes[v], _mm512_maskz_loadu_pd(lanes[v], (row) + 8 * (v)), \
+                            _mm512_setzero_pd(), _CMP_EQ_OQ)
+#define FASTGD_ZEROS_F32(row, v)                                                        \
+    _mm256_mask_cmp_ps_mask(lanes[v], _mm256_maskz_loadu_ps(lanes[v], (row) + 8 * (v)), \
+                            _mm256_setzero_ps(), _CMP_EQ_OQ)
+#define FASTGD_DEFINE_UNDERFLOW_FIX(NAME, REAL, ZEROS, TRUE_MIN)                        \
     FASTGD_TARGET_AVX512 static void NAME(const REAL *x_rows, ptrdiff_t d,              \
-                                          const double *y_columns, ptrdiff_t ldy,       \
                                           const REAL *y_rows, REAL *out, ptrdiff_t ldo, \
-                                          ptrdiff_t rows, ptrdiff_t cols, int stream)   \
+                                          ptrdiff_t rows, ptrdiff_t cols)               \
     {                                                                                   \
-        __m512d sums[FASTGD_FUSED_MR][3];                                               \
         __mmask8 lanes[3];                                                              \
         for (int v = 0; v < 3; v++)                                                     \
             lanes[v] = fastgd_lanes8(cols - 8 * v);                                     \
-        for (int r = 0; r < FASTGD_FUSED_MR; r++)                                       \
-            sums[r][0] = sums[r][1] = sums[r][2] = _mm512_setzero_pd();                 \
-        for (ptrdiff_t k = 0; k < d; k++) {                                             \
-            const double *y = y_columns + k * ldy;                                      \
-            __m512d y0 = _mm512_maskz_loadu_pd(lanes[0], y);                            \
-            __m512d y1 = _mm512_maskz_loadu_pd(lanes[1], y + 8);                        \
-            __m512d y2 = _mm512_maskz_loadu_pd(lanes[2], y + 16);                       \
-            for (int r = 0; r < FASTGD_FUSED_MR; r++) {                                 \
-                __m512d x = _mm512_set1_pd((double)x_rows[(r < rows ? r : 0) * d + k]); \
-                __m512d diff0 = _mm512_sub_pd(x, y0), diff1 = _mm512_sub_pd(x, y1);     \
-                __m512d diff2 = _mm512_sub_pd(x, y2);                                   \
-                sums[r][0] = _mm512_add_pd(sums[r][0], _mm512_mul_pd(diff0, diff0));    \
-                sums[r][1] = _mm512_add_pd(sums[r][1], _mm512_mul_pd(diff1, diff1));    \
-                sums[r][2] = _mm512_add_pd(sums[r][2], _mm512_mul_pd(diff2, diff2));    \
-            }                                                                           \
-        }                                                                               \
-        /* Stored once here: indexing sums by the row below would make the compiler   \
-         * keep every sum in memory too, a store per sum and feature. */                \
-        __m512d done[FASTGD_FUSED_MR][3];                                               \
-        _Pragma("GCC unroll 8") for (int r = 0; r < FASTGD_FUSED_MR; r++)               \
-            for (int v = 0; v < 3; v++)                                                 \
-                done[r][v] = sums[r][v];                                                \
-        for (int r = 0; r < FASTGD_FUSED_MR; r++) {                                     \
-            if (r >= rows)                                                              \
-                break;                                                                  \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                          \
             REAL *out_row = out + r * ldo;                                              \
-            uint64_t zero = STORE(out_row, done[r], lanes, cols, stream);               \
-            /* Where the rounded value is 0: underflow unless the rows are equal. */    \
+            uint64_t zero = 0;                                                          \
+            for (int v = 0; v < 3; v++)                                                 \
+                zero |= (uint64_t)ZEROS(out_row, v) << (8 * v);                         \
             for (; zero; zero &= zero - 1) {                                            \
                 int c = __builtin_ctzll(zero);                                          \
                 const REAL *x = x_rows + r * d, *y = y_rows + c * d;                    \
@@ -527,10 +493,97 @@ FASTGD_TARGET_AVX512 static inline uint64_t fastgd_store_sums_f32(float *row,
             }                                                                           \
         }                                                                               \
     }
-FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f64, double, fastgd_store_sums_f64,
-                           FASTGD_DOUBLE_TRUE_MIN)
+FASTGD_DEFINE_UNDERFLOW_FIX(fastgd_underflow_fix_f64, double, FASTGD_ZEROS_F64,
+                            FASTGD_DOUBLE_TRUE_MIN)
+FASTGD_DEFINE_UNDERFLOW_FIX(fastgd_underflow_fix_f32, float, FASTGD_ZEROS_F32,
+                            FASTGD_FLOAT_TRUE_MIN)
+/* The direct method for AVX-512 CPUs: a block of up to MR x 24 entries with its sums in
+ * registers. sums[r, c] = sum_k (x_r[k] - y_columns[k, c])^2 in double, one multiply and
+ * one add per feature in order from 0 (0 + t^2 = t^2): the same operations as the
+ * unblocked loops and the NumPy twin, so the same bits. Each sum is rounded once into out.
+ * A sum that rounds to 0 is at most ZERO_BELOW: only when the smallest sum of the block
+ * is, the block is looked through for zeros (UNDERFLOW_FIX).
+ * x_rows: the block's rows of X (stride d); y_columns: the tile's Y stored column-wise in
+ * double ([k, column], leading dimension ldy) from the block's first column; y_rows: the
+ * block's rows of Y.
+ *
+ * FASTGD_DIRECT_BLOCK_SUMS: the sums; LOAD(v, address) loads the v-th 8 columns of Y,
+ * ROW(r) is the row of x_rows that row r of the block reads. */
+#define FASTGD_DIRECT_BLOCK_SUMS(sums, x_rows, d, y_columns, ldy, LOAD, ROW)            \
+    for (int r = 0; r < FASTGD_FUSED_MR; r++)                                           \
+        sums[r][0] = sums[r][1] = sums[r][2] = _mm512_setzero_pd();                     \
+    for (ptrdiff_t k = 0; k < d; k++) {                                                 \
+        const double *y = y_columns + k * ldy;                                          \
+        __m512d y0 = LOAD(0, y), y1 = LOAD(1, y + 8), y2 = LOAD(2, y + 16);             \
+        for (int r = 0; r < FASTGD_FUSED_MR; r++) {                                     \
+            __m512d x = _mm512_set1_pd((double)x_rows[ROW(r) * d + k]);                 \
+            __m512d diff0 = _mm512_sub_pd(x, y0), diff1 = _mm512_sub_pd(x, y1);         \
+            __m512d diff2 = _mm512_sub_pd(x, y2);                                       \
+            sums[r][0] = _mm512_add_pd(sums[r][0], _mm512_mul_pd(diff0, diff0));        \
+            sums[r][1] = _mm512_add_pd(sums[r][1], _mm512_mul_pd(diff1, diff1));        \
+            sums[r][2] = _mm512_add_pd(sums[r][2], _mm512_mul_pd(diff2, diff2));        \
+        }                                                                               \
+    }
+#define FASTGD_LOAD_LANES(v, address) _mm512_maskz_loadu_pd(lanes[v], address)
+#define FASTGD_LOAD_WHOLE(v, address) _mm512_loadu_pd(address)
+#define FASTGD_ROW_IN_BLOCK(r) ((r) < rows ? (r) : 0)
+#define FASTGD_ROW_OF_WHOLE_BLOCK(r) (r)
+/* NAME: a whole block of MR x 24 entries, nearly every one, stored straight from the
+ * registers (in a function of its own, which indexes the sums by constants only: else the
+ * compiler keeps every sum in memory too); NAME##_part: the blocks at the edges. */
+#define FASTGD_DEFINE_DIRECT_BLOCK(NAME, REAL, STORE, ZERO_BELOW, UNDERFLOW_FIX)        \
+    FASTGD_TARGET_AVX512 static void NAME##_part(                                       \
+        const REAL *x_rows, ptrdiff_t d, const double *y_columns, ptrdiff_t ldy,        \
+        const REAL *y_rows, REAL *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t cols,   \
+        int stream)                                                                     \
+    {                                                                                   \
+        __m512d sums[FASTGD_FUSED_MR][3];                                               \
+        __mmask8 lanes[3];                                                              \
+        for (int v = 0; v < 3; v++)                                                     \
+            lanes[v] = fastgd_lanes8(cols - 8 * v);                                     \
+        FASTGD_DIRECT_BLOCK_SUMS(sums, x_rows, d, y_columns, ldy, FASTGD_LOAD_LANES,    \
+                                 FASTGD_ROW_IN_BLOCK)                                   \
+        /* Copied once here, for the same reason. */                                    \
+        __m512d done[FASTGD_FUSED_MR][3];                                               \
+        _Pragma("GCC unroll 8") for (int r = 0; r < FASTGD_FUSED_MR; r++)               \
+            for (int v = 0; v < 3; v++)                                                 \
+                done[r][v] = sums[r][v];                                                \
+        /* The smallest sum: min(sum, low) keeps low where the sum is NaN. */           \
+        __m512d low = _mm512_set1_pd(INFINITY);                                         \
+        for (int r = 0; r < rows; r++) {                                                \
+            for (int v = 0; v < 3; v++)                                                 \
+                low = _mm512_mask_min_pd(low, lanes[v], done[r][v], low);               \
+            STORE(out + r * ldo, done[r], lanes, cols, stream);                         \
+        }                                                                               \
+        if (_mm512_cmp_pd_mask(low, _mm512_set1_pd(ZERO_BELOW), _CMP_LE_OQ))            \
+            UNDERFLOW_FIX(x_rows, d, y_rows, out, ldo, rows, cols);                     \
+    }                                                                                   \
+    FASTGD_TARGET_AVX512 static void NAME(const REAL *x_rows, ptrdiff_t d,              \
+                                          const double *y_columns, ptrdiff_t ldy,       \
+                                          const REAL *y_rows, REAL *out, ptrdiff_t ldo, \
+                                          ptrdiff_t rows, ptrdiff_t cols, int stream)   \
+    {                                                                                   \
+        if (rows != FASTGD_FUSED_MR || cols != FASTGD_FUSED_NR_f64) {                   \
+            NAME##_part(x_rows, d, y_columns, ldy, y_rows, out, ldo, rows, cols, stream); \
+            return;                                                                     \
+        }                                                                               \
+        __m512d sums[FASTGD_FUSED_MR][3];                                               \
+        const __mmask8 lanes[3] = {0xFF, 0xFF, 0xFF};                                   \
+        FASTGD_DIRECT_BLOCK_SUMS(sums, x_rows, d, y_columns, ldy, FASTGD_LOAD_WHOLE,    \
+                                 FASTGD_ROW_OF_WHOLE_BLOCK)                             \
+        __m512d low = _mm512_set1_pd(INFINITY);                                         \
+        _Pragma("GCC unroll 8") for (int r = 0; r < FASTGD_FUSED_MR; r++) {             \
+            for (int v = 0; v < 3; v++)                                                 \
+                low = _mm512_min_pd(sums[r][v], low);                                   \
+            STORE(out + r * ldo, sums[r], lanes, cols, stream);                         \
+        }                                                                               \
+        if (_mm512_cmp_pd_mask(low, _mm512_set1_pd(ZERO_BELOW), _CMP_LE_OQ))            \
+            UNDERFLOW_FIX(x_rows, d, y_rows, out, ldo, rows, cols);                     \
+    }
+FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f64, double, fastgd_store_sums_f64, 0.0,
+                           fastgd_underflow_fix_f64)
 FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f32, float, fastgd_store_sums_f32,
-                           FASTGD_FLOAT_TRUE_MIN)
+                           FASTGD_FLOAT_ROUNDS_TO_ZERO, fastgd_underflow_fix_f32)
 /* A whole tile (ni x nj entries) of blocks, along rows of the output (FASTGD_FUSED_MR rows
  * at a time), so that the stores stream through whole cache lines in order while the
  * packed panels of Y are read from L2. */

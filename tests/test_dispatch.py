@@ -157,6 +157,29 @@ def test_sqeuclidean_at_each_level(rng, float_dtype, method, kind, symmetric, d)
             assert np.all(np.diag(D) == 0)
 
 
+@pytest.mark.parametrize("symmetric", [False, True], ids=["X-Y", "X-X"])
+def test_direct_sums_that_underflow_become_the_smallest_subnormal(rng, float_dtype, symmetric):
+    """Data so small that many squared distances round to 0 in the output dtype: at every
+    level (whole blocks and the blocks cut short at the edges alike) such an entry is the
+    smallest subnormal, and 0 only where the rows are equal, bitwise as the twin."""
+    n, m, d = 130, 270, 3
+    scale = 1e-23 if float_dtype == np.float32 else 1e-170
+    X = (rng.integers(-3, 4, size=(n, d)) * scale).astype(float_dtype)
+    Y = (rng.integers(-3, 4, size=(m, d)) * scale).astype(float_dtype)
+    other = None if symmetric else Y
+    results = run_at_each_level(lambda: [fastgd.sqeuclidean(X, other, method="direct",
+                                                            n_threads=1)])
+    assert_levels_agree_bitwise(results)
+    with fastgd.use_backend("numpy"):
+        twin = fastgd.sqeuclidean(X, other, method="direct")
+    (D,) = results[cpu_levels()[-1]]
+    assert_array_equal(D, twin)
+    rows_equal = np.all(X[:, None, :] == (X if symmetric else Y)[None, :, :], axis=2)
+    assert_array_equal(D == 0, rows_equal)
+    tiniest = np.finfo(float_dtype).smallest_subnormal
+    assert np.count_nonzero(D == tiniest) > 100  # the case under test does occur
+
+
 @pytest.mark.parametrize("k", [3, 16, 32, 64])
 @pytest.mark.parametrize("with_mask", [False, True], ids=["nan", "mask"])
 def test_masked_levels_agree_bitwise(rng, float_dtype, k, with_mask):
