@@ -10,27 +10,10 @@ METHODS = ("auto", "expansion", "direct")
 # expansion from it on: the crossover measured on an AMD EPYC (AVX2) for 1000 x 1000
 # points, one thread, lay between 8 and 12 features in float32 and float64.
 DIRECT_MAX_FEATURES = 10
-# Outputs from this size on are allocated aligned to a cache line: the compiled kernel
-# writes them with non-temporal stores, which need aligned rows (None: no extension).
-STREAM_MIN_BYTES = (None if _backend.ext is None
-                    else _backend.ext._pairwise.STREAMED_OUTPUT_BYTES)
-CACHE_LINE = 64
 
 # Below this many multiply-adds (n * m * d) no parallel region is opened and
 # BLAS threads are left alone: their cost would dwarf the work.
 PARALLEL_MIN_WORK = 1 << 21
-
-
-def _empty_aligned(shape, dtype):
-    """np.empty, with the data aligned to a cache line when the array is large enough to
-    be streamed (a view into a slightly larger buffer)."""
-    size = int(np.prod(shape))
-    dtype = np.dtype(dtype)
-    if STREAM_MIN_BYTES is None or size * dtype.itemsize < STREAM_MIN_BYTES:
-        return np.empty(shape, dtype=dtype)
-    buffer = np.empty(size + CACHE_LINE // dtype.itemsize, dtype=dtype)
-    offset = (-buffer.ctypes.data % CACHE_LINE) // dtype.itemsize
-    return buffer[offset:offset + size].reshape(shape)
 
 
 def sqeuclidean(X, Y=None, *, out=None, n_threads=None, method="auto"):
@@ -113,7 +96,7 @@ def sqeuclidean(X, Y=None, *, out=None, n_threads=None, method="auto"):
     dtype = _validation.result_dtype(X, Y)
     n, m, d = X.shape[0], Y.shape[0], X.shape[1]
     if out is None:
-        out = _empty_aligned((n, m), dtype)
+        out = np.empty((n, m), dtype=dtype)
     else:
         _validation.check_out(out, "out", (n, m), dtype, {"X": X_given, "Y": Y_given})
     if n == 0 or m == 0:

@@ -68,17 +68,17 @@ cdef extern from "pairwise_loops.h" nogil:
     void fastgd_fused_tile_f32(const float* x_packed, const float* y_packed, Py_ssize_t d,
                                const double* x_norms, const double* y_norms, double ratio,
                                const float* x_rows, const float* y_rows, float* out,
-                               Py_ssize_t ldo, Py_ssize_t ni, Py_ssize_t nj, int stream)
+                               Py_ssize_t ldo, Py_ssize_t ni, Py_ssize_t nj)
     void fastgd_fused_tile_f64(const double* x_packed, const double* y_packed, Py_ssize_t d,
                                const double* x_norms, const double* y_norms, double ratio,
                                const double* x_rows, const double* y_rows, double* out,
-                               Py_ssize_t ldo, Py_ssize_t ni, Py_ssize_t nj, int stream)
+                               Py_ssize_t ldo, Py_ssize_t ni, Py_ssize_t nj)
     void fastgd_direct_tile_f32(const float* x_rows, Py_ssize_t d, const double* y_columns,
                                 const float* y_rows, float* out, Py_ssize_t ldo,
-                                Py_ssize_t ni, Py_ssize_t nj, int stream)
+                                Py_ssize_t ni, Py_ssize_t nj)
     void fastgd_direct_tile_f64(const double* x_rows, Py_ssize_t d, const double* y_columns,
                                 const double* y_rows, double* out, Py_ssize_t ldo,
-                                Py_ssize_t ni, Py_ssize_t nj, int stream)
+                                Py_ssize_t ni, Py_ssize_t nj)
 
 
 SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
@@ -100,15 +100,9 @@ cdef enum:
     # Features per packed tile (per GEMM call, per direct pass); more are taken in chunks,
     # so the scratch memory per thread does not grow with d.
     DEPTH = 256
-    # Outputs from this size on are written with non-temporal stores at the AVX-512 level
-    # (rows aligned to 64 bytes; fastgd.sqeuclidean allocates such outputs aligned).
-    STREAM_MIN_BYTES = 1 << 25
     # Rows a packed tile of Y may take in the fused path's panels (TILE rounded up to
     # whole panels of FASTGD_FUSED_NR_MAX rows).
     PANEL_ROWS = TILE + 48
-
-# For fastgd.sqeuclidean, which allocates outputs from this size on aligned to a cache line.
-STREAMED_OUTPUT_BYTES = STREAM_MIN_BYTES
 
 # Where the expansion is kept: D - CANCELLATION_RATIO * S > 0 and finite, S = ||x||^2 + ||y||^2
 # of the centred rows. The expansion's error is at most about (2d + 1) u S from the norms and
@@ -274,8 +268,8 @@ cdef void _fused_expansion_tile(const floating* X, const floating* Y, floating* 
                                 const double* shift, const double* x_norms,
                                 const double* y_norms,
                                 Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
-                                bint pack_x, floating* x_packed, floating* y_packed,
-                                bint stream) noexcept nogil:
+                                bint pack_x, floating* x_packed,
+                                floating* y_packed) noexcept nogil:
     """One output tile by the fused expansion (pairwise_loops.h, AVX-512, d <= DEPTH):
     blocks of FUSED_MR x NR entries straight from registers into out, the entries that
     may have cancelled recomputed by direct differences within the block."""
@@ -291,11 +285,11 @@ cdef void _fused_expansion_tile(const floating* X, const floating* Y, floating* 
     if floating is float:
         fastgd_fused_tile_f32(x_packed, y_packed, d, x_norms + i0, y_norms + j0,
                               CANCELLATION_RATIO, X + i0 * d, Y + j0 * d, out + i0 * m + j0, m,
-                              ni, nj, stream)
+                              ni, nj)
     else:
         fastgd_fused_tile_f64(x_packed, y_packed, d, x_norms + i0, y_norms + j0,
                               CANCELLATION_RATIO, X + i0 * d, Y + j0 * d, out + i0 * m + j0, m,
-                              ni, nj, stream)
+                              ni, nj)
     _finish_symmetric_tile(out, m, symmetric, i0, ni, j0, nj)
 
 
@@ -403,17 +397,17 @@ cdef void _direct_tile(const floating* X, const floating* Y, floating* out,
 cdef void _direct_tile_blocked(const floating* X, const floating* Y, floating* out,
                                Py_ssize_t d, Py_ssize_t m, bint symmetric,
                                Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
-                               double* y_columns, bint stream) noexcept nogil:
+                               double* y_columns) noexcept nogil:
     """One output tile by direct differences at the AVX-512 level (d <= DEPTH): blocks of
     FUSED_MR x NR entries with their sums in registers (pairwise_loops.h), the same
     operations in the same order as _direct_tile, so the same bits."""
     _columns_in_double(Y, d, j0, nj, 0, d, y_columns)
     if floating is float:
         fastgd_direct_tile_f32(X + i0 * d, d, y_columns, Y + j0 * d, out + i0 * m + j0, m,
-                               ni, nj, stream)
+                               ni, nj)
     else:
         fastgd_direct_tile_f64(X + i0 * d, d, y_columns, Y + j0 * d, out + i0 * m + j0, m,
-                               ni, nj, stream)
+                               ni, nj)
     _finish_symmetric_tile(out, m, symmetric, i0, ni, j0, nj)
 
 
@@ -454,8 +448,6 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
     cdef int status = 0
     # At the AVX-512 level, both methods keep a block of entries in registers (d <= DEPTH).
     cdef bint blocked = d <= DEPTH and fastgd_pairwise_blocked()
-    # An output too large for the caches is written with non-temporal stores.
-    cdef bint stream = n * m * <Py_ssize_t>sizeof(floating) >= STREAM_MIN_BYTES
     if expansion:
         x_packed = <floating*>malloc(TILE * depth * sizeof(floating))
         y_packed = <floating*>malloc(PANEL_ROWS * depth * sizeof(floating))
@@ -476,7 +468,7 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
                 _fused_expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
                                       i0, min(<Py_ssize_t>TILE, n - i0),
                                       j0, min(<Py_ssize_t>TILE, m - j0),
-                                      row_tile != packed_row_tile, x_packed, y_packed, stream)
+                                      row_tile != packed_row_tile, x_packed, y_packed)
                 packed_row_tile = row_tile
             elif expansion:
                 _expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
@@ -487,7 +479,7 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
             elif blocked:
                 _direct_tile_blocked(X, Y, out, d, m, symmetric,
                                      i0, min(<Py_ssize_t>TILE, n - i0),
-                                     j0, min(<Py_ssize_t>TILE, m - j0), y_columns, stream)
+                                     j0, min(<Py_ssize_t>TILE, m - j0), y_columns)
             else:
                 _direct_tile(X, Y, out, d, m, symmetric,
                              i0, min(<Py_ssize_t>TILE, n - i0),

@@ -2,7 +2,6 @@ import numpy as np
 import numpy.typing as npt
 
 SIMD_LEVELS: tuple[str, ...]
-STREAMED_OUTPUT_BYTES: int
 
 def select_simd(highest: str) -> str: ...
 
