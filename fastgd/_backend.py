@@ -16,7 +16,7 @@ import warnings
 from fastgd import _reference
 
 BACKENDS = ("compiled", "numpy")
-EXTENSION_MODULES = ("_build_info", "_masked", "_pairwise", "_solvers", "_updates")
+EXTENSION_MODULES = ("_build_info", "_masked", "_memory", "_pairwise", "_solvers", "_updates")
 
 
 def _import_extension():
