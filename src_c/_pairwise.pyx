@@ -100,6 +100,9 @@ cdef enum:
     # Features per packed tile (per GEMM call, per direct pass); more are taken in chunks,
     # so the scratch memory per thread does not grow with d.
     DEPTH = 256
+    # Bytes of Y, in double, that one tile of the blocked direct method may take (read
+    # again for every 8 rows of the tile: they stay in L2).
+    DIRECT_COLUMNS_BYTES = 1 << 18
     # Rows a packed tile of Y may take in the fused path's panels (TILE rounded up to
     # whole panels of FASTGD_FUSED_NR_MAX rows).
     PANEL_ROWS = TILE + 48
@@ -428,16 +431,28 @@ cdef inline void _tile_of_task(Py_ssize_t task, Py_ssize_t n_col_tiles, bint sym
     col_tile[0] = r + remaining
 
 
+cdef Py_ssize_t _tile_columns(Py_ssize_t m, Py_ssize_t d, bint symmetric,
+                              bint expansion) noexcept nogil:
+    """Output columns per tile: TILE, but for the blocked direct method (without
+    symmetry) as many as DIRECT_COLUMNS_BYTES of Y hold, all of them for few features:
+    each 8 rows of the output are then written in long runs rather than in pieces of
+    TILE columns (1000 x 1000 at d = 3: about 15% faster; 500 x 20000 at d = 9: 30%)."""
+    if symmetric or expansion or d > DEPTH or not fastgd_pairwise_blocked():
+        return TILE
+    return max(<Py_ssize_t>TILE, min(m, DIRECT_COLUMNS_BYTES // (d * <Py_ssize_t>sizeof(double))))
+
+
 cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
                     Py_ssize_t n, Py_ssize_t m, Py_ssize_t d, bint symmetric,
                     bint expansion, const double* shift, const double* x_norms,
-                    const double* y_norms, Py_ssize_t task_begin,
+                    const double* y_norms, Py_ssize_t tile_cols, Py_ssize_t task_begin,
                     Py_ssize_t task_end) noexcept nogil:
-    """Compute the tiles of tasks [task_begin, task_end) with scratch buffers of our own.
+    """Compute the tiles (TILE rows by tile_cols columns) of tasks [task_begin, task_end)
+    with scratch buffers of our own.
 
     Returns 0, or -1 when the scratch buffers could not be allocated.
     """
-    cdef Py_ssize_t n_col_tiles = (m + TILE - 1) // TILE
+    cdef Py_ssize_t n_col_tiles = (m + tile_cols - 1) // tile_cols
     cdef Py_ssize_t task, row_tile, col_tile, i0, j0, packed_row_tile = -1
     cdef Py_ssize_t depth = min(<Py_ssize_t>DEPTH, d)
     cdef floating* x_packed = NULL
@@ -455,15 +470,16 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
         if x_packed == NULL or y_packed == NULL or gram == NULL:
             status = -1
     else:
-        y_columns = <double*>malloc(TILE * depth * sizeof(double))
-        sums = <double*>malloc(TILE * TILE * sizeof(double))
-        if y_columns == NULL or sums == NULL:
+        y_columns = <double*>malloc(tile_cols * depth * sizeof(double))
+        if not blocked:
+            sums = <double*>malloc(TILE * TILE * sizeof(double))
+        if y_columns == NULL or (sums == NULL and not blocked):
             status = -1
     if status == 0:
         for task in range(task_begin, task_end):
             _tile_of_task(task, n_col_tiles, symmetric, &row_tile, &col_tile)
             i0 = row_tile * TILE
-            j0 = col_tile * TILE
+            j0 = col_tile * tile_cols
             if expansion and blocked:
                 _fused_expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
                                       i0, min(<Py_ssize_t>TILE, n - i0),
@@ -479,7 +495,7 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
             elif blocked:
                 _direct_tile_blocked(X, Y, out, d, m, symmetric,
                                      i0, min(<Py_ssize_t>TILE, n - i0),
-                                     j0, min(<Py_ssize_t>TILE, m - j0), y_columns)
+                                     j0, min(tile_cols, m - j0), y_columns)
             else:
                 _direct_tile(X, Y, out, d, m, symmetric,
                              i0, min(<Py_ssize_t>TILE, n - i0),
@@ -518,8 +534,9 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
     parallel region is opened only when n_threads > 1.
     """
     cdef Py_ssize_t n = X.shape[0], m = Y.shape[0], d = X.shape[1]
+    cdef Py_ssize_t tile_cols = _tile_columns(m, d, symmetric, expansion)
     cdef Py_ssize_t n_row_tiles = (n + TILE - 1) // TILE
-    cdef Py_ssize_t n_col_tiles = (m + TILE - 1) // TILE
+    cdef Py_ssize_t n_col_tiles = (m + tile_cols - 1) // tile_cols
     cdef Py_ssize_t n_tasks, chunk, begin, end
     cdef int n_failed = 0, thread
     cdef double[::1] shift = np.zeros(d if expansion else 1)
@@ -543,7 +560,8 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
                 _centred_sq_norms(y_data, m, d, &shift[0], &y_norms[0])
         if n_threads <= 1:
             n_failed = -_run_tasks(x_data, y_data, out_data, n, m, d, symmetric, expansion,
-                                   &shift[0], &x_norms[0], &y_norms[0], 0, n_tasks)
+                                   &shift[0], &x_norms[0], &y_norms[0], tile_cols, 0,
+                                   n_tasks)
         else:
             # Contiguous blocks of tasks, one per thread: neighbouring tiles share rows of X.
             chunk = (n_tasks + n_threads - 1) // n_threads
@@ -553,6 +571,6 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
                 if begin < end:
                     n_failed += -_run_tasks(x_data, y_data, out_data, n, m, d, symmetric,
                                             expansion, &shift[0], &x_norms[0], &y_norms[0],
-                                            begin, end)
+                                            tile_cols, begin, end)
     if n_failed:
         raise MemoryError("fastgd.sqeuclidean: could not allocate per-thread tile buffers")

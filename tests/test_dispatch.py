@@ -157,6 +157,25 @@ def test_sqeuclidean_at_each_level(rng, float_dtype, method, kind, symmetric, d)
             assert np.all(np.diag(D) == 0)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_wide_direct_tiles_match_the_twin_bitwise(rng, float_dtype, n_threads):
+    """The blocked direct method takes as many columns per tile as 256 KiB of Y in double
+    hold (3640 at d = 9): here two whole tiles of them and a third of 20 columns, each
+    with a block cut short at its right edge, agree bitwise with the twin at every level
+    and thread count."""
+    X = rng.standard_normal((70, 9)).astype(float_dtype)
+    Y = rng.standard_normal((2 * 3640 + 20, 9)).astype(float_dtype)
+    Y[5000] = X[3]  # an exact duplicate: exactly 0
+    results = run_at_each_level(lambda: [fastgd.sqeuclidean(X, Y, method="direct",
+                                                            n_threads=n_threads)])
+    assert_levels_agree_bitwise(results)
+    with fastgd.use_backend("numpy"):
+        twin = fastgd.sqeuclidean(X, Y, method="direct")
+    (D,) = results[cpu_levels()[-1]]
+    assert_array_equal(D, twin)
+    assert D[3, 5000] == 0 and np.count_nonzero(D == 0) == 1
+
+
 @pytest.mark.parametrize("symmetric", [False, True], ids=["X-Y", "X-X"])
 def test_direct_sums_that_underflow_become_the_smallest_subnormal(rng, float_dtype, symmetric):
     """Data so small that many squared distances round to 0 in the output dtype: at every
