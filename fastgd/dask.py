@@ -283,8 +283,8 @@ class _RowBlock:
         kernel = _backend.kernel("masked", "plan_loss_grad")
         sse = 0.0
         for j, plan in enumerate(self.plans):
-            HT = np.ascontiguousarray(H[:, self.col_edges[j]:self.col_edges[j + 1]].T,
-                                      dtype=self.W.dtype)
+            HT = masked._transposed_copy(H[:, self.col_edges[j]:self.col_edges[j + 1]],
+                                         self.W.dtype)
             target = self.grad if j == 0 else self.scratch
             sse += kernel(plan.indptr, plan.indices, self.values[j], self.W, HT, target,
                           self.grad_H[j], self.n_threads, self.n_threads,
