@@ -284,7 +284,7 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
                 w[b] = LOAD(W + i * (K) + b * (VW));                                          \
                 dw[b] = LOAD(dW + i * (K) + b * (VW));                                        \
             }                                                                                 \
-            for (; e + 1 < end && (ptrdiff_t)indices[e + 1] < col_end; e += 2) {             \
+            for (; e + 1 < end && (ptrdiff_t)indices[e + 1] < col_end; e += 2) {              \
                 const REAL *h0 = HT + (ptrdiff_t)indices[e] * (K);                            \
                 const REAL *h1 = HT + (ptrdiff_t)indices[e + 1] * (K);                        \
                 FASTGD_PREFETCH_AHEAD(e, last, indices, HT, dHT, (K), col_begin, col_end)     \
@@ -411,8 +411,8 @@ FASTGD_TARGET_AVX2 static inline float fastgd_lane_sum_f32x8(__m256 lanes)
             acc_ = _mm512_add_ps(acc_, _mm512_shuffle_f32x4(p0_, p1_, 0x44));                 \
             acc_ = _mm512_add_ps(acc_, _mm512_shuffle_f32x4(p0_, p1_, 0xEE));                 \
         }                                                                                     \
-        /* Adjacent pairs, pairs of pairs, then each quarter's first element plus the next   \
-         * quarter's: lane sums at elements 0 (h0) and 8 (h1). */                            \
+        /* Adjacent pairs, pairs of pairs, then each quarter's first element plus the next    \
+         * quarter's: lane sums at elements 0 (h0) and 8 (h1). */                             \
         const __m512 pairs_ = _mm512_add_ps(acc_, _mm512_permute_ps(acc_, 0xB1));             \
         const __m512 quads_ = _mm512_add_ps(pairs_, _mm512_permute_ps(pairs_, 0x4E));         \
         const __m512 sums_ = _mm512_add_ps(quads_,                                            \
@@ -424,24 +424,24 @@ FASTGD_TARGET_AVX2 static inline float fastgd_lane_sum_f32x8(__m256 lanes)
 #define FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F64(NAME, INDEX, K)                                   \
     FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, FASTGD_TARGET_AVX2, double, INDEX, K, __m256d, 4,  \
                                      _mm256_loadu_pd, _mm256_storeu_pd, _mm256_add_pd,        \
-                                     _mm256_mul_pd, _mm256_set1_pd, FASTGD_DOT_AVX2_F64,        \
+                                     _mm256_mul_pd, _mm256_set1_pd, FASTGD_DOT_AVX2_F64,      \
                                      FASTGD_DOT_PAIR_AVX2_F64)
 #define FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F32(NAME, INDEX, K)                                   \
     FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, FASTGD_TARGET_AVX2, float, INDEX, K, __m256, 8,    \
                                      _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps,        \
-                                     _mm256_mul_ps, _mm256_set1_ps, FASTGD_DOT_AVX2_F32,         \
+                                     _mm256_mul_ps, _mm256_set1_ps, FASTGD_DOT_AVX2_F32,      \
                                      FASTGD_DOT_PAIR_AVX2_F32)
 /* AVX-512: float64 keeps its eight lanes in one register; float32 updates the rows 16
  * elements at a time. */
 #define FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F64(NAME, INDEX, K)                                 \
     FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, FASTGD_TARGET_AVX512, double, INDEX, K, __m512d,   \
                                      8, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_add_pd,     \
-                                     _mm512_mul_pd, _mm512_set1_pd, FASTGD_DOT_AVX512_F64,      \
+                                     _mm512_mul_pd, _mm512_set1_pd, FASTGD_DOT_AVX512_F64,    \
                                      FASTGD_DOT_PAIR_AVX512_F64)
 #define FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F32(NAME, INDEX, K)                                 \
     FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, FASTGD_TARGET_AVX512, float, INDEX, K, __m512, 16, \
                                      _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps,        \
-                                     _mm512_mul_ps, _mm512_set1_ps, FASTGD_DOT_AVX512_F32,       \
+                                     _mm512_mul_ps, _mm512_set1_ps, FASTGD_DOT_AVX512_F32,    \
                                      FASTGD_DOT_PAIR_AVX512_F32)
 
 /* The segment loop for rank k: a fixed-rank one for 16, 32 and 64, the general AVX2 one
