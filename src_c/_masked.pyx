@@ -40,8 +40,10 @@ cnp.import_array()
 
 
 cdef extern from "aligned_memory.h" nogil:
-    # Zeroed blocks starting on a cache line: dH.T's rows are fetched at random, and each
-    # then takes k * itemsize / 64 cache lines rather than one more.
+    # Blocks starting on a cache line: dH.T's rows (zeroed) are fetched at random, and each
+    # then takes k * itemsize / 64 cache lines rather than one more; the dense path's tile
+    # is read a whole vector at a time.
+    void* fastgd_aligned_malloc(size_t size)
     void* fastgd_aligned_calloc(size_t count, size_t size)
     void fastgd_aligned_free(void* data)
 
@@ -312,7 +314,8 @@ cdef int _dense_part(const floating* A, const unsigned char* mask, const floatin
     """Blocks [block_begin, block_end) of rows: their residuals' sum of squares and
     count, their rows of dW, and their share of dH (written, not added). Returns -1 if
     the tile could not be allocated."""
-    cdef floating* tile = <floating*>malloc(TILE_ROWS * TILE_COLS * sizeof(floating))
+    cdef floating* tile = <floating*>fastgd_aligned_malloc(
+        TILE_ROWS * TILE_COLS * sizeof(floating))
     cdef Py_ssize_t block, i0, rows, j0, cols, col_tile
     cdef Py_ssize_t n_col_tiles = (n + TILE_COLS - 1) // TILE_COLS
     cdef floating beta
@@ -336,7 +339,7 @@ cdef int _dense_part(const floating* A, const unsigned char* mask, const floatin
             beta = 0 if block == block_begin else 1
             _gemm("N", "T", <int>cols, <int>k, <int>rows, tile, <int>cols, W + i0 * k,
                   <int>k, beta, dH + j0, <int>n)
-    free(tile)
+    fastgd_aligned_free(tile)
     return 0
 
 

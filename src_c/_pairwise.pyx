@@ -29,9 +29,15 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.float cimport DBL_MAX
 from libc.stdint cimport uint64_t
-from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+
+cdef extern from "aligned_memory.h" nogil:
+    # Scratch tiles starting on a cache line: the kernels read the packed panels a whole
+    # vector at a time, and a vector that straddles two lines costs two loads.
+    void* fastgd_aligned_malloc(size_t size)
+    void fastgd_aligned_free(void* data)
 
 
 cdef extern from "pairwise_loops.h" nogil:
@@ -464,15 +470,15 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
     # At the AVX-512 level, both methods keep a block of entries in registers (d <= DEPTH).
     cdef bint blocked = d <= DEPTH and fastgd_pairwise_blocked()
     if expansion:
-        x_packed = <floating*>malloc(TILE * depth * sizeof(floating))
-        y_packed = <floating*>malloc(PANEL_ROWS * depth * sizeof(floating))
-        gram = <floating*>malloc(TILE * TILE * sizeof(floating))
+        x_packed = <floating*>fastgd_aligned_malloc(TILE * depth * sizeof(floating))
+        y_packed = <floating*>fastgd_aligned_malloc(PANEL_ROWS * depth * sizeof(floating))
+        gram = <floating*>fastgd_aligned_malloc(TILE * TILE * sizeof(floating))
         if x_packed == NULL or y_packed == NULL or gram == NULL:
             status = -1
     else:
-        y_columns = <double*>malloc(tile_cols * depth * sizeof(double))
+        y_columns = <double*>fastgd_aligned_malloc(tile_cols * depth * sizeof(double))
         if not blocked:
-            sums = <double*>malloc(TILE * TILE * sizeof(double))
+            sums = <double*>fastgd_aligned_malloc(TILE * TILE * sizeof(double))
         if y_columns == NULL or (sums == NULL and not blocked):
             status = -1
     if status == 0:
@@ -500,11 +506,11 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
                 _direct_tile(X, Y, out, d, m, symmetric,
                              i0, min(<Py_ssize_t>TILE, n - i0),
                              j0, min(<Py_ssize_t>TILE, m - j0), y_columns, sums)
-    free(x_packed)
-    free(y_packed)
-    free(gram)
-    free(y_columns)
-    free(sums)
+    fastgd_aligned_free(x_packed)
+    fastgd_aligned_free(y_packed)
+    fastgd_aligned_free(gram)
+    fastgd_aligned_free(y_columns)
+    fastgd_aligned_free(sums)
     return status
 
 
