@@ -4,8 +4,9 @@
  * and the size asked for (for realloc); fastgd_aligned_free releases them. Each returns
  * NULL when malloc does or the size would overflow.
  *
- * Used by fastgd._ext._memory (a NumPy memory handler: output arrays) and by the masked
- * kernels' dH.T accumulators, whose rows are fetched at random. */
+ * Used by fastgd._ext._memory (a NumPy memory handler: output arrays), by the masked
+ * kernels' dH.T accumulators, whose rows are fetched at random, and by the scratch tiles
+ * that the distance kernels and the dense masked path read a whole vector at a time. */
 #ifndef FASTGD_ALIGNED_MEMORY_H
 #define FASTGD_ALIGNED_MEMORY_H
 
