@@ -431,12 +431,7 @@ FASTGD_TARGET_AVX512 static void fastgd_fused_block_f32(
             fastgd_recompute_f32(x_rows + r * d, y_rows, d, bad, out + r * ldo);
     }
 }
-/* Store a row of 24 direct sums rounded to the output dtype. */
-FASTGD_TARGET_AVX512 static inline void fastgd_store_sums_f64(double *row, const __m512d *sums,
-                                                             const __mmask8 *lanes)
-{
-    fastgd_store_row_f64(row, sums, lanes);
-}
+/* Store a row of 24 direct sums rounded to float32 (float64 rows: fastgd_store_row_f64). */
 FASTGD_TARGET_AVX512 static inline void fastgd_store_sums_f32(float *row, const __m512d *sums,
                                                              const __mmask8 *lanes)
 {
@@ -563,7 +558,7 @@ FASTGD_DEFINE_UNDERFLOW_FIX(fastgd_underflow_fix_f32, float, FASTGD_ZEROS_F32,
         if (_mm512_cmp_pd_mask(low, _mm512_set1_pd(ZERO_BELOW), _CMP_LE_OQ))            \
             UNDERFLOW_FIX(x_rows, d, y_rows, out, ldo, rows, cols);                     \
     }
-FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f64, double, fastgd_store_sums_f64, 0.0,
+FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f64, double, fastgd_store_row_f64, 0.0,
                            fastgd_underflow_fix_f64)
 FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f32, float, fastgd_store_sums_f32,
                            FASTGD_FLOAT_ROUNDS_TO_ZERO, fastgd_underflow_fix_f32)
