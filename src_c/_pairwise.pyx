@@ -472,8 +472,9 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
     if expansion:
         x_packed = <floating*>fastgd_aligned_malloc(TILE * depth * sizeof(floating))
         y_packed = <floating*>fastgd_aligned_malloc(PANEL_ROWS * depth * sizeof(floating))
-        gram = <floating*>fastgd_aligned_malloc(TILE * TILE * sizeof(floating))
-        if x_packed == NULL or y_packed == NULL or gram == NULL:
+        if not blocked:  # the fused expansion keeps its products in registers
+            gram = <floating*>fastgd_aligned_malloc(TILE * TILE * sizeof(floating))
+        if x_packed == NULL or y_packed == NULL or (gram == NULL and not blocked):
             status = -1
     else:
         y_columns = <double*>fastgd_aligned_malloc(tile_cols * depth * sizeof(double))
