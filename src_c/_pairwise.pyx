@@ -21,6 +21,12 @@ level and chosen at import (select_simd).
 The output is cut into square tiles of rows of X by rows of Y; with Y is X only
 the upper triangle of tiles is computed and mirrored. Tiles are the unit of
 OpenMP work. Inputs are C-contiguous (the Python layer guarantees it).
+
+When every row of the output starts at the same distance before a cache line (an
+``out`` from np.empty, whose data malloc aligns to 16 bytes only), the first tile of
+each row of tiles takes just the columns up to that line, so that every other tile's
+vector stores fill whole cache lines rather than straddling two each (not for the
+expansion through BLAS: see sqeuclidean).
 """
 
 import numpy as np
@@ -28,7 +34,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.float cimport DBL_MAX
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint64_t, uintptr_t
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -112,6 +118,7 @@ cdef enum:
     # Rows a packed tile of Y may take in the fused path's panels (TILE rounded up to
     # whole panels of FASTGD_FUSED_NR_MAX rows).
     PANEL_ROWS = TILE + 48
+    CACHE_LINE = 64
 
 # Where the expansion is kept: D - CANCELLATION_RATIO * S > 0 and finite, S = ||x||^2 + ||y||^2
 # of the centred rows. The expansion's error is at most about (2d + 1) u S from the norms and
@@ -448,18 +455,45 @@ cdef Py_ssize_t _tile_columns(Py_ssize_t m, Py_ssize_t d, bint symmetric,
     return max(<Py_ssize_t>TILE, min(m, DIRECT_COLUMNS_BYTES // (d * <Py_ssize_t>sizeof(double))))
 
 
+cdef Py_ssize_t _lead_columns(const void* out, Py_ssize_t m, Py_ssize_t itemsize,
+                              bint symmetric) noexcept nogil:
+    """Columns of every output row before its first cache-line boundary, when every row
+    starts at the same distance before one (else 0, and 0 with Y is X, whose tiles are
+    square for the mirroring)."""
+    cdef Py_ssize_t offset = <Py_ssize_t>(<uintptr_t>out % CACHE_LINE), lead
+    if symmetric or offset == 0 or offset % itemsize or (m * itemsize) % CACHE_LINE:
+        return 0
+    lead = (CACHE_LINE - offset) // itemsize
+    return lead if lead < m else 0
+
+
+cdef inline void _columns_of_tile(Py_ssize_t col_tile, Py_ssize_t lead, Py_ssize_t tile_cols,
+                                  Py_ssize_t m, Py_ssize_t* j0, Py_ssize_t* nj) noexcept nogil:
+    """Column tile -> its first column and width: with a lead, tile 0 is the lead
+    columns and the others follow it, tile_cols at a time."""
+    if lead == 0:
+        j0[0] = col_tile * tile_cols
+    elif col_tile == 0:
+        j0[0] = 0
+        nj[0] = lead
+        return
+    else:
+        j0[0] = lead + (col_tile - 1) * tile_cols
+    nj[0] = min(tile_cols, m - j0[0])
+
+
 cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
                     Py_ssize_t n, Py_ssize_t m, Py_ssize_t d, bint symmetric,
                     bint expansion, const double* shift, const double* x_norms,
-                    const double* y_norms, Py_ssize_t tile_cols, Py_ssize_t task_begin,
+                    const double* y_norms, Py_ssize_t tile_cols, Py_ssize_t lead,
+                    Py_ssize_t n_col_tiles, Py_ssize_t task_begin,
                     Py_ssize_t task_end) noexcept nogil:
-    """Compute the tiles (TILE rows by tile_cols columns) of tasks [task_begin, task_end)
-    with scratch buffers of our own.
+    """Compute the tiles (TILE rows by tile_cols columns, after the lead columns) of
+    tasks [task_begin, task_end) with scratch buffers of our own.
 
     Returns 0, or -1 when the scratch buffers could not be allocated.
     """
-    cdef Py_ssize_t n_col_tiles = (m + tile_cols - 1) // tile_cols
-    cdef Py_ssize_t task, row_tile, col_tile, i0, j0, packed_row_tile = -1
+    cdef Py_ssize_t task, row_tile, col_tile, i0, ni, j0, nj, packed_row_tile = -1
     cdef Py_ssize_t depth = min(<Py_ssize_t>DEPTH, d)
     cdef floating* x_packed = NULL
     cdef floating* y_packed = NULL
@@ -486,27 +520,22 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
         for task in range(task_begin, task_end):
             _tile_of_task(task, n_col_tiles, symmetric, &row_tile, &col_tile)
             i0 = row_tile * TILE
-            j0 = col_tile * tile_cols
+            ni = min(<Py_ssize_t>TILE, n - i0)
+            _columns_of_tile(col_tile, lead, tile_cols, m, &j0, &nj)
             if expansion and blocked:
                 _fused_expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
-                                      i0, min(<Py_ssize_t>TILE, n - i0),
-                                      j0, min(<Py_ssize_t>TILE, m - j0),
-                                      row_tile != packed_row_tile, x_packed, y_packed)
+                                      i0, ni, j0, nj, row_tile != packed_row_tile,
+                                      x_packed, y_packed)
                 packed_row_tile = row_tile
             elif expansion:
                 _expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
-                                i0, min(<Py_ssize_t>TILE, n - i0),
-                                j0, min(<Py_ssize_t>TILE, m - j0),
-                                row_tile != packed_row_tile, x_packed, y_packed, gram)
+                                i0, ni, j0, nj, row_tile != packed_row_tile,
+                                x_packed, y_packed, gram)
                 packed_row_tile = row_tile
             elif blocked:
-                _direct_tile_blocked(X, Y, out, d, m, symmetric,
-                                     i0, min(<Py_ssize_t>TILE, n - i0),
-                                     j0, min(tile_cols, m - j0), y_columns)
+                _direct_tile_blocked(X, Y, out, d, m, symmetric, i0, ni, j0, nj, y_columns)
             else:
-                _direct_tile(X, Y, out, d, m, symmetric,
-                             i0, min(<Py_ssize_t>TILE, n - i0),
-                             j0, min(<Py_ssize_t>TILE, m - j0), y_columns, sums)
+                _direct_tile(X, Y, out, d, m, symmetric, i0, ni, j0, nj, y_columns, sums)
     fastgd_aligned_free(x_packed)
     fastgd_aligned_free(y_packed)
     fastgd_aligned_free(gram)
@@ -542,8 +571,14 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
     """
     cdef Py_ssize_t n = X.shape[0], m = Y.shape[0], d = X.shape[1]
     cdef Py_ssize_t tile_cols = _tile_columns(m, d, symmetric, expansion)
+    # Not for the expansion through BLAS, whose last bits depend on the GEMMs' shapes: the
+    # result must not depend on where out lies. The other methods compute every entry
+    # alike in any tile.
+    cdef bint bitwise_tiles = not expansion or (d <= DEPTH and fastgd_pairwise_blocked())
+    cdef Py_ssize_t lead = (_lead_columns(&out[0, 0], m, sizeof(floating), symmetric)
+                            if bitwise_tiles else 0)
     cdef Py_ssize_t n_row_tiles = (n + TILE - 1) // TILE
-    cdef Py_ssize_t n_col_tiles = (m + tile_cols - 1) // tile_cols
+    cdef Py_ssize_t n_col_tiles = (lead > 0) + (m - lead + tile_cols - 1) // tile_cols
     cdef Py_ssize_t n_tasks, chunk, begin, end
     cdef int n_failed = 0, thread
     cdef double[::1] shift = np.zeros(d if expansion else 1)
@@ -567,8 +602,8 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
                 _centred_sq_norms(y_data, m, d, &shift[0], &y_norms[0])
         if n_threads <= 1:
             n_failed = -_run_tasks(x_data, y_data, out_data, n, m, d, symmetric, expansion,
-                                   &shift[0], &x_norms[0], &y_norms[0], tile_cols, 0,
-                                   n_tasks)
+                                   &shift[0], &x_norms[0], &y_norms[0], tile_cols, lead,
+                                   n_col_tiles, 0, n_tasks)
         else:
             # Contiguous blocks of tasks, one per thread: neighbouring tiles share rows of X.
             chunk = (n_tasks + n_threads - 1) // n_threads
@@ -578,6 +613,6 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
                 if begin < end:
                     n_failed += -_run_tasks(x_data, y_data, out_data, n, m, d, symmetric,
                                             expansion, &shift[0], &x_norms[0], &y_norms[0],
-                                            tile_cols, begin, end)
+                                            tile_cols, lead, n_col_tiles, begin, end)
     if n_failed:
         raise MemoryError("fastgd.sqeuclidean: could not allocate per-thread tile buffers")

@@ -157,6 +157,34 @@ def test_sqeuclidean_at_each_level(rng, float_dtype, method, kind, symmetric, d)
             assert np.all(np.diag(D) == 0)
 
 
+@pytest.mark.parametrize("method", ["direct", "expansion"])
+@pytest.mark.parametrize("d", [3, 37, 300])
+def test_sqeuclidean_out_anywhere_changes_no_bit(rng, float_dtype, method, d):
+    """An out= whose rows start anywhere in a cache line (its first tile then stops at
+    the line) holds bitwise the output fastgd allocates itself, at every level and
+    thread count."""
+    n, m = 70, 528  # m * itemsize a multiple of 64: every row starts at the same offset
+    X = rng.standard_normal((n, d)).astype(float_dtype)
+    Y = rng.standard_normal((m, d)).astype(float_dtype)
+    per_line = 64 // np.dtype(float_dtype).itemsize
+
+    def compute():
+        results = [fastgd.sqeuclidean(X, Y, method=method, n_threads=1)]
+        buffer = np.full(n * m + 2 * per_line, np.nan, dtype=float_dtype)
+        first_aligned = (-buffer.ctypes.data % 64) // buffer.itemsize
+        for start in range(first_aligned, first_aligned + per_line):
+            for n_threads in (1, 2):
+                out = buffer[start:start + n * m].reshape(n, m)
+                out.fill(np.nan)
+                results.append(fastgd.sqeuclidean(X, Y, method=method, out=out,
+                                                  n_threads=n_threads).copy())
+        return results
+
+    for results in run_at_each_level(compute).values():
+        for got in results[1:]:
+            assert_array_equal(got, results[0])
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_wide_direct_tiles_match_the_twin_bitwise(rng, float_dtype, n_threads):
     """The blocked direct method takes as many columns per tile as 256 KiB of Y in double
