@@ -211,9 +211,10 @@ def plan_residual(indptr, indices, values, W, HT, out, n_threads):
     out[...], _ = _plan_residuals(indptr, indices, values, W, HT)
 
 
-def plan_loss_grad(indptr, indices, values, W, HT, dW, dH, n_threads, n_parts, tile_cols=0):
+def plan_loss_grad(indptr, indices, values, W, H, dW, dH, n_threads, n_parts, tile_cols=0):
     """dW = R @ H.T and dH = W.T @ R for the plan's residuals R; returns the sum of r^2.
     (n_threads, n_parts and tile_cols only arrange the compiled kernel's work.)"""
+    HT = H.T
     r, rows = _plan_residuals(indptr, indices, values, W, HT)
     dW[...] = 0
     dHT = np.zeros((HT.shape[0], W.shape[1]), dtype=dW.dtype)
@@ -234,7 +235,7 @@ def _solver_loss_and_gradients(indptr, indices, values, W, HT, grad_W, grad_HT, 
                                l2):
     """The loss at (W, HT); grad_W and grad_HT receive the gradients of its data term."""
     grad_H = np.empty(HT.shape[::-1], dtype=HT.dtype)
-    sse = plan_loss_grad(indptr, indices, values, W, HT, grad_W, grad_H, 1, 1)
+    sse = plan_loss_grad(indptr, indices, values, W, HT.T, grad_W, grad_H, 1, 1)
     count = indptr[-1]
     if loss_code == LOSS_SSE:
         loss, scale = sse, 2.0

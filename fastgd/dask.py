@@ -283,10 +283,10 @@ class _RowBlock:
         kernel = _backend.kernel("masked", "plan_loss_grad")
         sse = 0.0
         for j, plan in enumerate(self.plans):
-            HT = masked._transposed_copy(H[:, self.col_edges[j]:self.col_edges[j + 1]],
-                                         self.W.dtype)
+            H_part = np.ascontiguousarray(H[:, self.col_edges[j]:self.col_edges[j + 1]],
+                                          dtype=self.W.dtype)
             target = self.grad if j == 0 else self.scratch
-            sse += kernel(plan.indptr, plan.indices, self.values[j], self.W, HT, target,
+            sse += kernel(plan.indptr, plan.indices, self.values[j], self.W, H_part, target,
                           self.grad_H[j], self.n_threads, self.n_threads,
                           masked._plan_tile_cols(plan, self.W.shape[1], self.W.itemsize))
             if j:

@@ -83,7 +83,7 @@ class ObservedEntries:
     (array([0, 1], dtype=int32), array([0, 1], dtype=int32), array([1., 4.]))
     """
 
-    __slots__ = ("indices", "indptr", "shape", "values")
+    __slots__ = ("_ascending", "indices", "indptr", "shape", "values")
 
     def __init__(self, indptr, indices, values, shape):
         self.indptr = indptr
@@ -92,6 +92,16 @@ class ObservedEntries:
         self.shape = (int(shape[0]), int(shape[1]))
         for array in (indptr, indices, values):
             array.flags.writeable = False
+        # Whether every row's columns ascend: known for the plans fastgd.observed builds,
+        # looked at once otherwise (the plan path takes its columns in tiles only then).
+        self._ascending = None
+
+    def _columns_ascend(self):
+        if self._ascending is None:
+            row_starts = np.zeros(self.nnz + 1, dtype=bool)
+            row_starts[self.indptr] = True
+            self._ascending = bool(np.all((np.diff(self.indices) > 0) | row_starts[1:-1]))
+        return self._ascending
 
     @property
     def nnz(self):
@@ -235,7 +245,7 @@ def _plan_from_dense(A, mask):
         return f"row {row}, column {int(indices[e])}"
 
     _check_observed_values(values, describe)
-    return ObservedEntries(indptr, indices, values, (m, n))
+    return _ascending_plan(indptr, indices, values, (m, n))
 
 
 def _check_shape(shape):
@@ -293,7 +303,14 @@ def _plan_from_entries(rows, cols, values, shape):
     np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
     indices = cols.astype(index_dtype)
     _check_observed_values(values, lambda e: f"row {rows[e]}, column {cols[e]}")
-    return ObservedEntries(indptr, indices, values, (m, n))
+    return _ascending_plan(indptr, indices, values, (m, n))
+
+
+def _ascending_plan(indptr, indices, values, shape):
+    """An ObservedEntries whose rows' columns are known to ascend."""
+    plan = ObservedEntries(indptr, indices, values, shape)
+    plan._ascending = True
+    return plan
 
 
 def _plan_from_sparse(matrix):
@@ -427,10 +444,11 @@ def _raise_if_observed_nonfinite(A, mask):
 
 
 def _transposed_copy(H, dtype=None):
-    """H.T, C-contiguous, in ``dtype`` (default H's): the sparse path fetches its rows at
-    random, so with the compiled backend they start on a cache line (a row of k = 32
-    doubles then takes 4 lines, not 5: 5% to 13% off the kernel's time for the
-    20000 x 20000 plan, in runs side by side)."""
+    """H.T, C-contiguous, in ``dtype`` (default H's): the plan's residuals fetch its rows
+    at random, so with the compiled backend they start on a cache line (a row of k = 32
+    doubles then takes 4 lines, not 5; the same holds for the tiles of H.T that
+    plan_loss_grad makes itself: 5% to 13% off its time for the 20000 x 20000 plan, in
+    runs side by side)."""
     dtype = H.dtype if dtype is None else dtype
     if _backend.get_backend() != "compiled":
         return np.ascontiguousarray(H.T, dtype=dtype)
@@ -464,11 +482,13 @@ def _l2_cache_bytes():
 
 
 def _plan_tile_cols(plan, k, itemsize):
-    """The plan path's column tile width for this problem, 0 for no tiles (see TILE_L2)."""
+    """The plan path's column tile width for this problem, 0 for no tiles (see TILE_L2;
+    and no tiles when a row's columns do not ascend: the kernel takes a row's entries in
+    a tile up to the first one outside it)."""
     m, n = plan.shape
     l2 = _l2_cache_bytes()
     column_bytes = 2 * k * itemsize
-    if n * column_bytes <= TILE_ABOVE_L2 * l2:
+    if n * column_bytes <= TILE_ABOVE_L2 * l2 or not plan._columns_ascend():
         return 0
     tile_cols = max(1, int(TILE_L2 * l2) // column_bytes)
     n_tiles = -(-n // tile_cols)
@@ -677,12 +697,11 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
             _raise_if_observed_nonfinite(dense, mask)
     else:
         count = plan.nnz
-        HT = _transposed_copy(H)
         n_threads = _thread_count(n_threads, count * max(k, 1))
         n_parts = DETERMINISTIC_PARTS if deterministic else n_threads
         with _blas_held(count * max(k, 1)):  # the NumPy twin's sums use BLAS
             sse = _backend.kernel("masked", "plan_loss_grad")(
-                plan.indptr, plan.indices, _plan_values(plan, dtype), W, HT, dW, dH,
+                plan.indptr, plan.indices, _plan_values(plan, dtype), W, H, dW, dH,
                 n_threads, n_parts, _plan_tile_cols(plan, k, W.itemsize),
             )
     value, scale = _loss_and_scale(loss, sse, count)

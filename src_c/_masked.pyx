@@ -14,14 +14,17 @@ dW = R @ H.T and dH = W.T @ R; the Python layer scales them for the loss and add
   (i, j): r = W[i] . H.T[j] - value, dW[i] += r H.T[j], dH.T[j] += r W[i], on contiguous
   rows of W and of H.T. O(nnz k). Where H.T and dH.T outgrow a core's L2 cache, the
   columns are taken in tiles (every row's entries in one tile, then the next), with
-  bitwise the same result. The loop itself is C in masked_loops.h, compiled per
-  instruction set and chosen at import for the CPU (select_simd).
+  bitwise the same result; a tile's rows of H.T are transposed from H into scratch, and
+  its rows of dH.T gathered in scratch, then transposed into dH's columns. The loop
+  itself is C in masked_loops.h, compiled per instruction set and chosen at import for
+  the CPU (select_simd).
 * small dense problems: small_loss_grad does validation, loss, gradients, scaling and
   l2 in one call with direct dot products, for the microsecond-sized tutorial case.
 
 Both paths cut the rows into parts; a part is computed by one thread with its own dH
-(the first part's is the output itself, or dH.T's buffer) and the parts are added in a
-fixed order, so the result depends on the number of parts, never on the thread schedule.
+(the dense path: the first part's is the output itself; the plan path: a tile of dH.T per
+part) and the parts are added in a fixed order, so the result depends on the number of
+parts, never on the thread schedule.
 Inputs are C-contiguous and of one float dtype (the Python layer guarantees it).
 """
 
@@ -55,22 +58,32 @@ cdef extern from "masked_loops.h":
     double fastgd_residual_row_f64(double* t_row, const double* a_row,
                                    const unsigned char* m_row, Py_ssize_t cols,
                                    int64_t* observed) noexcept nogil
-    double fastgd_plan_rows_f32_i32(const int32_t*, const int32_t*, const float*, const float*,
-                                    const float*, float*, float*, Py_ssize_t, Py_ssize_t,
-                                    Py_ssize_t, Py_ssize_t, Py_ssize_t, int64_t*,
-                                    double*) noexcept nogil
-    double fastgd_plan_rows_f32_i64(const int64_t*, const int64_t*, const float*, const float*,
-                                    const float*, float*, float*, Py_ssize_t, Py_ssize_t,
-                                    Py_ssize_t, Py_ssize_t, Py_ssize_t, int64_t*,
-                                    double*) noexcept nogil
-    double fastgd_plan_rows_f64_i32(const int32_t*, const int32_t*, const double*,
-                                    const double*, const double*, double*, double*, Py_ssize_t,
-                                    Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int64_t*,
-                                    double*) noexcept nogil
-    double fastgd_plan_rows_f64_i64(const int64_t*, const int64_t*, const double*,
-                                    const double*, const double*, double*, double*, Py_ssize_t,
-                                    Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int64_t*,
-                                    double*) noexcept nogil
+    # The segments of rows [row_begin, row_end) in the tile of columns [col_begin, col_end):
+    # HT and dHT hold the tile's rows of H.T and dH.T.
+    void fastgd_plan_segment_f32_i32(const int32_t* indptr, const int32_t* indices,
+                                     const float* values, const float* W, const float* HT,
+                                     float* dW, float* dHT, Py_ssize_t k, Py_ssize_t row_begin,
+                                     Py_ssize_t row_end, Py_ssize_t col_begin,
+                                     Py_ssize_t col_end, int64_t* cursor,
+                                     double* row_sums) noexcept nogil
+    void fastgd_plan_segment_f32_i64(const int64_t* indptr, const int64_t* indices,
+                                     const float* values, const float* W, const float* HT,
+                                     float* dW, float* dHT, Py_ssize_t k, Py_ssize_t row_begin,
+                                     Py_ssize_t row_end, Py_ssize_t col_begin,
+                                     Py_ssize_t col_end, int64_t* cursor,
+                                     double* row_sums) noexcept nogil
+    void fastgd_plan_segment_f64_i32(const int32_t* indptr, const int32_t* indices,
+                                     const double* values, const double* W, const double* HT,
+                                     double* dW, double* dHT, Py_ssize_t k,
+                                     Py_ssize_t row_begin, Py_ssize_t row_end,
+                                     Py_ssize_t col_begin, Py_ssize_t col_end,
+                                     int64_t* cursor, double* row_sums) noexcept nogil
+    void fastgd_plan_segment_f64_i64(const int64_t* indptr, const int64_t* indices,
+                                     const double* values, const double* W, const double* HT,
+                                     double* dW, double* dHT, Py_ssize_t k,
+                                     Py_ssize_t row_begin, Py_ssize_t row_end,
+                                     Py_ssize_t col_begin, Py_ssize_t col_end,
+                                     int64_t* cursor, double* row_sums) noexcept nogil
 
 ctypedef fused index_t:
     int32_t
@@ -458,29 +471,40 @@ def select_simd(str highest):
     return SIMD_LEVELS[fastgd_masked_select_simd(SIMD_LEVELS.index(highest))]
 
 
-cdef inline double _plan_part(const index_t* indptr, const index_t* indices,
-                              const floating* values, const floating* W,
-                              const floating* HT, floating* dW, floating* dHT, Py_ssize_t k,
-                              Py_ssize_t n, Py_ssize_t row_begin, Py_ssize_t row_end,
-                              Py_ssize_t tile_cols, int64_t* cursor,
-                              double* row_sums) noexcept nogil:
-    """Rows [row_begin, row_end): their rows of dW, their share of dH.T added to dHT (n x k,
-    zeroed by the caller), the columns in tiles of tile_cols; returns their sum of r^2
-    (masked_loops.h). cursor and row_sums are scratch space of m elements."""
+cdef inline void _plan_segment(const index_t* indptr, const index_t* indices,
+                               const floating* values, const floating* W,
+                               const floating* HT, floating* dW, floating* dHT, Py_ssize_t k,
+                               Py_ssize_t row_begin, Py_ssize_t row_end, Py_ssize_t col_begin,
+                               Py_ssize_t col_end, int64_t* cursor,
+                               double* row_sums) noexcept nogil:
+    """Rows [row_begin, row_end), their entries in columns [col_begin, col_end): adds to
+    their rows of dW and to dHT (the tile's rows of dH.T), and their r^2 to row_sums;
+    cursor moves past them (masked_loops.h)."""
     if floating is float:
         if index_t is int32_t:
-            return fastgd_plan_rows_f32_i32(indptr, indices, values, W, HT, dW, dHT, k, n,
-                                            row_begin, row_end, tile_cols, cursor, row_sums)
+            fastgd_plan_segment_f32_i32(indptr, indices, values, W, HT, dW, dHT, k, row_begin,
+                                        row_end, col_begin, col_end, cursor, row_sums)
         else:
-            return fastgd_plan_rows_f32_i64(indptr, indices, values, W, HT, dW, dHT, k, n,
-                                            row_begin, row_end, tile_cols, cursor, row_sums)
+            fastgd_plan_segment_f32_i64(indptr, indices, values, W, HT, dW, dHT, k, row_begin,
+                                        row_end, col_begin, col_end, cursor, row_sums)
     else:
         if index_t is int32_t:
-            return fastgd_plan_rows_f64_i32(indptr, indices, values, W, HT, dW, dHT, k, n,
-                                            row_begin, row_end, tile_cols, cursor, row_sums)
+            fastgd_plan_segment_f64_i32(indptr, indices, values, W, HT, dW, dHT, k, row_begin,
+                                        row_end, col_begin, col_end, cursor, row_sums)
         else:
-            return fastgd_plan_rows_f64_i64(indptr, indices, values, W, HT, dW, dHT, k, n,
-                                            row_begin, row_end, tile_cols, cursor, row_sums)
+            fastgd_plan_segment_f64_i64(indptr, indices, values, W, HT, dW, dHT, k, row_begin,
+                                        row_end, col_begin, col_end, cursor, row_sums)
+
+
+cdef void _transpose_tile(const floating* H, Py_ssize_t n, Py_ssize_t k, Py_ssize_t col_begin,
+                          Py_ssize_t cols, floating* HT, int n_threads) noexcept nogil:
+    """HT[j, c] = H[c, col_begin + j] for j < cols: a tile of H.T (cols x k)."""
+    cdef Py_ssize_t block = 64, n_blocks = (cols + block - 1) // block
+    cdef Py_ssize_t b, j, c
+    for b in prange(n_blocks, num_threads=max(1, n_threads), schedule="static"):
+        for c in range(k):
+            for j in range(b * block, min(cols, (b + 1) * block)):
+                HT[j * k + c] = H[c * n + col_begin + j]
 
 
 cdef Py_ssize_t _first_row_at(const index_t* indptr, Py_ssize_t m,
@@ -496,36 +520,46 @@ cdef Py_ssize_t _first_row_at(const index_t* indptr, Py_ssize_t m,
     return low
 
 
-cdef void _transpose_parts(floating* dH, floating** parts, Py_ssize_t n_parts,
-                           Py_ssize_t n, Py_ssize_t k, int n_threads) noexcept nogil:
-    """dH[c, j] = parts[0][j, c] + parts[1][j, c] + ..., in that order."""
-    cdef Py_ssize_t block = 64, n_col_blocks = (n + block - 1) // block
+cdef void _transpose_parts(floating* dH, Py_ssize_t ld, floating** parts, Py_ssize_t n_parts,
+                           Py_ssize_t cols, Py_ssize_t k, int n_threads) noexcept nogil:
+    """dH[c * ld + j] = parts[0][j, c] + parts[1][j, c] + ..., in that order, for j < cols
+    (the parts: cols x k)."""
+    cdef Py_ssize_t block = 64, n_col_blocks = (cols + block - 1) // block
     cdef Py_ssize_t b, j, c, p
     cdef floating value
     for b in prange(n_col_blocks, num_threads=max(1, n_threads), schedule="static"):
-        for j in range(b * block, min(n, (b + 1) * block)):
+        for j in range(b * block, min(cols, (b + 1) * block)):
             for c in range(k):
                 value = parts[0][j * k + c]
                 for p in range(1, n_parts):
                     value = value + parts[p][j * k + c]
-                dH[c * n + j] = value
+                dH[c * ld + j] = value
 
 
 def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
                    const floating[::1] values, const floating[:, ::1] W,
-                   const floating[:, ::1] HT, floating[:, ::1] dW, floating[:, ::1] dH,
+                   const floating[:, ::1] H, floating[:, ::1] dW, floating[:, ::1] dH,
                    int n_threads, int n_parts, Py_ssize_t tile_cols=0):
-    """dW = R @ H.T, dH = W.T @ R for the plan's residuals; returns the sum of r^2. Parts
-    are runs of rows holding about nnz / n_parts entries each; each part takes the columns
-    in tiles of tile_cols (0: all at once). The result does not depend on tile_cols."""
-    cdef Py_ssize_t m = indptr.shape[0] - 1, n = HT.shape[0], k = W.shape[1], p
+    """dW = R @ H.T, dH = W.T @ R for the plan's residuals; returns the sum of r^2.
+
+    The columns are taken in tiles of tile_cols (0: all at once). For each tile, its
+    columns of H are transposed into rows of H.T, the parts (runs of rows holding about
+    nnz / n_parts entries each) add their share of the tile's dH.T into buffers of their
+    own, in parallel, and those are added in part order into dH's columns. The scratch
+    memory is about (n_parts + 1) * tile_cols * k elements, in cache while the tile is
+    worked on, and the result does not depend on tile_cols or on n_threads.
+    """
+    cdef Py_ssize_t m = indptr.shape[0] - 1, n = H.shape[1], k = W.shape[1], p, i
+    cdef Py_ssize_t tile, col_begin, cols
     cdef int64_t nnz = values.shape[0]
     cdef floating** parts
     cdef double* totals
     cdef double* row_sums = NULL
     cdef int64_t* cursor = NULL
+    cdef Py_ssize_t* part_rows = NULL
     cdef double total = 0
-    cdef floating* dHT = NULL
+    cdef floating* HT = NULL
+    cdef floating* first_part = NULL
     if nnz == 0 or k == 0:
         dW[:, :] = 0
         dH[:, :] = 0
@@ -533,35 +567,57 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
                                           np.asarray(values, dtype=np.float64)))
     n_parts = <int>max(1, min(<int64_t>n_parts, nnz))
     n_threads = max(1, min(n_threads, n_parts))
-    dHT = <floating*>fastgd_aligned_calloc(n * k, sizeof(floating))
+    if tile_cols <= 0 or tile_cols > n:
+        tile_cols = n
+    HT = <floating*>fastgd_aligned_malloc(tile_cols * k * sizeof(floating))
+    first_part = <floating*>fastgd_aligned_malloc(tile_cols * k * sizeof(floating))
     totals = <double*>calloc(n_parts, sizeof(double))
     row_sums = <double*>malloc(m * sizeof(double))
     cursor = <int64_t*>malloc(m * sizeof(int64_t))
-    parts = _part_buffers(n_parts, n * k, dHT) if dHT != NULL else NULL
-    if totals == NULL or row_sums == NULL or cursor == NULL or parts == NULL:
-        fastgd_aligned_free(dHT)
+    part_rows = <Py_ssize_t*>malloc((n_parts + 1) * sizeof(Py_ssize_t))
+    parts = _part_buffers(n_parts, tile_cols * k, first_part) if first_part != NULL else NULL
+    if (HT == NULL or totals == NULL or row_sums == NULL or cursor == NULL
+            or part_rows == NULL or parts == NULL):
+        fastgd_aligned_free(HT)
+        fastgd_aligned_free(first_part)
         free(totals)
         free(row_sums)
         free(cursor)
+        free(part_rows)
         _free_parts(parts, n_parts)
         raise MemoryError("fastgd.masked_loss_grad: could not allocate per-part buffers")
     with nogil:
-        for p in prange(n_parts, num_threads=n_threads, schedule="dynamic", chunksize=1):
-            # The last part also takes the empty rows at the end (their dW rows are 0).
-            totals[p] = _plan_part(&indptr[0], &indices[0], &values[0], &W[0, 0],
-                                   &HT[0, 0], &dW[0, 0], parts[p], k, n,
-                                   _first_row_at(&indptr[0], m, p * nnz // n_parts),
-                                   m if p == n_parts - 1 else
-                                   _first_row_at(&indptr[0], m, (p + 1) * nnz // n_parts),
-                                   tile_cols, cursor, row_sums)
-        _transpose_parts(&dH[0, 0], parts, n_parts, n, k, n_threads)
+        # Part p: rows [part_rows[p], part_rows[p + 1]); the last part also takes the
+        # empty rows at the end (their dW rows are 0).
         for p in range(n_parts):
+            part_rows[p] = _first_row_at(&indptr[0], m, p * nnz // n_parts)
+        part_rows[n_parts] = m
+        for i in range(m):
+            memset(&dW[i, 0], 0, k * sizeof(floating))
+            cursor[i] = indptr[i]
+            row_sums[i] = 0.0
+        for tile in range((n + tile_cols - 1) // tile_cols):
+            col_begin = tile * tile_cols
+            cols = min(tile_cols, n - col_begin)
+            _transpose_tile(&H[0, 0], n, k, col_begin, cols, HT, n_threads)
+            for p in prange(n_parts, num_threads=n_threads, schedule="dynamic", chunksize=1):
+                memset(parts[p], 0, cols * k * sizeof(floating))
+                _plan_segment(&indptr[0], &indices[0], &values[0], &W[0, 0], HT, &dW[0, 0],
+                              parts[p], k, part_rows[p], part_rows[p + 1], col_begin,
+                              col_begin + cols, cursor, row_sums)
+            _transpose_parts(&dH[0, col_begin], n, parts, n_parts, cols, k, n_threads)
+        # Each part's rows in order, then the parts in order.
+        for p in range(n_parts):
+            for i in range(part_rows[p], part_rows[p + 1]):
+                totals[p] += row_sums[i]
             total += totals[p]
-    fastgd_aligned_free(dHT)
+    fastgd_aligned_free(HT)
     free(totals)
     free(row_sums)
     free(cursor)
+    free(part_rows)
     _free_parts(parts, n_parts)
+    fastgd_aligned_free(first_part)
     return total
 
 

@@ -1,5 +1,5 @@
 /* The inner loops of fastgd.masked_loss_grad: the plan path's loop over the segments of
- * rows in a tile of columns (fastgd_plan_rows takes the tiles in turn) in four variants,
+ * rows in a tile of columns (_masked.pyx takes the tiles in turn) in four variants,
  *
  *   scalar    plain C, the lanes of the dot product in an array;
  *   baseline  the dot product in SSE2 registers (the x86-64 baseline; elsewhere = scalar);
@@ -149,8 +149,12 @@ FASTGD_TARGET_AVX2 static inline float fastgd_dot_f32_avx2(const float *w, const
 #endif
 
 /* The plan path works on a segment of each row at a time: the row's entries from
- * cursor[i] on whose column lies below col_end, the entries of one tile of columns
- * [col_begin, col_end) when the entries of a row are ascending by column. */
+ * cursor[i] on whose columns lie in the tile [col_begin, col_end) (all of the row's
+ * entries in the tile when they are ascending by column, as fastgd.observed makes them;
+ * the Python layer takes a plan whose rows are not in one tile). HT and dHT hold the
+ * tile's rows of H.T and dH.T: column j's row starts at (j - col_begin) * k. */
+#define FASTGD_IN_TILE(j, col_begin, col_end)                                           \
+    ((size_t)((ptrdiff_t)(j) - (col_begin)) < (size_t)((col_end) - (col_begin)))
 #define FASTGD_PLAN_SEGMENT_SIGNATURE(NAME, REAL, INDEX)                                \
     static void NAME(const INDEX *indptr, const INDEX *indices, const REAL *values,     \
                      const REAL *W, const REAL *HT, REAL *dW, REAL *dHT, ptrdiff_t k,   \
@@ -163,7 +167,8 @@ FASTGD_TARGET_AVX2 static inline float fastgd_dot_f32_avx2(const float *w, const
     if ((e) + FASTGD_PREFETCH_DISTANCE < (last)) {                                      \
         const ptrdiff_t j_ahead = (ptrdiff_t)(indices)[(e) + FASTGD_PREFETCH_DISTANCE]; \
         if (j_ahead >= (col_begin) && j_ahead < (col_end)) {                            \
-            FASTGD_PREFETCH_ROWS((HT) + j_ahead * (k), (dHT) + j_ahead * (k), (k))      \
+            const ptrdiff_t at_ = (j_ahead - (col_begin)) * (k);                        \
+            FASTGD_PREFETCH_ROWS((HT) + at_, (dHT) + at_, (k))                          \
         }                                                                               \
     }
 
@@ -193,7 +198,8 @@ FASTGD_TARGET_AVX2 static inline float fastgd_dot_f32_avx2(const float *w, const
         for (; e_ < stop_; e_++) {                                                      \
             const ptrdiff_t j_ = (ptrdiff_t)(indices)[e_];                              \
             if (j_ >= (col_begin) && j_ < (col_end)) {                                  \
-                FASTGD_PREFETCH_ROWS((HT) + j_ * (k), (dHT) + j_ * (k), (k))            \
+                const ptrdiff_t at_ = (j_ - (col_begin)) * (k);                         \
+                FASTGD_PREFETCH_ROWS((HT) + at_, (dHT) + at_, (k))                      \
             }                                                                           \
         }                                                                               \
     }
@@ -213,10 +219,10 @@ FASTGD_TARGET_AVX2 static inline float fastgd_dot_f32_avx2(const float *w, const
             const ptrdiff_t end = (ptrdiff_t)indptr[i + 1];                               \
             double sum = row_sums[i];                                                     \
             ptrdiff_t e = (ptrdiff_t)cursor[i];                                           \
-            for (; e < end && (ptrdiff_t)indices[e] < col_end; e++) {                     \
-                const ptrdiff_t j = (ptrdiff_t)indices[e];                                \
-                const REAL *restrict h = HT + j * k;                                      \
-                REAL *restrict dh = dHT + j * k;                                          \
+            for (; e < end && FASTGD_IN_TILE(indices[e], col_begin, col_end); e++) {      \
+                const ptrdiff_t at = ((ptrdiff_t)indices[e] - col_begin) * k;             \
+                const REAL *restrict h = HT + at;                                         \
+                REAL *restrict dh = dHT + at;                                             \
                 FASTGD_PREFETCH_AHEAD(e, last, indices, HT, dHT, k, col_begin, col_end)   \
                 const REAL r = DOT(w, h, k) - values[e];                                  \
                 sum += (double)r * (double)r;                                             \
@@ -276,7 +282,7 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
                                       HT, dHT, (K), col_begin, col_end)                       \
             const ptrdiff_t end = (ptrdiff_t)indptr[i + 1];                                   \
             ptrdiff_t e = (ptrdiff_t)cursor[i];                                               \
-            if (e == end || (ptrdiff_t)indices[e] >= col_end)                                 \
+            if (e == end || !FASTGD_IN_TILE(indices[e], col_begin, col_end))                  \
                 continue;                                                                     \
             double sum = row_sums[i];                                                         \
             VEC w[BLOCKS], dw[BLOCKS];                                                        \
@@ -284,9 +290,12 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
                 w[b] = LOAD(W + i * (K) + b * (VW));                                          \
                 dw[b] = LOAD(dW + i * (K) + b * (VW));                                        \
             }                                                                                 \
-            for (; e + 1 < end && (ptrdiff_t)indices[e + 1] < col_end; e += 2) {              \
-                const REAL *h0 = HT + (ptrdiff_t)indices[e] * (K);                            \
-                const REAL *h1 = HT + (ptrdiff_t)indices[e + 1] * (K);                        \
+            for (; e + 1 < end && FASTGD_IN_TILE(indices[e], col_begin, col_end)              \
+                   && FASTGD_IN_TILE(indices[e + 1], col_begin, col_end);                     \
+                 e += 2) {                                                                    \
+                const ptrdiff_t at0 = ((ptrdiff_t)indices[e] - col_begin) * (K);              \
+                const ptrdiff_t at1 = ((ptrdiff_t)indices[e + 1] - col_begin) * (K);          \
+                const REAL *h0 = HT + at0, *h1 = HT + at1;                                    \
                 FASTGD_PREFETCH_AHEAD(e, last, indices, HT, dHT, (K), col_begin, col_end)     \
                 FASTGD_PREFETCH_AHEAD(e + 1, last, indices, HT, dHT, (K), col_begin, col_end) \
                 REAL r0, r1;                                                                  \
@@ -297,19 +306,20 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
                 sum += (double)r1 * (double)r1;                                               \
                 const VEC rv0 = BROADCAST(r0), rv1 = BROADCAST(r1);                           \
                 FASTGD_UPDATE_ROWS(VW, LOAD, STORE, ADD, MUL, BLOCKS, rv0, w, dw, h0,         \
-                                   dHT + (ptrdiff_t)indices[e] * (K))                         \
+                                   dHT + at0)                                                 \
                 FASTGD_UPDATE_ROWS(VW, LOAD, STORE, ADD, MUL, BLOCKS, rv1, w, dw, h1,         \
-                                   dHT + (ptrdiff_t)indices[e + 1] * (K))                     \
+                                   dHT + at1)                                                 \
             }                                                                                 \
             /* The row's last entry in the tile, if their number is odd. */                   \
-            for (; e < end && (ptrdiff_t)indices[e] < col_end; e++) {                         \
-                const REAL *h = HT + (ptrdiff_t)indices[e] * (K);                             \
+            for (; e < end && FASTGD_IN_TILE(indices[e], col_begin, col_end); e++) {          \
+                const ptrdiff_t at = ((ptrdiff_t)indices[e] - col_begin) * (K);               \
+                const REAL *h = HT + at;                                                      \
                 FASTGD_PREFETCH_AHEAD(e, last, indices, HT, dHT, (K), col_begin, col_end)     \
                 const REAL r = DOT(w, h, BLOCKS) - values[e];                                 \
                 sum += (double)r * (double)r;                                                 \
                 const VEC rv = BROADCAST(r);                                                  \
                 FASTGD_UPDATE_ROWS(VW, LOAD, STORE, ADD, MUL, BLOCKS, rv, w, dw, h,           \
-                                   dHT + (ptrdiff_t)indices[e] * (K))                         \
+                                   dHT + at)                                                  \
             }                                                                                 \
             _Pragma("GCC unroll 16") for (int b = 0; b < BLOCKS; b++)                         \
                 STORE(dW + i * (K) + b * (VW), dw[b]);                                        \
@@ -528,42 +538,6 @@ FASTGD_DEFINE_PLAN_SEGMENT_DISPATCH(fastgd_plan_segment_f32_i32, float, int32_t)
 FASTGD_DEFINE_PLAN_SEGMENT_DISPATCH(fastgd_plan_segment_f32_i64, float, int64_t)
 FASTGD_DEFINE_PLAN_SEGMENT_DISPATCH(fastgd_plan_segment_f64_i32, double, int32_t)
 FASTGD_DEFINE_PLAN_SEGMENT_DISPATCH(fastgd_plan_segment_f64_i64, double, int64_t)
-
-/* For the rows [row_begin, row_end) of the plan: dW[i] = sum_e r_e H.T[j_e] (written),
- * dHT[j_e] += r_e W[i] (added), r_e = W[i] . H.T[j_e] - values[e]; returns the sum, in
- * row order, of each row's sum of r_e^2. The columns are taken in tiles of tile_cols
- * (all n at once if tile_cols is 0 or at least n): every row's segment in the first
- * tile, then in the next, so that one tile's rows of H.T and dH.T stay in cache. Each
- * row's entries and each column's rows are still summed in the same order, so the
- * result is bitwise the same for any tile width. cursor and row_sums have m elements. */
-#define FASTGD_DEFINE_PLAN_ROWS(NAME, SEGMENT, REAL, INDEX)                                 \
-    static double NAME(const INDEX *indptr, const INDEX *indices, const REAL *values,       \
-                       const REAL *W, const REAL *HT, REAL *dW, REAL *dHT, ptrdiff_t k,     \
-                       ptrdiff_t n, ptrdiff_t row_begin, ptrdiff_t row_end,                 \
-                       ptrdiff_t tile_cols, int64_t *cursor, double *row_sums)              \
-    {                                                                                       \
-        if (tile_cols <= 0 || tile_cols > n)                                                \
-            tile_cols = n;                                                                  \
-        for (ptrdiff_t i = row_begin; i < row_end; i++) {                                   \
-            memset(dW + i * k, 0, (size_t)k * sizeof(REAL));                                \
-            cursor[i] = (int64_t)indptr[i];                                                 \
-            row_sums[i] = 0.0;                                                              \
-        }                                                                                   \
-        for (ptrdiff_t col_begin = 0; col_begin < n; col_begin += tile_cols) {              \
-            const ptrdiff_t col_end = n - col_begin > tile_cols ? col_begin + tile_cols : n; \
-            SEGMENT(indptr, indices, values, W, HT, dW, dHT, k, row_begin, row_end,         \
-                    col_begin, col_end, cursor, row_sums);                                  \
-        }                                                                                   \
-        double total = 0.0;                                                                 \
-        for (ptrdiff_t i = row_begin; i < row_end; i++)                                     \
-            total += row_sums[i];                                                           \
-        return total;                                                                       \
-    }
-
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i32, fastgd_plan_segment_f32_i32, float, int32_t)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f32_i64, fastgd_plan_segment_f32_i64, float, int64_t)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i32, fastgd_plan_segment_f64_i32, double, int32_t)
-FASTGD_DEFINE_PLAN_ROWS(fastgd_plan_rows_f64_i64, fastgd_plan_segment_f64_i64, double, int64_t)
 
 /* The dense path's pass over a row of a tile of W @ H: t_row[b] = t_row[b] - a_row[b]
  * where the entry is observed (m_row[b] != 0, or a_row[b] is not NaN without a mask),

@@ -350,16 +350,18 @@ def test_plan_column_tiles_change_no_bit(rng, float_dtype, k, index_dtype, n_par
     plan = fastgd.observed(A)
     indptr, indices = plan.indptr.astype(index_dtype), plan.indices.astype(index_dtype)
     W = rng.standard_normal((m, k)).astype(float_dtype)
-    HT = rng.standard_normal((n, k)).astype(float_dtype)
+    H = rng.standard_normal((k, n)).astype(float_dtype)
     widths = [0, 1, 7, 64, n - 1, n, 10 * n]
+    n_threads = min(n_parts, 2)
     kernel = _backend.kernel("masked", "plan_loss_grad")
 
     def compute():
         results = []
         for tile_cols in widths:
             dW = np.full((m, k), np.nan, dtype=float_dtype)  # every row must be written
-            dH = np.empty((k, n), dtype=float_dtype)
-            sse = kernel(indptr, indices, plan.values, W, HT, dW, dH, 1, n_parts, tile_cols)
+            dH = np.full((k, n), np.nan, dtype=float_dtype)  # and every column of dH
+            sse = kernel(indptr, indices, plan.values, W, H, dW, dH, n_threads, n_parts,
+                         tile_cols)
             results += [np.array(sse), dW, dH]
         return results
 
@@ -371,7 +373,7 @@ def test_plan_column_tiles_change_no_bit(rng, float_dtype, k, index_dtype, n_par
                 assert_array_equal(got, expected, err_msg=f"{level}, tiles of {width}")
     assert_levels_agree_bitwise(results)
     dW, dH = np.empty((m, k), float_dtype), np.empty((k, n), float_dtype)
-    expected = _reference.plan_loss_grad(indptr, indices, plan.values, W, HT, dW, dH, 1, 1)
+    expected = _reference.plan_loss_grad(indptr, indices, plan.values, W, H, dW, dH, 1, 1)
     tolerance = 1e-4 if float_dtype == np.float32 else 1e-12
     sse, got_dW, got_dH = results[cpu_levels()[-1]][:3]
     np.testing.assert_allclose(sse, expected, rtol=tolerance)

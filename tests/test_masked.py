@@ -268,10 +268,11 @@ def test_column_tiles_are_chosen_by_cache_size_and_change_no_bit(monkeypatch, fl
     assert masked._plan_tile_cols(sparse_plan, 16, W.itemsize) == 0
 
 
-def test_unsorted_plan_rows_are_still_summed_whole(rng):
-    """A plan built by hand with a row's columns out of order: every entry is still taken
-    once whatever the tiles (only the order of the sums may change)."""
-    A, W, H = make_case(rng, 30, 200, 16, 0.5, np.float64)
+def test_unsorted_plan_rows_are_still_summed_whole(monkeypatch, rng):
+    """A plan built by hand with a row's columns out of order is never taken in column
+    tiles (the kernel takes a row's entries in a tile up to the first one outside it):
+    every entry is still taken once, only the order of the sums may change."""
+    A, W, H = make_case(rng, 30, 900, 16, 0.5, np.float64)
     plan = fastgd.observed(A)
     indices, values = plan.indices.copy(), plan.values.copy()
     for i in range(plan.shape[0]):
@@ -279,16 +280,23 @@ def test_unsorted_plan_rows_are_still_summed_whole(rng):
         order = rng.permutation(row.stop - row.start)
         indices[row], values[row] = indices[row][order], values[row][order]
     shuffled = masked.ObservedEntries(plan.indptr, indices, values, plan.shape)
-    kernel = fastgd._backend.kernel("masked", "plan_loss_grad")
-    HT = np.ascontiguousarray(H.T)
+    in_order = masked.ObservedEntries(plan.indptr, plan.indices, plan.values, plan.shape)
+    monkeypatch.setattr(masked, "_l2_cache_bytes", lambda: 64 * 1024)
+    assert masked._plan_tile_cols(plan, 16, W.itemsize) > 0
+    assert masked._plan_tile_cols(in_order, 16, W.itemsize) > 0  # looked at: ascending
+    assert masked._plan_tile_cols(shuffled, 16, W.itemsize) == 0
     expected = fastgd.masked_loss_grad(plan, W, H, loss="sse")
-    for tile_cols in (0, 3, 50):
-        dW, dH = np.empty_like(W), np.empty_like(H)
-        sse = kernel(shuffled.indptr, shuffled.indices, shuffled.values, W, HT, dW, dH, 1, 1,
-                     tile_cols)
-        assert sse == pytest.approx(expected[0], rel=1e-12)
-        assert_allclose(2 * dW, expected[1], rtol=1e-12, atol=1e-12)
-        assert_allclose(2 * dH, expected[2], rtol=1e-12, atol=1e-12)
+    for n_threads in (1, 2):
+        got = fastgd.masked_loss_grad(shuffled, W, H, loss="sse", n_threads=n_threads)
+        assert got[0] == pytest.approx(expected[0], rel=1e-12)
+        assert_allclose(got[1], expected[1], rtol=1e-12, atol=1e-12)
+        assert_allclose(got[2], expected[2], rtol=1e-12, atol=1e-12)
+    # Given tiles anyway, the kernel stays inside them: no entry outside its tile is
+    # read or written (some are then left out, which the Python layer never lets happen).
+    kernel = fastgd._backend.kernel("masked", "plan_loss_grad")
+    dW, dH = np.empty_like(W), np.empty_like(H)
+    sse = kernel(shuffled.indptr, shuffled.indices, shuffled.values, W, H, dW, dH, 1, 1, 50)
+    assert 0 < sse < expected[0]
 
 
 def test_mask_ignores_unobserved_values(backend, rng):
