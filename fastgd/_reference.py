@@ -211,8 +211,10 @@ def plan_residual(indptr, indices, values, W, HT, out, n_threads):
     out[...], _ = _plan_residuals(indptr, indices, values, W, HT)
 
 
-def plan_loss_grad(indptr, indices, values, W, H, dW, dH, n_threads, n_parts, tile_cols=0):
-    """dW = R @ H.T and dH = W.T @ R for the plan's residuals R; returns the sum of r^2.
+def plan_loss_grad(indptr, indices, values, W, H, dW, dH, n_threads, n_parts, tile_cols=0,
+                   scale=1.0):
+    """dW = scale * (R @ H.T) and dH = scale * (W.T @ R) for the plan's residuals R (each
+    sum rounded, then scaled in the gradients' dtype); returns the sum of r^2.
     (n_threads, n_parts and tile_cols only arrange the compiled kernel's work.)"""
     HT = H.T
     r, rows = _plan_residuals(indptr, indices, values, W, HT)
@@ -222,6 +224,9 @@ def plan_loss_grad(indptr, indices, values, W, H, dW, dH, n_threads, n_parts, ti
         np.add.at(dW, rows, r[:, None] * HT[indices])
         np.add.at(dHT, indices, r[:, None] * W[rows])
     dH[...] = dHT.T
+    if scale != 1:
+        dW *= dW.dtype.type(scale)
+        dH *= dH.dtype.type(scale)
     return _sum_of_squares(r)
 
 

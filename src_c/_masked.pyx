@@ -521,9 +521,10 @@ cdef Py_ssize_t _first_row_at(const index_t* indptr, Py_ssize_t m,
 
 
 cdef void _transpose_parts(floating* dH, Py_ssize_t ld, floating** parts, Py_ssize_t n_parts,
-                           Py_ssize_t cols, Py_ssize_t k, int n_threads) noexcept nogil:
-    """dH[c * ld + j] = parts[0][j, c] + parts[1][j, c] + ..., in that order, for j < cols
-    (the parts: cols x k)."""
+                           Py_ssize_t cols, Py_ssize_t k, floating scale,
+                           int n_threads) noexcept nogil:
+    """dH[c * ld + j] = (parts[0][j, c] + parts[1][j, c] + ...) * scale, added in that order,
+    for j < cols (the parts: cols x k)."""
     cdef Py_ssize_t block = 64, n_col_blocks = (cols + block - 1) // block
     cdef Py_ssize_t b, j, c, p
     cdef floating value
@@ -533,14 +534,17 @@ cdef void _transpose_parts(floating* dH, Py_ssize_t ld, floating** parts, Py_ssi
                 value = parts[0][j * k + c]
                 for p in range(1, n_parts):
                     value = value + parts[p][j * k + c]
-                dH[c * ld + j] = value
+                dH[c * ld + j] = value * scale
 
 
 def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
                    const floating[::1] values, const floating[:, ::1] W,
                    const floating[:, ::1] H, floating[:, ::1] dW, floating[:, ::1] dH,
-                   int n_threads, int n_parts, Py_ssize_t tile_cols=0):
-    """dW = R @ H.T, dH = W.T @ R for the plan's residuals; returns the sum of r^2.
+                   int n_threads, int n_parts, Py_ssize_t tile_cols=0, double scale=1.0):
+    """dW = scale * (R @ H.T), dH = scale * (W.T @ R) for the plan's residuals; returns the
+    sum of r^2. Each gradient entry is its sum rounded, then multiplied by ``scale`` in the
+    gradients' dtype: bitwise what scaling the unscaled gradients afterwards gives, without
+    another pass over them.
 
     The columns are taken in tiles of tile_cols (0: all at once). For each tile, its
     columns of H are transposed into rows of H.T, the parts (runs of rows holding about
@@ -560,6 +564,8 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
     cdef double total = 0
     cdef floating* HT = NULL
     cdef floating* first_part = NULL
+    cdef floating gradient_scale = <floating>scale
+    cdef floating* dW_data
     if nnz == 0 or k == 0:
         dW[:, :] = 0
         dH[:, :] = 0
@@ -592,10 +598,11 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
         for p in range(n_parts):
             part_rows[p] = _first_row_at(&indptr[0], m, p * nnz // n_parts)
         part_rows[n_parts] = m
-        for i in range(m):
-            memset(&dW[i, 0], 0, k * sizeof(floating))
-            cursor[i] = indptr[i]
-            row_sums[i] = 0.0
+        for p in prange(n_parts, num_threads=n_threads, schedule="static"):
+            for i in range(part_rows[p], part_rows[p + 1]):
+                memset(&dW[i, 0], 0, k * sizeof(floating))
+                cursor[i] = indptr[i]
+                row_sums[i] = 0.0
         for tile in range((n + tile_cols - 1) // tile_cols):
             col_begin = tile * tile_cols
             cols = min(tile_cols, n - col_begin)
@@ -605,7 +612,13 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
                 _plan_segment(&indptr[0], &indices[0], &values[0], &W[0, 0], HT, &dW[0, 0],
                               parts[p], k, part_rows[p], part_rows[p + 1], col_begin,
                               col_begin + cols, cursor, row_sums)
-            _transpose_parts(&dH[0, col_begin], n, parts, n_parts, cols, k, n_threads)
+            _transpose_parts(&dH[0, col_begin], n, parts, n_parts, cols, k, gradient_scale,
+                             n_threads)
+        if gradient_scale != 1:
+            dW_data = &dW[0, 0]
+            for p in prange(n_parts, num_threads=n_threads, schedule="static"):
+                for i in range(part_rows[p] * k, part_rows[p + 1] * k):
+                    dW_data[i] = dW_data[i] * gradient_scale
         # Each part's rows in order, then the parts in order.
         for p in range(n_parts):
             for i in range(part_rows[p], part_rows[p + 1]):

@@ -299,6 +299,44 @@ def test_unsorted_plan_rows_are_still_summed_whole(monkeypatch, rng):
     assert 0 < sse < expected[0]
 
 
+@pytest.mark.parametrize("n_parts", [1, 3])
+def test_plan_kernel_scales_gradients_bitwise(backend, float_dtype, rng, n_parts):
+    """The plan kernel's ``scale`` gives bitwise the unscaled gradients multiplied by the
+    scale in their dtype (what masked_loss_grad did after the kernel before it passed the
+    scale in), with tiles, empty rows and columns, and several parts; the sum of squares
+    does not change."""
+    A, W, H = make_case(rng, 37, 410, 16, 0.3, float_dtype, kind="empty_rows_cols")
+    A[-1] = np.nan  # the last row, empty too
+    plan = fastgd.observed(A)
+    kernel = fastgd._backend.kernel("masked", "plan_loss_grad")
+    scale = 2.0 / plan.nnz
+    for tile_cols in (0, 64):
+        args = (plan.indptr, plan.indices, plan.values, W, H)
+        dW, dH = np.empty_like(W), np.empty_like(H)
+        sse = kernel(*args, dW, dH, min(n_parts, 2), n_parts, tile_cols)
+        scaled_dW = np.full_like(W, np.nan)
+        scaled_dH = np.full_like(H, np.nan)
+        scaled_sse = kernel(*args, scaled_dW, scaled_dH, min(n_parts, 2), n_parts, tile_cols,
+                            scale)
+        assert scaled_sse == sse
+        assert_array_equal(scaled_dW, dW * np.dtype(float_dtype).type(scale))
+        assert_array_equal(scaled_dH, dH * np.dtype(float_dtype).type(scale))
+        assert scaled_dW.dtype == scaled_dH.dtype == float_dtype
+        assert np.all(scaled_dW[1] == 0) and np.all(scaled_dH[:, 2] == 0)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_plan_gradients_match_dense_path_scaled(backend, loss, rng):
+    """masked_loss_grad on a plan (the scale applied in the kernel for sse and mse, after
+    it for rmse) agrees with the dense path, whose scale is applied afterwards."""
+    A, W, H = make_case(rng, 23, 31, 4, 0.4, np.float64)
+    dense = fastgd.masked_loss_grad(A, W, H, loss=loss, method="dense")
+    sparse = fastgd.masked_loss_grad(fastgd.observed(A), W, H, loss=loss)
+    assert sparse[0] == pytest.approx(dense[0], rel=1e-12)
+    assert_allclose(sparse[1], dense[1], rtol=1e-11, atol=1e-14)
+    assert_allclose(sparse[2], dense[2], rtol=1e-11, atol=1e-14)
+
+
 def test_mask_ignores_unobserved_values(backend, rng):
     A, W, H = make_case(rng, 6, 7, 2, 0.5, np.float64)
     mask = ~np.isnan(A)
