@@ -33,9 +33,10 @@ DENSITY_SAMPLE_ROWS = 64
 # and BLAS threads are left alone: their cost would dwarf the work.
 PARALLEL_MIN_WORK = 1 << 18
 
-# Dense problems with at most this many multiply-adds (m n k) take one compiled call
-# that validates and computes with direct dot products: at this size, the general path's
-# validation and BLAS calls would cost more than the arithmetic.
+# Dense problems with at most this many multiply-adds (m n k), and plans with at most this
+# many over their entries (nnz k), take one compiled call that validates and computes with
+# direct dot products: at this size, the general path's validation and BLAS calls would
+# cost more than the arithmetic.
 SMALL_MAX_WORK = 4096
 
 # With deterministic=True the rows are cut into this many parts whatever the thread count;
@@ -668,10 +669,15 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
            [-4.]]), array([[ 4., -8.]]))
     """
     if _small_problem_settings(mask, method, loss, l2, n_threads):
-        # Small dense problems: one compiled call validates and computes (None: the
-        # general path below handles them, and raises about what is wrong).
-        result = _backend.ext._masked.small_loss_grad(A, W, H, LOSS_CODES[loss], l2,
-                                                      SMALL_MAX_WORK)
+        # Small problems, a dense A or a plan: one compiled call validates and computes
+        # (None: the general path below handles them, and raises about what is wrong).
+        if type(A) is ObservedEntries:
+            result = _backend.ext._masked.small_plan_loss_grad(
+                A.indptr, A.indices, A.values, A.shape[0], A.shape[1], W, H,
+                LOSS_CODES[loss], l2, SMALL_MAX_WORK)
+        else:
+            result = _backend.ext._masked.small_loss_grad(A, W, H, LOSS_CODES[loss], l2,
+                                                          SMALL_MAX_WORK)
         if result is not None:
             return result
     _validation.check_choice(loss, "loss", LOSSES)

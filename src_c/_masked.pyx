@@ -645,7 +645,7 @@ cdef int _small_loss_grad(const floating* A, const floating* W, const floating* 
     direct dot products, no BLAS. Returns 0, or -1 for anything the general path must
     handle (a non-finite W, H or observed value, no observed entry for a mean)."""
     cdef Py_ssize_t i, j, c
-    cdef double total = 0, scale, mean, penalty = 0
+    cdef double total = 0
     cdef int64_t count = 0
     cdef floating a, r, s
     if not (_all_finite(W, m * k) and _all_finite(H, k * n)):
@@ -666,6 +666,47 @@ cdef int _small_loss_grad(const floating* A, const floating* W, const floating* 
             for c in range(k):
                 dW[i * k + c] += r * H[c * n + j]
                 dH[c * n + j] += r * W[i * k + c]
+    return _finish_small_loss_grad(total, count, W, H, dW, dH, m * k, k * n, loss, l2, value)
+
+
+cdef int _small_plan_loss_grad(const index_t* indptr, const index_t* indices,
+                               const floating* values, const floating* W, const floating* H,
+                               floating* dW, floating* dH, Py_ssize_t m, Py_ssize_t n,
+                               Py_ssize_t k, int loss, double l2,
+                               double* value) noexcept nogil:
+    """_small_loss_grad for a plan: the same sums, its entries row by row in plan order."""
+    cdef Py_ssize_t i, j, c
+    cdef int64_t entry
+    cdef double total = 0
+    cdef floating r, s
+    if not (_all_finite(W, m * k) and _all_finite(H, k * n)):
+        return -1
+    memset(dW, 0, m * k * sizeof(floating))
+    memset(dH, 0, k * n * sizeof(floating))
+    for i in range(m):
+        for entry in range(indptr[i], indptr[i + 1]):
+            j = indices[entry]
+            s = 0
+            for c in range(k):
+                s = s + W[i * k + c] * H[c * n + j]
+            r = s - values[entry]
+            total += <double>r * r
+            for c in range(k):
+                dW[i * k + c] += r * H[c * n + j]
+                dH[c * n + j] += r * W[i * k + c]
+    return _finish_small_loss_grad(total, indptr[m], W, H, dW, dH, m * k, k * n, loss, l2,
+                                   value)
+
+
+cdef int _finish_small_loss_grad(double total, int64_t count, const floating* W,
+                                 const floating* H, floating* dW, floating* dH,
+                                 Py_ssize_t w_size, Py_ssize_t h_size, int loss, double l2,
+                                 double* value) noexcept nogil:
+    """The loss from the sum of squares, the gradients scaled and their l2 terms added;
+    -1 for what the general path must raise about (a non-finite sum: an observed inf, or
+    overflow; no observed entry for a mean)."""
+    cdef Py_ssize_t c
+    cdef double scale, mean, penalty = 0
     if not (total <= 1.7976931348623157e308):  # NaN or inf: an observed inf (or overflow)
         return -1
     if loss == 0:
@@ -677,15 +718,15 @@ cdef int _small_loss_grad(const floating* A, const floating* W, const floating* 
     else:
         mean = sqrt(total / count)
         value[0], scale = mean, (1.0 / (count * mean) if mean > 0 else 0.0)
-    for c in range(m * k):
+    for c in range(w_size):
         dW[c] = dW[c] * <floating>scale
-    for c in range(k * n):
+    for c in range(h_size):
         dH[c] = dH[c] * <floating>scale
     if l2 != 0:
-        for c in range(m * k):
+        for c in range(w_size):
             penalty += <double>W[c] * W[c]
             dW[c] = dW[c] + <floating>l2 * W[c]
-        for c in range(k * n):
+        for c in range(h_size):
             penalty += <double>H[c] * H[c]
             dH[c] = dH[c] + <floating>l2 * H[c]
         value[0] += 0.5 * l2 * penalty
@@ -742,6 +783,88 @@ def small_loss_grad(A, W, H, int loss, double l2, Py_ssize_t max_work):
                                       <float*>cnp.PyArray_DATA(<cnp.ndarray>H),
                                       <float*>cnp.PyArray_DATA(dW),
                                       <float*>cnp.PyArray_DATA(dH), m, n, k, loss, l2, &value)
+    if status != 0:
+        return None
+    return value, dW, dH
+
+
+cdef inline bint _plain_vector(object array, int type_num):
+    """An ndarray, 1-D, contiguous, aligned, native order, of the given dtype number."""
+    if type(array) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray view = <cnp.ndarray>array
+    return (cnp.PyArray_NDIM(view) == 1 and cnp.PyArray_TYPE(view) == type_num
+            and cnp.PyArray_ISCARRAY_RO(view) and cnp.PyArray_ISNOTSWAPPED(view))
+
+
+def small_plan_loss_grad(indptr, indices, values, Py_ssize_t m, Py_ssize_t n, W, H, int loss,
+                         double l2, Py_ssize_t max_work):
+    """small_loss_grad for a plan of an (m, n) matrix (CSR arrays, int32 or int64 indices):
+    (loss, dW, dH), or None when the inputs need the general path (values, W and H not
+    of one float dtype, other layouts, mismatched shapes, more than max_work multiply-adds
+    over the entries, anything to raise about)."""
+    cdef int type_num, index_num
+    cdef Py_ssize_t k
+    cdef cnp.npy_intp dims[2]
+    cdef cnp.ndarray dW, dH
+    cdef double value = 0
+    cdef int status
+    cdef void* pointers[5]
+    if type(values) is not cnp.ndarray or type(indptr) is not cnp.ndarray:
+        return None
+    type_num = cnp.PyArray_TYPE(<cnp.ndarray>values)
+    index_num = cnp.PyArray_TYPE(<cnp.ndarray>indptr)
+    if type_num != cnp.NPY_DOUBLE and type_num != cnp.NPY_FLOAT:
+        return None
+    if index_num != cnp.NPY_INT32 and index_num != cnp.NPY_INT64:
+        return None
+    if not (_plain_vector(values, type_num) and _plain_vector(indptr, index_num)
+            and _plain_vector(indices, index_num) and _plain_matrix(W, type_num)
+            and _plain_matrix(H, type_num)):
+        return None
+    k = cnp.PyArray_DIM(<cnp.ndarray>W, 1)
+    if (cnp.PyArray_DIM(<cnp.ndarray>indptr, 0) != m + 1
+            or cnp.PyArray_DIM(<cnp.ndarray>W, 0) != m
+            or cnp.PyArray_DIM(<cnp.ndarray>H, 0) != k
+            or cnp.PyArray_DIM(<cnp.ndarray>H, 1) != n
+            or cnp.PyArray_DIM(<cnp.ndarray>values, 0) * max(k, 1) > max_work
+            or cnp.PyArray_DIM(<cnp.ndarray>indices, 0)
+            != cnp.PyArray_DIM(<cnp.ndarray>values, 0)):
+        return None
+    dims[0], dims[1] = m, k
+    dW = cnp.PyArray_EMPTY(2, dims, type_num, 0)
+    dims[0], dims[1] = k, n
+    dH = cnp.PyArray_EMPTY(2, dims, type_num, 0)
+    pointers[0] = cnp.PyArray_DATA(<cnp.ndarray>values)
+    pointers[1] = cnp.PyArray_DATA(<cnp.ndarray>W)
+    pointers[2] = cnp.PyArray_DATA(<cnp.ndarray>H)
+    pointers[3] = cnp.PyArray_DATA(dW)
+    pointers[4] = cnp.PyArray_DATA(dH)
+    with nogil:
+        if index_num == cnp.NPY_INT32 and type_num == cnp.NPY_DOUBLE:
+            status = _small_plan_loss_grad(
+                <int32_t*>cnp.PyArray_DATA(<cnp.ndarray>indptr),
+                <int32_t*>cnp.PyArray_DATA(<cnp.ndarray>indices), <double*>pointers[0],
+                <double*>pointers[1], <double*>pointers[2], <double*>pointers[3],
+                <double*>pointers[4], m, n, k, loss, l2, &value)
+        elif index_num == cnp.NPY_INT32:
+            status = _small_plan_loss_grad(
+                <int32_t*>cnp.PyArray_DATA(<cnp.ndarray>indptr),
+                <int32_t*>cnp.PyArray_DATA(<cnp.ndarray>indices), <float*>pointers[0],
+                <float*>pointers[1], <float*>pointers[2], <float*>pointers[3],
+                <float*>pointers[4], m, n, k, loss, l2, &value)
+        elif type_num == cnp.NPY_DOUBLE:
+            status = _small_plan_loss_grad(
+                <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>indptr),
+                <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>indices), <double*>pointers[0],
+                <double*>pointers[1], <double*>pointers[2], <double*>pointers[3],
+                <double*>pointers[4], m, n, k, loss, l2, &value)
+        else:
+            status = _small_plan_loss_grad(
+                <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>indptr),
+                <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>indices), <float*>pointers[0],
+                <float*>pointers[1], <float*>pointers[2], <float*>pointers[3],
+                <float*>pointers[4], m, n, k, loss, l2, &value)
     if status != 0:
         return None
     return value, dW, dH

@@ -200,6 +200,69 @@ def test_small_problem_fast_path_matches_the_general_path(float_dtype, rng, loss
         A, W, H, 0, 0.0, masked.SMALL_MAX_WORK) is not None
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("shape", [(4, 3, 2), (1, 1, 1), (9, 7, 5), (3, 5, 0), (6, 40, 3)])
+def test_small_plan_fast_path_matches_the_general_path(float_dtype, rng, loss, index_dtype,
+                                                       shape):
+    """A small plan takes one compiled call (small_plan_loss_grad), with rows and columns
+    that have no entry; method="sparse" takes the general plan path, the dense A the dense
+    one."""
+    m, n, k = shape
+    A, W, H = make_case(rng, m, n, k, 0.5, float_dtype, kind="empty_rows_cols")
+    A.flat[:1] = 2.0
+    plan = fastgd.observed(A)
+    plan = masked.ObservedEntries(plan.indptr.astype(index_dtype),
+                                  plan.indices.astype(index_dtype), plan.values, plan.shape)
+    assert fastgd.masked._backend.ext._masked.small_plan_loss_grad(
+        plan.indptr, plan.indices, plan.values, m, n, W, H, 0, 0.0,
+        masked.SMALL_MAX_WORK) is not None
+    for l2 in (0.0, 0.25):
+        fast = fastgd.masked_loss_grad(plan, W, H, loss=loss, l2=l2)
+        for general in (fastgd.masked_loss_grad(plan, W, H, loss=loss, l2=l2, method="sparse"),
+                        fastgd.masked_loss_grad(A, W, H, loss=loss, l2=l2, method="dense")):
+            assert fast[0] == pytest.approx(general[0], rel=tolerance(float_dtype))
+            for a, b in zip(fast[1:], general[1:], strict=True):
+                assert a.dtype == float_dtype and a.shape == b.shape and a.flags.c_contiguous
+                assert_allclose(a, b, rtol=tolerance(float_dtype), atol=tolerance(float_dtype))
+
+
+def test_small_plan_fast_path_leaves_the_rest_to_the_general_path(rng):
+    """Whatever the one-call plan path does not take (mixed dtypes, other layouts, wrong
+    shapes, too much work, anything to raise about) goes to the general path, which
+    computes or raises as it always did."""
+    A = np.array([[1.0, np.nan], [3.0, 4.0]])
+    plan = fastgd.observed(A)
+    W, H = np.ones((2, 1)), np.ones((1, 2))
+    small = fastgd.masked._backend.ext._masked.small_plan_loss_grad
+    args = (plan.indptr, plan.indices, plan.values, 2, 2)
+    assert small(*args, W, H, 1, 0.0, masked.SMALL_MAX_WORK) is not None
+    assert small(*args, W.astype(np.float32), H, 1, 0.0, masked.SMALL_MAX_WORK) is None
+    assert small(*args, np.asfortranarray(np.ones((2, 2))), np.ones((2, 2)), 1, 0.0,
+                 masked.SMALL_MAX_WORK) is None
+    assert small(*args, np.ones((3, 1)), H, 1, 0.0, masked.SMALL_MAX_WORK) is None
+    assert small(*args, W, H, 1, 0.0, 2) is None  # 3 entries x k = 1 is above 2
+    assert small(plan.indptr.astype(np.int16), *args[1:], W, H, 1, 0.0, 99) is None
+    with pytest.raises(ValueError, match=r"W must be finite; got nan at W\[1, 0\]"):
+        fastgd.masked_loss_grad(plan, np.array([[1.0], [np.nan]]), H)
+    with pytest.raises(ValueError, match=r"H must be finite; got inf at H\[0, 1\]"):
+        fastgd.masked_loss_grad(plan, W, np.array([[1.0, np.inf]]))
+    with pytest.raises(ValueError, match="A must be finite at every observed entry"):
+        fastgd.masked_loss_grad(fastgd.observed(np.array([[1.0, np.inf], [3.0, 4.0]])), W, H)
+    with pytest.raises(ValueError, match="no observed entry"):
+        fastgd.masked_loss_grad(fastgd.observed(np.full((2, 2), np.nan)), W, H)
+    assert fastgd.masked_loss_grad(fastgd.observed(np.full((2, 2), np.nan)), W, H,
+                                   loss="sse")[0] == 0.0
+    with pytest.raises(ValueError, match="share the rank k"):
+        fastgd.masked_loss_grad(plan, W, np.ones((2, 2)))
+    mixed = fastgd.masked_loss_grad(fastgd.observed(A.astype(np.float32)), W, H)
+    assert mixed[1].dtype == np.float64
+    W_before, H_before = W.copy(), H.copy()
+    fastgd.masked_loss_grad(plan, W, H)
+    assert_array_equal(W, W_before)
+    assert_array_equal(H, H_before)
+
+
 def test_small_problem_fast_path_leaves_errors_to_the_general_path():
     A = np.array([[1.0, np.nan], [3.0, 4.0]])
     W, H = np.ones((2, 1)), np.ones((1, 2))
