@@ -17,9 +17,11 @@ dW = R @ H.T and dH = W.T @ R; the Python layer scales them for the loss and add
   bitwise the same result; a tile's rows of H.T are transposed from H into scratch, and
   its rows of dH.T gathered in scratch, then transposed into dH's columns. The loop
   itself is C in masked_loops.h, compiled per instruction set and chosen at import for
-  the CPU (select_simd).
-* small dense problems: small_loss_grad does validation, loss, gradients, scaling and
-  l2 in one call with direct dot products, for the microsecond-sized tutorial case.
+  the CPU (select_simd). The gradients are scaled as they are written (plan_loss_grad's
+  scale).
+* small problems: small_loss_grad (a dense A) and small_plan_loss_grad (a plan) do
+  validation, loss, gradients, scaling and l2 in one call with direct dot products, for
+  the microsecond-sized tutorial case.
 
 Both paths cut the rows into parts; a part is computed by one thread with its own dH
 (the dense path: the first part's is the output itself; the plan path: a tile of dH.T per
