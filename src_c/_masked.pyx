@@ -735,12 +735,13 @@ cdef int _finish_small_loss_grad(double total, int64_t count, const floating* W,
     return 0
 
 
-cdef inline bint _plain_matrix(object array, int type_num):
-    """An ndarray, 2-D, C-contiguous, aligned, native order, of the given dtype number."""
+cdef inline bint _plain_array(object array, int ndim, int type_num):
+    """An ndarray of ndim dimensions, C-contiguous, aligned, native order, of the given
+    dtype number."""
     if type(array) is not cnp.ndarray:
         return False
     cdef cnp.ndarray view = <cnp.ndarray>array
-    return (cnp.PyArray_NDIM(view) == 2 and cnp.PyArray_TYPE(view) == type_num
+    return (cnp.PyArray_NDIM(view) == ndim and cnp.PyArray_TYPE(view) == type_num
             and cnp.PyArray_ISCARRAY_RO(view) and cnp.PyArray_ISNOTSWAPPED(view))
 
 
@@ -759,8 +760,8 @@ def small_loss_grad(A, W, H, int loss, double l2, Py_ssize_t max_work):
     type_num = cnp.PyArray_TYPE(<cnp.ndarray>A)
     if type_num != cnp.NPY_DOUBLE and type_num != cnp.NPY_FLOAT:
         return None
-    if not (_plain_matrix(A, type_num) and _plain_matrix(W, type_num)
-            and _plain_matrix(H, type_num)):
+    if not (_plain_array(A, 2, type_num) and _plain_array(W, 2, type_num)
+            and _plain_array(H, 2, type_num)):
         return None
     m, n = cnp.PyArray_DIM(<cnp.ndarray>A, 0), cnp.PyArray_DIM(<cnp.ndarray>A, 1)
     k = cnp.PyArray_DIM(<cnp.ndarray>W, 1)
@@ -790,13 +791,17 @@ def small_loss_grad(A, W, H, int loss, double l2, Py_ssize_t max_work):
     return value, dW, dH
 
 
-cdef inline bint _plain_vector(object array, int type_num):
-    """An ndarray, 1-D, contiguous, aligned, native order, of the given dtype number."""
-    if type(array) is not cnp.ndarray:
-        return False
-    cdef cnp.ndarray view = <cnp.ndarray>array
-    return (cnp.PyArray_NDIM(view) == 1 and cnp.PyArray_TYPE(view) == type_num
-            and cnp.PyArray_ISCARRAY_RO(view) and cnp.PyArray_ISNOTSWAPPED(view))
+cdef int _small_plan_by_dtype(const index_t* indptr, const index_t* indices,
+                              bint float64, void** data, Py_ssize_t m, Py_ssize_t n,
+                              Py_ssize_t k, int loss, double l2, double* value) noexcept nogil:
+    """_small_plan_loss_grad on data = (values, W, H, dW, dH) of one float dtype."""
+    if float64:
+        return _small_plan_loss_grad(indptr, indices, <double*>data[0], <double*>data[1],
+                                     <double*>data[2], <double*>data[3], <double*>data[4],
+                                     m, n, k, loss, l2, value)
+    return _small_plan_loss_grad(indptr, indices, <float*>data[0], <float*>data[1],
+                                 <float*>data[2], <float*>data[3], <float*>data[4],
+                                 m, n, k, loss, l2, value)
 
 
 def small_plan_loss_grad(indptr, indices, values, Py_ssize_t m, Py_ssize_t n, W, H, int loss,
@@ -811,7 +816,8 @@ def small_plan_loss_grad(indptr, indices, values, Py_ssize_t m, Py_ssize_t n, W,
     cdef cnp.ndarray dW, dH
     cdef double value = 0
     cdef int status
-    cdef void* pointers[5]
+    cdef bint float64
+    cdef void* data[5]
     if type(values) is not cnp.ndarray or type(indptr) is not cnp.ndarray:
         return None
     type_num = cnp.PyArray_TYPE(<cnp.ndarray>values)
@@ -820,9 +826,9 @@ def small_plan_loss_grad(indptr, indices, values, Py_ssize_t m, Py_ssize_t n, W,
         return None
     if index_num != cnp.NPY_INT32 and index_num != cnp.NPY_INT64:
         return None
-    if not (_plain_vector(values, type_num) and _plain_vector(indptr, index_num)
-            and _plain_vector(indices, index_num) and _plain_matrix(W, type_num)
-            and _plain_matrix(H, type_num)):
+    if not (_plain_array(values, 1, type_num) and _plain_array(indptr, 1, index_num)
+            and _plain_array(indices, 1, index_num) and _plain_array(W, 2, type_num)
+            and _plain_array(H, 2, type_num)):
         return None
     k = cnp.PyArray_DIM(<cnp.ndarray>W, 1)
     if (cnp.PyArray_DIM(<cnp.ndarray>indptr, 0) != m + 1
@@ -837,36 +843,21 @@ def small_plan_loss_grad(indptr, indices, values, Py_ssize_t m, Py_ssize_t n, W,
     dW = cnp.PyArray_EMPTY(2, dims, type_num, 0)
     dims[0], dims[1] = k, n
     dH = cnp.PyArray_EMPTY(2, dims, type_num, 0)
-    pointers[0] = cnp.PyArray_DATA(<cnp.ndarray>values)
-    pointers[1] = cnp.PyArray_DATA(<cnp.ndarray>W)
-    pointers[2] = cnp.PyArray_DATA(<cnp.ndarray>H)
-    pointers[3] = cnp.PyArray_DATA(dW)
-    pointers[4] = cnp.PyArray_DATA(dH)
+    data[0] = cnp.PyArray_DATA(<cnp.ndarray>values)
+    data[1] = cnp.PyArray_DATA(<cnp.ndarray>W)
+    data[2] = cnp.PyArray_DATA(<cnp.ndarray>H)
+    data[3] = cnp.PyArray_DATA(dW)
+    data[4] = cnp.PyArray_DATA(dH)
+    float64 = type_num == cnp.NPY_DOUBLE
     with nogil:
-        if index_num == cnp.NPY_INT32 and type_num == cnp.NPY_DOUBLE:
-            status = _small_plan_loss_grad(
-                <int32_t*>cnp.PyArray_DATA(<cnp.ndarray>indptr),
-                <int32_t*>cnp.PyArray_DATA(<cnp.ndarray>indices), <double*>pointers[0],
-                <double*>pointers[1], <double*>pointers[2], <double*>pointers[3],
-                <double*>pointers[4], m, n, k, loss, l2, &value)
-        elif index_num == cnp.NPY_INT32:
-            status = _small_plan_loss_grad(
-                <int32_t*>cnp.PyArray_DATA(<cnp.ndarray>indptr),
-                <int32_t*>cnp.PyArray_DATA(<cnp.ndarray>indices), <float*>pointers[0],
-                <float*>pointers[1], <float*>pointers[2], <float*>pointers[3],
-                <float*>pointers[4], m, n, k, loss, l2, &value)
-        elif type_num == cnp.NPY_DOUBLE:
-            status = _small_plan_loss_grad(
-                <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>indptr),
-                <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>indices), <double*>pointers[0],
-                <double*>pointers[1], <double*>pointers[2], <double*>pointers[3],
-                <double*>pointers[4], m, n, k, loss, l2, &value)
+        if index_num == cnp.NPY_INT32:
+            status = _small_plan_by_dtype(<int32_t*>cnp.PyArray_DATA(<cnp.ndarray>indptr),
+                                          <int32_t*>cnp.PyArray_DATA(<cnp.ndarray>indices),
+                                          float64, data, m, n, k, loss, l2, &value)
         else:
-            status = _small_plan_loss_grad(
-                <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>indptr),
-                <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>indices), <float*>pointers[0],
-                <float*>pointers[1], <float*>pointers[2], <float*>pointers[3],
-                <float*>pointers[4], m, n, k, loss, l2, &value)
+            status = _small_plan_by_dtype(<int64_t*>cnp.PyArray_DATA(<cnp.ndarray>indptr),
+                                          <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>indices),
+                                          float64, data, m, n, k, loss, l2, &value)
     if status != 0:
         return None
     return value, dW, dH
