@@ -692,6 +692,9 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
     n = H.shape[1]
     dW = np.empty((m, k), dtype=dtype)
     dH = np.empty((k, n), dtype=dtype)
+    # The plan kernel scales the gradients as it writes them where the scale does not
+    # depend on the loss's value (all but "rmse"): the same bits, one pass less.
+    scaled_in_kernel = plan is not None and loss != "rmse"
     if plan is None:
         n_threads = _thread_count(n_threads, m * n * max(k, 1))
         n_parts = DETERMINISTIC_PARTS if deterministic else n_threads
@@ -705,16 +708,14 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
         count = plan.nnz
         n_threads = _thread_count(n_threads, count * max(k, 1))
         n_parts = DETERMINISTIC_PARTS if deterministic else n_threads
-        # The kernel scales the gradients as it writes them, where the scale does not
-        # depend on the loss's value (all but "rmse"): the same bits, one pass less.
-        kernel_scale = 1.0 if loss == "rmse" else _loss_and_scale(loss, 0.0, count)[1]
+        kernel_scale = _loss_and_scale(loss, 0.0, count)[1] if scaled_in_kernel else 1.0
         with _blas_held(count * max(k, 1)):  # the NumPy twin's sums use BLAS
             sse = _backend.kernel("masked", "plan_loss_grad")(
                 plan.indptr, plan.indices, _plan_values(plan, dtype), W, H, dW, dH,
                 n_threads, n_parts, _plan_tile_cols(plan, k, W.itemsize), kernel_scale,
             )
     value, scale = _loss_and_scale(loss, sse, count)
-    if plan is None or loss == "rmse":
+    if not scaled_in_kernel:
         dW *= scale
         dH *= scale
     if l2:
