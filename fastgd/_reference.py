@@ -200,8 +200,14 @@ def _plan_rows(indptr):
     return np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
 
 
-def _plan_residuals(indptr, indices, values, W, HT):
-    rows = _plan_rows(indptr)
+def _tiled_rows(m, tile_starts):
+    """The row of every entry of a plan laid out tile by tile (tile_starts, m rows)."""
+    rows = np.tile(np.arange(m), (tile_starts.shape[0] - 1) // max(m, 1))
+    return np.repeat(rows, np.diff(tile_starts))
+
+
+def _plan_residuals(indptr, indices, values, W, HT, rows=None):
+    rows = _plan_rows(indptr) if rows is None else rows
     with np.errstate(invalid="ignore", over="ignore"):
         return np.einsum("ek,ek->e", W[rows], HT[indices]) - values, rows
 
@@ -212,12 +218,21 @@ def plan_residual(indptr, indices, values, W, HT, out, n_threads):
 
 
 def plan_loss_grad(indptr, indices, values, W, H, dW, dH, n_threads, n_parts, tile_cols=0,
-                   scale=1.0):
+                   scale=1.0, tile_starts=None):
     """dW = scale * (R @ H.T) and dH = scale * (W.T @ R) for the plan's residuals R (each
-    sum rounded, then scaled in the gradients' dtype); returns the sum of r^2.
-    (n_threads, n_parts and tile_cols only arrange the compiled kernel's work.)"""
+    sum rounded, then scaled in the gradients' dtype); returns the sum of r^2. With
+    tile_starts, indices and values hold the entries tile by tile (tile t's of row i from
+    tile_starts[t * m + i] on). (n_threads, n_parts and tile_cols only arrange the
+    compiled kernel's work.)"""
     HT = H.T
-    r, rows = _plan_residuals(indptr, indices, values, W, HT)
+    m, n = indptr.shape[0] - 1, H.shape[1]
+    tile_cols = n if tile_cols <= 0 or tile_cols > n else tile_cols
+    if tile_starts is not None and tile_starts.shape[0] != -(-n // tile_cols) * m + 1:
+        raise ValueError(
+            f"tile_starts must have n_tiles * m + 1 = {-(-n // tile_cols) * m + 1} "
+            f"elements; got {tile_starts.shape[0]}")
+    rows = None if tile_starts is None else _tiled_rows(m, tile_starts)
+    r, rows = _plan_residuals(indptr, indices, values, W, HT, rows)
     dW[...] = 0
     dHT = np.zeros((HT.shape[0], W.shape[1]), dtype=dW.dtype)
     with np.errstate(invalid="ignore", over="ignore"):

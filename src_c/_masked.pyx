@@ -542,13 +542,17 @@ cdef void _transpose_parts(floating* dH, Py_ssize_t ld, floating** parts, Py_ssi
 def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
                    const floating[::1] values, const floating[:, ::1] W,
                    const floating[:, ::1] H, floating[:, ::1] dW, floating[:, ::1] dH,
-                   int n_threads, int n_parts, Py_ssize_t tile_cols=0, double scale=1.0):
+                   int n_threads, int n_parts, Py_ssize_t tile_cols=0, double scale=1.0,
+                   const index_t[::1] tile_starts=None):
     """dW = scale * (R @ H.T), dH = scale * (W.T @ R) for the plan's residuals; returns the
     sum of r^2. Each gradient entry is its sum rounded, then multiplied by ``scale`` in the
     gradients' dtype: bitwise what scaling the unscaled gradients afterwards gives, without
     another pass over them.
 
-    The columns are taken in tiles of tile_cols (0: all at once). For each tile, its
+    The columns are taken in tiles of tile_cols (0: all at once). With ``tile_starts``,
+    indices and values hold the entries tile by tile (ObservedEntries._entries_for_tiles):
+    tile t's entries of row i from tile_starts[t * m + i] to tile_starts[t * m + i + 1],
+    read in one stream per tile; indptr still cuts the rows into parts. For each tile, its
     columns of H are transposed into rows of H.T, the parts (runs of rows holding about
     nnz / n_parts entries each) add their share of the tile's dH.T into buffers of their
     own, in parallel, and those are added in part order into dH's columns. The scratch
@@ -568,6 +572,8 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
     cdef floating* first_part = NULL
     cdef floating gradient_scale = <floating>scale
     cdef floating* dW_data
+    cdef const index_t* segment_indptr = &indptr[0]
+    cdef bint by_tiles = tile_starts is not None
     if nnz == 0 or k == 0:
         dW[:, :] = 0
         dH[:, :] = 0
@@ -577,6 +583,10 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
     n_threads = max(1, min(n_threads, n_parts))
     if tile_cols <= 0 or tile_cols > n:
         tile_cols = n
+    if by_tiles and tile_starts.shape[0] != (n + tile_cols - 1) // tile_cols * m + 1:
+        raise ValueError(
+            f"tile_starts must have n_tiles * m + 1 = "
+            f"{(n + tile_cols - 1) // tile_cols * m + 1} elements; got {tile_starts.shape[0]}")
     HT = <floating*>fastgd_aligned_malloc(tile_cols * k * sizeof(floating))
     first_part = <floating*>fastgd_aligned_malloc(tile_cols * k * sizeof(floating))
     totals = <double*>calloc(n_parts, sizeof(double))
@@ -609,9 +619,13 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
             col_begin = tile * tile_cols
             cols = min(tile_cols, n - col_begin)
             _transpose_tile(&H[0, 0], n, k, col_begin, cols, HT, n_threads)
+            if by_tiles:
+                segment_indptr = &tile_starts[tile * m]
+                for i in range(m):
+                    cursor[i] = segment_indptr[i]
             for p in prange(n_parts, num_threads=n_threads, schedule="dynamic", chunksize=1):
                 memset(parts[p], 0, cols * k * sizeof(floating))
-                _plan_segment(&indptr[0], &indices[0], &values[0], &W[0, 0], HT, &dW[0, 0],
+                _plan_segment(segment_indptr, &indices[0], &values[0], &W[0, 0], HT, &dW[0, 0],
                               parts[p], k, part_rows[p], part_rows[p + 1], col_begin,
                               col_begin + cols, cursor, row_sums)
             _transpose_parts(&dH[0, col_begin], n, parts, n_parts, cols, k, gradient_scale,

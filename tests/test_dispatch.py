@@ -341,8 +341,9 @@ def test_large_symmetric_output_is_computed_correctly():
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("n_parts", [1, 3])
 def test_plan_column_tiles_change_no_bit(rng, float_dtype, k, index_dtype, n_parts):
-    """The plan path taken in column tiles of any width gives bitwise its untiled result,
-    at every level; the levels agree, and the NumPy twin to rounding."""
+    """The plan path taken in column tiles of any width, its entries in the plan's order
+    or tile by tile, gives bitwise its untiled result, at every level; the levels agree,
+    and the NumPy twin to rounding."""
     m, n = 41, 300
     A = rng.random((m, n)).astype(float_dtype)
     A[rng.random((m, n)) < 0.7] = np.nan
@@ -355,13 +356,25 @@ def test_plan_column_tiles_change_no_bit(rng, float_dtype, k, index_dtype, n_par
     n_threads = min(n_parts, 2)
     kernel = _backend.kernel("masked", "plan_loss_grad")
 
+    # The entries tile by tile (ObservedEntries._entries_for_tiles), for the widths that
+    # make tiles.
+    layouts = {width: [array.astype(index_dtype) if position < 2 else array
+                       for position, array in enumerate(plan._in_tiles(width, float_dtype))]
+               for width in widths if 0 < width < n}
+    widths += [-width for width in layouts]  # -width: that width, the entries in tiles
+
     def compute():
         results = []
         for tile_cols in widths:
             dW = np.full((m, k), np.nan, dtype=float_dtype)  # every row must be written
             dH = np.full((k, n), np.nan, dtype=float_dtype)  # and every column of dH
-            sse = kernel(indptr, indices, plan.values, W, H, dW, dH, n_threads, n_parts,
-                         tile_cols)
+            if tile_cols < 0:
+                tile_starts, tiled_indices, tiled_values = layouts[-tile_cols]
+                sse = kernel(indptr, tiled_indices, tiled_values, W, H, dW, dH, n_threads,
+                             n_parts, -tile_cols, 1.0, tile_starts)
+            else:
+                sse = kernel(indptr, indices, plan.values, W, H, dW, dH, n_threads, n_parts,
+                             tile_cols)
             results += [np.array(sse), dW, dH]
         return results
 

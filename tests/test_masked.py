@@ -331,6 +331,64 @@ def test_column_tiles_are_chosen_by_cache_size_and_change_no_bit(monkeypatch, fl
     assert masked._plan_tile_cols(sparse_plan, 16, W.itemsize) == 0
 
 
+def test_a_plan_used_again_keeps_its_entries_in_tiles(monkeypatch, float_dtype, rng):
+    """From the second call with the same tiles and dtype, the plan path reads the entries
+    from a copy laid out tile by tile (rows in order within a tile, each row's entries in
+    the plan's order): the same bits as the plan's own layout, on both backends."""
+    A, W, H = make_case(rng, 50, 700, 16, 0.4, float_dtype, kind="empty_rows_cols")
+    plan = fastgd.observed(A)
+    monkeypatch.setattr(masked, "_l2_cache_bytes", lambda: 64 * 1024)
+    tile_cols = masked._plan_tile_cols(plan, 16, W.itemsize)
+    assert 0 < tile_cols < plan.shape[1]
+    first = fastgd.masked_loss_grad(plan, W, H, n_threads=1, deterministic=True)
+    assert plan._tiled is None  # a plan used once is not copied
+    for n_threads in (1, 2, 1):
+        again = fastgd.masked_loss_grad(plan, W, H, n_threads=n_threads, deterministic=True)
+        assert again[0] == first[0]
+        assert_array_equal(again[1], first[1])
+        assert_array_equal(again[2], first[2])
+    key, tile_starts, indices, values = plan._tiled
+    assert key == (tile_cols, np.dtype(float_dtype))
+    # The layout against a sort by (tile, row, column).
+    rows, cols = plan.rows, plan.indices
+    order = np.lexsort((cols, rows, cols // tile_cols))
+    assert_array_equal(indices, cols[order])
+    assert_array_equal(values, plan.values[order].astype(float_dtype))
+    assert values.dtype == float_dtype and tile_starts.dtype == plan.indptr.dtype
+    m, n_tiles = plan.shape[0], -(-plan.shape[1] // tile_cols)
+    segments = np.bincount((cols // tile_cols) * m + rows, minlength=n_tiles * m)
+    assert_array_equal(tile_starts, np.concatenate([[0], np.cumsum(segments)]))
+    for array in (tile_starts, indices, values):
+        assert not array.flags.writeable
+    with fastgd.use_backend("numpy"):
+        twin = fastgd.masked_loss_grad(plan, W, H)
+    assert twin[0] == pytest.approx(first[0], rel=tolerance(float_dtype))
+    assert_allclose(twin[1], first[1], rtol=tolerance(float_dtype, 16),
+                    atol=tolerance(float_dtype, 16))
+    assert_allclose(twin[2], first[2], rtol=tolerance(float_dtype, 16),
+                    atol=tolerance(float_dtype, 16))
+    # Other tiles: the plan's own entries for one call, then a copy for those tiles.
+    monkeypatch.setattr(masked, "_l2_cache_bytes", lambda: 48 * 1024)
+    assert 0 < masked._plan_tile_cols(plan, 16, W.itemsize) < tile_cols
+    for _ in range(2):
+        other = fastgd.masked_loss_grad(plan, W, H, n_threads=2, deterministic=True)
+        assert other[0] == first[0]
+        assert_array_equal(other[1], first[1])
+        assert_array_equal(other[2], first[2])
+    assert plan._tiled[0] == (masked._plan_tile_cols(plan, 16, W.itemsize),
+                              np.dtype(float_dtype))
+
+
+def test_tile_starts_of_the_wrong_length_are_refused(backend, rng):
+    A, W, H = make_case(rng, 6, 40, 3, 0.5, np.float64)
+    plan = fastgd.observed(A)
+    kernel = fastgd._backend.kernel("masked", "plan_loss_grad")
+    starts = np.zeros(4 * 6, dtype=plan.indptr.dtype)  # 4 tiles of 10 need 4 * 6 + 1
+    with pytest.raises(ValueError, match="tile_starts must have n_tiles"):
+        kernel(plan.indptr, plan.indices, plan.values, W, H, np.empty_like(W),
+               np.empty_like(H), 1, 1, 10, 1.0, starts)
+
+
 def test_unsorted_plan_rows_are_still_summed_whole(monkeypatch, rng):
     """A plan built by hand with a row's columns out of order is never taken in column
     tiles (the kernel takes a row's entries in a tile up to the first one outside it):
