@@ -61,31 +61,34 @@ cdef extern from "masked_loops.h":
                                    const unsigned char* m_row, Py_ssize_t cols,
                                    int64_t* observed) noexcept nogil
     # The segments of rows [row_begin, row_end) in the tile of columns [col_begin, col_end):
-    # HT and dHT hold the tile's rows of H.T and dH.T.
+    # HT and dHT hold the tile's rows of H.T and dH.T; separate_segments says whether a
+    # row's segment may lie apart from the previous row's (the plan's own layout).
     void fastgd_plan_segment_f32_i32(const int32_t* indptr, const int32_t* indices,
                                      const float* values, const float* W, const float* HT,
                                      float* dW, float* dHT, Py_ssize_t k, Py_ssize_t row_begin,
                                      Py_ssize_t row_end, Py_ssize_t col_begin,
-                                     Py_ssize_t col_end, int64_t* cursor,
-                                     double* row_sums) noexcept nogil
+                                     Py_ssize_t col_end, int64_t* cursor, double* row_sums,
+                                     int separate_segments) noexcept nogil
     void fastgd_plan_segment_f32_i64(const int64_t* indptr, const int64_t* indices,
                                      const float* values, const float* W, const float* HT,
                                      float* dW, float* dHT, Py_ssize_t k, Py_ssize_t row_begin,
                                      Py_ssize_t row_end, Py_ssize_t col_begin,
-                                     Py_ssize_t col_end, int64_t* cursor,
-                                     double* row_sums) noexcept nogil
+                                     Py_ssize_t col_end, int64_t* cursor, double* row_sums,
+                                     int separate_segments) noexcept nogil
     void fastgd_plan_segment_f64_i32(const int32_t* indptr, const int32_t* indices,
                                      const double* values, const double* W, const double* HT,
                                      double* dW, double* dHT, Py_ssize_t k,
                                      Py_ssize_t row_begin, Py_ssize_t row_end,
                                      Py_ssize_t col_begin, Py_ssize_t col_end,
-                                     int64_t* cursor, double* row_sums) noexcept nogil
+                                     int64_t* cursor, double* row_sums,
+                                     int separate_segments) noexcept nogil
     void fastgd_plan_segment_f64_i64(const int64_t* indptr, const int64_t* indices,
                                      const double* values, const double* W, const double* HT,
                                      double* dW, double* dHT, Py_ssize_t k,
                                      Py_ssize_t row_begin, Py_ssize_t row_end,
                                      Py_ssize_t col_begin, Py_ssize_t col_end,
-                                     int64_t* cursor, double* row_sums) noexcept nogil
+                                     int64_t* cursor, double* row_sums,
+                                     int separate_segments) noexcept nogil
 
 ctypedef fused index_t:
     int32_t
@@ -477,25 +480,30 @@ cdef inline void _plan_segment(const index_t* indptr, const index_t* indices,
                                const floating* values, const floating* W,
                                const floating* HT, floating* dW, floating* dHT, Py_ssize_t k,
                                Py_ssize_t row_begin, Py_ssize_t row_end, Py_ssize_t col_begin,
-                               Py_ssize_t col_end, int64_t* cursor,
-                               double* row_sums) noexcept nogil:
+                               Py_ssize_t col_end, int64_t* cursor, double* row_sums,
+                               bint separate_segments) noexcept nogil:
     """Rows [row_begin, row_end), their entries in columns [col_begin, col_end): adds to
     their rows of dW and to dHT (the tile's rows of dH.T), and their r^2 to row_sums;
-    cursor moves past them (masked_loops.h)."""
+    cursor moves past them (masked_loops.h). separate_segments: whether a row's entries
+    in the tile may lie apart from the previous row's (the plan's own layout, in tiles)."""
     if floating is float:
         if index_t is int32_t:
             fastgd_plan_segment_f32_i32(indptr, indices, values, W, HT, dW, dHT, k, row_begin,
-                                        row_end, col_begin, col_end, cursor, row_sums)
+                                        row_end, col_begin, col_end, cursor, row_sums,
+                                        separate_segments)
         else:
             fastgd_plan_segment_f32_i64(indptr, indices, values, W, HT, dW, dHT, k, row_begin,
-                                        row_end, col_begin, col_end, cursor, row_sums)
+                                        row_end, col_begin, col_end, cursor, row_sums,
+                                        separate_segments)
     else:
         if index_t is int32_t:
             fastgd_plan_segment_f64_i32(indptr, indices, values, W, HT, dW, dHT, k, row_begin,
-                                        row_end, col_begin, col_end, cursor, row_sums)
+                                        row_end, col_begin, col_end, cursor, row_sums,
+                                        separate_segments)
         else:
             fastgd_plan_segment_f64_i64(indptr, indices, values, W, HT, dW, dHT, k, row_begin,
-                                        row_end, col_begin, col_end, cursor, row_sums)
+                                        row_end, col_begin, col_end, cursor, row_sums,
+                                        separate_segments)
 
 
 cdef void _transpose_tile(const floating* H, Py_ssize_t n, Py_ssize_t k, Py_ssize_t col_begin,
@@ -627,7 +635,8 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
                 memset(parts[p], 0, cols * k * sizeof(floating))
                 _plan_segment(segment_indptr, &indices[0], &values[0], &W[0, 0], HT, &dW[0, 0],
                               parts[p], k, part_rows[p], part_rows[p + 1], col_begin,
-                              col_begin + cols, cursor, row_sums)
+                              col_begin + cols, cursor, row_sums,
+                              not by_tiles and tile_cols < n)
             _transpose_parts(&dH[0, col_begin], n, parts, n_parts, cols, k, gradient_scale,
                              n_threads)
         if gradient_scale != 1:

@@ -318,9 +318,16 @@ def test_column_tiles_are_chosen_by_cache_size_and_change_no_bit(monkeypatch, fl
     monkeypatch.setattr(masked, "_l2_cache_bytes", lambda: 16 << 20)
     assert masked._plan_tile_cols(plan, 16, W.itemsize) == 0
     untiled = fastgd.masked_loss_grad(plan, W, H, n_threads=1, deterministic=True)
+    # Half the L2 but at least TILE_MIN_BYTES, at most all of it: here all 64 KiB.
     monkeypatch.setattr(masked, "_l2_cache_bytes", lambda: 64 * 1024)
     tile_cols = masked._plan_tile_cols(plan, 16, W.itemsize)
-    assert tile_cols == 32 * 1024 // (2 * 16 * W.itemsize)
+    assert tile_cols == 64 * 1024 // (2 * 16 * W.itemsize)
+    monkeypatch.setattr(masked, "TILE_MIN_BYTES", 16 * 1024)
+    assert masked._plan_tile_cols(plan, 16, W.itemsize) == tile_cols // 2
+    monkeypatch.setattr(masked, "TILE_MIN_BYTES", 48 * 1024)
+    assert masked._plan_tile_cols(plan, 16, W.itemsize) == 48 * 1024 // (2 * 16 * W.itemsize)
+    monkeypatch.undo()
+    monkeypatch.setattr(masked, "_l2_cache_bytes", lambda: 64 * 1024)
     for n_threads in (1, 2):
         tiled = fastgd.masked_loss_grad(plan, W, H, n_threads=n_threads, deterministic=True)
         assert tiled[0] == untiled[0]
