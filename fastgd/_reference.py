@@ -42,12 +42,13 @@ def _mirror_upper_triangle(out):
         out[i0:i1, i0:i1] = block + block.T
 
 
-def sqeuclidean(X, Y, out, symmetric, expansion, n_threads):
+def sqeuclidean(X, Y, out, symmetric, expansion, n_threads, stream=False):
     """Fill out[i, j] = ||X[i] - Y[j]||^2; the twin of ``_pairwise.sqeuclidean``.
 
     ``expansion`` selects the centred expansion with direct recomputation of the
     cancellation-prone entries; otherwise the direct sum over features.
-    ``n_threads`` is accepted for the common signature and ignored.
+    ``n_threads`` and ``stream`` (how the compiled loops store) are accepted for the
+    common signature and ignored.
     """
     X64 = X.astype(np.float64, copy=False)
     Y64 = Y.astype(np.float64, copy=False)

@@ -7,15 +7,12 @@ scipy.sparse matrix (its stored entries are the observed ones), or as an
 """
 
 import contextlib
-import functools
-import glob
 import math
 import numbers
-import os
 
 import numpy as np
 
-from fastgd import _backend, _threads, _validation
+from fastgd import _backend, _caches, _threads, _validation
 
 LOSSES = ("sse", "mse", "rmse")
 LOSS_CODES = {"sse": 0, "mse": 1, "rmse": 2}
@@ -520,23 +517,9 @@ def _thread_count(n_threads, work):
     return 1 if work < PARALLEL_MIN_WORK else n_threads
 
 
-@functools.cache
 def _l2_cache_bytes():
     """A core's L2 cache in bytes, as Linux reports it (L2_BYTES_UNKNOWN elsewhere)."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    for index in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
-        try:
-            with open(os.path.join(index, "level")) as file:
-                level = file.read().strip()
-            with open(os.path.join(index, "type")) as file:
-                kind = file.read().strip()
-            with open(os.path.join(index, "size")) as file:
-                size = file.read().strip()
-        except OSError:
-            continue
-        if level == "2" and kind in ("Unified", "Data") and size[:-1].isdigit():
-            return int(size[:-1]) * units.get(size[-1], 0) or L2_BYTES_UNKNOWN
-    return L2_BYTES_UNKNOWN
+    return _caches.cache_bytes(2, L2_BYTES_UNKNOWN)
 
 
 def _plan_tile_cols(plan, k, itemsize):

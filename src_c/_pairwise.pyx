@@ -80,17 +80,17 @@ cdef extern from "pairwise_loops.h" nogil:
     void fastgd_fused_tile_f32(const float* x_packed, const float* y_packed, Py_ssize_t d,
                                const double* x_norms, const double* y_norms, double ratio,
                                const float* x_rows, const float* y_rows, float* out,
-                               Py_ssize_t ldo, Py_ssize_t ni, Py_ssize_t nj)
+                               Py_ssize_t ldo, Py_ssize_t ni, Py_ssize_t nj, int stream)
     void fastgd_fused_tile_f64(const double* x_packed, const double* y_packed, Py_ssize_t d,
                                const double* x_norms, const double* y_norms, double ratio,
                                const double* x_rows, const double* y_rows, double* out,
-                               Py_ssize_t ldo, Py_ssize_t ni, Py_ssize_t nj)
+                               Py_ssize_t ldo, Py_ssize_t ni, Py_ssize_t nj, int stream)
     void fastgd_direct_tile_f32(const float* x_rows, Py_ssize_t d, const double* y_columns,
                                 const float* y_rows, float* out, Py_ssize_t ldo,
-                                Py_ssize_t ni, Py_ssize_t nj)
+                                Py_ssize_t ni, Py_ssize_t nj, int stream)
     void fastgd_direct_tile_f64(const double* x_rows, Py_ssize_t d, const double* y_columns,
                                 const double* y_rows, double* out, Py_ssize_t ldo,
-                                Py_ssize_t ni, Py_ssize_t nj)
+                                Py_ssize_t ni, Py_ssize_t nj, int stream)
 
 
 SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
@@ -284,11 +284,12 @@ cdef void _fused_expansion_tile(const floating* X, const floating* Y, floating* 
                                 const double* shift, const double* x_norms,
                                 const double* y_norms,
                                 Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
-                                bint pack_x, floating* x_packed,
-                                floating* y_packed) noexcept nogil:
+                                bint pack_x, floating* x_packed, floating* y_packed,
+                                bint stream) noexcept nogil:
     """One output tile by the fused expansion (pairwise_loops.h, AVX-512, d <= DEPTH):
-    blocks of FUSED_MR x NR entries straight from registers into out, the entries that
-    may have cancelled recomputed by direct differences within the block."""
+    blocks of FUSED_MR x NR entries straight from registers into out (by non-temporal
+    stores with ``stream``), the entries that may have cancelled recomputed by direct
+    differences within the block."""
     cdef Py_ssize_t nr = FUSED_NR_f32 if floating is float else FUSED_NR_f64
     if floating is float:
         if pack_x:
@@ -301,11 +302,11 @@ cdef void _fused_expansion_tile(const floating* X, const floating* Y, floating* 
     if floating is float:
         fastgd_fused_tile_f32(x_packed, y_packed, d, x_norms + i0, y_norms + j0,
                               CANCELLATION_RATIO, X + i0 * d, Y + j0 * d, out + i0 * m + j0, m,
-                              ni, nj)
+                              ni, nj, stream)
     else:
         fastgd_fused_tile_f64(x_packed, y_packed, d, x_norms + i0, y_norms + j0,
                               CANCELLATION_RATIO, X + i0 * d, Y + j0 * d, out + i0 * m + j0, m,
-                              ni, nj)
+                              ni, nj, stream)
     _finish_symmetric_tile(out, m, symmetric, i0, ni, j0, nj)
 
 
@@ -413,17 +414,18 @@ cdef void _direct_tile(const floating* X, const floating* Y, floating* out,
 cdef void _direct_tile_blocked(const floating* X, const floating* Y, floating* out,
                                Py_ssize_t d, Py_ssize_t m, bint symmetric,
                                Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
-                               double* y_columns) noexcept nogil:
+                               double* y_columns, bint stream) noexcept nogil:
     """One output tile by direct differences at the AVX-512 level (d <= DEPTH): blocks of
     FUSED_MR x NR entries with their sums in registers (pairwise_loops.h), the same
-    operations in the same order as _direct_tile, so the same bits."""
+    operations in the same order as _direct_tile, so the same bits; stored by non-temporal
+    stores with ``stream``."""
     _columns_in_double(Y, d, j0, nj, 0, d, y_columns)
     if floating is float:
         fastgd_direct_tile_f32(X + i0 * d, d, y_columns, Y + j0 * d, out + i0 * m + j0, m,
-                               ni, nj)
+                               ni, nj, stream)
     else:
         fastgd_direct_tile_f64(X + i0 * d, d, y_columns, Y + j0 * d, out + i0 * m + j0, m,
-                               ni, nj)
+                               ni, nj, stream)
     _finish_symmetric_tile(out, m, symmetric, i0, ni, j0, nj)
 
 
@@ -486,10 +488,11 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
                     Py_ssize_t n, Py_ssize_t m, Py_ssize_t d, bint symmetric,
                     bint expansion, const double* shift, const double* x_norms,
                     const double* y_norms, Py_ssize_t tile_cols, Py_ssize_t lead,
-                    Py_ssize_t n_col_tiles, Py_ssize_t task_begin,
-                    Py_ssize_t task_end) noexcept nogil:
+                    Py_ssize_t n_col_tiles, Py_ssize_t task_begin, Py_ssize_t task_end,
+                    bint stream) noexcept nogil:
     """Compute the tiles (TILE rows by tile_cols columns, after the lead columns) of
-    tasks [task_begin, task_end) with scratch buffers of our own.
+    tasks [task_begin, task_end) with scratch buffers of our own (``stream``: see
+    sqeuclidean).
 
     Returns 0, or -1 when the scratch buffers could not be allocated.
     """
@@ -525,7 +528,7 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
             if expansion and blocked:
                 _fused_expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
                                       i0, ni, j0, nj, row_tile != packed_row_tile,
-                                      x_packed, y_packed)
+                                      x_packed, y_packed, stream)
                 packed_row_tile = row_tile
             elif expansion:
                 _expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
@@ -533,7 +536,8 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
                                 x_packed, y_packed, gram)
                 packed_row_tile = row_tile
             elif blocked:
-                _direct_tile_blocked(X, Y, out, d, m, symmetric, i0, ni, j0, nj, y_columns)
+                _direct_tile_blocked(X, Y, out, d, m, symmetric, i0, ni, j0, nj, y_columns,
+                                     stream)
             else:
                 _direct_tile(X, Y, out, d, m, symmetric, i0, ni, j0, nj, y_columns, sums)
     fastgd_aligned_free(x_packed)
@@ -562,12 +566,15 @@ cdef void _column_shift(const floating* X, Py_ssize_t n, const floating* Y, Py_s
 
 
 def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, ::1] out,
-                bint symmetric, bint expansion, int n_threads):
+                bint symmetric, bint expansion, int n_threads, bint stream=False):
     """Fill out[i, j] = ||X[i] - Y[j]||^2 (see the module docstring).
 
     X (n, d), Y (m, d) and out (n, m) share one dtype. With ``symmetric`` Y must
     be X. The caller has checked shapes, n, m, d >= 1 and n_threads >= 1; the
-    parallel region is opened only when n_threads > 1.
+    parallel region is opened only when n_threads > 1. With ``stream`` (for an output
+    larger than the cache), the AVX-512 loops write whole vectors of out by non-temporal
+    stores, which do not read its cache lines first (not with ``symmetric``, whose tiles
+    are read again to mirror them); the values are the same.
     """
     cdef Py_ssize_t n = X.shape[0], m = Y.shape[0], d = X.shape[1]
     cdef Py_ssize_t tile_cols = _tile_columns(m, d, symmetric, expansion)
@@ -587,6 +594,7 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
     cdef const floating* x_data = &X[0, 0]
     cdef const floating* y_data = &Y[0, 0]
     cdef floating* out_data = &out[0, 0]
+    stream = stream and not symmetric
 
     if symmetric:
         n_tasks = n_row_tiles * (n_row_tiles + 1) // 2
@@ -603,7 +611,7 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
         if n_threads <= 1:
             n_failed = -_run_tasks(x_data, y_data, out_data, n, m, d, symmetric, expansion,
                                    &shift[0], &x_norms[0], &y_norms[0], tile_cols, lead,
-                                   n_col_tiles, 0, n_tasks)
+                                   n_col_tiles, 0, n_tasks, stream)
         else:
             # Contiguous blocks of tasks, one per thread: neighbouring tiles share rows of X.
             chunk = (n_tasks + n_threads - 1) // n_threads
@@ -613,6 +621,7 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
                 if begin < end:
                     n_failed += -_run_tasks(x_data, y_data, out_data, n, m, d, symmetric,
                                             expansion, &shift[0], &x_norms[0], &y_norms[0],
-                                            tile_cols, lead, n_col_tiles, begin, end)
+                                            tile_cols, lead, n_col_tiles, begin, end,
+                                            stream)
     if n_failed:
         raise MemoryError("fastgd.sqeuclidean: could not allocate per-thread tile buffers")

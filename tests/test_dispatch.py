@@ -185,6 +185,64 @@ def test_sqeuclidean_out_anywhere_changes_no_bit(rng, float_dtype, method, d):
             assert_array_equal(got, results[0])
 
 
+@pytest.mark.parametrize("method", ["direct", "expansion"])
+@pytest.mark.parametrize("symmetric", [False, True], ids=["X-Y", "X-X"])
+def test_streamed_stores_change_no_bit(monkeypatch, rng, float_dtype, method, symmetric):
+    """An output as large as STREAM_ABOVE_L3 of the L3 is written by non-temporal stores
+    (whole aligned vectors; the rest, and the entries recomputed after them, by plain
+    ones): bitwise what plain stores give, wherever out starts in a cache line, at every
+    level and thread count, at the depths of one chunk and of several."""
+    from fastgd import distances
+
+    calls = []
+    kernel = _backend.kernel
+
+    def recording_kernel(family, name):
+        compute = kernel(family, name)
+        if name != "sqeuclidean":
+            return compute
+
+        def compute_and_record(*args):
+            calls.append(args[-1])
+            return compute(*args)
+        return compute_and_record
+
+    monkeypatch.setattr(_backend, "kernel", recording_kernel)
+    n, m = 70, 528  # two column tiles, the last cut short; rows at one offset in a line
+    per_line = 64 // np.dtype(float_dtype).itemsize
+    for d in (3, 37, 300):
+        X = rng.standard_normal((n, d)).astype(float_dtype)
+        Y = X.copy() if symmetric else rng.standard_normal((m, d)).astype(float_dtype)
+        Y[: n // 2] = X[: n // 2] * (1 + 1e-7)  # cancellation: recomputed after the stores
+        Y[5] = X[5]  # an exact duplicate: exactly 0
+        other = None if symmetric else Y
+        columns = n if symmetric else m
+
+        def compute(X=X, other=other, columns=columns):
+            results = []
+            buffer = np.full(n * columns + 2 * per_line, np.nan, dtype=float_dtype)
+            first_aligned = (-buffer.ctypes.data % 64) // buffer.itemsize
+            for start in (first_aligned, first_aligned + 1, first_aligned + per_line - 1):
+                for n_threads in (1, 2):
+                    out = buffer[start:start + n * columns].reshape(n, columns)
+                    out.fill(np.nan)
+                    results.append(fastgd.sqeuclidean(X, other, method=method, out=out,
+                                                      n_threads=n_threads).copy())
+            return results
+
+        monkeypatch.setattr(distances, "STREAM_ABOVE_L3", np.inf)
+        plain = run_at_each_level(compute)
+        assert not any(calls)
+        monkeypatch.setattr(distances, "STREAM_ABOVE_L3", 0)
+        streamed = run_at_each_level(compute)
+        assert calls and all(calls[len(calls) // 2:])
+        calls.clear()
+        for level, results in streamed.items():
+            for got, expected in zip(results, plain[level], strict=True):
+                assert_array_equal(got, expected, err_msg=f"level {level}, d = {d}")
+            assert_accurate(results[0], X, X if symmetric else Y, float_dtype)
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_wide_direct_tiles_match_the_twin_bitwise(rng, float_dtype, n_threads):
     """The blocked direct method takes as many columns per tile as 256 KiB of Y in double

@@ -12,4 +12,5 @@ def sqeuclidean(
     symmetric: bool,
     expansion: bool,
     n_threads: int,
+    stream: bool = False,
 ) -> None: ...
