@@ -157,6 +157,24 @@ def test_sqeuclidean_at_each_level(rng, float_dtype, method, kind, symmetric, d)
             assert np.all(np.diag(D) == 0)
 
 
+def distances_into_outs_at_offsets(X, other, method, offsets):
+    """fastgd.sqeuclidean(X, other) into out= arrays whose data start `offset` elements
+    past a cache line, for each offset, with 1 and 2 threads (copies, in that order)."""
+    shape = (X.shape[0], (X if other is None else other).shape[0])
+    per_line = 64 // X.itemsize
+    buffer = np.full(shape[0] * shape[1] + 2 * per_line, np.nan, dtype=X.dtype)
+    first_aligned = (-buffer.ctypes.data % 64) // buffer.itemsize
+    results = []
+    for offset in offsets:
+        for n_threads in (1, 2):
+            start = first_aligned + offset
+            out = buffer[start:start + shape[0] * shape[1]].reshape(shape)
+            out.fill(np.nan)
+            results.append(fastgd.sqeuclidean(X, other, method=method, out=out,
+                                              n_threads=n_threads).copy())
+    return results
+
+
 @pytest.mark.parametrize("method", ["direct", "expansion"])
 @pytest.mark.parametrize("d", [3, 37, 300])
 def test_sqeuclidean_out_anywhere_changes_no_bit(rng, float_dtype, method, d):
@@ -169,16 +187,8 @@ def test_sqeuclidean_out_anywhere_changes_no_bit(rng, float_dtype, method, d):
     per_line = 64 // np.dtype(float_dtype).itemsize
 
     def compute():
-        results = [fastgd.sqeuclidean(X, Y, method=method, n_threads=1)]
-        buffer = np.full(n * m + 2 * per_line, np.nan, dtype=float_dtype)
-        first_aligned = (-buffer.ctypes.data % 64) // buffer.itemsize
-        for start in range(first_aligned, first_aligned + per_line):
-            for n_threads in (1, 2):
-                out = buffer[start:start + n * m].reshape(n, m)
-                out.fill(np.nan)
-                results.append(fastgd.sqeuclidean(X, Y, method=method, out=out,
-                                                  n_threads=n_threads).copy())
-        return results
+        return ([fastgd.sqeuclidean(X, Y, method=method, n_threads=1)]
+                + distances_into_outs_at_offsets(X, Y, method, range(per_line)))
 
     for results in run_at_each_level(compute).values():
         for got in results[1:]:
@@ -216,19 +226,9 @@ def test_streamed_stores_change_no_bit(monkeypatch, rng, float_dtype, method, sy
         Y[: n // 2] = X[: n // 2] * (1 + 1e-7)  # cancellation: recomputed after the stores
         Y[5] = X[5]  # an exact duplicate: exactly 0
         other = None if symmetric else Y
-        columns = n if symmetric else m
 
-        def compute(X=X, other=other, columns=columns):
-            results = []
-            buffer = np.full(n * columns + 2 * per_line, np.nan, dtype=float_dtype)
-            first_aligned = (-buffer.ctypes.data % 64) // buffer.itemsize
-            for start in (first_aligned, first_aligned + 1, first_aligned + per_line - 1):
-                for n_threads in (1, 2):
-                    out = buffer[start:start + n * columns].reshape(n, columns)
-                    out.fill(np.nan)
-                    results.append(fastgd.sqeuclidean(X, other, method=method, out=out,
-                                                      n_threads=n_threads).copy())
-            return results
+        def compute(X=X, other=other):
+            return distances_into_outs_at_offsets(X, other, method, (0, 1, per_line - 1))
 
         monkeypatch.setattr(distances, "STREAM_ABOVE_L3", np.inf)
         plain = run_at_each_level(compute)

@@ -19,6 +19,12 @@ def empty_aligned(shape, dtype):
     return _backend.ext._memory.empty_aligned(shape, dtype)
 
 
+def resident_bytes():
+    """This process's resident memory (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 @pytest.mark.parametrize("shape", [(0,), (1,), (3, 5), (1000, 1000), (7, 0, 3)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.complex128])
 def test_starts_on_a_cache_line_and_owns_its_data(shape, dtype):
@@ -60,10 +66,6 @@ def test_numpy_allocates_as_before_afterwards():
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
 def test_freed_arrays_give_their_memory_back():
-    def resident_bytes():
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
     before = resident_bytes()
     for _ in range(40):
         array = empty_aligned((5_000_000,), np.float64)  # 40 MB, every page written
@@ -102,10 +104,6 @@ def test_the_last_large_block_freed_is_reused_for_the_same_size():
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
 def test_at_most_one_block_is_kept():
-    def resident_bytes():
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
     before = resident_bytes()
     arrays = [empty_aligned((5_000_000 + i,), np.float64) for i in range(10)]  # 40 MB each
     for array in arrays:
