@@ -60,6 +60,19 @@ cdef extern from "masked_loops.h":
     double fastgd_residual_row_f64(double* t_row, const double* a_row,
                                    const unsigned char* m_row, Py_ssize_t cols,
                                    int64_t* observed) noexcept nogil
+    # The plan path's transposes of columns [j_begin, j_end) of a tile (masked_loops.h).
+    void fastgd_tile_to_rows_f32(const float* H, Py_ssize_t n, Py_ssize_t k,
+                                 Py_ssize_t col_begin, Py_ssize_t j_begin, Py_ssize_t j_end,
+                                 float* HT) noexcept nogil
+    void fastgd_tile_to_rows_f64(const double* H, Py_ssize_t n, Py_ssize_t k,
+                                 Py_ssize_t col_begin, Py_ssize_t j_begin, Py_ssize_t j_end,
+                                 double* HT) noexcept nogil
+    void fastgd_parts_to_columns_f32(float* dH, Py_ssize_t ld, float** parts,
+                                     Py_ssize_t n_parts, Py_ssize_t k, Py_ssize_t j_begin,
+                                     Py_ssize_t j_end, float scale) noexcept nogil
+    void fastgd_parts_to_columns_f64(double* dH, Py_ssize_t ld, double** parts,
+                                     Py_ssize_t n_parts, Py_ssize_t k, Py_ssize_t j_begin,
+                                     Py_ssize_t j_end, double scale) noexcept nogil
     # The segments of rows [row_begin, row_end) in the tile of columns [col_begin, col_end):
     # HT and dHT hold the tile's rows of H.T and dH.T; separate_segments says whether a
     # row's segment may lie apart from the previous row's (the plan's own layout).
@@ -508,13 +521,17 @@ cdef inline void _plan_segment(const index_t* indptr, const index_t* indices,
 
 cdef void _transpose_tile(const floating* H, Py_ssize_t n, Py_ssize_t k, Py_ssize_t col_begin,
                           Py_ssize_t cols, floating* HT, int n_threads) noexcept nogil:
-    """HT[j, c] = H[c, col_begin + j] for j < cols: a tile of H.T (cols x k)."""
+    """HT[j, c] = H[c, col_begin + j] for j < cols: a tile of H.T (cols x k), in blocks of
+    64 columns among the threads."""
     cdef Py_ssize_t block = 64, n_blocks = (cols + block - 1) // block
-    cdef Py_ssize_t b, j, c
+    cdef Py_ssize_t b
     for b in prange(n_blocks, num_threads=max(1, n_threads), schedule="static"):
-        for c in range(k):
-            for j in range(b * block, min(cols, (b + 1) * block)):
-                HT[j * k + c] = H[c * n + col_begin + j]
+        if floating is float:
+            fastgd_tile_to_rows_f32(H, n, k, col_begin, b * block,
+                                    min(cols, (b + 1) * block), HT)
+        else:
+            fastgd_tile_to_rows_f64(H, n, k, col_begin, b * block,
+                                    min(cols, (b + 1) * block), HT)
 
 
 cdef Py_ssize_t _first_row_at(const index_t* indptr, Py_ssize_t m,
@@ -534,17 +551,16 @@ cdef void _transpose_parts(floating* dH, Py_ssize_t ld, floating** parts, Py_ssi
                            Py_ssize_t cols, Py_ssize_t k, floating scale,
                            int n_threads) noexcept nogil:
     """dH[c * ld + j] = (parts[0][j, c] + parts[1][j, c] + ...) * scale, added in that order,
-    for j < cols (the parts: cols x k)."""
+    for j < cols (the parts: cols x k), in blocks of 64 columns among the threads."""
     cdef Py_ssize_t block = 64, n_col_blocks = (cols + block - 1) // block
-    cdef Py_ssize_t b, j, c, p
-    cdef floating value
+    cdef Py_ssize_t b
     for b in prange(n_col_blocks, num_threads=max(1, n_threads), schedule="static"):
-        for j in range(b * block, min(cols, (b + 1) * block)):
-            for c in range(k):
-                value = parts[0][j * k + c]
-                for p in range(1, n_parts):
-                    value = value + parts[p][j * k + c]
-                dH[c * ld + j] = value * scale
+        if floating is float:
+            fastgd_parts_to_columns_f32(dH, ld, parts, n_parts, k, b * block,
+                                        min(cols, (b + 1) * block), scale)
+        else:
+            fastgd_parts_to_columns_f64(dH, ld, parts, n_parts, k, b * block,
+                                        min(cols, (b + 1) * block), scale)
 
 
 def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,

@@ -187,8 +187,8 @@ def test_sqeuclidean_out_anywhere_changes_no_bit(rng, float_dtype, method, d):
     per_line = 64 // np.dtype(float_dtype).itemsize
 
     def compute():
-        return ([fastgd.sqeuclidean(X, Y, method=method, n_threads=1)]
-                + distances_into_outs_at_offsets(X, Y, method, range(per_line)))
+        return [fastgd.sqeuclidean(X, Y, method=method, n_threads=1),
+                *distances_into_outs_at_offsets(X, Y, method, range(per_line))]
 
     for results in run_at_each_level(compute).values():
         for got in results[1:]:
@@ -395,7 +395,7 @@ def test_large_symmetric_output_is_computed_correctly():
     assert np.all(np.abs(D - direct) <= 2 * sqeuclidean_error_bound(direct, 32, np.float64))
 
 
-@pytest.mark.parametrize("k", [3, 16, 32, 64])
+@pytest.mark.parametrize("k", [3, 10, 16, 32, 64])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("n_parts", [1, 3])
 def test_plan_column_tiles_change_no_bit(rng, float_dtype, k, index_dtype, n_parts):
