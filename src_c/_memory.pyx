@@ -6,11 +6,6 @@ through a NumPy memory handler (NEP 49) whose blocks start on a cache line
 (aligned_memory.h): the array owns its data like any other (the handler stays with it and
 frees it), resize works, and nothing else in the process changes. Like NumPy's own
 allocator on Linux, it asks for huge pages for blocks of 4 MiB and more.
-
-The block of the last such array freed, if it is of 4 MiB to 1 GiB, is kept for the next
-array of the same size in bytes (one block at most; a request of another size releases
-it): a loop that computes a large output afresh at each step then reuses its pages rather
-than have the operating system map and zero new ones each time.
 """
 
 cimport numpy as cnp
@@ -44,15 +39,10 @@ cdef extern from "aligned_memory.h" nogil:
     void* fastgd_aligned_realloc(void* data, size_t size)
     void fastgd_aligned_free(void* data)
     void fastgd_advise_huge_pages(void* data, size_t size)
-    void* fastgd_take_kept(size_t size)
-    void fastgd_free_or_keep(void* data)
 
 
 cdef void* _malloc(void* ctx, size_t size) noexcept nogil:
-    cdef void* data = fastgd_take_kept(size)
-    if data != NULL:
-        return data
-    data = fastgd_aligned_malloc(size)
+    cdef void* data = fastgd_aligned_malloc(size)
     if data != NULL:
         fastgd_advise_huge_pages(data, size)
     return data
@@ -70,7 +60,7 @@ cdef void* _realloc(void* ctx, void* data, size_t new_size) noexcept nogil:
 
 
 cdef void _free(void* ctx, void* data, size_t size) noexcept nogil:
-    fastgd_free_or_keep(data)
+    fastgd_aligned_free(data)
 
 
 cdef PyDataMem_Handler _handler

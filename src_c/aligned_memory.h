@@ -16,9 +16,6 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
-#if defined(_MSC_VER)
-#include <windows.h>
-#endif
 
 #define FASTGD_CACHE_LINE 64
 /* The header: malloc's block (a pointer) and the size, each in a size_t slot. */
@@ -72,56 +69,6 @@ static inline void *fastgd_aligned_realloc(void *data, size_t size)
     memcpy(moved, data, old_size < size ? old_size : size);
     fastgd_aligned_free(data);
     return moved;
-}
-
-/* One freed block kept for the next request of the same size (fastgd._ext._memory's
- * output arrays): a loop that allocates a large output afresh at every call then reuses
- * the pages it has, instead of having the operating system map and zero new ones at each
- * call (500 x 20000 float64 distances, 80 MB: 6 of 22 ms). Blocks from FASTGD_KEEP_MIN
- * to FASTGD_KEEP_MAX bytes only; at most one is kept, and a request of another size
- * releases it. */
-#define FASTGD_KEEP_MIN ((size_t)1 << 22)
-#define FASTGD_KEEP_MAX ((size_t)1 << 30)
-
-/* Put `data` (or NULL) in the slot and return what it held, atomically. */
-static inline void *fastgd_exchange_kept(void *data)
-{
-    static void *kept = NULL;
-#if defined(_MSC_VER)
-    return InterlockedExchangePointer(&kept, data);
-#else
-    return __atomic_exchange_n(&kept, data, __ATOMIC_ACQ_REL);
-#endif
-}
-
-/* The kept block if it has `size` bytes, else NULL (a kept block of another size is
- * released). */
-static inline void *fastgd_take_kept(size_t size)
-{
-    void *kept;
-    if (size < FASTGD_KEEP_MIN || size > FASTGD_KEEP_MAX)
-        return NULL;
-    kept = fastgd_exchange_kept(NULL);
-    if (kept != NULL && ((size_t *)kept)[-2] != size) {
-        fastgd_aligned_free(kept);
-        kept = NULL;
-    }
-    return kept;
-}
-
-/* Free `data`, or keep it for fastgd_take_kept if its size is in range (releasing the
- * block kept before). */
-static inline void fastgd_free_or_keep(void *data)
-{
-    size_t size;
-    if (data == NULL)
-        return;
-    size = ((size_t *)data)[-2];
-    if (size < FASTGD_KEEP_MIN || size > FASTGD_KEEP_MAX) {
-        fastgd_aligned_free(data);
-        return;
-    }
-    fastgd_aligned_free(fastgd_exchange_kept(data));
 }
 
 /* Ask Linux for transparent huge pages over the 2 MiB pages inside a block of 4 MiB or

@@ -74,44 +74,6 @@ def test_freed_arrays_give_their_memory_back():
     assert resident_bytes() - before < 200_000_000  # not the 1.6 GB of all of them
 
 
-def test_the_last_large_block_freed_is_reused_for_the_same_size():
-    """A freed array of 4 MiB to 1 GiB leaves its block for the next of the same size in
-    bytes (its pages are then not mapped and zeroed again); another size, a small array
-    or zeroed memory never gets it."""
-    size = 600_000  # 4.8 MB of float64
-    first = empty_aligned((size,), np.float64)
-    address = first.ctypes.data
-    first.fill(7.0)
-    del first
-    again = empty_aligned((size // 2, 2), np.float64)  # the same bytes: the same block
-    assert again.ctypes.data == address
-    assert again.ctypes.data % 64 == 0 and get_handler_name(again) == HANDLER
-    again[...] = 1.0
-    assert np.all(again == 1.0)
-    other = empty_aligned((size,), np.float64)  # kept block in use: a new one
-    assert other.ctypes.data != address
-    del again
-    zeroed = empty_aligned((size,), object)  # calloc: never a used block
-    assert all(item is None for item in zeroed[:1000]) and zeroed.ctypes.data != address
-    del zeroed
-    del other  # kept now
-    small = empty_aligned((1000,), np.float64)  # too small to take it
-    assert small.ctypes.data != address
-    larger = empty_aligned((size + 1,), np.float64)  # another size: a block of its own
-    larger[...] = 2.0
-    assert larger.ctypes.data % 64 == 0 and np.all(larger == 2.0)
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
-def test_at_most_one_block_is_kept():
-    before = resident_bytes()
-    arrays = [empty_aligned((5_000_000 + i,), np.float64) for i in range(10)]  # 40 MB each
-    for array in arrays:
-        array.fill(1.0)
-    del array, arrays  # all freed: one of them kept
-    assert resident_bytes() - before < 120_000_000  # not the 400 MB of all of them
-
-
 def test_distance_outputs_start_on_a_cache_line(float_dtype):
     rng = np.random.default_rng(3)
     X = rng.standard_normal((300, 5)).astype(float_dtype)
