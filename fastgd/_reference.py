@@ -232,7 +232,12 @@ def plan_loss_grad(indptr, indices, values, W, H, dW, dH, n_threads, n_parts, ti
         raise ValueError(
             f"tile_starts must have n_tiles * m + 1 = {-(-n // tile_cols) * m + 1} "
             f"elements; got {tile_starts.shape[0]}")
-    rows = None if tile_starts is None else _tiled_rows(m, tile_starts)
+    rows = None
+    if tile_starts is not None:
+        # Back to the plan's order (by row, then column): the sums of its own layout.
+        rows = _tiled_rows(m, tile_starts)
+        order = np.lexsort((indices, rows))
+        rows, indices, values = rows[order], indices[order], values[order]
     r, rows = _plan_residuals(indptr, indices, values, W, HT, rows)
     dW[...] = 0
     dHT = np.zeros((HT.shape[0], W.shape[1]), dtype=dW.dtype)

@@ -419,9 +419,11 @@ def test_unsorted_plan_rows_are_still_summed_whole(monkeypatch, rng):
         assert got[0] == pytest.approx(expected[0], rel=1e-12)
         assert_allclose(got[1], expected[1], rtol=1e-12, atol=1e-12)
         assert_allclose(got[2], expected[2], rtol=1e-12, atol=1e-12)
-    # Given tiles anyway, the kernel stays inside them: no entry outside its tile is
-    # read or written (some are then left out, which the Python layer never lets happen).
-    kernel = fastgd._backend.kernel("masked", "plan_loss_grad")
+    # Given tiles anyway, the compiled kernel stays inside them: no entry outside its tile
+    # is read or written (some are then left out, which the Python layer never lets
+    # happen). The twin takes every entry whatever the tiles.
+    with fastgd.use_backend("compiled"):  # also when the suite runs on the NumPy backend
+        kernel = fastgd._backend.kernel("masked", "plan_loss_grad")
     dW, dH = np.empty_like(W), np.empty_like(H)
     sse = kernel(shuffled.indptr, shuffled.indices, shuffled.values, W, H, dW, dH, 1, 1, 50)
     assert 0 < sse < expected[0]
