@@ -565,28 +565,30 @@ FASTGD_DEFINE_PLAN_SEGMENT_DISPATCH(fastgd_plan_segment_f64_i64, double, int64_t
 
 /* The plan path's transposes, for columns [j_begin, j_end) of a tile of `cols` columns
  * (the caller splits a tile into blocks of columns among its threads):
- *   to rows       HT[j * k + c] = H[c * n + col_begin + j]   (a tile of H.T from H);
- *   to columns    dH[c * ld + j] = (parts[0][j * k + c] + parts[1][j * k + c] + ...) * scale,
- *                 added in part order, then scaled (the tile's dH.T back into dH's columns).
+ *   to rows     HT[j * k + c] = H[c * n + col_begin + j] (a tile of H.T from H);
+ *   to columns  dH[c * ld + j] = (parts[0][j * k + c] + parts[1][j * k + c] + ...)
+ *               * scale, added in part order, then scaled (the tile's dH.T back into
+ *               dH's columns).
  * At the AVX2 level and above, blocks of 8 x 8 (float32) or 4 x 4 (float64) elements go
  * through registers and the rest element by element; the same values either way (the
  * same additions in the same order). Element by element, they took 13% of the 20000 x
  * 20000 plan at k = 32. */
 #define FASTGD_DEFINE_TRANSPOSES_SCALAR(SUFFIX, REAL)                                     \
+    /* Element by element, for the features [c_begin, k) of columns [j_begin, j_end). */  \
     static void fastgd_tile_to_rows_##SUFFIX##_scalar(                                    \
-        const REAL *H, ptrdiff_t n, ptrdiff_t k, ptrdiff_t col_begin, ptrdiff_t j_begin,  \
-        ptrdiff_t j_end, REAL *HT)                                                        \
+        const REAL *H, ptrdiff_t n, ptrdiff_t k, ptrdiff_t col_begin, ptrdiff_t c_begin,  \
+        ptrdiff_t j_begin, ptrdiff_t j_end, REAL *HT)                                     \
     {                                                                                     \
-        for (ptrdiff_t c = 0; c < k; c++)                                                 \
+        for (ptrdiff_t c = c_begin; c < k; c++)                                           \
             for (ptrdiff_t j = j_begin; j < j_end; j++)                                   \
                 HT[j * k + c] = H[c * n + col_begin + j];                                 \
     }                                                                                     \
     static void fastgd_parts_to_columns_##SUFFIX##_scalar(                                \
         REAL *dH, ptrdiff_t ld, REAL *const *parts, ptrdiff_t n_parts, ptrdiff_t k,       \
-        ptrdiff_t j_begin, ptrdiff_t j_end, REAL scale)                                   \
+        ptrdiff_t c_begin, ptrdiff_t j_begin, ptrdiff_t j_end, REAL scale)                \
     {                                                                                     \
         for (ptrdiff_t j = j_begin; j < j_end; j++)                                       \
-            for (ptrdiff_t c = 0; c < k; c++) {                                           \
+            for (ptrdiff_t c = c_begin; c < k; c++) {                                     \
                 REAL value = parts[0][j * k + c];                                         \
                 for (ptrdiff_t p = 1; p < n_parts; p++)                                   \
                     value = value + parts[p][j * k + c];                                  \
@@ -628,8 +630,9 @@ FASTGD_TARGET_AVX2 static inline void fastgd_transpose_4x4_f64(__m256d *rows)
     rows[3] = _mm256_permute2f128_pd(high01, high23, 0x31);
 }
 
-/* SUFFIX's transposes at the AVX2 level: whole blocks of B x B (VEC of B elements) through
- * TRANSPOSE; the last columns (j) and features (c) that fill no block by the scalar loops. */
+/* SUFFIX's transposes at the AVX2 level: whole blocks of B x B (VEC of B elements)
+ * through TRANSPOSE; the features (c) and then the columns (j) that fill no block by the
+ * scalar loops. */
 #define FASTGD_DEFINE_TRANSPOSES_AVX2(SUFFIX, REAL, VEC, B, LOAD, STORE, ADD, MUL, SET1,   \
                                       TRANSPOSE)                                          \
     FASTGD_TARGET_AVX2 static void fastgd_tile_to_rows_##SUFFIX##_avx2(                   \
@@ -637,8 +640,8 @@ FASTGD_TARGET_AVX2 static inline void fastgd_transpose_4x4_f64(__m256d *rows)
         ptrdiff_t j_end, REAL *HT)                                                        \
     {                                                                                     \
         const ptrdiff_t k_blocks = k - k % (B);                                           \
-        ptrdiff_t j = j_begin;                                                            \
-        for (; j + (B) <= j_end; j += (B))                                                \
+        const ptrdiff_t j_blocks = j_begin + (j_end - j_begin) / (B) * (B);               \
+        for (ptrdiff_t j = j_begin; j < j_blocks; j += (B))                               \
             for (ptrdiff_t c = 0; c < k_blocks; c += (B)) {                               \
                 VEC block[B];                                                             \
                 for (int i = 0; i < (B); i++)                                             \
@@ -647,19 +650,19 @@ FASTGD_TARGET_AVX2 static inline void fastgd_transpose_4x4_f64(__m256d *rows)
                 for (int i = 0; i < (B); i++)                                             \
                     STORE(HT + (j + i) * k + c, block[i]);                                \
             }                                                                             \
-        for (ptrdiff_t c = k_blocks; c < k; c++)                                          \
-            for (ptrdiff_t jj = j_begin; jj < j; jj++)                                    \
-                HT[jj * k + c] = H[c * n + col_begin + jj];                               \
-        fastgd_tile_to_rows_##SUFFIX##_scalar(H, n, k, col_begin, j, j_end, HT);          \
+        fastgd_tile_to_rows_##SUFFIX##_scalar(H, n, k, col_begin, k_blocks, j_begin,      \
+                                              j_blocks, HT);                              \
+        fastgd_tile_to_rows_##SUFFIX##_scalar(H, n, k, col_begin, 0, j_blocks, j_end,     \
+                                              HT);                                        \
     }                                                                                     \
     FASTGD_TARGET_AVX2 static void fastgd_parts_to_columns_##SUFFIX##_avx2(               \
         REAL *dH, ptrdiff_t ld, REAL *const *parts, ptrdiff_t n_parts, ptrdiff_t k,       \
         ptrdiff_t j_begin, ptrdiff_t j_end, REAL scale)                                   \
     {                                                                                     \
         const ptrdiff_t k_blocks = k - k % (B);                                           \
+        const ptrdiff_t j_blocks = j_begin + (j_end - j_begin) / (B) * (B);               \
         const VEC scales = SET1(scale);                                                   \
-        ptrdiff_t j = j_begin;                                                            \
-        for (; j + (B) <= j_end; j += (B)) {                                              \
+        for (ptrdiff_t j = j_begin; j < j_blocks; j += (B))                               \
             for (ptrdiff_t c = 0; c < k_blocks; c += (B)) {                               \
                 VEC block[B];                                                             \
                 for (int i = 0; i < (B); i++) {                                           \
@@ -672,16 +675,10 @@ FASTGD_TARGET_AVX2 static inline void fastgd_transpose_4x4_f64(__m256d *rows)
                 for (int i = 0; i < (B); i++)                                             \
                     STORE(dH + (c + i) * ld + j, block[i]);                               \
             }                                                                             \
-            for (ptrdiff_t jj = j; jj < j + (B); jj++)                                    \
-                for (ptrdiff_t c = k_blocks; c < k; c++) {                                \
-                    REAL value = parts[0][jj * k + c];                                    \
-                    for (ptrdiff_t p = 1; p < n_parts; p++)                               \
-                        value = value + parts[p][jj * k + c];                             \
-                    dH[c * ld + jj] = value * scale;                                      \
-                }                                                                         \
-        }                                                                                 \
-        fastgd_parts_to_columns_##SUFFIX##_scalar(dH, ld, parts, n_parts, k, j, j_end,    \
-                                                  scale);                                 \
+        fastgd_parts_to_columns_##SUFFIX##_scalar(dH, ld, parts, n_parts, k, k_blocks,    \
+                                                  j_begin, j_blocks, scale);              \
+        fastgd_parts_to_columns_##SUFFIX##_scalar(dH, ld, parts, n_parts, k, 0, j_blocks, \
+                                                  j_end, scale);                          \
     }
 FASTGD_DEFINE_TRANSPOSES_AVX2(f32, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps,
                               _mm256_add_ps, _mm256_mul_ps, _mm256_set1_ps,
@@ -689,11 +686,11 @@ FASTGD_DEFINE_TRANSPOSES_AVX2(f32, float, __m256, 8, _mm256_loadu_ps, _mm256_sto
 FASTGD_DEFINE_TRANSPOSES_AVX2(f64, double, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd,
                               _mm256_add_pd, _mm256_mul_pd, _mm256_set1_pd,
                               fastgd_transpose_4x4_f64)
-#define FASTGD_TRANSPOSE_BY_LEVEL(NAME, ...)                                              \
-    (fastgd_masked_simd >= FASTGD_LEVEL_AVX2 ? NAME##_avx2(__VA_ARGS__)                   \
-                                             : NAME##_scalar(__VA_ARGS__))
+/* AVX2_CALL at the AVX2 level and above, else SCALAR_CALL. */
+#define FASTGD_TRANSPOSE_BY_LEVEL(AVX2_CALL, SCALAR_CALL)                                 \
+    (fastgd_masked_simd >= FASTGD_LEVEL_AVX2 ? (AVX2_CALL) : (SCALAR_CALL))
 #else
-#define FASTGD_TRANSPOSE_BY_LEVEL(NAME, ...) NAME##_scalar(__VA_ARGS__)
+#define FASTGD_TRANSPOSE_BY_LEVEL(AVX2_CALL, SCALAR_CALL) (SCALAR_CALL)
 #endif
 
 #define FASTGD_DEFINE_TRANSPOSES(SUFFIX, REAL)                                            \
@@ -701,16 +698,21 @@ FASTGD_DEFINE_TRANSPOSES_AVX2(f64, double, __m256d, 4, _mm256_loadu_pd, _mm256_s
                                              ptrdiff_t col_begin, ptrdiff_t j_begin,      \
                                              ptrdiff_t j_end, REAL *HT)                   \
     {                                                                                     \
-        FASTGD_TRANSPOSE_BY_LEVEL(fastgd_tile_to_rows_##SUFFIX, H, n, k, col_begin,       \
-                                  j_begin, j_end, HT);                                    \
+        FASTGD_TRANSPOSE_BY_LEVEL(                                                        \
+            fastgd_tile_to_rows_##SUFFIX##_avx2(H, n, k, col_begin, j_begin, j_end, HT),  \
+            fastgd_tile_to_rows_##SUFFIX##_scalar(H, n, k, col_begin, 0, j_begin, j_end,  \
+                                                  HT));                                   \
     }                                                                                     \
     static void fastgd_parts_to_columns_##SUFFIX(REAL *dH, ptrdiff_t ld,                  \
                                                  REAL *const *parts, ptrdiff_t n_parts,   \
                                                  ptrdiff_t k, ptrdiff_t j_begin,          \
                                                  ptrdiff_t j_end, REAL scale)             \
     {                                                                                     \
-        FASTGD_TRANSPOSE_BY_LEVEL(fastgd_parts_to_columns_##SUFFIX, dH, ld, parts,        \
-                                  n_parts, k, j_begin, j_end, scale);                     \
+        FASTGD_TRANSPOSE_BY_LEVEL(                                                        \
+            fastgd_parts_to_columns_##SUFFIX##_avx2(dH, ld, parts, n_parts, k, j_begin,   \
+                                                    j_end, scale),                        \
+            fastgd_parts_to_columns_##SUFFIX##_scalar(dH, ld, parts, n_parts, k, 0,       \
+                                                      j_begin, j_end, scale));            \
     }
 FASTGD_DEFINE_TRANSPOSES(f32, float)
 FASTGD_DEFINE_TRANSPOSES(f64, double)
