@@ -207,8 +207,8 @@ def _tiled_rows(m, tile_starts):
     return np.repeat(rows, np.diff(tile_starts))
 
 
-def _plan_residuals(indptr, indices, values, W, HT, rows=None):
-    rows = _plan_rows(indptr) if rows is None else rows
+def _plan_residuals(indptr, indices, values, W, HT):
+    rows = _plan_rows(indptr)
     with np.errstate(invalid="ignore", over="ignore"):
         return np.einsum("ek,ek->e", W[rows], HT[indices]) - values, rows
 
@@ -232,13 +232,11 @@ def plan_loss_grad(indptr, indices, values, W, H, dW, dH, n_threads, n_parts, ti
         raise ValueError(
             f"tile_starts must have n_tiles * m + 1 = {-(-n // tile_cols) * m + 1} "
             f"elements; got {tile_starts.shape[0]}")
-    rows = None
     if tile_starts is not None:
         # Back to the plan's order (by row, then column): the sums of its own layout.
-        rows = _tiled_rows(m, tile_starts)
-        order = np.lexsort((indices, rows))
-        rows, indices, values = rows[order], indices[order], values[order]
-    r, rows = _plan_residuals(indptr, indices, values, W, HT, rows)
+        order = np.lexsort((indices, _tiled_rows(m, tile_starts)))
+        indices, values = indices[order], values[order]
+    r, rows = _plan_residuals(indptr, indices, values, W, HT)
     dW[...] = 0
     dHT = np.zeros((HT.shape[0], W.shape[1]), dtype=dW.dtype)
     with np.errstate(invalid="ignore", over="ignore"):

@@ -584,7 +584,7 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
     worked on, and the result does not depend on tile_cols or on n_threads.
     """
     cdef Py_ssize_t m = indptr.shape[0] - 1, n = H.shape[1], k = W.shape[1], p, i
-    cdef Py_ssize_t tile, col_begin, cols
+    cdef Py_ssize_t tile, n_tiles, col_begin, cols
     cdef int64_t nnz = values.shape[0]
     cdef floating** parts
     cdef double* totals
@@ -607,10 +607,10 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
     n_threads = max(1, min(n_threads, n_parts))
     if tile_cols <= 0 or tile_cols > n:
         tile_cols = n
-    if by_tiles and tile_starts.shape[0] != (n + tile_cols - 1) // tile_cols * m + 1:
-        raise ValueError(
-            f"tile_starts must have n_tiles * m + 1 = "
-            f"{(n + tile_cols - 1) // tile_cols * m + 1} elements; got {tile_starts.shape[0]}")
+    n_tiles = (n + tile_cols - 1) // tile_cols
+    if by_tiles and tile_starts.shape[0] != n_tiles * m + 1:
+        raise ValueError(f"tile_starts must have n_tiles * m + 1 = {n_tiles * m + 1} "
+                         f"elements; got {tile_starts.shape[0]}")
     HT = <floating*>fastgd_aligned_malloc(tile_cols * k * sizeof(floating))
     first_part = <floating*>fastgd_aligned_malloc(tile_cols * k * sizeof(floating))
     totals = <double*>calloc(n_parts, sizeof(double))
@@ -639,7 +639,7 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
                 memset(&dW[i, 0], 0, k * sizeof(floating))
                 cursor[i] = indptr[i]
                 row_sums[i] = 0.0
-        for tile in range((n + tile_cols - 1) // tile_cols):
+        for tile in range(n_tiles):
             col_begin = tile * tile_cols
             cols = min(tile_cols, n - col_begin)
             _transpose_tile(&H[0, 0], n, k, col_begin, cols, HT, n_threads)
