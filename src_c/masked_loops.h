@@ -13,9 +13,10 @@
  *
  * fastgd_masked_select_simd picks the best one the CPU running the code supports, once at
  * import, never by the build machine's flags. All of them perform the same floating-point
- * operations in the same order (the dot product keeps FASTGD_LANES independent sums added
- * in a fixed tree; no FMA contraction, the build passes -ffp-contract=off), so they give
- * bitwise the same results: only the width of the registers differs.
+ * operations in the same order (the dot product keeps independent lane sums, 8 in float64
+ * and 16 in float32, one AVX-512 register of either, added in a fixed tree; no FMA
+ * contraction, the build passes -ffp-contract=off), so they give bitwise the same
+ * results: only the width of the registers differs.
  */
 #ifndef FASTGD_MASKED_ROWS_H
 #define FASTGD_MASKED_ROWS_H
@@ -40,69 +41,86 @@
         FASTGD_PREFETCH((const char *)(OTHER_ROW) + line);                              \
     }
 
-#define FASTGD_LANES 8
-#define FASTGD_LANE_SUM(lanes)                                                          \
+/* The lane sums of the dot products and the trees that add them up: float64's eight
+ * lanes in adjacent pairs, then pairs of pairs, then the halves; float32's sixteen by
+ * halves (lane l plus lane l + 8, then l + 4, l + 2, l + 1), which registers of any width
+ * make with the fewest shuffles. Sixteen float32 lanes rather than eight took 5% to 9% off
+ * the float32 plan path at 5000 x 5000, k = 32: an AVX-512 register of products then adds
+ * to the lanes in one operation. */
+#define FASTGD_LANES_F64 8
+#define FASTGD_LANES_F32 16
+#define FASTGD_LANE_SUM_F64(lanes)                                                      \
     ((((lanes)[0] + (lanes)[1]) + ((lanes)[2] + (lanes)[3]))                            \
      + (((lanes)[4] + (lanes)[5]) + ((lanes)[6] + (lanes)[7])))
+#define FASTGD_LANE_SUM_F32_QUARTER(lanes, l)                                           \
+    (((lanes)[l] + (lanes)[(l) + 8]) + ((lanes)[(l) + 4] + (lanes)[(l) + 12]))
+#define FASTGD_LANE_SUM_F32(lanes)                                                      \
+    ((FASTGD_LANE_SUM_F32_QUARTER(lanes, 0) + FASTGD_LANE_SUM_F32_QUARTER(lanes, 2))    \
+     + (FASTGD_LANE_SUM_F32_QUARTER(lanes, 1) + FASTGD_LANE_SUM_F32_QUARTER(lanes, 3)))
 /* Entries ahead whose rows of H.T and dH.T are prefetched (every cache line of them): 4
  * rather than 8 took 7% off the 20000 x 20000 plan at k = 32 (AVX-512 and AVX2 alike),
  * the rows then arriving in L1 closer to their use. */
 #define FASTGD_PREFETCH_DISTANCE 4
 
-/* The dot product, lane l summing the coordinates c = l mod FASTGD_LANES, the lanes added
- * by FASTGD_LANE_SUM, then the remaining coordinates in order. */
-#define FASTGD_DEFINE_DOT_ARRAY(NAME, REAL)                                             \
+/* The dot product: for k of at least LANES, lane l holds the product of coordinate l and
+ * adds those of the coordinates c = l mod LANES after it, in order, in whole chunks of
+ * LANES; LANE_SUM adds the lanes (all 0 when k < LANES), then come the remaining
+ * coordinates in order. */
+#define FASTGD_DEFINE_DOT_ARRAY(NAME, REAL, LANES, LANE_SUM)                            \
     static inline REAL NAME(const REAL *w, const REAL *h, ptrdiff_t k)                  \
     {                                                                                   \
-        REAL lanes[FASTGD_LANES] = {0};                                                 \
+        REAL lanes[LANES] = {0};                                                        \
         ptrdiff_t c = 0;                                                                \
-        for (; c + FASTGD_LANES <= k; c += FASTGD_LANES)                                \
-            for (int l = 0; l < FASTGD_LANES; l++)                                      \
+        if (k >= (LANES)) {                                                             \
+            for (int l = 0; l < (LANES); l++)                                           \
+                lanes[l] = w[l] * h[l];                                                 \
+            c = (LANES);                                                                \
+        }                                                                               \
+        for (; c + (LANES) <= k; c += (LANES))                                          \
+            for (int l = 0; l < (LANES); l++)                                           \
                 lanes[l] += w[c + l] * h[c + l];                                        \
-        REAL r = FASTGD_LANE_SUM(lanes);                                                \
+        REAL r = LANE_SUM(lanes);                                                       \
         for (; c < k; c++)                                                              \
             r += w[c] * h[c];                                                           \
         return r;                                                                       \
     }
-FASTGD_DEFINE_DOT_ARRAY(fastgd_dot_f32_array, float)
-FASTGD_DEFINE_DOT_ARRAY(fastgd_dot_f64_array, double)
+FASTGD_DEFINE_DOT_ARRAY(fastgd_dot_f32_array, float, FASTGD_LANES_F32, FASTGD_LANE_SUM_F32)
+FASTGD_DEFINE_DOT_ARRAY(fastgd_dot_f64_array, double, FASTGD_LANES_F64, FASTGD_LANE_SUM_F64)
+
+/* The same operations with the lanes in registers of VW elements (NAME's LANES / VW of
+ * them): fastgd_dot_f32_array and fastgd_dot_f64_array with wider registers. */
+#define FASTGD_DEFINE_DOT_VECTORS(NAME, ATTRIBUTE, REAL, VEC, VW, LANES, LANE_SUM, ZERO,    \
+                                  LOAD, STORE, ADD, MUL)                                    \
+    ATTRIBUTE static inline REAL NAME(const REAL *w, const REAL *h, ptrdiff_t k)            \
+    {                                                                                       \
+        VEC acc[(LANES) / (VW)];                                                            \
+        REAL lanes[LANES];                                                                  \
+        ptrdiff_t c = 0;                                                                    \
+        for (int v = 0; v < (LANES) / (VW); v++)                                            \
+            acc[v] = k >= (LANES) ? MUL(LOAD(w + (VW) * v), LOAD(h + (VW) * v)) : ZERO();   \
+        if (k >= (LANES))                                                                   \
+            c = (LANES);                                                                    \
+        for (; c + (LANES) <= k; c += (LANES))                                              \
+            for (int v = 0; v < (LANES) / (VW); v++)                                        \
+                acc[v] = ADD(acc[v], MUL(LOAD(w + c + (VW) * v), LOAD(h + c + (VW) * v)));  \
+        for (int v = 0; v < (LANES) / (VW); v++)                                            \
+            STORE(lanes + (VW) * v, acc[v]);                                                \
+        REAL r = LANE_SUM(lanes);                                                           \
+        for (; c < k; c++)                                                                  \
+            r += w[c] * h[c];                                                               \
+        return r;                                                                           \
+    }
 
 #if defined(__SSE2__) || defined(_M_X64)
 #include <immintrin.h>
 #define FASTGD_SSE2 1
-/* The same operations with the lanes in SSE2 registers (2 doubles or 4 floats each). */
-static inline double fastgd_dot_f64_sse2(const double *w, const double *h, ptrdiff_t k)
-{
-    __m128d acc[4] = {_mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd()};
-    double lanes[FASTGD_LANES];
-    ptrdiff_t c = 0;
-    for (; c + FASTGD_LANES <= k; c += FASTGD_LANES)
-        for (int v = 0; v < 4; v++)
-            acc[v] = _mm_add_pd(acc[v], _mm_mul_pd(_mm_loadu_pd(w + c + 2 * v),
-                                                   _mm_loadu_pd(h + c + 2 * v)));
-    for (int v = 0; v < 4; v++)
-        _mm_storeu_pd(lanes + 2 * v, acc[v]);
-    double r = FASTGD_LANE_SUM(lanes);
-    for (; c < k; c++)
-        r += w[c] * h[c];
-    return r;
-}
-static inline float fastgd_dot_f32_sse2(const float *w, const float *h, ptrdiff_t k)
-{
-    __m128 acc[2] = {_mm_setzero_ps(), _mm_setzero_ps()};
-    float lanes[FASTGD_LANES];
-    ptrdiff_t c = 0;
-    for (; c + FASTGD_LANES <= k; c += FASTGD_LANES)
-        for (int v = 0; v < 2; v++)
-            acc[v] = _mm_add_ps(acc[v], _mm_mul_ps(_mm_loadu_ps(w + c + 4 * v),
-                                                   _mm_loadu_ps(h + c + 4 * v)));
-    for (int v = 0; v < 2; v++)
-        _mm_storeu_ps(lanes + 4 * v, acc[v]);
-    float r = FASTGD_LANE_SUM(lanes);
-    for (; c < k; c++)
-        r += w[c] * h[c];
-    return r;
-}
+/* The baseline's: SSE2 registers of 2 doubles or 4 floats. */
+FASTGD_DEFINE_DOT_VECTORS(fastgd_dot_f64_sse2, , double, __m128d, 2, FASTGD_LANES_F64,
+                          FASTGD_LANE_SUM_F64, _mm_setzero_pd, _mm_loadu_pd, _mm_storeu_pd,
+                          _mm_add_pd, _mm_mul_pd)
+FASTGD_DEFINE_DOT_VECTORS(fastgd_dot_f32_sse2, , float, __m128, 4, FASTGD_LANES_F32,
+                          FASTGD_LANE_SUM_F32, _mm_setzero_ps, _mm_loadu_ps, _mm_storeu_ps,
+                          _mm_add_ps, _mm_mul_ps)
 #define fastgd_dot_f64_base fastgd_dot_f64_sse2
 #define fastgd_dot_f32_base fastgd_dot_f32_sse2
 #else
@@ -112,38 +130,13 @@ static inline float fastgd_dot_f32_sse2(const float *w, const float *h, ptrdiff_
 #endif
 
 #if FASTGD_X86_DISPATCH
-/* The same operations with the lanes in AVX2 registers (4 doubles or 8 floats each). */
-FASTGD_TARGET_AVX2 static inline double fastgd_dot_f64_avx2(const double *w, const double *h,
-                                                            ptrdiff_t k)
-{
-    __m256d acc[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
-    double lanes[FASTGD_LANES];
-    ptrdiff_t c = 0;
-    for (; c + FASTGD_LANES <= k; c += FASTGD_LANES)
-        for (int v = 0; v < 2; v++)
-            acc[v] = _mm256_add_pd(acc[v], _mm256_mul_pd(_mm256_loadu_pd(w + c + 4 * v),
-                                                         _mm256_loadu_pd(h + c + 4 * v)));
-    for (int v = 0; v < 2; v++)
-        _mm256_storeu_pd(lanes + 4 * v, acc[v]);
-    double r = FASTGD_LANE_SUM(lanes);
-    for (; c < k; c++)
-        r += w[c] * h[c];
-    return r;
-}
-FASTGD_TARGET_AVX2 static inline float fastgd_dot_f32_avx2(const float *w, const float *h,
-                                                           ptrdiff_t k)
-{
-    __m256 acc = _mm256_setzero_ps();
-    float lanes[FASTGD_LANES];
-    ptrdiff_t c = 0;
-    for (; c + FASTGD_LANES <= k; c += FASTGD_LANES)
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(h + c)));
-    _mm256_storeu_ps(lanes, acc);
-    float r = FASTGD_LANE_SUM(lanes);
-    for (; c < k; c++)
-        r += w[c] * h[c];
-    return r;
-}
+/* AVX2 registers of 4 doubles or 8 floats. */
+FASTGD_DEFINE_DOT_VECTORS(fastgd_dot_f64_avx2, FASTGD_TARGET_AVX2, double, __m256d, 4,
+                          FASTGD_LANES_F64, FASTGD_LANE_SUM_F64, _mm256_setzero_pd,
+                          _mm256_loadu_pd, _mm256_storeu_pd, _mm256_add_pd, _mm256_mul_pd)
+FASTGD_DEFINE_DOT_VECTORS(fastgd_dot_f32_avx2, FASTGD_TARGET_AVX2, float, __m256, 8,
+                          FASTGD_LANES_F32, FASTGD_LANE_SUM_F32, _mm256_setzero_ps,
+                          _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, _mm256_mul_ps)
 #endif
 
 #if FASTGD_X86_DISPATCH
@@ -267,12 +260,12 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
         STORE((dh) + b_ * (VW), ADD(LOAD((dh) + b_ * (VW)), MUL(rv, (w)[b_])));               \
     }
 
-/* Loops for a rank K fixed at compile time (a multiple of FASTGD_LANES and of VW): W[i]
+/* Loops for a rank K fixed at compile time (a multiple of the lanes and of VW): W[i]
  * and the dW[i] being summed stay in registers of VW elements across the row's entries.
  * DOT(w, h, BLOCKS) computes the dot product with the operations, in the order, of the
- * loops above (FASTGD_DOT_BY_LANES; FASTGD_DOT_AVX512_F32); DOT_PAIR(w, h0, h1, BLOCKS,
- * r0, r1) computes two of them the same way. The entries are taken two at a time (their
- * dot products overlap, and AVX-512 float32 adds up both in one register); their r^2,
+ * loops above (FASTGD_DOT_BY_LANES); DOT_PAIR(w, h0, h1, BLOCKS, r0, r1) computes two of
+ * them the same way. The entries are taken two at a time (their dot products overlap,
+ * and at AVX-512 their lanes are added up in one register); their r^2,
  * dW and dH.T updates are still made in entry order, so the results do not change. */
 #define FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, TARGET, REAL, INDEX, K, VEC, VW, LOAD, STORE,  \
                                          ADD, MUL, BROADCAST, DOT, DOT_PAIR)                  \
@@ -335,7 +328,7 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
         }                                                                                     \
     }
 
-/* FASTGD_LANE_SUM of eight lanes in registers: ((l0 + l1) + (l2 + l3)) +
+/* FASTGD_LANE_SUM_F64 of eight lanes in registers: ((l0 + l1) + (l2 + l3)) +
  * ((l4 + l5) + (l6 + l7)); adjacent pairs first, then pairs of pairs, then the halves. */
 FASTGD_TARGET_AVX2 static inline double fastgd_lane_sum_f64x4x2(__m256d low, __m256d high)
 {
@@ -355,52 +348,52 @@ FASTGD_TARGET_AVX512 static inline double fastgd_lane_sum_f64x8(__m512d lanes)
     __m128d high = _mm512_extractf64x2_pd(quads, 2);
     return _mm_cvtsd_f64(_mm_add_sd(low, high));
 }
-FASTGD_TARGET_AVX2 static inline float fastgd_lane_sum_f32x8(__m256 lanes)
+/* FASTGD_LANE_SUM_F32 of sixteen lanes, lanes 0 to 7 in `low` and 8 to 15 in `high`: by
+ * halves, l + 8, l + 4, l + 2, l + 1. */
+FASTGD_TARGET_AVX2 static inline float fastgd_lane_sum_f32x8x2(__m256 low, __m256 high)
 {
-    __m256 pairs = _mm256_add_ps(lanes, _mm256_permute_ps(lanes, 0xB1));
-    __m256 quads = _mm256_add_ps(pairs, _mm256_permute_ps(pairs, 0x4E));
-    __m128 low = _mm256_castps256_ps128(quads);
-    __m128 high = _mm256_extractf128_ps(quads, 1);
-    return _mm_cvtss_f32(_mm_add_ss(low, high));
+    __m256 eighths = _mm256_add_ps(low, high);
+    __m128 fourths = _mm_add_ps(_mm256_castps256_ps128(eighths),
+                                _mm256_extractf128_ps(eighths, 1));
+    __m128 halves = _mm_add_ps(fourths, _mm_movehl_ps(fourths, fourths));
+    return _mm_cvtss_f32(_mm_add_ss(halves, _mm_shuffle_ps(halves, halves, 0x1)));
+}
+FASTGD_TARGET_AVX512 static inline float fastgd_lane_sum_f32x16(__m512 lanes)
+{
+    return fastgd_lane_sum_f32x8x2(_mm512_castps512_ps256(lanes),
+                                   _mm512_extractf32x8_ps(lanes, 1));
 }
 #define FASTGD_LANE_SUM_F64X4(acc) fastgd_lane_sum_f64x4x2((acc)[0], (acc)[1])
 #define FASTGD_LANE_SUM_F64X8(acc) fastgd_lane_sum_f64x8((acc)[0])
-#define FASTGD_LANE_SUM_F32X8(acc) fastgd_lane_sum_f32x8((acc)[0])
+#define FASTGD_LANE_SUM_F32X8(acc) fastgd_lane_sum_f32x8x2((acc)[0], (acc)[1])
+#define FASTGD_LANE_SUM_F32X16(acc) fastgd_lane_sum_f32x16((acc)[0])
 
-/* The dot product of a row held in BLOCKS registers w[] of VW elements with h: lane l
- * of the FASTGD_LANES sums the coordinates c = l mod FASTGD_LANES in order, from 0, and
- * LANE_SUM adds the lanes, as the loops of every level do. */
-#define FASTGD_DOT_BY_LANES(VEC, VW, ZERO, LOAD, ADD, MUL, LANE_SUM, w, h, BLOCKS)            \
+/* The dot product of a row held in BLOCKS registers w[] of VW elements with h, as the
+ * loops of every level make it: lane l of the LANES starts with the product of coordinate
+ * l and sums those of the coordinates c = l mod LANES after it in order, and LANE_SUM
+ * adds the lanes. */
+#define FASTGD_DOT_BY_LANES(VEC, VW, LANES, LOAD, ADD, MUL, LANE_SUM, w, h, BLOCKS)           \
     __extension__({                                                                           \
-        VEC acc_[FASTGD_LANES / (VW)];                                                        \
-        _Pragma("GCC unroll 16") for (int v_ = 0; v_ < FASTGD_LANES / (VW); v_++)             \
-            acc_[v_] = ZERO();                                                                \
-        _Pragma("GCC unroll 16") for (int b_ = 0; b_ < (BLOCKS); b_++)                        \
-            acc_[b_ % (FASTGD_LANES / (VW))] = ADD(acc_[b_ % (FASTGD_LANES / (VW))],          \
-                                                   MUL((w)[b_], LOAD((h) + b_ * (VW))));      \
+        VEC acc_[(LANES) / (VW)];                                                             \
+        _Pragma("GCC unroll 16") for (int v_ = 0; v_ < (LANES) / (VW); v_++)                  \
+            acc_[v_] = MUL((w)[v_], LOAD((h) + v_ * (VW)));                                   \
+        _Pragma("GCC unroll 16") for (int b_ = (LANES) / (VW); b_ < (BLOCKS); b_++)           \
+            acc_[b_ % ((LANES) / (VW))] = ADD(acc_[b_ % ((LANES) / (VW))],                    \
+                                              MUL((w)[b_], LOAD((h) + b_ * (VW))));           \
         LANE_SUM(acc_);                                                                       \
     })
 #define FASTGD_DOT_AVX2_F64(w, h, BLOCKS)                                                     \
-    FASTGD_DOT_BY_LANES(__m256d, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_add_pd,        \
+    FASTGD_DOT_BY_LANES(__m256d, 4, FASTGD_LANES_F64, _mm256_loadu_pd, _mm256_add_pd,         \
                         _mm256_mul_pd, FASTGD_LANE_SUM_F64X4, w, h, BLOCKS)
 #define FASTGD_DOT_AVX2_F32(w, h, BLOCKS)                                                     \
-    FASTGD_DOT_BY_LANES(__m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_add_ps,         \
+    FASTGD_DOT_BY_LANES(__m256, 8, FASTGD_LANES_F32, _mm256_loadu_ps, _mm256_add_ps,          \
                         _mm256_mul_ps, FASTGD_LANE_SUM_F32X8, w, h, BLOCKS)
 #define FASTGD_DOT_AVX512_F64(w, h, BLOCKS)                                                   \
-    FASTGD_DOT_BY_LANES(__m512d, 8, _mm512_setzero_pd, _mm512_loadu_pd, _mm512_add_pd,        \
+    FASTGD_DOT_BY_LANES(__m512d, 8, FASTGD_LANES_F64, _mm512_loadu_pd, _mm512_add_pd,         \
                         _mm512_mul_pd, FASTGD_LANE_SUM_F64X8, w, h, BLOCKS)
-/* float32 in AVX-512 registers of 16: the products of a register are its two halves of
- * eight lanes, added to the eight lane sums one after the other, in coordinate order. */
 #define FASTGD_DOT_AVX512_F32(w, h, BLOCKS)                                                   \
-    __extension__({                                                                           \
-        __m256 acc_ = _mm256_setzero_ps();                                                    \
-        _Pragma("GCC unroll 16") for (int b_ = 0; b_ < (BLOCKS); b_++) {                      \
-            const __m512 products_ = _mm512_mul_ps((w)[b_], _mm512_loadu_ps((h) + 16 * b_));  \
-            acc_ = _mm256_add_ps(acc_, _mm512_castps512_ps256(products_));                    \
-            acc_ = _mm256_add_ps(acc_, _mm512_extractf32x8_ps(products_, 1));                 \
-        }                                                                                     \
-        fastgd_lane_sum_f32x8(acc_);                                                          \
-    })
+    FASTGD_DOT_BY_LANES(__m512, 16, FASTGD_LANES_F32, _mm512_loadu_ps, _mm512_add_ps,         \
+                        _mm512_mul_ps, FASTGD_LANE_SUM_F32X16, w, h, BLOCKS)
 
 /* Two dot products, one after the other (their operations overlap in the CPU). */
 #define FASTGD_DOT_PAIR_BY_ONE(DOT, w, h0, h1, BLOCKS, r0, r1)                                \
@@ -418,8 +411,9 @@ FASTGD_TARGET_AVX2 static inline float fastgd_lane_sum_f32x8(__m256 lanes)
  * shuffles and adds of two single ones saved). */
 #define FASTGD_DOT_PAIR_AVX512_F64(w, h0, h1, BLOCKS, r0, r1)                                 \
     do {                                                                                      \
-        __m512d acc0_ = _mm512_setzero_pd(), acc1_ = _mm512_setzero_pd();                     \
-        _Pragma("GCC unroll 16") for (int b_ = 0; b_ < (BLOCKS); b_++) {                      \
+        __m512d acc0_ = _mm512_mul_pd((w)[0], _mm512_loadu_pd(h0));                           \
+        __m512d acc1_ = _mm512_mul_pd((w)[0], _mm512_loadu_pd(h1));                           \
+        _Pragma("GCC unroll 16") for (int b_ = 1; b_ < (BLOCKS); b_++) {                      \
             acc0_ = _mm512_add_pd(acc0_, _mm512_mul_pd((w)[b_], _mm512_loadu_pd((h0) + 8 * b_))); \
             acc1_ = _mm512_add_pd(acc1_, _mm512_mul_pd((w)[b_], _mm512_loadu_pd((h1) + 8 * b_))); \
         }                                                                                     \
@@ -431,26 +425,22 @@ FASTGD_TARGET_AVX2 static inline float fastgd_lane_sum_f32x8(__m256 lanes)
         (r0) = _mm_cvtsd_f64(sums_);                                                          \
         (r1) = _mm_cvtsd_f64(_mm_unpackhi_pd(sums_, sums_));                                  \
     } while (0)
-/* Two float32 dot products as FASTGD_DOT_AVX512_F32 computes each, in one register: its
- * low half holds the eight lane sums of h0, its high half those of h1. Each product
- * register gives its low halves (h0's, h1's) and then its high halves, and the lane sums
- * of FASTGD_LANE_SUM are made in both halves at once: half the shuffles and adds of two
- * single ones (11% off the float32 plan path at 5000 x 5000, k = 32). */
+/* Two float32 dot products as FASTGD_DOT_AVX512_F32 computes each, their lane sums made
+ * in one register: h0's eighths (lane l plus lane l + 8) in its low half, h1's in its
+ * high half, then fourths, halves and the sums, at elements 0 (h0) and 8 (h1). */
 #define FASTGD_DOT_PAIR_AVX512_F32(w, h0, h1, BLOCKS, r0, r1)                                 \
     do {                                                                                      \
-        __m512 acc_ = _mm512_setzero_ps();                                                    \
-        _Pragma("GCC unroll 16") for (int b_ = 0; b_ < (BLOCKS); b_++) {                      \
-            const __m512 p0_ = _mm512_mul_ps((w)[b_], _mm512_loadu_ps((h0) + 16 * b_));       \
-            const __m512 p1_ = _mm512_mul_ps((w)[b_], _mm512_loadu_ps((h1) + 16 * b_));       \
-            acc_ = _mm512_add_ps(acc_, _mm512_shuffle_f32x4(p0_, p1_, 0x44));                 \
-            acc_ = _mm512_add_ps(acc_, _mm512_shuffle_f32x4(p0_, p1_, 0xEE));                 \
+        __m512 acc0_ = _mm512_mul_ps((w)[0], _mm512_loadu_ps(h0));                            \
+        __m512 acc1_ = _mm512_mul_ps((w)[0], _mm512_loadu_ps(h1));                            \
+        _Pragma("GCC unroll 16") for (int b_ = 1; b_ < (BLOCKS); b_++) {                      \
+            acc0_ = _mm512_add_ps(acc0_, _mm512_mul_ps((w)[b_], _mm512_loadu_ps((h0) + 16 * b_))); \
+            acc1_ = _mm512_add_ps(acc1_, _mm512_mul_ps((w)[b_], _mm512_loadu_ps((h1) + 16 * b_))); \
         }                                                                                     \
-        /* Adjacent pairs, pairs of pairs, then each quarter's first element plus the next    \
-         * quarter's: lane sums at elements 0 (h0) and 8 (h1). */                             \
-        const __m512 pairs_ = _mm512_add_ps(acc_, _mm512_permute_ps(acc_, 0xB1));             \
-        const __m512 quads_ = _mm512_add_ps(pairs_, _mm512_permute_ps(pairs_, 0x4E));         \
-        const __m512 sums_ = _mm512_add_ps(quads_,                                            \
-                                           _mm512_shuffle_f32x4(quads_, quads_, 0xF5));       \
+        __m512 sums_ = _mm512_add_ps(_mm512_shuffle_f32x4(acc0_, acc1_, 0x44),                \
+                                     _mm512_shuffle_f32x4(acc0_, acc1_, 0xEE));               \
+        sums_ = _mm512_add_ps(sums_, _mm512_shuffle_f32x4(sums_, sums_, 0xB1));               \
+        sums_ = _mm512_add_ps(sums_, _mm512_permute_ps(sums_, 0x4E));                         \
+        sums_ = _mm512_add_ps(sums_, _mm512_permute_ps(sums_, 0xB1));                         \
         (r0) = _mm512_cvtss_f32(sums_);                                                       \
         (r1) = _mm_cvtss_f32(_mm512_extractf32x4_ps(sums_, 2));                               \
     } while (0)
@@ -465,8 +455,7 @@ FASTGD_TARGET_AVX2 static inline float fastgd_lane_sum_f32x8(__m256 lanes)
                                      _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps,        \
                                      _mm256_mul_ps, _mm256_set1_ps, FASTGD_DOT_AVX2_F32,      \
                                      FASTGD_DOT_PAIR_AVX2_F32)
-/* AVX-512: float64 keeps its eight lanes in one register; float32 updates the rows 16
- * elements at a time. */
+/* AVX-512: one register holds float64's eight lanes, or float32's sixteen. */
 #define FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F64(NAME, INDEX, K)                                 \
     FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, FASTGD_TARGET_AVX512, double, INDEX, K, __m512d,   \
                                      8, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_add_pd,     \

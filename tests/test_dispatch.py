@@ -285,7 +285,9 @@ def test_direct_sums_that_underflow_become_the_smallest_subnormal(rng, float_dty
     assert np.count_nonzero(D == tiniest) > 100  # the case under test does occur
 
 
-@pytest.mark.parametrize("k", [3, 16, 32, 64])
+# Ranks below, at and between the lane counts (8 in float64, 16 in float32), with and
+# without a fixed-rank loop (16, 32, 64), with and without a remainder.
+@pytest.mark.parametrize("k", [3, 10, 16, 20, 32, 48, 64])
 @pytest.mark.parametrize("with_mask", [False, True], ids=["nan", "mask"])
 def test_masked_levels_agree_bitwise(rng, float_dtype, k, with_mask):
     m, n = 70, 530  # two row blocks and two column tiles of the dense path, cut short

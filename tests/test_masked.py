@@ -722,7 +722,7 @@ def test_auto_picks_the_sparse_path_for_sparse_data(monkeypatch, rng):
     assert not called
 
 
-@pytest.mark.parametrize("k", [1, 7, 8, 16, 32, 37])
+@pytest.mark.parametrize("k", [1, 7, 8, 15, 16, 17, 32, 37])
 def test_simd_variants_agree_bitwise(float_dtype, rng, k):
     """The plan path's loops (plain C, the baseline's vectors, AVX2) do the same operations
     in the same order."""
