@@ -60,6 +60,20 @@ def test_zoo_against_exact_and_cdist(backend, float_dtype, rng, kind, d, method)
         np.testing.assert_allclose(D, reference, rtol=rtol, atol=0)
 
 
+@pytest.mark.parametrize("kind", ["offset", "near_duplicates", "duplicates"])
+@pytest.mark.parametrize("d", [3, 17, 64])
+def test_whole_blocks_recompute_what_may_have_cancelled(backend, float_dtype, rng, kind, d):
+    """45 x 205: whole register blocks of the AVX-512 expansion (8 x 24 in float64, 8 x 48
+    in float32) and blocks cut at both edges, where near-duplicates and a large offset
+    make the kernel recompute entries after a block's stores."""
+    X, Y = make_zoo_case(rng, kind, 45, 205, d, float_dtype)
+    D = fastgd.sqeuclidean(X, Y, method="expansion")
+    assert_accurate(D, X, Y, float_dtype)
+    with fastgd.use_backend("numpy"):
+        twin = fastgd.sqeuclidean(X, Y, method="expansion")
+    assert_array_equal(D == 0, twin == 0)
+
+
 @pytest.mark.parametrize("kind", ["random", "offset", "near_duplicates", "duplicates"])
 @pytest.mark.parametrize("method", METHODS)
 def test_symmetric_exactly_symmetric_zero_diagonal(backend, float_dtype, rng, kind, method):
