@@ -17,11 +17,11 @@ DIRECT_MAX_FEATURES = 10
 ALIGNED_MIN_BYTES = 1 << 16
 
 # An output of at least STREAM_ABOVE_L3 of the L3 cache is written by non-temporal stores
-# at the AVX-512 level: a store would read each of its cache lines from memory only to
-# overwrite it, and it would not stay in the cache anyway. Measured on an AMD EPYC (Zen 5,
-# 32 MiB of L3), one thread, float64: 500 x 20000 x 32 (80 MB) 15% to 20% faster, 2000 x
-# 2000 x 64 (32 MB) 27%, 4000 x 4000 x 256 10%; but 1000 x 1000 x 3 (8 MB, which stays in
-# the cache) 10% slower into an existing output.
+# by the direct method at the AVX-512 level: a store would read each of its cache lines
+# from memory only to overwrite it, and it would not stay in the cache anyway. Measured on
+# an AMD EPYC (Zen 5, 32 MiB of L3), one thread, float64: 1000 x 20000 x 3 (160 MB) 17%
+# faster into an existing output; but 1000 x 1000 x 3 (8 MB, which stays in the cache) 10%
+# slower. The kernel leaves them out for the expansion (see _pairwise.sqeuclidean).
 STREAM_ABOVE_L3 = 0.5
 L3_BYTES_UNKNOWN = 32 << 20
 

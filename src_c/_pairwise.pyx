@@ -80,11 +80,11 @@ cdef extern from "pairwise_loops.h" nogil:
     void fastgd_fused_tile_f32(const float* x_packed, const float* y_packed, Py_ssize_t d,
                                const double* x_norms, const double* y_norms, double ratio,
                                const float* x_rows, const float* y_rows, float* out,
-                               Py_ssize_t ldo, Py_ssize_t ni, Py_ssize_t nj, int stream)
+                               Py_ssize_t ldo, Py_ssize_t ni, Py_ssize_t nj)
     void fastgd_fused_tile_f64(const double* x_packed, const double* y_packed, Py_ssize_t d,
                                const double* x_norms, const double* y_norms, double ratio,
                                const double* x_rows, const double* y_rows, double* out,
-                               Py_ssize_t ldo, Py_ssize_t ni, Py_ssize_t nj, int stream)
+                               Py_ssize_t ldo, Py_ssize_t ni, Py_ssize_t nj)
     void fastgd_direct_tile_f32(const float* x_rows, Py_ssize_t d, const double* y_columns,
                                 const float* y_rows, float* out, Py_ssize_t ldo,
                                 Py_ssize_t ni, Py_ssize_t nj, int stream)
@@ -284,12 +284,11 @@ cdef void _fused_expansion_tile(const floating* X, const floating* Y, floating* 
                                 const double* shift, const double* x_norms,
                                 const double* y_norms,
                                 Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
-                                bint pack_x, floating* x_packed, floating* y_packed,
-                                bint stream) noexcept nogil:
+                                bint pack_x, floating* x_packed,
+                                floating* y_packed) noexcept nogil:
     """One output tile by the fused expansion (pairwise_loops.h, AVX-512, d <= DEPTH):
-    blocks of FUSED_MR x NR entries straight from registers into out (by non-temporal
-    stores with ``stream``), the entries that may have cancelled recomputed by direct
-    differences within the block."""
+    blocks of FUSED_MR x NR entries straight from registers into out, the entries that
+    may have cancelled recomputed by direct differences within the block."""
     cdef Py_ssize_t nr = FUSED_NR_f32 if floating is float else FUSED_NR_f64
     if floating is float:
         if pack_x:
@@ -302,11 +301,11 @@ cdef void _fused_expansion_tile(const floating* X, const floating* Y, floating* 
     if floating is float:
         fastgd_fused_tile_f32(x_packed, y_packed, d, x_norms + i0, y_norms + j0,
                               CANCELLATION_RATIO, X + i0 * d, Y + j0 * d, out + i0 * m + j0, m,
-                              ni, nj, stream)
+                              ni, nj)
     else:
         fastgd_fused_tile_f64(x_packed, y_packed, d, x_norms + i0, y_norms + j0,
                               CANCELLATION_RATIO, X + i0 * d, Y + j0 * d, out + i0 * m + j0, m,
-                              ni, nj, stream)
+                              ni, nj)
     _finish_symmetric_tile(out, m, symmetric, i0, ni, j0, nj)
 
 
@@ -534,7 +533,7 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
             if expansion and blocked:
                 _fused_expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
                                       i0, ni, j0, nj, row_tile != packed_row_tile,
-                                      x_packed, y_packed, stream)
+                                      x_packed, y_packed)
                 packed_row_tile = row_tile
             elif expansion:
                 _expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
@@ -578,9 +577,10 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
     X (n, d), Y (m, d) and out (n, m) share one dtype. With ``symmetric`` Y must
     be X. The caller has checked shapes, n, m, d >= 1 and n_threads >= 1; the
     parallel region is opened only when n_threads > 1. With ``stream`` (for an output
-    larger than the cache), the AVX-512 loops write whole vectors of out by non-temporal
-    stores, which do not read its cache lines first (not with ``symmetric``, whose tiles
-    are read again to mirror them); the values are the same.
+    larger than the cache), the direct method's AVX-512 loops write whole vectors of out
+    by non-temporal stores, which do not read its cache lines first (not with
+    ``symmetric``, whose tiles are read again to mirror them; not for the expansion, whose
+    fused blocks were slower with them: see pairwise_loops.h); the values are the same.
     """
     cdef Py_ssize_t n = X.shape[0], m = Y.shape[0], d = X.shape[1]
     cdef Py_ssize_t tile_cols = _tile_columns(
@@ -601,7 +601,7 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
     cdef const floating* x_data = &X[0, 0]
     cdef const floating* y_data = &Y[0, 0]
     cdef floating* out_data = &out[0, 0]
-    stream = stream and not symmetric
+    stream = stream and not symmetric and not expansion
 
     if symmetric:
         n_tasks = n_row_tiles * (n_row_tiles + 1) // 2

@@ -311,8 +311,8 @@ FASTGD_DEFINE_RECOMPUTE(fastgd_recompute_f32, float, fastgd_direct_sum_f32_avx51
  * `stream`, a whole vector that starts on its own size's boundary goes by a non-temporal
  * store, which writes the cache line without reading it first and without keeping it in
  * the caches: for an output larger than the cache, which a store would read from memory
- * only to overwrite and evict (500 x 20000 x 32: 20% off in float64). The tile's loops end
- * with fastgd_stream_fence. */
+ * only to overwrite and evict (the direct method at 1000 x 20000 x 3 into an existing
+ * output: 0.83x the time). The tile's loops end with fastgd_stream_fence. */
 FASTGD_TARGET_AVX512 static inline void fastgd_store_row_f64(double *row, const __m512d *values,
                                                             const __mmask8 *lanes, int stream)
 {
@@ -379,7 +379,7 @@ FASTGD_TARGET_AVX512 static inline __mmask8 fastgd_kept(__m512d dist, __m512d th
  * recompute. yn: the block's norms of Y, 8 a register. */
 FASTGD_TARGET_AVX512 static inline uint64_t fastgd_fused_row_f64(
     const __m512d *acc_r, double x_norm, const __m512d *yn, const __mmask8 *lanes,
-    double ratio, double *out_row, int stream)
+    double ratio, double *out_row)
 {
     const __m512d xn = _mm512_set1_pd(x_norm), ratio_v = _mm512_set1_pd(ratio);
     __m512d dist[3];
@@ -391,7 +391,7 @@ FASTGD_TARGET_AVX512 static inline uint64_t fastgd_fused_row_f64(
         __mmask8 kept = fastgd_kept(dist[v], _mm512_mul_pd(ratio_v, norms_sum));
         bad |= (uint64_t)_kandn_mask8(kept, lanes[v]) << (8 * v);
     }
-    fastgd_store_row_f64(out_row, dist, lanes, stream);
+    fastgd_store_row_f64(out_row, dist, lanes, 0);
     return bad;
 }
 
@@ -399,7 +399,7 @@ FASTGD_TARGET_AVX512 static inline uint64_t fastgd_fused_row_f64(
  * its 48 columns in six groups of 8. */
 FASTGD_TARGET_AVX512 static inline uint64_t fastgd_fused_row_f32(
     const __m512 *acc_r, double x_norm, const __m512d *yn, const __mmask8 *lanes,
-    double ratio, float *out_row, int stream)
+    double ratio, float *out_row)
 {
     const __m512d xn = _mm512_set1_pd(x_norm), ratio_v = _mm512_set1_pd(ratio);
     const __m512d least = _mm512_set1_pd((double)FASTGD_FLOAT_TRUE_MIN);
@@ -417,7 +417,7 @@ FASTGD_TARGET_AVX512 static inline uint64_t fastgd_fused_row_f32(
         rounded[h] = _mm512_cvtpd_ps(dist);
         bad |= (uint64_t)_kandn_mask8(kept, lanes[h]) << (8 * h);
     }
-    fastgd_store_row_f32(out_row, rounded, lanes, 6, stream);
+    fastgd_store_row_f32(out_row, rounded, lanes, 6, 0);
     return bad;
 }
 
@@ -431,8 +431,7 @@ FASTGD_TARGET_AVX512 static inline uint64_t fastgd_fused_row_f32(
     FASTGD_TARGET_AVX512 static void NAME##_whole(                                      \
         const REAL *restrict xp, const REAL *restrict yp, ptrdiff_t d,                  \
         const double *restrict x_norms, const double *restrict y_norms, double ratio,   \
-        const REAL *x_rows, const REAL *y_rows, REAL *restrict out, ptrdiff_t ldo,      \
-        int stream)                                                                     \
+        const REAL *x_rows, const REAL *y_rows, REAL *restrict out, ptrdiff_t ldo)      \
     {                                                                                   \
         VEC acc[FASTGD_FUSED_MR][3];                                                    \
         PRODUCTS(acc, xp, yp, d)                                                        \
@@ -444,7 +443,7 @@ FASTGD_TARGET_AVX512 static inline uint64_t fastgd_fused_row_f32(
         }                                                                               \
         uint64_t bad[FASTGD_FUSED_MR];                                                  \
         _Pragma("GCC unroll 8") for (int r = 0; r < FASTGD_FUSED_MR; r++)               \
-            bad[r] = ROW(acc[r], x_norms[r], yn, lanes, ratio, out + r * ldo, stream);  \
+            bad[r] = ROW(acc[r], x_norms[r], yn, lanes, ratio, out + r * ldo);          \
         for (int r = 0; r < FASTGD_FUSED_MR; r++)                                       \
             if (bad[r])                                                                 \
                 RECOMPUTE(x_rows + r * d, y_rows, d, bad[r], out + r * ldo);            \
@@ -453,11 +452,10 @@ FASTGD_TARGET_AVX512 static inline uint64_t fastgd_fused_row_f32(
         const REAL *restrict xp, const REAL *restrict yp, ptrdiff_t d,                  \
         const double *restrict x_norms, const double *restrict y_norms, double ratio,   \
         const REAL *x_rows, const REAL *y_rows, REAL *restrict out, ptrdiff_t ldo,      \
-        ptrdiff_t rows, ptrdiff_t cols, int stream)                                     \
+        ptrdiff_t rows, ptrdiff_t cols)                                                 \
     {                                                                                   \
         if (rows == FASTGD_FUSED_MR && cols == (NR)) {                                  \
-            NAME##_whole(xp, yp, d, x_norms, y_norms, ratio, x_rows, y_rows, out, ldo,  \
-                         stream);                                                       \
+            NAME##_whole(xp, yp, d, x_norms, y_norms, ratio, x_rows, y_rows, out, ldo); \
             return;                                                                     \
         }                                                                               \
         VEC acc[FASTGD_FUSED_MR][3];                                                    \
@@ -469,8 +467,7 @@ FASTGD_TARGET_AVX512 static inline uint64_t fastgd_fused_row_f32(
             yn[g] = _mm512_maskz_loadu_pd(lanes[g], y_norms + 8 * g);                   \
         }                                                                               \
         for (int r = 0; r < rows; r++) {                                                \
-            uint64_t bad = ROW(acc[r], x_norms[r], yn, lanes, ratio, out + r * ldo,     \
-                               stream);                                                 \
+            uint64_t bad = ROW(acc[r], x_norms[r], yn, lanes, ratio, out + r * ldo);    \
             if (bad)                                                                    \
                 RECOMPUTE(x_rows + r * d, y_rows, d, bad, out + r * ldo);               \
         }                                                                               \
@@ -617,20 +614,22 @@ FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f32, float, fastgd_store_sums_f32
                            FASTGD_FLOAT_ROUNDS_TO_ZERO, fastgd_underflow_fix_f32)
 /* A whole tile (ni x nj entries) of blocks, along rows of the output (FASTGD_FUSED_MR rows
  * at a time), so that the stores stream through whole cache lines in order while the
- * packed panels of Y are read from L2. */
+ * packed panels of Y are read from L2. Plain stores: since a whole block leaves its
+ * registers row after row, non-temporal ones were slower for every output (500 x 20000 x
+ * 32: 1.06x to 1.08x the time in float64, 1.11x to 1.34x in float32; 4000 x 4000 x 256
+ * float64 into a fresh output 1.10x), or at most 2% faster (2000 x 2000 x 64). */
 #define FASTGD_DEFINE_FUSED_TILE(NAME, BLOCK, REAL, NR)                                 \
     FASTGD_TARGET_AVX512 static void NAME(                                              \
         const REAL *x_packed, const REAL *y_packed, ptrdiff_t d, const double *x_norms, \
         const double *y_norms, double ratio, const REAL *x_rows, const REAL *y_rows,    \
-        REAL *out, ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj, int stream)               \
+        REAL *out, ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj)                           \
     {                                                                                   \
         for (ptrdiff_t i = 0; i < ni; i += FASTGD_FUSED_MR)                             \
             for (ptrdiff_t j = 0; j < nj; j += NR)                                      \
                 BLOCK(x_packed + i * d, y_packed + j * d, d, x_norms + i, y_norms + j,  \
                       ratio, x_rows + i * d, y_rows + j * d, out + i * ldo + j, ldo,    \
                       ni - i < FASTGD_FUSED_MR ? ni - i : FASTGD_FUSED_MR,              \
-                      nj - j < NR ? nj - j : NR, stream);                               \
-        fastgd_stream_fence(stream);                                                    \
+                      nj - j < NR ? nj - j : NR);                                       \
     }
 FASTGD_DEFINE_FUSED_TILE(fastgd_fused_tile_f64, fastgd_fused_block_f64, double,
                          FASTGD_FUSED_NR_f64)
@@ -659,13 +658,13 @@ FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f32, fastgd_direct_block_f32, float
 static void fastgd_fused_tile_f64(const double *x_packed, const double *y_packed, ptrdiff_t d,
                                   const double *x_norms, const double *y_norms, double ratio,
                                   const double *x_rows, const double *y_rows, double *out,
-                                  ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj, int stream)
+                                  ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj)
 {
 }
 static void fastgd_fused_tile_f32(const float *x_packed, const float *y_packed, ptrdiff_t d,
                                   const double *x_norms, const double *y_norms, double ratio,
                                   const float *x_rows, const float *y_rows, float *out,
-                                  ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj, int stream)
+                                  ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj)
 {
 }
 static void fastgd_direct_tile_f64(const double *x_rows, ptrdiff_t d, const double *y_columns,

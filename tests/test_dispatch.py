@@ -198,10 +198,11 @@ def test_sqeuclidean_out_anywhere_changes_no_bit(rng, float_dtype, method, d):
 @pytest.mark.parametrize("method", ["direct", "expansion"])
 @pytest.mark.parametrize("symmetric", [False, True], ids=["X-Y", "X-X"])
 def test_streamed_stores_change_no_bit(monkeypatch, rng, float_dtype, method, symmetric):
-    """An output as large as STREAM_ABOVE_L3 of the L3 is written by non-temporal stores
-    (whole aligned vectors; the rest, and the entries recomputed after them, by plain
-    ones): bitwise what plain stores give, wherever out starts in a cache line, at every
-    level and thread count, at the depths of one chunk and of several."""
+    """For an output as large as STREAM_ABOVE_L3 of the L3 the kernel is asked for
+    non-temporal stores (the direct method makes them: whole aligned vectors; the rest, and
+    the entries recomputed after them, by plain ones; the expansion keeps plain stores):
+    bitwise what plain stores give, wherever out starts in a cache line, at every level
+    and thread count, at the depths of one chunk and of several."""
     from fastgd import distances
 
     calls = []
