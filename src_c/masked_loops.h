@@ -150,6 +150,11 @@ FASTGD_DEFINE_DOT_VECTORS(fastgd_dot_f32_avx2, FASTGD_TARGET_AVX2, float, __m256
  * tile's rows of H.T and dH.T: column j's row starts at (j - col_begin) * k. */
 #define FASTGD_IN_TILE(j, col_begin, col_end)                                           \
     ((size_t)((ptrdiff_t)(j) - (col_begin)) < (size_t)((col_end) - (col_begin)))
+/* Whether column j belongs to the row's segment: only the plan's own layout taken in tiles
+ * (separate_segments) holds entries of other tiles between cursor[i] and indptr[i + 1];
+ * tile by tile, or in one tile, all of them are the segment's. */
+#define FASTGD_IN_SEGMENT(separate_segments, j, col_begin, col_end)                     \
+    (!(separate_segments) || FASTGD_IN_TILE(j, col_begin, col_end))
 #define FASTGD_PLAN_SEGMENT_SIGNATURE(NAME, REAL, INDEX)                                \
     static void NAME(const INDEX *indptr, const INDEX *indices, const REAL *values,     \
                      const REAL *W, const REAL *HT, REAL *dW, REAL *dHT, ptrdiff_t k,   \
@@ -158,11 +163,13 @@ FASTGD_DEFINE_DOT_VECTORS(fastgd_dot_f32_avx2, FASTGD_TARGET_AVX2, float, __m256
                      int separate_segments)
 
 /* Prefetch the rows of H.T and dH.T of the entry FASTGD_PREFETCH_DISTANCE ahead, if that
- * entry exists and its column lies in the tile being worked on. */
-#define FASTGD_PREFETCH_AHEAD(e, last, indices, HT, dHT, k, col_begin, col_end)         \
+ * entry exists and its column lies in the tile being worked on (which every entry up to
+ * `last` does unless separate_segments). */
+#define FASTGD_PREFETCH_AHEAD(separate_segments, e, last, indices, HT, dHT, k, col_begin, \
+                              col_end)                                                  \
     if ((e) + FASTGD_PREFETCH_DISTANCE < (last)) {                                      \
         const ptrdiff_t j_ahead = (ptrdiff_t)(indices)[(e) + FASTGD_PREFETCH_DISTANCE]; \
-        if (j_ahead >= (col_begin) && j_ahead < (col_end)) {                            \
+        if (FASTGD_IN_SEGMENT(separate_segments, j_ahead, col_begin, col_end)) {        \
             const ptrdiff_t at_ = (j_ahead - (col_begin)) * (k);                        \
             FASTGD_PREFETCH_ROWS((HT) + at_, (dHT) + at_, (k))                          \
         }                                                                               \
@@ -222,7 +229,8 @@ FASTGD_DEFINE_DOT_VECTORS(fastgd_dot_f32_avx2, FASTGD_TARGET_AVX2, float, __m256
                 const ptrdiff_t at = ((ptrdiff_t)indices[e] - col_begin) * k;             \
                 const REAL *restrict h = HT + at;                                         \
                 REAL *restrict dh = dHT + at;                                             \
-                FASTGD_PREFETCH_AHEAD(e, last, indices, HT, dHT, k, col_begin, col_end)   \
+                FASTGD_PREFETCH_AHEAD(separate_segments, e, last, indices, HT, dHT, k,    \
+                                      col_begin, col_end)                                 \
                 const REAL r = DOT(w, h, k) - values[e];                                  \
                 sum += (double)r * (double)r;                                             \
                 for (ptrdiff_t c = 0; c < k; c++) {                                       \
@@ -269,11 +277,11 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
  * dW and dH.T updates are still made in entry order, so the results do not change. */
 #define FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, TARGET, REAL, INDEX, K, VEC, VW, LOAD, STORE,  \
                                          ADD, MUL, BROADCAST, DOT, DOT_PAIR)                  \
-    TARGET static void NAME(const INDEX *indptr, const INDEX *indices, const REAL *values,    \
-                            const REAL *W, const REAL *HT, REAL *dW, REAL *dHT,               \
-                            ptrdiff_t row_begin, ptrdiff_t row_end, ptrdiff_t col_begin,      \
-                            ptrdiff_t col_end, int64_t *cursor, double *row_sums,             \
-                            int separate_segments)                                            \
+    TARGET static inline __attribute__((always_inline)) void NAME##_rows(                     \
+        const INDEX *indptr, const INDEX *indices, const REAL *values, const REAL *W,         \
+        const REAL *HT, REAL *dW, REAL *dHT, ptrdiff_t row_begin, ptrdiff_t row_end,          \
+        ptrdiff_t col_begin, ptrdiff_t col_end, int64_t *cursor, double *row_sums,            \
+        const int separate_segments)                                                          \
     {                                                                                         \
         enum { BLOCKS = (K) / (VW) };                                                         \
         const ptrdiff_t last = (ptrdiff_t)indptr[row_end];                                    \
@@ -282,7 +290,8 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
                                       HT, dHT, (K), col_begin, col_end, separate_segments)    \
             const ptrdiff_t end = (ptrdiff_t)indptr[i + 1];                                   \
             ptrdiff_t e = (ptrdiff_t)cursor[i];                                               \
-            if (e == end || !FASTGD_IN_TILE(indices[e], col_begin, col_end))                  \
+            if (e == end || !FASTGD_IN_SEGMENT(separate_segments, indices[e], col_begin,      \
+                                               col_end))                                      \
                 continue;                                                                     \
             double sum = row_sums[i];                                                         \
             VEC w[BLOCKS], dw[BLOCKS];                                                        \
@@ -290,14 +299,18 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
                 w[b] = LOAD(W + i * (K) + b * (VW));                                          \
                 dw[b] = LOAD(dW + i * (K) + b * (VW));                                        \
             }                                                                                 \
-            for (; e + 1 < end && FASTGD_IN_TILE(indices[e], col_begin, col_end)              \
-                   && FASTGD_IN_TILE(indices[e + 1], col_begin, col_end);                     \
+            for (; e + 1 < end                                                                \
+                   && FASTGD_IN_SEGMENT(separate_segments, indices[e], col_begin, col_end)    \
+                   && FASTGD_IN_SEGMENT(separate_segments, indices[e + 1], col_begin,         \
+                                        col_end);                                             \
                  e += 2) {                                                                    \
                 const ptrdiff_t at0 = ((ptrdiff_t)indices[e] - col_begin) * (K);              \
                 const ptrdiff_t at1 = ((ptrdiff_t)indices[e + 1] - col_begin) * (K);          \
                 const REAL *h0 = HT + at0, *h1 = HT + at1;                                    \
-                FASTGD_PREFETCH_AHEAD(e, last, indices, HT, dHT, (K), col_begin, col_end)     \
-                FASTGD_PREFETCH_AHEAD(e + 1, last, indices, HT, dHT, (K), col_begin, col_end) \
+                FASTGD_PREFETCH_AHEAD(separate_segments, e, last, indices, HT, dHT, (K),      \
+                                      col_begin, col_end)                                     \
+                FASTGD_PREFETCH_AHEAD(separate_segments, e + 1, last, indices, HT, dHT, (K),  \
+                                      col_begin, col_end)                                     \
                 REAL r0, r1;                                                                  \
                 DOT_PAIR(w, h0, h1, BLOCKS, r0, r1);                                          \
                 r0 -= values[e];                                                              \
@@ -311,10 +324,13 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
                                    dHT + at1)                                                 \
             }                                                                                 \
             /* The row's last entry in the tile, if their number is odd. */                   \
-            for (; e < end && FASTGD_IN_TILE(indices[e], col_begin, col_end); e++) {          \
+            for (; e < end                                                                    \
+                   && FASTGD_IN_SEGMENT(separate_segments, indices[e], col_begin, col_end);   \
+                 e++) {                                                                       \
                 const ptrdiff_t at = ((ptrdiff_t)indices[e] - col_begin) * (K);               \
                 const REAL *h = HT + at;                                                      \
-                FASTGD_PREFETCH_AHEAD(e, last, indices, HT, dHT, (K), col_begin, col_end)     \
+                FASTGD_PREFETCH_AHEAD(separate_segments, e, last, indices, HT, dHT, (K),      \
+                                      col_begin, col_end)                                     \
                 const REAL r = DOT(w, h, BLOCKS) - values[e];                                 \
                 sum += (double)r * (double)r;                                                 \
                 const VEC rv = BROADCAST(r);                                                  \
@@ -326,6 +342,21 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
             cursor[i] = e;                                                                    \
             row_sums[i] = sum;                                                                \
         }                                                                                     \
+    }                                                                                         \
+    /* The loop compiled twice, for separate_segments 0 and 1: without separate segments,     \
+     * no entry's column needs checking against the tile. */                                  \
+    TARGET static void NAME(const INDEX *indptr, const INDEX *indices, const REAL *values,    \
+                            const REAL *W, const REAL *HT, REAL *dW, REAL *dHT,               \
+                            ptrdiff_t row_begin, ptrdiff_t row_end, ptrdiff_t col_begin,      \
+                            ptrdiff_t col_end, int64_t *cursor, double *row_sums,             \
+                            int separate_segments)                                            \
+    {                                                                                         \
+        if (separate_segments)                                                                \
+            NAME##_rows(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end,          \
+                        col_begin, col_end, cursor, row_sums, 1);                             \
+        else                                                                                  \
+            NAME##_rows(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end,          \
+                        col_begin, col_end, cursor, row_sums, 0);                             \
     }
 
 /* FASTGD_LANE_SUM_F64 of eight lanes in registers: ((l0 + l1) + (l2 + l3)) +
