@@ -413,7 +413,8 @@ FASTGD_TARGET_AVX512 static inline uint64_t fastgd_fused_row_f32(
         /* -2 x.y is exact in float32, then exactly widened: the unfused path's value. */
         __m512d dist = _mm512_fmadd_pd(_mm512_cvtps_pd(half), _mm512_set1_pd(-2.0), norms_sum);
         /* max(ratio S, least): the second operand where the first is NaN, as there. */
-        __mmask8 kept = fastgd_kept(dist, _mm512_max_pd(_mm512_mul_pd(ratio_v, norms_sum), least));
+        __mmask8 kept =
+            fastgd_kept(dist, _mm512_max_pd(_mm512_mul_pd(ratio_v, norms_sum), least));
         rounded[h] = _mm512_cvtpd_ps(dist);
         bad |= (uint64_t)_kandn_mask8(kept, lanes[h]) << (8 * h);
     }
