@@ -276,6 +276,28 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
         STORE((dh) + b_ * (VW), ADD(LOAD((dh) + b_ * (VW)), MUL(rv, (w)[b_])));               \
     }
 
+/* In the fixed-rank loops below, where end, indices, values, w, ht_origin, dht_origin,
+ * last, col_begin, col_end and separate_segments are the loop's: whether entries at and
+ * at + 1 exist in row i's segment; and for those two entries, the rows of H.T and dH.T,
+ * the prefetch of the entries ahead and the residuals r = w . h - value (DOT_PAIR). */
+#define FASTGD_PAIR_IN_SEGMENT(at)                                                            \
+    ((at) + 1 < end && FASTGD_IN_SEGMENT(separate_segments, indices[at], col_begin, col_end)  \
+     && FASTGD_IN_SEGMENT(separate_segments, indices[(at) + 1], col_begin, col_end))
+#define FASTGD_PAIR_RESIDUALS(REAL, K, DOT_PAIR, at, h0, h1, dh0, dh1, r0, r1)                \
+    do {                                                                                      \
+        (h0) = FASTGD_ROW_AT(const REAL, ht_origin, indices[at], (K));                        \
+        (h1) = FASTGD_ROW_AT(const REAL, ht_origin, indices[(at) + 1], (K));                  \
+        (dh0) = FASTGD_ROW_AT(REAL, dht_origin, indices[at], (K));                            \
+        (dh1) = FASTGD_ROW_AT(REAL, dht_origin, indices[(at) + 1], (K));                      \
+        FASTGD_PREFETCH_AHEAD(separate_segments, at, last, indices, REAL, ht_origin,          \
+                              dht_origin, (K), col_begin, col_end)                            \
+        FASTGD_PREFETCH_AHEAD(separate_segments, (at) + 1, last, indices, REAL, ht_origin,    \
+                              dht_origin, (K), col_begin, col_end)                            \
+        DOT_PAIR(w, h0, h1, BLOCKS, r0, r1);                                                  \
+        (r0) -= values[at];                                                                   \
+        (r1) -= values[(at) + 1];                                                             \
+    } while (0)
+
 /* Loops for a rank K fixed at compile time (a multiple of the lanes and of VW): W[i]
  * and the dW[i] being summed stay in registers of VW elements across the row's entries.
  * DOT(w, h, BLOCKS) computes the dot product with the operations, in the order, of the
@@ -309,28 +331,34 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
                 w[b] = LOAD(W + i * (K) + b * (VW));                                          \
                 dw[b] = LOAD(dW + i * (K) + b * (VW));                                        \
             }                                                                                 \
-            for (; e + 1 < end                                                                \
-                   && FASTGD_IN_SEGMENT(separate_segments, indices[e], col_begin, col_end)    \
-                   && FASTGD_IN_SEGMENT(separate_segments, indices[e + 1], col_begin,         \
-                                        col_end);                                             \
-                 e += 2) {                                                                    \
-                const REAL *h0 = FASTGD_ROW_AT(const REAL, ht_origin, indices[e], (K));       \
-                const REAL *h1 = FASTGD_ROW_AT(const REAL, ht_origin, indices[e + 1], (K));   \
-                REAL *dh0 = FASTGD_ROW_AT(REAL, dht_origin, indices[e], (K));                 \
-                REAL *dh1 = FASTGD_ROW_AT(REAL, dht_origin, indices[e + 1], (K));             \
-                FASTGD_PREFETCH_AHEAD(separate_segments, e, last, indices, REAL, ht_origin,   \
-                                      dht_origin, (K), col_begin, col_end)                    \
-                FASTGD_PREFETCH_AHEAD(separate_segments, e + 1, last, indices, REAL,          \
-                                      ht_origin, dht_origin, (K), col_begin, col_end)         \
+            /* The entries two at a time, software-pipelined: the dot products of the next    \
+             * pair are made before this pair's updates (they read H.T, never dH.T), which    \
+             * took 0.88x the time in float32 at 5000 x 5000, 0.96x at 1000 x 1000. */        \
+            if (FASTGD_PAIR_IN_SEGMENT(e)) {                                                  \
+                const REAL *h0, *h1;                                                          \
+                REAL *dh0, *dh1;                                                              \
                 REAL r0, r1;                                                                  \
-                DOT_PAIR(w, h0, h1, BLOCKS, r0, r1);                                          \
-                r0 -= values[e];                                                              \
-                r1 -= values[e + 1];                                                          \
-                sum += (double)r0 * (double)r0;                                               \
-                sum += (double)r1 * (double)r1;                                               \
-                const VEC rv0 = BROADCAST(r0), rv1 = BROADCAST(r1);                           \
-                FASTGD_UPDATE_ROWS(VW, LOAD, STORE, ADD, MUL, BLOCKS, rv0, w, dw, h0, dh0)    \
-                FASTGD_UPDATE_ROWS(VW, LOAD, STORE, ADD, MUL, BLOCKS, rv1, w, dw, h1, dh1)    \
+                FASTGD_PAIR_RESIDUALS(REAL, (K), DOT_PAIR, e, h0, h1, dh0, dh1, r0, r1);      \
+                for (;;) {                                                                    \
+                    const int next = FASTGD_PAIR_IN_SEGMENT(e + 2);                           \
+                    const REAL *g0 = h0, *g1 = h1;                                            \
+                    REAL *dg0 = dh0, *dg1 = dh1;                                              \
+                    REAL s0 = 0, s1 = 0;                                                      \
+                    if (next)                                                                 \
+                        FASTGD_PAIR_RESIDUALS(REAL, (K), DOT_PAIR, e + 2, g0, g1, dg0, dg1,   \
+                                              s0, s1);                                        \
+                    sum += (double)r0 * (double)r0;                                           \
+                    sum += (double)r1 * (double)r1;                                           \
+                    const VEC rv0 = BROADCAST(r0), rv1 = BROADCAST(r1);                       \
+                    FASTGD_UPDATE_ROWS(VW, LOAD, STORE, ADD, MUL, BLOCKS, rv0, w, dw, h0,     \
+                                       dh0)                                                   \
+                    FASTGD_UPDATE_ROWS(VW, LOAD, STORE, ADD, MUL, BLOCKS, rv1, w, dw, h1,     \
+                                       dh1)                                                   \
+                    e += 2;                                                                   \
+                    if (!next)                                                                \
+                        break;                                                                \
+                    h0 = g0, h1 = g1, dh0 = dg0, dh1 = dg1, r0 = s0, r1 = s1;                 \
+                }                                                                             \
             }                                                                                 \
             /* The row's last entry in the tile, if their number is odd. */                   \
             for (; e < end                                                                    \
