@@ -276,10 +276,11 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
         STORE((dh) + b_ * (VW), ADD(LOAD((dh) + b_ * (VW)), MUL(rv, (w)[b_])));               \
     }
 
-/* In the fixed-rank loops below, where end, indices, values, w, ht_origin, dht_origin,
- * last, col_begin, col_end and separate_segments are the loop's: whether entries at and
- * at + 1 exist in row i's segment; and for those two entries, the rows of H.T and dH.T,
- * the prefetch of the entries ahead and the residuals r = w . h - value (DOT_PAIR). */
+/* In the fixed-rank loops below, where end, indices, values, w, BLOCKS, ht_origin,
+ * dht_origin, last, col_begin, col_end and separate_segments are the loop's: whether
+ * entries at and at + 1 exist in row i's segment; and for those two entries, the rows of
+ * H.T and dH.T, the prefetch of the entries ahead and the residuals r = w . h - value
+ * (DOT_PAIR). */
 #define FASTGD_PAIR_IN_SEGMENT(at)                                                            \
     ((at) + 1 < end && FASTGD_IN_SEGMENT(separate_segments, indices[at], col_begin, col_end)  \
      && FASTGD_IN_SEGMENT(separate_segments, indices[(at) + 1], col_begin, col_end))
