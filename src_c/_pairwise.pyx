@@ -118,6 +118,10 @@ cdef enum:
     # Rows a packed tile of Y may take in the fused path's panels (TILE rounded up to
     # whole panels of FASTGD_FUSED_NR_MAX rows).
     PANEL_ROWS = TILE + 48
+    # The fused expansion takes its tiles column by column, with the panels of all of X
+    # packed once (per thread), when they take at most this many bytes: each tile of Y is
+    # then packed once, not once for every row tile.
+    X_PANELS_MAX_BYTES = 1 << 20
     CACHE_LINE = 64
 
 # Where the expansion is kept: D - CANCELLATION_RATIO * S > 0 and finite, S = ||x||^2 + ||y||^2
@@ -279,25 +283,32 @@ cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
                 out[(j0 + b) * m + i] = out_row[b]
 
 
+cdef inline void _pack_panels(const floating* rows, Py_ssize_t d, Py_ssize_t row0,
+                              Py_ssize_t nrows, Py_ssize_t width, const double* shift,
+                              floating* packed) noexcept nogil:
+    if floating is float:
+        fastgd_pack_panels_f32(rows, d, row0, nrows, width, shift, packed)
+    else:
+        fastgd_pack_panels_f64(rows, d, row0, nrows, width, shift, packed)
+
+
 cdef void _fused_expansion_tile(const floating* X, const floating* Y, floating* out,
                                 Py_ssize_t d, Py_ssize_t m, bint symmetric,
                                 const double* shift, const double* x_norms,
                                 const double* y_norms,
                                 Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
-                                bint pack_x, floating* x_packed,
+                                bint pack_x, bint pack_y, floating* x_packed,
                                 floating* y_packed) noexcept nogil:
     """One output tile by the fused expansion (pairwise_loops.h, AVX-512, d <= DEPTH):
     blocks of FUSED_MR x NR entries straight from registers into out, the entries that
-    may have cancelled recomputed by direct differences within the block."""
+    may have cancelled recomputed by direct differences within the block. The tile's rows
+    of X and of Y are packed first where ``pack_x`` and ``pack_y`` ask for it (else the
+    panels hold them already)."""
     cdef Py_ssize_t nr = FUSED_NR_f32 if floating is float else FUSED_NR_f64
-    if floating is float:
-        if pack_x:
-            fastgd_pack_panels_f32(X, d, i0, ni, FUSED_MR, shift, x_packed)
-        fastgd_pack_panels_f32(Y, d, j0, nj, nr, shift, y_packed)
-    else:
-        if pack_x:
-            fastgd_pack_panels_f64(X, d, i0, ni, FUSED_MR, shift, x_packed)
-        fastgd_pack_panels_f64(Y, d, j0, nj, nr, shift, y_packed)
+    if pack_x:
+        _pack_panels(X, d, i0, ni, FUSED_MR, shift, x_packed)
+    if pack_y:
+        _pack_panels(Y, d, j0, nj, nr, shift, y_packed)
     if floating is float:
         fastgd_fused_tile_f32(x_packed, y_packed, d, x_norms + i0, y_norms + j0,
                               CANCELLATION_RATIO, X + i0 * d, Y + j0 * d, out + i0 * m + j0, m,
@@ -428,10 +439,16 @@ cdef void _direct_tile_blocked(const floating* X, const floating* Y, floating* o
     _finish_symmetric_tile(out, m, symmetric, i0, ni, j0, nj)
 
 
-cdef inline void _tile_of_task(Py_ssize_t task, Py_ssize_t n_col_tiles, bint symmetric,
+cdef inline void _tile_of_task(Py_ssize_t task, Py_ssize_t n_row_tiles,
+                               Py_ssize_t n_col_tiles, bint symmetric, bint by_columns,
                                Py_ssize_t* row_tile, Py_ssize_t* col_tile) noexcept nogil:
-    """Task number -> (row tile, column tile); upper triangle only when symmetric."""
+    """Task number -> (row tile, column tile): row by row, or column by column with
+    ``by_columns``; upper triangle only when symmetric (row by row)."""
     cdef Py_ssize_t r = 0, remaining = task, row_length
+    if by_columns:
+        row_tile[0] = task % n_row_tiles
+        col_tile[0] = task // n_row_tiles
+        return
     if not symmetric:
         row_tile[0] = task // n_col_tiles
         col_tile[0] = task % n_col_tiles
@@ -493,15 +510,18 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
                     Py_ssize_t n, Py_ssize_t m, Py_ssize_t d, bint symmetric,
                     bint expansion, const double* shift, const double* x_norms,
                     const double* y_norms, Py_ssize_t tile_cols, Py_ssize_t lead,
-                    Py_ssize_t n_col_tiles, Py_ssize_t task_begin, Py_ssize_t task_end,
+                    Py_ssize_t n_row_tiles, Py_ssize_t n_col_tiles, bint by_columns,
+                    Py_ssize_t task_begin, Py_ssize_t task_end,
                     bint stream) noexcept nogil:
     """Compute the tiles (TILE rows by tile_cols columns, after the lead columns) of
-    tasks [task_begin, task_end) with scratch buffers of our own (``stream``: see
-    sqeuclidean).
+    tasks [task_begin, task_end) with scratch buffers of our own (``by_columns``,
+    ``stream``: see sqeuclidean). Column by column, the fused expansion packs all of X's
+    row tiles first and each tile of Y once.
 
     Returns 0, or -1 when the scratch buffers could not be allocated.
     """
-    cdef Py_ssize_t task, row_tile, col_tile, i0, ni, j0, nj, packed_row_tile = -1
+    cdef Py_ssize_t task, row_tile, col_tile, i0, ni, j0, nj
+    cdef Py_ssize_t packed_row_tile = -1, packed_col_tile = -1
     cdef Py_ssize_t depth = min(<Py_ssize_t>DEPTH, d)
     cdef floating* x_packed = NULL
     cdef floating* y_packed = NULL
@@ -512,7 +532,8 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
     # At the AVX-512 level, both methods keep a block of entries in registers (d <= DEPTH).
     cdef bint blocked = d <= DEPTH and fastgd_pairwise_blocked()
     if expansion:
-        x_packed = <floating*>fastgd_aligned_malloc(TILE * depth * sizeof(floating))
+        x_packed = <floating*>fastgd_aligned_malloc(
+            (n_row_tiles if by_columns else 1) * TILE * depth * sizeof(floating))
         y_packed = <floating*>fastgd_aligned_malloc(PANEL_ROWS * depth * sizeof(floating))
         if not blocked:  # the fused expansion keeps its products in registers
             gram = <floating*>fastgd_aligned_malloc(TILE * TILE * sizeof(floating))
@@ -524,15 +545,26 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
             sums = <double*>fastgd_aligned_malloc(TILE * TILE * sizeof(double))
         if y_columns == NULL or (sums == NULL and not blocked):
             status = -1
+    if status == 0 and by_columns:
+        for row_tile in range(n_row_tiles):
+            i0 = row_tile * TILE
+            _pack_panels(X, d, i0, min(<Py_ssize_t>TILE, n - i0), FUSED_MR, shift,
+                         x_packed + i0 * depth)
     if status == 0:
         for task in range(task_begin, task_end):
-            _tile_of_task(task, n_col_tiles, symmetric, &row_tile, &col_tile)
+            _tile_of_task(task, n_row_tiles, n_col_tiles, symmetric, by_columns,
+                          &row_tile, &col_tile)
             i0 = row_tile * TILE
             ni = min(<Py_ssize_t>TILE, n - i0)
             _columns_of_tile(col_tile, lead, tile_cols, m, &j0, &nj)
-            if expansion and blocked:
+            if expansion and blocked and by_columns:
                 _fused_expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
-                                      i0, ni, j0, nj, row_tile != packed_row_tile,
+                                      i0, ni, j0, nj, False, col_tile != packed_col_tile,
+                                      x_packed + i0 * depth, y_packed)
+                packed_col_tile = col_tile
+            elif expansion and blocked:
+                _fused_expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
+                                      i0, ni, j0, nj, row_tile != packed_row_tile, True,
                                       x_packed, y_packed)
                 packed_row_tile = row_tile
             elif expansion:
@@ -593,6 +625,11 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
                             if bitwise_tiles else 0)
     cdef Py_ssize_t n_row_tiles = (n + TILE - 1) // TILE
     cdef Py_ssize_t n_col_tiles = (lead > 0) + (m - lead + tile_cols - 1) // tile_cols
+    # Column by column (see X_PANELS_MAX_BYTES): only the fused expansion without
+    # symmetry, whose tiles are independent of one another.
+    cdef bint by_columns = (expansion and not symmetric and d <= DEPTH
+                            and fastgd_pairwise_blocked()
+                            and n_row_tiles * TILE * d * sizeof(floating) <= X_PANELS_MAX_BYTES)
     cdef Py_ssize_t n_tasks, chunk, begin, end
     cdef int n_failed = 0, thread
     cdef double[::1] shift = np.zeros(d if expansion else 1)
@@ -618,9 +655,10 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
         if n_threads <= 1:
             n_failed = -_run_tasks(x_data, y_data, out_data, n, m, d, symmetric, expansion,
                                    &shift[0], &x_norms[0], &y_norms[0], tile_cols, lead,
-                                   n_col_tiles, 0, n_tasks, stream)
+                                   n_row_tiles, n_col_tiles, by_columns, 0, n_tasks, stream)
         else:
-            # Contiguous blocks of tasks, one per thread: neighbouring tiles share rows of X.
+            # Contiguous blocks of tasks, one per thread: neighbouring tiles share rows of X
+            # (of Y, column by column).
             chunk = (n_tasks + n_threads - 1) // n_threads
             for thread in prange(n_threads, num_threads=n_threads, schedule="static"):
                 begin = thread * chunk
@@ -628,7 +666,7 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
                 if begin < end:
                     n_failed += -_run_tasks(x_data, y_data, out_data, n, m, d, symmetric,
                                             expansion, &shift[0], &x_norms[0], &y_norms[0],
-                                            tile_cols, lead, n_col_tiles, begin, end,
-                                            stream)
+                                            tile_cols, lead, n_row_tiles, n_col_tiles,
+                                            by_columns, begin, end, stream)
     if n_failed:
         raise MemoryError("fastgd.sqeuclidean: could not allocate per-thread tile buffers")

@@ -118,6 +118,31 @@ def test_threads_do_not_change_bits(float_dtype, rng):
                 assert_array_equal(one, two)
 
 
+def test_tile_order_does_not_change_bits(float_dtype, rng):
+    """The AVX-512 expansion takes its tiles column by column when the panels of X take at
+    most 1 MiB (packing each tile of Y once), row by row otherwise; either way it computes
+    every entry alike. X whole (panels over 1 MiB) against X in parts of 1000 rows (under
+    it). The rows come in pairs x, -x, so that the common shift is exactly 0 for X whole
+    and for every part: any difference would be the tile order's."""
+
+    def paired(rows):
+        return np.stack([rows, -rows], axis=1).reshape(-1, rows.shape[1])
+
+    X = paired(rng.standard_normal((2100, 64)).astype(float_dtype))
+    near = X[:40:2].astype(np.float64) + 1e-6 * rng.standard_normal((20, 64))
+    Y = paired(np.vstack([rng.standard_normal((30, 64)), near]).astype(float_dtype))
+    with fastgd.use_backend("compiled"):
+        whole = fastgd.sqeuclidean(X, Y, method="expansion")
+        parts = np.vstack([fastgd.sqeuclidean(X[i:i + 1000], Y, method="expansion")
+                           for i in range(0, X.shape[0], 1000)])
+        fused = fastgd._backend.simd_levels["sqeuclidean"] == "avx512"
+    assert_accurate(whole, X, Y, float_dtype)
+    if fused:
+        assert_array_equal(parts, whole)
+    else:  # BLAS's GEMMs of other shapes may round differently, within the bound
+        assert_accurate(parts, X, Y, float_dtype)
+
+
 @pytest.mark.parametrize("layout", ["fortran", "strided", "negative_strides", "byteswapped",
                                     "readonly", "integer", "bool", "float16", "list"])
 def test_layouts_and_dtypes(backend, rng, layout):
