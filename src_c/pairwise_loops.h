@@ -224,27 +224,6 @@ FASTGD_DEFINE_PAIRWISE_DISPATCH(f64, double)
 #define FASTGD_FUSED_NR_f32 48
 #define FASTGD_FUSED_NR_MAX 48
 
-/* packed[(p * d + k) * width + l] = rows[row0 + p * width + l, k] - shift[k], rounded to
- * REAL (exactly as the unfused path packs them), 0 past the last row. */
-#define FASTGD_DEFINE_PACK_PANELS(NAME, REAL)                                           \
-    static void NAME(const REAL *rows, ptrdiff_t d, ptrdiff_t row0, ptrdiff_t nrows,    \
-                     ptrdiff_t width, const double *shift, REAL *packed)                \
-    {                                                                                   \
-        ptrdiff_t n_panels = (nrows + width - 1) / width;                               \
-        for (ptrdiff_t r = 0; r < n_panels * width; r++) {                              \
-            REAL *panel = packed + (r / width) * d * width + r % width;                 \
-            if (r < nrows) {                                                            \
-                const REAL *src = rows + (row0 + r) * d;                                \
-                for (ptrdiff_t k = 0; k < d; k++)                                       \
-                    panel[k * width] = (REAL)((double)src[k] - shift[k]);               \
-            } else {                                                                    \
-                for (ptrdiff_t k = 0; k < d; k++)                                       \
-                    panel[k * width] = 0;                                               \
-            }                                                                           \
-        }                                                                               \
-    }
-FASTGD_DEFINE_PACK_PANELS(fastgd_pack_panels_f32, float)
-FASTGD_DEFINE_PACK_PANELS(fastgd_pack_panels_f64, double)
 
 #if FASTGD_X86_DISPATCH
 #include <immintrin.h>
@@ -254,6 +233,67 @@ static inline __mmask8 fastgd_lanes8(ptrdiff_t count)
 {
     return count >= 8 ? (__mmask8)0xFF : count <= 0 ? (__mmask8)0 : (__mmask8)((1u << count) - 1);
 }
+
+/* 8 vectors of 8 doubles transposed in place: rows[j][l] becomes rows[l][j]. */
+FASTGD_TARGET_AVX512 static inline void fastgd_transpose_8x8_f64(__m512d *rows)
+{
+    __m512d pairs[8], quads[8];
+    for (int r = 0; r < 8; r += 2) {
+        pairs[r] = _mm512_unpacklo_pd(rows[r], rows[r + 1]);
+        pairs[r + 1] = _mm512_unpackhi_pd(rows[r], rows[r + 1]);
+    }
+    for (int half = 0; half < 8; half += 4)
+        for (int c = 0; c < 2; c++) {
+            quads[half + c] = _mm512_shuffle_f64x2(pairs[half + c], pairs[half + 2 + c], 0x88);
+            quads[half + 2 + c] = _mm512_shuffle_f64x2(pairs[half + c], pairs[half + 2 + c], 0xDD);
+        }
+    for (int c = 0; c < 4; c++) {
+        rows[c] = _mm512_shuffle_f64x2(quads[c], quads[4 + c], 0x88);
+        rows[4 + c] = _mm512_shuffle_f64x2(quads[c], quads[4 + c], 0xDD);
+    }
+}
+
+/* packed[(p * d + k) * width + l] = rows[row0 + p * width + l, k] - shift[k], rounded to
+ * REAL (exactly as the unfused path packs them), 0 past the last row: the fused
+ * expansion's panels. A panel is filled 8 rows by 8 features at a time, transposed in
+ * registers, so that its cache lines are written whole: row by row, a row wrote one
+ * element into each of d lines (a panel of 24 rows and 256 features is the size of L1),
+ * about 10% of the time at 4000 x 4000 x 256 float64. LOAD8 reads 8 elements as doubles,
+ * STORE8 rounds 8 doubles to REAL and stores them. width is a multiple of 8. */
+#define FASTGD_DEFINE_PACK_PANELS(NAME, REAL, LOAD8, STORE8)                            \
+    FASTGD_TARGET_AVX512 static void NAME(const REAL *rows, ptrdiff_t d, ptrdiff_t row0, \
+                                          ptrdiff_t nrows, ptrdiff_t width,             \
+                                          const double *shift, REAL *packed)            \
+    {                                                                                   \
+        const ptrdiff_t n_groups = (nrows + width - 1) / width * width / 8;             \
+        for (ptrdiff_t group = 0; group < n_groups; group++) {                          \
+            const ptrdiff_t r0 = group * 8, in_rows = nrows - r0;                       \
+            REAL *lines = packed + (r0 / width) * d * width + r0 % width;               \
+            const REAL *src = rows + (row0 + (in_rows > 0 ? r0 : 0)) * d;               \
+            ptrdiff_t k = 0;                                                            \
+            if (in_rows >= 8) {                                                         \
+                for (; k + 8 <= d; k += 8) {                                            \
+                    const __m512d centre = _mm512_loadu_pd(shift + k);                  \
+                    __m512d block[8];                                                   \
+                    for (int l = 0; l < 8; l++)                                         \
+                        block[l] = _mm512_sub_pd(LOAD8(src + l * d + k), centre);       \
+                    fastgd_transpose_8x8_f64(block);                                    \
+                    for (int c = 0; c < 8; c++)                                         \
+                        STORE8(lines + (k + c) * width, block[c]);                      \
+                }                                                                       \
+            }                                                                           \
+            for (; k < d; k++)                                                          \
+                for (ptrdiff_t l = 0; l < 8; l++)                                       \
+                    lines[k * width + l] = l < in_rows                                  \
+                        ? (REAL)((double)src[l * d + k] - shift[k]) : (REAL)0;          \
+        }                                                                               \
+    }
+#define FASTGD_LOAD8_F64(address) _mm512_loadu_pd(address)
+#define FASTGD_STORE8_F64(address, values) _mm512_storeu_pd(address, values)
+#define FASTGD_LOAD8_F32(address) _mm512_cvtps_pd(_mm256_loadu_ps(address))
+#define FASTGD_STORE8_F32(address, values) _mm256_storeu_ps(address, _mm512_cvtpd_ps(values))
+FASTGD_DEFINE_PACK_PANELS(fastgd_pack_panels_f32, float, FASTGD_LOAD8_F32, FASTGD_STORE8_F32)
+FASTGD_DEFINE_PACK_PANELS(fastgd_pack_panels_f64, double, FASTGD_LOAD8_F64, FASTGD_STORE8_F64)
 
 /* sum_k (x[k] - y[k])^2 in double over the original rows, eight features at a time: the
  * direct recomputation of an entry the expansion may have cancelled (any order of the sum
@@ -656,6 +696,16 @@ FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f64, fastgd_direct_block_f64, doubl
 FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f32, fastgd_direct_block_f32, float)
 #else
 /* Never called: fastgd_pairwise_blocked() is 0 where these cannot be built. */
+static void fastgd_pack_panels_f32(const float *rows, ptrdiff_t d, ptrdiff_t row0,
+                                   ptrdiff_t nrows, ptrdiff_t width, const double *shift,
+                                   float *packed)
+{
+}
+static void fastgd_pack_panels_f64(const double *rows, ptrdiff_t d, ptrdiff_t row0,
+                                   ptrdiff_t nrows, ptrdiff_t width, const double *shift,
+                                   double *packed)
+{
+}
 static void fastgd_fused_tile_f64(const double *x_packed, const double *y_packed, ptrdiff_t d,
                                   const double *x_norms, const double *y_norms, double ratio,
                                   const double *x_rows, const double *y_rows, double *out,
