@@ -224,7 +224,6 @@ FASTGD_DEFINE_PAIRWISE_DISPATCH(f64, double)
 #define FASTGD_FUSED_NR_f32 48
 #define FASTGD_FUSED_NR_MAX 48
 
-
 #if FASTGD_X86_DISPATCH
 #include <immintrin.h>
 
