@@ -557,16 +557,17 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
             i0 = row_tile * TILE
             ni = min(<Py_ssize_t>TILE, n - i0)
             _columns_of_tile(col_tile, lead, tile_cols, m, &j0, &nj)
-            if expansion and blocked and by_columns:
+            if expansion and blocked:
+                # Column by column, X's panels are all packed already, each row tile's at
+                # its own place; row by row, each tile of Y is packed anew.
                 _fused_expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
-                                      i0, ni, j0, nj, False, col_tile != packed_col_tile,
-                                      x_packed + i0 * depth, y_packed)
-                packed_col_tile = col_tile
-            elif expansion and blocked:
-                _fused_expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
-                                      i0, ni, j0, nj, row_tile != packed_row_tile, True,
-                                      x_packed, y_packed)
+                                      i0, ni, j0, nj,
+                                      not by_columns and row_tile != packed_row_tile,
+                                      not by_columns or col_tile != packed_col_tile,
+                                      x_packed + i0 * depth if by_columns else x_packed,
+                                      y_packed)
                 packed_row_tile = row_tile
+                packed_col_tile = col_tile
             elif expansion:
                 _expansion_tile(X, Y, out, d, m, symmetric, shift, x_norms, y_norms,
                                 i0, ni, j0, nj, row_tile != packed_row_tile,
