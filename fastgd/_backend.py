@@ -82,7 +82,30 @@ def select_simd(highest):
         kernel: getattr(ext, module).select_simd(highest)
         for kernel, module in DISPATCHED_KERNELS.items()
     }
+    select_update_division(_update_division_asked)
     return dict(simd_levels)
+
+
+# How the float64 Adagrad loops take their square roots and quotients at the avx512 level:
+# all from the divider, or half of them from the FMA units (src_c/fma_division.h), which
+# gives the same bits; "auto" splits them where the divider is the bottleneck (Intel).
+UPDATE_DIVISIONS = ("auto", "divider", "divider+fma")
+
+
+def select_update_division(method):
+    """Choose how the Adagrad updates (and factorize's steps) take float64 roots and
+    quotients (one of UPDATE_DIVISIONS); the same bits every way. Returns the method
+    now used ("divider" wherever the loops run below avx512); None without the extension."""
+    global update_division, _update_division_asked
+    if method not in UPDATE_DIVISIONS:
+        raise ValueError(
+            f"the division must be one of {', '.join(UPDATE_DIVISIONS)}; got {method!r}")
+    _update_division_asked = method
+    if ext is None:
+        return None
+    update_division = ext._updates.select_division(method)
+    ext._solvers.select_division(method)
+    return update_division
 
 
 def _simd_from_environment():
@@ -93,6 +116,8 @@ def _simd_from_environment():
 
 
 simd_levels = None
+update_division = None
+_update_division_asked = "auto"
 select_simd(_simd_from_environment())
 
 _override = contextvars.ContextVar("fastgd_backend", default=None)

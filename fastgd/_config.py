@@ -26,6 +26,7 @@ def config_info():
         "cpu_features": None,
         "cpu_level": None,
         "simd": _backend.simd_levels,
+        "update_division": _backend.update_division,
         "default_n_threads": _threads.default_n_threads(),
         "blas": _threads.blas_info(),
     }
@@ -90,6 +91,9 @@ def show_config(file=None):
             "  SIMD:     "
             + ", ".join(f"{kernel} {level}" for kernel, level in info["simd"].items())
             + " (chosen at import for this CPU; FASTGD_SIMD caps it)",
+            "  Adagrad:  float64 roots and quotients on the divider"
+            + (" and the FMA units (half of the vectors each, the same bits)"
+               if info["update_division"] == "divider+fma" else ""),
         ]
     lines.append(
         f"  OpenMP:   {'on' if info['openmp'] else 'off'}"

@@ -18,11 +18,13 @@ from libc.math cimport fabs, isfinite, sqrt
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
 from update_loops cimport (
+    DIVISION_AUTO,
     UpdateSettings,
     fastgd_adagrad_f32,
     fastgd_adagrad_f64,
     fastgd_sgd_f32,
     fastgd_sgd_f64,
+    fastgd_updates_select_division,
     fastgd_updates_select_level,
 )
 
@@ -49,6 +51,17 @@ def select_simd(str highest):
     """Run the update loops at the best level this CPU supports, at most `highest` (one of
     SIMD_LEVELS; "scalar" runs "baseline"). Every level gives bitwise the same steps."""
     return SIMD_LEVELS[fastgd_updates_select_level(SIMD_LEVELS.index(highest))]
+
+
+DIVISIONS = ("divider", "divider+fma")
+
+
+def select_division(str method):
+    """Take the float64 Adagrad roots and quotients from the divider, or half of them from
+    the FMA units ("divider+fma", avx512 level only: fma_division.h), or let the CPU decide
+    ("auto"). The same bits every way. Returns the method now used."""
+    asked = DIVISION_AUTO if method == "auto" else DIVISIONS.index(method)
+    return DIVISIONS[fastgd_updates_select_division(asked)]
 
 
 cdef double _sum_of_squares(const floating* x, Py_ssize_t length) noexcept nogil:

@@ -12,6 +12,7 @@ level and chosen at import (select_simd); every level gives the same bits.
 """
 
 cimport numpy as cnp
+import numpy as np
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsLong, PyLong_CheckExact
 from cython cimport floating
@@ -21,14 +22,17 @@ from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 from update_loops cimport (
+    DIVISION_AUTO,
     EPS_ACCUMULATE,
     EPS_INSIDE,
     EPS_OUTSIDE,
     UpdateSettings,
     fastgd_adagrad_f32,
     fastgd_adagrad_f64,
+    fastgd_fma_division_lanes,
     fastgd_sgd_f32,
     fastgd_sgd_f64,
+    fastgd_updates_select_division,
     fastgd_updates_select_level,
 )
 
@@ -51,6 +55,43 @@ def select_simd(str highest):
     SIMD_LEVELS; these loops have no hand-written vectors, so "scalar" runs "baseline").
     Every level gives bitwise the same results. Returns the level chosen."""
     return SIMD_LEVELS[fastgd_updates_select_level(SIMD_LEVELS.index(highest))]
+
+
+DIVISIONS = ("divider", "divider+fma")
+
+
+def select_division(str method):
+    """Take the float64 Adagrad roots and quotients from the divider, or half of them from
+    the FMA units ("divider+fma", avx512 level only: fma_division.h), or let the CPU decide
+    ("auto"). The same bits every way. Returns the method now used."""
+    asked = DIVISION_AUTO if method == "auto" else DIVISIONS.index(method)
+    return DIVISIONS[fastgd_updates_select_division(asked)]
+
+
+def fma_division_lanes(const double[::1] a, const double[::1] x, const double[::1] y,
+                       const double[::1] root_candidate, const double[::1] quotient_candidate):
+    """For the tests, fma_division.h lane by lane: (root, root_vouched, quotient,
+    quotient_vouched, corrected_root, corrected_quotient), the roots of a and quotients
+    x / y it computes, whether it vouches for each, and its corrections of the candidates
+    (within one ulp of sqrt(a) and of a positive x / y). None where the CPU lacks AVX-512."""
+    cdef Py_ssize_t n = a.shape[0]
+    for name, values in (("x", x), ("y", y), ("root_candidate", root_candidate),
+                         ("quotient_candidate", quotient_candidate)):
+        if values.shape[0] != n:
+            raise ValueError(f"{name} must have the length of a ({n}); got {values.shape[0]}")
+    results = [np.ones(n), np.zeros(n, np.uint8), np.ones(n), np.zeros(n, np.uint8),
+               np.ones(n), np.ones(n)]
+    cdef double[::1] root = results[0], quotient = results[2]
+    cdef double[::1] corrected_root = results[4], corrected_quotient = results[5]
+    cdef unsigned char[::1] root_vouched = results[1], quotient_vouched = results[3]
+    if n > 0 and not fastgd_fma_division_lanes(
+            &a[0], &x[0], &y[0], &root_candidate[0], &quotient_candidate[0], n, &root[0],
+            &root_vouched[0], &quotient[0], &quotient_vouched[0], &corrected_root[0],
+            &corrected_quotient[0]):
+        return None
+    results[1] = results[1].astype(bool)
+    results[3] = results[3].astype(bool)
+    return tuple(results)
 
 
 cdef void _update_slice(const ArraySlice* piece, Py_ssize_t begin, Py_ssize_t end,

@@ -6,6 +6,8 @@
  * contraction, the build passes -ffp-contract=off), so every level gives bitwise the same
  * results, and so does any split of the elements between threads. Each eps mode and
  * momentum variant has a branch-free loop of its own, so that the compiler vectorises it.
+ * At the avx512 level, float64 Adagrad can also take half of its square roots and
+ * quotients from the FMA units (fma_division.h), correctly rounded too: the same bits.
  */
 #ifndef FASTGD_UPDATE_LOOPS_H
 #define FASTGD_UPDATE_LOOPS_H
@@ -126,18 +128,185 @@ FASTGD_DEFINE_UPDATE_LEVEL(baseline, )
 FASTGD_DEFINE_UPDATE_LEVEL(avx2, FASTGD_TARGET_AVX2)
 FASTGD_DEFINE_UPDATE_LEVEL(avx512, FASTGD_TARGET_AVX512)
 #define FASTGD_UPDATES_HIGHEST FASTGD_LEVEL_AVX512
+
+#include "fma_division.h"
+
+/* Eight float64 elements of Adagrad in every eps mode, the same operations as the loops
+ * above. The root and quotient come from the divider, or with by_fma from the FMA units
+ * where fma_division.h vouches for every lane (from the divider otherwise): the same bits
+ * either way. by_fma and eps_mode are constants where it is inlined. */
+FASTGD_TARGET_AVX512 static inline void fastgd_adagrad_vector_f64(
+    double *param, const double *grad, double *accum, const fastgd_update_settings *s,
+    int by_fma)
+{
+    const __m512d eps = _mm512_set1_pd(s->eps), lower_bound = _mm512_set1_pd(s->lower_bound);
+    __m512d p = _mm512_loadu_pd(param);
+    __m512d g = _mm512_mul_pd(_mm512_set1_pd(s->maximize ? -1.0 : 1.0), _mm512_loadu_pd(grad));
+    if (s->weight_decay != 0)
+        g = _mm512_add_pd(g, _mm512_mul_pd(_mm512_set1_pd(s->weight_decay), p));
+    __m512d acc = _mm512_add_pd(_mm512_loadu_pd(accum), _mm512_mul_pd(g, g));
+    if (s->eps_mode == FASTGD_EPS_ACCUMULATE)
+        acc = _mm512_add_pd(acc, eps);
+    _mm512_storeu_pd(accum, acc);
+    const __m512d radicand = s->eps_mode == FASTGD_EPS_INSIDE ? _mm512_add_pd(acc, eps) : acc;
+    const __m512d step = _mm512_mul_pd(_mm512_set1_pd(-s->rate), g);
+    __m512d quotient;
+    __mmask8 vouched = 0;
+    if (by_fma) {
+        __mmask8 root_vouched, quotient_vouched;
+        __m512d root = fastgd_fma_sqrt_f64x8(radicand, &root_vouched);
+        if (s->eps_mode == FASTGD_EPS_OUTSIDE)
+            root = _mm512_add_pd(root, eps);
+        quotient = fastgd_fma_divide_f64x8(step, root, &quotient_vouched);
+        vouched = root_vouched & quotient_vouched;
+    }
+    if (vouched != 0xFF) {
+        __m512d root = _mm512_sqrt_pd(radicand);
+        if (s->eps_mode == FASTGD_EPS_OUTSIDE)
+            root = _mm512_add_pd(root, eps);
+        quotient = _mm512_div_pd(step, root);
+    }
+    const __m512d stepped = _mm512_add_pd(p, quotient);
+    if (s->eps_mode == FASTGD_EPS_INSIDE)  /* no step where G is 0 */
+        p = _mm512_mask_mov_pd(p, _mm512_cmp_pd_mask(acc, _mm512_setzero_pd(), _CMP_GT_OQ),
+                               stepped);
+    else
+        p = stepped;
+    p = _mm512_mask_mov_pd(p, _mm512_cmp_pd_mask(p, lower_bound, _CMP_LT_OQ), lower_bound);
+    _mm512_storeu_pd(param, p);
+}
+
+/* How far ahead the split loop prefetches, in elements (2 KiB of each array): its FMA
+ * vectors fill the reorder buffer, which leaves fewer loads in flight from memory. */
+#define FASTGD_SPLIT_PREFETCH 256
+
+/* float64 Adagrad with vectors taken in pairs, the first from the FMA units, the second
+ * from the divider, which work at once; the rest by the avx512 loop. */
+FASTGD_TARGET_AVX512 static void fastgd_adagrad_f64_split_avx512(
+    double *restrict param, const double *restrict grad, double *restrict accum, ptrdiff_t n,
+    const fastgd_update_settings *s)
+{
+    /* Whole cache lines of param from here on (and of the others where they share its
+     * offset, as NumPy's allocations do): a vector that straddles two lines costs two. */
+    ptrdiff_t i = (ptrdiff_t)((64 - (uintptr_t)param % 64) % 64 / sizeof(double));
+    if (i > n || (uintptr_t)param % sizeof(double) != 0)
+        i = n;
+    fastgd_adagrad_f64_avx512(param, grad, accum, i, s);
+    for (; i + 16 <= n; i += 16) {
+        _mm_prefetch((const char *)(param + i + FASTGD_SPLIT_PREFETCH), _MM_HINT_T0);
+        _mm_prefetch((const char *)(param + i + FASTGD_SPLIT_PREFETCH + 8), _MM_HINT_T0);
+        _mm_prefetch((const char *)(grad + i + FASTGD_SPLIT_PREFETCH), _MM_HINT_T0);
+        _mm_prefetch((const char *)(grad + i + FASTGD_SPLIT_PREFETCH + 8), _MM_HINT_T0);
+        _mm_prefetch((const char *)(accum + i + FASTGD_SPLIT_PREFETCH), _MM_HINT_T0);
+        _mm_prefetch((const char *)(accum + i + FASTGD_SPLIT_PREFETCH + 8), _MM_HINT_T0);
+        fastgd_adagrad_vector_f64(param + i, grad + i, accum + i, s, 1);
+        fastgd_adagrad_vector_f64(param + i + 8, grad + i + 8, accum + i + 8, s, 0);
+    }
+    fastgd_adagrad_f64_avx512(param + i, grad + i, accum + i, n - i, s);
+}
+
+/* For the tests: fma_division.h's root of each a[i] and quotient x[i] / y[i] (y in its
+ * range), whether it vouches for them (1 or 0), and its corrections of candidate roots
+ * and quotients (positive x[i] / y[i]) within one ulp of the results. */
+FASTGD_TARGET_AVX512 static void fastgd_fma_division_lanes_avx512(
+    const double *a, const double *x, const double *y, const double *root_candidate,
+    const double *quotient_candidate, ptrdiff_t n, double *root, unsigned char *root_vouched,
+    double *quotient, unsigned char *quotient_vouched, double *corrected_root,
+    double *corrected_quotient)
+{
+    const __m512d ones = _mm512_set1_pd(1.0);
+    for (ptrdiff_t i = 0; i < n; i += 8) {
+        const __mmask8 lanes = (__mmask8)(n - i >= 8 ? 0xFF : (1u << (n - i)) - 1);
+        const __m512d a_i = _mm512_mask_loadu_pd(ones, lanes, a + i);
+        const __m512d x_i = _mm512_mask_loadu_pd(ones, lanes, x + i);
+        const __m512d y_i = _mm512_mask_loadu_pd(ones, lanes, y + i);
+        __mmask8 root_ok, quotient_ok;
+        _mm512_mask_storeu_pd(root + i, lanes, fastgd_fma_sqrt_f64x8(a_i, &root_ok));
+        _mm512_mask_storeu_pd(quotient + i, lanes,
+                              fastgd_fma_divide_f64x8(x_i, y_i, &quotient_ok));
+        for (int k = 0; k < 8 && i + k < n; k++) {
+            root_vouched[i + k] = (root_ok >> k) & 1;
+            quotient_vouched[i + k] = (quotient_ok >> k) & 1;
+        }
+        _mm512_mask_storeu_pd(
+            corrected_root + i, lanes,
+            fastgd_corrected_root_f64x8(a_i, _mm512_mask_loadu_pd(ones, lanes, root_candidate + i)));
+        _mm512_mask_storeu_pd(
+            corrected_quotient + i, lanes,
+            fastgd_corrected_quotient_f64x8(
+                x_i, y_i, _mm512_mask_loadu_pd(ones, lanes, quotient_candidate + i)));
+    }
+}
 #else
 #define FASTGD_UPDATES_HIGHEST FASTGD_LEVEL_BASELINE
 #endif
 
+/* The same where the CPU has AVX-512; returns 0, computing nothing, elsewhere. */
+static inline int fastgd_fma_division_lanes(
+    const double *a, const double *x, const double *y, const double *root_candidate,
+    const double *quotient_candidate, ptrdiff_t n, double *root, unsigned char *root_vouched,
+    double *quotient, unsigned char *quotient_vouched, double *corrected_root,
+    double *corrected_quotient)
+{
+#if FASTGD_X86_DISPATCH
+    if (fastgd_cpu_level() == FASTGD_LEVEL_AVX512) {
+        fastgd_fma_division_lanes_avx512(a, x, y, root_candidate, quotient_candidate, n, root,
+                                         root_vouched, quotient, quotient_vouched,
+                                         corrected_root, corrected_quotient);
+        return 1;
+    }
+#endif
+    (void)a, (void)x, (void)y, (void)root_candidate, (void)quotient_candidate, (void)n;
+    (void)root, (void)root_vouched, (void)quotient, (void)quotient_vouched;
+    (void)corrected_root, (void)corrected_quotient;
+    return 0;
+}
+
 /* The level the update loops run at (set once at import by fastgd_updates_select_level). */
 static int fastgd_updates_level = FASTGD_LEVEL_BASELINE;
+
+/* How the float64 Adagrad loops at the avx512 level take their square roots and
+ * quotients: all from the divider, or half of the vectors from the FMA units
+ * (fma_division.h), which gives the same bits. "auto" splits them where one divide unit
+ * takes both operations and is slow at them (Intel's cores); AMD's Zen cores divide fast
+ * enough that the split does not pay there. */
+enum {
+    FASTGD_DIVISION_AUTO = -1,
+    FASTGD_DIVISION_DIVIDER = 0,
+    FASTGD_DIVISION_DIVIDER_AND_FMA = 1
+};
+static int fastgd_updates_division_asked = FASTGD_DIVISION_AUTO;
+static int fastgd_updates_division = FASTGD_DIVISION_DIVIDER;
+
+static void fastgd_updates_apply_division(void)
+{
+    int split = 0;
+#if FASTGD_X86_DISPATCH
+    if (fastgd_updates_level == FASTGD_LEVEL_AVX512) {
+        __builtin_cpu_init();
+        split = fastgd_updates_division_asked == FASTGD_DIVISION_AUTO
+                    ? __builtin_cpu_is("intel") != 0
+                    : fastgd_updates_division_asked == FASTGD_DIVISION_DIVIDER_AND_FMA;
+    }
+#endif
+    fastgd_updates_division = split ? FASTGD_DIVISION_DIVIDER_AND_FMA : FASTGD_DIVISION_DIVIDER;
+}
 
 /* Choose the loops for this CPU, at most level `asked`; returns the level chosen. */
 static int fastgd_updates_select_level(int asked)
 {
     fastgd_updates_level = fastgd_choose_vector_level(asked, FASTGD_UPDATES_HIGHEST);
+    fastgd_updates_apply_division();
     return fastgd_updates_level;
+}
+
+/* Ask for a way of dividing (FASTGD_DIVISION_*); returns the one the loops now use (the
+ * FMA units only ever help at the avx512 level). */
+static int fastgd_updates_select_division(int asked)
+{
+    fastgd_updates_division_asked = asked;
+    fastgd_updates_apply_division();
+    return fastgd_updates_division;
 }
 
 #define FASTGD_DEFINE_UPDATE_DISPATCH(NAME, REAL)                                       \
@@ -148,7 +317,21 @@ static int fastgd_updates_select_level(int asked)
     }
 
 FASTGD_DEFINE_UPDATE_DISPATCH(fastgd_adagrad_f32, float)
-FASTGD_DEFINE_UPDATE_DISPATCH(fastgd_adagrad_f64, double)
+/* float64 Adagrad: the avx512 loops, half of their roots and quotients on the FMA units,
+ * where the split is chosen and eps keeps fma_division.h's ranges (see there). */
+static inline void fastgd_adagrad_f64(double *param, const double *grad, double *state,
+                                      ptrdiff_t n, const fastgd_update_settings *s)
+{
+#if FASTGD_X86_DISPATCH
+    if (fastgd_updates_division == FASTGD_DIVISION_DIVIDER_AND_FMA
+        && fastgd_updates_level == FASTGD_LEVEL_AVX512
+        && (s->eps == 0 || (s->eps >= 0x1p-480 && s->eps <= 0x1p400))) {
+        fastgd_adagrad_f64_split_avx512(param, grad, state, n, s);
+        return;
+    }
+#endif
+    FASTGD_LEVEL_CALL(fastgd_updates_level, fastgd_adagrad_f64, param, grad, state, n, s);
+}
 FASTGD_DEFINE_UPDATE_DISPATCH(fastgd_sgd_f32, float)
 FASTGD_DEFINE_UPDATE_DISPATCH(fastgd_sgd_f64, double)
 

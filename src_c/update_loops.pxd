@@ -27,3 +27,12 @@ cdef extern from "update_loops.h" nogil:
     void fastgd_sgd_f64(double* param, const double* grad, double* velocity, Py_ssize_t n,
                         const UpdateSettings* s)
     int fastgd_updates_select_level(int asked)
+    enum:
+        DIVISION_AUTO "FASTGD_DIVISION_AUTO"
+    int fastgd_updates_select_division(int asked)
+    int fastgd_fma_division_lanes(const double* a, const double* x, const double* y,
+                                  const double* root_candidate,
+                                  const double* quotient_candidate, Py_ssize_t n,
+                                  double* root, unsigned char* root_vouched, double* quotient,
+                                  unsigned char* quotient_vouched, double* corrected_root,
+                                  double* corrected_quotient)

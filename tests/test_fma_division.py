@@ -1,0 +1,264 @@
+"""Square roots and quotients on the FMA units (src_c/fma_division.h): correctly rounded,
+bit for bit what np.sqrt and np.divide give, wherever they vouch for a lane, and the
+Adagrad updates give the same bits whether they divide on the divider alone or on both."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_array_equal
+
+import fastgd
+from fastgd import _backend
+from fastgd._config import config_info
+
+pytestmark = pytest.mark.skipif(_backend.ext is None, reason="needs the compiled extension")
+
+# The ranges fma_division.h vouches for (and its quotients' assumption on y).
+ROOT_RANGE = (2.0**-960, 2.0**800)
+X_RANGE = (2.0**-400, 2.0**400)
+Y_RANGE = (2.0**-480, 2.0**401)
+
+
+def cpu_has_avx512():
+    return _backend.ext._build_info.cpu_info()["level"] == "avx512"
+
+
+def bits(values):
+    return np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
+
+
+def assert_same_bits(got, expected):
+    """Bit for bit, NaN for NaN (which NaN, its sign and payload, is not promised: it
+    follows the operand order the compiler picks)."""
+    assert_array_equal(np.isnan(got), np.isnan(expected))
+    numbers = ~np.isnan(expected)
+    assert_array_equal(bits(got[numbers]), bits(expected[numbers]))
+
+
+def neighbours(values, steps):
+    """values moved by `steps` ulps (positive finite values)."""
+    return (bits(values) + steps).view(np.float64)
+
+
+def lanes(a, x=None, y=None, root_candidate=None, quotient_candidate=None):
+    """fma_division.h on each lane; asserts None exactly where the CPU lacks AVX-512."""
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    n = a.size
+    x = np.ones(n) if x is None else np.ascontiguousarray(x, dtype=np.float64)
+    y = np.ones(n) if y is None else np.ascontiguousarray(y, dtype=np.float64)
+    root_candidate = np.ones(n) if root_candidate is None else root_candidate
+    quotient_candidate = np.ones(n) if quotient_candidate is None else quotient_candidate
+    result = _backend.ext._updates.fma_division_lanes(a, x, y, root_candidate,
+                                                      quotient_candidate)
+    assert (result is not None) == cpu_has_avx512()
+    return result
+
+
+def log_uniform(rng, n, low, high):
+    """Positive doubles whose exponents are uniform in [log2 low, log2 high)."""
+    exponents = rng.integers(int(np.log2(low)), int(np.log2(high)), n)
+    return np.ldexp(1 + rng.random(n), exponents)
+
+
+def hard_radicands(rng, n):
+    """Radicands whose roots lie closest to a midpoint between two doubles: near m * next(m),
+    which is (m + ulp/2)^2 up to ulp^2/4, and exact squares of short significands with
+    their neighbours."""
+    m = log_uniform(rng, n, 2.0**-470, 2.0**390)
+    near_midpoints = neighbours(m * np.nextafter(m, np.inf), rng.integers(-2, 3, n))
+    short = np.ldexp(rng.integers(1, 2**26, n).astype(np.float64), rng.integers(-450, 350, n))
+    squares = neighbours(short * short, rng.integers(-1, 2, n))
+    return np.concatenate([near_midpoints, squares])
+
+
+def hard_quotients(rng, n):
+    """(x, y) whose quotient lies closest to a midpoint: x rounded from y * (q + ulp/2),
+    computed in extended precision, and its neighbours; and exact quotients."""
+    y = log_uniform(rng, n, 2.0**-300, 2.0**300)
+    q = log_uniform(rng, n, 2.0**-90, 2.0**90)
+    midpoint = (q.astype(np.longdouble) + np.nextafter(q, np.inf)) / 2
+    x = neighbours((y * midpoint).astype(np.float64), rng.integers(-2, 3, n))
+    short = np.ldexp(rng.integers(1, 2**26, n).astype(np.float64), rng.integers(-60, 60, n))
+    exact_y = np.ldexp(rng.integers(1, 2**26, n).astype(np.float64), rng.integers(-60, 60, n))
+    return np.concatenate([x, short * exact_y]), np.concatenate([y, exact_y])
+
+
+def test_roots_are_correctly_rounded(rng):
+    a = np.concatenate([log_uniform(rng, 200_000, *ROOT_RANGE), hard_radicands(rng, 100_000)])
+    result = lanes(a)
+    if result is None:
+        return
+    root, vouched = result[0], result[1]
+    assert vouched.all()
+    assert_array_equal(bits(root), bits(np.sqrt(a)))
+
+
+def test_quotients_are_correctly_rounded(rng):
+    x = log_uniform(rng, 200_000, *X_RANGE) * rng.choice([-1.0, 1.0], 200_000)
+    y = log_uniform(rng, 200_000, *Y_RANGE)
+    hard_x, hard_y = hard_quotients(rng, 100_000)
+    x, y = np.concatenate([x, hard_x, -hard_x]), np.concatenate([y, hard_y, hard_y])
+    result = lanes(np.ones(x.size), x, y)
+    if result is None:
+        return
+    quotient, vouched = result[2], result[3]
+    assert vouched.all()
+    assert_array_equal(bits(quotient), bits(x / y))
+
+
+def test_corrections_undo_a_candidate_one_ulp_off(rng):
+    """The Newton steps alone are almost always right, so the corrections are tested on
+    candidates moved off the correct result on purpose."""
+    a = np.concatenate([log_uniform(rng, 50_000, *ROOT_RANGE), hard_radicands(rng, 25_000)])
+    x, y = hard_quotients(rng, 50_000)
+    x = np.concatenate([x, log_uniform(rng, a.size - x.size, *X_RANGE)])
+    y = np.concatenate([y, log_uniform(rng, a.size - y.size, *Y_RANGE)])
+    steps = rng.integers(-1, 2, a.size)
+    root_candidate = neighbours(np.sqrt(a), steps)
+    quotient_candidate = neighbours(x / y, rng.integers(-1, 2, a.size))
+    result = lanes(a, x, y, root_candidate, quotient_candidate)
+    if result is None:
+        return
+    assert_array_equal(bits(result[4]), bits(np.sqrt(a)))
+    assert_array_equal(bits(result[5]), bits(x / y))
+
+
+def test_lanes_outside_the_ranges_are_left_to_the_divider():
+    tiny, huge = np.nextafter(ROOT_RANGE[0], 0), np.nextafter(ROOT_RANGE[1], np.inf)
+    smallest_normal = np.finfo(np.float64).tiny
+    a = np.array([0.0, -0.0, ROOT_RANGE[0], ROOT_RANGE[1], tiny, huge, 5e-324, smallest_normal,
+                  np.inf, np.nan, -1.0, 1e308, 2.0])
+    expected = np.array([True, False, True, True, False, False, False, False, False, False,
+                         False, False, True])
+    x = np.array([0.0, -0.0, X_RANGE[0], -X_RANGE[1], np.nextafter(X_RANGE[0], 0),
+                  np.nextafter(X_RANGE[1], np.inf), 5e-324, np.inf, np.nan, 1.0, 1.0, -3.0,
+                  2.0])
+    y = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, Y_RANGE[0], Y_RANGE[1],
+                  3.0])
+    x_expected = np.array([True, True, True, True, False, False, False, False, False, False,
+                           True, True, True])
+    with np.errstate(all="ignore"):
+        result = lanes(a, x, y)
+        divided = x / y
+    if result is None:
+        return
+    root, root_vouched, quotient, quotient_vouched = result[:4]
+    assert_array_equal(root_vouched, expected)
+    assert_array_equal(quotient_vouched, x_expected)
+    assert_array_equal(bits(root[expected]), bits(np.sqrt(a[expected])))  # +0.0 kept
+    assert_array_equal(bits(quotient[x_expected]), bits(divided[x_expected]))  # -0.0 kept
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(*ROOT_RANGE), min_size=1, max_size=40),
+       st.lists(st.tuples(st.floats(*X_RANGE), st.floats(*Y_RANGE), st.booleans()),
+                min_size=1, max_size=40))
+def test_roots_and_quotients_match_numpy_property(radicands, pairs):
+    a = np.array(radicands)
+    x = np.array([-x if negative else x for x, _, negative in pairs])
+    y = np.array([y for _, y, _ in pairs])
+    n = max(a.size, x.size)
+    a, x, y = (np.resize(values, n) for values in (a, x, y))
+    result = lanes(a, x, y)
+    if result is None:
+        return
+    assert result[1].all() and result[3].all()
+    assert_array_equal(bits(result[0]), bits(np.sqrt(a)))
+    assert_array_equal(bits(result[2]), bits(x / y))
+
+
+def test_the_division_is_reported_and_chosen_per_cpu():
+    try:
+        _backend.select_simd("avx512")  # the best this CPU has
+        for method in ("divider", "divider+fma", "auto"):
+            chosen = _backend.select_update_division(method)
+            if method == "divider" or not cpu_has_avx512():
+                assert chosen == "divider"
+            elif method == "divider+fma":
+                assert chosen == "divider+fma"
+            assert _backend.update_division == chosen
+            assert config_info()["update_division"] == chosen
+        # Capping the level below avx512 leaves the divider alone, and lifting it restores
+        # what was asked.
+        _backend.select_update_division("divider+fma")
+        _backend.select_simd("avx2")
+        assert _backend.update_division == "divider"
+        _backend.select_simd("avx512")
+        assert _backend.update_division == ("divider+fma" if cpu_has_avx512() else "divider")
+        with pytest.raises(ValueError, match="division must be one of auto, divider"):
+            _backend.select_update_division("newton")
+    finally:
+        _backend.select_update_division("auto")
+        _backend.select_simd(_backend._simd_from_environment())
+
+
+SPECIAL_VALUES = np.array([0.0, -0.0, 1e-200, -1e-310, 1e200, np.inf, -np.inf, np.nan, 5e-324])
+
+
+def special_state(rng, n, offset):
+    """Arrays that start `offset` elements into their allocation (other cache-line
+    offsets), with special values and zeros here and there."""
+    def array(values):
+        holder = np.empty(n + offset)
+        holder[offset:] = values
+        return holder[offset:]
+    p = array(rng.standard_normal(n))
+    g = array(rng.standard_normal(n) * np.exp(rng.uniform(-20, 20, n)))
+    G = array(rng.random(n))
+    for target in (p, g, G):
+        where = rng.choice(n, size=min(n, 6), replace=False) if n else []
+        target[where] = rng.choice(SPECIAL_VALUES, size=len(where))
+    g[::11] = 0
+    G[::13] = 0
+    return p, g, G
+
+
+@pytest.mark.parametrize("eps_mode", ["outside", "inside", "accumulate"])
+@pytest.mark.parametrize("eps", [1e-10, 0.0, 1e-300, 1e150])
+@pytest.mark.parametrize("settings", [{}, {"maximize": True, "weight_decay": 0.1},
+                                      {"lower_bound": 0.0, "lr_decay": 0.5, "step": 3}],
+                         ids=lambda s: ",".join(s) or "defaults")
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_adagrad_divides_the_same_either_way(rng, eps_mode, eps, settings, n_threads):
+    sizes_and_offsets = [(0, 0), (1, 0), (15, 1), (16, 0), (17, 3), (33, 7), (1001, 5),
+                         (20_011, 2)]
+    state = [special_state(rng, n, offset) for n, offset in sizes_and_offsets]
+
+    def update():
+        params = [p.copy() for p, _, _ in state]
+        accums = [G.copy() for _, _, G in state]
+        with np.errstate(all="ignore"):
+            fastgd.adagrad_update(params, [g for _, g, _ in state], accums, lr=0.1, eps=eps,
+                                  eps_mode=eps_mode, n_threads=n_threads, **settings)
+        return params + accums
+
+    results = {}
+    try:
+        for method in ("divider", "divider+fma"):
+            _backend.select_update_division(method)
+            results[method] = update()
+    finally:
+        _backend.select_update_division("auto")
+    with fastgd.use_backend("numpy"):
+        twin = update()
+    for split, divider, expected in zip(results["divider+fma"], results["divider"], twin,
+                                        strict=True):
+        assert_same_bits(split, divider)
+        assert_same_bits(split, expected)
+
+
+def test_factorize_steps_the_same_either_way(rng):
+    ratings = rng.random((40, 30)) * 5
+    ratings[rng.random(ratings.shape) < 0.3] = np.nan
+    results = {}
+    try:
+        for method in ("divider", "divider+fma"):
+            _backend.select_update_division(method)
+            fit = fastgd.factorize(ratings, rank=4, optimizer="adagrad", n_iter=50,
+                                   random_state=0)
+            results[method] = [fit.W, fit.H, np.asarray(fit.loss_history)]
+    finally:
+        _backend.select_update_division("auto")
+    for split, divider in zip(results["divider+fma"], results["divider"], strict=True):
+        assert_same_bits(split, divider)
