@@ -53,15 +53,11 @@ def select_simd(str highest):
     return SIMD_LEVELS[fastgd_updates_select_level(SIMD_LEVELS.index(highest))]
 
 
-DIVISIONS = ("divider", "divider+fma")
-
-
 def select_division(str method):
-    """Take the float64 Adagrad roots and quotients from the divider, or half of them from
-    the FMA units ("divider+fma", avx512 level only: fma_division.h), or let the CPU decide
-    ("auto"). The same bits every way. Returns the method now used."""
-    asked = DIVISION_AUTO if method == "auto" else DIVISIONS.index(method)
-    return DIVISIONS[fastgd_updates_select_division(asked)]
+    """As _updates.select_division, for the update loops this module steps with."""
+    names = ("divider", "divider+fma")
+    return names[fastgd_updates_select_division(
+        DIVISION_AUTO if method == "auto" else names.index(method))]
 
 
 cdef double _sum_of_squares(const floating* x, Py_ssize_t length) noexcept nogil:
