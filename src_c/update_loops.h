@@ -134,7 +134,8 @@ FASTGD_DEFINE_UPDATE_LEVEL(avx512, FASTGD_TARGET_AVX512)
 /* Eight float64 elements of Adagrad in every eps mode, the same operations as the loops
  * above. The root and quotient come from the divider, or with by_fma from the FMA units
  * where fma_division.h vouches for every lane (from the divider otherwise): the same bits
- * either way. by_fma and eps_mode are constants where it is inlined. */
+ * either way. by_fma is a constant where it is inlined; the settings' tests take the same
+ * branch for every vector of a call. */
 FASTGD_TARGET_AVX512 static inline void fastgd_adagrad_vector_f64(
     double *param, const double *grad, double *accum, const fastgd_update_settings *s,
     int by_fma)
@@ -228,9 +229,9 @@ FASTGD_TARGET_AVX512 static void fastgd_fma_division_lanes_avx512(
             root_vouched[i + k] = (root_ok >> k) & 1;
             quotient_vouched[i + k] = (quotient_ok >> k) & 1;
         }
-        _mm512_mask_storeu_pd(
-            corrected_root + i, lanes,
-            fastgd_corrected_root_f64x8(a_i, _mm512_mask_loadu_pd(ones, lanes, root_candidate + i)));
+        const __m512d root_guess = _mm512_mask_loadu_pd(ones, lanes, root_candidate + i);
+        _mm512_mask_storeu_pd(corrected_root + i, lanes,
+                              fastgd_corrected_root_f64x8(a_i, root_guess));
         _mm512_mask_storeu_pd(
             corrected_quotient + i, lanes,
             fastgd_corrected_quotient_f64x8(
