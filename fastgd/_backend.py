@@ -10,6 +10,7 @@ import contextlib
 import contextvars
 import importlib
 import os
+import threading
 import types
 import warnings
 
@@ -86,15 +87,15 @@ def select_simd(highest):
     return dict(simd_levels)
 
 
-# How the float64 Adagrad loops take their square roots and quotients at the avx512 level:
-# all from the divider, or half of them from the FMA units (src_c/fma_division.h), which
+# How the float64 Adagrad loops take their square roots at the avx512 level: all from the
+# divider, or two of every three vectors' from the FMA units (src_c/fma_sqrt.h), which
 # gives the same bits; "auto" splits them where the divider is the bottleneck (Intel).
 UPDATE_DIVISIONS = ("auto", "divider", "divider+fma")
 
 
 def select_update_division(method):
-    """Choose how the Adagrad updates (and factorize's steps) take float64 roots and
-    quotients (one of UPDATE_DIVISIONS); the same bits every way. Returns the method
+    """Choose how the Adagrad updates (and factorize's steps) take float64 square roots
+    (one of UPDATE_DIVISIONS); the same bits every way. Returns the method
     now used ("divider" wherever the loops run below avx512); None without the extension."""
     global update_division, _update_division_asked
     if method not in UPDATE_DIVISIONS:
@@ -121,6 +122,23 @@ _update_division_asked = "auto"
 select_simd(_simd_from_environment())
 
 _override = contextvars.ContextVar("fastgd_backend", default=None)
+
+# The fused updates' fast path (fastgd.optim) calls this module's compiled _updates without
+# asking get_backend(), which costs more than a small update: it is ext._updates while the
+# compiled backend is the default and no use_backend() block is open in any thread, None
+# otherwise (the updates then ask get_backend() as every other kernel does).
+updates_fast_path = None
+_open_overrides = 0
+_open_overrides_lock = threading.Lock()
+
+
+def _refresh_updates_fast_path():
+    global updates_fast_path
+    compiled_by_default = ext is not None and _ENVIRONMENT_BACKEND != "numpy"
+    updates_fast_path = ext._updates if compiled_by_default and _open_overrides == 0 else None
+
+
+_refresh_updates_fast_path()
 
 
 def get_backend():
@@ -183,11 +201,18 @@ def use_backend(name):
         raise ValueError(f"backend must be one of {BACKENDS}; got {name!r}")
     if name == "compiled" and ext is None:
         raise ImportError(f"the compiled backend is not available: {extension_error}")
+    global _open_overrides
+    with _open_overrides_lock:
+        _open_overrides += 1
+        _refresh_updates_fast_path()
     token = _override.set(name)
     try:
         yield
     finally:
         _override.reset(token)
+        with _open_overrides_lock:
+            _open_overrides -= 1
+            _refresh_updates_fast_path()
 
 
 def kernel(family, name):

@@ -91,8 +91,8 @@ def show_config(file=None):
             "  SIMD:     "
             + ", ".join(f"{kernel} {level}" for kernel, level in info["simd"].items())
             + " (chosen at import for this CPU; FASTGD_SIMD caps it)",
-            "  Adagrad:  float64 roots and quotients on the divider"
-            + (" and the FMA units (half of the vectors each, the same bits)"
+            "  Adagrad:  float64 quotients on the divider, roots on the divider"
+            + (" and the FMA units (two of every three vectors', the same bits)"
                if info["update_division"] == "divider+fma" else ""),
         ]
     lines.append(

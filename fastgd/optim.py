@@ -149,19 +149,11 @@ def _step(value):
     return int(value)
 
 
-def _fast_path_available():
-    """The compiled backend runs the common case of an update entirely in C (see
-    _updates.adagrad_fast); anything it does not take comes through here."""
-    if _backend.ext is None or _backend.get_backend() != "compiled":
-        return False
-    if not _fast_path_available.ready:
-        _backend.ext._updates.set_thread_counts(_threads.resolve_n_threads(None),
-                                                _threads.available_cpus())
-        _fast_path_available.ready = True
-    return True
-
-
-_fast_path_available.ready = False
+# The fast paths (_updates.adagrad_fast, _updates.sgd_fast) run the common case of an
+# update entirely in C; they resolve n_threads=None and -1 by these counts.
+if _backend.ext is not None:
+    _backend.ext._updates.set_thread_counts(_threads.resolve_n_threads(None),
+                                            _threads.available_cpus())
 
 
 def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outside", step=1,
@@ -221,7 +213,8 @@ def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outsi
     >>> p, G
     (array([ 0.9, -1.9]), array([0.25, 1.  ]))
     """
-    if _fast_path_available() and _backend.ext._updates.adagrad_fast(
+    fast_path = _backend.updates_fast_path
+    if fast_path is not None and fast_path.adagrad_fast(
             params, grads, accums, lr, eps, eps_mode, step, lr_decay, weight_decay, maximize,
             lower_bound, n_threads, PARALLEL_MIN_ELEMENTS):
         return
@@ -284,7 +277,8 @@ def sgd_update(params, grads, velocities=None, *, lr, momentum=0.0, nesterov=Fal
     >>> p
     array([0.  , 0.25])
     """
-    if _fast_path_available() and _backend.ext._updates.sgd_fast(
+    fast_path = _backend.updates_fast_path
+    if fast_path is not None and fast_path.sgd_fast(
             params, grads, velocities, lr, momentum, nesterov, dampening, weight_decay,
             maximize, lower_bound, n_threads, PARALLEL_MIN_ELEMENTS):
         return

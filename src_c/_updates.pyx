@@ -29,7 +29,7 @@ from update_loops cimport (
     UpdateSettings,
     fastgd_adagrad_f32,
     fastgd_adagrad_f64,
-    fastgd_fma_division_lanes,
+    fastgd_fma_sqrt_lanes,
     fastgd_sgd_f32,
     fastgd_sgd_f64,
     fastgd_updates_select_division,
@@ -61,36 +61,28 @@ DIVISIONS = ("divider", "divider+fma")
 
 
 def select_division(str method):
-    """Take the float64 Adagrad roots and quotients from the divider, or half of them from
-    the FMA units ("divider+fma", avx512 level only: fma_division.h), or let the CPU decide
-    ("auto"). The same bits every way. Returns the method now used."""
+    """Take the float64 Adagrad roots from the divider, or two of every three vectors'
+    from the FMA units ("divider+fma", avx512 level only: fma_sqrt.h), or let the CPU
+    decide ("auto"). The same bits every way. Returns the method now used."""
     asked = DIVISION_AUTO if method == "auto" else DIVISIONS.index(method)
     return DIVISIONS[fastgd_updates_select_division(asked)]
 
 
-def fma_division_lanes(const double[::1] a, const double[::1] x, const double[::1] y,
-                       const double[::1] root_candidate, const double[::1] quotient_candidate):
-    """For the tests, fma_division.h lane by lane: (root, root_vouched, quotient,
-    quotient_vouched, corrected_root, corrected_quotient), the roots of a and quotients
-    x / y it computes, whether it vouches for each, and its corrections of the candidates
-    (within one ulp of sqrt(a) and of a positive x / y). None where the CPU lacks AVX-512."""
+def fma_sqrt_lanes(const double[::1] a, const double[::1] root_candidate):
+    """For the tests, fma_sqrt.h lane by lane: (root, vouched, corrected_root), the roots
+    of a it computes, whether it vouches for each, and its corrections of the candidates
+    (within one ulp of sqrt(a)). None where the CPU lacks AVX-512."""
     cdef Py_ssize_t n = a.shape[0]
-    for name, values in (("x", x), ("y", y), ("root_candidate", root_candidate),
-                         ("quotient_candidate", quotient_candidate)):
-        if values.shape[0] != n:
-            raise ValueError(f"{name} must have the length of a ({n}); got {values.shape[0]}")
-    results = [np.ones(n), np.zeros(n, np.uint8), np.ones(n), np.zeros(n, np.uint8),
-               np.ones(n), np.ones(n)]
-    cdef double[::1] root = results[0], quotient = results[2]
-    cdef double[::1] corrected_root = results[4], corrected_quotient = results[5]
-    cdef unsigned char[::1] root_vouched = results[1], quotient_vouched = results[3]
-    if n > 0 and not fastgd_fma_division_lanes(
-            &a[0], &x[0], &y[0], &root_candidate[0], &quotient_candidate[0], n, &root[0],
-            &root_vouched[0], &quotient[0], &quotient_vouched[0], &corrected_root[0],
-            &corrected_quotient[0]):
+    if root_candidate.shape[0] != n:
+        raise ValueError(f"root_candidate must have the length of a ({n}); "
+                         f"got {root_candidate.shape[0]}")
+    results = [np.ones(n), np.zeros(n, np.uint8), np.ones(n)]
+    cdef double[::1] root = results[0], corrected_root = results[2]
+    cdef unsigned char[::1] vouched = results[1]
+    if n > 0 and not fastgd_fma_sqrt_lanes(&a[0], &root_candidate[0], n, &root[0],
+                                           &vouched[0], &corrected_root[0]):
         return None
     results[1] = results[1].astype(bool)
-    results[3] = results[3].astype(bool)
     return tuple(results)
 
 

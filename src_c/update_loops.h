@@ -6,8 +6,8 @@
  * contraction, the build passes -ffp-contract=off), so every level gives bitwise the same
  * results, and so does any split of the elements between threads. Each eps mode and
  * momentum variant has a branch-free loop of its own, so that the compiler vectorises it.
- * At the avx512 level, float64 Adagrad can also take half of its square roots and
- * quotients from the FMA units (fma_division.h), correctly rounded too: the same bits.
+ * At the avx512 level, float64 Adagrad can also take two of every three vectors' square
+ * roots from the FMA units (fma_sqrt.h), correctly rounded too: the same bits.
  */
 #ifndef FASTGD_UPDATE_LOOPS_H
 #define FASTGD_UPDATE_LOOPS_H
@@ -129,16 +129,16 @@ FASTGD_DEFINE_UPDATE_LEVEL(avx2, FASTGD_TARGET_AVX2)
 FASTGD_DEFINE_UPDATE_LEVEL(avx512, FASTGD_TARGET_AVX512)
 #define FASTGD_UPDATES_HIGHEST FASTGD_LEVEL_AVX512
 
-#include "fma_division.h"
+#include "fma_sqrt.h"
 
 /* Eight float64 elements of Adagrad in every eps mode, the same operations as the loops
- * above. The root and quotient come from the divider, or with by_fma from the FMA units
- * where fma_division.h vouches for every lane (from the divider otherwise): the same bits
- * either way. by_fma is a constant where it is inlined; the settings' tests take the same
- * branch for every vector of a call. */
+ * above. The quotient comes from the divider; the root too, or with root_by_fma from the
+ * FMA units where fma_sqrt.h vouches for every lane (from the divider otherwise): the
+ * same bits either way. root_by_fma is a constant where it is inlined; the settings'
+ * tests take the same branch for every vector of a call. */
 FASTGD_TARGET_AVX512 static inline void fastgd_adagrad_vector_f64(
     double *param, const double *grad, double *accum, const fastgd_update_settings *s,
-    int by_fma)
+    int root_by_fma)
 {
     const __m512d eps = _mm512_set1_pd(s->eps), lower_bound = _mm512_set1_pd(s->lower_bound);
     __m512d p = _mm512_loadu_pd(param);
@@ -150,23 +150,15 @@ FASTGD_TARGET_AVX512 static inline void fastgd_adagrad_vector_f64(
         acc = _mm512_add_pd(acc, eps);
     _mm512_storeu_pd(accum, acc);
     const __m512d radicand = s->eps_mode == FASTGD_EPS_INSIDE ? _mm512_add_pd(acc, eps) : acc;
-    const __m512d step = _mm512_mul_pd(_mm512_set1_pd(-s->rate), g);
-    __m512d quotient;
+    __m512d root;
     __mmask8 vouched = 0;
-    if (by_fma) {
-        __mmask8 root_vouched, quotient_vouched;
-        __m512d root = fastgd_fma_sqrt_f64x8(radicand, &root_vouched);
-        if (s->eps_mode == FASTGD_EPS_OUTSIDE)
-            root = _mm512_add_pd(root, eps);
-        quotient = fastgd_fma_divide_f64x8(step, root, &quotient_vouched);
-        vouched = root_vouched & quotient_vouched;
-    }
-    if (vouched != 0xFF) {
-        __m512d root = _mm512_sqrt_pd(radicand);
-        if (s->eps_mode == FASTGD_EPS_OUTSIDE)
-            root = _mm512_add_pd(root, eps);
-        quotient = _mm512_div_pd(step, root);
-    }
+    if (root_by_fma)
+        root = fastgd_fma_sqrt_f64x8(radicand, &vouched);
+    if (vouched != 0xFF)
+        root = _mm512_sqrt_pd(radicand);
+    if (s->eps_mode == FASTGD_EPS_OUTSIDE)
+        root = _mm512_add_pd(root, eps);
+    const __m512d quotient = _mm512_div_pd(_mm512_mul_pd(_mm512_set1_pd(-s->rate), g), root);
     const __m512d stepped = _mm512_add_pd(p, quotient);
     if (s->eps_mode == FASTGD_EPS_INSIDE)  /* no step where G is 0 */
         p = _mm512_mask_mov_pd(p, _mm512_cmp_pd_mask(acc, _mm512_setzero_pd(), _CMP_GT_OQ),
@@ -181,8 +173,12 @@ FASTGD_TARGET_AVX512 static inline void fastgd_adagrad_vector_f64(
  * vectors fill the reorder buffer, which leaves fewer loads in flight from memory. */
 #define FASTGD_SPLIT_PREFETCH 256
 
-/* float64 Adagrad with vectors taken in pairs, the first from the FMA units, the second
- * from the divider, which work at once; the rest by the avx512 loop. */
+/* float64 Adagrad with vectors taken in threes: the first two take their roots from the
+ * FMA units, the third from the divider, and all three their quotients from the divider
+ * (a root costs it about 1.5 quotients), so that both work at once; the rest by the avx512
+ * loop. Of the mixes measured (roots, quotients or both on the FMA units, for one to four
+ * vectors of every two to five), this took the least time: 0.75x to 0.8x the time of half
+ * of the vectors with both on the FMA units, 0.65x to 0.75x of the divider alone. */
 FASTGD_TARGET_AVX512 static void fastgd_adagrad_f64_split_avx512(
     double *restrict param, const double *restrict grad, double *restrict accum, ptrdiff_t n,
     const fastgd_update_settings *s)
@@ -193,49 +189,36 @@ FASTGD_TARGET_AVX512 static void fastgd_adagrad_f64_split_avx512(
     if (i > n || (uintptr_t)param % sizeof(double) != 0)
         i = n;
     fastgd_adagrad_f64_avx512(param, grad, accum, i, s);
-    for (; i + 16 <= n; i += 16) {
-        _mm_prefetch((const char *)(param + i + FASTGD_SPLIT_PREFETCH), _MM_HINT_T0);
-        _mm_prefetch((const char *)(param + i + FASTGD_SPLIT_PREFETCH + 8), _MM_HINT_T0);
-        _mm_prefetch((const char *)(grad + i + FASTGD_SPLIT_PREFETCH), _MM_HINT_T0);
-        _mm_prefetch((const char *)(grad + i + FASTGD_SPLIT_PREFETCH + 8), _MM_HINT_T0);
-        _mm_prefetch((const char *)(accum + i + FASTGD_SPLIT_PREFETCH), _MM_HINT_T0);
-        _mm_prefetch((const char *)(accum + i + FASTGD_SPLIT_PREFETCH + 8), _MM_HINT_T0);
+    for (; i + 24 <= n; i += 24) {
+        for (int line = 0; line < 24; line += 8) {
+            _mm_prefetch((const char *)(param + i + FASTGD_SPLIT_PREFETCH + line), _MM_HINT_T0);
+            _mm_prefetch((const char *)(grad + i + FASTGD_SPLIT_PREFETCH + line), _MM_HINT_T0);
+            _mm_prefetch((const char *)(accum + i + FASTGD_SPLIT_PREFETCH + line), _MM_HINT_T0);
+        }
         fastgd_adagrad_vector_f64(param + i, grad + i, accum + i, s, 1);
-        fastgd_adagrad_vector_f64(param + i + 8, grad + i + 8, accum + i + 8, s, 0);
+        fastgd_adagrad_vector_f64(param + i + 8, grad + i + 8, accum + i + 8, s, 1);
+        fastgd_adagrad_vector_f64(param + i + 16, grad + i + 16, accum + i + 16, s, 0);
     }
     fastgd_adagrad_f64_avx512(param + i, grad + i, accum + i, n - i, s);
 }
 
-/* For the tests: fma_division.h's root of each a[i] and quotient x[i] / y[i] (y in its
- * range), whether it vouches for them (1 or 0), and its corrections of candidate roots
- * and quotients (positive x[i] / y[i]) within one ulp of the results. */
-FASTGD_TARGET_AVX512 static void fastgd_fma_division_lanes_avx512(
-    const double *a, const double *x, const double *y, const double *root_candidate,
-    const double *quotient_candidate, ptrdiff_t n, double *root, unsigned char *root_vouched,
-    double *quotient, unsigned char *quotient_vouched, double *corrected_root,
-    double *corrected_quotient)
+/* For the tests: fma_sqrt.h's root of each a[i], whether it vouches for it (1 or 0), and
+ * its correction of a candidate root within one ulp of sqrt(a[i]). */
+FASTGD_TARGET_AVX512 static void fastgd_fma_sqrt_lanes_avx512(
+    const double *a, const double *root_candidate, ptrdiff_t n, double *root,
+    unsigned char *root_vouched, double *corrected_root)
 {
     const __m512d ones = _mm512_set1_pd(1.0);
     for (ptrdiff_t i = 0; i < n; i += 8) {
         const __mmask8 lanes = (__mmask8)(n - i >= 8 ? 0xFF : (1u << (n - i)) - 1);
         const __m512d a_i = _mm512_mask_loadu_pd(ones, lanes, a + i);
-        const __m512d x_i = _mm512_mask_loadu_pd(ones, lanes, x + i);
-        const __m512d y_i = _mm512_mask_loadu_pd(ones, lanes, y + i);
-        __mmask8 root_ok, quotient_ok;
+        __mmask8 root_ok;
         _mm512_mask_storeu_pd(root + i, lanes, fastgd_fma_sqrt_f64x8(a_i, &root_ok));
-        _mm512_mask_storeu_pd(quotient + i, lanes,
-                              fastgd_fma_divide_f64x8(x_i, y_i, &quotient_ok));
-        for (int k = 0; k < 8 && i + k < n; k++) {
+        for (int k = 0; k < 8 && i + k < n; k++)
             root_vouched[i + k] = (root_ok >> k) & 1;
-            quotient_vouched[i + k] = (quotient_ok >> k) & 1;
-        }
         const __m512d root_guess = _mm512_mask_loadu_pd(ones, lanes, root_candidate + i);
         _mm512_mask_storeu_pd(corrected_root + i, lanes,
                               fastgd_corrected_root_f64x8(a_i, root_guess));
-        _mm512_mask_storeu_pd(
-            corrected_quotient + i, lanes,
-            fastgd_corrected_quotient_f64x8(
-                x_i, y_i, _mm512_mask_loadu_pd(ones, lanes, quotient_candidate + i)));
     }
 }
 #else
@@ -243,34 +226,29 @@ FASTGD_TARGET_AVX512 static void fastgd_fma_division_lanes_avx512(
 #endif
 
 /* The same where the CPU has AVX-512; returns 0, computing nothing, elsewhere. */
-static inline int fastgd_fma_division_lanes(
-    const double *a, const double *x, const double *y, const double *root_candidate,
-    const double *quotient_candidate, ptrdiff_t n, double *root, unsigned char *root_vouched,
-    double *quotient, unsigned char *quotient_vouched, double *corrected_root,
-    double *corrected_quotient)
+static inline int fastgd_fma_sqrt_lanes(const double *a, const double *root_candidate,
+                                        ptrdiff_t n, double *root, unsigned char *root_vouched,
+                                        double *corrected_root)
 {
 #if FASTGD_X86_DISPATCH
     if (fastgd_cpu_level() == FASTGD_LEVEL_AVX512) {
-        fastgd_fma_division_lanes_avx512(a, x, y, root_candidate, quotient_candidate, n, root,
-                                         root_vouched, quotient, quotient_vouched,
-                                         corrected_root, corrected_quotient);
+        fastgd_fma_sqrt_lanes_avx512(a, root_candidate, n, root, root_vouched, corrected_root);
         return 1;
     }
 #endif
-    (void)a, (void)x, (void)y, (void)root_candidate, (void)quotient_candidate, (void)n;
-    (void)root, (void)root_vouched, (void)quotient, (void)quotient_vouched;
-    (void)corrected_root, (void)corrected_quotient;
+    (void)a, (void)root_candidate, (void)n, (void)root, (void)root_vouched;
+    (void)corrected_root;
     return 0;
 }
 
 /* The level the update loops run at (set once at import by fastgd_updates_select_level). */
 static int fastgd_updates_level = FASTGD_LEVEL_BASELINE;
 
-/* How the float64 Adagrad loops at the avx512 level take their square roots and
- * quotients: all from the divider, or half of the vectors from the FMA units
- * (fma_division.h), which gives the same bits. "auto" splits them where one divide unit
- * takes both operations and is slow at them (Intel's cores); AMD's Zen cores divide fast
- * enough that the split does not pay there. */
+/* How the float64 Adagrad loops at the avx512 level take their square roots: all from the
+ * divider, or two of every three vectors' from the FMA units (fma_sqrt.h), which gives the
+ * same bits. "auto" splits them where one divide unit takes both roots and quotients and
+ * is slow at them (Intel's cores); AMD's Zen cores divide fast enough that the split does
+ * not pay there. */
 enum {
     FASTGD_DIVISION_AUTO = -1,
     FASTGD_DIVISION_DIVIDER = 0,
@@ -318,15 +296,14 @@ static int fastgd_updates_select_division(int asked)
     }
 
 FASTGD_DEFINE_UPDATE_DISPATCH(fastgd_adagrad_f32, float)
-/* float64 Adagrad: the avx512 loops, half of their roots and quotients on the FMA units,
- * where the split is chosen and eps keeps fma_division.h's ranges (see there). */
+/* float64 Adagrad: the avx512 loops, two of every three vectors' roots on the FMA units,
+ * where the split is chosen. */
 static inline void fastgd_adagrad_f64(double *param, const double *grad, double *state,
                                       ptrdiff_t n, const fastgd_update_settings *s)
 {
 #if FASTGD_X86_DISPATCH
     if (fastgd_updates_division == FASTGD_DIVISION_DIVIDER_AND_FMA
-        && fastgd_updates_level == FASTGD_LEVEL_AVX512
-        && (s->eps == 0 || (s->eps >= 0x1p-480 && s->eps <= 0x1p400))) {
+        && fastgd_updates_level == FASTGD_LEVEL_AVX512) {
         fastgd_adagrad_f64_split_avx512(param, grad, state, n, s);
         return;
     }

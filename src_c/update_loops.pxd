@@ -30,9 +30,6 @@ cdef extern from "update_loops.h" nogil:
     enum:
         DIVISION_AUTO "FASTGD_DIVISION_AUTO"
     int fastgd_updates_select_division(int asked)
-    int fastgd_fma_division_lanes(const double* a, const double* x, const double* y,
-                                  const double* root_candidate,
-                                  const double* quotient_candidate, Py_ssize_t n,
-                                  double* root, unsigned char* root_vouched, double* quotient,
-                                  unsigned char* quotient_vouched, double* corrected_root,
-                                  double* corrected_quotient)
+    int fastgd_fma_sqrt_lanes(const double* a, const double* root_candidate, Py_ssize_t n,
+                              double* root, unsigned char* root_vouched,
+                              double* corrected_root)

@@ -133,3 +133,51 @@ def test_both_backends_give_the_same_answer_on_a_small_case():
         compiled = fastgd.sqeuclidean(X)
     np.testing.assert_array_equal(twin, compiled)
     np.testing.assert_array_equal(compiled, [[0.0, 25.0], [25.0, 0.0]])
+
+
+def test_updates_take_the_twin_inside_use_backend(monkeypatch):
+    """The updates' fast path skips get_backend(); a use_backend("numpy") block, in this
+    thread or another, must still send them to the NumPy twin."""
+    from fastgd import _backend, _reference
+
+    calls = []
+    twin = _reference.adagrad_update
+
+    def recorded(*args):
+        calls.append(threading.current_thread().name)
+        return twin(*args)
+
+    monkeypatch.setattr(_reference, "adagrad_update", recorded)
+    p, g, G = np.array([1.0, -2.0]), np.array([0.5, -1.0]), np.zeros(2)
+    compiled_by_default = fastgd.get_backend() == "compiled"
+    fastgd.adagrad_update(p, g, G, lr=0.1)
+    assert len(calls) == (0 if compiled_by_default else 1)
+    with fastgd.use_backend("numpy"):
+        fastgd.adagrad_update(p, g, G, lr=0.1)
+        assert _backend.updates_fast_path is None
+    assert calls[-1] == threading.current_thread().name
+    # The twin stepped like the kernel: two steps of lr * g / sqrt(G).
+    np.testing.assert_allclose(p, [0.9 - 0.1 * 0.5 / np.sqrt(0.5), -1.9 + 0.1 / np.sqrt(2.0)])
+    if compiled_by_default:
+        assert _backend.updates_fast_path is _backend.ext._updates
+        # Another thread's block turns the fast path off here too, and its end back on;
+        # this thread's updates still take the compiled kernel meanwhile.
+        entered, release = threading.Event(), threading.Event()
+
+        def hold_numpy_block():
+            with fastgd.use_backend("numpy"):
+                entered.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold_numpy_block)
+        holder.start()
+        try:
+            assert entered.wait(30)
+            assert _backend.updates_fast_path is None
+            count = len(calls)
+            fastgd.adagrad_update(p, g, G, lr=0.1)
+            assert len(calls) == count
+        finally:
+            release.set()
+            holder.join(30)
+        assert _backend.updates_fast_path is _backend.ext._updates

@@ -3,7 +3,13 @@ import numpy.typing as npt
 
 SIMD_LEVELS: tuple[str, ...]
 
+DIVISIONS: tuple[str, ...]
+
 def select_simd(highest: str) -> str: ...
+def select_division(method: str) -> str: ...
+def fma_sqrt_lanes(
+    a: npt.NDArray[np.float64], root_candidate: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.float64]] | None: ...
 def set_thread_counts(default_n_threads: int, available_cpus: int) -> None: ...
 
 def adagrad_update(

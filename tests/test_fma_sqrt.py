@@ -1,6 +1,6 @@
-"""Square roots and quotients on the FMA units (src_c/fma_division.h): correctly rounded,
-bit for bit what np.sqrt and np.divide give, wherever they vouch for a lane, and the
-Adagrad updates give the same bits whether they divide on the divider alone or on both."""
+"""Square roots on the FMA units (src_c/fma_sqrt.h): correctly rounded, bit for bit what
+np.sqrt gives, wherever they vouch for a lane, and the Adagrad updates give the same bits
+whether they take their roots from the divider alone or from the FMA units too."""
 
 import numpy as np
 import pytest
@@ -14,10 +14,8 @@ from fastgd._config import config_info
 
 pytestmark = pytest.mark.skipif(_backend.ext is None, reason="needs the compiled extension")
 
-# The ranges fma_division.h vouches for (and its quotients' assumption on y).
+# The radicands fma_sqrt.h vouches for (and +0).
 ROOT_RANGE = (2.0**-960, 2.0**800)
-X_RANGE = (2.0**-400, 2.0**400)
-Y_RANGE = (2.0**-480, 2.0**401)
 
 
 def cpu_has_avx512():
@@ -41,16 +39,11 @@ def neighbours(values, steps):
     return (bits(values) + steps).view(np.float64)
 
 
-def lanes(a, x=None, y=None, root_candidate=None, quotient_candidate=None):
-    """fma_division.h on each lane; asserts None exactly where the CPU lacks AVX-512."""
+def lanes(a, root_candidate=None):
+    """fma_sqrt.h on each lane; asserts None exactly where the CPU lacks AVX-512."""
     a = np.ascontiguousarray(a, dtype=np.float64)
-    n = a.size
-    x = np.ones(n) if x is None else np.ascontiguousarray(x, dtype=np.float64)
-    y = np.ones(n) if y is None else np.ascontiguousarray(y, dtype=np.float64)
-    root_candidate = np.ones(n) if root_candidate is None else root_candidate
-    quotient_candidate = np.ones(n) if quotient_candidate is None else quotient_candidate
-    result = _backend.ext._updates.fma_division_lanes(a, x, y, root_candidate,
-                                                      quotient_candidate)
+    root_candidate = np.ones(a.size) if root_candidate is None else root_candidate
+    result = _backend.ext._updates.fma_sqrt_lanes(a, root_candidate)
     assert (result is not None) == cpu_has_avx512()
     return result
 
@@ -72,18 +65,6 @@ def hard_radicands(rng, n):
     return np.concatenate([near_midpoints, squares])
 
 
-def hard_quotients(rng, n):
-    """(x, y) whose quotient lies closest to a midpoint: x rounded from y * (q + ulp/2),
-    computed in extended precision, and its neighbours; and exact quotients."""
-    y = log_uniform(rng, n, 2.0**-300, 2.0**300)
-    q = log_uniform(rng, n, 2.0**-90, 2.0**90)
-    midpoint = (q.astype(np.longdouble) + np.nextafter(q, np.inf)) / 2
-    x = neighbours((y * midpoint).astype(np.float64), rng.integers(-2, 3, n))
-    short = np.ldexp(rng.integers(1, 2**26, n).astype(np.float64), rng.integers(-60, 60, n))
-    exact_y = np.ldexp(rng.integers(1, 2**26, n).astype(np.float64), rng.integers(-60, 60, n))
-    return np.concatenate([x, short * exact_y]), np.concatenate([y, exact_y])
-
-
 def test_roots_are_correctly_rounded(rng):
     a = np.concatenate([log_uniform(rng, 200_000, *ROOT_RANGE), hard_radicands(rng, 100_000)])
     result = lanes(a)
@@ -94,78 +75,41 @@ def test_roots_are_correctly_rounded(rng):
     assert_array_equal(bits(root), bits(np.sqrt(a)))
 
 
-def test_quotients_are_correctly_rounded(rng):
-    x = log_uniform(rng, 200_000, *X_RANGE) * rng.choice([-1.0, 1.0], 200_000)
-    y = log_uniform(rng, 200_000, *Y_RANGE)
-    hard_x, hard_y = hard_quotients(rng, 100_000)
-    x, y = np.concatenate([x, hard_x, -hard_x]), np.concatenate([y, hard_y, hard_y])
-    result = lanes(np.ones(x.size), x, y)
-    if result is None:
-        return
-    quotient, vouched = result[2], result[3]
-    assert vouched.all()
-    assert_array_equal(bits(quotient), bits(x / y))
-
-
 def test_corrections_undo_a_candidate_one_ulp_off(rng):
-    """The Newton steps alone are almost always right, so the corrections are tested on
-    candidates moved off the correct result on purpose."""
-    a = np.concatenate([log_uniform(rng, 50_000, *ROOT_RANGE), hard_radicands(rng, 25_000)])
-    x, y = hard_quotients(rng, 50_000)
-    x = np.concatenate([x, log_uniform(rng, a.size - x.size, *X_RANGE)])
-    y = np.concatenate([y, log_uniform(rng, a.size - y.size, *Y_RANGE)])
-    steps = rng.integers(-1, 2, a.size)
-    root_candidate = neighbours(np.sqrt(a), steps)
-    quotient_candidate = neighbours(x / y, rng.integers(-1, 2, a.size))
-    result = lanes(a, x, y, root_candidate, quotient_candidate)
+    """The Newton steps alone are almost always right, so the correction is tested on
+    candidates moved off the correct root on purpose."""
+    a = np.concatenate([log_uniform(rng, 100_000, *ROOT_RANGE), hard_radicands(rng, 50_000)])
+    root_candidate = neighbours(np.sqrt(a), rng.integers(-1, 2, a.size))
+    result = lanes(a, root_candidate)
     if result is None:
         return
-    assert_array_equal(bits(result[4]), bits(np.sqrt(a)))
-    assert_array_equal(bits(result[5]), bits(x / y))
+    assert_array_equal(bits(result[2]), bits(np.sqrt(a)))
 
 
-def test_lanes_outside_the_ranges_are_left_to_the_divider():
+def test_lanes_outside_the_range_are_left_to_the_divider():
     tiny, huge = np.nextafter(ROOT_RANGE[0], 0), np.nextafter(ROOT_RANGE[1], np.inf)
     smallest_normal = np.finfo(np.float64).tiny
     a = np.array([0.0, -0.0, ROOT_RANGE[0], ROOT_RANGE[1], tiny, huge, 5e-324, smallest_normal,
                   np.inf, np.nan, -1.0, 1e308, 2.0])
     expected = np.array([True, False, True, True, False, False, False, False, False, False,
                          False, False, True])
-    x = np.array([0.0, -0.0, X_RANGE[0], -X_RANGE[1], np.nextafter(X_RANGE[0], 0),
-                  np.nextafter(X_RANGE[1], np.inf), 5e-324, np.inf, np.nan, 1.0, 1.0, -3.0,
-                  2.0])
-    y = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, Y_RANGE[0], Y_RANGE[1],
-                  3.0])
-    x_expected = np.array([True, True, True, True, False, False, False, False, False, False,
-                           True, True, True])
-    with np.errstate(all="ignore"):
-        result = lanes(a, x, y)
-        divided = x / y
+    result = lanes(a)
     if result is None:
         return
-    root, root_vouched, quotient, quotient_vouched = result[:4]
-    assert_array_equal(root_vouched, expected)
-    assert_array_equal(quotient_vouched, x_expected)
+    root, vouched = result[:2]
+    assert_array_equal(vouched, expected)
     assert_array_equal(bits(root[expected]), bits(np.sqrt(a[expected])))  # +0.0 kept
-    assert_array_equal(bits(quotient[x_expected]), bits(divided[x_expected]))  # -0.0 kept
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(*ROOT_RANGE), min_size=1, max_size=40),
-       st.lists(st.tuples(st.floats(*X_RANGE), st.floats(*Y_RANGE), st.booleans()),
-                min_size=1, max_size=40))
-def test_roots_and_quotients_match_numpy_property(radicands, pairs):
+@given(st.lists(st.floats(*ROOT_RANGE), min_size=1, max_size=40))
+def test_roots_match_numpy_property(radicands):
     a = np.array(radicands)
-    x = np.array([-x if negative else x for x, _, negative in pairs])
-    y = np.array([y for _, y, _ in pairs])
-    n = max(a.size, x.size)
-    a, x, y = (np.resize(values, n) for values in (a, x, y))
-    result = lanes(a, x, y)
+    result = lanes(a)
     if result is None:
         return
-    assert result[1].all() and result[3].all()
+    assert result[1].all()
     assert_array_equal(bits(result[0]), bits(np.sqrt(a)))
-    assert_array_equal(bits(result[2]), bits(x / y))
 
 
 def test_the_division_is_reported_and_chosen_per_cpu():
@@ -221,8 +165,9 @@ def special_state(rng, n, offset):
                          ids=lambda s: ",".join(s) or "defaults")
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_adagrad_divides_the_same_either_way(rng, eps_mode, eps, settings, n_threads):
-    sizes_and_offsets = [(0, 0), (1, 0), (15, 1), (16, 0), (17, 3), (33, 7), (1001, 5),
-                         (20_011, 2)]
+    # Around the split loop's blocks of 24 elements after its first whole cache line.
+    sizes_and_offsets = [(0, 0), (1, 0), (15, 1), (16, 0), (17, 3), (24, 0), (33, 7), (49, 0),
+                         (71, 4), (1001, 5), (20_011, 2)]
     state = [special_state(rng, n, offset) for n, offset in sizes_and_offsets]
 
     def update():
