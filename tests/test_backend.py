@@ -155,6 +155,9 @@ def test_updates_take_the_twin_inside_use_backend(monkeypatch):
     with fastgd.use_backend("numpy"):
         fastgd.adagrad_update(p, g, G, lr=0.1)
         assert _backend.updates_fast_path is None
+        count = len(calls)
+        fastgd.Adagrad([np.ones(3)], lr=0.1).step([np.ones(3)])  # the optimizer object too
+        assert len(calls) == count + 1
     assert calls[-1] == threading.current_thread().name
     # The twin stepped like the kernel: two steps of lr * g / sqrt(G).
     np.testing.assert_allclose(p, [0.9 - 0.1 * 0.5 / np.sqrt(0.5), -1.9 + 0.1 / np.sqrt(2.0)])
