@@ -123,22 +123,26 @@ select_simd(_simd_from_environment())
 
 _override = contextvars.ContextVar("fastgd_backend", default=None)
 
-# The fused updates' fast path (fastgd.optim) calls this module's compiled _updates without
-# asking get_backend(), which costs more than a small update: it is ext._updates while the
-# compiled backend is the default and no use_backend() block is open in any thread, None
-# otherwise (the updates then ask get_backend() as every other kernel does).
+# The fast paths of small calls (fastgd.optim's fused updates, fastgd.masked's small
+# problems) call these compiled modules without asking get_backend(), which costs as much as
+# a whole small call: each is its module of ext while the compiled backend is the default
+# and no use_backend() block is open in any thread, None otherwise (the callers then ask
+# get_backend() as every other kernel does).
 updates_fast_path = None
+masked_fast_path = None
 _open_overrides = 0
 _open_overrides_lock = threading.Lock()
 
 
-def _refresh_updates_fast_path():
-    global updates_fast_path
+def _refresh_fast_paths():
+    global updates_fast_path, masked_fast_path
     compiled_by_default = ext is not None and _ENVIRONMENT_BACKEND != "numpy"
-    updates_fast_path = ext._updates if compiled_by_default and _open_overrides == 0 else None
+    open_to_fast_paths = compiled_by_default and _open_overrides == 0
+    updates_fast_path = ext._updates if open_to_fast_paths else None
+    masked_fast_path = ext._masked if open_to_fast_paths else None
 
 
-_refresh_updates_fast_path()
+_refresh_fast_paths()
 
 
 def get_backend():
@@ -204,7 +208,7 @@ def use_backend(name):
     global _open_overrides
     with _open_overrides_lock:
         _open_overrides += 1
-        _refresh_updates_fast_path()
+        _refresh_fast_paths()
     token = _override.set(name)
     try:
         yield
@@ -212,7 +216,7 @@ def use_backend(name):
         _override.reset(token)
         with _open_overrides_lock:
             _open_overrides -= 1
-            _refresh_updates_fast_path()
+            _refresh_fast_paths()
 
 
 def kernel(family, name):

@@ -709,16 +709,22 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
     (8.0, array([[12.],
            [-4.]]), array([[ 4., -8.]]))
     """
-    if _small_problem_settings(mask, method, loss, l2, n_threads):
-        # Small problems, a dense A or a plan: one compiled call validates and computes
-        # (None: the general path below handles them, and raises about what is wrong).
+    small_problems = _backend.masked_fast_path
+    if (small_problems is not None and mask is None and method == "auto"
+            and type(loss) is str and loss in LOSS_CODES
+            and type(l2) is float and 0 <= l2 < math.inf
+            and (n_threads is None or (type(n_threads) is int and n_threads != 0))):
+        # Small problems, a dense A or a plan, with settings that need no checking: one
+        # compiled call validates the arrays and computes (None: the general path below
+        # handles them, and raises about what is wrong). The tests of the settings are
+        # written out here; a helper's call would cost a tenth of a tutorial-sized call.
         if type(A) is ObservedEntries:
-            result = _backend.ext._masked.small_plan_loss_grad(
+            result = small_problems.small_plan_loss_grad(
                 A.indptr, A.indices, A.values, A.shape[0], A.shape[1], W, H,
                 LOSS_CODES[loss], l2, SMALL_MAX_WORK)
         else:
-            result = _backend.ext._masked.small_loss_grad(A, W, H, LOSS_CODES[loss], l2,
-                                                          SMALL_MAX_WORK)
+            result = small_problems.small_loss_grad(A, W, H, LOSS_CODES[loss], l2,
+                                                    SMALL_MAX_WORK)
         if result is not None:
             return result
     _validation.check_choice(loss, "loss", LOSSES)
@@ -766,14 +772,6 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
         dW += l2 * W
         dH += l2 * H
     return value, dW, dH
-
-
-def _small_problem_settings(mask, method, loss, l2, n_threads):
-    """Settings the one-call path for small problems handles (it checks the arrays)."""
-    return (mask is None and method == "auto" and type(l2) is float and 0 <= l2 < math.inf
-            and loss in LOSS_CODES and (n_threads is None or (type(n_threads) is int
-                                                              and n_threads != 0))
-            and _backend.get_backend() == "compiled")
 
 
 def _takes_sparse_path(method, dense, mask):

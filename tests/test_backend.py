@@ -1,5 +1,6 @@
 """Backend selection: get_backend, use_backend, FASTGD_BACKEND, FASTGD_REQUIRE_EXTENSION."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -165,22 +166,66 @@ def test_updates_take_the_twin_inside_use_backend(monkeypatch):
         assert _backend.updates_fast_path is _backend.ext._updates
         # Another thread's block turns the fast path off here too, and its end back on;
         # this thread's updates still take the compiled kernel meanwhile.
-        entered, release = threading.Event(), threading.Event()
-
-        def hold_numpy_block():
-            with fastgd.use_backend("numpy"):
-                entered.set()
-                release.wait(30)
-
-        holder = threading.Thread(target=hold_numpy_block)
-        holder.start()
-        try:
-            assert entered.wait(30)
+        with numpy_block_in_another_thread():
             assert _backend.updates_fast_path is None
             count = len(calls)
             fastgd.adagrad_update(p, g, G, lr=0.1)
             assert len(calls) == count
-        finally:
-            release.set()
-            holder.join(30)
         assert _backend.updates_fast_path is _backend.ext._updates
+
+
+def test_small_masked_calls_take_the_twin_inside_use_backend(monkeypatch):
+    """Small masked_loss_grad calls skip get_backend() as the updates do; a
+    use_backend("numpy") block, in this thread or another, must still send them to the
+    NumPy twin (the general path's plan kernel)."""
+    from fastgd import _backend, _reference
+
+    calls = []
+    twin = _reference.plan_loss_grad
+
+    def recorded(*args):
+        calls.append(threading.current_thread().name)
+        return twin(*args)
+
+    monkeypatch.setattr(_reference, "plan_loss_grad", recorded)
+    plan = fastgd.observed(np.array([[1.0, np.nan], [3.0, 4.0]]))
+    W, H = np.array([[1.0], [2.0]]), np.array([[1.0, 0.5]])
+    compiled_by_default = fastgd.get_backend() == "compiled"
+    expected = fastgd.masked_loss_grad(plan, W, H, loss="sse")
+    assert len(calls) == (0 if compiled_by_default else 1)
+    with fastgd.use_backend("numpy"):
+        assert _backend.masked_fast_path is None
+        count = len(calls)
+        twin_result = fastgd.masked_loss_grad(plan, W, H, loss="sse")
+        assert len(calls) == count + 1
+    # (1 - 1)^2 + (3 - 2)^2 + (4 - 1)^2, both ways.
+    assert expected[0] == twin_result[0] == 10.0
+    np.testing.assert_array_equal(expected[1], twin_result[1])
+    if compiled_by_default:
+        assert _backend.masked_fast_path is _backend.ext._masked
+        with numpy_block_in_another_thread():
+            assert _backend.masked_fast_path is None
+            count = len(calls)
+            fastgd.masked_loss_grad(plan, W, H)
+            assert len(calls) == count
+        assert _backend.masked_fast_path is _backend.ext._masked
+
+
+@contextlib.contextmanager
+def numpy_block_in_another_thread():
+    """Hold a use_backend("numpy") block open in another thread for the with block."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_numpy_block():
+        with fastgd.use_backend("numpy"):
+            entered.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_numpy_block)
+    holder.start()
+    try:
+        assert entered.wait(30)
+        yield
+    finally:
+        release.set()
+        holder.join(30)

@@ -651,6 +651,8 @@ def test_bad_inputs_raise_clear_errors(backend):
         (ValueError, "mask cannot be combined", lambda: fastgd.masked_loss_grad(
             fastgd.observed(A), W, H, mask=np.ones((2, 2), bool))),
         (ValueError, "loss must be one of", lambda: fastgd.masked_loss_grad(A, W, H, loss="l1")),
+        (ValueError, r"loss must be one of .*; got \['mse'\]", lambda: fastgd.masked_loss_grad(
+            A, W, H, loss=["mse"])),
         (ValueError, "method must be one of", lambda: fastgd.masked_loss_grad(
             A, W, H, method="fast")),
         (ValueError, "l2 must be finite and >= 0", lambda: fastgd.masked_loss_grad(
