@@ -34,6 +34,11 @@ def default_n_threads():
         return available_cpus()
 
 
+# The most threads a call may ask for: more is a mistake, not a request (OpenMP would try
+# to start them all). The compiled fast paths hold the same bound.
+MAX_THREADS = 1 << 16
+
+
 def resolve_n_threads(n_threads):
     """The number of threads a kernel call uses, from its ``n_threads`` argument."""
     if n_threads is None:
@@ -47,6 +52,8 @@ def resolve_n_threads(n_threads):
         )
     if n_threads < 0:
         return max(1, available_cpus() + 1 + n_threads)
+    if n_threads > MAX_THREADS:
+        raise ValueError(f"n_threads must be at most {MAX_THREADS}; got {n_threads}")
     return n_threads
 
 

@@ -97,6 +97,13 @@ def check_out(out, name, shape, dtype, inputs):
     return out
 
 
+def check_flag(value, name):
+    """A bool (Python's or NumPy's) as bool; TypeError naming ``name`` otherwise."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
+    return bool(value)
+
+
 def check_choice(value, name, choices):
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")

@@ -155,7 +155,7 @@ def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, 
     if lr == 0:
         raise ValueError("lr must be > 0; got 0.0")
     momentum = optim._real(momentum, "momentum")
-    nesterov = optim._flag(nesterov, "nesterov")
+    nesterov = _validation.check_flag(nesterov, "nesterov")
     if optimizer == "adagrad" and (momentum != 0 or nesterov):
         raise ValueError("momentum and nesterov apply to optimizer='gd'; "
                          f"got momentum={momentum}, nesterov={nesterov} with 'adagrad'")
@@ -166,8 +166,8 @@ def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, 
     return {
         "optimizer": optimizer, "lr": lr, "n_iter": _check_int(n_iter, "n_iter", 0),
         "eps": optim._real(eps, "eps"), "eps_mode": eps_mode, "momentum": momentum,
-        "nesterov": nesterov, "nonneg": optim._flag(nonneg, "nonneg"), "loss": loss,
-        "l2": masked._check_l2(l2), "tol": tol,
+        "nesterov": nesterov, "nonneg": _validation.check_flag(nonneg, "nonneg"),
+        "loss": loss, "l2": masked._check_l2(l2), "tol": tol,
     }
 
 
@@ -359,7 +359,7 @@ class _KernelLoop:
 
 
 def _progress_bar(progress, n_iter):
-    if not optim._flag(progress, "progress"):
+    if not _validation.check_flag(progress, "progress"):
         return None
     try:
         from tqdm.auto import tqdm

@@ -711,9 +711,11 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
     """
     small_problems = _backend.masked_fast_path
     if (small_problems is not None and mask is None and method == "auto"
+            and (deterministic is False or deterministic is True)
             and type(loss) is str and loss in LOSS_CODES
             and type(l2) is float and 0 <= l2 < math.inf
-            and (n_threads is None or (type(n_threads) is int and n_threads != 0))):
+            and (n_threads is None or (type(n_threads) is int and n_threads != 0
+                                       and n_threads <= _threads.MAX_THREADS))):
         # Small problems, a dense A or a plan, with settings that need no checking: one
         # compiled call validates the arrays and computes (None: the general path below
         # handles them, and raises about what is wrong). The tests of the settings are
@@ -729,6 +731,7 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
             return result
     _validation.check_choice(loss, "loss", LOSSES)
     _validation.check_choice(method, "method", METHODS)
+    deterministic = _validation.check_flag(deterministic, "deterministic")
     l2 = _check_l2(l2)
     plan, dense, mask, W, H, dtype = _prepare(A, W, H, mask)
     if plan is not None and method == "dense":

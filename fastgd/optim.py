@@ -129,12 +129,6 @@ def _real(value, name, *, minimum=0.0, maximum=math.inf):
     return value
 
 
-def _flag(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
-    return bool(value)
-
-
 def _lower_bound(value):
     if value is None:
         return -math.inf
@@ -224,7 +218,7 @@ def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outsi
     weight_decay = _real(weight_decay, "weight_decay")
     _validation.check_choice(eps_mode, "eps_mode", tuple(EPS_MODES))
     step = _step(step)
-    maximize = _flag(maximize, "maximize")
+    maximize = _validation.check_flag(maximize, "maximize")
     bound = _lower_bound(lower_bound)
     n_threads = _threads.resolve_n_threads(n_threads)
     params, grads, accums = _validated_lists(params, grads, accums, "accums")
@@ -286,8 +280,8 @@ def sgd_update(params, grads, velocities=None, *, lr, momentum=0.0, nesterov=Fal
     momentum = _real(momentum, "momentum")
     dampening = _real(dampening, "dampening", maximum=1.0)
     weight_decay = _real(weight_decay, "weight_decay")
-    nesterov = _flag(nesterov, "nesterov")
-    maximize = _flag(maximize, "maximize")
+    nesterov = _validation.check_flag(nesterov, "nesterov")
+    maximize = _validation.check_flag(maximize, "maximize")
     bound = _lower_bound(lower_bound)
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("nesterov requires momentum > 0 and dampening == 0; "
@@ -380,7 +374,7 @@ class Adagrad(_Optimizer):
             "weight_decay": _real(weight_decay, "weight_decay"), "eps": _real(eps, "eps"),
             "eps_mode": eps_mode,
             "lower_bound": None if lower_bound is None else _lower_bound(lower_bound),
-            "maximize": _flag(maximize, "maximize"),
+            "maximize": _validation.check_flag(maximize, "maximize"),
         }
         _validation.check_choice(eps_mode, "eps_mode", tuple(EPS_MODES))
         start = _real(initial_accumulator_value, "initial_accumulator_value")
@@ -458,7 +452,8 @@ class SGD(_Optimizer):
             "lr": _real(lr, "lr"), "momentum": _real(momentum, "momentum"),
             "dampening": _real(dampening, "dampening", maximum=1.0),
             "weight_decay": _real(weight_decay, "weight_decay"),
-            "nesterov": _flag(nesterov, "nesterov"), "maximize": _flag(maximize, "maximize"),
+            "nesterov": _validation.check_flag(nesterov, "nesterov"),
+            "maximize": _validation.check_flag(maximize, "maximize"),
             "lower_bound": None if lower_bound is None else _lower_bound(lower_bound),
         }
         if self.settings["nesterov"] and (momentum <= 0 or dampening != 0):

@@ -225,7 +225,7 @@ def minimize(fun, x0, *, args=(), jac=None, method="adagrad", lr=0.1, maxiter=10
     tol = optim._real(tol, "tol")
     eps = optim._real(eps, "eps")
     momentum = optim._real(momentum, "momentum")
-    nesterov = optim._flag(nesterov, "nesterov")
+    nesterov = _validation.check_flag(nesterov, "nesterov")
     if method == "adagrad" and (momentum != 0 or nesterov):
         raise ValueError("momentum and nesterov apply to method='gd'")
     if nesterov and momentum == 0:

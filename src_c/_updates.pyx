@@ -14,7 +14,7 @@ level and chosen at import (select_simd); every level gives the same bits.
 cimport numpy as cnp
 import numpy as np
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
-from cpython.long cimport PyLong_AsLong, PyLong_CheckExact
+from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_CheckExact
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
@@ -346,9 +346,12 @@ cdef inline bint _plain_threads(object value, int* out) noexcept:
     if value is None:
         out[0] = _default_n_threads
         return True
+    cdef int overflow
     if not PyLong_CheckExact(value):
         return False
-    count = PyLong_AsLong(value)
+    count = PyLong_AsLongAndOverflow(value, &overflow)
+    if overflow:  # the general path says what is wrong, or takes it (-2**70: 1 thread)
+        return False
     if count < 0 and count >= -(1 << 16):
         count = max(1, _available_cpus + 1 + count)  # -1 = all, -2 = all but one, ...
     if count < 1 or count > 1 << 16:
@@ -466,7 +469,7 @@ def adagrad_fast(params, grads, accums, lr, eps, eps_mode, step, lr_decay, weigh
     cdef UpdateSettings settings
     cdef double lr_value, decay
     cdef long step_value
-    cdef int threads
+    cdef int threads, overflow
     if not (_plain_float(lr, &lr_value, INFINITY) and _plain_float(eps, &settings.eps, INFINITY)
             and _plain_float(lr_decay, &decay, INFINITY)
             and _plain_float(weight_decay, &settings.weight_decay, INFINITY)
@@ -474,8 +477,8 @@ def adagrad_fast(params, grads, accums, lr, eps, eps_mode, step, lr_decay, weigh
             and _plain_bound(lower_bound, &settings.lower_bound)
             and _plain_threads(n_threads, &threads) and PyLong_CheckExact(step)):
         return False
-    step_value = PyLong_AsLong(step)
-    if step_value < 1 or settings.eps == INFINITY or lr_value == INFINITY:
+    step_value = PyLong_AsLongAndOverflow(step, &overflow)
+    if overflow or step_value < 1 or settings.eps == INFINITY or lr_value == INFINITY:
         return False
     if eps_mode == "outside":
         settings.eps_mode = EPS_OUTSIDE

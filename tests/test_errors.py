@@ -1,5 +1,7 @@
 """Bad input gets a clear exception naming the argument; never a crash, never garbage."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -75,6 +77,40 @@ def test_out_errors(backend):
 def test_n_threads_errors(backend, n_threads, error, match):
     with pytest.raises(error, match=match):
         fastgd.sqeuclidean(np.ones((2, 2)), n_threads=n_threads)
+
+
+@pytest.mark.parametrize("n_threads", [2**16 + 1, 2**40, 2**70])
+@pytest.mark.parametrize("call", [
+    lambda n: fastgd.sqeuclidean(np.ones((2, 2)), n_threads=n),
+    lambda n: fastgd.adagrad_update(np.ones(3), np.ones(3), np.zeros(3), n_threads=n),
+    lambda n: fastgd.sgd_update(np.ones(3), np.ones(3), lr=0.1, n_threads=n),
+    lambda n: fastgd.masked_loss_grad(np.ones((3, 2)), np.ones((3, 1)), np.ones((1, 2)),
+                                      n_threads=n),
+    lambda n: fastgd.masked_loss_grad(np.ones((300, 200)), np.ones((300, 1)),
+                                      np.ones((1, 200)), n_threads=n),
+], ids=["sqeuclidean", "adagrad_update", "sgd_update", "masked small", "masked large"])
+def test_too_many_threads_is_a_value_error(backend, call, n_threads):
+    """More than MAX_THREADS threads: the ValueError that names n_threads, from the
+    compiled fast paths and the general paths alike (not an OverflowError from C)."""
+    with pytest.raises(ValueError, match=f"n_threads must be at most 65536; got {n_threads}"):
+        call(n_threads)
+
+
+def test_fast_paths_take_integers_beyond_c_long(backend, monkeypatch):
+    """A step or a negative thread count beyond a C long goes to the general path, which
+    takes it (the fast path must not raise, nor report an ignored OverflowError)."""
+    ignored = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    p, p_reference = np.ones(3), np.ones(3)
+    fastgd.adagrad_update(p, np.ones(3), np.zeros(3), lr=0.5, step=2**70, lr_decay=2.0**-60,
+                          n_threads=-(2**70))
+    rate = 0.5 / (1 + (2**70 - 1) * 2.0**-60)  # the step's lr: 0.5 / 1025
+    p_reference -= rate * 1.0 / (1.0 + 1e-10)
+    np.testing.assert_array_equal(p, p_reference)
+    velocity = np.zeros(3)
+    fastgd.sgd_update(p, np.ones(3), velocity, lr=0.5, momentum=0.5, n_threads=-(2**70))
+    np.testing.assert_array_equal(velocity, np.ones(3))
+    assert ignored == []
 
 
 def test_method_error(backend):

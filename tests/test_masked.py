@@ -653,6 +653,10 @@ def test_bad_inputs_raise_clear_errors(backend):
         (ValueError, "loss must be one of", lambda: fastgd.masked_loss_grad(A, W, H, loss="l1")),
         (ValueError, r"loss must be one of .*; got \['mse'\]", lambda: fastgd.masked_loss_grad(
             A, W, H, loss=["mse"])),
+        (TypeError, "deterministic must be a bool; got str", lambda: fastgd.masked_loss_grad(
+            A, W, H, deterministic="yes")),
+        (TypeError, "deterministic must be a bool; got NoneType",
+         lambda: fastgd.masked_loss_grad(fastgd.observed(A), W, H, deterministic=None)),
         (ValueError, "method must be one of", lambda: fastgd.masked_loss_grad(
             A, W, H, method="fast")),
         (ValueError, "l2 must be finite and >= 0", lambda: fastgd.masked_loss_grad(

@@ -17,14 +17,18 @@ def test_negative_counts_from_all_cpus():
     assert _threads.resolve_n_threads(-1) == cpus
     assert _threads.resolve_n_threads(-2) == max(1, cpus - 1)
     assert _threads.resolve_n_threads(-10_000) == 1
+    assert _threads.resolve_n_threads(-(2**70)) == 1
 
 
 def test_positive_counts_are_taken_as_given():
     assert _threads.resolve_n_threads(1) == 1
     assert _threads.resolve_n_threads(7) == 7
+    assert _threads.resolve_n_threads(_threads.MAX_THREADS) == _threads.MAX_THREADS
 
 
-@pytest.mark.parametrize("value, error", [(0, ValueError), (2.0, TypeError), (False, TypeError)])
+@pytest.mark.parametrize("value, error", [(0, ValueError), (2.0, TypeError), (False, TypeError),
+                                          (_threads.MAX_THREADS + 1, ValueError),
+                                          (2**70, ValueError)])
 def test_bad_values(value, error):
     with pytest.raises(error, match="n_threads"):
         _threads.resolve_n_threads(value)
