@@ -8,6 +8,9 @@ argument, what was expected and what was given. Inputs are never modified:
 conversions make copies, and ``out`` may not share memory with any input.
 """
 
+import math
+import numbers
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -95,6 +98,18 @@ def check_out(out, name, shape, dtype, inputs):
         if isinstance(array, np.ndarray) and np.shares_memory(out, array):
             raise ValueError(f"{name} must not share memory with {input_name}")
     return out
+
+
+def check_real(value, name, *, minimum=0.0, maximum=math.inf):
+    """A real number in [minimum, maximum] as float: TypeError naming ``name`` for what is
+    not a real number (bools included), ValueError for NaN, inf or out of range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    value = float(value)
+    if not (minimum <= value <= maximum) or not math.isfinite(value):
+        bounds = f">= {minimum}" if maximum == math.inf else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be {bounds} and finite; got {value}")
+    return value
 
 
 def check_flag(value, name):

@@ -151,10 +151,10 @@ def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, 
     _validation.check_choice(optimizer, "optimizer", OPTIMIZERS)
     _validation.check_choice(eps_mode, "eps_mode", tuple(optim.EPS_MODES))
     _validation.check_choice(loss, "loss", masked.LOSSES)
-    lr = optim._real(lr, "lr")
+    lr = _validation.check_real(lr, "lr")
     if lr == 0:
         raise ValueError("lr must be > 0; got 0.0")
-    momentum = optim._real(momentum, "momentum")
+    momentum = _validation.check_real(momentum, "momentum")
     nesterov = _validation.check_flag(nesterov, "nesterov")
     if optimizer == "adagrad" and (momentum != 0 or nesterov):
         raise ValueError("momentum and nesterov apply to optimizer='gd'; "
@@ -162,10 +162,10 @@ def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, 
     if nesterov and momentum == 0:
         raise ValueError("nesterov=True needs momentum > 0")
     if tol is not None:
-        tol = optim._real(tol, "tol")
+        tol = _validation.check_real(tol, "tol")
     return {
         "optimizer": optimizer, "lr": lr, "n_iter": _check_int(n_iter, "n_iter", 0),
-        "eps": optim._real(eps, "eps"), "eps_mode": eps_mode, "momentum": momentum,
+        "eps": _validation.check_real(eps, "eps"), "eps_mode": eps_mode, "momentum": momentum,
         "nesterov": nesterov, "nonneg": _validation.check_flag(nonneg, "nonneg"),
         "loss": loss, "l2": masked._check_l2(l2), "tol": tol,
     }

@@ -265,10 +265,10 @@ def check_grad(fun, grad, x, *, rtol=None, atol=None, step=None, method="central
     x : array_like, or list or tuple of array_like
         The point, e.g. ``[W, H]``. Never modified.
     rtol : float, optional
-        Relative tolerance; by default 1e-6 (float64) or 1e-2 (float32) for central
+        Relative tolerance, finite and >= 0; by default 1e-6 (float64) or 1e-2 (float32) for central
         differences, 1e-4 or 5e-2 for one-sided ones (the lowest precision in x counts).
     atol : float, optional
-        Absolute tolerance; by default ``rtol`` times the largest gradient magnitude
+        Absolute tolerance, finite and >= 0; by default ``rtol`` times the largest gradient magnitude
         (so components far smaller than the gradient's scale are not held to rtol of
         themselves) plus the rounding noise of the difference quotients.
     step, method, args, kwargs
@@ -303,6 +303,9 @@ def check_grad(fun, grad, x, *, rtol=None, atol=None, step=None, method="central
     (False, 'x[1]', 5.0)
     """
     kwargs = kwargs or {}
+    # The tolerances are checked before fun is called at all.
+    rtol = None if rtol is None else _validation.check_real(rtol, "rtol")
+    atol = None if atol is None else _validation.check_real(atol, "atol")
     arrays, rebuild, names = _as_structure(x)
     analytic = grad(rebuild([a.copy() for a in arrays]), *args, **kwargs) if callable(
         grad) else grad
@@ -327,7 +330,7 @@ def check_grad(fun, grad, x, *, rtol=None, atol=None, step=None, method="central
     numerical64 = [n.astype(np.float64) for n in numerical]
     dtype = min((a.dtype for a in arrays), key=lambda d: d.itemsize)
     kind = "central" if method == "central" else "one-sided"
-    rtol = DEFAULT_RTOL[(dtype, kind)] if rtol is None else float(rtol)
+    rtol = DEFAULT_RTOL[(dtype, kind)] if rtol is None else rtol
     if atol is None:
         scale = max((float(np.max(np.abs(g[np.isfinite(g)]), initial=0))
                      for g in analytic + numerical64), default=0.0)
@@ -338,7 +341,6 @@ def check_grad(fun, grad, x, *, rtol=None, atol=None, step=None, method="central
                                     strict=True)), default=1.0)
         noise = 10 * float(np.finfo(dtype).eps) * max(f_scale, 1e-300) / h
         atol = rtol * scale + noise
-    atol = float(atol)
     worst_ratio, worst, n_failed, max_abs, max_rel = -1.0, (0, 0), 0, 0.0, 0.0
     for position, (a, nm) in enumerate(zip(analytic, numerical64, strict=True)):
         if a.size == 0:

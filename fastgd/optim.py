@@ -6,6 +6,7 @@ passes with temporaries. Every array of every list is validated before any is
 modified: an update is applied to all of them or to none.
 """
 
+import collections.abc
 import math
 import numbers
 
@@ -119,16 +120,6 @@ def _validated_lists(params, grads, states, state_name):
     return params, checked_grads, states
 
 
-def _real(value, name, *, minimum=0.0, maximum=math.inf):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
-    value = float(value)
-    if not (minimum <= value <= maximum) or not math.isfinite(value):
-        bounds = f">= {minimum}" if maximum == math.inf else f"in [{minimum}, {maximum}]"
-        raise ValueError(f"{name} must be {bounds} and finite; got {value}")
-    return value
-
-
 def _lower_bound(value):
     if value is None:
         return -math.inf
@@ -212,10 +203,10 @@ def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outsi
             params, grads, accums, lr, eps, eps_mode, step, lr_decay, weight_decay, maximize,
             lower_bound, n_threads, PARALLEL_MIN_ELEMENTS):
         return
-    lr = _real(lr, "lr")
-    eps = _real(eps, "eps")
-    lr_decay = _real(lr_decay, "lr_decay")
-    weight_decay = _real(weight_decay, "weight_decay")
+    lr = _validation.check_real(lr, "lr")
+    eps = _validation.check_real(eps, "eps")
+    lr_decay = _validation.check_real(lr_decay, "lr_decay")
+    weight_decay = _validation.check_real(weight_decay, "weight_decay")
     _validation.check_choice(eps_mode, "eps_mode", tuple(EPS_MODES))
     step = _step(step)
     maximize = _validation.check_flag(maximize, "maximize")
@@ -276,10 +267,10 @@ def sgd_update(params, grads, velocities=None, *, lr, momentum=0.0, nesterov=Fal
             params, grads, velocities, lr, momentum, nesterov, dampening, weight_decay,
             maximize, lower_bound, n_threads, PARALLEL_MIN_ELEMENTS):
         return
-    lr = _real(lr, "lr")
-    momentum = _real(momentum, "momentum")
-    dampening = _real(dampening, "dampening", maximum=1.0)
-    weight_decay = _real(weight_decay, "weight_decay")
+    lr = _validation.check_real(lr, "lr")
+    momentum = _validation.check_real(momentum, "momentum")
+    dampening = _validation.check_real(dampening, "dampening", maximum=1.0)
+    weight_decay = _validation.check_real(weight_decay, "weight_decay")
     nesterov = _validation.check_flag(nesterov, "nesterov")
     maximize = _validation.check_flag(maximize, "maximize")
     bound = _lower_bound(lower_bound)
@@ -322,6 +313,26 @@ class _Optimizer:
         self.params = params
         self.n_threads = n_threads
         self.step_count = 0
+
+    def _checked_state(self, state, buffers_name):
+        """The step count and settings of ``state``, a dict from state_dict() that holds
+        the buffers ``state[buffers_name]`` (the caller checks them)."""
+        if not isinstance(state, collections.abc.Mapping):
+            raise TypeError(f"state must be a dict from state_dict(); got {type(state).__name__}")
+        for key in ("step", buffers_name):
+            if key not in state:
+                raise ValueError(f"state has no {key!r}; it must come from state_dict()")
+        step = state["step"]
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ValueError(f"state['step'] must be an integer >= 0; got {step!r}")
+        saved = state.get("settings", {})
+        if not isinstance(saved, collections.abc.Mapping):
+            raise TypeError(f"state['settings'] must be a dict; got {type(saved).__name__}")
+        unknown = sorted(set(saved) - set(self.settings))
+        if unknown:
+            raise ValueError(f"state['settings'] has unknown keys {unknown}; this optimizer's "
+                             f"are {sorted(self.settings)}")
+        return int(step), self._checked_settings(**{**self.settings, **saved})
 
     def _check_state(self, arrays, name):
         if not isinstance(arrays, (list, tuple)) or len(arrays) != len(self.params):
@@ -369,16 +380,23 @@ class Adagrad(_Optimizer):
                  initial_accumulator_value=0.0, eps=1e-10, eps_mode="outside",
                  lower_bound=None, maximize=False, n_threads=None):
         super().__init__(params, n_threads)
-        self.settings = {
-            "lr": _real(lr, "lr"), "lr_decay": _real(lr_decay, "lr_decay"),
-            "weight_decay": _real(weight_decay, "weight_decay"), "eps": _real(eps, "eps"),
+        self.settings = self._checked_settings(lr, lr_decay, weight_decay, eps, eps_mode,
+                                               lower_bound, maximize)
+        start = _validation.check_real(initial_accumulator_value, "initial_accumulator_value")
+        self.accums = [np.full_like(p, start) for p in self.params]
+
+    @staticmethod
+    def _checked_settings(lr, lr_decay, weight_decay, eps, eps_mode, lower_bound, maximize):
+        _validation.check_choice(eps_mode, "eps_mode", tuple(EPS_MODES))
+        return {
+            "lr": _validation.check_real(lr, "lr"),
+            "lr_decay": _validation.check_real(lr_decay, "lr_decay"),
+            "weight_decay": _validation.check_real(weight_decay, "weight_decay"),
+            "eps": _validation.check_real(eps, "eps"),
             "eps_mode": eps_mode,
             "lower_bound": None if lower_bound is None else _lower_bound(lower_bound),
             "maximize": _validation.check_flag(maximize, "maximize"),
         }
-        _validation.check_choice(eps_mode, "eps_mode", tuple(EPS_MODES))
-        start = _real(initial_accumulator_value, "initial_accumulator_value")
-        self.accums = [np.full_like(p, start) for p in self.params]
 
     def step(self, grads):
         """Apply one update with the gradients ``grads`` (one per parameter)."""
@@ -409,12 +427,13 @@ class Adagrad(_Optimizer):
                 "settings": dict(self.settings)}
 
     def load_state_dict(self, state):
-        """Restore a state from :meth:`state_dict` (the sums are copied in place)."""
+        """Restore a state from :meth:`state_dict` (the sums are copied in place); all of
+        it is checked before any of it is restored."""
+        step, settings = self._checked_state(state, "accums")
         self._check_state(state["accums"], "accums")
         for accum, saved in zip(self.accums, state["accums"], strict=True):
             accum[...] = saved
-        self.step_count = int(state["step"])
-        self.settings.update(state.get("settings", {}))
+        self.step_count, self.settings = step, settings
 
 
 class SGD(_Optimizer):
@@ -448,18 +467,26 @@ class SGD(_Optimizer):
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, maximize=False, lower_bound=None, n_threads=None):
         super().__init__(params, n_threads)
-        self.settings = {
-            "lr": _real(lr, "lr"), "momentum": _real(momentum, "momentum"),
-            "dampening": _real(dampening, "dampening", maximum=1.0),
-            "weight_decay": _real(weight_decay, "weight_decay"),
+        self.settings = self._checked_settings(lr, momentum, dampening, weight_decay, nesterov,
+                                               maximize, lower_bound)
+        self.velocities = ([np.zeros_like(p) for p in self.params]
+                           if self.settings["momentum"] != 0 else None)
+
+    @staticmethod
+    def _checked_settings(lr, momentum, dampening, weight_decay, nesterov, maximize,
+                          lower_bound):
+        settings = {
+            "lr": _validation.check_real(lr, "lr"),
+            "momentum": _validation.check_real(momentum, "momentum"),
+            "dampening": _validation.check_real(dampening, "dampening", maximum=1.0),
+            "weight_decay": _validation.check_real(weight_decay, "weight_decay"),
             "nesterov": _validation.check_flag(nesterov, "nesterov"),
             "maximize": _validation.check_flag(maximize, "maximize"),
             "lower_bound": None if lower_bound is None else _lower_bound(lower_bound),
         }
-        if self.settings["nesterov"] and (momentum <= 0 or dampening != 0):
+        if settings["nesterov"] and (settings["momentum"] <= 0 or settings["dampening"] != 0):
             raise ValueError("nesterov requires momentum > 0 and dampening == 0")
-        self.velocities = ([np.zeros_like(p) for p in self.params]
-                           if self.settings["momentum"] != 0 else None)
+        return settings
 
     def step(self, grads):
         """Apply one update with the gradients ``grads`` (one per parameter)."""
@@ -485,10 +512,16 @@ class SGD(_Optimizer):
                 "settings": dict(self.settings)}
 
     def load_state_dict(self, state):
-        """Restore a state from :meth:`state_dict` (the buffers are copied in place)."""
+        """Restore a state from :meth:`state_dict` (the buffers are copied in place); all of
+        it is checked before any of it is restored. Its settings cannot turn momentum on or
+        off (that needs a new SGD)."""
+        step, settings = self._checked_state(state, "velocities")
+        if (settings["momentum"] != 0) != (self.velocities is not None):
+            raise ValueError("state['settings'] cannot turn momentum on or off (momentum "
+                             f"{self.settings['momentum']} here, {settings['momentum']} in "
+                             "the state); make a new SGD")
         if self.velocities is not None:
             self._check_state(state["velocities"], "velocities")
             for velocity, saved in zip(self.velocities, state["velocities"], strict=True):
                 velocity[...] = saved
-        self.step_count = int(state["step"])
-        self.settings.update(state.get("settings", {}))
+        self.step_count, self.settings = step, settings

@@ -218,13 +218,13 @@ def minimize(fun, x0, *, args=(), jac=None, method="adagrad", lr=0.1, maxiter=10
 
     _validation.check_choice(method, "method", METHODS)
     _validation.check_choice(eps_mode, "eps_mode", tuple(optim.EPS_MODES))
-    lr = optim._real(lr, "lr")
+    lr = _validation.check_real(lr, "lr")
     if lr == 0:
         raise ValueError("lr must be > 0; got 0.0")
     maxiter = factorization._check_int(maxiter, "maxiter", 0)
-    tol = optim._real(tol, "tol")
-    eps = optim._real(eps, "eps")
-    momentum = optim._real(momentum, "momentum")
+    tol = _validation.check_real(tol, "tol")
+    eps = _validation.check_real(eps, "eps")
+    momentum = _validation.check_real(momentum, "momentum")
     nesterov = _validation.check_flag(nesterov, "nesterov")
     if method == "adagrad" and (momentum != 0 or nesterov):
         raise ValueError("momentum and nesterov apply to method='gd'")

@@ -121,6 +121,21 @@ def test_check_grad_takes_arrays_and_checks_their_shapes():
         fastgd.check_grad(lambda p: 0.0, [np.ones(2)], [x, x])
 
 
+@pytest.mark.parametrize("tolerances, error, match", [
+    ({"rtol": -1e-6}, ValueError, "rtol must be >= 0.0 and finite; got -1e-06"),
+    ({"rtol": float("nan")}, ValueError, "rtol must be >= 0.0 and finite; got nan"),
+    ({"rtol": True}, TypeError, "rtol must be a real number; got bool"),
+    ({"atol": -1.0}, ValueError, "atol must be >= 0.0 and finite; got -1.0"),
+    ({"atol": "0.1"}, TypeError, "atol must be a real number; got str"),
+])
+def test_check_grad_refuses_meaningless_tolerances(tolerances, error, match):
+    """A negative or NaN tolerance fails every check whatever the gradient; it is a
+    mistake to say so, not a failed check."""
+    x = np.array([1.0, 2.0])
+    with pytest.raises(error, match=match):
+        fastgd.check_grad(lambda v: float(v @ v), 2 * x, x, **tolerances)
+
+
 def test_check_grad_flags_nan_gradients_and_respects_tolerances():
     x = np.array([1.0, 2.0])
     assert not fastgd.check_grad(lambda v: float(v @ v), np.array([2.0, np.nan]), x).passed

@@ -318,6 +318,72 @@ def test_state_dict_round_trip(backend, rng):
     assert_array_equal(saved["velocities"][0], grads[0][0])
 
 
+def test_sgd_state_dict_round_trip(backend, rng):
+    """An SGD with momentum resumed from its state_dict steps as the one never stopped,
+    settings included (a state's settings replace the optimizer's)."""
+    params = rng.standard_normal(5)
+    grads = [rng.standard_normal(5) for _ in range(4)]
+    straight, resumed = params.copy(), params.copy()
+    opt = fastgd.SGD(straight, lr=0.1, momentum=0.9, nesterov=True)
+    for g in grads:
+        opt.step(g)
+    first = fastgd.SGD(resumed, lr=0.1, momentum=0.9, nesterov=True)
+    for g in grads[:2]:
+        first.step(g)
+    second = fastgd.SGD(resumed, lr=0.5, momentum=0.5)  # the state's settings win
+    second.load_state_dict(first.state_dict())
+    assert second.settings == first.settings and second.step_count == 2
+    for g in grads[2:]:
+        second.step(g)
+    assert_array_equal(straight, resumed)
+
+
+@pytest.mark.parametrize("change, error, match", [
+    (lambda s: [s["step"]], TypeError, "state must be a dict from state_dict.*got list"),
+    (lambda s: {k: v for k, v in s.items() if k != "accums"}, ValueError,
+     "state has no 'accums'"),
+    (lambda s: {**s, "step": -1}, ValueError, r"state\['step'\] must be an integer >= 0"),
+    (lambda s: {**s, "step": "3"}, ValueError, r"state\['step'\] must be an integer"),
+    (lambda s: {**s, "settings": [("lr", 0.1)]}, TypeError,
+     r"state\['settings'\] must be a dict; got list"),
+    (lambda s: {**s, "settings": {"learning_rate": 0.1}}, ValueError,
+     r"unknown keys \['learning_rate'\]"),
+    (lambda s: {**s, "settings": {**s["settings"], "lr": "fast"}}, TypeError,
+     "lr must be a real number; got str"),
+    (lambda s: {**s, "settings": {**s["settings"], "eps_mode": "both"}}, ValueError,
+     "eps_mode must be one of"),
+    (lambda s: {**s, "accums": s["accums"][:1]}, ValueError,
+     "accums must be a list of 2 arrays"),
+    (lambda s: {**s, "accums": [s["accums"][0], np.ones(3)]}, ValueError,
+     r"accums\[1\] must have shape \(2, 2\)"),
+], ids=["not a dict", "no accums", "negative step", "string step", "settings not a dict",
+        "unknown setting", "bad lr", "bad eps_mode", "too few accums", "wrong shape"])
+def test_load_state_dict_checks_everything_before_restoring(change, error, match):
+    """A bad state is the exception that names what is wrong, and leaves the optimizer
+    exactly as it was: its sums, step count and settings."""
+    source = fastgd.Adagrad([np.ones(3), np.ones((2, 2))], lr=0.3)
+    source.step([np.ones(3), np.ones((2, 2))])
+    target = fastgd.Adagrad([np.ones(3), np.ones((2, 2))], lr=0.1)
+    before = (target.step_count, dict(target.settings), [a.copy() for a in target.accums])
+    with pytest.raises(error, match=match):
+        target.load_state_dict(change(source.state_dict()))
+    assert (target.step_count, target.settings) == before[:2]
+    for accum, saved in zip(target.accums, before[2], strict=True):
+        assert_array_equal(accum, saved)
+
+
+def test_sgd_load_state_dict_cannot_switch_momentum():
+    plain = fastgd.SGD([np.ones(2)], lr=0.1)
+    with_momentum = fastgd.SGD([np.ones(2)], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="cannot turn momentum on or off"):
+        plain.load_state_dict(with_momentum.state_dict())
+    with pytest.raises(ValueError, match="cannot turn momentum on or off"):
+        with_momentum.load_state_dict(plain.state_dict())
+    with pytest.raises(ValueError, match="nesterov requires momentum > 0"):
+        with_momentum.load_state_dict({**with_momentum.state_dict(),
+                                       "settings": {"nesterov": True, "dampening": 0.5}})
+
+
 def test_single_arrays_and_effective_lr(backend):
     p = np.array([1.0, 2.0], dtype=np.float32)
     opt = fastgd.Adagrad(p, lr=0.5, eps_mode="inside", eps=0.0)
