@@ -11,11 +11,45 @@ def _info(arguments):
     return 0
 
 
+def _error(command, message):
+    """What argparse's error() prints, for a problem found after parsing; status 2."""
+    print(f"fastgd {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def _demo(arguments):
+    from pathlib import Path
+
     from fastgd import demo
 
+    if arguments.plot is not None:
+        # Before the tutorials run: matplotlib, and a directory the plots can go to.
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return _error("demo", "--plot needs matplotlib: pip install 'fastgd[plot]'")
+        try:
+            Path(arguments.plot).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return _error("demo", f"--plot: cannot make the directory {arguments.plot!r} "
+                          f"({error.strerror or error})")
     demo.main(plot_dir=arguments.plot)
     return 0
+
+
+def _writable_file(path):
+    """Why a file cannot be written at ``path`` (an existing file is overwritten), or
+    None if it can; without creating it."""
+    import os
+
+    if os.path.isdir(path):
+        return "it is a directory"
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"the directory {directory!r} does not exist"
+    if not os.access(path if os.path.exists(path) else directory, os.W_OK):
+        return "permission denied"
+    return None
 
 
 def _bench(arguments):
@@ -23,6 +57,10 @@ def _bench(arguments):
 
     from fastgd import benchmarks
 
+    if arguments.json is not None:
+        problem = _writable_file(arguments.json)  # before the minutes of measuring
+        if problem is not None:
+            return _error("bench", f"--json: cannot write {arguments.json!r}: {problem}")
     threads = {"1": ["1"], "all": ["all"], "both": ["1", "all"]}[arguments.threads]
     kernels = arguments.kernel or list(benchmarks.KERNEL_MODULES)
 
@@ -41,7 +79,10 @@ def _bench(arguments):
 
 
 def _positive_int(text):
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer; got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
     return value

@@ -265,12 +265,13 @@ def check_grad(fun, grad, x, *, rtol=None, atol=None, step=None, method="central
     x : array_like, or list or tuple of array_like
         The point, e.g. ``[W, H]``. Never modified.
     rtol : float, optional
-        Relative tolerance, finite and >= 0; by default 1e-6 (float64) or 1e-2 (float32) for central
-        differences, 1e-4 or 5e-2 for one-sided ones (the lowest precision in x counts).
+        Relative tolerance, finite and >= 0; by default 1e-6 (float64) or 1e-2 (float32)
+        for central differences, 1e-4 or 5e-2 for one-sided ones (the lowest precision in
+        x counts).
     atol : float, optional
-        Absolute tolerance, finite and >= 0; by default ``rtol`` times the largest gradient magnitude
-        (so components far smaller than the gradient's scale are not held to rtol of
-        themselves) plus the rounding noise of the difference quotients.
+        Absolute tolerance, finite and >= 0; by default ``rtol`` times the largest
+        gradient magnitude (so components far smaller than the gradient's scale are not
+        held to rtol of themselves) plus the rounding noise of the difference quotients.
     step, method, args, kwargs
         As for :func:`numerical_gradient`.
     directions : int, optional

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPOSITORY_ROOT
+from conftest import REPOSITORY_ROOT, require_peer
 
 import fastgd
 import fastgd._backend
@@ -122,10 +122,32 @@ def test_bench_rejects_bad_arguments(kwargs, match):
         fastgd.benchmarks.run(**kwargs)
 
 
-def test_cli_bench_rejects_bad_arguments(capsys):
+def test_cli_bench_rejects_bad_arguments(capsys, tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["bench", "--rounds", "0"])
     assert "must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--rounds", "many"])
+    assert "argument --rounds: must be an integer; got 'many'" in capsys.readouterr().err
+    # A --json path that cannot be written is said before anything is measured.
+    for path, reason in [(tmp_path / "missing" / "out.json", "does not exist"),
+                         (tmp_path, "it is a directory")]:
+        assert cli.main(["bench", "--json", str(path)]) == 2
+        captured = capsys.readouterr()
+        assert "fastgd bench: error: --json: cannot write" in captured.err
+        assert reason in captured.err and "measured" not in captured.err
+        assert captured.out == ""
+
+
+def test_cli_demo_refuses_a_plot_directory_it_cannot_make(capsys, tmp_path):
+    """Said before the tutorials run, as argparse says its errors (no traceback)."""
+    require_peer("matplotlib")
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    assert cli.main(["demo", "--plot", str(blocker / "plots")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("fastgd demo: error: --plot: cannot make the directory")
+    assert captured.out == ""
 
 
 @pytest.mark.parametrize(
