@@ -28,6 +28,8 @@ from update_loops cimport (
     fastgd_updates_select_level,
 )
 
+from fastgd._ext._updates import DIVISIONS
+
 
 ctypedef fused index_t:
     int32_t
@@ -54,10 +56,10 @@ def select_simd(str highest):
 
 
 def select_division(str method):
-    """As _updates.select_division, for the update loops this module steps with."""
-    names = ("divider", "divider+fma")
-    return names[fastgd_updates_select_division(
-        DIVISION_AUTO if method == "auto" else names.index(method))]
+    """As _updates.select_division, for this module's own copy of the update loops'
+    choice (each module that includes update_loops.h keeps one)."""
+    asked = DIVISION_AUTO if method == "auto" else DIVISIONS.index(method)
+    return DIVISIONS[fastgd_updates_select_division(asked)]
 
 
 cdef double _sum_of_squares(const floating* x, Py_ssize_t length) noexcept nogil:
