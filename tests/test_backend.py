@@ -139,16 +139,9 @@ def test_both_backends_give_the_same_answer_on_a_small_case():
 def test_updates_take_the_twin_inside_use_backend(monkeypatch):
     """The updates' fast path skips get_backend(); a use_backend("numpy") block, in this
     thread or another, must still send them to the NumPy twin."""
-    from fastgd import _backend, _reference
+    from fastgd import _backend
 
-    calls = []
-    twin = _reference.adagrad_update
-
-    def recorded(*args):
-        calls.append(threading.current_thread().name)
-        return twin(*args)
-
-    monkeypatch.setattr(_reference, "adagrad_update", recorded)
+    calls = record_twin_calls(monkeypatch, "adagrad_update")
     p, g, G = np.array([1.0, -2.0]), np.array([0.5, -1.0]), np.zeros(2)
     compiled_by_default = fastgd.get_backend() == "compiled"
     fastgd.adagrad_update(p, g, G, lr=0.1)
@@ -178,16 +171,9 @@ def test_small_masked_calls_take_the_twin_inside_use_backend(monkeypatch):
     """Small masked_loss_grad calls skip get_backend() as the updates do; a
     use_backend("numpy") block, in this thread or another, must still send them to the
     NumPy twin (the general path's plan kernel)."""
-    from fastgd import _backend, _reference
+    from fastgd import _backend
 
-    calls = []
-    twin = _reference.plan_loss_grad
-
-    def recorded(*args):
-        calls.append(threading.current_thread().name)
-        return twin(*args)
-
-    monkeypatch.setattr(_reference, "plan_loss_grad", recorded)
+    calls = record_twin_calls(monkeypatch, "plan_loss_grad")
     plan = fastgd.observed(np.array([[1.0, np.nan], [3.0, 4.0]]))
     W, H = np.array([[1.0], [2.0]]), np.array([[1.0, 0.5]])
     compiled_by_default = fastgd.get_backend() == "compiled"
@@ -209,6 +195,22 @@ def test_small_masked_calls_take_the_twin_inside_use_backend(monkeypatch):
             fastgd.masked_loss_grad(plan, W, H)
             assert len(calls) == count
         assert _backend.masked_fast_path is _backend.ext._masked
+
+
+def record_twin_calls(monkeypatch, name):
+    """The list to which each call of the NumPy twin ``_reference.<name>`` adds the name
+    of the thread that made it (the twin still computes)."""
+    from fastgd import _reference
+
+    calls = []
+    twin = getattr(_reference, name)
+
+    def recorded(*args):
+        calls.append(threading.current_thread().name)
+        return twin(*args)
+
+    monkeypatch.setattr(_reference, name, recorded)
+    return calls
 
 
 @contextlib.contextmanager
