@@ -37,6 +37,11 @@ SOLVER_LOOP_MAX_WORK = masked.PARALLEL_MIN_WORK
 # With progress=True (and no callback), the compiled loop reports this many times.
 PROGRESS_UPDATES = 100
 
+# The compiled loop runs at most this many iterations per call, so that the loss history
+# it fills is allocated as the run goes: n_iter is an upper bound (a run with tol may stop
+# long before it), not a size to allocate up front. Calls in turn give the same bits.
+ITERATIONS_PER_CALL = 1 << 16
+
 
 class FactorizationResult:
     """The outcome of :func:`factorize`.
@@ -388,6 +393,7 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
         chunk = max(1, n_iter // PROGRESS_UPDATES)
     else:
         chunk = max(n_iter, 1)
+    chunk = min(chunk, ITERATIONS_PER_CALL)
     history, done = [], 0
     try:
         while True:

@@ -251,6 +251,24 @@ def test_callback_sees_every_iteration_and_can_stop(backend, loop):
     np.testing.assert_array_equal(plain.W, result.W)
 
 
+def test_n_iter_is_a_bound_not_a_size(backend, monkeypatch):
+    """The compiled loop's calls take at most ITERATIONS_PER_CALL iterations each, with the
+    same bits as one call; so n_iter far beyond memory is a bound that tol stops well
+    before (it was an allocation of n_iter + 1 losses up front, and a NumPy error)."""
+    one_call = fastgd.factorize(TUTORIAL_A, 2, random_state=0, n_iter=50)
+    monkeypatch.setattr(factorization, "ITERATIONS_PER_CALL", 7)
+    in_calls = fastgd.factorize(TUTORIAL_A, 2, random_state=0, n_iter=50)
+    assert in_calls.n_iter == 50 and len(in_calls.loss_history) == 51
+    np.testing.assert_array_equal(one_call.loss_history, in_calls.loss_history)
+    np.testing.assert_array_equal(one_call.W, in_calls.W)
+    np.testing.assert_array_equal(one_call.H, in_calls.H)
+    monkeypatch.undo()
+    bounded = fastgd.factorize(TUTORIAL_A, 2, random_state=0, n_iter=2**70, tol=1e-3)
+    assert bounded.converged and 1 < bounded.n_iter < 10**5
+    exact = fastgd.factorize(TUTORIAL_A, 2, random_state=0, n_iter=bounded.n_iter, tol=1e-3)
+    np.testing.assert_array_equal(bounded.loss_history, exact.loss_history)
+
+
 def test_progress_bar_does_not_change_the_run(backend):
     require_peer("tqdm")
     plain = fastgd.factorize(TUTORIAL_A, 2, random_state=0, n_iter=300)
