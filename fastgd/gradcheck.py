@@ -54,6 +54,20 @@ def _scalar(value):
     return float(value)
 
 
+def _step_array(step, shape, name):
+    """A given step as float64 of the array's shape; TypeError for what is not real
+    numbers (bools included), ValueError for a shape that does not broadcast."""
+    values = np.asarray(step)
+    if values.dtype.kind not in "iuf":
+        raise TypeError(f"step must be a real number or an array of them (for {name}); got "
+                        f"{type(step).__name__} of dtype {values.dtype}")
+    try:
+        return np.broadcast_to(values.astype(np.float64), shape).copy()
+    except ValueError:
+        raise ValueError(f"step must broadcast to {name}'s shape {shape}; got shape "
+                         f"{values.shape}") from None
+
+
 def _steps(array, step, method, name):
     """The step of every element of ``array``, rounded so that x + h is exact."""
     if step is None:
@@ -61,7 +75,7 @@ def _steps(array, step, method, name):
         base = float(np.finfo(array.dtype).eps) ** power
         h = base * np.maximum(1.0, np.abs(array.astype(np.float64)))
     else:
-        h = np.broadcast_to(np.asarray(step, dtype=np.float64), array.shape).copy()
+        h = _step_array(step, array.shape, name)
         if not (np.all(np.isfinite(h)) and np.all(h > 0)):
             raise ValueError(f"step must be positive and finite (for {name}); got {step!r}")
     # Representable steps: (x + h) - x, in the array's dtype.

@@ -71,6 +71,13 @@ def test_numerical_gradient_bad_arguments():
         fastgd.numerical_gradient(cubic, x, method="complex")
     with pytest.raises(ValueError, match="step must be positive and finite"):
         fastgd.numerical_gradient(cubic, x, step=0.0)
+    with pytest.raises(TypeError, match=r"step must be a real number .*got bool"):
+        fastgd.numerical_gradient(cubic, x, step=True)
+    with pytest.raises(TypeError, match=r"step must be a real number .*got str"):
+        fastgd.numerical_gradient(cubic, x, step="1e-3")
+    with pytest.raises(ValueError, match=r"step must broadcast to x's shape \(3,\); got "
+                                         r"shape \(2,\)"):
+        fastgd.numerical_gradient(cubic, x, step=[1e-3, 1e-3])
     with pytest.raises(TypeError, match=r"x\[1\] must hold real numbers"):
         fastgd.numerical_gradient(lambda p: 0.0, [x, x.astype(complex)])
     with pytest.raises(ValueError, match="non-empty"):
