@@ -35,7 +35,7 @@ def default_n_threads():
 
 
 # The most threads a call may ask for: more is a mistake, not a request (OpenMP would try
-# to start them all). The compiled fast paths hold the same bound.
+# to start them all). The updates' compiled fast path is given the same bound.
 MAX_THREADS = 1 << 16
 
 

@@ -135,10 +135,11 @@ def _step(value):
 
 
 # The fast paths (_updates.adagrad_fast, _updates.sgd_fast) run the common case of an
-# update entirely in C; they resolve n_threads=None and -1 by these counts.
+# update entirely in C; they resolve n_threads=None and -1 by these counts, and leave more
+# than MAX_THREADS to the general path.
 if _backend.ext is not None:
     _backend.ext._updates.set_thread_counts(_threads.resolve_n_threads(None),
-                                            _threads.available_cpus())
+                                            _threads.available_cpus(), _threads.MAX_THREADS)
 
 
 def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outside", step=1,

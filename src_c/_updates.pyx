@@ -228,14 +228,17 @@ ctypedef struct ByteRange:
 
 cdef int _default_n_threads = 1
 cdef int _available_cpus = 1
+cdef int _max_threads = 1
 
 
-def set_thread_counts(int default_n_threads, int available_cpus):
+def set_thread_counts(int default_n_threads, int available_cpus, int max_threads):
     """The thread counts the fast path uses for n_threads=None and for a negative
-    n_threads (-1 = all available CPUs), as fastgd._threads resolves them."""
-    global _default_n_threads, _available_cpus
+    n_threads (-1 = all available CPUs), and the most it takes (more goes to the general
+    path, which raises), as fastgd._threads resolves them."""
+    global _default_n_threads, _available_cpus, _max_threads
     _default_n_threads = max(1, default_n_threads)
     _available_cpus = max(1, available_cpus)
+    _max_threads = max(1, max_threads)
 
 
 cdef enum:
@@ -352,9 +355,9 @@ cdef inline bint _plain_threads(object value, int* out) noexcept:
     count = PyLong_AsLongAndOverflow(value, &overflow)
     if overflow:  # the general path says what is wrong, or takes it (-2**70: 1 thread)
         return False
-    if count < 0 and count >= -(1 << 16):
+    if count < 0 and count >= -_max_threads:
         count = max(1, _available_cpus + 1 + count)  # -1 = all, -2 = all but one, ...
-    if count < 1 or count > 1 << 16:
+    if count < 1 or count > _max_threads:
         return False
     out[0] = <int>count
     return True
