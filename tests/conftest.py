@@ -1,4 +1,5 @@
-"""Shared fixtures: the backends, and a check that the *installed* fastgd is tested."""
+"""Shared fixtures: the backends, and a check that the *installed* fastgd is tested; and
+the helpers several test files use."""
 
 import importlib
 import os
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numpy.testing import assert_array_equal
 
 import fastgd
 
@@ -54,6 +56,17 @@ def require_peer(name):
     if os.environ.get("FASTGD_REQUIRE_PEERS") == "1":
         return importlib.import_module(name)  # the submodule itself for "dask.array"
     return pytest.importorskip(name)
+
+
+def assert_same_bits(got, expected):
+    """Bit for bit (so -0.0 is not 0.0), NaN for NaN (which NaN, its sign and payload, is
+    not promised: it follows the operand order the compiler picks)."""
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert_array_equal(np.isnan(got), np.isnan(expected))
+    numbers = ~np.isnan(expected)
+    as_integers = np.dtype(f"i{expected.dtype.itemsize}")
+    assert_array_equal(got[numbers].view(as_integers), expected[numbers].view(as_integers))
 
 
 @pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])

@@ -4,6 +4,7 @@ whether they take their roots from the divider alone or from the FMA units too."
 
 import numpy as np
 import pytest
+from conftest import assert_same_bits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
@@ -24,14 +25,6 @@ def cpu_has_avx512():
 
 def bits(values):
     return np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
-
-
-def assert_same_bits(got, expected):
-    """Bit for bit, NaN for NaN (which NaN, its sign and payload, is not promised: it
-    follows the operand order the compiler picks)."""
-    assert_array_equal(np.isnan(got), np.isnan(expected))
-    numbers = ~np.isnan(expected)
-    assert_array_equal(bits(got[numbers]), bits(expected[numbers]))
 
 
 def neighbours(values, steps):

@@ -3,7 +3,10 @@ formula and the autograd tutorial's loop."""
 
 import numpy as np
 import pytest
-from conftest import require_peer
+from conftest import assert_same_bits, require_peer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastgd
@@ -76,6 +79,78 @@ def test_sgd_matches_numpy_twin(rng, float_dtype, shapes, settings):
     for a, b in zip(pc + vc, pn + vn, strict=True):
         assert a.dtype == float_dtype
         assert_array_equal(a, b)
+
+
+def any_values(dtype):
+    """Every value of the dtype: subnormals, huge ones, signed zeros, inf and NaN."""
+    return st.floats(width=np.dtype(dtype).itemsize * 8)
+
+
+@st.composite
+def update_lists(draw, with_state=True):
+    """A list of 1 to 3 (param, grad, state) triples of one dtype, any values, sizes
+    around the kernels' vector blocks; the gradients C-ordered, Fortran-ordered or
+    strided views."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    shapes = draw(st.lists(hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=60),
+                           min_size=1, max_size=3))
+    params, grads, states = [], [], []
+    for shape in shapes:
+        params.append(draw(hnp.arrays(dtype, shape, elements=any_values(dtype))))
+        layout = draw(st.sampled_from(["C", "F", "strided"]))
+        if layout == "strided":
+            wide = draw(hnp.arrays(dtype, (*shape[:-1], 2 * shape[-1]) if shape else (2,),
+                                   elements=any_values(dtype)))
+            grads.append(wide[..., ::2] if shape else wide[0])
+        else:
+            grads.append(np.asarray(draw(hnp.arrays(dtype, shape, elements=any_values(dtype))),
+                                    order=layout))
+        states.append(draw(hnp.arrays(dtype, shape, elements=any_values(dtype))))
+    return params, grads, states if with_state else None
+
+
+def assert_same_update(update, params, grads, states, **settings):
+    """The compiled update gives the twin's bits, keeps the dtypes and leaves the
+    gradients alone."""
+    grads_before = [g.copy() for g in grads]
+    with np.errstate(all="ignore"):
+        (pc, sc), (pn, sn) = run_both(update, params, grads, states, **settings)
+    for got, expected, param in zip(pc + (sc or []), pn + (sn or []), params + (states or []),
+                                    strict=True):
+        assert got.dtype == param.dtype
+        assert_same_bits(got, expected)
+    for g, before in zip(grads, grads_before, strict=True):
+        assert_same_bits(g, before)
+
+
+hyperparameter = st.floats(0, 10)
+lower_bounds = st.none() | st.floats(-1e300, 1e300)
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrays=update_lists(), lr=hyperparameter,
+       eps=st.sampled_from([0.0, 1e-300, 1e-10, 1.0, 1e300]) | st.floats(0, 1),
+       eps_mode=st.sampled_from(EPS_MODES), step=st.integers(1, 1000),
+       lr_decay=hyperparameter, weight_decay=hyperparameter, maximize=st.booleans(),
+       lower_bound=lower_bounds)
+def test_property_adagrad_equals_twin(arrays, lr, eps, eps_mode, step, lr_decay, weight_decay,
+                                      maximize, lower_bound):
+    assert_same_update(fastgd.adagrad_update, *arrays, lr=lr, eps=eps, eps_mode=eps_mode,
+                       step=step, lr_decay=lr_decay, weight_decay=weight_decay,
+                       maximize=maximize, lower_bound=lower_bound)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), lr=hyperparameter, momentum=st.just(0.0) | st.floats(0, 1),
+       dampening=st.just(0.0) | st.floats(0, 1), nesterov=st.booleans(),
+       weight_decay=hyperparameter, maximize=st.booleans(), lower_bound=lower_bounds)
+def test_property_sgd_equals_twin(data, lr, momentum, dampening, nesterov, weight_decay,
+                                  maximize, lower_bound):
+    nesterov = nesterov and momentum > 0 and dampening == 0
+    arrays = data.draw(update_lists(with_state=momentum != 0 or data.draw(st.booleans())))
+    assert_same_update(fastgd.sgd_update, *arrays, lr=lr, momentum=momentum,
+                       dampening=dampening, nesterov=nesterov, weight_decay=weight_decay,
+                       maximize=maximize, lower_bound=lower_bound)
 
 
 def test_large_list_threads_agree_bitwise(rng):
