@@ -29,6 +29,8 @@ from update_loops cimport (
     UpdateSettings,
     fastgd_adagrad_f32,
     fastgd_adagrad_f64,
+    fastgd_bandwidth_floor_f32,
+    fastgd_bandwidth_floor_f64,
     fastgd_fma_sqrt_lanes,
     fastgd_sgd_f32,
     fastgd_sgd_f64,
@@ -527,11 +529,36 @@ def sgd_fast(params, grads, velocities, lr, momentum, nesterov, dampening, weigh
                      parallel_min_elements)
 
 
-def bandwidth_floor(floating[::1] param, const floating[::1] grad, floating[::1] accum):
+def bandwidth_floor(floating[::1] param, const floating[::1] grad, floating[::1] accum,
+                    int n_threads=1, Py_ssize_t parallel_min_elements=0):
     """For benchmarks: the least one pass can do, reading p, g, G and writing p and G
-    (p += g; G += g). A fused update within a few percent of this runs at memory speed."""
-    cdef Py_ssize_t i
+    (p += g; G += g), compiled per level and prefetched like the updates, on the updates'
+    threads (equal ranges when n_threads > 1 and there are at least
+    parallel_min_elements). A fused update at memory speed takes about its time."""
+    cdef Py_ssize_t n = param.shape[0], chunk, begin
+    cdef int thread
+    if grad.shape[0] != n or accum.shape[0] != n:
+        raise ValueError(f"param, grad and accum must have one length; got {n}, "
+                         f"{grad.shape[0]} and {accum.shape[0]}")
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be at least 1; got {n_threads}")
+    if n == 0:
+        return
     with nogil:
-        for i in range(param.shape[0]):
-            param[i] = param[i] + grad[i]
-            accum[i] = accum[i] + grad[i]
+        if n_threads == 1 or n < parallel_min_elements:
+            _bandwidth_floor(&param[0], &grad[0], &accum[0], n)
+        else:
+            chunk = (n + n_threads - 1) // n_threads
+            for thread in prange(n_threads, num_threads=n_threads, schedule="static"):
+                begin = thread * chunk
+                if begin < n:
+                    _bandwidth_floor(&param[begin], &grad[begin], &accum[begin],
+                                     min(chunk, n - begin))
+
+
+cdef inline void _bandwidth_floor(floating* param, const floating* grad, floating* accum,
+                                  Py_ssize_t n) noexcept nogil:
+    if floating is double:
+        fastgd_bandwidth_floor_f64(param, grad, accum, n)
+    else:
+        fastgd_bandwidth_floor_f32(param, grad, accum, n)

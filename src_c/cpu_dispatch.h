@@ -51,6 +51,13 @@ enum {
 #define restrict __restrict
 #endif
 
+/* Ask for the cache line at `address` (no fault if there is none). */
+#if defined(__GNUC__)
+#define FASTGD_PREFETCH(address) __builtin_prefetch(address)
+#else
+#define FASTGD_PREFETCH(address) ((void)0)
+#endif
+
 /* The highest level this CPU (and its operating system) supports. */
 static inline int fastgd_cpu_level(void)
 {

@@ -27,12 +27,6 @@
 
 #include "cpu_dispatch.h"
 
-#if defined(__GNUC__)
-#define FASTGD_PREFETCH(address) __builtin_prefetch(address)
-#else
-#define FASTGD_PREFETCH(address) ((void)0)
-#endif
-
 /* Prefetch every 64-byte line of two rows of `count` elements (of H.T and dH.T, or of W
  * and dW). */
 #define FASTGD_PREFETCH_ROWS(ROW, OTHER_ROW, count)                                     \

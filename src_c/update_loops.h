@@ -116,12 +116,45 @@ typedef struct {
         }                                                                               \
     }
 
+/* How far ahead the loops that stream from memory prefetch: 2 KiB of each array. */
+#define FASTGD_UPDATE_PREFETCH_BYTES 2048
+
+/* The benchmarks' yardstick (_updates.bandwidth_floor): the least one pass of an update can
+ * do, reading p, g and G and writing p and G (p += g; G += g), a cache line at a time with
+ * the prefetching of the float64 split loop (below); compiled per level like the updates,
+ * so that an update at memory speed is measured against a pass no slower than it needs. */
+#define FASTGD_DEFINE_BANDWIDTH_FLOOR(NAME, TARGET, REAL)                               \
+    TARGET static void NAME(REAL *restrict param, const REAL *restrict grad,            \
+                            REAL *restrict accum, ptrdiff_t n)                          \
+    {                                                                                   \
+        enum { LINE = 64 / sizeof(REAL) };                                              \
+        const ptrdiff_t ahead = FASTGD_UPDATE_PREFETCH_BYTES / sizeof(REAL);            \
+        ptrdiff_t i = 0;                                                                \
+        for (; i + LINE <= n; i += LINE) {                                              \
+            FASTGD_PREFETCH(param + i + ahead);                                         \
+            FASTGD_PREFETCH(grad + i + ahead);                                          \
+            FASTGD_PREFETCH(accum + i + ahead);                                         \
+            REAL *restrict p = param + i, *restrict G = accum + i;                     \
+            const REAL *restrict g = grad + i;                                          \
+            for (int j = 0; j < LINE; j++) {                                            \
+                p[j] = p[j] + g[j];                                                     \
+                G[j] = G[j] + g[j];                                                     \
+            }                                                                           \
+        }                                                                               \
+        for (; i < n; i++) {                                                            \
+            param[i] = param[i] + grad[i];                                              \
+            accum[i] = accum[i] + grad[i];                                              \
+        }                                                                               \
+    }
+
 /* One set of loops per level and precision. */
 #define FASTGD_DEFINE_UPDATE_LEVEL(LEVEL, TARGET)                                       \
     FASTGD_DEFINE_ADAGRAD(fastgd_adagrad_f32_##LEVEL, TARGET, float, sqrtf)             \
     FASTGD_DEFINE_ADAGRAD(fastgd_adagrad_f64_##LEVEL, TARGET, double, sqrt)             \
     FASTGD_DEFINE_SGD(fastgd_sgd_f32_##LEVEL, TARGET, float)                            \
-    FASTGD_DEFINE_SGD(fastgd_sgd_f64_##LEVEL, TARGET, double)
+    FASTGD_DEFINE_SGD(fastgd_sgd_f64_##LEVEL, TARGET, double)                           \
+    FASTGD_DEFINE_BANDWIDTH_FLOOR(fastgd_bandwidth_floor_f32_##LEVEL, TARGET, float)    \
+    FASTGD_DEFINE_BANDWIDTH_FLOOR(fastgd_bandwidth_floor_f64_##LEVEL, TARGET, double)
 
 FASTGD_DEFINE_UPDATE_LEVEL(baseline, )
 #if FASTGD_X86_DISPATCH
@@ -169,9 +202,9 @@ FASTGD_TARGET_AVX512 static inline void fastgd_adagrad_vector_f64(
     _mm512_storeu_pd(param, p);
 }
 
-/* How far ahead the split loop prefetches, in elements (2 KiB of each array): its FMA
- * vectors fill the reorder buffer, which leaves fewer loads in flight from memory. */
-#define FASTGD_SPLIT_PREFETCH 256
+/* How far ahead the split loop prefetches, in elements: its FMA vectors fill the reorder
+ * buffer, which leaves fewer loads in flight from memory. */
+#define FASTGD_SPLIT_PREFETCH (FASTGD_UPDATE_PREFETCH_BYTES / (ptrdiff_t)sizeof(double))
 
 /* float64 Adagrad with vectors taken in threes: the first two take their roots from the
  * FMA units, the third from the divider, and all three their quotients from the divider
@@ -312,5 +345,14 @@ static inline void fastgd_adagrad_f64(double *param, const double *grad, double 
 }
 FASTGD_DEFINE_UPDATE_DISPATCH(fastgd_sgd_f32, float)
 FASTGD_DEFINE_UPDATE_DISPATCH(fastgd_sgd_f64, double)
+
+#define FASTGD_DEFINE_FLOOR_DISPATCH(NAME, REAL)                                        \
+    static inline void NAME(REAL *param, const REAL *grad, REAL *accum, ptrdiff_t n)    \
+    {                                                                                   \
+        FASTGD_LEVEL_CALL(fastgd_updates_level, NAME, param, grad, accum, n);           \
+    }
+
+FASTGD_DEFINE_FLOOR_DISPATCH(fastgd_bandwidth_floor_f32, float)
+FASTGD_DEFINE_FLOOR_DISPATCH(fastgd_bandwidth_floor_f64, double)
 
 #endif

@@ -26,6 +26,10 @@ cdef extern from "update_loops.h" nogil:
                         const UpdateSettings* s)
     void fastgd_sgd_f64(double* param, const double* grad, double* velocity, Py_ssize_t n,
                         const UpdateSettings* s)
+    void fastgd_bandwidth_floor_f32(float* param, const float* grad, float* accum,
+                                    Py_ssize_t n)
+    void fastgd_bandwidth_floor_f64(double* param, const double* grad, double* accum,
+                                    Py_ssize_t n)
     int fastgd_updates_select_level(int asked)
     enum:
         DIVISION_AUTO "FASTGD_DIVISION_AUTO"

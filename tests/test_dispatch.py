@@ -120,6 +120,31 @@ def test_sgd_levels_agree_with_the_twin_bitwise(rng, float_dtype, settings):
         assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_bandwidth_floor_adds_at_each_level(rng, float_dtype, n_threads):
+    """The benchmarks' yardstick (p += g; G += g), cut into lines and threads' ranges."""
+    floor = _backend.ext._updates.bandwidth_floor
+    cases = [rng.standard_normal((3, n)).astype(float_dtype) for n in UPDATE_SIZES]
+
+    def add():
+        out = []
+        for p, g, G in (c.copy() for c in cases):
+            floor(p, g, G, n_threads, 0)
+            out += [p, G]
+        return out
+
+    results = run_at_each_level(add)
+    assert_levels_agree_bitwise(results)
+    highest = results[cpu_levels()[-1]]
+    for k, (p, g, G) in enumerate(cases):
+        assert_array_equal(highest[2 * k], p + g)
+        assert_array_equal(highest[2 * k + 1], G + g)
+    with pytest.raises(ValueError, match="one length; got 3, 2 and 3"):
+        floor(np.zeros(3), np.zeros(2), np.zeros(3))
+    with pytest.raises(ValueError, match="n_threads must be at least 1; got 0"):
+        floor(np.zeros(3), np.zeros(3), np.zeros(3), 0)
+
+
 @pytest.mark.parametrize("method", ["direct", "expansion"])
 @pytest.mark.parametrize("kind", ["random", "offset", "near-duplicates"])
 @pytest.mark.parametrize("symmetric", [False, True], ids=["X-Y", "X-X"])

@@ -43,4 +43,6 @@ def bandwidth_floor(
     param: npt.NDArray[np.floating],
     grad: npt.NDArray[np.floating],
     accum: npt.NDArray[np.floating],
+    n_threads: int = 1,
+    parallel_min_elements: int = 0,
 ) -> None: ...

@@ -1,8 +1,8 @@
 """The fused-update cases (one Adagrad step, the fused-update issue's sizes) and their
 peers: idiomatic NumPy, NumPy with out= and scratch buffers, torch.optim.Adagrad fused
 and for-loop, and two yardsticks: the bandwidth floor (a pass that reads p, g, G and
-writes p and G) and fastgd's projected step (lower_bound=0: its ratio is the cost of
-the projection)."""
+writes p and G, compiled and prefetched like the updates, on their threads) and fastgd's
+projected step (lower_bound=0: its ratio is the cost of the projection)."""
 
 import os
 
@@ -10,6 +10,8 @@ import numpy as np
 
 import fastgd
 from fastgd._backend import ext
+from fastgd._threads import resolve_n_threads
+from fastgd.optim import PARALLEL_MIN_ELEMENTS
 
 KERNEL = "adagrad_update"
 
@@ -93,6 +95,7 @@ def peers(case, n_threads):
             result[name] = torch_optimizer.step
     if ext is not None and applies(case, "bandwidth floor"):
         floor_params, _, floor_accums = make_state(shapes)
+        floor_threads = resolve_n_threads(n_threads)
         result["bandwidth floor"] = lambda: ext._updates.bandwidth_floor(
-            floor_params[0], grads[0], floor_accums[0])
+            floor_params[0], grads[0], floor_accums[0], floor_threads, PARALLEL_MIN_ELEMENTS)
     return result
