@@ -158,9 +158,11 @@ def special_state(rng, n, offset):
                          ids=lambda s: ",".join(s) or "defaults")
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_adagrad_divides_the_same_either_way(rng, eps_mode, eps, settings, n_threads):
-    # Around the split loop's blocks of 24 elements after its first whole cache line.
-    sizes_and_offsets = [(0, 0), (1, 0), (15, 1), (16, 0), (17, 3), (24, 0), (33, 7), (49, 0),
-                         (71, 4), (1001, 5), (20_011, 2)]
+    # Around the split loop's blocks of 24 elements after its first whole cache line, and
+    # its pipeline of two blocks (one started while the one before is finished).
+    sizes_and_offsets = [(0, 0), (1, 0), (15, 1), (16, 0), (17, 3), (24, 0), (33, 7), (47, 0),
+                         (48, 0), (49, 0), (55, 1), (71, 4), (72, 0), (95, 3), (1001, 5),
+                         (20_011, 2)]
     state = [special_state(rng, n, offset) for n, offset in sizes_and_offsets]
 
     def update():
