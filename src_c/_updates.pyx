@@ -15,7 +15,6 @@ cimport numpy as cnp
 import numpy as np
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_CheckExact
-from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
 from libc.stdint cimport uintptr_t
@@ -529,36 +528,55 @@ def sgd_fast(params, grads, velocities, lr, momentum, nesterov, dampening, weigh
                      parallel_min_elements)
 
 
-def bandwidth_floor(floating[::1] param, const floating[::1] grad, floating[::1] accum,
+def bandwidth_floor(cnp.ndarray param, cnp.ndarray grad, cnp.ndarray accum,
                     int n_threads=1, Py_ssize_t parallel_min_elements=0):
     """For benchmarks: the least one pass can do, reading p, g, G and writing p and G
     (p += g; G += g), compiled per level and prefetched like the updates, on the updates'
     threads (equal ranges when n_threads > 1 and there are at least
-    parallel_min_elements). A fused update at memory speed takes about its time."""
-    cdef Py_ssize_t n = param.shape[0], chunk, begin
+    parallel_min_elements), and called as cheaply (the arrays' data pointers, no
+    memoryviews). A fused update at memory speed takes about its time."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(param), chunk, begin
     cdef int thread
-    if grad.shape[0] != n or accum.shape[0] != n:
-        raise ValueError(f"param, grad and accum must have one length; got {n}, "
-                         f"{grad.shape[0]} and {accum.shape[0]}")
+    cdef char* p
+    cdef char* g
+    cdef char* a
+    cdef int dtype = cnp.PyArray_TYPE(param)
+    cdef cnp.ndarray array
+    for name, array in (("param", param), ("grad", grad), ("accum", accum)):
+        if (cnp.PyArray_TYPE(array) != dtype
+                or dtype not in (cnp.NPY_FLOAT, cnp.NPY_DOUBLE)):
+            raise TypeError(f"{name} must be float32 or float64, as param; got {array.dtype}")
+        if cnp.PyArray_SIZE(array) != n:
+            raise ValueError(f"param, grad and accum must have one size; got {param.size}, "
+                             f"{grad.size} and {accum.size}")
+        if not (cnp.PyArray_IS_C_CONTIGUOUS(array) and cnp.PyArray_ISALIGNED(array)
+                and (array is grad or cnp.PyArray_ISWRITEABLE(array))):
+            raise ValueError(f"{name} must be C-contiguous, aligned and writeable")
+    cdef bint is_double = dtype == cnp.NPY_DOUBLE
     if n_threads < 1:
         raise ValueError(f"n_threads must be at least 1; got {n_threads}")
     if n == 0:
         return
+    p = <char*>cnp.PyArray_DATA(param)
+    g = <char*>cnp.PyArray_DATA(grad)
+    a = <char*>cnp.PyArray_DATA(accum)
     with nogil:
         if n_threads == 1 or n < parallel_min_elements:
-            _bandwidth_floor(&param[0], &grad[0], &accum[0], n)
+            _bandwidth_floor(p, g, a, 0, n, is_double)
         else:
             chunk = (n + n_threads - 1) // n_threads
             for thread in prange(n_threads, num_threads=n_threads, schedule="static"):
                 begin = thread * chunk
                 if begin < n:
-                    _bandwidth_floor(&param[begin], &grad[begin], &accum[begin],
-                                     min(chunk, n - begin))
+                    _bandwidth_floor(p, g, a, begin, min(chunk, n - begin), is_double)
 
 
-cdef inline void _bandwidth_floor(floating* param, const floating* grad, floating* accum,
-                                  Py_ssize_t n) noexcept nogil:
-    if floating is double:
-        fastgd_bandwidth_floor_f64(param, grad, accum, n)
+cdef inline void _bandwidth_floor(char* param, const char* grad, char* accum,
+                                  Py_ssize_t begin, Py_ssize_t n,
+                                  bint is_double) noexcept nogil:
+    if is_double:
+        fastgd_bandwidth_floor_f64(<double*>param + begin, <const double*>grad + begin,
+                                   <double*>accum + begin, n)
     else:
-        fastgd_bandwidth_floor_f32(param, grad, accum, n)
+        fastgd_bandwidth_floor_f32(<float*>param + begin, <const float*>grad + begin,
+                                   <float*>accum + begin, n)
