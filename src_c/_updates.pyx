@@ -536,23 +536,23 @@ def bandwidth_floor(cnp.ndarray param, cnp.ndarray grad, cnp.ndarray accum,
     parallel_min_elements), and called as cheaply (the arrays' data pointers, no
     memoryviews). A fused update at memory speed takes about its time."""
     cdef Py_ssize_t n = cnp.PyArray_SIZE(param), chunk, begin
-    cdef int thread
+    cdef int thread, dtype = cnp.PyArray_TYPE(param)
+    cdef bint is_double = dtype == cnp.NPY_DOUBLE
     cdef char* p
     cdef char* g
     cdef char* a
-    cdef int dtype = cnp.PyArray_TYPE(param)
     cdef cnp.ndarray array
+    if dtype != cnp.NPY_FLOAT and not is_double:
+        raise TypeError(f"param must be float32 or float64; got {param.dtype}")
     for name, array in (("param", param), ("grad", grad), ("accum", accum)):
-        if (cnp.PyArray_TYPE(array) != dtype
-                or dtype not in (cnp.NPY_FLOAT, cnp.NPY_DOUBLE)):
-            raise TypeError(f"{name} must be float32 or float64, as param; got {array.dtype}")
+        if cnp.PyArray_TYPE(array) != dtype:
+            raise TypeError(f"{name} must have param's dtype {param.dtype}; got {array.dtype}")
         if cnp.PyArray_SIZE(array) != n:
             raise ValueError(f"param, grad and accum must have one size; got {param.size}, "
                              f"{grad.size} and {accum.size}")
         if not (cnp.PyArray_IS_C_CONTIGUOUS(array) and cnp.PyArray_ISALIGNED(array)
                 and (array is grad or cnp.PyArray_ISWRITEABLE(array))):
             raise ValueError(f"{name} must be C-contiguous, aligned and writeable")
-    cdef bint is_double = dtype == cnp.NPY_DOUBLE
     if n_threads < 1:
         raise ValueError(f"n_threads must be at least 1; got {n_threads}")
     if n == 0:

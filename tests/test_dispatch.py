@@ -141,8 +141,10 @@ def test_bandwidth_floor_adds_at_each_level(rng, float_dtype, n_threads):
         assert_array_equal(highest[2 * k + 1], G + g)
     with pytest.raises(ValueError, match="one size; got 3, 2 and 3"):
         floor(np.zeros(3), np.zeros(2), np.zeros(3))
-    with pytest.raises(TypeError, match="grad must be float32 or float64, as param"):
+    with pytest.raises(TypeError, match="grad must have param's dtype float64; got float32"):
         floor(np.zeros(3), np.zeros(3, np.float32), np.zeros(3))
+    with pytest.raises(TypeError, match="param must be float32 or float64; got int64"):
+        floor(np.zeros(3, np.int64), np.zeros(3, np.int64), np.zeros(3, np.int64))
     with pytest.raises(ValueError, match="accum must be C-contiguous, aligned and writeable"):
         floor(np.zeros(3), np.zeros(3), np.zeros(6)[::2])
     with pytest.raises(ValueError, match="n_threads must be at least 1; got 0"):
