@@ -236,7 +236,7 @@ FASTGD_TARGET_AVX512 static inline void fastgd_adagrad_finish_f64(
  * roots) while the block before it is finished (quotients, steps), so that the roots of
  * the next block are under way while the divider works on this one without the processor
  * having to look ahead for them. On a shared Xeon (Emerald Rapids) it took the time of
- * starting and finishing each block in turn in quiet minutes, and 0.86x to 0.9x of it in
+ * starting and finishing each block in turn in quiet minutes, and 0.87x to 0.9x of it in
  * cache in the slow minutes, as if the core's reordering window were smaller then (its
  * other hyperthread busy). */
 FASTGD_TARGET_AVX512 static void fastgd_adagrad_f64_split_avx512(
