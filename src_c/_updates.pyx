@@ -550,9 +550,9 @@ def bandwidth_floor(cnp.ndarray param, cnp.ndarray grad, cnp.ndarray accum,
         if cnp.PyArray_SIZE(array) != n:
             raise ValueError(f"param, grad and accum must have one size; got {param.size}, "
                              f"{grad.size} and {accum.size}")
-        if not (cnp.PyArray_IS_C_CONTIGUOUS(array) and cnp.PyArray_ISALIGNED(array)
-                and (array is grad or cnp.PyArray_ISWRITEABLE(array))):
-            raise ValueError(f"{name} must be C-contiguous, aligned and writeable")
+        if not _plain_array(array, array is not grad):
+            raise ValueError(f"{name} must be a C-contiguous, aligned ndarray in native byte "
+                             f"order{'' if array is grad else ', writeable'}")
     if n_threads < 1:
         raise ValueError(f"n_threads must be at least 1; got {n_threads}")
     if n == 0:

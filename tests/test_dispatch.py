@@ -145,8 +145,12 @@ def test_bandwidth_floor_adds_at_each_level(rng, float_dtype, n_threads):
         floor(np.zeros(3), np.zeros(3, np.float32), np.zeros(3))
     with pytest.raises(TypeError, match="param must be float32 or float64; got int64"):
         floor(np.zeros(3, np.int64), np.zeros(3, np.int64), np.zeros(3, np.int64))
-    with pytest.raises(ValueError, match="accum must be C-contiguous, aligned and writeable"):
+    with pytest.raises(ValueError, match="accum must be a C-contiguous, aligned ndarray in "
+                                         "native byte order, writeable"):
         floor(np.zeros(3), np.zeros(3), np.zeros(6)[::2])
+    with pytest.raises(ValueError, match="grad must be a C-contiguous, aligned ndarray in "
+                                         r"native byte order$"):
+        floor(np.zeros(3), np.zeros(3).view(np.dtype(np.float64).newbyteorder()), np.zeros(3))
     with pytest.raises(ValueError, match="n_threads must be at least 1; got 0"):
         floor(np.zeros(3), np.zeros(3), np.zeros(3), 0)
 
