@@ -128,7 +128,8 @@ def large_problem(seed=0, shape=(20000, 5000), nnz=1_000_000, rank=32):
 
 
 def peers(case, n_threads):
-    """name -> zero-argument callable running the case once; missing peers left out."""
+    """name -> zero-argument callable running the case once and returning its result
+    (factorize's result; the loops' final W and H); missing peers left out."""
     kind, n_steps = CASES[case]
     if kind == "large":
         return _large_peers(n_threads)
@@ -162,16 +163,19 @@ def _large_peers(n_threads):
     settings = {"lr": 0.05, "eps": 1e-8}
 
     def ours():
-        fastgd.factorize(plan, W0.shape[1], init=(W0, H0), optimizer="adagrad",
-                         n_iter=LARGE_ITERATIONS, loss="mse", n_threads=n_threads,
-                         **settings)
+        return fastgd.factorize(plan, W0.shape[1], init=(W0, H0), optimizer="adagrad",
+                                n_iter=LARGE_ITERATIONS, loss="mse", n_threads=n_threads,
+                                **settings)
 
     W, H = W0.copy(), H0.copy()
     accums = [np.zeros_like(W), np.zeros_like(H)]
 
+    # Each call goes on from where the last one left W, H and their sums of squares: the
+    # same work per call as factorize's (which starts from W0, H0 every time).
     def kernel_calls():
         for _ in range(LARGE_ITERATIONS):
             _, dW, dH = fastgd.masked_loss_grad(plan, W, H, loss="mse", n_threads=n_threads)
             fastgd.adagrad_update([W, H], [dW, dH], accums, n_threads=n_threads, **settings)
+        return W, H
 
     return {"fastgd.factorize": ours, "masked_loss_grad + adagrad_update": kernel_calls}

@@ -44,26 +44,33 @@ def make_state(shapes, seed=0):
 
 
 def peers(case, n_threads):
-    """name -> zero-argument callable doing one Adagrad step; peers that are missing or do
-    not apply are left out. Every peer updates arrays of its own."""
+    """name -> zero-argument callable doing one Adagrad step and returning the parameters
+    it updated (a list of arrays, or of tensors for torch); peers that are missing or do
+    not apply are left out. Every peer updates arrays of its own, all starting from the
+    same state, except fastgd's projected step, which steps fastgd.adagrad_update's
+    arrays (the cost of the projection, on the same memory)."""
     shapes = CASES[case]
     params, grads, accums = make_state(shapes)
+    # The updates return None; `update(...) or params` returns what they updated for a
+    # test to compare, at the cost of one truth test.
     result = {
         "fastgd.adagrad_update": lambda: fastgd.adagrad_update(
-            params, grads, accums, lr=LR, eps=EPS, n_threads=n_threads),
+            params, grads, accums, lr=LR, eps=EPS, n_threads=n_threads) or params,
         # The same arrays, timed right after: the cost of the projection alone.
         "fastgd lower_bound=0": lambda: fastgd.adagrad_update(
-            params, grads, accums, lr=LR, eps=EPS, lower_bound=0.0, n_threads=n_threads),
+            params, grads, accums, lr=LR, eps=EPS, lower_bound=0.0,
+            n_threads=n_threads) or params,
     }
     optimizer = fastgd.Adagrad([p.copy() for p in params], lr=LR, eps=EPS,
                                n_threads=n_threads)
-    result["fastgd.Adagrad.step"] = lambda: optimizer.step(grads)
-    params, _, accums = make_state(shapes)
+    result["fastgd.Adagrad.step"] = lambda: optimizer.step(grads) or optimizer.params
+    numpy_params, _, numpy_accums = make_state(shapes)
 
     def idiomatic():
-        for p, g, G in zip(params, grads, accums, strict=True):
+        for p, g, G in zip(numpy_params, grads, numpy_accums, strict=True):
             G += g * g
             p -= LR * g / (np.sqrt(G) + EPS)
+        return numpy_params
 
     scratch = [np.empty_like(p) for p in params]
     out_params, _, out_accums = make_state(shapes)
@@ -77,6 +84,7 @@ def peers(case, n_threads):
             np.divide(g, t, out=t)
             np.multiply(t, LR, out=t)
             np.subtract(p, t, out=p)
+        return out_params
 
     result["numpy"] = idiomatic
     result["numpy out="] = with_out
@@ -92,10 +100,12 @@ def peers(case, n_threads):
             for t, g in zip(tensors, grads, strict=True):
                 t.grad = torch.tensor(g)
             torch_optimizer = torch.optim.Adagrad(tensors, lr=LR, eps=EPS, **options)
-            result[name] = torch_optimizer.step
+            result[name] = (lambda step=torch_optimizer.step, tensors=tensors:
+                            step() or tensors)
     if ext is not None and applies(case, "bandwidth floor"):
         floor_params, _, floor_accums = make_state(shapes)
         floor_threads = resolve_n_threads(n_threads)
         result["bandwidth floor"] = lambda: ext._updates.bandwidth_floor(
-            floor_params[0], grads[0], floor_accums[0], floor_threads, PARALLEL_MIN_ELEMENTS)
+            floor_params[0], grads[0], floor_accums[0], floor_threads,
+            PARALLEL_MIN_ELEMENTS) or floor_params
     return result

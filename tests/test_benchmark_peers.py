@@ -1,0 +1,158 @@
+"""The benchmarks compare like with like: in every case, each peer computes what fastgd
+computes there, to its dtype's rounding, and each yardstick what it is said to compute.
+A peer that did less work than fastgd, or other work, would make its ratio a false one.
+
+The cases are those of ``fastgd bench`` and bench/, run once each on the backend in use,
+except the largest of each family: the 4000 x 4000 x 256 distances and the 1e7-element
+update take the code paths of smaller cases with several seconds and gigabytes more.
+"""
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import fastgd
+from fastgd import demo
+from fastgd.benchmarks import factorize, masked, sqeuclidean, updates
+
+# The library each optional peer needs; every other peer must always be there.
+OPTIONAL_PEERS = {
+    "sklearn.euclidean_distances": "sklearn",
+    "autograd": "autograd",
+    "autograd tutorial": "autograd",
+    "torch fused": "torch",
+    "torch for-loop": "torch",
+}
+LARGEST_CASES = {"4000x4000x256 float64", "4000x4000x256 float32", "1e7 float64"}
+
+
+def _cases(module):
+    return [case for case in module.CASES if case not in LARGEST_CASES]
+
+
+def _peers(module, case):
+    """peers(case, 1), after checking that it left out only peers that do not apply or
+    whose library is missing (none of them where CI installs them all)."""
+    functions = module.peers(case, 1)
+    required = os.environ.get("FASTGD_REQUIRE_PEERS") == "1"
+    assert module.OURS[0] in functions  # fastgd's main way of calling the kernel
+    for peer in [*module.OURS[1:], *module.PEERS]:
+        if not module.applies(case, peer):
+            assert peer not in functions
+        elif peer not in functions:
+            library = OPTIONAL_PEERS.get(peer)
+            if peer == "bandwidth floor":  # compiled, like the updates it measures
+                library = "fastgd._ext._updates"
+            assert library is not None, f"peers() left out {peer!r}"
+            assert not required and importlib.util.find_spec(library) is None, (
+                f"peers() left out {peer!r} although {library} is installed")
+    return functions
+
+
+def _squared_norms(A):
+    A = A.astype(np.float64)
+    return np.einsum("ij,ij->i", A, A)
+
+
+@pytest.mark.parametrize("case", _cases(sqeuclidean))
+def test_distance_peers_compute_fastgds_distances(case):
+    functions = _peers(sqeuclidean, case)
+    X, Y = sqeuclidean.make_data(*sqeuclidean.CASES[case])
+    distances = functions.pop("fastgd")()
+    assert distances.dtype == X.dtype and distances.shape == (X.shape[0], Y.shape[0])
+    # Each entry to a few units of rounding of the squares it is made from.
+    norms = _squared_norms(X)[:, None] + _squared_norms(Y)[None, :]
+    tolerance = 32 * np.finfo(X.dtype).eps * norms
+    # The GEMM is the yardstick: the cross term of the expansion alone.
+    cross = functions.pop("gemm X@Y.T")().astype(np.float64)
+    assert np.all(np.abs(norms - 2 * cross - distances) <= tolerance)
+    for peer, function in functions.items():
+        got = np.asarray(function(), dtype=np.float64)
+        assert got.shape == distances.shape, peer
+        assert np.all(np.abs(got - distances) <= tolerance), peer
+
+
+def _assert_loss_and_gradients_close(got, expected, rtol, peer):
+    loss, dW, dH = got
+    assert_allclose(loss, expected[0], rtol=rtol, err_msg=f"{peer}: loss")
+    for name, value, reference in (("dW", dW, expected[1]), ("dH", dH, expected[2])):
+        assert value.shape == reference.shape, f"{peer}: {name} shape"
+        assert_allclose(value, reference, rtol=0, atol=rtol * np.abs(reference).max(),
+                        err_msg=f"{peer}: {name}")
+
+
+@pytest.mark.parametrize("case", _cases(masked))
+def test_masked_peers_compute_fastgds_loss_and_gradients(case):
+    functions = _peers(masked, case)
+    m, n, k, fraction, dtype = masked.CASES[case]
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    expected = functions.pop("fastgd plan")()
+    assert expected[1].dtype == dtype and expected[2].dtype == dtype
+    autograd_peer = functions.pop("autograd", None)
+    for peer, function in functions.items():
+        _assert_loss_and_gradients_close(function(), expected, rtol, peer)
+    if autograd_peer is not None:
+        # The tutorial's cost is the RMSE: fastgd's loss="rmse" on the same problem.
+        rows, cols, values, W, H = masked.make_problem(m, n, k, fraction, dtype)
+        plan = fastgd.observed((rows, cols, values, (m, n)))
+        _assert_loss_and_gradients_close(
+            autograd_peer(), fastgd.masked_loss_grad(plan, W, H, loss="rmse"), rtol,
+            "autograd")
+
+
+def _as_arrays(params):
+    return [np.asarray(p.detach()) if hasattr(p, "detach") else p for p in params]
+
+
+@pytest.mark.parametrize("case", _cases(updates))
+def test_update_peers_take_fastgds_step(case):
+    functions = _peers(updates, case)
+    shapes = updates.CASES[case]
+    start, grads, _ = updates.make_state(shapes)
+    # One step from the same state, before fastgd's projected step steps its arrays on.
+    expected = [p.copy() for p in functions.pop("fastgd.adagrad_update")()]
+    for p, p0, g in zip(expected, start, grads, strict=True):
+        # From G = 0: G = g^2, and the step is lr * g / (|g| + eps).
+        assert_allclose(p, p0 - updates.LR * g / (np.abs(g) + updates.EPS), rtol=1e-15,
+                        atol=1e-16)
+    projected = functions.pop("fastgd lower_bound=0")()
+    for p, p1, g in zip(projected, expected, grads, strict=True):
+        second = p1 - updates.LR * g / (np.sqrt(2 * g * g) + updates.EPS)
+        assert_allclose(p, np.maximum(second, 0.0), rtol=1e-15, atol=1e-16)
+    floor = functions.pop("bandwidth floor", None)
+    if floor is not None:
+        # The yardstick's pass: p += g (and G += g), bit for bit.
+        assert_array_equal(floor()[0], start[0] + grads[0])
+    for peer, function in functions.items():
+        got = _as_arrays(function())
+        assert len(got) == len(expected), peer
+        for p, reference in zip(got, expected, strict=True):
+            assert_allclose(p, reference, rtol=1e-14, atol=1e-16, err_msg=peer)
+
+
+def _tutorial_rmse(W, H):
+    A = np.asarray(demo.TUTORIAL_MATRIX, dtype=np.float64)
+    observed = ~np.isnan(A)
+    return np.sqrt(np.mean((W @ H - A)[observed] ** 2))
+
+
+@pytest.mark.parametrize("case", _cases(factorize))
+def test_factorize_peers_run_fastgds_iterations(case, monkeypatch):
+    # The large case's calls read the number of iterations when they run: 2 of them
+    # check the same code as 10, in a fifth of the time.
+    monkeypatch.setattr(factorize, "LARGE_ITERATIONS", 2)
+    functions = _peers(factorize, case)
+    result = functions.pop("fastgd.factorize")()
+    for peer, function in functions.items():
+        W, H = function()[:2]
+        if case == "tutorial Adagrad 4x3 k=2, 2000 steps":
+            # At lr 0.1 this tutorial oscillates: rounding differences grow about 1e12-fold
+            # after step 200, and the loops end apart, but at the same loss to 1e-3.
+            assert_allclose(_tutorial_rmse(W, H), _tutorial_rmse(result.W, result.H),
+                            rtol=1e-3, err_msg=peer)
+        else:
+            assert_allclose(W, result.W, rtol=0, atol=1e-12, err_msg=peer)
+            assert_allclose(H, result.H, rtol=0, atol=1e-12, err_msg=peer)
