@@ -17,7 +17,7 @@ from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_CheckExact
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
-from libc.stdint cimport uintptr_t
+from libc.stdint cimport uint32_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 from update_loops cimport (
@@ -223,8 +223,15 @@ def sgd_update(list params, list grads, list velocities, double lr, double momen
 
 ctypedef struct ByteRange:
     uintptr_t start
-    uintptr_t end
-    bint written
+    uintptr_t end_written  # the end address, its lowest bit set if the array is written
+
+
+cdef inline uintptr_t _range_end(ByteRange r) noexcept nogil:
+    return r.end_written & ~(<uintptr_t>1)
+
+
+cdef inline bint _range_written(ByteRange r) noexcept nogil:
+    return r.end_written & 1
 
 
 cdef int _default_n_threads = 1
@@ -244,22 +251,33 @@ def set_thread_counts(int default_n_threads, int available_cpus, int max_threads
 
 cdef enum:
     # Up to this many byte ranges are sorted by insertion: the radix sort's passes over
-    # its 256 counts cost more than the whole update of a small array.
+    # its counts cost more than the whole update of a small array.
     INSERTION_SORT_MAX = 48
     # Up to this many arrays per call, the fast path's bookkeeping lives on the stack.
     STACK_ARRAYS = 16
+    # The radix sort's digits: at most 11 bits of an address (the counts of a pass, 8 KiB,
+    # stay in L1), fewer for fewer ranges.
+    RADIX_BITS_MAX = 11
+    # Room for the counts of every pass: the most passes of the longest digits (shorter
+    # digits take fewer counts in all).
+    RADIX_COUNTS = ((8 * sizeof(uintptr_t) + RADIX_BITS_MAX - 1) // RADIX_BITS_MAX
+                    << RADIX_BITS_MAX)
 
 
-cdef ByteRange* _sort_ranges(ByteRange* ranges, ByteRange* scratch,
-                             Py_ssize_t n) noexcept nogil:
+cdef ByteRange* _sort_ranges(ByteRange* ranges, ByteRange* scratch, Py_ssize_t n,
+                             uint32_t* counts) noexcept nogil:
     """Sort by start address: by insertion for a few ranges; otherwise a stable LSD radix
-    sort, a byte per pass, skipping the bytes that all addresses share (most of the high
-    ones), several times faster than qsort for the thousands of ranges of a list. Returns
-    the sorted buffer (ranges or scratch)."""
-    cdef Py_ssize_t counts[256]
-    cdef Py_ssize_t k, running, count
-    cdef int shift, key_bits = <int>(sizeof(uintptr_t) * 8)
-    cdef unsigned int digit
+    sort over only the bits in which some addresses differ (the arrays of a list lie
+    within a few MiB of each other: about 20 bits), in digits of at most RADIX_BITS_MAX
+    bits, fewer for fewer ranges, every pass's counts made in one pass over the keys
+    (counts: room for RADIX_COUNTS); several times faster than qsort for the thousands
+    of ranges of a list. Returns the sorted buffer (ranges or scratch)."""
+    cdef int n_passes, pass_number, shift, bits = 4, low = 0
+    cdef int high = 8 * sizeof(uintptr_t) - 1
+    cdef Py_ssize_t k, running
+    cdef uint32_t count, position, digits
+    cdef uint32_t* pass_counts
+    cdef uintptr_t differing = 0, key, mask
     cdef ByteRange* source = ranges
     cdef ByteRange* target = scratch
     cdef ByteRange* swap
@@ -273,50 +291,91 @@ cdef ByteRange* _sort_ranges(ByteRange* ranges, ByteRange* scratch,
                 running -= 1
             ranges[running] = moving
         return ranges
-    for shift in range(0, key_bits, 8):
-        memset(counts, 0, sizeof(counts))
+    for k in range(1, n):
+        differing |= ranges[k].start ^ ranges[0].start
+    if differing == 0:
+        return ranges
+    while not (differing >> low) & 1:
+        low += 1
+    while not (differing >> high) & 1:
+        high -= 1
+    # 2**bits counts to clear and add up per pass, against n ranges to move.
+    while bits < RADIX_BITS_MAX and (<Py_ssize_t>1 << bits) < n:
+        bits += 1
+    n_passes = (high - low + bits) // bits
+    bits = (high - low + n_passes) // n_passes  # the same passes, digits as even as can be
+    digits = 1u << bits
+    mask = digits - 1
+    memset(counts, 0, n_passes * digits * sizeof(uint32_t))
+    for k in range(n):
+        key = ranges[k].start >> low
+        for pass_number in range(n_passes):
+            counts[pass_number * digits + ((key >> (pass_number * bits)) & mask)] += 1
+    for pass_number in range(n_passes):
+        shift = low + pass_number * bits
+        pass_counts = counts + pass_number * digits
+        position = 0
+        for k in range(digits):
+            count = pass_counts[k]
+            pass_counts[k] = position
+            position += count
         for k in range(n):
-            counts[(source[k].start >> shift) & 0xFF] += 1
-        if counts[(source[0].start >> shift) & 0xFF] == n:
-            continue
-        running = 0
-        for digit in range(256):
-            count = counts[digit]
-            counts[digit] = running
-            running += count
-        for k in range(n):
-            digit = (source[k].start >> shift) & 0xFF
-            target[counts[digit]] = source[k]
-            counts[digit] += 1
+            key = (source[k].start >> shift) & mask
+            target[pass_counts[key]] = source[k]
+            pass_counts[key] += 1
         swap = source
         source = target
         target = swap
     return source
 
 
-cdef bint _any_overlap(ByteRange* ranges, ByteRange* scratch, Py_ssize_t n) noexcept nogil:
+cdef bint _any_overlap(ByteRange* ranges, ByteRange* scratch, Py_ssize_t n,
+                       uint32_t* counts) noexcept nogil:
     """Does an array written in place overlap any other array of the call?"""
     cdef uintptr_t furthest_any = 0, furthest_written = 0
     cdef Py_ssize_t k
     if n == 0:
         return False
-    ranges = _sort_ranges(ranges, scratch, n)
+    ranges = _sort_ranges(ranges, scratch, n, counts)
     for k in range(n):
-        if ranges[k].start == ranges[k].end:
-            continue
-        if ranges[k].start < (furthest_any if ranges[k].written else furthest_written):
+        if ranges[k].start < (furthest_any if _range_written(ranges[k]) else furthest_written):
             return True
-        furthest_any = max(furthest_any, ranges[k].end)
-        if ranges[k].written:
-            furthest_written = max(furthest_written, ranges[k].end)
+        furthest_any = max(furthest_any, _range_end(ranges[k]))
+        if _range_written(ranges[k]):
+            furthest_written = max(furthest_written, _range_end(ranges[k]))
     return False
+
+
+def sorted_starts(starts):
+    """For the tests: the starts of byte ranges (integers that fit a pointer) in the order
+    the aliasing check's sort (_sort_ranges) puts them."""
+    cdef Py_ssize_t n = len(starts), k
+    cdef ByteRange* ranges = <ByteRange*>malloc((2 * n + 1) * sizeof(ByteRange))
+    cdef uint32_t* counts = <uint32_t*>malloc(RADIX_COUNTS * sizeof(uint32_t))
+    cdef ByteRange* ordered
+    if ranges == NULL or counts == NULL:
+        free(ranges)
+        free(counts)
+        raise MemoryError("fastgd: could not allocate the ranges to sort")
+    try:
+        for k in range(n):
+            ranges[k].start = <uintptr_t>starts[k]
+            ranges[k].end_written = 0
+        ordered = _sort_ranges(ranges, ranges + n, n, counts)
+        return [ordered[k].start for k in range(n)]
+    finally:
+        free(ranges)
+        free(counts)
 
 
 cdef inline Py_ssize_t _add_range(ByteRange* ranges, Py_ssize_t n_ranges, char* data,
                                   Py_ssize_t nbytes, bint written) noexcept:
+    """Add the bytes [data, data + nbytes) of an aligned array (so the end is even), if
+    there are any: an empty array overlaps nothing."""
+    if nbytes == 0:
+        return n_ranges
     ranges[n_ranges].start = <uintptr_t>data
-    ranges[n_ranges].end = <uintptr_t>data + nbytes
-    ranges[n_ranges].written = written
+    ranges[n_ranges].end_written = (<uintptr_t>data + nbytes) | written
     return n_ranges + 1
 
 
@@ -377,7 +436,26 @@ cdef inline bint _plain_array(object value, bint writeable) noexcept:
 
 
 cdef inline bint _same_layout(cnp.ndarray a, cnp.ndarray b) noexcept:
-    return cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(b) and cnp.PyArray_SAMESHAPE(a, b)
+    """The same dtype and shape (compared here: NumPy's SAMESHAPE is a call per array)."""
+    cdef int axis, ndim = cnp.PyArray_NDIM(a)
+    cdef cnp.npy_intp* a_dims = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp* b_dims = cnp.PyArray_DIMS(b)
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(b) or cnp.PyArray_NDIM(b) != ndim:
+        return False
+    for axis in range(ndim):
+        if a_dims[axis] != b_dims[axis]:
+            return False
+    return True
+
+
+cdef inline Py_ssize_t _size(cnp.ndarray a) noexcept:
+    """The number of elements (NumPy's PyArray_SIZE is a call per array)."""
+    cdef int axis
+    cdef Py_ssize_t size = 1
+    cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(a)
+    for axis in range(cnp.PyArray_NDIM(a)):
+        size *= dims[axis]
+    return size
 
 
 cdef bint _fast_run(object params, object grads, object states, bint adagrad,
@@ -392,6 +470,7 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
     cdef ArraySlice* slices
     cdef Py_ssize_t* offsets
     cdef ByteRange* ranges
+    cdef uint32_t* counts = NULL
     cdef ArraySlice stack_slices[STACK_ARRAYS + 1]
     cdef Py_ssize_t stack_offsets[STACK_ARRAYS + 1]
     cdef ByteRange stack_ranges[6 * STACK_ARRAYS + 2]
@@ -408,16 +487,19 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
             return False
     else:
         return False
-    # 3 ranges per triple, and as much again as the radix sort's scratch.
+    # 3 ranges per triple, and as much again as the radix sort's scratch (and its counts:
+    # more ranges than the stack holds are more than INSERTION_SORT_MAX).
     on_heap = n > STACK_ARRAYS
     if on_heap:
         slices = <ArraySlice*>malloc((n + 1) * sizeof(ArraySlice))
         offsets = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
         ranges = <ByteRange*>malloc((6 * n + 2) * sizeof(ByteRange))
-        if slices == NULL or offsets == NULL or ranges == NULL:
+        counts = <uint32_t*>malloc(RADIX_COUNTS * sizeof(uint32_t))
+        if slices == NULL or offsets == NULL or ranges == NULL or counts == NULL:
             free(slices)
             free(offsets)
             free(ranges)
+            free(counts)
             return False
     else:
         slices = stack_slices
@@ -445,17 +527,17 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
             slices[k].grad = <char*>cnp.PyArray_DATA(<cnp.ndarray>grad)
             slices[k].state = (<char*>cnp.PyArray_DATA(<cnp.ndarray>state)
                                if has_states else NULL)
-            slices[k].size = cnp.PyArray_SIZE(<cnp.ndarray>param)
+            slices[k].size = _size(<cnp.ndarray>param)
             slices[k].is_double = cnp.PyArray_TYPE(<cnp.ndarray>param) == cnp.NPY_DOUBLE
             offsets[k + 1] = offsets[k] + slices[k].size
-            nbytes = cnp.PyArray_NBYTES(<cnp.ndarray>param)
+            nbytes = slices[k].size * (8 if slices[k].is_double else 4)
             n_ranges = _add_range(ranges, n_ranges, slices[k].param, nbytes, True)
             n_ranges = _add_range(ranges, n_ranges, slices[k].grad, nbytes, False)
             if has_states:
                 n_ranges = _add_range(ranges, n_ranges, slices[k].state, nbytes, True)
         if ok:
             with nogil:
-                ok = not _any_overlap(ranges, ranges + 3 * n + 1, n_ranges)
+                ok = not _any_overlap(ranges, ranges + 3 * n + 1, n_ranges, counts)
                 if ok:
                     _run_slices(slices, offsets, n, adagrad, settings, n_threads,
                                 parallel_min_elements)
@@ -464,6 +546,7 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
             free(slices)
             free(offsets)
             free(ranges)
+            free(counts)
     return ok
 
 

@@ -507,6 +507,69 @@ def test_fast_path_takes_plain_calls_and_declines_the_rest():
                             1 << 16) is False  # momentum without buffers
 
 
+_POINTER_MAX = int(np.iinfo(np.uintp).max)
+
+
+@settings(max_examples=300, deadline=None)
+@given(starts=st.lists(
+    st.one_of(
+        st.integers(0, _POINTER_MAX),
+        # Addresses near each other (the arrays of a list), across the bit boundaries
+        # where one radix pass hands over to the next.
+        st.builds(lambda base, shift, offset: min(_POINTER_MAX, base + (offset << shift)),
+                  st.sampled_from([0, 1 << 32, 0x7F3A_1234_5000, _POINTER_MAX - (1 << 40)]),
+                  st.integers(0, 40), st.integers(0, 7))),
+    max_size=200))
+def test_the_aliasing_checks_sort_sorts_any_addresses(starts):
+    """The fast path's sort of byte ranges (by insertion up to 48, by radix over the
+    bits in which the addresses differ beyond) puts any starts in order."""
+    from fastgd._backend import ext
+
+    assert ext._updates.sorted_starts(starts) == sorted(starts)
+    # The same starts repeated past 48 take the radix sort.
+    repeated = starts * (49 // max(1, len(starts)) + 1)
+    assert ext._updates.sorted_starts(repeated) == sorted(repeated)
+
+
+# An array of a list: in which of three buffers (or none: an array of its own), at which
+# offset, and how long (every array of a triple has its triple's length).
+_placement = st.tuples(st.sampled_from([None, 0, 1, 2]), st.integers(0, 120))
+
+
+@settings(max_examples=300, deadline=None)
+@given(triples=st.lists(st.tuples(st.integers(0, 6), _placement, _placement, _placement),
+                        min_size=1, max_size=40))
+def test_fast_path_refuses_exactly_the_lists_that_overlap(triples):
+    """The compiled fast path's aliasing check (sorted byte ranges: by insertion up to 16
+    arrays, by radix beyond) against all pairs: it must refuse a call, modifying nothing,
+    exactly when an array written in place (a param or an accum) shares a byte with any
+    other array of the call; gradients may share memory with each other."""
+    from fastgd._backend import ext
+
+    buffers = [np.zeros(160) for _ in range(3)]
+    params, grads, accums, ranges = [], [], [], []
+    for length, *placements in triples:
+        for role, (buffer, offset), arrays in zip(("param", "grad", "accum"), placements,
+                                                  (params, grads, accums), strict=True):
+            array = (np.zeros(length) if buffer is None
+                     else buffers[buffer][offset: offset + length])
+            arrays.append(array)
+            start = array.__array_interface__["data"][0]
+            ranges.append((start, start + array.nbytes, role != "grad"))
+    overlap = any(
+        written_a or written_b
+        for a, (start_a, end_a, written_a) in enumerate(ranges)
+        for start_b, end_b, written_b in ranges[a + 1:]
+        if start_a < end_a and start_b < end_b and start_a < end_b and start_b < end_a)
+    before = [buffer.copy() for buffer in buffers]
+    applied = ext._updates.adagrad_fast(params, grads, accums, 0.1, 1e-10, "outside", 1, 0.0,
+                                        0.0, False, None, 1, 1 << 16)
+    assert applied is not overlap
+    if overlap:
+        for buffer, snapshot in zip(buffers, before, strict=True):
+            assert_array_equal(buffer, snapshot)
+
+
 @pytest.mark.parametrize("kind", ["same_param_twice", "overlapping_views", "grad_is_accum",
                                   "disjoint_views"])
 def test_aliasing_found_deep_in_long_lists(backend, kind):
