@@ -156,3 +156,20 @@ def test_factorize_peers_run_fastgds_iterations(case, monkeypatch):
         else:
             assert_allclose(W, result.W, rtol=0, atol=1e-12, err_msg=peer)
             assert_allclose(H, result.H, rtol=0, atol=1e-12, err_msg=peer)
+
+
+def test_the_numpy_loop_projects_like_factorize():
+    """The projected-GD tutorial's W and H stay positive from its start, so its case never
+    exercises the NumPy loop's projection: from a start with negative entries, it clamps
+    where factorize does."""
+    A = np.asarray(demo.TUTORIAL_MATRIX, dtype=np.float64)
+    rng = np.random.default_rng(1)
+    W0 = rng.standard_normal((A.shape[0], demo.RANK))
+    H0 = rng.standard_normal((demo.RANK, A.shape[1]))
+    settings = {**demo.PROJECTED_GD, "n_iter": 300}
+    W, H = factorize.numpy_loop(A, W0, H0, 300, **settings)
+    result = fastgd.factorize(A, demo.RANK, init=(W0, H0), **settings)
+    unprojected = fastgd.factorize(A, demo.RANK, init=(W0, H0), **{**settings, "nonneg": False})
+    assert np.abs(unprojected.W - result.W).max() > 0.1  # the projection matters here
+    assert_allclose(W, result.W, rtol=0, atol=1e-12)
+    assert_allclose(H, result.H, rtol=0, atol=1e-12)
