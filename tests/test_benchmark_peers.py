@@ -3,8 +3,8 @@ computes there, to its dtype's rounding, and each yardstick what it is said to c
 A peer that did less work than fastgd, or other work, would make its ratio a false one.
 
 The cases are those of ``fastgd bench`` and bench/, run once each on the backend in use,
-except the largest of each family: the 4000 x 4000 x 256 distances and the 1e7-element
-update take the code paths of smaller cases with several seconds and gigabytes more.
+except the 4000 x 4000 x 256 distances and the 1e7-element update, which take the code
+paths of smaller cases with several seconds and gigabytes more.
 """
 
 import importlib.util
