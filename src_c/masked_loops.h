@@ -163,17 +163,24 @@ FASTGD_DEFINE_DOT_VECTORS(fastgd_dot_f32_avx2, FASTGD_TARGET_AVX2, float, __m256
     ((REAL *)((origin) + (uintptr_t)(ptrdiff_t)(j) * ((k) * sizeof(REAL))))
 #define FASTGD_ROW_ORIGIN(ROWS, col_begin, k)                                           \
     ((uintptr_t)(ROWS) - (uintptr_t)(col_begin) * (k) * sizeof(*(ROWS)))
+/* Prefetch column j's rows of H.T and dH.T if j lies in the segment's tile. */
+#define FASTGD_PREFETCH_COLUMN(separate_segments, j, REAL, ht_origin, dht_origin, k,      \
+                               col_begin, col_end)                                      \
+    {                                                                                   \
+        const ptrdiff_t j_ahead = (ptrdiff_t)(j);                                       \
+        if (FASTGD_IN_SEGMENT(separate_segments, j_ahead, col_begin, col_end)) {        \
+            FASTGD_PREFETCH_ROWS(FASTGD_ROW_AT(const REAL, ht_origin, j_ahead, k),      \
+                                 FASTGD_ROW_AT(const REAL, dht_origin, j_ahead, k), k)  \
+        }                                                                               \
+    }
 /* Prefetch the rows of H.T and dH.T of the entry FASTGD_PREFETCH_DISTANCE ahead, if that
  * entry exists and its column lies in the tile being worked on (which every entry up to
  * `last` does unless separate_segments); ht_origin and dht_origin: see FASTGD_ROW_AT. */
 #define FASTGD_PREFETCH_AHEAD(separate_segments, e, last, indices, REAL, ht_origin,       \
                               dht_origin, k, col_begin, col_end)                        \
     if ((e) + FASTGD_PREFETCH_DISTANCE < (last)) {                                      \
-        const ptrdiff_t j_ahead = (ptrdiff_t)(indices)[(e) + FASTGD_PREFETCH_DISTANCE]; \
-        if (FASTGD_IN_SEGMENT(separate_segments, j_ahead, col_begin, col_end)) {        \
-            FASTGD_PREFETCH_ROWS(FASTGD_ROW_AT(const REAL, ht_origin, j_ahead, k),      \
-                                 FASTGD_ROW_AT(const REAL, dht_origin, j_ahead, k), k)  \
-        }                                                                               \
+        FASTGD_PREFETCH_COLUMN(separate_segments, (indices)[(e) + FASTGD_PREFETCH_DISTANCE], \
+                               REAL, ht_origin, dht_origin, k, col_begin, col_end)      \
     }
 
 /* At the start of row i: prefetch the first entry (index and value), the row of W and
@@ -289,14 +296,10 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
         if ((at) + 1 + FASTGD_PREFETCH_DISTANCE < last) {                                     \
             const ptrdiff_t j0_ = (ptrdiff_t)indices[(at) + FASTGD_PREFETCH_DISTANCE];        \
             const ptrdiff_t j1_ = (ptrdiff_t)indices[(at) + 1 + FASTGD_PREFETCH_DISTANCE];    \
-            if (FASTGD_IN_SEGMENT(separate_segments, j0_, col_begin, col_end)) {              \
-                FASTGD_PREFETCH_ROWS(FASTGD_ROW_AT(const REAL, ht_origin, j0_, (K)),          \
-                                     FASTGD_ROW_AT(const REAL, dht_origin, j0_, (K)), (K))    \
-            }                                                                                 \
-            if (FASTGD_IN_SEGMENT(separate_segments, j1_, col_begin, col_end)) {              \
-                FASTGD_PREFETCH_ROWS(FASTGD_ROW_AT(const REAL, ht_origin, j1_, (K)),          \
-                                     FASTGD_ROW_AT(const REAL, dht_origin, j1_, (K)), (K))    \
-            }                                                                                 \
+            FASTGD_PREFETCH_COLUMN(separate_segments, j0_, REAL, ht_origin, dht_origin, (K),  \
+                                   col_begin, col_end)                                        \
+            FASTGD_PREFETCH_COLUMN(separate_segments, j1_, REAL, ht_origin, dht_origin, (K),  \
+                                   col_begin, col_end)                                        \
         }                                                                                     \
         DOT_PAIR(w, h0, h1, BLOCKS, values[at], values[(at) + 1], rv0, rv1);                  \
     } while (0)
@@ -547,6 +550,7 @@ FASTGD_TARGET_AVX512 static inline float fastgd_lane_sum_f32x16(__m512 lanes)
                                      _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps,        \
                                      _mm512_mul_ps, _mm512_set1_ps, _mm512_cvtss_f32,         \
                                      FASTGD_DOT_AVX512_F32, FASTGD_RESIDUAL_PAIR_AVX512_F32)
+
 /* The segment loop for rank k: a fixed-rank one for 16, 32 and 64, the general AVX2 one
  * (ANY) otherwise. */
 #define FASTGD_DEFINE_PLAN_SEGMENT_BY_RANK(NAME, REAL, INDEX, FIXED, ANY)                     \
