@@ -112,6 +112,47 @@ def test_bench_shows_missing_peers_as_not_installed(monkeypatch):
     assert updates.applies("1000 x 100 float64", "bandwidth floor") is False
 
 
+def test_bench_settles_only_before_threaded_calls(monkeypatch):
+    """With all threads, the pause before each of fastgd's calls (for BLAS workers to stop
+    spinning) is taken only in the cases where fastgd's call starts threads."""
+    from fastgd import benchmarks
+    from fastgd.benchmarks import timing, updates
+
+    pauses = []
+    monkeypatch.setattr(timing.time, "sleep", pauses.append)
+    pauses_by_case = {}
+
+    def progress(row):
+        pauses_by_case[row["case"]] = len(pauses)
+        pauses.clear()
+
+    benchmarks.run(quick=True, threads="all", kernels="updates", rounds=2, progress=progress)
+    assert pauses_by_case == {case: 2 * len(updates.OURS) if updates.threaded(case) else 0
+                              for case in updates.QUICK_CASES}
+    assert pauses_by_case["1e3 float64"] == 0 and pauses_by_case["1e5 float64"] == 4
+    benchmarks.run(quick=True, threads="1", kernels="updates", rounds=1, progress=progress)
+    assert set(pauses_by_case.values()) == {0}
+
+
+def test_bench_threaded_cases_are_those_with_work_for_threads():
+    from fastgd import factorization, masked
+    from fastgd.benchmarks import KERNEL_MODULES, case_module
+    from fastgd.optim import PARALLEL_MIN_ELEMENTS
+
+    cases = {kernel: case_module(kernel).CASES for kernel in KERNEL_MODULES}
+    threaded = {kernel: {case for case in cases[kernel] if case_module(kernel).threaded(case)}
+                for kernel in KERNEL_MODULES}
+    assert threaded["sqeuclidean"] == set(cases["sqeuclidean"])
+    assert threaded["masked"] == set(cases["masked"]) - {"tutorial 4x3 k=2"}
+    assert threaded["updates"] == {"1e7 float64", "1e5 float64", "1000 x 100 float64"}
+    assert 1000 < PARALLEL_MIN_ELEMENTS <= 100_000
+    assert threaded["factorize"] == {case for case, (kind, _) in cases["factorize"].items()
+                                     if kind == "large"}
+    # The tutorials' 11 observed entries at rank 2 run factorize's compiled loop, which
+    # is single-threaded.
+    assert 11 * 2 <= factorization.SOLVER_LOOP_MAX_WORK <= masked.PARALLEL_MIN_WORK
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"threads": ["2"]}, "threads must hold"),
     ({"kernels": ["fft"]}, "kernels must be among"),

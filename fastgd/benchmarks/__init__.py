@@ -113,12 +113,15 @@ def run(*, quick=False, threads=THREAD_SETTINGS, kernels=KERNEL_MODULES, rounds=
         cases = module.QUICK_CASES if quick else list(module.CASES)
         for setting in threads:
             n_threads = 1 if setting == "1" else -1
-            # With all threads, fastgd's calls start after a pause, so that OpenBLAS's
-            # workers (spinning for a while after a peer's BLAS call) do not compete with
-            # its threads. Peers run straight after one another: single-threaded peers
-            # are not slowed by a spinning worker, and BLAS peers share one pool.
-            settle = 0.0 if setting == "1" else 0.25
             for case in cases:
+                # With all threads, fastgd's calls start after a pause where they start
+                # threads of their own, so that OpenBLAS's workers (spinning for a while
+                # after a peer's BLAS call) do not compete with them. Peers run straight
+                # after one another: single-threaded peers are not slowed by a spinning
+                # worker, and BLAS peers share one pool. Nor is fastgd's call in a small
+                # case, which runs on one thread: a worker spinning on another core leaves
+                # it its own (and the small cases' BLAS calls start no workers).
+                settle = 0.25 if setting == "all" and module.threaded(case) else 0.0
                 with _thread_context(setting):
                     functions = module.peers(case, n_threads)
                     medians = interleaved_medians(functions, rounds,

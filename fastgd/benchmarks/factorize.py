@@ -34,6 +34,12 @@ def applies(case, peer):
     return large == (peer == "masked_loss_grad + adagrad_update")
 
 
+def threaded(case):
+    """Whether fastgd's call starts threads with ``n_threads=-1``: the tutorials' loops,
+    far below factorize's bound for its compiled loop, run on one thread."""
+    return CASES[case][0] == "large"
+
+
 def autograd_projected_gd(A, W, H, lr, n_steps):
     """The projected-gradient tutorial's loop: autograd's gradient of the RMSE over the
     observed entries, a step, and W, H clamped at 0. Returns (W, H, final cost)."""

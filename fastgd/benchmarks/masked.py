@@ -12,6 +12,7 @@ the float32 one, the masked-kernel issue's "float32 at most 0.6x the float64 tim
 import numpy as np
 
 import fastgd
+from fastgd import masked
 
 # The tutorial's ratings, transposed: 4 users x 3 items, one missing.
 TUTORIAL = np.array([[3, 4, 5, 2], [4, 4, 3, 3], [5, 5, 4, 3]], dtype=np.float64).T
@@ -45,6 +46,13 @@ def applies(case, peer):
     if peer == "fastgd float64":
         return dtype == np.float32
     return True
+
+
+def threaded(case):
+    """Whether fastgd's calls start threads with ``n_threads=-1``: the dense-A call's
+    work (m n k; the plan's, nnz k, is less) is enough for them."""
+    m, n, k, _, _ = CASES[case]
+    return m * n * k >= masked.PARALLEL_MIN_WORK
 
 
 def make_problem(m, n, k, fraction, dtype, seed=0):

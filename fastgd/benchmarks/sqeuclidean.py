@@ -5,6 +5,7 @@ and the bare GEMM X @ Y.T as a yardstick."""
 import numpy as np
 
 import fastgd
+from fastgd import distances
 
 KERNEL = "sqeuclidean"
 # name -> (n, m, d, dtype)
@@ -22,6 +23,12 @@ PEERS = ["scipy.cdist", "sklearn.euclidean_distances", "numpy expansion", "gemm 
 def applies(case, peer):
     """Every peer takes part in every case."""
     return True
+
+
+def threaded(case):
+    """Whether fastgd's call starts threads with ``n_threads=-1`` (enough work for them)."""
+    n, m, d, _ = CASES[case]
+    return n * m * d >= distances.PARALLEL_MIN_WORK
 
 
 def make_data(n, m, d, dtype, seed=0):

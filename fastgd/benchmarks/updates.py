@@ -4,6 +4,7 @@ and for-loop, and two yardsticks: the bandwidth floor (a pass that reads p, g, G
 writes p and G, compiled and prefetched like the updates, on their threads) and fastgd's
 projected step (lower_bound=0: its ratio is the cost of the projection)."""
 
+import math
 import os
 
 import numpy as np
@@ -33,6 +34,12 @@ PEERS = ["numpy", "numpy out=", "torch fused", "torch for-loop", "bandwidth floo
 def applies(case, peer):
     """The bandwidth floor streams one array: it has no multi-array case."""
     return peer != "bandwidth floor" or len(CASES[case]) == 1
+
+
+def threaded(case):
+    """Whether fastgd's call starts threads with ``n_threads=-1`` (enough elements in all
+    for them)."""
+    return sum(math.prod(shape) for shape in CASES[case]) >= PARALLEL_MIN_ELEMENTS
 
 
 def make_state(shapes, seed=0):
