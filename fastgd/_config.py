@@ -25,6 +25,7 @@ def config_info():
         "cpu": cpu_model(),
         "cpu_features": None,
         "cpu_level": None,
+        "cpu_dispatch": None,
         "simd": _backend.simd_levels,
         "update_division": _backend.update_division,
         "default_n_threads": _threads.default_n_threads(),
@@ -37,6 +38,7 @@ def config_info():
         cpu = _backend.ext._build_info.cpu_info()
         info["cpu_features"] = cpu["features"]
         info["cpu_level"] = cpu["level"]
+        info["cpu_dispatch"] = cpu["dispatch"]
     return info
 
 
@@ -86,11 +88,15 @@ def show_config(file=None):
             f"  cflags:   {build['cflags']}",
             f"  built with Cython {build['cython']}, NumPy {build['numpy']}"
             f" for {build['platform']}",
-            f"  CPU:      {info['cpu']}; {', '.join(info['cpu_features']) or 'no listed features'}"
-            f" (up to {info['cpu_level']})",
+            f"  CPU:      {info['cpu']}; "
+            + (f"{', '.join(info['cpu_features']) or 'no listed features'}"
+               f" (up to {info['cpu_level']})" if info["cpu_dispatch"] else
+               "features not read: this build has the baseline loops only (no runtime"
+               " dispatch: not x86-64 with GCC or Clang, or built with FASTGD_NO_DISPATCH)"),
             "  SIMD:     "
             + ", ".join(f"{kernel} {level}" for kernel, level in info["simd"].items())
-            + " (chosen at import for this CPU; FASTGD_SIMD caps it)",
+            + (" (chosen at import for this CPU; FASTGD_SIMD caps it)" if info["cpu_dispatch"]
+               else " (FASTGD_SIMD caps it)"),
             "  Adagrad:  float64 quotients on the divider, roots on the divider"
             + (" and the FMA units (two of every three vectors', the same bits)"
                if info["update_division"] == "divider+fma" else ""),

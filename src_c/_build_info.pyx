@@ -58,6 +58,7 @@ def build_info():
 
 
 cdef extern from "cpu_dispatch.h":
+    const int FASTGD_X86_DISPATCH
     const int FASTGD_N_CPU_FEATURES
     const char* const fastgd_cpu_feature_names[]
     unsigned fastgd_cpu_feature_bits() noexcept nogil
@@ -68,11 +69,14 @@ CPU_LEVELS = ("scalar", "baseline", "avx2", "avx512")
 
 
 def cpu_info():
-    """The CPU's features that matter to the kernels, and the highest instruction-set
-    level it supports (what the kernels dispatch to unless FASTGD_SIMD caps it)."""
+    """The CPU's features that matter to the kernels, the highest instruction-set level
+    it supports (what the kernels dispatch to unless FASTGD_SIMD caps it), and whether
+    this build dispatches at all: a build for another architecture or compiler, or with
+    FASTGD_NO_DISPATCH, has the baseline loops only and reads no features."""
     cdef unsigned bits = fastgd_cpu_feature_bits()
     return {
         "features": [fastgd_cpu_feature_names[i].decode()
                      for i in range(FASTGD_N_CPU_FEATURES) if bits >> i & 1],
         "level": CPU_LEVELS[fastgd_cpu_level()],
+        "dispatch": bool(FASTGD_X86_DISPATCH),
     }

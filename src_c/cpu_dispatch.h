@@ -15,8 +15,8 @@
  * Every level performs the same floating-point operations in the same order, so a kernel
  * that promises bitwise results keeps them across levels: only the register width differs.
  * Other compilers (MSVC) and architectures build the baseline only, and so does a build
- * with FASTGD_NO_DISPATCH defined (CFLAGS=-DFASTGD_NO_DISPATCH), which tests that
- * configuration on x86-64.
+ * with FASTGD_NO_DISPATCH defined (CFLAGS=-DFASTGD_NO_DISPATCH): CI builds that on x86-64
+ * and runs the kernels' tests on it.
  */
 #ifndef FASTGD_CPU_DISPATCH_H
 #define FASTGD_CPU_DISPATCH_H

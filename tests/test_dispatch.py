@@ -386,11 +386,33 @@ def test_show_config_names_the_cpu_and_the_level_per_kernel():
     fastgd.show_config(file=buffer)
     text = buffer.getvalue()
     info = _backend.ext._build_info.cpu_info()
-    assert f"(up to {info['level']})" in text
     for kernel, level in _backend.simd_levels.items():
         assert f"{kernel} {level}" in text
+    if info["dispatch"]:
+        assert f"(up to {info['level']})" in text
+        assert "chosen at import for this CPU" in text
+    else:
+        assert "this build has the baseline loops only" in text
+        assert "chosen at import" not in text and "(up to" not in text
     if info["level"] in ("avx2", "avx512"):  # x86-64 with dispatch built in
         assert {"sse2", "avx2", "fma"} <= set(info["features"])
+
+
+def test_a_build_without_dispatch_has_the_baseline_loops_only():
+    """What aarch64, MSVC and a build with FASTGD_NO_DISPATCH get (CI builds the last and
+    runs the kernels' tests on it): no features read, the baseline level at the most, for
+    every family; with dispatch, an x86-64 CPU has at least SSE2."""
+    import platform
+
+    info = _backend.ext._build_info.cpu_info()
+    if info["dispatch"]:
+        assert platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+        assert "sse2" in info["features"] and info["level"] != "scalar"
+    else:
+        assert info["features"] == [] and info["level"] == "baseline"
+        assert cpu_levels() == ["scalar", "baseline"]
+        assert set(_backend.simd_levels.values()) <= {"scalar", "baseline"}
+        assert _backend.update_division == "divider"
 
 
 @pytest.mark.parametrize("d", [3, 32])
