@@ -83,20 +83,24 @@ def show_config(file=None):
     if build is None:
         lines.append("  build:    no compiled extension")
     else:
+        if info["cpu_dispatch"]:
+            cpu_text = (f"{', '.join(info['cpu_features']) or 'no listed features'}"
+                        f" (up to {info['cpu_level']})")
+            simd_note = "chosen at import for this CPU; FASTGD_SIMD caps it"
+        else:
+            cpu_text = ("features not read: this build has the baseline loops only (no runtime"
+                        " dispatch: not x86-64 with GCC or Clang, or built with"
+                        " FASTGD_NO_DISPATCH)")
+            simd_note = "FASTGD_SIMD caps it"
         lines += [
             f"  compiler: {build['compiler']}",
             f"  cflags:   {build['cflags']}",
             f"  built with Cython {build['cython']}, NumPy {build['numpy']}"
             f" for {build['platform']}",
-            f"  CPU:      {info['cpu']}; "
-            + (f"{', '.join(info['cpu_features']) or 'no listed features'}"
-               f" (up to {info['cpu_level']})" if info["cpu_dispatch"] else
-               "features not read: this build has the baseline loops only (no runtime"
-               " dispatch: not x86-64 with GCC or Clang, or built with FASTGD_NO_DISPATCH)"),
+            f"  CPU:      {info['cpu']}; {cpu_text}",
             "  SIMD:     "
             + ", ".join(f"{kernel} {level}" for kernel, level in info["simd"].items())
-            + (" (chosen at import for this CPU; FASTGD_SIMD caps it)" if info["cpu_dispatch"]
-               else " (FASTGD_SIMD caps it)"),
+            + f" ({simd_note})",
             "  Adagrad:  float64 quotients on the divider, roots on the divider"
             + (" and the FMA units (two of every three vectors', the same bits)"
                if info["update_division"] == "divider+fma" else ""),
