@@ -110,7 +110,7 @@ def select_update_division(method):
 
 
 def _simd_from_environment():
-    value = os.environ.get("FASTGD_SIMD", SIMD_LEVELS[-1]).strip().lower()
+    value = os.environ.get("FASTGD_SIMD", "").strip().lower() or SIMD_LEVELS[-1]
     if value not in SIMD_LEVELS:
         raise ValueError(f"FASTGD_SIMD must be one of {', '.join(SIMD_LEVELS)}; got {value!r}")
     return value

@@ -9,6 +9,7 @@ import contextlib
 import functools
 import numbers
 import os
+import warnings
 
 
 def available_cpus():
@@ -18,16 +19,22 @@ def available_cpus():
     return os.cpu_count() or 1
 
 
+def _default_cap():
+    """The most threads ``n_threads=None`` takes: the affinity mask, unless OMP_NUM_THREADS
+    asks for a count itself."""
+    return MAX_THREADS if "OMP_NUM_THREADS" in os.environ else available_cpus()
+
+
 def default_n_threads():
     """Threads used for ``n_threads=None``."""
     from fastgd._backend import ext
 
+    if in_forked_child:
+        _warn_single_threaded_child()
+        return 1
     if ext is not None and ext._build_info.openmp_enabled():
-        # omp_get_max_threads() honours OMP_NUM_THREADS; cap it by the affinity mask.
-        requested = ext._build_info.openmp_max_threads()
-        if "OMP_NUM_THREADS" in os.environ:
-            return max(1, requested)
-        return max(1, min(requested, available_cpus()))
+        # omp_get_max_threads() honours OMP_NUM_THREADS and threadpoolctl's limits.
+        return max(1, min(ext._build_info.openmp_max_threads(), _default_cap()))
     try:
         return max(1, int(os.environ["OMP_NUM_THREADS"].split(",")[0]))
     except (KeyError, ValueError):
@@ -39,10 +46,11 @@ def default_n_threads():
 MAX_THREADS = 1 << 16
 
 
-def resolve_n_threads(n_threads):
-    """The number of threads a kernel call uses, from its ``n_threads`` argument."""
+def check_n_threads(n_threads):
+    """``n_threads`` checked (None, or a non-zero int of at most MAX_THREADS), unresolved:
+    for the objects that keep it for later calls."""
     if n_threads is None:
-        return default_n_threads()
+        return None
     if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
         raise TypeError(f"n_threads must be an int or None; got {type(n_threads).__name__}")
     n_threads = int(n_threads)
@@ -50,11 +58,65 @@ def resolve_n_threads(n_threads):
         raise ValueError(
             "n_threads must be None, a positive int, or a negative int (-1 = all CPUs); got 0"
         )
-    if n_threads < 0:
-        return max(1, available_cpus() + 1 + n_threads)
     if n_threads > MAX_THREADS:
         raise ValueError(f"n_threads must be at most {MAX_THREADS}; got {n_threads}")
     return n_threads
+
+
+def resolve_n_threads(n_threads):
+    """The number of threads a kernel call uses, from its ``n_threads`` argument."""
+    n_threads = check_n_threads(n_threads)
+    if in_forked_child:
+        _warn_single_threaded_child()
+        return 1
+    if n_threads is None:
+        return default_n_threads()
+    if n_threads < 0:
+        return max(1, available_cpus() + 1 + n_threads)
+    return n_threads
+
+
+# GNU libgomp is not fork-safe: a child made by fork() after the parent ran a parallel
+# region hangs in its first own parallel region. Every call in such a child therefore runs
+# on one thread (resolve_n_threads, and the updates' fast path through share_thread_counts),
+# which opens no parallel region.
+in_forked_child = False
+
+
+def share_thread_counts():
+    """Give the updates' compiled fast path the counts resolve_n_threads uses."""
+    from fastgd._backend import ext
+
+    if ext is None:
+        return
+    if in_forked_child:
+        ext._updates.set_thread_counts(1, 1, 1)
+    else:
+        ext._updates.set_thread_counts(_default_cap(), available_cpus(), MAX_THREADS)
+
+
+_child_warned = False
+
+
+def _warn_single_threaded_child():
+    global _child_warned
+    if not _child_warned:
+        _child_warned = True
+        warnings.warn(
+            "fastgd runs on one thread in this process: it was made by fork(), and the "
+            "OpenMP runtime cannot start threads after a fork. Use the 'spawn' or "
+            "'forkserver' start method (multiprocessing, concurrent.futures) for threads.",
+            RuntimeWarning, stacklevel=4)
+
+
+def _after_fork_in_child():
+    global in_forked_child
+    in_forked_child = True
+    share_thread_counts()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @functools.cache

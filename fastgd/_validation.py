@@ -50,6 +50,11 @@ def as_float_array(value, name, ndim, shape_hint):
     shape_hint : str
         The expected shape in words, e.g. ``"(n_samples, n_features)"``.
     """
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} must not be a MaskedArray here (numpy.ma: its mask would be ignored); "
+            f"pass {name}.filled(...) or {name}.data"
+        )
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as error:
@@ -74,8 +79,13 @@ def result_dtype(*arrays):
 
 
 def as_contiguous(array, dtype):
-    """C-contiguous, native-order copy of ``array`` in ``dtype`` if it is not already."""
-    return np.ascontiguousarray(array, dtype=dtype)
+    """``array`` as C-contiguous, aligned and native-order in ``dtype``: a copy if it is not
+    already (a C-contiguous but misaligned array, e.g. from np.frombuffer at an odd offset,
+    is copied too: the compiled loops load whole elements)."""
+    array = np.ascontiguousarray(array, dtype=dtype)
+    if not array.flags.aligned:
+        array = array.copy()
+    return array
 
 
 def check_out(out, name, shape, dtype, inputs):
@@ -92,12 +102,28 @@ def check_out(out, name, shape, dtype, inputs):
         raise ValueError(f"{name} must have shape {tuple(shape)}; got {out.shape}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous; got an array with strides {out.strides}")
+    if not out.flags.aligned:
+        raise ValueError(f"{name} must be aligned (its address a multiple of "
+                         f"{out.dtype.itemsize}); got a misaligned array")
     if not out.flags.writeable:
         raise ValueError(f"{name} must be writeable; got a read-only array")
-    for input_name, array in inputs.items():
-        if isinstance(array, np.ndarray) and np.shares_memory(out, array):
-            raise ValueError(f"{name} must not share memory with {input_name}")
+    for input_name, value in inputs.items():
+        for array in _arrays_within(value):
+            if np.shares_memory(out, array):
+                raise ValueError(f"{name} must not share memory with {input_name}")
     return out
+
+
+def _arrays_within(value):
+    """The ndarrays an input holds: itself, or a sparse matrix's or a plan's arrays."""
+    if isinstance(value, np.ndarray):
+        return [value]
+    found = []
+    for attribute in ("data", "indices", "indptr", "row", "col", "offsets", "values"):
+        item = getattr(value, attribute, None)
+        if isinstance(item, np.ndarray):
+            found.append(item)
+    return found
 
 
 def check_real(value, name, *, minimum=0.0, maximum=math.inf):

@@ -455,7 +455,8 @@ def _train(blocks, A, rank, init, random_state, settings, callback):
         return value, scale, grad_H
 
     value, scale, grad_H = evaluate(None)
-    history = [value]
+    history = factorization.LossHistory()
+    history.extend([value])
     status = (factorization.STATUS_MAX_ITER if math.isfinite(value)
               else factorization.STATUS_NONFINITE)
     done = 0
@@ -467,10 +468,11 @@ def _train(blocks, A, rank, init, random_state, settings, callback):
         # evaluate at the new point.
         factorization.apply_step([H], [dH], None if H_state is None else [H_state],
                                  settings, 1)
+        previous = value
         value, scale, grad_H = evaluate((scale, settings))
-        history.append(value)
+        history.extend([value])
         done += 1
-        status = factorization.status_after(history, settings)
+        status = factorization.status_after(value, previous, settings)
         if (status == factorization.STATUS_MAX_ITER and callback is not None
                 and callback(done, value, _lazy_W(blocks, rank, W.dtype), H.copy())):
             status = factorization.STATUS_STOPPED_BY_CALLBACK
@@ -478,4 +480,5 @@ def _train(blocks, A, rank, init, random_state, settings, callback):
     W = np.concatenate([W[:0], *(part[0] for part in parts)], axis=0)
     states = None if H_state is None else (
         np.concatenate([W[:0], *(part[1] for part in parts)], axis=0), H_state)
-    return factorization.finished_run(W, H, history, done, status, states, settings)
+    return factorization.finished_run(W, H, history.values(), done, status, states,
+                                      settings)

@@ -48,7 +48,8 @@ def sqeuclidean(X, Y=None, *, out=None, n_threads=None, method="auto"):
     direct differences. Every entry is within ``4 (d + 2) u D`` of the exact
     value (``u`` the unit roundoff of the output dtype), never negative, and
     exactly 0 only where the two rows are equal; with ``Y=None`` the result is
-    exactly symmetric with an exactly zero diagonal.
+    exactly symmetric with an exactly zero diagonal (NaN on the diagonal for a row
+    holding NaN or inf, as the direct formula gives).
 
     Parameters
     ----------
@@ -141,4 +142,8 @@ def sqeuclidean(X, Y=None, *, out=None, n_threads=None, method="auto"):
             compute(X, Y, out, symmetric, expansion, n_threads, stream)
     else:
         compute(X, Y, out, symmetric, expansion, n_threads, stream)
+    if symmetric:
+        # The kernels set the diagonal to 0; a row with NaN or inf is NaN from itself.
+        nonfinite_rows = np.flatnonzero(~np.isfinite(X).all(axis=1))
+        out[nonfinite_rows, nonfinite_rows] = np.nan
     return out

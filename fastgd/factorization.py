@@ -304,9 +304,9 @@ def apply_step(params, grads, states, settings, n_threads):
                          lower_bound=bound, n_threads=n_threads)
 
 
-def status_after(history, settings):
-    """How the run stands after the loss history[-1]: on, converged or not finite."""
-    loss, previous = history[-1], history[-2]
+def status_after(loss, previous, settings):
+    """How the run stands after the loss ``loss`` (``previous`` the step's before): on,
+    converged or not finite."""
     if not math.isfinite(loss):
         return STATUS_NONFINITE
     if settings["tol"] is not None and abs(loss - previous) <= settings["tol"] * abs(previous):
@@ -351,7 +351,7 @@ class _KernelLoop:
             steps += 1
             self.current = self._evaluate()
             history.append(self.current[0])
-            status = status_after(history, s)
+            status = status_after(history[-1], history[-2], s)
         return steps, status, np.array(history)
 
     def factors(self):
@@ -394,19 +394,19 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
     else:
         chunk = max(n_iter, 1)
     chunk = min(chunk, ITERATIONS_PER_CALL)
-    history, done = [], 0
+    history, done = LossHistory(), 0
     try:
         while True:
             steps, status, losses = loop.advance(min(chunk, n_iter - done))
-            history.extend(losses if not history else losses[1:])
+            history.extend(losses if not len(history) else losses[1:])
             done += steps
             if bar is not None:
                 bar.update(steps)
-                bar.set_postfix(loss=f"{history[-1]:.6g}", refresh=False)
+                bar.set_postfix(loss=f"{history.last:.6g}", refresh=False)
             if status == STATUS_MAX_ITER and steps and callback is not None:
                 W_now, H_now = (a.view() for a in loop.factors())
                 W_now.flags.writeable = H_now.flags.writeable = False
-                if callback(done, history[-1], W_now, H_now):
+                if callback(done, history.last, W_now, H_now):
                     status = STATUS_STOPPED_BY_CALLBACK
             if status != STATUS_MAX_ITER or done >= n_iter:
                 break
@@ -415,8 +415,38 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
             bar.close()
     W_final, H_final = loop.factors()
     state_W, state_H = loop.state()
-    return finished_run(W_final, H_final, history, done, status,
+    return finished_run(W_final, H_final, history.values(), done, status,
                         None if state_W is None else (state_W.copy(), state_H), settings)
+
+
+class LossHistory:
+    """The loss of every iteration in a float64 array that doubles when full: 8 bytes an
+    iteration, however many iterations a run takes."""
+
+    def __init__(self):
+        self._buffer = np.empty(64)
+        self._size = 0
+
+    def __len__(self):
+        return self._size
+
+    def extend(self, losses):
+        losses = np.asarray(losses, dtype=np.float64)
+        end = self._size + losses.shape[0]
+        if end > self._buffer.shape[0]:
+            grown = np.empty(max(end, 2 * self._buffer.shape[0]))
+            grown[:self._size] = self._buffer[:self._size]
+            self._buffer = grown
+        self._buffer[self._size:end] = losses
+        self._size = end
+
+    @property
+    def last(self):
+        return float(self._buffer[self._size - 1])
+
+    def values(self):
+        """The losses so far, as an array of their own."""
+        return self._buffer[:self._size].copy()
 
 
 def finished_run(W, H, history, done, status, states, settings):

@@ -7,6 +7,7 @@ structure, and can raise with ACTUAL/DESIRED labelled.
 """
 
 import dataclasses
+import math
 import numbers
 
 import numpy as np
@@ -224,6 +225,8 @@ class GradCheckReport:
 
 
 def _element_name(names, position, flat_index, shape):
+    if math.prod(shape) == 0:
+        return f"{names[position]} (no elements to compare)"
     index = np.unravel_index(flat_index, shape) if shape else ()
     inner = ", ".join(str(int(i)) for i in index)
     return f"{names[position]}[{inner}]" if shape else names[position]

@@ -93,29 +93,92 @@ class ObservedEntries:
     (array([0, 1], dtype=int32), array([0, 1], dtype=int32), array([1., 4.]))
     """
 
-    __slots__ = ("_ascending", "_tiled", "_tiled_wanted", "indices", "indptr", "shape",
-                 "values")
+    __slots__ = ("_ascending", "_indices", "_indptr", "_shape", "_tiled", "_tiled_wanted",
+                 "_values")
 
     def __init__(self, indptr, indices, values, shape):
-        self.indptr = indptr
-        self.indices = indices
-        self.values = values
-        self.shape = (int(shape[0]), int(shape[1]))
+        m, n = _check_shape(shape)
+        indptr = _as_index_array(indptr, "indptr", np.int64)
+        indices = _as_index_array(indices, "indices", np.int64)
+        values = _validation.as_float_array(values, "values", 1, "(nnz,)")
+        nnz = values.shape[0]
+        if indptr.shape != (m + 1,):
+            raise ValueError(f"indptr must have shape (m + 1,) = ({m + 1},) for shape "
+                             f"{(m, n)}; got shape {indptr.shape}")
+        if indices.shape != (nnz,):
+            raise ValueError(f"indices must have the length of values ({nnz}); got shape "
+                             f"{indices.shape}")
+        steps = np.diff(indptr)
+        if indptr[0] != 0 or indptr[-1] != nnz or (steps.size and steps.min() < 0):
+            raise ValueError(f"indptr must rise from 0 to nnz = {nnz} and never fall; got "
+                             f"indptr[0] = {indptr[0]}, indptr[-1] = {indptr[-1]}"
+                             + (f", a fall at row {int(np.argmin(steps))}"
+                                if steps.size and steps.min() < 0 else ""))
+        if nnz and (indices.min() < 0 or indices.max() >= n):
+            bad = int(np.flatnonzero((indices < 0) | (indices >= n))[0])
+            raise ValueError(f"indices must lie in [0, {n}) for shape {(m, n)}; got "
+                             f"{indices[bad]} at position {bad}")
+        rows = np.repeat(np.arange(m, dtype=np.int64), steps)
+        ascending = _columns_ascend(indptr, indices)
+        if not ascending:
+            order = np.lexsort((indices, rows))
+            same = np.flatnonzero((rows[order][1:] == rows[order][:-1])
+                                  & (indices[order][1:] == indices[order][:-1]))
+            if same.size:
+                e = int(order[same[0]])
+                raise ValueError(f"the observed entries must be distinct; (row {rows[e]}, "
+                                 f"column {indices[e]}) appears more than once")
+        values = np.array(values, copy=True)  # the plan's own, so nobody else can write it
+        _check_observed_values(values, lambda e: f"row {rows[e]}, column {indices[e]}",
+                               "values")
+        index_dtype = _index_dtype(nnz, m, n)
+        self._init(indptr.astype(index_dtype), indices.astype(index_dtype), values, (m, n),
+                   ascending)
+
+    @classmethod
+    def _trusted(cls, indptr, indices, values, shape, ascending):
+        """A plan from arrays the package built and checked itself (no copies, no checks)."""
+        plan = cls.__new__(cls)
+        plan._init(indptr, indices, values, shape, ascending)
+        return plan
+
+    def _init(self, indptr, indices, values, shape, ascending):
         for array in (indptr, indices, values):
             array.flags.writeable = False
-        # Whether every row's columns ascend: known for the plans fastgd.observed builds,
-        # looked at once otherwise (the plan path takes its columns in tiles only then).
-        self._ascending = None
+        self._indptr = indptr
+        self._indices = indices
+        self._values = values
+        self._shape = shape
+        # Whether every row's columns ascend (the plan path takes its columns in tiles
+        # only then).
+        self._ascending = ascending
         # The entries in column tiles (see _entries_for_tiles): ((tile_cols, dtype),
         # starts, indices, values) once made; the (tile_cols, dtype) of the last call.
         self._tiled = None
         self._tiled_wanted = None
 
+    # The plan is immutable: the compiled kernels trust its arrays without checking them.
+    @property
+    def indptr(self):
+        """Where each row's entries start and end, shape (m + 1,) (read-only)."""
+        return self._indptr
+
+    @property
+    def indices(self):
+        """The column of every entry, shape (nnz,) (read-only)."""
+        return self._indices
+
+    @property
+    def values(self):
+        """The observed values, shape (nnz,) (read-only)."""
+        return self._values
+
+    @property
+    def shape(self):
+        """``(m, n)``."""
+        return self._shape
+
     def _columns_ascend(self):
-        if self._ascending is None:
-            row_starts = np.zeros(self.nnz + 1, dtype=bool)
-            row_starts[self.indptr] = True
-            self._ascending = bool(np.all((np.diff(self.indices) > 0) | row_starts[1:-1]))
         return self._ascending
 
     def _entries_for_tiles(self, tile_cols, dtype):
@@ -244,6 +307,13 @@ class ObservedEntries:
         )
 
 
+def _columns_ascend(indptr, indices):
+    """Whether the columns of every row of a CSR structure strictly ascend."""
+    row_starts = np.zeros(indices.shape[0] + 1, dtype=bool)
+    row_starts[indptr] = True
+    return bool(np.all((np.diff(indices) > 0) | row_starts[1:-1]))
+
+
 def _index_dtype(*sizes):
     return np.dtype(np.int32) if max(sizes, default=0) < 2**31 else np.dtype(np.int64)
 
@@ -252,12 +322,12 @@ def _first_nonfinite(values):
     return int(np.flatnonzero(~np.isfinite(values))[0])
 
 
-def _check_observed_values(values, describe):
+def _check_observed_values(values, describe, name="A"):
     """ValueError if an observed value is NaN or infinite; ``describe(e)`` locates entry e."""
     if not _backend.kernel("masked", "all_finite")(values):
         e = _first_nonfinite(values)
         raise ValueError(
-            f"A must be finite at every observed entry; got {values[e]} at {describe(e)}"
+            f"{name} must be finite at every observed entry; got {values[e]} at {describe(e)}"
         )
 
 
@@ -273,10 +343,18 @@ def _as_mask(mask, shape):
 
 
 def _as_dense(A, mask):
-    """A as a C-contiguous float array and mask as uint8 or None."""
+    """A as a float array and mask as C-contiguous uint8 or None. The masked entries of a
+    numpy.ma.MaskedArray A are missing, as its NaN are (or as mask's False are)."""
+    masked_out = None
+    if isinstance(A, np.ma.MaskedArray):
+        masked_out = np.ma.getmaskarray(A)
+        A = A.data
     A = _validation.as_float_array(A, "A", 2, "(m, n)")
     if mask is not None:
         mask = _as_mask(mask, A.shape)
+    if masked_out is not None:
+        observed_entries = ~np.isnan(A) if mask is None else mask.view(bool)
+        mask = (observed_entries & ~masked_out).view(np.uint8)
     return A, mask
 
 
@@ -315,13 +393,15 @@ def _check_shape(shape):
     return int(m), int(n)
 
 
-def _as_index_array(value, name):
+def _as_index_array(value, name, dtype=np.int64):
     array = np.asarray(value)
     if array.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of indices; got shape {array.shape}")
     if array.dtype.kind not in "iu" and not (array.size == 0 and array.dtype.kind == "f"):
         raise TypeError(f"{name} must hold integers; got dtype {array.dtype}")
-    return array.astype(np.int64)
+    if array.dtype.kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} must hold indices below 2**63; got {array.max()}")
+    return array.astype(dtype)
 
 
 def _plan_from_entries(rows, cols, values, shape):
@@ -342,10 +422,13 @@ def _plan_from_entries(rows, cols, values, shape):
                 f"{name} must lie in [0, {size}) for shape {(m, n)}; got {index[bad]} "
                 f"at position {bad}"
             )
-    key = rows * n + cols
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    duplicate = np.flatnonzero(key[1:] == key[:-1])
+    if m * n <= np.iinfo(np.int64).max:
+        order = np.argsort(rows * n + cols, kind="stable")
+    else:  # rows * n + cols would wrap
+        order = np.lexsort((cols, rows))
+    sorted_rows, sorted_cols = rows[order], cols[order]
+    duplicate = np.flatnonzero((sorted_rows[1:] == sorted_rows[:-1])
+                               & (sorted_cols[1:] == sorted_cols[:-1]))
     if duplicate.size:
         first = int(order[duplicate[0]])
         raise ValueError(
@@ -362,10 +445,8 @@ def _plan_from_entries(rows, cols, values, shape):
 
 
 def _ascending_plan(indptr, indices, values, shape):
-    """An ObservedEntries whose rows' columns are known to ascend."""
-    plan = ObservedEntries(indptr, indices, values, shape)
-    plan._ascending = True
-    return plan
+    """An ObservedEntries the package built: its rows' columns ascend."""
+    return ObservedEntries._trusted(indptr, indices, values, shape, True)
 
 
 def _plan_from_sparse(matrix):

@@ -63,7 +63,7 @@ def _as_grad(value, name, param):
     if grad.shape != param.shape:
         raise ValueError(f"{name} must have the shape of its parameter, {param.shape}; "
                          f"got {grad.shape}")
-    return np.ascontiguousarray(grad)
+    return _validation.as_contiguous(grad, grad.dtype)
 
 
 def _check_no_aliasing(written, read):
@@ -91,8 +91,12 @@ def _check_no_aliasing(written, read):
             furthest_written = (end, name)
 
 
-def _validated_lists(params, grads, states, state_name):
-    """params, grads, states (None allowed) as checked lists; raises before any update."""
+def _validated_lists(params, grads, states, state_name, states_required=False):
+    """params, grads, states (None allowed unless ``states_required``) as checked lists;
+    raises before any update."""
+    if states is None and states_required:
+        raise TypeError(f"{state_name} must be an ndarray or a list/tuple of ndarrays (the "
+                        "state updated in place, one per parameter); got None")
     params, single = _as_list(params, "params")
     grads, _ = _as_list(grads, "grads") if not single else ([grads], True)
     if len(grads) != len(params):
@@ -135,11 +139,8 @@ def _step(value):
 
 
 # The fast paths (_updates.adagrad_fast, _updates.sgd_fast) run the common case of an
-# update entirely in C; they resolve n_threads=None and -1 by these counts, and leave more
-# than MAX_THREADS to the general path.
-if _backend.ext is not None:
-    _backend.ext._updates.set_thread_counts(_threads.resolve_n_threads(None),
-                                            _threads.available_cpus(), _threads.MAX_THREADS)
+# update entirely in C; they resolve n_threads as _threads does, from the counts it gives.
+_threads.share_thread_counts()
 
 
 def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outside", step=1,
@@ -213,7 +214,8 @@ def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outsi
     maximize = _validation.check_flag(maximize, "maximize")
     bound = _lower_bound(lower_bound)
     n_threads = _threads.resolve_n_threads(n_threads)
-    params, grads, accums = _validated_lists(params, grads, accums, "accums")
+    params, grads, accums = _validated_lists(params, grads, accums, "accums",
+                                             states_required=True)
     rate = lr / (1.0 + (step - 1) * lr_decay)
     kernel = _backend.kernel("updates", "adagrad_update")
     kernel(params, grads, accums, rate, eps, EPS_MODES[eps_mode], weight_decay, maximize,
@@ -312,7 +314,7 @@ class _Optimizer:
             _check_updated_array(param, f"params[{k}]")
         _check_no_aliasing([(f"params[{k}]", p) for k, p in enumerate(params)], [])
         self.params = params
-        self.n_threads = n_threads
+        self.n_threads = _threads.check_n_threads(n_threads)
         self.step_count = 0
 
     def _checked_state(self, state, buffers_name):
@@ -335,14 +337,20 @@ class _Optimizer:
                              f"are {sorted(self.settings)}")
         return int(step), self._checked_settings(**{**self.settings, **saved})
 
-    def _check_state(self, arrays, name):
+    def _checked_buffers(self, arrays, name):
+        """Copies of the saved buffers ``arrays``, checked against the parameters: copies,
+        so that restoring them is right even when they are this optimizer's own buffers
+        in another order."""
         if not isinstance(arrays, (list, tuple)) or len(arrays) != len(self.params):
             raise ValueError(f"{name} must be a list of {len(self.params)} arrays")
+        copies = []
         for k, (array, param) in enumerate(zip(arrays, self.params, strict=True)):
-            array = np.asarray(array)
+            array = np.array(array, copy=True)
             if array.shape != param.shape or array.dtype != param.dtype:
                 raise ValueError(f"{name}[{k}] must have shape {param.shape} and dtype "
                                  f"{param.dtype}; got {array.shape} and {array.dtype}")
+            copies.append(array)
+        return copies
 
 
 class Adagrad(_Optimizer):
@@ -431,8 +439,8 @@ class Adagrad(_Optimizer):
         """Restore a state from :meth:`state_dict` (the sums are copied in place); all of
         it is checked before any of it is restored."""
         step, settings = self._checked_state(state, "accums")
-        self._check_state(state["accums"], "accums")
-        for accum, saved in zip(self.accums, state["accums"], strict=True):
+        saved_accums = self._checked_buffers(state["accums"], "accums")
+        for accum, saved in zip(self.accums, saved_accums, strict=True):
             accum[...] = saved
         self.step_count, self.settings = step, settings
 
@@ -522,7 +530,7 @@ class SGD(_Optimizer):
                              f"{self.settings['momentum']} here, {settings['momentum']} in "
                              "the state); make a new SGD")
         if self.velocities is not None:
-            self._check_state(state["velocities"], "velocities")
-            for velocity, saved in zip(self.velocities, state["velocities"], strict=True):
+            saved_velocities = self._checked_buffers(state["velocities"], "velocities")
+            for velocity, saved in zip(self.velocities, saved_velocities, strict=True):
                 velocity[...] = saved
         self.step_count, self.settings = step, settings

@@ -2,14 +2,7 @@
 
 cdef extern from *:
     """
-    #ifdef _OPENMP
-    #include <omp.h>
-    #define FASTGD_HAVE_OPENMP 1
-    static int fastgd_omp_max_threads(void) { return omp_get_max_threads(); }
-    #else
-    #define FASTGD_HAVE_OPENMP 0
-    static int fastgd_omp_max_threads(void) { return 1; }
-    #endif
+    #include "openmp_runtime.h"
     #ifndef FASTGD_BUILD_COMPILER
     #define FASTGD_BUILD_COMPILER "unknown"
     #endif

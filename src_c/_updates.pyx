@@ -37,6 +37,9 @@ from update_loops cimport (
     fastgd_updates_select_level,
 )
 
+cdef extern from "openmp_runtime.h":
+    int fastgd_omp_max_threads() noexcept nogil
+
 cnp.import_array()
 
 
@@ -179,6 +182,8 @@ def adagrad_update(list params, list grads, list accums, double rate, double eps
                    int n_threads, Py_ssize_t parallel_min_elements):
     """Adagrad on validated lists of arrays (see fastgd.optim.adagrad_update)."""
     cdef UpdateSettings settings
+    if accums is None:
+        raise TypeError("accums must be a list of arrays (Adagrad's sums of squares); got None")
     settings.rate = rate
     settings.eps = eps
     settings.eps_mode = eps_mode
@@ -234,17 +239,18 @@ cdef inline bint _range_written(ByteRange r) noexcept nogil:
     return r.end_written & 1
 
 
-cdef int _default_n_threads = 1
+cdef int _default_cap = 1
 cdef int _available_cpus = 1
 cdef int _max_threads = 1
 
 
-def set_thread_counts(int default_n_threads, int available_cpus, int max_threads):
-    """The thread counts the fast path uses for n_threads=None and for a negative
-    n_threads (-1 = all available CPUs), and the most it takes (more goes to the general
-    path, which raises), as fastgd._threads resolves them."""
-    global _default_n_threads, _available_cpus, _max_threads
-    _default_n_threads = max(1, default_n_threads)
+def set_thread_counts(int default_cap, int available_cpus, int max_threads):
+    """The counts the fast path resolves n_threads by, as fastgd._threads does: None is
+    omp_get_max_threads() (read at every call, so that threadpoolctl's limits hold) capped
+    at ``default_cap``; a negative n_threads counts back from ``available_cpus`` (-1 =
+    all); more than ``max_threads`` goes to the general path, which raises."""
+    global _default_cap, _available_cpus, _max_threads
+    _default_cap = max(1, default_cap)
     _available_cpus = max(1, available_cpus)
     _max_threads = max(1, max_threads)
 
@@ -258,10 +264,12 @@ cdef enum:
     # The radix sort's digits: at most 11 bits of an address (the counts of a pass, 8 KiB,
     # stay in L1), fewer for fewer ranges.
     RADIX_BITS_MAX = 11
+    # The most passes: ceil(64 / RADIX_BITS_MAX), for addresses of up to 64 bits (written
+    # out: a constant expression may not divide when the debug build turns cdivision off).
+    RADIX_PASSES_MAX = 6
     # Room for the counts of every pass: the most passes of the longest digits (shorter
     # digits take fewer counts in all).
-    RADIX_COUNTS = ((8 * sizeof(uintptr_t) + RADIX_BITS_MAX - 1) // RADIX_BITS_MAX
-                    << RADIX_BITS_MAX)
+    RADIX_COUNTS = RADIX_PASSES_MAX << RADIX_BITS_MAX
 
 
 cdef ByteRange* _sort_ranges(ByteRange* ranges, ByteRange* scratch, Py_ssize_t n,
@@ -380,11 +388,12 @@ cdef inline Py_ssize_t _add_range(ByteRange* ranges, Py_ssize_t n_ranges, char* 
 
 
 cdef inline bint _plain_float(object value, double* out, double maximum) noexcept:
-    """An exact Python float in [0, maximum] (so not NaN)."""
+    """An exact Python float in [0, maximum] and finite (so not NaN, not inf), as
+    _validation.check_real accepts."""
     if not PyFloat_CheckExact(value):
         return False
     out[0] = PyFloat_AS_DOUBLE(value)
-    return 0 <= out[0] <= maximum
+    return 0 <= out[0] <= maximum and out[0] != INFINITY
 
 
 cdef inline bint _plain_bool(object value, int* out) noexcept:
@@ -407,7 +416,7 @@ cdef inline bint _plain_bound(object value, double* out) noexcept:
 cdef inline bint _plain_threads(object value, int* out) noexcept:
     cdef long count
     if value is None:
-        out[0] = _default_n_threads
+        out[0] = max(1, min(fastgd_omp_max_threads(), _default_cap))
         return True
     cdef int overflow
     if not PyLong_CheckExact(value):
@@ -421,6 +430,13 @@ cdef inline bint _plain_threads(object value, int* out) noexcept:
         return False
     out[0] = <int>count
     return True
+
+
+def fast_path_threads(n_threads):
+    """For the tests: the thread count the fast path resolves ``n_threads`` to, None where
+    it leaves the value to the general path."""
+    cdef int count
+    return count if _plain_threads(n_threads, &count) else None
 
 
 cdef inline bint _plain_array(object value, bint writeable) noexcept:
@@ -479,12 +495,18 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
     if single:
         n = 1
     elif type(params) is list or type(params) is tuple:
+        # Tuples of the caller's lists: they hold a reference to every array while the
+        # GIL is released, so that another thread emptying a list cannot free an array
+        # being written.
+        params = tuple(params)
         n = len(params)
         if (type(grads) is not list and type(grads) is not tuple) or len(grads) != n:
             return False
-        if has_states and ((type(states) is not list and type(states) is not tuple)
-                           or len(states) != n):
-            return False
+        grads = tuple(grads)
+        if has_states:
+            if (type(states) is not list and type(states) is not tuple) or len(states) != n:
+                return False
+            states = tuple(states)
     else:
         return False
     # 3 ranges per triple, and as much again as the radix sort's scratch (and its counts:
@@ -564,8 +586,11 @@ def adagrad_fast(params, grads, accums, lr, eps, eps_mode, step, lr_decay, weigh
             and _plain_bound(lower_bound, &settings.lower_bound)
             and _plain_threads(n_threads, &threads) and PyLong_CheckExact(step)):
         return False
+    # Adagrad always has its sums of squares: None is the general path's TypeError.
+    if accums is None:
+        return False
     step_value = PyLong_AsLongAndOverflow(step, &overflow)
-    if overflow or step_value < 1 or settings.eps == INFINITY or lr_value == INFINITY:
+    if overflow or step_value < 1:
         return False
     if eps_mode == "outside":
         settings.eps_mode = EPS_OUTSIDE
@@ -596,8 +621,6 @@ def sgd_fast(params, grads, velocities, lr, momentum, nesterov, dampening, weigh
             and _plain_bool(maximize, &settings.maximize)
             and _plain_bound(lower_bound, &settings.lower_bound)
             and _plain_threads(n_threads, &threads)):
-        return False
-    if settings.rate == INFINITY or settings.momentum == INFINITY:
         return False
     if settings.nesterov and (settings.momentum <= 0 or settings.dampening != 0):
         return False

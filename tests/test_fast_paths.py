@@ -1,0 +1,206 @@
+"""A compiled fast path may skip work, never checks: the updates' and the small masked
+problems' fast paths give the general path's result or its exception, message included,
+for every input, and modify nothing when they refuse (one specification, both paths)."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastgd
+from fastgd import _backend
+
+pytestmark = pytest.mark.skipif(_backend.ext is None, reason="needs the compiled extension")
+
+
+def outcome(call):
+    try:
+        call()
+    except Exception as error:
+        return type(error), str(error)
+    return "applied", None
+
+
+def on_both_paths(monkeypatch, update, make_call):
+    """Run ``make_call()``'s call with the fast path, then with the general path alone:
+    (outcome, arrays after) for each. ``make_call`` returns (args, kwargs, arrays)."""
+    results = []
+    for fast in (True, False):
+        with monkeypatch.context() as patch:
+            if not fast:
+                patch.setattr(_backend, "updates_fast_path", None)
+                patch.setattr(_backend, "masked_fast_path", None)
+            else:
+                assert _backend.updates_fast_path is not None
+            args, kwargs, arrays = make_call()
+            result = outcome(lambda: update(*args, **kwargs))  # noqa: B023
+            results.append((result, [a.copy() for a in arrays]))
+    return results
+
+
+def assert_one_specification(monkeypatch, update, make_call):
+    (fast, fast_arrays), (general, general_arrays) = on_both_paths(monkeypatch, update,
+                                                                   make_call)
+    assert fast == general
+    for a, b in zip(fast_arrays, general_arrays, strict=True):
+        np.testing.assert_array_equal(a, b)
+    if fast[0] != "applied":  # refused: nothing modified
+        _, _, originals = make_call()
+        for a, b in zip(fast_arrays, originals, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def adagrad_call(**changes):
+    def make_call():
+        p, g, G = np.array([1.0, -2.0, 3.0]), np.array([0.5, 0.25, -1.0]), np.ones(3)
+        kwargs = {"lr": 0.1, **changes.get("kwargs", {})}
+        args = changes.get("args", lambda p, g, G: (p, g, G))(p, g, G)
+        return args, kwargs, [p, G]
+    return make_call
+
+
+def sgd_call(**changes):
+    def make_call():
+        p, g, v = np.array([1.0, -2.0, 3.0]), np.array([0.5, 0.25, -1.0]), np.ones(3)
+        kwargs = {"lr": 0.1, "momentum": 0.9, **changes.get("kwargs", {})}
+        args = changes.get("args", lambda p, g, v: (p, g, v))(p, g, v)
+        return args, kwargs, [p, v]
+    return make_call
+
+
+BAD_SETTINGS = {
+    "lr": [-1.0, math.inf, math.nan, "0.1", True, None, np.float64(math.inf), 1e400],
+    "eps": [-1.0, math.inf, math.nan, "x"],
+    "weight_decay": [-0.5, math.inf, math.nan, False],
+    "lower_bound": [math.nan, "0", True],
+    "maximize": [1, "yes", None],
+    "n_threads": [0, "a", 1.5, True, 1 << 17],
+}
+ADAGRAD_ONLY = {
+    "lr_decay": [-1.0, math.inf, math.nan],
+    "eps_mode": ["bad", 1, None],
+    "step": [0, -1, 1.5, True, None],
+}
+SGD_ONLY = {
+    "momentum": [-0.1, math.inf, math.nan],
+    "dampening": [-0.1, 1.5, math.inf],
+    "nesterov": [1, "yes"],
+}
+BAD_ARRAYS = {
+    "float32 gradient": lambda p, g, s: (p, g.astype(np.float32), s),
+    "shape": lambda p, g, s: (p, g[:2], s),
+    "state shape": lambda p, g, s: (p, g, s[:2]),
+    "non-contiguous": lambda p, g, s: (np.repeat(p, 2)[::2], g, s),
+    "read-only": lambda p, g, s: (_read_only(p), g, s),
+    "state is param": lambda p, g, s: (p, g, p),
+    "grad is param": lambda p, g, s: (p, p, s),
+    "integer param": lambda p, g, s: (p.astype(np.int64), g, s),
+    "lists of two lengths": lambda p, g, s: ([p], [g, g], [s]),
+    "a list holding None": lambda p, g, s: ([p, None], [g, g], [s, s.copy()]),
+    "a list param twice": lambda p, g, s: ([p, p], [g, g], [s, s.copy()]),
+    "grads None": lambda p, g, s: (p, None, s),
+    "a dict": lambda p, g, s: ({"p": p}, [g], [s]),
+}
+
+
+def _read_only(array):
+    array.flags.writeable = False
+    return array
+
+
+def _cases(table):
+    return [(name, value) for name, values in table.items() for value in values]
+
+
+@pytest.mark.parametrize(("name", "value"), _cases({**BAD_SETTINGS, **ADAGRAD_ONLY}),
+                         ids=repr)
+def test_adagrad_bad_settings_one_specification(monkeypatch, name, value):
+    assert_one_specification(monkeypatch, fastgd.adagrad_update,
+                             adagrad_call(kwargs={name: value}))
+
+
+@pytest.mark.parametrize(("name", "value"), _cases({**BAD_SETTINGS, **SGD_ONLY}), ids=repr)
+def test_sgd_bad_settings_one_specification(monkeypatch, name, value):
+    assert_one_specification(monkeypatch, fastgd.sgd_update, sgd_call(kwargs={name: value}))
+
+
+@pytest.mark.parametrize("case", list(BAD_ARRAYS), ids=str)
+def test_bad_arrays_one_specification(monkeypatch, case):
+    assert_one_specification(monkeypatch, fastgd.adagrad_update,
+                             adagrad_call(args=BAD_ARRAYS[case]))
+    assert_one_specification(monkeypatch, fastgd.sgd_update, sgd_call(args=BAD_ARRAYS[case]))
+
+
+def test_refusals_on_both_paths_are_refusals(monkeypatch):
+    """The table is of inputs that fail: a fast path taking one would pass the comparison
+    only if the general path took it too."""
+    refused = 0
+    for name, value in _cases({**BAD_SETTINGS, **ADAGRAD_ONLY}):
+        (fast, _), _ = on_both_paths(monkeypatch, fastgd.adagrad_update,
+                                     adagrad_call(kwargs={name: value}))
+        refused += fast[0] != "applied"
+    assert refused == len(_cases({**BAD_SETTINGS, **ADAGRAD_ONLY}))
+
+
+SETTING_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 3),
+    st.sampled_from([None, True, False, "x", np.float64(0.5), np.float32(0.5), 2**70,
+                     -(2**70)]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted({**BAD_SETTINGS, **ADAGRAD_ONLY})),
+                       SETTING_VALUES, max_size=3))
+def test_adagrad_any_settings_one_specification(kwargs):
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert_one_specification(monkeypatch, fastgd.adagrad_update,
+                                 adagrad_call(kwargs=kwargs))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted({**BAD_SETTINGS, **SGD_ONLY})),
+                       SETTING_VALUES, max_size=3))
+def test_sgd_any_settings_one_specification(kwargs):
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert_one_specification(monkeypatch, fastgd.sgd_update, sgd_call(kwargs=kwargs))
+
+
+def masked_call(A, W, H, **kwargs):
+    def make_call():
+        return (A.copy() if hasattr(A, "copy") else A, W.copy(), H.copy()), kwargs, []
+    return make_call
+
+
+SMALL = (np.array([[3.0, np.nan], [1.0, 2.0]]), np.ones((2, 1)), np.ones((1, 2)))
+BAD_MASKED = [
+    {"loss": "bad"}, {"loss": 1}, {"l2": -1.0}, {"l2": math.inf}, {"l2": math.nan},
+    {"l2": "0"}, {"n_threads": 0}, {"n_threads": 1 << 17}, {"deterministic": 1},
+    {"method": "x"},
+]
+
+
+@pytest.mark.parametrize("kwargs", BAD_MASKED, ids=repr)
+@pytest.mark.parametrize("as_plan", [False, True])
+def test_small_masked_problems_one_specification(monkeypatch, kwargs, as_plan):
+    A, W, H = SMALL
+    A = fastgd.observed(A) if as_plan else A
+    assert_one_specification(monkeypatch, fastgd.masked_loss_grad,
+                             masked_call(A, W, H, **kwargs))
+
+
+@pytest.mark.parametrize("bad", ["W shape", "H inf", "A inf", "W int", "W float32"])
+def test_small_masked_arrays_one_specification(monkeypatch, bad):
+    A, W, H = (a.copy() for a in SMALL)
+    if bad == "W shape":
+        W = np.ones((3, 1))
+    elif bad == "H inf":
+        H[0, 1] = math.inf
+    elif bad == "A inf":
+        A[0, 0] = math.inf
+    elif bad == "W int":
+        W = W.astype(np.int64)
+    else:
+        W = W.astype(np.float32)
+    assert_one_specification(monkeypatch, fastgd.masked_loss_grad, masked_call(A, W, H))

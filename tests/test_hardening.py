@@ -1,0 +1,420 @@
+"""Regression tests of the crashes, silent wrong results and resource faults found by
+trying fastgd as a hostile user would (issue 28). A call that once crashed the process
+runs in a child process, so that a regression fails one test instead of killing the run.
+"""
+
+import gc
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+
+import numpy as np
+import pytest
+import scipy.sparse
+from conftest import require_peer
+from numpy.testing import assert_array_equal
+
+import fastgd
+from fastgd import _backend, _threads
+
+# A child process imports the same fastgd as this one, and never the source tree.
+CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    p for p in sys.path if p and os.path.isdir(os.path.join(p, "fastgd")))}
+
+
+def run_child(code, timeout=120, env=None):
+    """Run ``code`` in a fresh interpreter from a neutral directory: (returncode, output)."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+        timeout=timeout, cwd=os.path.dirname(os.path.abspath(os.sep)),
+        env={**CHILD_ENV, **(env or {})})
+    return result.returncode, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# 1. Adagrad with accums=None: a TypeError on every path (the fast path ran the Adagrad
+# loop on a NULL accumulator).
+
+@pytest.mark.parametrize("as_list", [False, True])
+def test_adagrad_without_accumulators_is_a_type_error(backend, as_list):
+    p, g = np.ones(4), np.ones(4)
+    args = ([p], [g]) if as_list else (p, g)
+    with pytest.raises(TypeError, match="accums must be"):
+        fastgd.adagrad_update(*args, None, lr=0.1)
+    assert_array_equal(p, np.ones(4))
+
+
+def test_adagrad_without_accumulators_does_not_crash_the_process():
+    code, output = run_child("""
+        import numpy as np, fastgd
+        for args in [(np.ones(4), np.ones(4)), ([np.ones(4)], [np.ones(4)])]:
+            try:
+                fastgd.adagrad_update(*args, None, lr=0.1)
+            except TypeError:
+                pass
+        print("survived")
+    """)
+    assert code == 0 and "survived" in output, output
+
+
+# ---------------------------------------------------------------------------------------
+# 2. ObservedEntries validates in its constructor and is immutable.
+
+def plan_parts():
+    """A valid (indptr, indices, values, shape) of a 3 x 4 matrix."""
+    return (np.array([0, 2, 2, 3]), np.array([0, 3, 1]), np.array([1.0, 2.0, 3.0]), (3, 4))
+
+
+BAD_PLANS = [
+    ({"indices": np.array([0, 50_000_000, 1])}, ValueError, "indices must lie in"),
+    ({"indices": np.array([0, -1, 1])}, ValueError, "indices must lie in"),
+    ({"indptr": np.array([0, 2, 3])}, ValueError, "indptr must have shape"),
+    ({"indptr": np.array([0, 3, 2, 3])}, ValueError, "never fall"),
+    ({"indptr": np.array([1, 2, 2, 3])}, ValueError, "rise from 0"),
+    ({"indptr": np.array([0, 2, 2, 2])}, ValueError, "rise from 0 to nnz"),
+    ({"indptr": np.array([0, 2, 2, 50_000_000])}, ValueError, "rise from 0 to nnz"),
+    ({"indices": np.array([0, 3])}, ValueError, "indices must have the length of values"),
+    ({"indices": np.array([0.0, 3.0, 1.0])}, TypeError, "indices must hold integers"),
+    ({"indptr": np.array([[0, 2, 2, 3]])}, ValueError, "indptr must be a 1-D"),
+    ({"values": np.array([1.0, np.nan, 3.0])}, ValueError, "values must be finite"),
+    ({"values": np.array([1.0, 2.0, 3.0], dtype=complex)}, TypeError, "values must hold"),
+    ({"indices": np.array([3, 3, 1])}, ValueError, "distinct"),
+    ({"shape": (3,)}, ValueError, "shape must be a pair"),
+    ({"shape": (3, -4)}, ValueError, "shape must be a pair"),
+]
+
+
+@pytest.mark.parametrize(("change", "error", "match"), BAD_PLANS,
+                         ids=[m for _, _, m in BAD_PLANS])
+def test_observed_entries_refuses_a_malformed_plan(change, error, match):
+    parts = dict(zip(("indptr", "indices", "values", "shape"), plan_parts(), strict=True))
+    parts.update(change)
+    with pytest.raises(error, match=match):
+        fastgd.ObservedEntries(**parts)
+
+
+def test_the_issue_plan_raises_instead_of_crashing():
+    code, output = run_child("""
+        import numpy as np, fastgd
+        try:
+            e = fastgd.ObservedEntries(np.array([0, 1], np.int32),
+                                       np.array([50_000_000], np.int32), np.array([1.0]),
+                                       (1, 2))
+        except ValueError as error:
+            print("refused:", error)
+        else:
+            W, H = np.ones((1, 1)), np.ones((1, 2))
+            fastgd.masked_loss_grad(e, W, H)
+            fastgd.masked_residual(e, W, H)
+            fastgd.factorize(e, 1, n_iter=2)
+    """)
+    assert code == 0 and "refused: indices must lie in [0, 2)" in output, output
+
+
+def test_observed_entries_is_immutable_and_owns_its_arrays(backend):
+    indptr, indices, values, shape = plan_parts()
+    plan = fastgd.ObservedEntries(indptr, indices, values, shape)
+    # The caller's arrays are neither frozen nor shared: writing them later changes nothing.
+    assert values.flags.writeable and indices.flags.writeable
+    values[:] = 99.0
+    indices[:] = 0
+    assert_array_equal(plan.values, [1.0, 2.0, 3.0])
+    assert_array_equal(plan.indices, [0, 3, 1])
+    for name in ("indptr", "indices", "values", "shape"):
+        with pytest.raises(AttributeError):
+            setattr(plan, name, getattr(plan, name))
+    for array in (plan.indptr, plan.indices, plan.values):
+        assert not array.flags.writeable
+        with pytest.raises(ValueError):
+            array[0] = 1
+    W, H = np.ones((3, 1)), np.ones((1, 4))
+    assert_array_equal(fastgd.masked_residual(plan, W, H), [0.0, -1.0, -2.0])
+
+
+def test_hand_built_plan_with_unsorted_columns_is_accepted(backend, rng):
+    """Columns out of order within a row are a valid plan (the kernels take any order)."""
+    A = np.where(rng.random((6, 9)) < 0.5, rng.standard_normal((6, 9)), np.nan)
+    plan = fastgd.observed(A)
+    order = np.concatenate([rng.permutation(np.arange(a, b)) for a, b in
+                            zip(plan.indptr[:-1], plan.indptr[1:], strict=True)])
+    shuffled = fastgd.ObservedEntries(plan.indptr, plan.indices[order], plan.values[order],
+                                      plan.shape)
+    W, H = rng.standard_normal((6, 2)), rng.standard_normal((2, 9))
+    expected = fastgd.masked_loss_grad(plan, W, H, loss="sse")
+    got = fastgd.masked_loss_grad(shuffled, W, H, loss="sse")
+    assert got[0] == pytest.approx(expected[0], rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------
+# 3. The updates' fast path holds a reference to every array while the GIL is released.
+
+def test_an_emptied_list_cannot_free_arrays_being_updated():
+    code, output = run_child("""
+        import threading, numpy as np, fastgd
+        n = 1 << 21                # large enough that freeing the arrays unmaps them
+        stop = threading.Event()
+        lists = []
+
+        def empty_the_lists():
+            while not stop.is_set():
+                for items in list(lists):
+                    items.clear()
+                probe = np.zeros(n)  # would reuse freed memory, or fault on it
+                assert not probe.any(), "an update wrote into memory that was freed"
+
+        thread = threading.Thread(target=empty_the_lists)
+        thread.start()
+        try:
+            for _ in range(60):
+                params, grads, accums = ([np.ones(n)] for _ in range(3))
+                lists[:] = [params, grads, accums]
+                try:
+                    fastgd.adagrad_update(params, grads, accums, lr=0.1, n_threads=1)
+                except (ValueError, TypeError):
+                    pass         # the lists were emptied before the call looked at them
+        finally:
+            stop.set()
+            thread.join()
+        print("survived")
+    """, timeout=300)
+    assert code == 0 and "survived" in output, output
+
+
+# ---------------------------------------------------------------------------------------
+# 4. Non-finite hyperparameters: the fast path refuses what the general path refuses.
+
+@pytest.mark.parametrize("setting", ["lr_decay", "weight_decay", "lr", "eps"])
+def test_adagrad_refuses_infinite_settings_on_every_path(backend, setting):
+    p, g, G = np.ones(3), np.ones(3), np.ones(3)
+    with pytest.raises(ValueError, match=f"{setting} must be"):
+        fastgd.adagrad_update(p, g, G, **{"lr": 0.1, setting: math.inf})
+    assert_array_equal(p, np.ones(3))
+    assert_array_equal(G, np.ones(3))
+
+
+@pytest.mark.parametrize("setting", ["weight_decay", "lr", "momentum"])
+def test_sgd_refuses_infinite_settings_on_every_path(backend, setting):
+    p, g, v = np.ones(3), np.ones(3), np.ones(3)
+    with pytest.raises(ValueError, match=f"{setting} must be"):
+        fastgd.sgd_update(p, g, v, **{"lr": 0.1, "momentum": 0.5, setting: math.inf})
+    assert_array_equal(p, np.ones(3))
+
+
+# ---------------------------------------------------------------------------------------
+# 5. observed((rows, cols, values, shape)) where rows * n + cols would wrap around int64.
+
+def test_observed_entries_of_a_huge_shape_keep_their_pairing(backend):
+    m, n = 4, 1 << 62                      # m n = 2**64: a row-major key would wrap
+    rows = np.array([3, 0, 2, 1, 3, 2])
+    cols = np.array([5, n - 1, 0, n - 2, 0, n - 1])
+    values = np.arange(1.0, 7.0)
+    plan = fastgd.observed((rows, cols, values, (m, n)))
+    expected = sorted(zip(rows.tolist(), cols.tolist(), values.tolist(), strict=True))
+    got = list(zip(plan.rows.tolist(), plan.cols.tolist(), plan.values.tolist(), strict=True))
+    assert got == expected
+    with pytest.raises(ValueError, match="distinct"):
+        fastgd.observed((np.array([1, 1]), np.array([n - 1, n - 1]), np.ones(2), (m, n)))
+
+
+# ---------------------------------------------------------------------------------------
+# 6. load_state_dict with the optimizer's own buffers in another order.
+
+def test_adagrad_loads_its_own_buffers_swapped():
+    params = [np.zeros(3), np.zeros(3)]
+    opt = fastgd.Adagrad(params, lr=0.1)
+    opt.step([np.full(3, 1.0), np.full(3, 2.0)])
+    first, second = opt.accums[0].copy(), opt.accums[1].copy()
+    opt.load_state_dict({"step": 1, "accums": [opt.accums[1], opt.accums[0]]})
+    assert_array_equal(opt.accums[0], second)
+    assert_array_equal(opt.accums[1], first)
+
+
+def test_sgd_loads_its_own_buffers_swapped():
+    params = [np.zeros(2), np.zeros(2)]
+    opt = fastgd.SGD(params, lr=0.1, momentum=0.9)
+    opt.step([np.full(2, 1.0), np.full(2, 3.0)])
+    first, second = opt.velocities[0].copy(), opt.velocities[1].copy()
+    opt.load_state_dict({"step": 1, "velocities": opt.velocities[::-1]})
+    assert_array_equal(opt.velocities[0], second)
+    assert_array_equal(opt.velocities[1], first)
+
+
+# ---------------------------------------------------------------------------------------
+# 7. out= may share no memory with any input, a sparse one's arrays included.
+
+def test_out_may_not_alias_a_sparse_input(backend):
+    S = scipy.sparse.csr_matrix(np.array([[1.0, 0.0], [0.0, 4.0]]))
+    with pytest.raises(ValueError, match="out must not share memory with A"):
+        fastgd.masked_residual(S, np.ones((2, 1)), np.ones((1, 2)), out=S.data)
+    assert_array_equal(S.data, [1.0, 4.0])
+
+
+def test_out_must_be_aligned(backend):
+    out = misaligned(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="out must be aligned"):
+        fastgd.sqeuclidean(np.ones((2, 3)), np.zeros((2, 3)), out=out)
+    with pytest.raises(ValueError, match="out must be aligned"):
+        fastgd.masked_residual(np.ones((2, 2)), np.ones((2, 1)), np.ones((1, 2)), out=out)
+
+
+# ---------------------------------------------------------------------------------------
+# 8. sqeuclidean(X): the diagonal of a row holding NaN or inf is NaN, as with Y = X.copy().
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("method", ["direct", "expansion"])
+def test_symmetric_diagonal_of_a_nonfinite_row_is_nan(backend, float_dtype, bad, method):
+    X = np.arange(12.0).reshape(4, 3).astype(float_dtype)
+    X[2, 1] = bad
+    D = fastgd.sqeuclidean(X, method=method)
+    D_copy = fastgd.sqeuclidean(X, X.copy(), method=method)
+    assert np.isnan(D[2, 2]) and np.isnan(D_copy[2, 2])
+    assert_array_equal(np.isnan(D), np.isnan(D_copy))
+    assert_array_equal(np.diag(D)[[0, 1, 3]], 0)
+
+
+def test_dask_symmetric_diagonal_of_a_nonfinite_row_is_nan():
+    da = require_peer("dask.array")
+    import fastgd.dask
+
+    X = np.arange(40.0).reshape(10, 4)
+    X[7, 0] = np.nan
+    D = fastgd.dask.sqeuclidean(da.from_array(X, chunks=(3, 4))).compute()
+    assert np.isnan(D[7, 7])
+    assert_array_equal(np.isnan(D), np.isnan(fastgd.sqeuclidean(X, X.copy())))
+
+
+# ---------------------------------------------------------------------------------------
+# 11. The updates' fast path resolves n_threads=None at every call, as _threads does.
+
+def test_fast_path_threads_follow_threadpoolctl_limits():
+    threadpoolctl = require_peer("threadpoolctl")
+    if _backend.ext is None:
+        pytest.skip("the fast path is compiled")
+    resolve = _backend.ext._updates.fast_path_threads
+    assert resolve(None) == _threads.resolve_n_threads(None)
+    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+        assert resolve(None) == 1 == _threads.resolve_n_threads(None)
+    assert resolve(None) == _threads.resolve_n_threads(None)
+    assert resolve(-1) == _threads.resolve_n_threads(-1)
+    assert resolve(3) == 3
+
+
+# ---------------------------------------------------------------------------------------
+# 12. factorize keeps its loss history in 8 bytes an iteration.
+
+def test_loss_history_costs_eight_bytes_an_iteration(backend):
+    A = np.array([[3.0, np.nan, 1.0], [1.0, 2.0, np.nan], [np.nan, 1.0, 4.0],
+                  [2.0, np.nan, 3.0]])
+    n_iter = 100_000
+    gc.collect()
+    tracemalloc.start()
+    try:
+        result = fastgd.factorize(A, 2, n_iter=n_iter, random_state=0, lr=1e-3)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.loss_history.dtype == np.float64
+    assert result.loss_history.shape == (n_iter + 1,)
+    # The history (8 bytes), its growing buffer (at most 16) and transient chunk arrays:
+    # a list of NumPy scalars took about 48 bytes an iteration.
+    assert peak < 28 * n_iter, peak
+
+
+# ---------------------------------------------------------------------------------------
+# 14. Misaligned but C-contiguous inputs are copied before they reach the compiled loops.
+
+def misaligned(array):
+    """A C-contiguous, misaligned copy of ``array`` (its data one byte past alignment)."""
+    buffer = np.zeros(array.nbytes + 1, dtype=np.uint8)
+    view = buffer[1:].view(array.dtype).reshape(array.shape)
+    view[...] = array
+    assert not view.flags.aligned and view.flags.c_contiguous
+    return view
+
+
+def test_misaligned_inputs_give_the_aligned_results(backend, float_dtype, rng):
+    X = rng.standard_normal((9, 5)).astype(float_dtype)
+    Y = rng.standard_normal((7, 5)).astype(float_dtype)
+    assert_array_equal(fastgd.sqeuclidean(misaligned(X), misaligned(Y)),
+                       fastgd.sqeuclidean(X, Y))
+    A = np.where(rng.random((9, 7)) < 0.6, rng.standard_normal((9, 7)), np.nan)
+    A = A.astype(float_dtype)
+    W = rng.standard_normal((9, 3)).astype(float_dtype)
+    H = rng.standard_normal((3, 7)).astype(float_dtype)
+    for method in ("dense", "sparse"):
+        expected = fastgd.masked_loss_grad(A, W, H, method=method)
+        got = fastgd.masked_loss_grad(misaligned(A), misaligned(W), misaligned(H),
+                                      method=method)
+        assert got[0] == expected[0]
+        assert_array_equal(got[1], expected[1])
+        assert_array_equal(got[2], expected[2])
+    assert_array_equal(fastgd.masked_residual(misaligned(A), misaligned(W), misaligned(H)),
+                       fastgd.masked_residual(A, W, H))
+    p, G = np.ones(5, float_dtype), np.ones(5, float_dtype)
+    g = rng.standard_normal(5).astype(float_dtype)
+    p2, G2 = p.copy(), G.copy()
+    fastgd.adagrad_update(p, misaligned(g), G, lr=0.1)
+    fastgd.adagrad_update(p2, g, G2, lr=0.1)
+    assert_array_equal(p, p2)
+    with pytest.raises(ValueError, match="aligned"):
+        fastgd.adagrad_update(misaligned(p), g, G, lr=0.1)
+
+
+# ---------------------------------------------------------------------------------------
+# 15. numpy.ma.MaskedArray: masked entries of A are missing; masked factors are refused.
+
+def test_masked_array_entries_are_missing(backend, rng):
+    data = rng.standard_normal((6, 5))
+    hidden = rng.random((6, 5)) < 0.3
+    hidden[0, 0] = True
+    A_ma = np.ma.MaskedArray(data, mask=hidden)
+    A_nan = np.where(hidden, np.nan, data)
+    W, H = rng.standard_normal((6, 2)), rng.standard_normal((2, 5))
+    expected = fastgd.masked_loss_grad(A_nan, W, H)
+    got = fastgd.masked_loss_grad(A_ma, W, H)
+    assert got[0] == pytest.approx(expected[0], rel=1e-13)
+    assert fastgd.observed(A_ma).nnz == int((~hidden).sum())
+    assert_array_equal(fastgd.masked_residual(A_ma, W, H), fastgd.masked_residual(A_nan, W, H))
+    result_ma = fastgd.factorize(A_ma, 2, n_iter=5, random_state=0)
+    result_nan = fastgd.factorize(A_nan, 2, n_iter=5, random_state=0)
+    assert_array_equal(result_ma.loss_history, result_nan.loss_history)
+    # With a mask as well, an entry is observed where mask says so and A is not masked.
+    mask = rng.random((6, 5)) < 0.8
+    got = fastgd.masked_loss_grad(A_ma, W, H, mask=mask)
+    expected = fastgd.masked_loss_grad(data, W, H, mask=mask & ~hidden)
+    assert got[0] == pytest.approx(expected[0], rel=1e-13)
+    with pytest.raises(TypeError, match="W must not be a MaskedArray"):
+        fastgd.masked_loss_grad(A_nan, np.ma.MaskedArray(W), H)
+    with pytest.raises(TypeError, match="X must not be a MaskedArray"):
+        fastgd.sqeuclidean(np.ma.MaskedArray(W))
+
+
+# ---------------------------------------------------------------------------------------
+# 16. Small ones: n_threads checked by the optimizers' constructors, an empty FASTGD_SIMD,
+# check_grad on an empty x.
+
+@pytest.mark.parametrize("optimizer", [fastgd.Adagrad, fastgd.SGD])
+@pytest.mark.parametrize(("n_threads", "error"), [(0, ValueError), ("a", TypeError),
+                                                  (1.5, TypeError), (True, TypeError),
+                                                  (1 << 20, ValueError)])
+def test_optimizers_check_n_threads_when_made(optimizer, n_threads, error):
+    with pytest.raises(error, match="n_threads"):
+        optimizer([np.ones(2)], lr=0.1, n_threads=n_threads)
+
+
+@pytest.mark.parametrize("variable", ["FASTGD_SIMD", "FASTGD_BACKEND"])
+def test_an_empty_environment_switch_is_unset(variable):
+    code, output = run_child("""
+        import fastgd
+        print(fastgd.get_backend(), sorted(set(fastgd._backend.simd_levels or {})))
+    """, env={variable: ""})
+    assert code == 0, output
+
+
+def test_check_grad_on_an_empty_x():
+    report = fastgd.check_grad(lambda x: float((x ** 2).sum()), lambda x: 2 * x, np.zeros(0))
+    assert report.passed and report.n_failed == 0
+    assert "no elements" in report.worst
