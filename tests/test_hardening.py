@@ -418,3 +418,71 @@ def test_check_grad_on_an_empty_x():
     report = fastgd.check_grad(lambda x: float((x ** 2).sum()), lambda x: 2 * x, np.zeros(0))
     assert report.passed and report.n_failed == 0
     assert "no elements" in report.worst
+
+
+# ---------------------------------------------------------------------------------------
+# 9. fork(): a child made after fastgd ran threads runs single-threaded instead of hanging.
+
+FORK_CHILD = """
+    import multiprocessing as mp, concurrent.futures as cf, warnings, numpy as np, fastgd
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        D = fastgd.sqeuclidean(rng.standard_normal((1500, 64)))
+        A = np.where(rng.random((800, 800)) < 0.3, rng.standard_normal((800, 800)), np.nan)
+        W, H = rng.standard_normal((800, 16)), rng.standard_normal((16, 800))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sparse = fastgd.masked_loss_grad(A, W, H, n_threads=2)[0]
+            dense = fastgd.masked_loss_grad(A, W, H, method="dense", n_threads=-1)[0]
+            p = np.ones(1 << 20)
+            fastgd.adagrad_update(p, p.copy(), np.zeros_like(p), lr=0.1, n_threads=2)
+            fastgd.factorize(A, 8, n_iter=3, random_state=0, n_threads=2)
+        return float(D.sum()), sparse, dense, float(p.sum()), len(caught)
+
+    if __name__ == "__main__":
+        parent = work(1)                     # the parent opens parallel regions first
+        fork = mp.get_context("fork")
+        with fork.Pool(2) as pool:
+            children = pool.map(work, [1, 1])
+        with cf.ProcessPoolExecutor(2, mp_context=fork) as executor:
+            children += list(executor.map(work, [1, 1]))
+        for child in children:
+            assert np.allclose(child[:4], parent[:4], rtol=1e-12), (child, parent)
+            assert child[4] <= 1, child  # one warning a process at most
+        assert parent[4] == 0
+        print("no hang", len(children))
+"""
+
+
+def test_forked_children_do_not_hang(tmp_path):
+    if _backend.ext is None or not _backend.ext._build_info.openmp_enabled():
+        pytest.skip("only an OpenMP build starts threads")
+    script = tmp_path / "fork_child.py"
+    script.write_text(textwrap.dedent(FORK_CHILD))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=240, cwd=tmp_path, env=CHILD_ENV)
+    assert result.returncode == 0 and "no hang 4" in result.stdout, result.stderr
+
+
+def test_forked_child_warns_once_and_runs_one_thread():
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork() on this platform")
+    code, output = run_child("""
+        import os, warnings, numpy as np, fastgd
+        from fastgd import _threads
+        fastgd.sqeuclidean(np.ones((600, 32)), n_threads=2)
+        pid = os.fork()
+        if pid == 0:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                counts = {_threads.resolve_n_threads(n) for n in (None, 2, -1, 7)}
+                fastgd.sqeuclidean(np.ones((600, 32)), n_threads=2)
+            ok = counts == {1} and len(caught) == 1 and "fork" in str(caught[0].message)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert _threads.resolve_n_threads(2) == 2   # the parent keeps its threads
+        print("ok")
+    """, timeout=120)
+    assert code == 0 and "ok" in output, output
