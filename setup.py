@@ -13,6 +13,7 @@ FASTGD_DISABLE_OPENMP=1
 """
 
 import os
+import shlex
 import subprocess
 import sys
 import sysconfig
@@ -74,8 +75,10 @@ def compiler_supports_openmp(compiler, compile_flags, link_flags):
             handle.write(OPENMP_PROBE)
         try:
             objects = compiler.compile([source], output_dir=tmp, extra_postargs=compile_flags)
+            # LDFLAGS too: a sanitizer build's objects need its runtime to link.
             compiler.link_executable(
-                objects, "probe_openmp", output_dir=tmp, extra_postargs=link_flags
+                objects, "probe_openmp", output_dir=tmp,
+                extra_postargs=link_flags + shlex.split(os.environ.get("LDFLAGS", "")),
             )
         except Exception:
             return False

@@ -111,7 +111,7 @@ def _bounded(param, value, lower_bound):
 
 
 def adagrad_update(params, grads, accums, rate, eps, eps_mode, weight_decay, maximize,
-                   lower_bound, n_threads, parallel_min_elements):
+                   lower_bound, n_threads, parallel_min_elements, counter=None):
     """Adagrad in place; the twin of ``_updates.adagrad_update``."""
     for param, grad, accum in zip(params, grads, accums, strict=True):
         t = param.dtype.type
@@ -129,10 +129,16 @@ def adagrad_update(params, grads, accums, rate, eps, eps_mode, weight_decay, max
         else:
             value = param + step / np.sqrt(acc)
         _bounded(param, value, lower_bound)
+    _count_step(counter)
+
+
+def _count_step(counter):
+    if counter is not None:
+        counter[0] += 1
 
 
 def sgd_update(params, grads, velocities, lr, momentum, dampening, nesterov, weight_decay,
-               maximize, lower_bound, n_threads, parallel_min_elements):
+               maximize, lower_bound, n_threads, parallel_min_elements, counter=None):
     """SGD in place; the twin of ``_updates.sgd_update`` (velocities None: no momentum)."""
     for k, (param, grad) in enumerate(zip(params, grads, strict=True)):
         t = param.dtype.type
@@ -142,6 +148,7 @@ def sgd_update(params, grads, velocities, lr, momentum, dampening, nesterov, wei
             velocities[k][...] = buffer
             g = g + t(momentum) * buffer if nesterov else buffer
         _bounded(param, param + (-t(lr)) * g, lower_bound)
+    _count_step(counter)
 
 
 # Masked matrix-factorisation kernels: the twins of fastgd._ext._masked. ``mask`` is a

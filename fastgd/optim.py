@@ -205,6 +205,14 @@ def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outsi
             params, grads, accums, lr, eps, eps_mode, step, lr_decay, weight_decay, maximize,
             lower_bound, n_threads, PARALLEL_MIN_ELEMENTS):
         return
+    _adagrad_general(params, grads, accums, lr, eps, eps_mode, step, lr_decay, weight_decay,
+                     maximize, lower_bound, n_threads)
+
+
+def _adagrad_general(params, grads, accums, lr, eps, eps_mode, step, lr_decay, weight_decay,
+                     maximize, lower_bound, n_threads, counter=None):
+    """adagrad_update's general path: every check, then the kernel (which counts the step
+    in ``counter``, an optimizer's, when given)."""
     lr = _validation.check_real(lr, "lr")
     eps = _validation.check_real(eps, "eps")
     lr_decay = _validation.check_real(lr_decay, "lr_decay")
@@ -219,7 +227,7 @@ def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outsi
     rate = lr / (1.0 + (step - 1) * lr_decay)
     kernel = _backend.kernel("updates", "adagrad_update")
     kernel(params, grads, accums, rate, eps, EPS_MODES[eps_mode], weight_decay, maximize,
-           bound, n_threads, PARALLEL_MIN_ELEMENTS)
+           bound, n_threads, PARALLEL_MIN_ELEMENTS, counter)
 
 
 def sgd_update(params, grads, velocities=None, *, lr, momentum=0.0, nesterov=False,
@@ -270,6 +278,13 @@ def sgd_update(params, grads, velocities=None, *, lr, momentum=0.0, nesterov=Fal
             params, grads, velocities, lr, momentum, nesterov, dampening, weight_decay,
             maximize, lower_bound, n_threads, PARALLEL_MIN_ELEMENTS):
         return
+    _sgd_general(params, grads, velocities, lr, momentum, nesterov, dampening, weight_decay,
+                 maximize, lower_bound, n_threads)
+
+
+def _sgd_general(params, grads, velocities, lr, momentum, nesterov, dampening, weight_decay,
+                 maximize, lower_bound, n_threads, counter=None):
+    """sgd_update's general path (see _adagrad_general)."""
     lr = _validation.check_real(lr, "lr")
     momentum = _validation.check_real(momentum, "momentum")
     dampening = _validation.check_real(dampening, "dampening", maximum=1.0)
@@ -286,7 +301,7 @@ def sgd_update(params, grads, velocities=None, *, lr, momentum=0.0, nesterov=Fal
     params, grads, velocities = _validated_lists(params, grads, velocities, "velocities")
     kernel = _backend.kernel("updates", "sgd_update")
     kernel(params, grads, velocities if momentum != 0 else None, lr, momentum, dampening,
-           nesterov, weight_decay, maximize, bound, n_threads, PARALLEL_MIN_ELEMENTS)
+           nesterov, weight_decay, maximize, bound, n_threads, PARALLEL_MIN_ELEMENTS, counter)
 
 
 def _adagrad_rates(accums, clr, eps, eps_mode):
@@ -315,7 +330,18 @@ class _Optimizer:
         _check_no_aliasing([(f"params[{k}]", p) for k, p in enumerate(params)], [])
         self.params = params
         self.n_threads = _threads.check_n_threads(n_threads)
-        self.step_count = 0
+        # The steps taken, counted by the compiled call that applies each update (so a
+        # KeyboardInterrupt never leaves an update applied and not counted).
+        self._steps = np.zeros(1, dtype=np.int64)
+
+    @property
+    def step_count(self):
+        """The number of steps applied."""
+        return int(self._steps[0])
+
+    @step_count.setter
+    def step_count(self, value):
+        self._steps[0] = value
 
     def _checked_state(self, state, buffers_name):
         """The step count and settings of ``state``, a dict from state_dict() that holds
@@ -414,13 +440,14 @@ class Adagrad(_Optimizer):
         # its call and keywords: a third of the cost of a small step); the rest, and every
         # error, through adagrad_update.
         fast_path = _backend.updates_fast_path
+        step = int(self._steps[0]) + 1
         if fast_path is None or not fast_path.adagrad_fast(
-                self.params, grads, self.accums, s["lr"], s["eps"], s["eps_mode"],
-                self.step_count + 1, s["lr_decay"], s["weight_decay"], s["maximize"],
-                s["lower_bound"], self.n_threads, PARALLEL_MIN_ELEMENTS):
-            adagrad_update(self.params, grads, self.accums, step=self.step_count + 1,
-                           n_threads=self.n_threads, **s)
-        self.step_count += 1
+                self.params, grads, self.accums, s["lr"], s["eps"], s["eps_mode"], step,
+                s["lr_decay"], s["weight_decay"], s["maximize"], s["lower_bound"],
+                self.n_threads, PARALLEL_MIN_ELEMENTS, self._steps):
+            _adagrad_general(self.params, grads, self.accums, s["lr"], s["eps"],
+                             s["eps_mode"], step, s["lr_decay"], s["weight_decay"],
+                             s["maximize"], s["lower_bound"], self.n_threads, self._steps)
 
     def effective_lr(self):
         """The per-entry rate of the last step: ``clr / (sqrt(G) + eps)`` for "outside",
@@ -509,10 +536,10 @@ class SGD(_Optimizer):
         if fast_path is None or not fast_path.sgd_fast(
                 self.params, grads, self.velocities, s["lr"], s["momentum"], s["nesterov"],
                 dampening, s["weight_decay"], s["maximize"], s["lower_bound"], self.n_threads,
-                PARALLEL_MIN_ELEMENTS):
-            sgd_update(self.params, grads, self.velocities, n_threads=self.n_threads,
-                       **{**s, "dampening": dampening})
-        self.step_count += 1
+                PARALLEL_MIN_ELEMENTS, self._steps):
+            _sgd_general(self.params, grads, self.velocities, s["lr"], s["momentum"],
+                         s["nesterov"], dampening, s["weight_decay"], s["maximize"],
+                         s["lower_bound"], self.n_threads, self._steps)
 
     def state_dict(self):
         """A copy of the state: step count, momentum buffers and settings."""

@@ -34,7 +34,13 @@ import numpy as np
 
 cimport numpy as cnp
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
+from interrupts cimport (
+    fastgd_interrupt,
+    fastgd_interrupt_init,
+    fastgd_interrupt_raise,
+    fastgd_should_stop,
+)
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.math cimport sqrt
@@ -318,13 +324,17 @@ def dense_residual(const floating[:, ::1] A, mask, const floating[:, ::1] W,
     cdef const floating* h = NULL
     cdef int64_t tile_count
     cdef double total = 0
+    cdef fastgd_interrupt interrupt
     if m == 0 or n == 0:
         return 0.0
     if k:
         w, h = &W[0, 0], &H[0, 0]
+    fastgd_interrupt_init(&interrupt)
     with nogil:
         for task in prange(n_blocks * n_col_tiles, num_threads=max(1, n_threads),
                            schedule="static"):
+            if fastgd_should_stop(&interrupt, threadid() == 0):
+                continue
             # Tiles of out itself (leading dimension n): no scratch memory.
             i0 = (task // n_col_tiles) * TILE_ROWS
             j0 = (task % n_col_tiles) * TILE_COLS
@@ -335,16 +345,19 @@ def dense_residual(const floating[:, ::1] A, mask, const floating[:, ::1] W,
                                     min(<Py_ssize_t>TILE_ROWS, m - i0), j0,
                                     min(<Py_ssize_t>TILE_COLS, n - j0), &out[i0, j0], n,
                                     &tile_count)
+    fastgd_interrupt_raise(&interrupt)
     return total
 
 
 cdef int _dense_part(const floating* A, const unsigned char* mask, const floating* W,
                      const floating* H, floating* dW, floating* dH, Py_ssize_t m,
                      Py_ssize_t n, Py_ssize_t k, Py_ssize_t block_begin,
-                     Py_ssize_t block_end, double* total, int64_t* count) noexcept nogil:
+                     Py_ssize_t block_end, double* total, int64_t* count,
+                     fastgd_interrupt* interrupt, bint is_caller) noexcept nogil:
     """Blocks [block_begin, block_end) of rows: their residuals' sum of squares and
-    count, their rows of dW, and their share of dH (written, not added). Returns -1 if
-    the tile could not be allocated."""
+    count, their rows of dW, and their share of dH (written, not added); stops between
+    two blocks when ``interrupt`` says so. Returns -1 if the tile could not be
+    allocated."""
     cdef floating* tile = <floating*>fastgd_aligned_malloc(
         TILE_ROWS * TILE_COLS * sizeof(floating))
     cdef Py_ssize_t block, i0, rows, j0, cols, col_tile
@@ -353,6 +366,8 @@ cdef int _dense_part(const floating* A, const unsigned char* mask, const floatin
     if tile == NULL:
         return -1
     for block in range(block_begin, block_end):
+        if fastgd_should_stop(interrupt, is_caller):
+            break
         i0 = block * TILE_ROWS
         rows = min(<Py_ssize_t>TILE_ROWS, m - i0)
         for col_tile in range(n_col_tiles):
@@ -425,10 +440,12 @@ def dense_loss_grad(const floating[:, ::1] A, mask, const floating[:, ::1] W,
     cdef int failed = 0
     cdef double total = 0
     cdef int64_t count = 0
+    cdef fastgd_interrupt interrupt
     if m == 0 or n == 0:
         dW[:, :] = 0
         dH[:, :] = 0
         return 0.0, 0
+    fastgd_interrupt_init(&interrupt)
     n_parts = <int>max(1, min(<Py_ssize_t>n_parts, n_blocks))
     n_threads = max(1, min(n_threads, n_parts))
     totals = <double*>calloc(n_parts, sizeof(double))
@@ -445,8 +462,8 @@ def dense_loss_grad(const floating[:, ::1] A, mask, const floating[:, ::1] W,
                                    &H[0, 0] if k else NULL,
                                    &dW[0, 0] if k else NULL, parts[p], m, n, k,
                                    p * n_blocks // n_parts, (p + 1) * n_blocks // n_parts,
-                                   &totals[p], &counts[p])
-        if k:
+                                   &totals[p], &counts[p], &interrupt, threadid() == 0)
+        if k and not interrupt.stop:
             _add_parts(&dH[0, 0], parts, n_parts, k * n, n_threads)
         for p in range(n_parts):
             total += totals[p]
@@ -454,6 +471,7 @@ def dense_loss_grad(const floating[:, ::1] A, mask, const floating[:, ::1] W,
     free(totals)
     free(counts)
     _free_parts(parts, n_parts)
+    fastgd_interrupt_raise(&interrupt)
     if failed:
         raise MemoryError("fastgd.masked_loss_grad: could not allocate tile buffers")
     return total, count

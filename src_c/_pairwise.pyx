@@ -32,7 +32,13 @@ expansion through BLAS: see sqeuclidean).
 import numpy as np
 
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
+from interrupts cimport (
+    fastgd_interrupt,
+    fastgd_interrupt_init,
+    fastgd_interrupt_raise,
+    fastgd_should_stop,
+)
 from libc.float cimport DBL_MAX
 from libc.stdint cimport uint64_t, uintptr_t
 from libc.string cimport memset
@@ -512,11 +518,12 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
                     const double* y_norms, Py_ssize_t tile_cols, Py_ssize_t lead,
                     Py_ssize_t n_row_tiles, Py_ssize_t n_col_tiles, bint by_columns,
                     Py_ssize_t task_begin, Py_ssize_t task_end,
-                    bint stream) noexcept nogil:
+                    bint stream, fastgd_interrupt* interrupt, bint is_caller) noexcept nogil:
     """Compute the tiles (TILE rows by tile_cols columns, after the lead columns) of
     tasks [task_begin, task_end) with scratch buffers of our own (``by_columns``,
     ``stream``: see sqeuclidean). Column by column, the fused expansion packs all of X's
-    row tiles first and each tile of Y once.
+    row tiles first and each tile of Y once. Stops between two tiles when ``interrupt``
+    says so (``is_caller``: this thread polls the signal handlers).
 
     Returns 0, or -1 when the scratch buffers could not be allocated.
     """
@@ -552,6 +559,8 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
                          x_packed + i0 * depth)
     if status == 0:
         for task in range(task_begin, task_end):
+            if fastgd_should_stop(interrupt, is_caller):
+                break
             _tile_of_task(task, n_row_tiles, n_col_tiles, symmetric, by_columns,
                           &row_tile, &col_tile)
             i0 = row_tile * TILE
@@ -639,7 +648,9 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
     cdef const floating* x_data = &X[0, 0]
     cdef const floating* y_data = &Y[0, 0]
     cdef floating* out_data = &out[0, 0]
+    cdef fastgd_interrupt interrupt
     stream = stream and not symmetric and not expansion
+    fastgd_interrupt_init(&interrupt)
 
     if symmetric:
         n_tasks = n_row_tiles * (n_row_tiles + 1) // 2
@@ -656,7 +667,8 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
         if n_threads <= 1:
             n_failed = -_run_tasks(x_data, y_data, out_data, n, m, d, symmetric, expansion,
                                    &shift[0], &x_norms[0], &y_norms[0], tile_cols, lead,
-                                   n_row_tiles, n_col_tiles, by_columns, 0, n_tasks, stream)
+                                   n_row_tiles, n_col_tiles, by_columns, 0, n_tasks, stream,
+                                   &interrupt, True)
         else:
             # Contiguous blocks of tasks, one per thread: neighbouring tiles share rows of X
             # (of Y, column by column).
@@ -668,6 +680,8 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
                     n_failed += -_run_tasks(x_data, y_data, out_data, n, m, d, symmetric,
                                             expansion, &shift[0], &x_norms[0], &y_norms[0],
                                             tile_cols, lead, n_row_tiles, n_col_tiles,
-                                            by_columns, begin, end, stream)
+                                            by_columns, begin, end, stream, &interrupt,
+                                            threadid() == 0)
+    fastgd_interrupt_raise(&interrupt)
     if n_failed:
         raise MemoryError("fastgd.sqeuclidean: could not allocate per-thread tile buffers")

@@ -14,6 +14,12 @@ the threaded kernels from Python, where the per-call cost no longer matters.
 """
 
 from cython cimport floating
+from interrupts cimport (
+    fastgd_interrupt,
+    fastgd_interrupt_init,
+    fastgd_interrupt_raise,
+    fastgd_should_stop,
+)
 from libc.math cimport fabs, isfinite, sqrt
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
@@ -165,6 +171,8 @@ def run_iterations(const index_t[::1] indptr, const index_t[::1] indices,
     cdef floating* grad_ht = &grad_HT[0, 0] if grad_HT.size else NULL
     cdef floating* state_w = &state_W[0, 0] if state_W.size else NULL
     cdef floating* state_ht = &state_HT[0, 0] if state_HT.size else NULL
+    cdef fastgd_interrupt interrupt
+    fastgd_interrupt_init(&interrupt)
     settings.rate = lr
     settings.eps = eps
     settings.weight_decay = l2
@@ -182,6 +190,9 @@ def run_iterations(const index_t[::1] indptr, const index_t[::1] indices,
         if not isfinite(loss):
             status = STATUS_NONFINITE
         while status == STATUS_MAX_ITER and step < n_steps:
+            # Between two whole steps: W and HT are then at a step's end.
+            if fastgd_should_stop(&interrupt, True):
+                break
             if m * k:
                 _step(w, grad_w, state_w, m * k, optimizer, &settings)
             if n * k:
@@ -194,4 +205,5 @@ def run_iterations(const index_t[::1] indptr, const index_t[::1] indices,
                 status = STATUS_NONFINITE
             elif tol >= 0 and fabs(loss - history[step - 1]) <= tol * fabs(history[step - 1]):
                 status = STATUS_CONVERGED
+    fastgd_interrupt_raise(&interrupt)
     return step, status

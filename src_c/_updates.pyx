@@ -17,7 +17,7 @@ from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_CheckExact
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
-from libc.stdint cimport uint32_t, uintptr_t
+from libc.stdint cimport int64_t, uint32_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 from update_loops cimport (
@@ -177,10 +177,19 @@ cdef object _run(list params, list grads, list states, bint adagrad, UpdateSetti
         free(offsets)
 
 
+cdef inline void _count_step(object counter):
+    """One more step in an optimizer's step counter (an int64 ndarray of one element made
+    by fastgd.optim), counted in the same compiled call as the update, so that a
+    KeyboardInterrupt lands either before both or after both."""
+    if counter is not None:
+        (<int64_t*>cnp.PyArray_DATA(<cnp.ndarray>counter))[0] += 1
+
+
 def adagrad_update(list params, list grads, list accums, double rate, double eps,
                    int eps_mode, double weight_decay, bint maximize, double lower_bound,
-                   int n_threads, Py_ssize_t parallel_min_elements):
-    """Adagrad on validated lists of arrays (see fastgd.optim.adagrad_update)."""
+                   int n_threads, Py_ssize_t parallel_min_elements, counter=None):
+    """Adagrad on validated lists of arrays (see fastgd.optim.adagrad_update); counts the
+    step in ``counter`` when given."""
     cdef UpdateSettings settings
     if accums is None:
         raise TypeError("accums must be a list of arrays (Adagrad's sums of squares); got None")
@@ -195,14 +204,17 @@ def adagrad_update(list params, list grads, list accums, double rate, double eps
     settings.nesterov = False
     settings.has_state = True
     _run(params, grads, accums, True, settings, n_threads, parallel_min_elements)
+    _count_step(counter)
 
 
 def sgd_update(list params, list grads, list velocities, double lr, double momentum,
                double dampening, bint nesterov, double weight_decay, bint maximize,
-               double lower_bound, int n_threads, Py_ssize_t parallel_min_elements):
+               double lower_bound, int n_threads, Py_ssize_t parallel_min_elements,
+               counter=None):
     """SGD with PyTorch's momentum and Nesterov semantics on validated lists of arrays.
 
-    ``velocities`` is None for plain gradient descent (no momentum).
+    ``velocities`` is None for plain gradient descent (no momentum). Counts the step in
+    ``counter`` when given.
     """
     cdef UpdateSettings settings
     settings.rate = lr
@@ -216,6 +228,7 @@ def sgd_update(list params, list grads, list velocities, double lr, double momen
     settings.nesterov = nesterov
     settings.has_state = velocities is not None
     _run(params, grads, velocities, False, settings, n_threads, parallel_min_elements)
+    _count_step(counter)
 
 
 # ---------------------------------------------------------------------------------------
@@ -573,8 +586,10 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
 
 
 def adagrad_fast(params, grads, accums, lr, eps, eps_mode, step, lr_decay, weight_decay,
-                 maximize, lower_bound, n_threads, Py_ssize_t parallel_min_elements):
-    """fastgd.adagrad_update's fast path: True when the update was applied."""
+                 maximize, lower_bound, n_threads, Py_ssize_t parallel_min_elements,
+                 counter=None):
+    """fastgd.adagrad_update's fast path: True when the update was applied (and counted in
+    ``counter``, when given)."""
     cdef UpdateSettings settings
     cdef double lr_value, decay
     cdef long step_value
@@ -605,12 +620,17 @@ def adagrad_fast(params, grads, accums, lr, eps, eps_mode, step, lr_decay, weigh
     settings.dampening = 0.0
     settings.nesterov = False
     settings.has_state = True
-    return _fast_run(params, grads, accums, True, &settings, threads, parallel_min_elements)
+    if not _fast_run(params, grads, accums, True, &settings, threads, parallel_min_elements):
+        return False
+    _count_step(counter)
+    return True
 
 
 def sgd_fast(params, grads, velocities, lr, momentum, nesterov, dampening, weight_decay,
-             maximize, lower_bound, n_threads, Py_ssize_t parallel_min_elements):
-    """fastgd.sgd_update's fast path: True when the update was applied."""
+             maximize, lower_bound, n_threads, Py_ssize_t parallel_min_elements,
+             counter=None):
+    """fastgd.sgd_update's fast path: True when the update was applied (and counted in
+    ``counter``, when given)."""
     cdef UpdateSettings settings
     cdef int threads
     if not (_plain_float(lr, &settings.rate, INFINITY)
@@ -630,8 +650,11 @@ def sgd_fast(params, grads, velocities, lr, momentum, nesterov, dampening, weigh
     settings.eps = 0.0
     settings.eps_mode = EPS_OUTSIDE
     settings.has_state = velocities is not None
-    return _fast_run(params, grads, velocities, False, &settings, threads,
-                     parallel_min_elements)
+    if not _fast_run(params, grads, velocities, False, &settings, threads,
+                     parallel_min_elements):
+        return False
+    _count_step(counter)
+    return True
 
 
 def bandwidth_floor(cnp.ndarray param, cnp.ndarray grad, cnp.ndarray accum,

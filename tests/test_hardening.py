@@ -486,3 +486,86 @@ def test_forked_child_warns_once_and_runs_one_thread():
         print("ok")
     """, timeout=120)
     assert code == 0 and "ok" in output, output
+
+
+# ---------------------------------------------------------------------------------------
+# Ctrl-C: long compiled loops run Python's signal handlers every 50 ms of their work, and
+# an optimizer's step and its count are one compiled call.
+
+INTERRUPTED_CALLS = {
+    "sqeuclidean": """
+        X = rng.standard_normal((8000, 2000)); Y = rng.standard_normal((8000, 2000))
+        call = lambda: fastgd.sqeuclidean(X, Y, method="expansion", n_threads=2)""",
+    "sqeuclidean direct symmetric": """
+        X = rng.standard_normal((8000, 1000))
+        call = lambda: fastgd.sqeuclidean(X, method="direct", n_threads=1)""",
+    "dense masked_loss_grad": """
+        A = rng.standard_normal((8000, 8000))
+        W = rng.standard_normal((8000, 64)); H = rng.standard_normal((64, 8000))
+        call = lambda: [fastgd.masked_loss_grad(A, W, H, method="dense", n_threads=2)
+                        for _ in range(100)]""",
+    "dense masked_residual": """
+        A = rng.standard_normal((8000, 8000))
+        W = rng.standard_normal((8000, 64)); H = rng.standard_normal((64, 8000))
+        call = lambda: [fastgd.masked_residual(A, W, H, n_threads=2) for _ in range(100)]""",
+    "factorize's compiled loop": """
+        A = np.where(rng.random((60, 50)) < 0.5, rng.random((60, 50)), np.nan)
+        call = lambda: fastgd.factorize(A, 4, n_iter=10**8, lr=1e-5)""",
+}
+
+
+@pytest.mark.parametrize("case", list(INTERRUPTED_CALLS))
+def test_ctrl_c_interrupts_a_long_call_promptly(case):
+    """SIGINT one second into a call that would run for many seconds: KeyboardInterrupt
+    within about 0.1 s (the bound here is loose for busy machines)."""
+    code, output = run_child(textwrap.dedent("""
+        import os, signal, threading, time, numpy as np, fastgd
+        rng = np.random.default_rng(0)
+        """) + textwrap.dedent(INTERRUPTED_CALLS[case]) + textwrap.dedent("""
+        sent = []
+        def interrupt():
+            time.sleep(1.0)
+            sent.append(time.perf_counter())
+            os.kill(os.getpid(), signal.SIGINT)
+        threading.Thread(target=interrupt, daemon=True).start()
+        try:
+            call()
+            print("finished before the signal")
+        except KeyboardInterrupt:
+            print(f"interrupted after {time.perf_counter() - sent[0]:.3f} s")
+    """), timeout=600)
+    assert code == 0 and "interrupted after" in output, output
+    delay = float(output.split("interrupted after ")[1].split()[0])
+    assert delay < 3.0, output
+
+
+def test_ctrl_c_leaves_optimizer_steps_counted():
+    """Interrupted at random moments, an optimizer has always counted exactly the steps it
+    applied: with lr 1 and a gradient of ones, SGD's x is minus the steps and Adagrad's sum
+    of squares is the steps."""
+    code, output = run_child("""
+        import random, signal, numpy as np, fastgd
+
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGALRM, interrupt)
+        random.seed(0)
+        mismatches = trials = 0
+        g = np.ones(1000)
+        for trial in range(200):
+            for kind in ("sgd", "adagrad"):
+                x = np.zeros(1000)
+                opt = fastgd.SGD([x], lr=1.0) if kind == "sgd" else fastgd.Adagrad([x])
+                try:
+                    signal.setitimer(signal.ITIMER_REAL, random.uniform(1e-5, 3e-3))
+                    while True:
+                        opt.step([g])
+                except KeyboardInterrupt:
+                    pass
+                applied = -x[0] if kind == "sgd" else opt.accums[0][0]
+                mismatches += applied != opt.step_count
+                trials += 1
+        print(f"mismatches {mismatches} of {trials}")
+    """, timeout=600)
+    assert "mismatches 0 of 400" in output, output
