@@ -568,4 +568,4 @@ def test_ctrl_c_leaves_optimizer_steps_counted():
                 trials += 1
         print(f"mismatches {mismatches} of {trials}")
     """, timeout=600)
-    assert "mismatches 0 of 400" in output, output
+    assert code == 0 and "mismatches 0 of 400" in output, output
