@@ -114,7 +114,7 @@ def test_masked_loss_grad_zoo(m, n, k, dtype, layout, loss, l2, how, seed):
     for level in cpu_levels():
         with at_level(level):
             results = both_backends(lambda: fastgd.masked_loss_grad(
-                data, Wl, Hl, loss=loss, l2=l2, method=method))  # noqa: B023
+                data, Wl, Hl, loss=loss, l2=l2, method=method))
         for value, dW, dH in results:
             assert dW.dtype == dtype and dH.dtype == dtype
             assert value == pytest.approx(exact_value, rel=rtol, abs=rtol)
