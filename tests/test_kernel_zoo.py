@@ -132,7 +132,7 @@ def test_masked_loss_grad_zoo(m, n, k, dtype, layout, loss, l2, how, seed):
 
 
 @ZOO_SETTINGS
-@given(size=st.sampled_from(WIDTHS + [0, 1000, 70_000]),
+@given(size=st.sampled_from([*WIDTHS, 0, 1000, 70_000]),
        dtype=st.sampled_from([np.float32, np.float64]),
        optimizer=st.sampled_from(["adagrad", "sgd", "momentum"]),
        misaligned_grad=st.booleans(), seed=st.integers(0, 2**32 - 1))
