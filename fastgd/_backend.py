@@ -20,10 +20,50 @@ BACKENDS = ("compiled", "numpy")
 EXTENSION_MODULES = ("_build_info", "_masked", "_memory", "_pairwise", "_solvers", "_updates")
 
 
+# GNU libgomp's threads spin for up to 300000 iterations at every barrier before they
+# sleep. On a machine whose cores other processes take, that spinning holds the cores the
+# awaited threads need: with the default, calls on busy cores took 2x to 19x their
+# one-thread time. A short spin keeps the idle machine's speed and gives the cores back
+# (the measurements: docs of fastgd.benchmarks.busy, and the README's "Threads" section).
+# libgomp reads GOMP_SPINCOUNT once, when it loads with the extension: it is set for that
+# moment only (never for child processes), and only where the user set neither it nor
+# OMP_WAIT_POLICY.
+OPENMP_SPIN_COUNT = "1000"
+openmp_wait = None  # how the OpenMP threads wait, for show_config
+
+
+def _libgomp_loaded():
+    try:
+        with open("/proc/self/maps") as maps:
+            return "libgomp" in maps.read()
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _short_openmp_spin():
+    global openmp_wait
+    if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
+        openmp_wait = "as the environment sets (GOMP_SPINCOUNT or OMP_WAIT_POLICY)"
+        yield
+        return
+    if _libgomp_loaded():
+        openmp_wait = "libgomp's default (it was loaded before fastgd)"
+        yield
+        return
+    openmp_wait = f"a short spin (GOMP_SPINCOUNT={OPENMP_SPIN_COUNT}), then sleep"
+    os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
+    try:
+        yield
+    finally:
+        os.environ.pop("GOMP_SPINCOUNT", None)
+
+
 def _import_extension():
     modules = {}
-    for name in EXTENSION_MODULES:
-        modules[name] = importlib.import_module(f"fastgd._ext.{name}")
+    with _short_openmp_spin():
+        for name in EXTENSION_MODULES:
+            modules[name] = importlib.import_module(f"fastgd._ext.{name}")
     return types.SimpleNamespace(**modules)
 
 

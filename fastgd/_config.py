@@ -29,6 +29,8 @@ def config_info():
         "simd": _backend.simd_levels,
         "update_division": _backend.update_division,
         "default_n_threads": _threads.default_n_threads(),
+        "forked_child": _threads.in_forked_child,
+        "openmp_wait": _backend.openmp_wait,
         "blas": _threads.blas_info(),
     }
     if _backend.ext is not None:
@@ -107,7 +109,11 @@ def show_config(file=None):
         ]
     lines.append(
         f"  OpenMP:   {'on' if info['openmp'] else 'off'}"
-        f" (default n_threads: {info['default_n_threads']})"
+        f" (default n_threads: {info['default_n_threads']}"
+        + ("; one thread: this process was made by fork()" if info["forked_child"] else "")
+        + (f"; idle threads wait by {info['openmp_wait']}"
+           if info["openmp"] and info["openmp_wait"] else "")
+        + ")"
     )
     if info["blas"] is None:
         lines.append("  BLAS:     install threadpoolctl to see the BLAS in use and its threads")

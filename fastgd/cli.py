@@ -61,6 +61,11 @@ def _bench(arguments):
         problem = _writable_file(arguments.json)  # before the minutes of measuring
         if problem is not None:
             return _error("bench", f"--json: cannot write {arguments.json!r}: {problem}")
+    if arguments.busy:
+        from fastgd.benchmarks import busy
+
+        print(busy.format_table(busy.run(rounds=arguments.rounds or 5)))
+        return 0
     threads = {"1": ["1"], "all": ["all"], "both": ["1", "all"]}[arguments.threads]
     kernels = arguments.kernel or list(benchmarks.KERNEL_MODULES)
 
@@ -120,6 +125,9 @@ def build_parser():
     bench.add_argument("--rounds", type=_positive_int, default=None,
                        help="interleaved rounds per case (default 3 with --quick, else 7)")
     bench.add_argument("--json", metavar="PATH", help="also save the results as JSON")
+    bench.add_argument("--busy", action="store_true",
+                       help="instead, time each kernel with the default threads against one "
+                       "thread while other processes keep every core busy")
     bench.set_defaults(run=_bench)
     return parser
 

@@ -62,10 +62,30 @@ L2_BYTES_UNKNOWN = 1 << 20
 class ObservedEntries:
     """The observed entries of an (m, n) matrix, stored row by row: a reusable plan.
 
-    Built by :func:`observed`; every ``masked_*`` function accepts it in place of A.
-    The layout is scipy's CSR: the entries of row ``i`` are ``indptr[i]:indptr[i + 1]``,
-    with column indices ``indices`` (ascending within a row) and observed values
-    ``values``. Indices are int32 where they fit, int64 otherwise.
+    Built by :func:`observed`, or from CSR arrays by this constructor; every ``masked_*``
+    function accepts it in place of A. The layout is scipy's CSR: the entries of row
+    ``i`` are ``indptr[i]:indptr[i + 1]``, with column indices ``indices`` and observed
+    values ``values``. Indices are int32 where they fit, int64 otherwise.
+
+    The constructor checks everything the compiled kernels rely on (``indptr`` of length
+    m + 1 rising from 0 to nnz, every column in ``[0, n)``, distinct entries, finite
+    values) and copies the arrays, so a plan is valid and immutable once made.
+
+    Parameters
+    ----------
+    indptr : array_like of int, shape (m + 1,)
+    indices : array_like of int, shape (nnz,)
+    values : array_like of float, shape (nnz,)
+    shape : tuple of int
+        ``(m, n)``.
+
+    Raises
+    ------
+    ValueError
+        A malformed structure, a column outside ``[0, n)``, a repeated entry or a
+        non-finite value (the message names the argument).
+    TypeError
+        Non-integer indices or non-real values.
 
     Attributes
     ----------
@@ -77,10 +97,10 @@ class ObservedEntries:
 
     Notes
     -----
-    The arrays are read-only. When n is large, ``masked_loss_grad`` takes
-    the columns in tiles that fit the L2 cache; a plan it is given a second time then
-    keeps a copy of its entries laid out tile by tile (as much memory again as
-    ``indices`` and ``values``), which it reads faster.
+    The arrays are read-only, and so are the attributes. When n is large,
+    ``masked_loss_grad`` takes the columns in tiles that fit the L2 cache; a plan it is
+    given a second time then keeps a copy of its entries laid out tile by tile (as much
+    memory again as ``indices`` and ``values``), which it reads faster.
 
     Examples
     --------
@@ -91,6 +111,10 @@ class ObservedEntries:
     ObservedEntries(shape=(2, 2), nnz=2, dtype=float64, index dtype=int32)
     >>> plan.rows, plan.cols, plan.values
     (array([0, 1], dtype=int32), array([0, 1], dtype=int32), array([1., 4.]))
+    >>> fastgd.ObservedEntries([0, 1, 2], [1, 7], [1.0, 4.0], (2, 2))
+    Traceback (most recent call last):
+    ...
+    ValueError: indices must lie in [0, 2) for shape (2, 2); got 7 at position 1
     """
 
     __slots__ = ("_ascending", "_indices", "_indptr", "_shape", "_tiled", "_tiled_wanted",

@@ -569,3 +569,26 @@ def test_ctrl_c_leaves_optimizer_steps_counted():
         print(f"mismatches {mismatches} of {trials}")
     """, timeout=600)
     assert code == 0 and "mismatches 0 of 400" in output, output
+
+
+# ---------------------------------------------------------------------------------------
+# 10. Busy machines: libgomp loads with a short spin (GOMP_SPINCOUNT) unless the user chose
+# how OpenMP threads wait; the variable is set for the load only.
+
+def test_openmp_loads_with_a_short_spin_and_leaves_the_environment_alone():
+    if _backend.ext is None or not _backend.ext._build_info.openmp_enabled():
+        pytest.skip("only an OpenMP build starts threads")
+    env = {key: value for key, value in CHILD_ENV.items()
+           if key not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    result = subprocess.run(
+        [sys.executable, "-c", "import os, fastgd; from fastgd import _backend; "
+         "print('GOMP_SPINCOUNT' in os.environ, _backend.openmp_wait)"],
+        capture_output=True, text=True, timeout=120, env=env, cwd=os.sep)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("False a short spin (GOMP_SPINCOUNT=1000)"), result.stdout
+    code, output = run_child("""
+        import os, fastgd
+        from fastgd import _backend
+        print(os.environ["GOMP_SPINCOUNT"], _backend.openmp_wait)
+    """, env={"GOMP_SPINCOUNT": "123"})
+    assert code == 0 and output.startswith("123 as the environment sets"), output
