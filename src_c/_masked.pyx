@@ -119,6 +119,8 @@ cdef enum:
     # two gradient GEMMs.
     TILE_ROWS = 64
     TILE_COLS = 512
+    # The plan path looks for Ctrl-C (interrupts.h) between runs of this many rows.
+    CHECK_ROWS = 1024
 
 
 # ---------------------------------------------------------------------------------------
@@ -487,14 +489,19 @@ def plan_residual(const index_t[::1] indptr, const index_t[::1] indices,
     """out[e] = W[i] . HT[j] - values[e] for the plan's e-th entry (i, j)."""
     cdef Py_ssize_t m = indptr.shape[0] - 1, k = W.shape[1], i, e, j
     cdef const floating* w
+    cdef fastgd_interrupt interrupt
     if values.shape[0] == 0:
         return
+    fastgd_interrupt_init(&interrupt)
     with nogil:
         for i in prange(m, num_threads=max(1, n_threads), schedule="guided"):
+            if i % CHECK_ROWS == 0 and fastgd_should_stop(&interrupt, threadid() == 0):
+                continue
             w = &W[i, 0] if k else NULL
             for e in range(indptr[i], indptr[i + 1]):
                 j = indices[e]
                 out[e] = (_dot(w, &HT[j, 0], k) if k else 0) - values[e]
+    fastgd_interrupt_raise(&interrupt)
 
 
 SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
@@ -602,7 +609,8 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
     worked on, and the result does not depend on tile_cols or on n_threads.
     """
     cdef Py_ssize_t m = indptr.shape[0] - 1, n = H.shape[1], k = W.shape[1], p, i
-    cdef Py_ssize_t tile, n_tiles, col_begin, cols
+    cdef Py_ssize_t tile, n_tiles, col_begin, cols, row, run_end
+    cdef fastgd_interrupt interrupt
     cdef int64_t nnz = values.shape[0]
     cdef floating** parts
     cdef double* totals
@@ -646,6 +654,7 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
         free(part_rows)
         _free_parts(parts, n_parts)
         raise MemoryError("fastgd.masked_loss_grad: could not allocate per-part buffers")
+    fastgd_interrupt_init(&interrupt)
     with nogil:
         # Part p: rows [part_rows[p], part_rows[p + 1]); the last part also takes the
         # empty rows at the end (their dW rows are 0).
@@ -667,10 +676,20 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
                     cursor[i] = segment_indptr[i]
             for p in prange(n_parts, num_threads=n_threads, schedule="dynamic", chunksize=1):
                 memset(parts[p], 0, cols * k * sizeof(floating))
-                _plan_segment(segment_indptr, &indices[0], &values[0], &W[0, 0], HT, &dW[0, 0],
-                              parts[p], k, part_rows[p], part_rows[p + 1], col_begin,
-                              col_begin + cols, cursor, row_sums,
-                              not by_tiles and tile_cols < n)
+                # The part's rows in runs of CHECK_ROWS (the same sums in the same order),
+                # with a look for Ctrl-C between two runs.
+                row = part_rows[p]
+                while row < part_rows[p + 1]:
+                    if fastgd_should_stop(&interrupt, threadid() == 0):
+                        break
+                    run_end = min(row + CHECK_ROWS, part_rows[p + 1])
+                    _plan_segment(segment_indptr, &indices[0], &values[0], &W[0, 0], HT,
+                                  &dW[0, 0], parts[p], k, row, run_end, col_begin,
+                                  col_begin + cols, cursor, row_sums,
+                                  not by_tiles and tile_cols < n)
+                    row = run_end
+            if interrupt.stop:
+                break
             _transpose_parts(&dH[0, col_begin], n, parts, n_parts, cols, k, gradient_scale,
                              n_threads)
         if gradient_scale != 1:
@@ -690,6 +709,7 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
     free(part_rows)
     _free_parts(parts, n_parts)
     fastgd_aligned_free(first_part)
+    fastgd_interrupt_raise(&interrupt)
     return total
 
 

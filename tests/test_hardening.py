@@ -508,6 +508,13 @@ INTERRUPTED_CALLS = {
         A = rng.standard_normal((8000, 8000))
         W = rng.standard_normal((8000, 64)); H = rng.standard_normal((64, 8000))
         call = lambda: [fastgd.masked_residual(A, W, H, n_threads=2) for _ in range(100)]""",
+    "plan masked_loss_grad": """
+        m, per_row = 20000, 1500
+        cols = np.add.outer(np.arange(m) % 500, np.arange(per_row) * 13).ravel()
+        plan = fastgd.ObservedEntries(np.arange(m + 1) * per_row, cols,
+                                      np.ones(m * per_row), (m, m))
+        W = rng.standard_normal((m, 128)); H = rng.standard_normal((128, m))
+        call = lambda: [fastgd.masked_loss_grad(plan, W, H, n_threads=1) for _ in range(20)]""",
     "factorize's compiled loop": """
         A = np.where(rng.random((60, 50)) < 0.5, rng.random((60, 50)), np.nan)
         call = lambda: fastgd.factorize(A, 4, n_iter=10**8, lr=1e-5)""",
