@@ -79,7 +79,7 @@ BOUND = 512 * 1024
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
 def test_no_memory_growth_over_20000_calls_of_each_kernel():
-    code = "import os\nBOUND = %d\n" % BOUND + textwrap.dedent(CHILD)
+    code = f"import os\nBOUND = {BOUND}\n" + textwrap.dedent(CHILD)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in sys.path if p and os.path.isdir(os.path.join(p, "fastgd")))}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
