@@ -13,6 +13,12 @@ from fastgd import _backend
 pytestmark = pytest.mark.skipif(_backend.ext is None, reason="needs the compiled extension")
 
 
+@pytest.fixture(autouse=True)
+def compiled():
+    with fastgd.use_backend("compiled"):
+        yield
+
+
 def test_a_float32_distance_matrix_of_more_than_2_31_entries():
     n, m = 46_000, 46_700                 # n m = 2 148 200 000 > 2**31
     assert n * m > 2**31
