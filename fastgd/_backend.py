@@ -21,10 +21,9 @@ EXTENSION_MODULES = ("_build_info", "_masked", "_memory", "_pairwise", "_solvers
 
 
 # GNU libgomp's threads spin for up to 300000 iterations at every barrier before they
-# sleep. On a machine whose cores other processes take, that spinning holds the cores the
-# awaited threads need: with the default, calls on busy cores took 2x to 19x their
-# one-thread time. A short spin keeps the idle machine's speed and gives the cores back
-# (the measurements: docs of fastgd.benchmarks.busy, and the README's "Threads" section).
+# sleep. Where other processes hold the cores, that spinning keeps the awaited threads off
+# them; a short spin keeps the idle machine's speed and gives the cores back (the
+# measurements: the README's "Threads, fork, Ctrl-C, busy machines"; fastgd bench --busy).
 # libgomp reads GOMP_SPINCOUNT once, when it loads with the extension: it is set for that
 # moment only (never for child processes), and only where the user set neither it nor
 # OMP_WAIT_POLICY.

@@ -30,7 +30,6 @@ def default_n_threads():
     from fastgd._backend import ext
 
     if in_forked_child:
-        _warn_single_threaded_child()
         return 1
     if ext is not None and ext._build_info.openmp_enabled():
         # omp_get_max_threads() honours OMP_NUM_THREADS and threadpoolctl's limits.
@@ -77,9 +76,9 @@ def resolve_n_threads(n_threads):
 
 
 # GNU libgomp is not fork-safe: a child made by fork() after the parent ran a parallel
-# region hangs in its first own parallel region. Every call in such a child therefore runs
-# on one thread (resolve_n_threads, and the updates' fast path through share_thread_counts),
-# which opens no parallel region.
+# region hangs in its first own parallel region of more than one thread. Every call in such
+# a child therefore runs on one thread (resolve_n_threads, and the updates' fast path
+# through share_thread_counts); libgomp runs a one-thread region in the calling thread.
 in_forked_child = False
 
 
