@@ -34,12 +34,25 @@ def run_child(code, timeout=120, env=None):
     return result.returncode, result.stdout + result.stderr
 
 
+@pytest.fixture(params=["default", "compiled", "numpy"])
+def every_path(request):
+    """The default call (the updates' compiled fast path where the compiled backend is the
+    default: no use_backend block is open), then each backend's general path (an open
+    use_backend block closes the fast paths)."""
+    if request.param == "default":
+        yield request.param
+        return
+    with fastgd.use_backend(request.param):
+        assert _backend.updates_fast_path is None
+        yield request.param
+
+
 # ---------------------------------------------------------------------------------------
 # 1. Adagrad with accums=None: a TypeError on every path (the fast path ran the Adagrad
 # loop on a NULL accumulator).
 
 @pytest.mark.parametrize("as_list", [False, True])
-def test_adagrad_without_accumulators_is_a_type_error(backend, as_list):
+def test_adagrad_without_accumulators_is_a_type_error(every_path, as_list):
     p, g = np.ones(4), np.ones(4)
     args = ([p], [g]) if as_list else (p, g)
     with pytest.raises(TypeError, match="accums must be"):
@@ -169,7 +182,9 @@ def test_an_emptied_list_cannot_free_arrays_being_updated():
         thread.start()
         try:
             for _ in range(60):
-                params, grads, accums = ([np.ones(n)] for _ in range(3))
+                # Three arrays a list: held by nothing but the lists (a loop variable of the
+                # call held the last one).
+                params, grads, accums = ([np.ones(n) for _ in range(3)] for _ in range(3))
                 lists[:] = [params, grads, accums]
                 try:
                     fastgd.adagrad_update(params, grads, accums, lr=0.1, n_threads=1)
@@ -187,7 +202,7 @@ def test_an_emptied_list_cannot_free_arrays_being_updated():
 # 4. Non-finite hyperparameters: the fast path refuses what the general path refuses.
 
 @pytest.mark.parametrize("setting", ["lr_decay", "weight_decay", "lr", "eps"])
-def test_adagrad_refuses_infinite_settings_on_every_path(backend, setting):
+def test_adagrad_refuses_infinite_settings_on_every_path(every_path, setting):
     p, g, G = np.ones(3), np.ones(3), np.ones(3)
     with pytest.raises(ValueError, match=f"{setting} must be"):
         fastgd.adagrad_update(p, g, G, **{"lr": 0.1, setting: math.inf})
@@ -196,7 +211,7 @@ def test_adagrad_refuses_infinite_settings_on_every_path(backend, setting):
 
 
 @pytest.mark.parametrize("setting", ["weight_decay", "lr", "momentum"])
-def test_sgd_refuses_infinite_settings_on_every_path(backend, setting):
+def test_sgd_refuses_infinite_settings_on_every_path(every_path, setting):
     p, g, v = np.ones(3), np.ones(3), np.ones(3)
     with pytest.raises(ValueError, match=f"{setting} must be"):
         fastgd.sgd_update(p, g, v, **{"lr": 0.1, "momentum": 0.5, setting: math.inf})
@@ -501,30 +516,30 @@ INTERRUPTED_CALLS = {
         call = lambda: fastgd.sqeuclidean(X, method="direct", n_threads=1)""",
     "dense masked_loss_grad": """
         A = rng.standard_normal((8000, 8000))
-        W = rng.standard_normal((8000, 64)); H = rng.standard_normal((64, 8000))
-        call = lambda: [fastgd.masked_loss_grad(A, W, H, method="dense", n_threads=2)
-                        for _ in range(100)]""",
+        W = rng.standard_normal((8000, 2048)); H = rng.standard_normal((2048, 8000))
+        call = lambda: fastgd.masked_loss_grad(A, W, H, method="dense", n_threads=2)""",
     "dense masked_residual": """
         A = rng.standard_normal((8000, 8000))
-        W = rng.standard_normal((8000, 64)); H = rng.standard_normal((64, 8000))
-        call = lambda: [fastgd.masked_residual(A, W, H, n_threads=2) for _ in range(100)]""",
+        W = rng.standard_normal((8000, 6000)); H = rng.standard_normal((6000, 8000))
+        call = lambda: fastgd.masked_residual(A, W, H, n_threads=2)""",
     "plan masked_loss_grad": """
         m, per_row = 20000, 1500
         cols = np.add.outer(np.arange(m) % 500, np.arange(per_row) * 13).ravel()
         plan = fastgd.ObservedEntries(np.arange(m + 1) * per_row, cols,
                                       np.ones(m * per_row), (m, m))
-        W = rng.standard_normal((m, 128)); H = rng.standard_normal((128, m))
-        call = lambda: [fastgd.masked_loss_grad(plan, W, H, n_threads=1) for _ in range(20)]""",
+        W = rng.standard_normal((m, 256)); H = rng.standard_normal((256, m))
+        call = lambda: fastgd.masked_loss_grad(plan, W, H, n_threads=1)""",
     "factorize's compiled loop": """
-        A = np.where(rng.random((60, 50)) < 0.5, rng.random((60, 50)), np.nan)
-        call = lambda: fastgd.factorize(A, 4, n_iter=10**8, lr=1e-5)""",
+        A = np.where(rng.random((200, 200)) < 0.5, rng.random((200, 200)), np.nan)
+        plan = fastgd.observed(A)  # nnz k just under the compiled loop's bound
+        call = lambda: fastgd.factorize(plan, 13, n_iter=65536, lr=1e-5)""",
 }
 
 
 @pytest.mark.parametrize("case", list(INTERRUPTED_CALLS))
 def test_ctrl_c_interrupts_a_long_call_promptly(case):
-    """SIGINT one second into a call that would run for many seconds: KeyboardInterrupt
-    within about 0.1 s (the bound here is loose for busy machines)."""
+    """SIGINT one second into a single compiled call that would run for many seconds:
+    KeyboardInterrupt within about 0.1 s (the bound here is loose for busy machines)."""
     code, output = run_child(textwrap.dedent("""
         import os, signal, threading, time, numpy as np, fastgd
         rng = np.random.default_rng(0)
