@@ -58,7 +58,8 @@ def laid_out(array, layout):
 
 
 def both_backends(call):
-    compiled = call()
+    with fastgd.use_backend("compiled"):
+        compiled = call()
     with fastgd.use_backend("numpy"):
         twin = call()
     return compiled, twin
@@ -201,6 +202,10 @@ def test_eight_threads_on_shared_inputs_give_the_one_thread_results():
     g.flags.writeable = False
 
     def calls():
+        with fastgd.use_backend("compiled"):  # in this thread's own context
+            return compiled_calls()
+
+    def compiled_calls():
         p, G = np.ones(100_000), np.zeros(100_000)
         fastgd.adagrad_update(p, g, G, lr=0.1, n_threads=1)
         return [
