@@ -30,10 +30,15 @@ def float_dtype_of(array, name):
             return np.dtype(np.float32)
         if dtype.itemsize in (4, 8):
             return dtype.newbyteorder("=")
+    hint = ""
+    if dtype.kind == "f":
+        hint = ": convert it explicitly, e.g. .astype(np.float64)"
+    elif dtype.kind == "O":
+        hint = (": a pandas column with missing values (pd.NA)? Pass "
+                ".to_numpy(dtype=float, na_value=np.nan)")
     raise TypeError(
         f"{name} must hold real numbers (float32, float64, integer or bool); "
-        f"got dtype {dtype} ({dtype.kind!r} kind)"
-        + (": convert it explicitly, e.g. .astype(np.float64)" if dtype.kind == "f" else "")
+        f"got dtype {dtype} ({dtype.kind!r} kind){hint}"
     )
 
 
@@ -50,6 +55,9 @@ def as_float_array(value, name, ndim, shape_hint):
     shape_hint : str
         The expected shape in words, e.g. ``"(n_samples, n_features)"``.
     """
+    if type(value).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{name} must be a dense array here; got a scipy.sparse "
+                        f"{type(value).__name__}: pass {name}.toarray()")
     if isinstance(value, np.ma.MaskedArray):
         raise TypeError(
             f"{name} must not be a MaskedArray here (numpy.ma: its mask would be ignored); "

@@ -21,10 +21,15 @@ import operator
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-import dask
-import dask.array as da
-import dask.base
 import numpy as np
+
+try:
+    import dask
+    import dask.array as da
+    import dask.base
+except ImportError as error:
+    raise ImportError(
+        f"fastgd.dask needs Dask ({error}): pip install \"fastgd[dask]\"") from error
 
 from fastgd import _backend, _validation, distances, factorization, masked
 

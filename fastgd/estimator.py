@@ -12,8 +12,13 @@ is first used.
 import math
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+try:
+    from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+    from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+except ImportError as error:
+    raise ImportError(f"fastgd.MatrixFactorization needs scikit-learn ({error}): "
+                      'pip install "fastgd[sklearn]"') from error
 
 from fastgd import factorization, masked
 

@@ -145,7 +145,12 @@ def _index_array(value, name, size):
 
 
 def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    """An int of at least ``minimum``: TypeError naming ``name`` for what is not an int
+    (bools included), ValueError below the minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__} "
+                        f"{value!r}")
+    if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
     return int(value)
 
@@ -156,9 +161,11 @@ def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, 
     _validation.check_choice(optimizer, "optimizer", OPTIMIZERS)
     _validation.check_choice(eps_mode, "eps_mode", tuple(optim.EPS_MODES))
     _validation.check_choice(loss, "loss", masked.LOSSES)
-    lr = _validation.check_real(lr, "lr")
-    if lr == 0:
-        raise ValueError("lr must be > 0; got 0.0")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"lr must be a real number; got {type(lr).__name__}")
+    lr = float(lr)
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be > 0 and finite; got {lr}")
     momentum = _validation.check_real(momentum, "momentum")
     nesterov = _validation.check_flag(nesterov, "nesterov")
     if optimizer == "adagrad" and (momentum != 0 or nesterov):
@@ -223,7 +230,12 @@ def random_factors(shape, mean_magnitude, rank, random_state, dtype):
     if isinstance(random_state, np.random.RandomState):
         rng = random_state
     else:
-        rng = np.random.default_rng(random_state)
+        try:
+            rng = np.random.default_rng(random_state)
+        except (TypeError, ValueError) as error:
+            raise TypeError("random_state must be None, an int, a numpy.random.Generator or "
+                            f"RandomState; got {type(random_state).__name__} "
+                            f"{random_state!r}") from error
     W = scale * np.abs(rng.standard_normal((m, rank)))
     H = scale * np.abs(rng.standard_normal((rank, n)))
     return W.astype(dtype), H.astype(dtype)
@@ -239,7 +251,7 @@ def initial_factors(shape, dtype, rank, init, random_state, mean_magnitude):
     except (TypeError, ValueError):
         raise ValueError("init must be None or a pair (W0, H0); got "
                          f"{type(init).__name__}") from None
-    W0, H0 = masked._check_factors(W0, H0, shape)
+    W0, H0 = masked._check_factors(W0, H0, shape, names=("init[0] (W0)", "init[1] (H0)"))
     if W0.shape[1] != rank:
         raise ValueError(f"init must have rank {rank} (W0's columns); got W0 of shape "
                          f"{W0.shape}")

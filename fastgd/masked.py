@@ -532,6 +532,10 @@ def observed(A, mask=None):
         if mask is not None:
             raise ValueError("mask cannot be combined with (rows, cols, values, shape)")
         return _plan_from_entries(*A)
+    if isinstance(A, tuple) and len(A) == 3:
+        raise ValueError("A as a tuple must be (rows, cols, values, shape), shape the tuple "
+                         "(m, n); got 3 items (the shape is missing?). Pass a dense A as an "
+                         "ndarray")
     A, mask = _as_dense(A, mask)
     return _plan_from_dense(A, mask)
 
@@ -542,21 +546,23 @@ def _is_sparse(value):
     return scipy.sparse.issparse(value)
 
 
-def _check_factors(W, H, shape):
-    """W and H validated against A's shape (m, n)."""
+def _check_factors(W, H, shape, names=("W", "H")):
+    """W and H validated against A's shape (m, n); ``names`` are theirs in messages."""
     m, n = shape
-    W = _validation.as_float_array(W, "W", 2, f"(m, k) = ({m}, k)")
-    H = _validation.as_float_array(H, "H", 2, f"(k, n) = (k, {n})")
+    w_name, h_name = names
+    W = _validation.as_float_array(W, w_name, 2, f"(m, k) = ({m}, k)")
+    H = _validation.as_float_array(H, h_name, 2, f"(k, n) = (k, {n})")
     if W.shape[0] != m:
-        raise ValueError(f"W must have shape (m, k) = ({m}, k), m the rows of A; got {W.shape}")
+        raise ValueError(
+            f"{w_name} must have shape (m, k) = ({m}, k), m the rows of A; got {W.shape}")
     if H.shape[1] != n:
         raise ValueError(
-            f"H must have shape (k, n) = (k, {n}), n the columns of A; got {H.shape}"
+            f"{h_name} must have shape (k, n) = (k, {n}), n the columns of A; got {H.shape}"
         )
     if W.shape[1] != H.shape[0]:
         raise ValueError(
-            f"W and H must share the rank k (W's columns, H's rows); got W of shape "
-            f"{W.shape} and H of shape {H.shape}"
+            f"{w_name} and {h_name} must share the rank k (the columns of one, the rows of "
+            f"the other); got shapes {W.shape} and {H.shape}"
         )
     return W, H
 

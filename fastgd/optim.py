@@ -368,7 +368,10 @@ class _Optimizer:
         so that restoring them is right even when they are this optimizer's own buffers
         in another order."""
         if not isinstance(arrays, (list, tuple)) or len(arrays) != len(self.params):
-            raise ValueError(f"{name} must be a list of {len(self.params)} arrays")
+            got = (f"a list of {len(arrays)}" if isinstance(arrays, (list, tuple))
+                   else f"{type(arrays).__name__}")
+            raise ValueError(f"state[{name!r}] must be a list of {len(self.params)} arrays, "
+                             f"one per parameter; got {got}")
         copies = []
         for k, (array, param) in enumerate(zip(arrays, self.params, strict=True)):
             array = np.array(array, copy=True)

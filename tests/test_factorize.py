@@ -355,7 +355,7 @@ def test_no_observed_entry(backend):
 
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"rank": 0}, ValueError, "rank must be an int >= 1"),
-    ({"rank": 2.0}, ValueError, "rank must be an int"),
+    ({"rank": 2.0}, TypeError, "rank must be an int >= 1; got float"),
     ({"optimizer": "adam"}, ValueError, "optimizer must be one of"),
     ({"lr": 0}, ValueError, "lr must be > 0"),
     ({"lr": -1.0}, ValueError, "lr must be"),
@@ -372,7 +372,8 @@ def test_no_observed_entry(backend):
     ({"n_threads": 0}, ValueError, "n_threads"),
     ({"init": "warm"}, ValueError, "init must be None or a pair"),
     ({"init": (np.ones((4, 3)), np.ones((3, 3)))}, ValueError, "init must have rank 2"),
-    ({"init": (np.ones((5, 2)), np.ones((2, 3)))}, ValueError, "W must have shape"),
+    ({"init": (np.ones((5, 2)), np.ones((2, 3)))}, ValueError,
+     r"init\[0\] \(W0\) must have shape"),
     ({"init": (np.full((4, 2), np.nan), np.ones((2, 3)))}, ValueError, "W0.* must be finite"),
     ({"A": np.ones((4, 3), dtype=complex)}, TypeError, "A must hold real numbers"),
     ({"A": np.ones(3)}, ValueError, "A must be a 2-D array"),

@@ -621,3 +621,49 @@ def test_openmp_loads_with_a_short_spin_and_leaves_the_environment_alone():
         print(os.environ["GOMP_SPINCOUNT"], _backend.openmp_wait)
     """, env={"GOMP_SPINCOUNT": "123"})
     assert code == 0 and output.startswith("123 as the environment sets"), output
+
+
+# ---------------------------------------------------------------------------------------
+# Messages that name the argument (issue 32's list) and the extras' install hints.
+
+@pytest.mark.parametrize(("call", "error", "match"), [
+    (lambda: fastgd.factorize(np.ones((3, 2)), "2"), TypeError,
+     "rank must be an int >= 1; got str"),
+    (lambda: fastgd.factorize(np.ones((3, 2)), 1, lr=-1.0), ValueError,
+     "lr must be > 0 and finite; got -1.0"),
+    (lambda: fastgd.factorize(np.ones((3, 2)), 1, lr=0), ValueError, "lr must be > 0"),
+    (lambda: fastgd.factorize(np.ones((3, 2)), 1, random_state="x"), TypeError,
+     "random_state must be None, an int"),
+    (lambda: fastgd.factorize(np.ones((3, 2)), 1, init=(np.ones((4, 1)), np.ones((1, 2)))),
+     ValueError, r"init\[0\] \(W0\) must have shape"),
+    (lambda: fastgd.sqeuclidean(scipy.sparse.csr_matrix(np.ones((2, 2)))), TypeError,
+     r"X must be a dense array here; got a scipy.sparse csr_matrix: pass X.toarray\(\)"),
+    (lambda: fastgd.sqeuclidean(np.array([[1.0, None]])), TypeError,
+     r"to_numpy\(dtype=float, na_value=np.nan\)"),
+    (lambda: fastgd.observed((np.array([0]), np.array([1]), np.array([2.0]))), ValueError,
+     "the shape is missing"),
+    (lambda: fastgd.Adagrad([np.ones(2)]).load_state_dict(
+        {"step": 1, "accums": np.ones(2)}), ValueError,
+     r"state\['accums'\] must be a list of 1 arrays, one per parameter; got ndarray"),
+], ids=["rank str", "lr negative", "lr zero", "random_state", "init shape", "sparse X",
+        "object dtype", "3-tuple", "state not a list"])
+def test_messages_name_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+@pytest.mark.parametrize(("module", "code", "extra"), [
+    ("sklearn", "fastgd.MatrixFactorization", "sklearn"),
+    ("dask", "importlib.import_module('fastgd.dask')", "dask"),
+])
+def test_a_missing_extra_names_its_install_command(module, code, extra):
+    status, output = run_child(f"""
+        import importlib, sys
+        sys.modules[{module!r}] = None   # as if it were not installed
+        import fastgd
+        try:
+            {code}
+        except ImportError as error:
+            print("ImportError:", error)
+    """)
+    assert status == 0 and f'pip install "fastgd[{extra}]"' in output, output

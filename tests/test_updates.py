@@ -428,7 +428,7 @@ def test_sgd_state_dict_round_trip(backend, rng):
     (lambda s: {**s, "settings": {**s["settings"], "eps_mode": "both"}}, ValueError,
      "eps_mode must be one of"),
     (lambda s: {**s, "accums": s["accums"][:1]}, ValueError,
-     "accums must be a list of 2 arrays"),
+     r"state\['accums'\] must be a list of 2 arrays, one per parameter; got a list of 1"),
     (lambda s: {**s, "accums": [s["accums"][0], np.ones(3)]}, ValueError,
      r"accums\[1\] must have shape \(2, 2\)"),
 ], ids=["not a dict", "no accums", "negative step", "string step", "settings not a dict",
