@@ -832,9 +832,11 @@ def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
         # handles them, and raises about what is wrong). The tests of the settings are
         # written out here; a helper's call would cost a tenth of a tutorial-sized call.
         if type(A) is ObservedEntries:
+            # The plan's slots, not its properties (a call each, on the tutorial's path).
+            m, n = A._shape
             result = small_problems.small_plan_loss_grad(
-                A.indptr, A.indices, A.values, A.shape[0], A.shape[1], W, H,
-                LOSS_CODES[loss], l2, SMALL_MAX_WORK)
+                A._indptr, A._indices, A._values, m, n, W, H, LOSS_CODES[loss], l2,
+                SMALL_MAX_WORK)
         else:
             result = small_problems.small_loss_grad(A, W, H, LOSS_CODES[loss], l2,
                                                     SMALL_MAX_WORK)

@@ -443,14 +443,15 @@ class Adagrad(_Optimizer):
         # its call and keywords: a third of the cost of a small step); the rest, and every
         # error, through adagrad_update.
         fast_path = _backend.updates_fast_path
-        step = int(self._steps[0]) + 1
+        # step=None: the fast path takes the step after the counted ones from the counter.
         if fast_path is None or not fast_path.adagrad_fast(
-                self.params, grads, self.accums, s["lr"], s["eps"], s["eps_mode"], step,
+                self.params, grads, self.accums, s["lr"], s["eps"], s["eps_mode"], None,
                 s["lr_decay"], s["weight_decay"], s["maximize"], s["lower_bound"],
                 self.n_threads, PARALLEL_MIN_ELEMENTS, self._steps):
             _adagrad_general(self.params, grads, self.accums, s["lr"], s["eps"],
-                             s["eps_mode"], step, s["lr_decay"], s["weight_decay"],
-                             s["maximize"], s["lower_bound"], self.n_threads, self._steps)
+                             s["eps_mode"], self.step_count + 1, s["lr_decay"],
+                             s["weight_decay"], s["maximize"], s["lower_bound"],
+                             self.n_threads, self._steps)
 
     def effective_lr(self):
         """The per-entry rate of the last step: ``clr / (sqrt(G) + eps)`` for "outside",
@@ -530,16 +531,17 @@ class SGD(_Optimizer):
     def step(self, grads):
         """Apply one update with the gradients ``grads`` (one per parameter)."""
         s = self.settings
-        dampening = s["dampening"]
-        if self.step_count == 0 and self.velocities is not None:
-            # torch.optim.SGD: the first buffer is the gradient itself, v = 0 * m + 1 * g.
-            dampening = 0.0
-        # The compiled fast path straight away, as in Adagrad.step.
+        # The compiled fast path straight away, as in Adagrad.step; given the counter, it
+        # leaves the first step undamped itself.
         fast_path = _backend.updates_fast_path
         if fast_path is None or not fast_path.sgd_fast(
                 self.params, grads, self.velocities, s["lr"], s["momentum"], s["nesterov"],
-                dampening, s["weight_decay"], s["maximize"], s["lower_bound"], self.n_threads,
-                PARALLEL_MIN_ELEMENTS, self._steps):
+                s["dampening"], s["weight_decay"], s["maximize"], s["lower_bound"],
+                self.n_threads, PARALLEL_MIN_ELEMENTS, self._steps):
+            dampening = s["dampening"]
+            if self.step_count == 0 and self.velocities is not None:
+                # torch.optim.SGD: the first buffer is the gradient itself, v = 0 m + 1 g.
+                dampening = 0.0
             _sgd_general(self.params, grads, self.velocities, s["lr"], s["momentum"],
                          s["nesterov"], dampening, s["weight_decay"], s["maximize"],
                          s["lower_bound"], self.n_threads, self._steps)

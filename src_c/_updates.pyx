@@ -589,22 +589,28 @@ def adagrad_fast(params, grads, accums, lr, eps, eps_mode, step, lr_decay, weigh
                  maximize, lower_bound, n_threads, Py_ssize_t parallel_min_elements,
                  counter=None):
     """fastgd.adagrad_update's fast path: True when the update was applied (and counted in
-    ``counter``, when given)."""
+    ``counter``, when given). ``step`` None with a counter: the step after the counted
+    ones (an optimizer's)."""
     cdef UpdateSettings settings
     cdef double lr_value, decay
     cdef long step_value
-    cdef int threads, overflow
+    cdef int threads, overflow = 0
     if not (_plain_float(lr, &lr_value, INFINITY) and _plain_float(eps, &settings.eps, INFINITY)
             and _plain_float(lr_decay, &decay, INFINITY)
             and _plain_float(weight_decay, &settings.weight_decay, INFINITY)
             and _plain_bool(maximize, &settings.maximize)
             and _plain_bound(lower_bound, &settings.lower_bound)
-            and _plain_threads(n_threads, &threads) and PyLong_CheckExact(step)):
+            and _plain_threads(n_threads, &threads)):
         return False
     # Adagrad always has its sums of squares: None is the general path's TypeError.
     if accums is None:
         return False
-    step_value = PyLong_AsLongAndOverflow(step, &overflow)
+    if step is None and counter is not None:
+        step_value = (<int64_t*>cnp.PyArray_DATA(<cnp.ndarray>counter))[0] + 1
+    elif PyLong_CheckExact(step):
+        step_value = PyLong_AsLongAndOverflow(step, &overflow)
+    else:
+        return False
     if overflow or step_value < 1:
         return False
     if eps_mode == "outside":
@@ -630,7 +636,8 @@ def sgd_fast(params, grads, velocities, lr, momentum, nesterov, dampening, weigh
              maximize, lower_bound, n_threads, Py_ssize_t parallel_min_elements,
              counter=None):
     """fastgd.sgd_update's fast path: True when the update was applied (and counted in
-    ``counter``, when given)."""
+    ``counter``, when given). With a counter (an optimizer's) at 0 and momentum buffers,
+    the first buffer is the gradient itself (no dampening), as in torch.optim.SGD."""
     cdef UpdateSettings settings
     cdef int threads
     if not (_plain_float(lr, &settings.rate, INFINITY)
@@ -647,6 +654,9 @@ def sgd_fast(params, grads, velocities, lr, momentum, nesterov, dampening, weigh
     # Momentum needs buffers; buffers without momentum are left to the Python layer.
     if (settings.momentum != 0) != (velocities is not None):
         return False
+    if (counter is not None and velocities is not None
+            and (<int64_t*>cnp.PyArray_DATA(<cnp.ndarray>counter))[0] == 0):
+        settings.dampening = 0.0
     settings.eps = 0.0
     settings.eps_mode = EPS_OUTSIDE
     settings.has_state = velocities is not None
