@@ -10,11 +10,13 @@ is first used.
 """
 
 import math
+import warnings
 
 import numpy as np
 
 try:
     from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 except ImportError as error:
     raise ImportError(f"fastgd.MatrixFactorization needs scikit-learn ({error}): "
@@ -24,6 +26,20 @@ from fastgd import factorization, masked
 
 # transform solves this many rows at a time (their gram matrices, rank x rank each).
 ROW_CHUNK = 4096
+
+
+def _user_stacklevel():
+    """The stacklevel, for a warning issued by this function's caller, of the first frame
+    outside fastgd and scikit-learn (which wraps fit_transform): the user's line."""
+    import os
+    import sys
+
+    libraries = tuple(os.path.dirname(module.__file__) + os.sep
+                      for module in (sys.modules["fastgd"], sys.modules["sklearn"]))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(libraries):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -128,7 +144,7 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         -------
         self
         """
-        self.fit_transform(X)
+        self._fit(X)
         return self
 
     def fit_transform(self, X, y=None):
@@ -143,13 +159,27 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         -------
         ndarray of shape (n_samples, rank)
         """
+        return self._fit(X)
+
+    def _fit(self, X):
+        """fit_transform's work; its warnings point at the caller of fit or fit_transform."""
         X = self._validated(X, reset=True)
         rank = min(X.shape) if self.rank is None else self.rank
-        result = factorization.factorize(
-            X, rank, random_state=self.random_state, optimizer=self.optimizer, lr=self.lr,
-            n_iter=self.n_iter, eps=self.eps, eps_mode=self.eps_mode, momentum=self.momentum,
-            nesterov=self.nesterov, nonneg=self.nonneg, loss=self.loss, l2=self.l2,
-            tol=self.tol, n_threads=self.n_threads)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = factorization.factorize(
+                X, rank, random_state=self.random_state, optimizer=self.optimizer,
+                lr=self.lr, n_iter=self.n_iter, eps=self.eps, eps_mode=self.eps_mode,
+                momentum=self.momentum, nesterov=self.nesterov, nonneg=self.nonneg,
+                loss=self.loss, l2=self.l2, tol=self.tol, n_threads=self.n_threads)
+        stacklevel = _user_stacklevel()
+        for warning in caught:
+            warnings.warn(warning.message, warning.category, stacklevel=stacklevel)
+        if self.tol is not None and result.message == factorization.STATUS_MESSAGES[
+                factorization.STATUS_MAX_ITER]:
+            warnings.warn(f"MatrixFactorization did not converge to tol={self.tol} in "
+                          f"n_iter={self.n_iter} iterations; raise n_iter or tol",
+                          ConvergenceWarning, stacklevel=stacklevel)
         self.components_ = result.H
         self.loss_curve_ = result.loss_history
         self.n_iter_ = result.n_iter
@@ -253,6 +283,42 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             raise ValueError(f"X must have shape (n_samples, {rank}) (rank columns); "
                              f"got {W.shape}")
         return W @ self.components_
+
+    def score(self, X, y=None):
+        """Minus the RMSE of the reconstruction of X's observed entries (higher is better,
+        so that ``GridSearchCV`` needs no scorer).
+
+        Each row's factors are solved from its observed entries (``transform``), and the
+        reconstruction ``transform(X) @ components_`` is compared with them: for held-out
+        rows (a cross-validation split of the samples), how well the learned components
+        explain data they were not fitted on.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+            NaN where missing; at least one entry observed.
+        y : ignored
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastgd import MatrixFactorization
+        >>> X = np.array([[np.nan, 4, 5], [4, 4, 5], [5, 3, 4], [2, 3, 3]])
+        >>> model = MatrixFactorization(rank=2, random_state=0, n_iter=3000).fit(X)
+        >>> bool(model.score(X) > -0.1)
+        True
+        """
+        check_is_fitted(self)
+        X = self._validated(X, reset=False)
+        observed = ~np.isnan(X)
+        if not observed.any():
+            raise ValueError("X has no observed entry to score")
+        residual = (self._solve_rows(X).astype(np.float64) @ self.components_ - X)[observed]
+        return -math.sqrt(float(np.mean(residual * residual)))
 
     @property
     def _n_features_out(self):

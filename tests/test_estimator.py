@@ -157,3 +157,34 @@ def test_docstring_example_runs(sklearn):
 
     result = doctest.testmod(fastgd.estimator, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_score_is_minus_the_rmse_of_the_observed_entries_and_grid_search_needs_no_scorer():
+    from sklearn.model_selection import GridSearchCV
+
+    rng = np.random.default_rng(3)
+    X = rng.random((30, 2)) @ rng.random((2, 8))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    model = fastgd.MatrixFactorization(rank=2, random_state=0, n_iter=300).fit(X)
+    observed = ~np.isnan(X)
+    reconstruction = model.inverse_transform(model.transform(X))
+    expected = -np.sqrt(np.mean((reconstruction - X)[observed] ** 2))
+    assert model.score(X) == pytest.approx(expected, rel=1e-12)
+    search = GridSearchCV(fastgd.MatrixFactorization(random_state=0, n_iter=200),
+                          {"rank": [1, 2]}, cv=3).fit(X)
+    assert search.best_params_["rank"] == 2
+    with pytest.raises(ValueError, match="no observed entry"):
+        model.score(np.full((2, 8), np.nan))
+
+
+def test_warnings_point_at_the_callers_line():
+    from sklearn.exceptions import ConvergenceWarning
+
+    X = np.array([[np.nan, 4, 5], [4, 4, 5], [5, 3, 4], [2, 3, 3]])
+    with pytest.warns(ConvergenceWarning, match="did not converge to tol") as record:
+        fastgd.MatrixFactorization(rank=2, n_iter=3, tol=1e-12, random_state=0).fit(X)
+    assert record[0].filename == __file__
+    with pytest.warns(RuntimeWarning, match="lower lr") as record:
+        fastgd.MatrixFactorization(rank=2, optimizer="gd", lr=1e9, n_iter=50,
+                                   random_state=0).fit_transform(X)
+    assert record[0].filename == __file__
