@@ -92,9 +92,18 @@ except ImportError as error:
             "and run from a directory where the source tree does not shadow the installed package."
         ) from error
     if _ENVIRONMENT_BACKEND != "numpy":
+        _package = os.path.dirname(os.path.abspath(__file__))
+        if os.path.exists(os.path.join(os.path.dirname(_package), "setup.py")):
+            # The checkout itself is on sys.path (its directory is the current one).
+            _why = (f"this fastgd is the source tree at {_package}, which holds no compiled "
+                    "modules and shadows an installed fastgd: run from another directory "
+                    "after `pip install .`, or build in place with "
+                    "`python setup.py build_ext --inplace`")
+        else:
+            _why = "Set FASTGD_BACKEND=numpy to silence this warning"
         warnings.warn(
             f"fastgd's compiled extension is not available ({error}); using the NumPy backend, "
-            "which is correct but slower. Set FASTGD_BACKEND=numpy to silence this warning.",
+            f"which is correct but slower. {_why}.",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -101,7 +101,11 @@ def build_parser():
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    info = commands.add_parser("info", help="show the version, backend, build and threads")
+    info = commands.add_parser(
+        "info", help="show the version, backend, build and threads",
+        description="Show what runs fastgd's kernels here: the versions, whether the compiled "
+        "kernels or their NumPy twins run, how the extension was built, the instruction-set "
+        "level each kernel family uses on this CPU, the default thread count and the BLAS.")
     info.set_defaults(run=_info)
     demo = commands.add_parser(
         "demo", help="factorise the tutorials' 4 x 3 matrix with a missing entry",

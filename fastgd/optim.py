@@ -339,6 +339,13 @@ class _Optimizer:
         """The number of steps applied."""
         return int(self._steps[0])
 
+    def __repr__(self):
+        shapes = ", ".join(str(p.shape) for p in self.params[:3])
+        more = f", ... ({len(self.params)} arrays)" if len(self.params) > 3 else ""
+        settings = ", ".join(f"{key}={value!r}" for key, value in self.settings.items())
+        return (f"{type(self).__name__}(params of shapes [{shapes}{more}], {settings}, "
+                f"n_threads={self.n_threads!r}, step_count={self.step_count})")
+
     @step_count.setter
     def step_count(self, value):
         self._steps[0] = value

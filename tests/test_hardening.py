@@ -667,3 +667,30 @@ def test_a_missing_extra_names_its_install_command(module, code, extra):
             print("ImportError:", error)
     """)
     assert status == 0 and f'pip install "fastgd[{extra}]"' in output, output
+
+
+def test_the_source_tree_says_it_shadows_the_installed_package(tmp_path):
+    """A checkout's package without compiled modules: the warning says what happened and
+    what to do, not how to silence it."""
+    import shutil
+
+    source = tmp_path / "checkout"
+    shutil.copytree(os.path.dirname(fastgd.__file__), source / "fastgd",
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    (source / "setup.py").write_text("# the checkout's build script\n")
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("FASTGD_REQUIRE_EXTENSION", "FASTGD_BACKEND", "PYTHONPATH")}
+    result = subprocess.run([sys.executable, "-W", "always", "-c", "import fastgd"],
+                            capture_output=True, text=True, timeout=120, cwd=source, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "is the source tree at" in result.stderr
+    assert "shadows an installed fastgd" in result.stderr
+
+
+def test_optimizers_have_a_useful_repr():
+    opt = fastgd.Adagrad([np.ones(2), np.ones((3, 4))], lr=0.5)
+    opt.step([np.ones(2), np.ones((3, 4))])
+    text = repr(opt)
+    assert text.startswith("Adagrad(params of shapes [(2,), (3, 4)], lr=0.5,")
+    assert text.endswith("n_threads=None, step_count=1)")
+    assert "momentum=0.9" in repr(fastgd.SGD([np.ones(2)], lr=0.1, momentum=0.9))
