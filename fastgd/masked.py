@@ -138,20 +138,11 @@ class ObservedEntries:
                              f"indptr[0] = {indptr[0]}, indptr[-1] = {indptr[-1]}"
                              + (f", a fall at row {int(np.argmin(steps))}"
                                 if steps.size and steps.min() < 0 else ""))
-        if nnz and (indices.min() < 0 or indices.max() >= n):
-            bad = int(np.flatnonzero((indices < 0) | (indices >= n))[0])
-            raise ValueError(f"indices must lie in [0, {n}) for shape {(m, n)}; got "
-                             f"{indices[bad]} at position {bad}")
+        _check_index_range(indices, "indices", n, (m, n))
         rows = np.repeat(np.arange(m, dtype=np.int64), steps)
         ascending = _columns_ascend(indptr, indices)
         if not ascending:
-            order = np.lexsort((indices, rows))
-            same = np.flatnonzero((rows[order][1:] == rows[order][:-1])
-                                  & (indices[order][1:] == indices[order][:-1]))
-            if same.size:
-                e = int(order[same[0]])
-                raise ValueError(f"the observed entries must be distinct; (row {rows[e]}, "
-                                 f"column {indices[e]}) appears more than once")
+            _check_distinct(rows, indices, np.lexsort((indices, rows)))
         values = np.array(values, copy=True)  # the plan's own, so nobody else can write it
         _check_observed_values(values, lambda e: f"row {rows[e]}, column {indices[e]}",
                                "values")
@@ -439,26 +430,13 @@ def _plan_from_entries(rows, cols, values, shape):
             f"rows, cols and values must have the same length; got {rows.shape[0]}, "
             f"{cols.shape[0]} and {values.shape[0]}"
         )
-    for name, index, size in (("rows", rows, m), ("cols", cols, n)):
-        if index.size and (index.min() < 0 or index.max() >= size):
-            bad = int(np.flatnonzero((index < 0) | (index >= size))[0])
-            raise ValueError(
-                f"{name} must lie in [0, {size}) for shape {(m, n)}; got {index[bad]} "
-                f"at position {bad}"
-            )
+    _check_index_range(rows, "rows", m, (m, n))
+    _check_index_range(cols, "cols", n, (m, n))
     if m * n <= np.iinfo(np.int64).max:
         order = np.argsort(rows * n + cols, kind="stable")
     else:  # rows * n + cols would wrap
         order = np.lexsort((cols, rows))
-    sorted_rows, sorted_cols = rows[order], cols[order]
-    duplicate = np.flatnonzero((sorted_rows[1:] == sorted_rows[:-1])
-                               & (sorted_cols[1:] == sorted_cols[:-1]))
-    if duplicate.size:
-        first = int(order[duplicate[0]])
-        raise ValueError(
-            f"the observed entries must be distinct; (row {rows[first]}, column {cols[first]}) "
-            f"appears more than once"
-        )
+    _check_distinct(rows, cols, order)
     rows, cols, values = rows[order], cols[order], np.ascontiguousarray(values[order])
     index_dtype = _index_dtype(values.shape[0], m, n)
     indptr = np.zeros(m + 1, dtype=index_dtype)
@@ -466,6 +444,26 @@ def _plan_from_entries(rows, cols, values, shape):
     indices = cols.astype(index_dtype)
     _check_observed_values(values, lambda e: f"row {rows[e]}, column {cols[e]}")
     return _ascending_plan(indptr, indices, values, (m, n))
+
+
+def _check_index_range(index, name, size, shape):
+    """ValueError naming ``name`` unless every entry of ``index`` lies in [0, size)."""
+    if index.size and (index.min() < 0 or index.max() >= size):
+        bad = int(np.flatnonzero((index < 0) | (index >= size))[0])
+        raise ValueError(f"{name} must lie in [0, {size}) for shape {shape}; got {index[bad]} "
+                         f"at position {bad}")
+
+
+def _check_distinct(rows, cols, order):
+    """ValueError unless the (row, col) pairs are distinct; ``order`` sorts them by row,
+    then column."""
+    sorted_rows, sorted_cols = rows[order], cols[order]
+    repeated = np.flatnonzero((sorted_rows[1:] == sorted_rows[:-1])
+                              & (sorted_cols[1:] == sorted_cols[:-1]))
+    if repeated.size:
+        first = int(order[repeated[0]])
+        raise ValueError(f"the observed entries must be distinct; (row {rows[first]}, column "
+                         f"{cols[first]}) appears more than once")
 
 
 def _ascending_plan(indptr, indices, values, shape):
