@@ -102,7 +102,13 @@ def c_string(text):
 
 
 class BuildExtWithOpenMP(build_ext):
-    """Probe OpenMP and set portable flags for the compiler actually used."""
+    """Probe OpenMP and set portable flags for the compiler actually used; compile the
+    modules in parallel (one per CPU) unless ``--parallel``/``-j`` says otherwise."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
 
     def build_extensions(self):
         kind = compiler_kind(self.compiler)

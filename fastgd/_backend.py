@@ -9,6 +9,7 @@ every kernel runs its NumPy twin from ``fastgd._reference``; with
 import contextlib
 import contextvars
 import importlib
+import importlib.util
 import os
 import threading
 import types
@@ -28,7 +29,6 @@ EXTENSION_MODULES = ("_build_info", "_masked", "_memory", "_pairwise", "_solvers
 # moment only (never for child processes), and only where the user set neither it nor
 # OMP_WAIT_POLICY.
 OPENMP_SPIN_COUNT = "1000"
-openmp_wait = None  # how the OpenMP threads wait, for show_config
 
 
 def _libgomp_loaded():
@@ -78,35 +78,103 @@ def _backend_from_environment():
 
 
 _ENVIRONMENT_BACKEND = _backend_from_environment()
-try:
-    ext = _import_extension()
-    extension_error = None
-except ImportError as error:
-    ext = None
-    extension_error = error
-    if os.environ.get("FASTGD_REQUIRE_EXTENSION", "0") == "1" or _ENVIRONMENT_BACKEND == "compiled":
-        raise ImportError(
-            "fastgd's compiled extension could not be imported "
-            f"({type(error).__name__}: {error}), and FASTGD_REQUIRE_EXTENSION=1 or "
-            "FASTGD_BACKEND=compiled asks for it. Install fastgd with pip (`pip install .`) "
-            "and run from a directory where the source tree does not shadow the installed package."
-        ) from error
-    if _ENVIRONMENT_BACKEND != "numpy":
-        _package = os.path.dirname(os.path.abspath(__file__))
-        if os.path.exists(os.path.join(os.path.dirname(_package), "setup.py")):
-            # The checkout itself is on sys.path (its directory is the current one).
-            _why = (f"this fastgd is the source tree at {_package}, which holds no compiled "
-                    "modules and shadows an installed fastgd: run from another directory "
-                    "after `pip install .`, or build in place with "
-                    "`python setup.py build_ext --inplace`")
+_REQUIRED = (os.environ.get("FASTGD_REQUIRE_EXTENSION", "0") == "1"
+             or _ENVIRONMENT_BACKEND == "compiled")
+
+
+def _missing_extension_error(error):
+    return ImportError(
+        "fastgd's compiled extension could not be imported "
+        f"({type(error).__name__}: {error}), and FASTGD_REQUIRE_EXTENSION=1 or "
+        "FASTGD_BACKEND=compiled asks for it. Install fastgd with pip (`pip install .`) "
+        "and run from a directory where the source tree does not shadow the installed package."
+    )
+
+
+def _warn_fallback(error, stacklevel):
+    if _ENVIRONMENT_BACKEND == "numpy":
+        return
+    package = os.path.dirname(os.path.abspath(__file__))
+    if os.path.exists(os.path.join(os.path.dirname(package), "setup.py")):
+        # The checkout itself is on sys.path (its directory is the current one).
+        why = (f"this fastgd is the source tree at {package}, which holds no compiled "
+               "modules and shadows an installed fastgd: run from another directory "
+               "after `pip install .`, or build in place with "
+               "`python setup.py build_ext --inplace`")
+    else:
+        why = "Set FASTGD_BACKEND=numpy to silence this warning"
+    warnings.warn(
+        f"fastgd's compiled extension is not available ({error}); using the NumPy backend, "
+        f"which is correct but slower. {why}.",
+        RuntimeWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def _find_extension():
+    """Whether every compiled module is there to import, without importing one (importing
+    them loads SciPy's BLAS, which costs more than NumPy's whole import)."""
+    for name in EXTENSION_MODULES:
+        if importlib.util.find_spec(f"fastgd._ext.{name}") is None:
+            return ModuleNotFoundError(f"No module named 'fastgd._ext.{name}'")
+    return None
+
+
+# The compiled modules are imported on first need (the first kernel call, get_backend(),
+# show_config()), not at `import fastgd`. Until then the module attributes below that
+# depend on them (ext, extension_error, simd_levels, update_division and the two fast
+# paths) are absent, and the module's __getattr__ loads them on first access.
+_LAZY_ATTRIBUTES = ("ext", "extension_error", "simd_levels", "update_division",
+                    "updates_fast_path", "masked_fast_path", "openmp_wait")
+_load_lock = threading.RLock()
+_loaded = False
+
+_missing = _find_extension()
+if _missing is not None:
+    if _REQUIRED:
+        raise _missing_extension_error(_missing) from _missing
+    _warn_fallback(_missing, stacklevel=3)
+
+
+def _load():
+    """Import the compiled modules once (or settle on the NumPy twins); returns ext."""
+    global _loaded, ext, extension_error, openmp_wait
+    if _loaded:
+        return ext
+    with _load_lock:
+        if _loaded:
+            return ext
+        openmp_wait = None  # how the OpenMP threads wait, for show_config
+        if _missing is not None:
+            ext, extension_error = None, _missing
         else:
-            _why = "Set FASTGD_BACKEND=numpy to silence this warning"
-        warnings.warn(
-            f"fastgd's compiled extension is not available ({error}); using the NumPy backend, "
-            f"which is correct but slower. {_why}.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+            try:
+                ext, extension_error = _import_extension(), None
+            except ImportError as error:
+                if _REQUIRED:
+                    raise _missing_extension_error(error) from error
+                ext, extension_error = None, error
+                _warn_fallback(error, stacklevel=4)
+        _select_simd(_simd_level_asked)
+        _refresh_fast_paths()
+        # The updates' fast path is given the thread counts resolve_n_threads uses.
+        from fastgd import _threads
+
+        _loaded = True
+        _threads.share_thread_counts()
+    return ext
+
+
+def loaded_extension():
+    """ext if the compiled modules are loaded, else None: without loading them."""
+    return ext if _loaded else None
+
+
+def __getattr__(name):
+    if name in _LAZY_ATTRIBUTES:
+        _load()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
@@ -122,16 +190,24 @@ def select_simd(highest):
     ``highest`` (one of SIMD_LEVELS). Every level gives the results the kernel promises
     (bitwise the same for the updates, the masked kernels and the direct distances).
     Returns the level each kernel family now runs at; None without the extension."""
-    global simd_levels
     if highest not in SIMD_LEVELS:
         raise ValueError(f"the SIMD level must be one of {', '.join(SIMD_LEVELS)}; got {highest!r}")
+    with _load_lock:
+        _load()
+        return _select_simd(highest)
+
+
+def _select_simd(highest):
+    global simd_levels, _simd_level_asked
+    _simd_level_asked = highest
     if ext is None:
+        simd_levels = None
         return None
     simd_levels = {
         kernel: getattr(ext, module).select_simd(highest)
         for kernel, module in DISPATCHED_KERNELS.items()
     }
-    select_update_division(_update_division_asked)
+    _select_update_division(_update_division_asked)
     return dict(simd_levels)
 
 
@@ -145,12 +221,19 @@ def select_update_division(method):
     """Choose how the Adagrad updates (and factorize's steps) take float64 square roots
     (one of UPDATE_DIVISIONS); the same bits every way. Returns the method
     now used ("divider" wherever the loops run below avx512); None without the extension."""
-    global update_division, _update_division_asked
     if method not in UPDATE_DIVISIONS:
         raise ValueError(
             f"the division must be one of {', '.join(UPDATE_DIVISIONS)}; got {method!r}")
+    with _load_lock:
+        _load()
+        return _select_update_division(method)
+
+
+def _select_update_division(method):
+    global update_division, _update_division_asked
     _update_division_asked = method
     if ext is None:
+        update_division = None
         return None
     update_division = ext._updates.select_division(method)
     ext._solvers.select_division(method)
@@ -164,10 +247,8 @@ def _simd_from_environment():
     return value
 
 
-simd_levels = None
-update_division = None
 _update_division_asked = "auto"
-select_simd(_simd_from_environment())
+_simd_level_asked = _simd_from_environment()
 
 _override = contextvars.ContextVar("fastgd_backend", default=None)
 
@@ -176,8 +257,6 @@ _override = contextvars.ContextVar("fastgd_backend", default=None)
 # a whole small call: each is its module of ext while the compiled backend is the default
 # and no use_backend() block is open in any thread, None otherwise (the callers then ask
 # get_backend() as every other kernel does).
-updates_fast_path = None
-masked_fast_path = None
 _open_overrides = 0
 _open_overrides_lock = threading.Lock()
 
@@ -189,8 +268,6 @@ def _refresh_fast_paths():
     updates_fast_path = ext._updates if open_to_fast_paths else None
     masked_fast_path = ext._masked if open_to_fast_paths else None
 
-
-_refresh_fast_paths()
 
 
 def get_backend():
@@ -216,7 +293,7 @@ def get_backend():
         return chosen
     if _ENVIRONMENT_BACKEND is not None:
         return _ENVIRONMENT_BACKEND
-    return "compiled" if ext is not None else "numpy"
+    return "compiled" if _load() is not None else "numpy"
 
 
 def backend_reason():
@@ -225,7 +302,7 @@ def backend_reason():
         return "chosen by fastgd.use_backend()"
     if _ENVIRONMENT_BACKEND is not None:
         return f"forced by FASTGD_BACKEND={_ENVIRONMENT_BACKEND}"
-    if ext is None:
+    if _load() is None:
         return f"fallback: the compiled extension could not be imported ({extension_error})"
     return "the compiled extension is available"
 
@@ -251,7 +328,7 @@ def use_backend(name):
     """
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {name!r}")
-    if name == "compiled" and ext is None:
+    if name == "compiled" and _load() is None:
         raise ImportError(f"the compiled backend is not available: {extension_error}")
     global _open_overrides
     with _open_overrides_lock:
@@ -274,5 +351,5 @@ def kernel(family, name):
     the same signature and semantics, in ``fastgd._reference``.
     """
     if get_backend() == "compiled":
-        return getattr(getattr(ext, f"_{family}"), name)
+        return getattr(getattr(_load(), f"_{family}"), name)
     return getattr(_reference, name)

@@ -4,7 +4,6 @@ import platform
 import sys
 
 import numpy as np
-import scipy
 
 from fastgd import _backend, _threads
 from fastgd._version import __version__
@@ -12,6 +11,7 @@ from fastgd._version import __version__
 
 def config_info():
     """The facts show_config() prints, as a dict of plain values."""
+    import scipy
     info = {
         "fastgd": __version__,
         "python": sys.version.split()[0],

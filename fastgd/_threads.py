@@ -27,7 +27,7 @@ def _default_cap():
 
 def default_n_threads():
     """Threads used for ``n_threads=None``."""
-    from fastgd._backend import ext
+    from fastgd._backend import ext  # loads the compiled modules on first use
 
     if in_forked_child:
         return 1
@@ -83,9 +83,11 @@ in_forked_child = False
 
 
 def share_thread_counts():
-    """Give the updates' compiled fast path the counts resolve_n_threads uses."""
-    from fastgd._backend import ext
+    """Give the updates' compiled fast path the counts resolve_n_threads uses (once it is
+    loaded: fastgd._backend calls this when it loads the compiled modules)."""
+    from fastgd._backend import loaded_extension
 
+    ext = loaded_extension()
     if ext is None:
         return
     if in_forked_child:

@@ -486,4 +486,4 @@ def _train(blocks, A, rank, init, random_state, settings, callback):
     states = None if H_state is None else (
         np.concatenate([W[:0], *(part[1] for part in parts)], axis=0), H_state)
     return factorization.finished_run(W, H, history.values(), done, status, states,
-                                      settings)
+                                      settings, magnitude / count if count else 0.0)

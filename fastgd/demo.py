@@ -99,13 +99,12 @@ def save_plots(directory, projected, adagrad):
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
 
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = plt.subplots(figsize=(6, 4), layout="constrained")
     axes.semilogy(projected.loss_history, label="projected gradient descent (lr 0.01)")
     axes.semilogy(adagrad.loss_history, label="Adagrad from a poor start (lr 0.1)")
     axes.set_xlabel("iteration")
     axes.set_ylabel("loss: RMSE over the observed entries (log scale)")
     axes.legend()
-    figure.tight_layout()
     paths.append(directory / "loss_curves.png")
     figure.savefig(paths[-1], dpi=100)
     plt.close(figure)
@@ -114,12 +113,23 @@ def save_plots(directory, projected, adagrad):
     for index, name in enumerate("WH"):
         frames = [pair[index] for pair in rates]
         norm = LogNorm(vmin=min(f.min() for f in frames), vmax=max(f.max() for f in frames))
-        figure, axes = plt.subplots(1, len(frames), figsize=(2.0 * len(frames), 2.4))
-        for axis, frame, n in zip(axes, frames, RATE_FRAMES, strict=True):
+        rows, cols = frames[0].shape
+        # Two rows of panels, each sized to its matrix; constrained layout keeps the figure's
+        # title clear of the panels' titles and trims the margins.
+        per_row = (len(frames) + 1) // 2
+        figure, axes = plt.subplots(
+            2, per_row, layout="constrained", squeeze=False,
+            figsize=(0.6 * cols * per_row + 1.5, 2 * (0.6 * rows + 0.5) + 0.5))
+        axes = axes.ravel()
+        for axis in axes[len(frames):]:
+            axis.set_visible(False)
+        for axis, frame, n in zip(axes, frames, RATE_FRAMES, strict=False):
             image = axis.imshow(frame, norm=norm, cmap="viridis")
             for (i, j), value in np.ndenumerate(frame):
-                axis.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=7,
-                          color="white")
+                # Dark text on viridis's bright (yellow, green) cells, light on its dark ones.
+                colour = "black" if norm(value) > 0.55 else "white"
+                axis.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=7,
+                          color=colour)
             axis.set_title(f"iteration {n}", fontsize=9)
             axis.set_xticks([])
             axis.set_yticks([])

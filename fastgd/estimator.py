@@ -42,6 +42,24 @@ def _user_stacklevel():
     return level
 
 
+def _is_sparse(X):
+    return hasattr(X, "tocoo")  # validate_data gives a scipy.sparse CSR or an ndarray
+
+
+def _row_blocks(X):
+    """(start, block) for blocks of ROW_CHUNK rows of X, each a dense float64 array with
+    NaN where X has no entry (a sparse X's unstored entries)."""
+    for start in range(0, X.shape[0], ROW_CHUNK):
+        part = X[start:start + ROW_CHUNK]
+        if _is_sparse(part):
+            entries = part.tocoo()
+            block = np.full(part.shape, np.nan)
+            block[entries.row, entries.col] = entries.data
+        else:
+            block = np.asarray(part, dtype=np.float64)
+        yield start, block
+
+
 class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Low-rank matrix factorisation ``X ≈ W @ H`` that treats NaN as missing.
 
@@ -74,6 +92,9 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         The random positive initialisation of ``fit``.
     n_threads : int, optional
         Threads of the kernels of a large problem.
+    verbose : int
+        0 prints nothing; 1 prints the loss ten times during ``fit``; 2 or more after
+        every iteration.
 
     Attributes
     ----------
@@ -89,6 +110,13 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         When X has string column names.
+
+    Notes
+    -----
+    X may be a dense array, NaN where missing, or a scipy.sparse matrix or array, whose
+    stored entries (explicit zeros included) are the observed ones, as in
+    :func:`fastgd.factorize`. ``transform`` and ``score`` solve rows in blocks, so a
+    sparse X is never made dense as a whole.
 
     Examples
     --------
@@ -106,7 +134,7 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     def __init__(self, rank=None, *, optimizer="adagrad", lr=0.1, n_iter=1000, eps=1e-8,
                  eps_mode="outside", momentum=0.0, nesterov=False, nonneg=False, loss="rmse",
-                 l2=0.0, tol=None, random_state=None, n_threads=None):
+                 l2=0.0, tol=None, random_state=None, n_threads=None, verbose=0):
         self.rank = rank
         self.optimizer = optimizer
         self.lr = lr
@@ -121,16 +149,31 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.tol = tol
         self.random_state = random_state
         self.n_threads = n_threads
+        self.verbose = verbose
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
+        tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
     def _validated(self, X, reset):
         return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
-                             ensure_all_finite="allow-nan")
+                             ensure_all_finite="allow-nan", accept_sparse="csr")
+
+    def _progress(self):
+        """factorize's callback that prints the loss as ``verbose`` asks; None for 0."""
+        verbose = factorization._check_int(self.verbose, "verbose", 0)
+        if verbose == 0:
+            return None
+        every = 1 if verbose >= 2 else max(1, self.n_iter // 10)
+
+        def report(iteration, loss, W, H):
+            if iteration % every == 0 or iteration == self.n_iter:
+                print(f"[MatrixFactorization] iteration {iteration}: loss {loss:.6g}")
+            return False
+        return report
 
     def fit(self, X, y=None):
         """Learn ``components_`` (and ``W_``) from X, NaN meaning missing.
@@ -165,13 +208,15 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         """fit_transform's work; its warnings point at the caller of fit or fit_transform."""
         X = self._validated(X, reset=True)
         rank = min(X.shape) if self.rank is None else self.rank
+        callback = self._progress()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = factorization.factorize(
                 X, rank, random_state=self.random_state, optimizer=self.optimizer,
                 lr=self.lr, n_iter=self.n_iter, eps=self.eps, eps_mode=self.eps_mode,
                 momentum=self.momentum, nesterov=self.nesterov, nonneg=self.nonneg,
-                loss=self.loss, l2=self.l2, tol=self.tol, n_threads=self.n_threads)
+                loss=self.loss, l2=self.l2, tol=self.tol, n_threads=self.n_threads,
+                callback=callback)
         stacklevel = _user_stacklevel()
         for warning in caught:
             warnings.warn(warning.message, warning.category, stacklevel=stacklevel)
@@ -195,7 +240,7 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         loss in W (with "rmse", at the fitted loss)."""
         if self.l2 == 0:
             return 0.0
-        n_observed = int(np.count_nonzero(~np.isnan(X)))
+        n_observed = X.nnz if _is_sparse(X) else int(np.count_nonzero(~np.isnan(X)))
         if self.loss == "sse":
             return self.l2 / 2
         if self.loss == "mse":
@@ -208,8 +253,7 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         (with ``w >= 0`` when nonneg), independently of the other rows."""
         H = self.components_.astype(np.float64)
         W = np.empty((X.shape[0], H.shape[0]))
-        for start in range(0, X.shape[0], ROW_CHUNK):
-            block = X[start:start + ROW_CHUNK]
+        for start, block in _row_blocks(X):
             observed = ~np.isnan(block)
             data = np.where(observed, block, 0.0).astype(np.float64)
             if self.nonneg:
@@ -314,11 +358,16 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         """
         check_is_fitted(self)
         X = self._validated(X, reset=False)
-        observed = ~np.isnan(X)
-        if not observed.any():
+        W = self._solve_rows(X).astype(np.float64)
+        sse, count = 0.0, 0
+        for start, block in _row_blocks(X):
+            observed = ~np.isnan(block)
+            residual = (W[start:start + block.shape[0]] @ self.components_ - block)[observed]
+            sse += float(residual @ residual)
+            count += residual.size
+        if count == 0:
             raise ValueError("X has no observed entry to score")
-        residual = (self._solve_rows(X).astype(np.float64) @ self.components_ - X)[observed]
-        return -math.sqrt(float(np.mean(residual * residual)))
+        return -math.sqrt(sse / count)
 
     @property
     def _n_features_out(self):

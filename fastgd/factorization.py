@@ -44,14 +44,33 @@ ITERATIONS_PER_CALL = 1 << 16
 
 
 class FactorizationResult:
-    """The outcome of :func:`factorize`.
+    """The outcome of :func:`factorize` (and of ``fastgd.dask.factorize``).
+
+    Parameters
+    ----------
+    W : ndarray of shape (m, rank)
+    H : ndarray of shape (rank, n)
+    loss_history : array_like of shape (n_iter + 1,)
+    n_iter : int
+    converged : bool
+    message : str
+    optimizer_state : dict, optional
+    data_loss, penalty : float, optional
+        The final loss's two terms; NaN when not given.
 
     Attributes
     ----------
     W : ndarray of shape (m, rank)
     H : ndarray of shape (rank, n)
     loss_history : ndarray of shape (n_iter + 1,)
-        The loss at the initial point, then after every iteration (float64).
+        The loss at the initial point, then after every iteration (float64). It is the
+        objective: the data term plus the ``l2`` penalty when ``l2 > 0``.
+    data_loss : float
+        The data term of the final loss (the ``loss`` over the observed entries, e.g. the
+        training RMSE for ``loss="rmse"``), without the penalty.
+    penalty : float
+        ``0.5 * l2 * (||W||² + ||H||²)`` at the final point: ``loss_history[-1]`` is
+        ``data_loss + penalty``.
     n_iter : int
         The number of iterations run.
     converged : bool
@@ -74,17 +93,30 @@ class FactorizationResult:
            [2., 4.]])
     >>> result.predict([1], [1]).round(2)
     array([4.])
+    >>> bool(result.data_loss + result.penalty == result.loss_history[-1])
+    True
+
+    A result can be made from factors found elsewhere, to use its methods:
+
+    >>> own = fastgd.FactorizationResult(np.ones((2, 1)), np.ones((1, 2)), [0.5], 0)
+    >>> own.reconstruct()
+    array([[1., 1.],
+           [1., 1.]])
     """
 
-    def __init__(self, W, H, loss_history, n_iter, status, optimizer_state, settings):
+    def __init__(self, W, H, loss_history, n_iter, *, converged=False, message="",
+                 optimizer_state=None, data_loss=None, penalty=None):
         self.W = W
         self.H = H
-        self.loss_history = loss_history
+        self.loss_history = np.asarray(loss_history, dtype=np.float64)
         self.n_iter = n_iter
-        self.converged = status == STATUS_CONVERGED
-        self.message = STATUS_MESSAGES[status]
-        self.optimizer_state = optimizer_state
-        self._settings = settings
+        self.converged = bool(converged)
+        self.message = message
+        self.optimizer_state = {} if optimizer_state is None else optimizer_state
+        self.data_loss = math.nan if data_loss is None else float(data_loss)
+        self.penalty = math.nan if penalty is None else float(penalty)
+        # The optimizer's settings, for effective_lr(): set by factorize.
+        self._settings = None
 
     def reconstruct(self):
         """The completed matrix ``W @ H``, of shape (m, n)."""
@@ -120,8 +152,9 @@ class FactorizationResult:
         ValueError
             When the optimizer was not Adagrad.
         """
-        if "accum_W" not in self.optimizer_state:
-            raise ValueError("effective_lr needs optimizer='adagrad'")
+        if "accum_W" not in self.optimizer_state or self._settings is None:
+            raise ValueError("effective_lr needs a result of factorize with "
+                             "optimizer='adagrad'")
         s = self._settings
         accums = [self.optimizer_state["accum_W"], self.optimizer_state["accum_H"]]
         rates = optim._adagrad_rates(accums, s["lr"], s["eps"], s["eps_mode"])
@@ -428,7 +461,8 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
     W_final, H_final = loop.factors()
     state_W, state_H = loop.state()
     return finished_run(W_final, H_final, history.values(), done, status,
-                        None if state_W is None else (state_W.copy(), state_H), settings)
+                        None if state_W is None else (state_W.copy(), state_H), settings,
+                        data.mean_magnitude())
 
 
 class LossHistory:
@@ -461,18 +495,42 @@ class LossHistory:
         return self._buffer[:self._size].copy()
 
 
-def finished_run(W, H, history, done, status, states, settings):
+# The factors count as collapsed when every prediction they can make is below this
+# fraction of the data's mean magnitude: what too large an l2 does.
+COLLAPSED_FRACTION = 1e-3
+
+
+def finished_run(W, H, history, done, status, states, settings, data_magnitude=None):
     """The FactorizationResult of a run (``states``: the optimizer's (of W, of H), or
-    None), with a warning when the loss stopped being finite."""
+    None), with a warning when the loss stopped being finite, or when the l2 penalty
+    shrank the factors to ~0 (checked against ``data_magnitude``, the observed entries'
+    mean magnitude, when given)."""
     if status == STATUS_NONFINITE:
         warnings.warn(f"factorize stopped at iteration {done}: the loss is {history[-1]}; "
                       "lower lr", RuntimeWarning, stacklevel=4)
     kind = "accum" if settings["optimizer"] == "adagrad" else "velocity"
     state = {} if states is None else {f"{kind}_W": states[0],
                                        f"{kind}_H": np.ascontiguousarray(states[1])}
-    return FactorizationResult(W, np.ascontiguousarray(H),
-                               np.asarray(history, dtype=np.float64), done, status, state,
-                               settings)
+    l2 = settings["l2"]
+    penalty = 0.5 * l2 * (masked._sum_of_squares(W) + masked._sum_of_squares(H)) if l2 else 0.0
+    history = np.asarray(history, dtype=np.float64)
+    if l2 and data_magnitude and status != STATUS_NONFINITE:
+        largest_prediction = (W.shape[1] * float(np.abs(W).max(initial=0.0))
+                              * float(np.abs(H).max(initial=0.0)))
+        if largest_prediction < COLLAPSED_FRACTION * data_magnitude:
+            warnings.warn(
+                f"factorize: the factors collapsed towards 0 (no prediction exceeds "
+                f"{largest_prediction:.3g}, the data's mean magnitude is "
+                f"{data_magnitude:.3g}): l2={l2:g} outweighs the data term of "
+                f"loss={settings['loss']!r}. l2 is not scaled by the number of observed "
+                "entries: with 'mse' or 'rmse' the data term is a mean, so use a much "
+                "smaller l2 (see factorize's l2 parameter)", RuntimeWarning, stacklevel=4)
+    result = FactorizationResult(
+        W, np.ascontiguousarray(H), history, done, converged=status == STATUS_CONVERGED,
+        message=STATUS_MESSAGES[status], optimizer_state=state,
+        data_loss=history[-1] - penalty, penalty=penalty)
+    result._settings = settings
+    return result
 
 
 def factorize(A, rank, *, mask=None, init=None, random_state=None, optimizer="adagrad",
@@ -517,7 +575,16 @@ def factorize(A, rank, *, mask=None, init=None, random_state=None, optimizer="ad
     loss : {"rmse", "mse", "sse"}
         As in :func:`masked_loss_grad`.
     l2 : float
-        Weight of ``0.5 * (||W||² + ||H||²)``.
+        Weight of the penalty ``0.5 * l2 * (||W||² + ||H||²)``, added to the loss as it
+        is: it is not scaled by the number of observed entries N. With ``loss="sse"``
+        (a sum over the entries) the weight ``λ`` of libraries that penalise each
+        observed entry's row and column vectors (Surprise's ``reg``, cornac, LIBMF)
+        corresponds to about ``l2 = 2 λ c``, with ``c = 2 N / (m + n)`` the mean number of
+        observed entries per row or column; with ``"mse"`` (a mean) divide that by N:
+        ``l2 ≈ 4 λ / (m + n)``. So ``l2=0.02`` is mild with ``"sse"`` on ratings data
+        but, with ``"mse"`` or ``"rmse"``, shrinks the factors to about 0; a RuntimeWarning
+        says so when it happens. The result's ``data_loss`` and ``penalty`` give the two
+        terms.
     tol : float, optional
         Stop when ``|loss_i - loss_(i-1)| <= tol * |loss_(i-1)|``.
     callback : callable, optional
@@ -533,7 +600,8 @@ def factorize(A, rank, *, mask=None, init=None, random_state=None, optimizer="ad
     -------
     FactorizationResult
         ``W``, ``H``, ``loss_history`` (n_iter + 1 losses, the first at the initial
-        point), ``n_iter``, ``converged``, ``reconstruct()``, ``predict(rows, cols)``.
+        point; the penalty included), ``data_loss`` and ``penalty`` (the final loss's two
+        terms), ``n_iter``, ``converged``, ``reconstruct()``, ``predict(rows, cols)``.
         float32 when A and init are float32, else float64.
 
     Raises
@@ -547,7 +615,9 @@ def factorize(A, rank, *, mask=None, init=None, random_state=None, optimizer="ad
     Warns
     -----
     RuntimeWarning
-        When the loss stops being finite (the run stops there): lr is too large.
+        When the loss stops being finite (the run stops there): lr is too large. When
+        ``l2`` shrank the factors to about 0 (every prediction below 1e-3 times the
+        observed entries' mean magnitude).
 
     See Also
     --------

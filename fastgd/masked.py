@@ -9,6 +9,7 @@ scipy.sparse matrix (its stored entries are the observed ones), or as an
 import contextlib
 import math
 import numbers
+import sys
 
 import numpy as np
 
@@ -539,9 +540,10 @@ def observed(A, mask=None):
 
 
 def _is_sparse(value):
-    import scipy.sparse  # imported on first use: it costs fastgd's import time otherwise
-
-    return scipy.sparse.issparse(value)
+    # A sparse matrix exists only once scipy.sparse is imported: until then (most programs
+    # never import it) a call does not pay its import.
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(value)
 
 
 def _check_factors(W, H, shape, names=("W", "H")):

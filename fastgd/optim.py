@@ -139,8 +139,8 @@ def _step(value):
 
 
 # The fast paths (_updates.adagrad_fast, _updates.sgd_fast) run the common case of an
-# update entirely in C; they resolve n_threads as _threads does, from the counts it gives.
-_threads.share_thread_counts()
+# update entirely in C; they resolve n_threads as _threads does, from the counts that
+# _threads.share_thread_counts gives them when the compiled modules load.
 
 
 def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outside", step=1,

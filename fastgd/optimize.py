@@ -16,6 +16,10 @@ from fastgd import _validation, factorization, optim
 from fastgd.gradcheck import numerical_gradient
 
 METHODS = ("adagrad", "gd")
+# jac's finite-difference schemes, named as in scipy.optimize.minimize; None is central.
+FINITE_DIFFERENCES = {None: "central", "3-point": "central", "2-point": "forward"}
+# The settings that options= may hold (SciPy's way of passing a method's settings).
+OPTIONS = ("lr", "maxiter", "tol", "momentum", "nesterov", "eps", "eps_mode")
 
 STATUS_SUCCESS, STATUS_MAXITER, STATUS_NONFINITE, STATUS_CALLBACK = 0, 1, 2, 99
 MESSAGES = {
@@ -74,12 +78,16 @@ def _gradient_source(fun, jac, args, shape, dtype):
         gradient = _CountedFunction(jac, args, shape)
         return (lambda x: (_scalar(counted(x)),
                            _as_gradient(gradient(x), size, dtype, "jac"))), counted
-    if jac is not None and jac is not False:
-        raise ValueError(f"jac must be None, True or a callable; got {jac!r}")
+    if jac is False:
+        jac = None
+    if not (jac is None or isinstance(jac, str)) or jac not in FINITE_DIFFERENCES:
+        raise ValueError(f"jac must be None, True, a callable, '2-point' or '3-point'; "
+                         f"got {jac!r}")
+    differences = FINITE_DIFFERENCES[jac]
 
     def evaluate(x):
         value = _scalar(counted(x))
-        grad = numerical_gradient(lambda flat: _scalar(counted(flat)), x)
+        grad = numerical_gradient(lambda flat: _scalar(counted(flat)), x, method=differences)
         return value, grad
     return evaluate, counted
 
@@ -137,7 +145,7 @@ def _result_for(x, value):
 
 def minimize(fun, x0, *, args=(), jac=None, method="adagrad", lr=0.1, maxiter=1000,
              tol=1e-6, callback=None, bounds=None, momentum=0.0, nesterov=False, eps=1e-8,
-             eps_mode="outside"):
+             eps_mode="outside", options=None):
     """Minimise a scalar function by gradient descent (Adagrad, momentum, Nesterov).
 
     Each iteration evaluates the loss and its gradient, stops when the largest entry of
@@ -154,10 +162,11 @@ def minimize(fun, x0, *, args=(), jac=None, method="adagrad", lr=0.1, maxiter=10
         computes in float64.
     args : tuple
         Further arguments of ``fun`` and ``jac``.
-    jac : callable, True or None
-        ``jac(x, *args) -> gradient``; True when ``fun`` returns the gradient too; None
-        for central finite differences (:func:`numerical_gradient`, ``2 * x0.size``
-        further calls of ``fun`` per iteration).
+    jac : callable, True, None, "3-point" or "2-point"
+        ``jac(x, *args) -> gradient``; True when ``fun`` returns the gradient too; None or
+        ``"3-point"`` for central finite differences (:func:`numerical_gradient`,
+        ``2 * x0.size`` further calls of ``fun`` per iteration); ``"2-point"`` for forward
+        differences (``x0.size + 1`` calls, less accurate), as in SciPy.
     method : {"adagrad", "gd"}
         Adagrad, or gradient descent with optional momentum and Nesterov's update (the
         names of :func:`factorize`'s optimizers).
@@ -180,6 +189,10 @@ def minimize(fun, x0, *, args=(), jac=None, method="adagrad", lr=0.1, maxiter=10
         For "gd" with momentum.
     eps, eps_mode
         Adagrad's eps and where it enters (see :func:`adagrad_update`).
+    options : dict, optional
+        The settings above by name (``lr``, ``maxiter``, ``tol``, ``momentum``,
+        ``nesterov``, ``eps``, ``eps_mode``), as ``scipy.optimize.minimize`` passes them;
+        they override the keyword arguments.
 
     Returns
     -------
@@ -213,9 +226,28 @@ def minimize(fun, x0, *, args=(), jac=None, method="adagrad", lr=0.1, maxiter=10
     ...                       bounds=[(None, 1.0), (0, None)], maxiter=5000)
     >>> res.x.round(6), res.message.startswith("Optimization terminated")
     (array([1., 3.]), True)
+
+    SciPy's spellings work too: settings in ``options``, forward differences by name:
+
+    >>> res = fastgd.minimize(lambda x: np.sum((x - 3.0) ** 2), np.zeros(2), jac="2-point",
+    ...                       options={"lr": 0.5, "maxiter": 5000, "tol": 1e-5})
+    >>> res.x.round(3), bool(res.success)
+    (array([3., 3.]), True)
     """
     from scipy.optimize import OptimizeResult
 
+    if options is not None:
+        if not isinstance(options, dict):
+            raise TypeError(f"options must be a dict or None; got {type(options).__name__}")
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise ValueError(f"options may hold {', '.join(OPTIONS)}; got unknown "
+                             f"{', '.join(map(repr, unknown))}")
+        settings = {"lr": lr, "maxiter": maxiter, "tol": tol, "momentum": momentum,
+                    "nesterov": nesterov, "eps": eps, "eps_mode": eps_mode, **options}
+        lr, maxiter, tol = settings["lr"], settings["maxiter"], settings["tol"]
+        momentum, nesterov = settings["momentum"], settings["nesterov"]
+        eps, eps_mode = settings["eps"], settings["eps_mode"]
     _validation.check_choice(method, "method", METHODS)
     _validation.check_choice(eps_mode, "eps_mode", tuple(optim.EPS_MODES))
     lr = _validation.check_real(lr, "lr")

@@ -188,3 +188,40 @@ def test_warnings_point_at_the_callers_line():
         fastgd.MatrixFactorization(rank=2, optimizer="gd", lr=1e9, n_iter=50,
                                    random_state=0).fit_transform(X)
     assert record[0].filename == __file__
+
+
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_sparse_input_is_its_stored_entries(sklearn, backend, rng, nonneg):
+    """A scipy.sparse X is read as factorize reads it (its stored entries, explicit zeros
+    included, are the observed ones): the same fit, transform, score and reconstruction
+    error as the dense X with NaN elsewhere."""
+    import scipy.sparse
+
+    dense = np.where(rng.random((40, 12)) < 0.5, rng.random((40, 12)), np.nan)
+    dense[0, 0] = 0.0  # a stored zero is an observation, not a missing entry
+    rows, cols = np.nonzero(~np.isnan(dense))
+    sparse = scipy.sparse.csr_array((dense[rows, cols], (rows, cols)), shape=dense.shape)
+    settings = {"rank": 3, "random_state": 0, "n_iter": 200, "nonneg": nonneg, "l2": 1e-3}
+    from_dense = fastgd.MatrixFactorization(**settings)
+    from_sparse = fastgd.MatrixFactorization(**settings)
+    W_dense = from_dense.fit_transform(dense)
+    W_sparse = from_sparse.fit_transform(sparse)
+    np.testing.assert_allclose(from_sparse.components_, from_dense.components_, rtol=1e-10)
+    np.testing.assert_allclose(W_sparse, W_dense, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(from_sparse.transform(scipy.sparse.csr_matrix(sparse)),
+                               from_dense.transform(dense), rtol=1e-8, atol=1e-12)
+    assert from_sparse.score(sparse) == pytest.approx(from_dense.score(dense), rel=1e-10)
+    assert from_sparse.reconstruction_err_ == pytest.approx(from_dense.reconstruction_err_,
+                                                            rel=1e-10)
+
+
+@pytest.mark.parametrize("verbose, lines", [(0, 0), (1, 10), (2, 30)])
+def test_verbose_prints_the_loss(sklearn, capsys, verbose, lines):
+    model = fastgd.MatrixFactorization(rank=2, n_iter=30, random_state=0, verbose=verbose)
+    model.fit(TUTORIAL_A)
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == lines
+    if lines:
+        assert printed[-1].startswith("[MatrixFactorization] iteration 30: loss ")
+        assert float(printed[-1].split()[-1]) == pytest.approx(model.loss_curve_[-1],
+                                                               rel=1e-5)

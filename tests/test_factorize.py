@@ -491,3 +491,50 @@ def test_one_by_one_and_views(backend):
     b = fastgd.factorize(copied, 2, random_state=0, n_iter=30, loss="mse", lr=0.5)
     np.testing.assert_array_equal(a.loss_history, b.loss_history)
     assert a.loss_history[-1] < a.loss_history[0]
+
+
+@pytest.mark.parametrize("loss", ["sse", "mse", "rmse"])
+def test_data_term_and_penalty_are_reported_apart(backend, loop, loss, rng):
+    """loss_history is the objective; data_loss is the loss over the observed entries at
+    the final factors (what the NumPy oracle computes), penalty the l2 term."""
+    A = np.where(rng.random((30, 20)) < 0.6, rng.random((30, 20)) + 1, np.nan)
+    l2 = 0.05
+    result = fastgd.factorize(A, 3, loss=loss, l2=l2, n_iter=50, lr=0.05, random_state=0)
+    observed = ~np.isnan(A)
+    residual = (result.W @ result.H - A)[observed]
+    sse = float(residual @ residual)
+    expected = {"sse": sse, "mse": sse / residual.size,
+                "rmse": math.sqrt(sse / residual.size)}[loss]
+    assert result.data_loss == pytest.approx(expected, rel=1e-10)
+    penalty = 0.5 * l2 * (np.sum(result.W ** 2) + np.sum(result.H ** 2))
+    assert result.penalty == pytest.approx(penalty, rel=1e-12)
+    assert result.data_loss + result.penalty == pytest.approx(result.loss_history[-1],
+                                                              rel=1e-14)
+    plain = fastgd.factorize(A, 3, loss=loss, n_iter=5, random_state=0)
+    assert plain.penalty == 0.0 and plain.data_loss == plain.loss_history[-1]
+
+
+def test_factors_collapsed_by_l2_are_warned_about(backend, loop, rng):
+    """l2 = 0.02 is mild for a sum of squares, but with the mean over the observed entries
+    it shrinks the factors to ~0: a warning names l2 and the loss, at the caller's line."""
+    A = np.where(rng.random((60, 40)) < 0.5, rng.integers(1, 6, (60, 40)), np.nan)
+    with pytest.warns(RuntimeWarning, match=r"collapsed towards 0.*l2=2.*loss='mse'") as caught:
+        collapsed = fastgd.factorize(A, 4, loss="mse", l2=2.0, n_iter=2000, lr=0.1,
+                                     random_state=0)
+    assert caught[0].filename == __file__
+    assert np.abs(collapsed.reconstruct()).max() < 1e-3 * np.nanmean(np.abs(A))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastgd.factorize(A, 4, loss="sse", l2=0.02, n_iter=200, lr=0.1, random_state=0)
+
+
+def test_a_result_can_be_made_by_hand():
+    W, H = np.ones((3, 2)), np.full((2, 4), 0.5)
+    result = fastgd.FactorizationResult(W, H, [2.0, 1.0], 1, converged=True, message="done")
+    np.testing.assert_array_equal(result.reconstruct(), np.ones((3, 4)))
+    assert result.converged and result.message == "done" and result.optimizer_state == {}
+    assert result.loss_history.dtype == np.float64 and math.isnan(result.data_loss)
+    with pytest.raises(ValueError, match="effective_lr needs"):
+        result.effective_lr()

@@ -578,6 +578,7 @@ def test_ctrl_c_leaves_optimizer_steps_counted():
         def interrupt(signum, frame):
             raise KeyboardInterrupt
 
+        fastgd.get_backend()  # loads the compiled modules before the first signal
         signal.signal(signal.SIGALRM, interrupt)
         random.seed(0)
         mismatches = trials = 0

@@ -175,7 +175,7 @@ def test_through_scipy_minimize(backend):
     ({"tol": -1.0}, ValueError, "tol must be"),
     ({"momentum": 0.9}, ValueError, "momentum and nesterov apply to method='gd'"),
     ({"method": "gd", "nesterov": True}, ValueError, "nesterov=True needs momentum"),
-    ({"jac": "2-point"}, ValueError, "jac must be None, True or a callable"),
+    ({"jac": "cs"}, ValueError, "jac must be None, True, a callable"),
     ({"jac": lambda x: np.ones(5)}, ValueError, "gradient from jac must have x0's 2"),
     ({"jac": lambda x: np.ones(2, dtype=complex)}, TypeError, "must hold real numbers"),
     ({"callback": 5}, TypeError, "callback must be callable"),
@@ -189,3 +189,44 @@ def test_bad_arguments_raise_clear_errors(backend, kwargs, error, match):
         fastgd.minimize(3, np.ones(2))
     with pytest.raises(ValueError, match="fun must return a scalar"):
         fastgd.minimize(lambda x: x, np.ones(2))
+
+
+@pytest.mark.parametrize("jac, calls_per_evaluation", [("3-point", 1 + 2 * 2),
+                                                        ("2-point", 1 + 1 + 2)])
+def test_named_finite_differences_as_in_scipy(backend, jac, calls_per_evaluation):
+    """jac="3-point" is central differences (jac=None's scheme), "2-point" forward ones
+    (one call per entry plus the point, besides the value), as scipy.optimize names them."""
+    res = fastgd.minimize(scipy.optimize.rosen, np.array([-1.2, 1.0]), jac=jac,
+                          method="adagrad", lr=0.5, maxiter=100000, tol=1e-5)
+    assert res.success, res.message
+    np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-3 if jac == "2-point" else 1e-4)
+    assert res.nfev == res.njev * calls_per_evaluation
+    central = fastgd.minimize(scipy.optimize.rosen, np.array([-1.2, 1.0]), jac=None,
+                              method="adagrad", lr=0.5, maxiter=50, tol=0)
+    named = fastgd.minimize(scipy.optimize.rosen, np.array([-1.2, 1.0]), jac="3-point",
+                            method="adagrad", lr=0.5, maxiter=50, tol=0)
+    np.testing.assert_array_equal(central.x, named.x)
+
+
+def test_options_as_scipy_passes_them(backend):
+    """options= holds the settings by name and overrides the keywords."""
+    fun = lambda x: float(np.sum((x - 3.0) ** 2))  # noqa: E731
+    jac = lambda x: 2 * (x - 3.0)  # noqa: E731
+    by_keywords = fastgd.minimize(fun, np.zeros(2), jac=jac, method="gd", lr=0.1,
+                                  momentum=0.5, maxiter=7, tol=0)
+    by_options = fastgd.minimize(fun, np.zeros(2), jac=jac, method="gd", lr=0.9,
+                                 options={"lr": 0.1, "momentum": 0.5, "maxiter": 7, "tol": 0})
+    np.testing.assert_array_equal(by_options.x, by_keywords.x)
+    assert by_options.nit == 7
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"options": {"learning_rate": 0.1}}, ValueError, "unknown 'learning_rate'"),
+    ({"options": [("lr", 0.1)]}, TypeError, "options must be a dict"),
+    ({"options": {"lr": -1.0}}, ValueError, "lr"),
+    ({"jac": "cs"}, ValueError, "'2-point' or '3-point'; got 'cs'"),
+    ({"jac": np.ones(2)}, ValueError, "jac must be"),
+])
+def test_bad_options_and_jac_are_named(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        fastgd.minimize(lambda x: float(np.sum(x ** 2)), np.ones(2), **kwargs)
