@@ -6,6 +6,8 @@ every kernel runs its NumPy twin from ``fastgd._reference``; with
 ``FASTGD_BACKEND=numpy`` forces the twin; ``use_backend`` switches for a block.
 """
 
+from __future__ import annotations
+
 import contextlib
 import contextvars
 import importlib
@@ -14,6 +16,8 @@ import os
 import threading
 import types
 import warnings
+from collections.abc import Iterator
+from typing import Literal
 
 from fastgd import _reference
 
@@ -24,7 +28,8 @@ EXTENSION_MODULES = ("_build_info", "_masked", "_memory", "_pairwise", "_solvers
 # GNU libgomp's threads spin for up to 300000 iterations at every barrier before they
 # sleep. Where other processes hold the cores, that spinning keeps the awaited threads off
 # them; a short spin keeps the idle machine's speed and gives the cores back (the
-# measurements: the README's "Threads, fork, Ctrl-C, busy machines"; fastgd bench --busy).
+# measurements: docs/guide/backends.md, "Threads, fork, Ctrl-C, busy machines"; fastgd
+# bench --busy).
 # libgomp reads GOMP_SPINCOUNT once, when it loads with the extension: it is set for that
 # moment only (never for child processes), and only where the user set neither it nor
 # OMP_WAIT_POLICY.
@@ -270,7 +275,7 @@ def _refresh_fast_paths():
 
 
 
-def get_backend():
+def get_backend() -> Literal["compiled", "numpy"]:
     """The backend that kernels called now will use.
 
     Returns
@@ -308,7 +313,7 @@ def backend_reason():
 
 
 @contextlib.contextmanager
-def use_backend(name):
+def use_backend(name: Literal["compiled", "numpy"]) -> Iterator[None]:
     """Run the kernels of a block on the given backend.
 
     Parameters

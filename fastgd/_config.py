@@ -1,7 +1,10 @@
 """show_config(): what fastgd runs on, for bug reports and benchmark tables."""
 
+from __future__ import annotations
+
 import platform
 import sys
+from typing import TextIO
 
 import numpy as np
 
@@ -56,7 +59,7 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
-def show_config(file=None):
+def show_config(file: TextIO | None = None) -> None:
     """Print fastgd's version, backend, build and threading configuration.
 
     Parameters
@@ -88,24 +91,27 @@ def show_config(file=None):
         if info["cpu_dispatch"]:
             cpu_text = (f"{', '.join(info['cpu_features']) or 'no listed features'}"
                         f" (up to {info['cpu_level']})")
-            simd_note = "chosen at import for this CPU; FASTGD_SIMD caps it"
+            simd_note = ("the best this CPU supports, chosen when fastgd loads; "
+                         "FASTGD_SIMD=baseline (or avx2) lowers it")
         else:
             cpu_text = ("features not read: this build has the baseline loops only (no runtime"
                         " dispatch: not x86-64 with GCC or Clang, or built with"
                         " FASTGD_NO_DISPATCH)")
-            simd_note = "FASTGD_SIMD caps it"
+            simd_note = "FASTGD_SIMD=scalar lowers it"
         lines += [
             f"  compiler: {build['compiler']}",
             f"  cflags:   {build['cflags']}",
             f"  built with Cython {build['cython']}, NumPy {build['numpy']}"
             f" for {build['platform']}",
             f"  CPU:      {info['cpu']}; {cpu_text}",
-            "  SIMD:     "
+            "  vectors:  "
             + ", ".join(f"{kernel} {level}" for kernel, level in info["simd"].items())
             + f" ({simd_note})",
-            "  Adagrad:  float64 quotients on the divider, roots on the divider"
-            + (" and the FMA units (two of every three vectors', the same bits)"
-               if info["update_division"] == "divider+fma" else ""),
+            "  Adagrad:  float64 square roots "
+            + ("two in three by multiply-adds, the rest and the divisions by the divide unit "
+               "(faster on this CPU, the same results)"
+               if info["update_division"] == "divider+fma"
+               else "and divisions by the CPU's divide unit"),
         ]
     lines.append(
         f"  OpenMP:   {'on' if info['openmp'] else 'off'}"

@@ -66,7 +66,8 @@ def _bench(arguments):
 
         print(busy.format_table(busy.run(rounds=arguments.rounds or 5)))
         return 0
-    threads = {"1": ["1"], "all": ["all"], "both": ["1", "all"]}[arguments.threads]
+    threads = arguments.threads or ("1" if arguments.quick else "both")
+    threads = {"1": ["1"], "all": ["all"], "both": ["1", "all"]}[threads]
     kernels = arguments.kernel or list(benchmarks.KERNEL_MODULES)
 
     def progress(row):
@@ -121,9 +122,11 @@ def build_parser():
         "NumPy, torch, autograd), interleaved in one process; each speedup is the peer's "
         "median time divided by fastgd's.")
     bench.add_argument("--quick", action="store_true",
-                       help="a few small cases, 3 rounds: well under 30 seconds")
-    bench.add_argument("--threads", choices=["1", "all", "both"], default="both",
-                       help="one thread, all threads, or both (default)")
+                       help="a few small cases, 3 rounds, one thread unless --threads "
+                       "says otherwise: well under 30 seconds")
+    bench.add_argument("--threads", choices=["1", "all", "both"], default=None,
+                       help="one thread, all threads, or both (the default; one thread "
+                       "with --quick)")
     bench.add_argument("--kernel", action="append", choices=KERNEL_MODULES,
                        help="only this kernel family (repeatable; default all)")
     bench.add_argument("--rounds", type=_positive_int, default=None,

@@ -16,10 +16,13 @@ threaded scheduler runs blocks in parallel.
   workers, and only H, its gradient and the loss travel.
 """
 
+from __future__ import annotations
+
 import math
 import operator
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +35,9 @@ except ImportError as error:
         f"fastgd.dask needs Dask ({error}): pip install \"fastgd[dask]\"") from error
 
 from fastgd import _backend, _validation, distances, factorization, masked
+
+if TYPE_CHECKING:
+    from fastgd._typing import Any, ArrayLike, Callable, EpsMode, Loss, Optimizer, RandomState
 
 __all__ = ["factorize", "masked_loss_grad", "sqeuclidean"]
 
@@ -75,7 +81,7 @@ def _transposed(block):
     return np.ascontiguousarray(block.T)
 
 
-def sqeuclidean(X, Y=None, *, n_threads=1):
+def sqeuclidean(X: Any, Y: Any = None, *, n_threads: int = 1) -> da.Array:
     """Pairwise squared Euclidean distances of chunked arrays, lazily.
 
     Parameters
@@ -163,7 +169,8 @@ def _aligned_factors(A, W, H):
     return W.rechunk((A.chunks[0], -1)), H.rechunk((-1, A.chunks[1]))
 
 
-def masked_loss_grad(A, W, H, *, loss="mse", l2=0.0, n_threads=1):
+def masked_loss_grad(A: Any, W: Any, H: Any, *, loss: Loss = "mse", l2: float = 0.0,
+                     n_threads: int = 1) -> tuple[Any, Any, Any]:
     """The masked loss of ``W @ H`` against a chunked A and its gradients.
 
     Every block ``A[I, J]`` gives, by the in-memory kernel, its sum of squared residuals,
@@ -375,9 +382,13 @@ def _factors_of(block):
     return factors.result() if hasattr(factors, "result") else factors
 
 
-def factorize(A, rank, *, init=None, random_state=None, optimizer="adagrad", lr=0.1,
-              n_iter=1000, eps=1e-8, eps_mode="outside", momentum=0.0, nesterov=False,
-              nonneg=False, loss="rmse", l2=0.0, tol=None, callback=None, n_threads=1):
+def factorize(A: Any, rank: int, *, init: tuple[ArrayLike, ArrayLike] | None = None,
+              random_state: RandomState = None, optimizer: Optimizer = "adagrad",
+              lr: float = 0.1, n_iter: int = 1000, eps: float = 1e-8,
+              eps_mode: EpsMode = "outside", momentum: float = 0.0, nesterov: bool = False,
+              nonneg: bool = False, loss: Loss = "rmse", l2: float = 0.0,
+              tol: float | None = None, callback: Callable[..., Any] | None = None,
+              n_threads: int = 1) -> factorization.FactorizationResult:
     """Data-parallel full-batch :func:`fastgd.factorize` of a chunked A.
 
     Each iteration, every block of A computes its part of the loss and of both gradients

@@ -1,8 +1,15 @@
 """Pairwise squared Euclidean distances."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from fastgd import _backend, _caches, _threads, _validation
+
+if TYPE_CHECKING:
+    from fastgd._typing import Any, ArrayLike, DistanceMethod, FloatArray, NDArray
 
 METHODS = ("auto", "expansion", "direct")
 
@@ -39,7 +46,9 @@ def _empty_output(shape, dtype):
     return np.empty(shape, dtype=dtype)
 
 
-def sqeuclidean(X, Y=None, *, out=None, n_threads=None, method="auto"):
+def sqeuclidean(X: ArrayLike, Y: ArrayLike | None = None, *, out: NDArray[Any] | None = None,
+                n_threads: int | None = None,
+                method: DistanceMethod = "auto") -> FloatArray:
     """Pairwise squared Euclidean distances, ``D[i, j] = ||X[i] - Y[j]||^2``.
 
     Accurate where the textbook expansion ``||x||^2 + ||y||^2 - 2 x.y`` is not:

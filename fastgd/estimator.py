@@ -9,8 +9,11 @@ imports scikit-learn, so ``import fastgd`` loads it only when ``MatrixFactorizat
 is first used.
 """
 
+from __future__ import annotations
+
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -102,7 +105,7 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         H.
     W_ : ndarray of shape (n_samples, rank)
         The training rows' factors: ``transform`` of the training data.
-    loss_curve_ : ndarray of shape (n_iter_ + 1,)
+    loss_curve_ : ndarray of shape (``n_iter_ + 1``,)
         The loss of ``fit``'s gradient descent, from the initial point on.
     n_iter_ : int
     reconstruction_err_ : float
@@ -132,9 +135,12 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
            [2., 3., 3.]])
     """
 
-    def __init__(self, rank=None, *, optimizer="adagrad", lr=0.1, n_iter=1000, eps=1e-8,
-                 eps_mode="outside", momentum=0.0, nesterov=False, nonneg=False, loss="rmse",
-                 l2=0.0, tol=None, random_state=None, n_threads=None, verbose=0):
+    def __init__(self, rank: int | None = None, *, optimizer: str = "adagrad", lr: float = 0.1,
+                 n_iter: int = 1000, eps: float = 1e-8, eps_mode: str = "outside",
+                 momentum: float = 0.0, nesterov: bool = False, nonneg: bool = False,
+                 loss: str = "rmse", l2: float = 0.0, tol: float | None = None,
+                 random_state: Any = None, n_threads: int | None = None,
+                 verbose: int = 0) -> None:
         self.rank = rank
         self.optimizer = optimizer
         self.lr = lr
@@ -175,7 +181,7 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             return False
         return report
 
-    def fit(self, X, y=None):
+    def fit(self, X: Any, y: Any = None) -> MatrixFactorization:
         """Learn ``components_`` (and ``W_``) from X, NaN meaning missing.
 
         Parameters
@@ -190,7 +196,7 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self._fit(X)
         return self
 
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit, and return ``W_``: the factors of X's rows for the learned components.
 
         Parameters
@@ -295,7 +301,7 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             W[i] = nnls(system, target)[0]
         return W
 
-    def transform(self, X):
+    def transform(self, X: Any) -> np.ndarray:
         """The factors W of X's rows for the fitted components (NaN = missing).
 
         Parameters
@@ -309,7 +315,7 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         check_is_fitted(self)
         return self._solve_rows(self._validated(X, reset=False))
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X: Any) -> np.ndarray:
         """The reconstruction ``X @ components_`` of factors X (e.g. from transform).
 
         Parameters
@@ -328,7 +334,7 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                              f"got {W.shape}")
         return W @ self.components_
 
-    def score(self, X, y=None):
+    def score(self, X: Any, y: Any = None) -> float:
         """Minus the RMSE of the reconstruction of X's observed entries (higher is better,
         so that ``GridSearchCV`` needs no scorer).
 

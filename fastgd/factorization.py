@@ -8,13 +8,28 @@ kernels ``masked_loss_grad`` and ``adagrad_update`` / ``sgd_update`` once per
 iteration, where a call's cost no longer matters. Both give the same answer to rounding.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fastgd import _backend, _threads, _validation, masked, optim
+
+if TYPE_CHECKING:
+    from fastgd._typing import (
+        Any,
+        ArrayLike,
+        Callable,
+        EpsMode,
+        FloatArray,
+        Loss,
+        Optimizer,
+        RandomState,
+    )
 
 OPTIMIZERS = ("adagrad", "gd")
 OPTIMIZER_CODES = {"adagrad": 0, "gd": 1}
@@ -104,8 +119,10 @@ class FactorizationResult:
            [1., 1.]])
     """
 
-    def __init__(self, W, H, loss_history, n_iter, *, converged=False, message="",
-                 optimizer_state=None, data_loss=None, penalty=None):
+    def __init__(self, W: FloatArray, H: FloatArray, loss_history: ArrayLike, n_iter: int, *,
+                 converged: bool = False, message: str = "",
+                 optimizer_state: dict[str, FloatArray] | None = None,
+                 data_loss: float | None = None, penalty: float | None = None) -> None:
         self.W = W
         self.H = H
         self.loss_history = np.asarray(loss_history, dtype=np.float64)
@@ -118,11 +135,11 @@ class FactorizationResult:
         # The optimizer's settings, for effective_lr(): set by factorize.
         self._settings = None
 
-    def reconstruct(self):
+    def reconstruct(self) -> FloatArray:
         """The completed matrix ``W @ H``, of shape (m, n)."""
         return self.W @ self.H
 
-    def predict(self, rows, cols):
+    def predict(self, rows: ArrayLike, cols: ArrayLike) -> FloatArray:
         """The entries ``(W @ H)[rows[e], cols[e]]``, without forming ``W @ H``.
 
         Parameters
@@ -143,7 +160,7 @@ class FactorizationResult:
             )
         return np.einsum("...k,...k->...", self.W[rows], self.H.T[cols])
 
-    def effective_lr(self):
+    def effective_lr(self) -> tuple[FloatArray, FloatArray]:
         """Adagrad's per-entry learning rates after the last iteration: ``(rates_W,
         rates_H)``, shaped like W and H (see ``fastgd.Adagrad.effective_lr``).
 
@@ -533,10 +550,15 @@ def finished_run(W, H, history, done, status, states, settings, data_magnitude=N
     return result
 
 
-def factorize(A, rank, *, mask=None, init=None, random_state=None, optimizer="adagrad",
-              lr=0.1, n_iter=1000, eps=1e-8, eps_mode="outside", momentum=0.0, nesterov=False,
-              nonneg=False, loss="rmse", l2=0.0, tol=None, callback=None, progress=False,
-              n_threads=None):
+def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
+              init: tuple[ArrayLike, ArrayLike] | None = None,
+              random_state: RandomState = None, optimizer: Optimizer = "adagrad",
+              lr: float = 0.1, n_iter: int = 1000, eps: float = 1e-8,
+              eps_mode: EpsMode = "outside", momentum: float = 0.0, nesterov: bool = False,
+              nonneg: bool = False, loss: Loss = "rmse", l2: float = 0.0,
+              tol: float | None = None,
+              callback: Callable[[int, float, FloatArray, FloatArray], Any] | None = None,
+              progress: bool = False, n_threads: int | None = None) -> FactorizationResult:
     """Factorise A ≈ W @ H from its observed entries, by gradient descent.
 
     Minimises ``loss`` over the observed entries of A (plus

@@ -6,13 +6,19 @@ reports where the worst disagreement is and by how much, in the caller's own
 structure, and can raise with ACTUAL/DESIRED labelled.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import math
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fastgd import _validation
+
+if TYPE_CHECKING:
+    from fastgd._typing import Any, ArraysLike, Callable, FiniteDifferences, RandomState
 
 METHODS = ("central", "forward", "backward")
 
@@ -127,7 +133,9 @@ def _difference_quotients(fun, arrays, rebuild, names, step, method, args, kwarg
     return gradients, calls
 
 
-def numerical_gradient(fun, x, *, step=None, method="central", args=(), kwargs=None):
+def numerical_gradient(fun: Callable[..., Any], x: ArraysLike, *, step: Any = None,
+                       method: FiniteDifferences = "central", args: tuple[Any, ...] = (),
+                       kwargs: dict[str, Any] | None = None) -> Any:
     """The gradient of a scalar function by finite differences.
 
     Parameters
@@ -269,8 +277,12 @@ def _directional_derivatives(fun, arrays, rebuild, analytic, directions, seed, s
     return exact, estimated, calls
 
 
-def check_grad(fun, grad, x, *, rtol=None, atol=None, step=None, method="central",
-               directions=None, seed=None, raise_on_failure=False, args=(), kwargs=None):
+def check_grad(fun: Callable[..., Any], grad: Callable[..., Any], x: ArraysLike, *,
+               rtol: float | None = None, atol: float | None = None, step: Any = None,
+               method: FiniteDifferences = "central", directions: int | None = None,
+               seed: RandomState = None, raise_on_failure: bool = False,
+               args: tuple[Any, ...] = (),
+               kwargs: dict[str, Any] | None = None) -> GradCheckReport:
     """Compare an analytic gradient with finite differences, element by element.
 
     Parameters

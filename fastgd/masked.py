@@ -6,14 +6,20 @@ scipy.sparse matrix (its stored entries are the observed ones), or as an
 ``ObservedEntries`` plan built once by ``observed`` and reused across iterations.
 """
 
+from __future__ import annotations
+
 import contextlib
 import math
 import numbers
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fastgd import _backend, _caches, _threads, _validation
+
+if TYPE_CHECKING:
+    from fastgd._typing import Any, ArrayLike, FloatArray, Loss, MaskedMethod, NDArray
 
 LOSSES = ("sse", "mse", "rmse")
 LOSS_CODES = {"sse": 0, "mse": 1, "rmse": 2}
@@ -121,7 +127,8 @@ class ObservedEntries:
     __slots__ = ("_ascending", "_indices", "_indptr", "_shape", "_tiled", "_tiled_wanted",
                  "_values")
 
-    def __init__(self, indptr, indices, values, shape):
+    def __init__(self, indptr: ArrayLike, indices: ArrayLike, values: ArrayLike,
+                 shape: tuple[int, int]) -> None:
         m, n = _check_shape(shape)
         indptr = _as_index_array(indptr, "indptr", np.int64)
         indices = _as_index_array(indices, "indices", np.int64)
@@ -175,22 +182,22 @@ class ObservedEntries:
 
     # The plan is immutable: the compiled kernels trust its arrays without checking them.
     @property
-    def indptr(self):
+    def indptr(self) -> NDArray[np.integer[Any]]:
         """Where each row's entries start and end, shape (m + 1,) (read-only)."""
         return self._indptr
 
     @property
-    def indices(self):
+    def indices(self) -> NDArray[np.integer[Any]]:
         """The column of every entry, shape (nnz,) (read-only)."""
         return self._indices
 
     @property
-    def values(self):
+    def values(self) -> FloatArray:
         """The observed values, shape (nnz,) (read-only)."""
         return self._values
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, int]:
         """``(m, n)``."""
         return self._shape
 
@@ -238,29 +245,29 @@ class ObservedEntries:
         return arrays
 
     @property
-    def nnz(self):
+    def nnz(self) -> int:
         """The number of observed entries."""
         return self.values.shape[0]
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[Any]:
         """The dtype of the observed values."""
         return self.values.dtype
 
     @property
-    def density(self):
+    def density(self) -> float:
         """The fraction of the m x n entries that are observed."""
         m, n = self.shape
         return self.nnz / (m * n) if m * n else 0.0
 
     @property
-    def rows(self):
+    def rows(self) -> NDArray[np.integer[Any]]:
         """The row index of every entry, in the plan's order."""
         counts = np.diff(self.indptr)
         return np.repeat(np.arange(self.shape[0], dtype=self.indices.dtype), counts)
 
     @property
-    def cols(self):
+    def cols(self) -> NDArray[np.integer[Any]]:
         """The column index of every entry, in the plan's order (``indices``)."""
         return self.indices
 
@@ -275,7 +282,7 @@ class ObservedEntries:
             )
         return data
 
-    def to_sparse(self, data=None):
+    def to_sparse(self, data: ArrayLike | None = None) -> Any:
         """The entries as a ``scipy.sparse.csr_array``.
 
         Parameters
@@ -300,7 +307,7 @@ class ObservedEntries:
             (values, self.indices.copy(), self.indptr.copy()), shape=self.shape
         )
 
-    def to_dense(self, data=None, fill_value=np.nan):
+    def to_dense(self, data: ArrayLike | None = None, fill_value: float = np.nan) -> FloatArray:
         """The entries as a dense (m, n) array, ``fill_value`` where nothing is observed.
 
         Examples
@@ -477,7 +484,7 @@ def _plan_from_sparse(matrix):
     return _plan_from_entries(coo.row, coo.col, coo.data, coo.shape)
 
 
-def observed(A, mask=None):
+def observed(A: Any, mask: ArrayLike | None = None) -> ObservedEntries:
     """A reusable plan of the observed entries of A.
 
     Build it once and pass it in place of A to ``masked_residual`` and
@@ -652,7 +659,9 @@ def _plan_values(plan, dtype):
     return plan.values if plan.values.dtype == dtype else plan.values.astype(dtype)
 
 
-def masked_residual(A, W, H, *, mask=None, out=None, n_threads=None):
+def masked_residual(A: Any, W: ArrayLike, H: ArrayLike, *, mask: ArrayLike | None = None,
+                    out: NDArray[Any] | None = None,
+                    n_threads: int | None = None) -> FloatArray:
     """The residual ``W @ H - A`` at the observed entries of A.
 
     Parameters
@@ -750,8 +759,11 @@ def _estimated_density(A, mask):
     return float(np.count_nonzero(~np.isnan(A[rows]))) / (rows.size * A.shape[1])
 
 
-def masked_loss_grad(A, W, H, *, mask=None, loss="mse", l2=0.0, n_threads=None,
-                     deterministic=False, method="auto"):
+def masked_loss_grad(A: Any, W: ArrayLike, H: ArrayLike, *, mask: ArrayLike | None = None,
+                     loss: Loss = "mse", l2: float = 0.0, n_threads: int | None = None,
+                     deterministic: bool = False,
+                     method: MaskedMethod = "auto",
+                     ) -> tuple[float, FloatArray, FloatArray]:
     """The loss of ``W @ H`` against the observed entries of A, and its exact gradients.
 
     With ``r = (W @ H - A)`` at the N observed entries, the loss is ``sum(r^2)``

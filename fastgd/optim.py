@@ -6,13 +6,19 @@ passes with temporaries. Every array of every list is validated before any is
 modified: an update is applied to all of them or to none.
 """
 
+from __future__ import annotations
+
 import collections.abc
 import math
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fastgd import _backend, _threads, _validation
+
+if TYPE_CHECKING:
+    from fastgd._typing import Any, Arrays, ArraysLike, EpsMode, FloatArray
 
 EPS_MODES = {"outside": 0, "inside": 1, "accumulate": 2}
 
@@ -143,9 +149,10 @@ def _step(value):
 # _threads.share_thread_counts gives them when the compiled modules load.
 
 
-def adagrad_update(params, grads, accums, *, lr=0.01, eps=1e-10, eps_mode="outside", step=1,
-                   lr_decay=0.0, weight_decay=0.0, maximize=False, lower_bound=None,
-                   n_threads=None):
+def adagrad_update(params: Arrays, grads: ArraysLike, accums: Arrays, *, lr: float = 0.01,
+                   eps: float = 1e-10, eps_mode: EpsMode = "outside", step: int = 1,
+                   lr_decay: float = 0.0, weight_decay: float = 0.0, maximize: bool = False,
+                   lower_bound: float | None = None, n_threads: int | None = None) -> None:
     """One Adagrad step, in place, fused into a single pass per array.
 
     With ``g`` the gradient (negated when ``maximize``, plus ``weight_decay * p``) and
@@ -230,9 +237,10 @@ def _adagrad_general(params, grads, accums, lr, eps, eps_mode, step, lr_decay, w
            bound, n_threads, PARALLEL_MIN_ELEMENTS, counter)
 
 
-def sgd_update(params, grads, velocities=None, *, lr, momentum=0.0, nesterov=False,
-               dampening=0.0, weight_decay=0.0, maximize=False, lower_bound=None,
-               n_threads=None):
+def sgd_update(params: Arrays, grads: ArraysLike, velocities: Arrays | None = None, *,
+               lr: float, momentum: float = 0.0, nesterov: bool = False,
+               dampening: float = 0.0, weight_decay: float = 0.0, maximize: bool = False,
+               lower_bound: float | None = None, n_threads: int | None = None) -> None:
     """One SGD step, in place, with PyTorch's momentum and Nesterov semantics.
 
     With ``g`` the gradient (negated when ``maximize``, plus ``weight_decay * p``):
@@ -335,7 +343,7 @@ class _Optimizer:
         self._steps = np.zeros(1, dtype=np.int64)
 
     @property
-    def step_count(self):
+    def step_count(self) -> int:
         """The number of steps applied."""
         return int(self._steps[0])
 
@@ -347,7 +355,7 @@ class _Optimizer:
                 f"n_threads={self.n_threads!r}, step_count={self.step_count})")
 
     @step_count.setter
-    def step_count(self, value):
+    def step_count(self, value: int) -> None:
         self._steps[0] = value
 
     def _checked_state(self, state, buffers_name):
@@ -421,9 +429,11 @@ class Adagrad(_Optimizer):
            [0.25, 0.25]])
     """
 
-    def __init__(self, params, lr=0.01, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=0.0, eps=1e-10, eps_mode="outside",
-                 lower_bound=None, maximize=False, n_threads=None):
+    def __init__(self, params: Arrays, lr: float = 0.01, lr_decay: float = 0.0,
+                 weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
+                 eps: float = 1e-10, eps_mode: EpsMode = "outside",
+                 lower_bound: float | None = None, maximize: bool = False,
+                 n_threads: int | None = None) -> None:
         super().__init__(params, n_threads)
         self.settings = self._checked_settings(lr, lr_decay, weight_decay, eps, eps_mode,
                                                lower_bound, maximize)
@@ -443,7 +453,7 @@ class Adagrad(_Optimizer):
             "maximize": _validation.check_flag(maximize, "maximize"),
         }
 
-    def step(self, grads):
+    def step(self, grads: ArraysLike) -> None:
         """Apply one update with the gradients ``grads`` (one per parameter)."""
         s = self.settings
         # The compiled fast path straight away (as adagrad_update would take it, without
@@ -460,7 +470,7 @@ class Adagrad(_Optimizer):
                              s["weight_decay"], s["maximize"], s["lower_bound"],
                              self.n_threads, self._steps)
 
-    def effective_lr(self):
+    def effective_lr(self) -> list[FloatArray]:
         """The per-entry rate of the last step: ``clr / (sqrt(G) + eps)`` for "outside",
         ``clr / sqrt(G + eps)`` (0 where G is 0) for "inside", ``clr / sqrt(G)`` for
         "accumulate"; one array per parameter."""
@@ -468,12 +478,12 @@ class Adagrad(_Optimizer):
         clr = s["lr"] / (1.0 + max(self.step_count - 1, 0) * s["lr_decay"])
         return _adagrad_rates(self.accums, clr, s["eps"], s["eps_mode"])
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """A copy of the state: step count, sums of squares and settings."""
         return {"step": self.step_count, "accums": [a.copy() for a in self.accums],
                 "settings": dict(self.settings)}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (the sums are copied in place); all of
         it is checked before any of it is restored."""
         step, settings = self._checked_state(state, "accums")
@@ -511,8 +521,10 @@ class SGD(_Optimizer):
     array([0.46])
     """
 
-    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False, maximize=False, lower_bound=None, n_threads=None):
+    def __init__(self, params: Arrays, lr: float, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
+                 maximize: bool = False, lower_bound: float | None = None,
+                 n_threads: int | None = None) -> None:
         super().__init__(params, n_threads)
         self.settings = self._checked_settings(lr, momentum, dampening, weight_decay, nesterov,
                                                maximize, lower_bound)
@@ -535,7 +547,7 @@ class SGD(_Optimizer):
             raise ValueError("nesterov requires momentum > 0 and dampening == 0")
         return settings
 
-    def step(self, grads):
+    def step(self, grads: ArraysLike) -> None:
         """Apply one update with the gradients ``grads`` (one per parameter)."""
         s = self.settings
         # The compiled fast path straight away, as in Adagrad.step; given the counter, it
@@ -553,13 +565,13 @@ class SGD(_Optimizer):
                          s["nesterov"], dampening, s["weight_decay"], s["maximize"],
                          s["lower_bound"], self.n_threads, self._steps)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """A copy of the state: step count, momentum buffers and settings."""
         velocities = None if self.velocities is None else [v.copy() for v in self.velocities]
         return {"step": self.step_count, "velocities": velocities,
                 "settings": dict(self.settings)}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (the buffers are copied in place); all of
         it is checked before any of it is restored. Its settings cannot turn momentum on or
         off (that needs a new SGD)."""

@@ -7,13 +7,21 @@ the bounds when they are given. ``scipy_method`` wraps it as a custom method of
 ``scipy.optimize.minimize``.
 """
 
+from __future__ import annotations
+
 import inspect
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fastgd import _validation, factorization, optim
 from fastgd.gradcheck import numerical_gradient
+
+if TYPE_CHECKING:
+    from scipy.optimize import OptimizeResult
+
+    from fastgd._typing import Any, ArrayLike, Callable, EpsMode, Jac, Optimizer
 
 METHODS = ("adagrad", "gd")
 # jac's finite-difference schemes, named as in scipy.optimize.minimize; None is central.
@@ -143,9 +151,12 @@ def _result_for(x, value):
     return OptimizeResult(x=x, fun=value)
 
 
-def minimize(fun, x0, *, args=(), jac=None, method="adagrad", lr=0.1, maxiter=1000,
-             tol=1e-6, callback=None, bounds=None, momentum=0.0, nesterov=False, eps=1e-8,
-             eps_mode="outside", options=None):
+def minimize(fun: Callable[..., Any], x0: ArrayLike, *, args: tuple[Any, ...] = (),
+             jac: Jac = None, method: Optimizer = "adagrad", lr: float = 0.1,
+             maxiter: int = 1000, tol: float = 1e-6, callback: Callable[..., Any] | None = None,
+             bounds: Any = None, momentum: float = 0.0, nesterov: bool = False,
+             eps: float = 1e-8, eps_mode: EpsMode = "outside",
+             options: dict[str, Any] | None = None) -> OptimizeResult:
     """Minimise a scalar function by gradient descent (Adagrad, momentum, Nesterov).
 
     Each iteration evaluates the loss and its gradient, stops when the largest entry of
@@ -310,7 +321,7 @@ def minimize(fun, x0, *, args=(), jac=None, method="adagrad", lr=0.1, maxiter=10
     )
 
 
-def scipy_method(method="adagrad", **defaults):
+def scipy_method(method: Optimizer = "adagrad", **defaults: Any) -> Callable[..., OptimizeResult]:
     """fastgd's gradient descent as a custom method of ``scipy.optimize.minimize``.
 
     Parameters

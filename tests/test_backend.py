@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import fastgd
+from fastgd import _backend
 
 
 def run_python(code, **environment):
@@ -231,3 +232,52 @@ def numpy_block_in_another_thread():
     finally:
         release.set()
         holder.join(30)
+
+
+def test_import_loads_neither_the_compiled_modules_nor_scipy():
+    """import fastgd is cheap: the compiled modules (and SciPy's BLAS, which they load) come
+    on first need, and then every kernel family is there."""
+    result = run_python("""
+import sys
+import fastgd
+heavy = [name for name in sys.modules
+         if name.startswith(("fastgd._ext.", "scipy", "sklearn", "dask", "matplotlib"))]
+print(heavy)
+import numpy as np
+fastgd.sqeuclidean(np.ones((2, 2)))
+print(sorted(name for name in sys.modules if name.startswith("fastgd._ext._")))
+from fastgd import _backend
+print(fastgd.get_backend(), _backend.simd_levels is not None, _backend.ext is not None)
+""")
+    assert result.returncode == 0, result.stderr
+    heavy, loaded, state = result.stdout.splitlines()
+    assert heavy == "[]"
+    assert loaded == str([f"fastgd._ext.{name}" for name in _backend.EXTENSION_MODULES])
+    assert state == "compiled True True"
+
+
+def test_first_use_from_many_threads_loads_once():
+    """Threads that make their first calls together all get the compiled backend."""
+    result = run_python("""
+import threading
+import numpy as np
+import fastgd
+from fastgd import _backend
+loads = []
+original = _backend._import_extension
+def counted():
+    loads.append(1)
+    return original()
+_backend._import_extension = counted
+answers = []
+def work():
+    answers.append(float(fastgd.sqeuclidean(np.array([[0.0, 0.0], [3.0, 4.0]]))[0, 1]))
+threads = [threading.Thread(target=work) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(len(loads), answers == [25.0] * 8, fastgd.get_backend())
+""")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "True", "compiled"]

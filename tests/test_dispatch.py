@@ -390,10 +390,10 @@ def test_show_config_names_the_cpu_and_the_level_per_kernel():
         assert f"{kernel} {level}" in text
     if info["dispatch"]:
         assert f"(up to {info['level']})" in text
-        assert "chosen at import for this CPU" in text
+        assert "the best this CPU supports" in text
     else:
         assert "this build has the baseline loops only" in text
-        assert "chosen at import" not in text and "(up to" not in text
+        assert "the best this CPU supports" not in text and "(up to" not in text
     if info["level"] in ("avx2", "avx512"):  # x86-64 with dispatch built in
         assert {"sse2", "avx2", "fma"} <= set(info["features"])
 

@@ -1,0 +1,31 @@
+"""Type aliases of fastgd's public signatures (imported by type checkers only: every module
+that uses them says ``from __future__ import annotations`` and imports this module under
+``typing.TYPE_CHECKING``, so ``import fastgd`` never loads it)."""
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+# float32 or float64 results: the input's float dtype.
+FloatArray: TypeAlias = NDArray[np.floating[Any]]
+# One array updated in place, or a list/tuple of them.
+Arrays: TypeAlias = NDArray[np.floating[Any]] | Sequence[NDArray[np.floating[Any]]]
+# Gradients and the like: arrays, or list/tuple of arrays.
+ArraysLike: TypeAlias = ArrayLike | Sequence[ArrayLike]
+# None, an int seed, or a NumPy generator.
+RandomState: TypeAlias = int | np.random.Generator | np.random.RandomState | None
+Loss: TypeAlias = Literal["sse", "mse", "rmse"]
+EpsMode: TypeAlias = Literal["outside", "inside", "accumulate"]
+Optimizer: TypeAlias = Literal["adagrad", "gd"]
+FiniteDifferences: TypeAlias = Literal["central", "forward", "backward"]
+DistanceMethod: TypeAlias = Literal["auto", "direct", "expansion"]
+MaskedMethod: TypeAlias = Literal["auto", "dense", "sparse"]
+Jac: TypeAlias = Callable[..., ArrayLike] | bool | Literal["2-point", "3-point"] | None
+
+__all__ = [
+    "Any", "ArrayLike", "Arrays", "ArraysLike", "Callable", "DistanceMethod", "EpsMode",
+    "FiniteDifferences", "FloatArray", "Jac", "Loss", "MaskedMethod", "NDArray", "Optimizer",
+    "RandomState", "Sequence",
+]
