@@ -162,11 +162,18 @@ def _load():
                 _warn_fallback(error, stacklevel=4)
         _select_simd(_simd_level_asked)
         _refresh_fast_paths()
-        # The updates' fast path is given the thread counts resolve_n_threads uses.
-        from fastgd import _threads
+        from fastgd import _caches, _threads
 
         _loaded = True
+        # The updates' fast path is given the thread counts resolve_n_threads uses.
         _threads.share_thread_counts()
+        if ext is not None:
+            # What the kernels' first calls would pay otherwise: reading the cache sizes
+            # their tiles follow, making the controller that holds BLAS in their parallel
+            # regions, and starting OpenMP's threads.
+            _caches.cache_bytes(2, 0)
+            _threads.prepare_blas_control()
+            ext._build_info.start_openmp_threads(_threads.default_n_threads())
     return ext
 
 

@@ -122,7 +122,8 @@ def show_config(file: TextIO | None = None) -> None:
         + ")"
     )
     if info["blas"] is None:
-        lines.append("  BLAS:     install threadpoolctl to see the BLAS in use and its threads")
+        lines.append('  BLAS:     not shown: pip install "fastgd[threads]" (threadpoolctl) to see '
+                     "the BLAS in use, and to hold it to one thread in fastgd's parallel regions")
     else:
         for lib in info["blas"]:
             lines.append(

@@ -129,6 +129,13 @@ def _blas_controller():
     return ThreadpoolController()
 
 
+def prepare_blas_control():
+    """Make threadpoolctl's controller now (it scans the loaded libraries, which takes
+    milliseconds): fastgd._backend does it when the compiled modules load, so that no
+    kernel's first call pays it."""
+    _blas_controller()
+
+
 def blas_info():
     """threadpoolctl's view of the BLAS libraries loaded, or None without threadpoolctl."""
     controller = _blas_controller()

@@ -1,5 +1,7 @@
 """How the compiled kernels were built, and the OpenMP runtime they see."""
 
+from cython.parallel cimport parallel
+
 cdef extern from *:
     """
     #include "openmp_runtime.h"
@@ -36,6 +38,16 @@ def openmp_enabled():
 def openmp_max_threads():
     """omp_get_max_threads(): honours OMP_NUM_THREADS; 1 without OpenMP."""
     return fastgd_omp_max_threads()
+
+
+def start_openmp_threads(int n_threads):
+    """Run an empty parallel region of ``n_threads`` threads, so that OpenMP starts its
+    worker threads now rather than in a kernel's first parallel region. Nothing for fewer
+    than 2 threads or without OpenMP."""
+    if n_threads < 2 or not FASTGD_HAVE_OPENMP:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        pass
 
 
 def build_info():

@@ -224,3 +224,14 @@ def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_show_config_without_threadpoolctl_names_the_install(monkeypatch):
+    import io
+
+    from fastgd import _threads
+
+    monkeypatch.setattr(_threads, "blas_info", lambda: None)
+    buffer = io.StringIO()
+    fastgd.show_config(file=buffer)
+    assert 'BLAS:     not shown: pip install "fastgd[threads]"' in buffer.getvalue()

@@ -2,10 +2,12 @@
 
 import os
 
+import numpy as np
 import pytest
 from conftest import require_peer
 
-from fastgd import _threads
+import fastgd
+from fastgd import _backend, _threads
 
 
 def test_none_means_default_and_respects_omp_num_threads(monkeypatch):
@@ -119,3 +121,15 @@ def test_omp_num_threads_sets_the_default():
                             env=env, timeout=120, cwd=os.path.dirname(__file__))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
+
+
+@pytest.mark.parametrize("n_threads", [-3, 0, 1, 2, 8])
+def test_starting_openmp_threads_is_harmless(n_threads):
+    """The loader starts OpenMP's threads with an empty parallel region; any count is
+    accepted (fewer than 2 does nothing) and the kernels run as before."""
+    ext = _backend.ext
+    if ext is None:
+        pytest.skip("a function of the compiled backend")
+    ext._build_info.start_openmp_threads(n_threads)
+    X = np.arange(12.0).reshape(6, 2)
+    np.testing.assert_array_equal(fastgd.sqeuclidean(X, n_threads=2)[0], [0, 8, 32, 72, 128, 200])
