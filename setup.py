@@ -13,6 +13,7 @@ FASTGD_DISABLE_OPENMP=1
 """
 
 import os
+import runpy
 import shlex
 import subprocess
 import sys
@@ -145,6 +146,22 @@ class BuildExtWithOpenMP(build_ext):
         super().build_extensions()
 
 
+CODES_SOURCE = "fastgd/_codes.py"
+CODES_DIR = "build/generated"
+
+
+def write_codes_header():
+    """Write fastgd_codes.h, the C enums of the codes in fastgd/_codes.py (the one place
+    they are defined), into CODES_DIR (rewritten only when its text changes, so that an
+    unchanged build stays up to date); returns CODES_DIR."""
+    text = runpy.run_path(str(ROOT / CODES_SOURCE))["c_header"]()
+    header = ROOT / CODES_DIR / "fastgd_codes.h"
+    if not header.exists() or header.read_text() != text:
+        header.parent.mkdir(parents=True, exist_ok=True)
+        header.write_text(text)
+    return CODES_DIR
+
+
 def extensions():
     compiler_directives = {
         "language_level": 3,
@@ -154,6 +171,7 @@ def extensions():
         "cdivision": not DEBUG_BUILD,
         "embedsignature": True,
     }
+    codes_dir = write_codes_header()
     # The C headers and the Cython declarations (.pxd) the modules share.
     headers = sorted((ROOT / SOURCE_DIR).glob("*.h")) + sorted((ROOT / SOURCE_DIR).glob("*.pxd"))
     modules = []
@@ -162,8 +180,9 @@ def extensions():
             Extension(
                 f"fastgd._ext.{source.stem}",
                 [f"{SOURCE_DIR}/{source.name}"],
-                include_dirs=[numpy.get_include(), SOURCE_DIR],
-                depends=[f"{SOURCE_DIR}/{header.name}" for header in headers],
+                include_dirs=[numpy.get_include(), SOURCE_DIR, codes_dir],
+                depends=[f"{SOURCE_DIR}/{header.name}" for header in headers]
+                + [CODES_SOURCE, f"{codes_dir}/fastgd_codes.h"],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
             )
         )

@@ -1,7 +1,7 @@
 """Which implementation runs: the compiled extension or its NumPy twin.
 
 The extension is imported once, here. If it is missing, a warning says why and
-every kernel runs its NumPy twin from ``fastgd._reference``; with
+every kernel runs its NumPy twin from ``fastgd._numpy``; with
 ``FASTGD_REQUIRE_EXTENSION=1`` a missing extension is an ImportError instead.
 ``FASTGD_BACKEND=numpy`` forces the twin; ``use_backend`` switches for a block.
 """
@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Literal
 
-from fastgd import _reference
+from fastgd import _codes
 
 BACKENDS = ("compiled", "numpy")
 EXTENSION_MODULES = ("_build_info", "_masked", "_memory", "_pairwise", "_solvers", "_updates")
@@ -68,7 +68,23 @@ def _import_extension():
     with _short_openmp_spin():
         for name in EXTENSION_MODULES:
             modules[name] = importlib.import_module(f"fastgd._ext.{name}")
+    built_with = modules["_build_info"].codes()
+    expected = {kind: list(range(len(names))) for kind, names in _codes.C_ENUMS.items()}
+    if built_with != expected:
+        raise ImportError(
+            "fastgd's compiled extension was built with other codes than fastgd/_codes.py "
+            f"holds ({built_with} against {expected}): rebuild it (pip install ., or "
+            "python setup.py build_ext --inplace)")
     return types.SimpleNamespace(**modules)
+
+
+def cpu_info():
+    """The CPU's features that matter to the kernels, the highest SIMD level it supports
+    (by name) and whether this build dispatches at all; None without the extension."""
+    if _load() is None:
+        return None
+    info = ext._build_info.cpu_info()
+    return {**info, "level": SIMD_LEVELS[info["level"]]}
 
 
 def _backend_from_environment():
@@ -189,7 +205,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
+SIMD_LEVELS = _codes.SIMD_LEVELS
 # The kernel families whose hot loops are compiled per instruction-set level, and the
 # extension module of each.
 DISPATCHED_KERNELS = {
@@ -215,8 +231,9 @@ def _select_simd(highest):
     if ext is None:
         simd_levels = None
         return None
+    asked = _codes.code_of(SIMD_LEVELS, highest)
     simd_levels = {
-        kernel: getattr(ext, module).select_simd(highest)
+        kernel: SIMD_LEVELS[getattr(ext, module).select_simd(asked)]
         for kernel, module in DISPATCHED_KERNELS.items()
     }
     _select_update_division(_update_division_asked)
@@ -354,14 +371,3 @@ def use_backend(name: Literal["compiled", "numpy"]) -> Iterator[None]:
         with _open_overrides_lock:
             _open_overrides -= 1
             _refresh_fast_paths()
-
-
-def kernel(family, name):
-    """The implementation of kernel ``family.name`` for the active backend.
-
-    Compiled kernels live in ``fastgd._ext._<family>``; their NumPy twins, with
-    the same signature and semantics, in ``fastgd._reference``.
-    """
-    if get_backend() == "compiled":
-        return getattr(getattr(_load(), f"_{family}"), name)
-    return getattr(_reference, name)

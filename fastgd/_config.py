@@ -40,7 +40,7 @@ def config_info():
         build = _backend.ext._build_info.build_info()
         info["extension"] = build
         info["openmp"] = build["openmp"]
-        cpu = _backend.ext._build_info.cpu_info()
+        cpu = _backend.cpu_info()
         info["cpu_features"] = cpu["features"]
         info["cpu_level"] = cpu["level"]
         info["cpu_dispatch"] = cpu["dispatch"]

@@ -34,7 +34,7 @@ except ImportError as error:
     raise ImportError(
         f"fastgd.dask needs Dask ({error}): pip install \"fastgd[dask]\"") from error
 
-from fastgd import _backend, _validation, distances, factorization, masked
+from fastgd import _validation, distances, factorization, masked
 
 if TYPE_CHECKING:
     from fastgd._typing import Any, ArrayLike, Callable, EpsMode, Loss, Optimizer, RandomState
@@ -292,7 +292,7 @@ class _RowBlock:
             factorization.apply_step([self.W], [self.grad],
                                      None if self.state is None else [self.state],
                                      settings, self.n_threads)
-        kernel = _backend.kernel("masked", "plan_loss_grad")
+        kernel = masked.kernels().plan_loss_grad
         sse = 0.0
         for j, plan in enumerate(self.plans):
             H_part = np.ascontiguousarray(H[:, self.col_edges[j]:self.col_edges[j + 1]],

@@ -37,6 +37,16 @@ L3_BYTES_UNKNOWN = 32 << 20
 PARALLEL_MIN_WORK = 1 << 21
 
 
+def kernels():
+    """The pairwise distances of the active backend: ``fastgd._ext._pairwise`` (compiled from
+    ``src_c/_pairwise.pyx``), or its NumPy twin ``fastgd._numpy._pairwise``, which has the same
+    functions with the same signatures and semantics."""
+    if _backend.get_backend() == "compiled":
+        from fastgd._ext import _pairwise
+    else:
+        from fastgd._numpy import _pairwise
+    return _pairwise
+
 def _empty_output(shape, dtype):
     """np.empty, with the data on a cache line when the compiled kernel will fill it and
     it is large enough for that to matter."""
@@ -145,7 +155,7 @@ def sqeuclidean(X: ArrayLike, Y: ArrayLike | None = None, *, out: NDArray[Any] |
     if work < PARALLEL_MIN_WORK:
         n_threads = 1
     stream = out.nbytes >= STREAM_ABOVE_L3 * _caches.cache_bytes(3, L3_BYTES_UNKNOWN)
-    compute = _backend.kernel("pairwise", "sqeuclidean")
+    compute = kernels().sqeuclidean
     if expansion and work >= PARALLEL_MIN_WORK:
         with _threads.single_threaded_blas():
             compute(X, Y, out, symmetric, expansion, n_threads, stream)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fastgd import _backend, _threads, _validation, masked, optim
+from fastgd import _backend, _codes, _threads, _validation, masked, optim
 
 if TYPE_CHECKING:
     from fastgd._typing import (
@@ -31,11 +31,14 @@ if TYPE_CHECKING:
         RandomState,
     )
 
-OPTIMIZERS = ("adagrad", "gd")
-OPTIMIZER_CODES = {"adagrad": 0, "gd": 1}
+OPTIMIZERS = _codes.OPTIMIZERS
+OPTIMIZER_CODES = {name: code for code, name in enumerate(OPTIMIZERS)}
 
-# How a run ended (the codes of fastgd._ext._solvers; STOPPED_BY_CALLBACK is Python's).
-STATUS_MAX_ITER, STATUS_CONVERGED, STATUS_NONFINITE, STATUS_STOPPED_BY_CALLBACK = 0, 1, 2, 3
+# How a run ended: the compiled loop's statuses, and the callback's (Python's alone).
+STATUS_MAX_ITER, STATUS_CONVERGED, STATUS_NONFINITE = (
+    _codes.code_of(_codes.LOOP_STATUSES, status)
+    for status in ("max_iter", "converged", "nonfinite"))
+STATUS_STOPPED_BY_CALLBACK = len(_codes.LOOP_STATUSES)
 STATUS_MESSAGES = {
     STATUS_MAX_ITER: "the maximum number of iterations was reached",
     STATUS_CONVERGED: "the relative change of the loss fell below tol",
@@ -57,6 +60,16 @@ PROGRESS_UPDATES = 100
 # long before it), not a size to allocate up front. Calls in turn give the same bits.
 ITERATIONS_PER_CALL = 1 << 16
 
+
+def kernels():
+    """The solver loop of the active backend: ``fastgd._ext._solvers`` (compiled from
+    ``src_c/_solvers.pyx``), or its NumPy twin ``fastgd._numpy._solvers``, which has the same
+    functions with the same signatures and semantics."""
+    if _backend.get_backend() == "compiled":
+        from fastgd._ext import _solvers
+    else:
+        from fastgd._numpy import _solvers
+    return _solvers
 
 class FactorizationResult:
     """The outcome of :func:`factorize` (and of ``fastgd.dask.factorize``).
@@ -326,7 +339,7 @@ class _CompiledLoop:
         self.has_state = has_optimizer_state(settings)
         self.states = tuple(np.zeros_like(a) if self.has_state else np.empty((0, 0), dtype)
                             for a in (self.W, self.HT))
-        self.kernel = _backend.kernel("solvers", "run_iterations")
+        self.kernel = kernels().run_iterations
 
     def advance(self, n_steps):
         s = self.s

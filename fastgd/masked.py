@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fastgd import _backend, _caches, _threads, _validation
+from fastgd import _backend, _caches, _codes, _threads, _validation
 
 if TYPE_CHECKING:
     from fastgd._typing import Any, ArrayLike, FloatArray, Loss, MaskedMethod, NDArray
 
-LOSSES = ("sse", "mse", "rmse")
-LOSS_CODES = {"sse": 0, "mse": 1, "rmse": 2}
+LOSSES = _codes.LOSSES
+LOSS_CODES = {name: code for code, name in enumerate(LOSSES)}
 METHODS = ("auto", "dense", "sparse")
 
 # method="auto" takes the sparse path (O(nnz k), finding the observed entries first) for
@@ -65,6 +65,16 @@ TILE_MIN_BYTES = 1 << 20
 TILE_MIN_ENTRIES = 4
 L2_BYTES_UNKNOWN = 1 << 20
 
+
+def kernels():
+    """The masked kernels of the active backend: ``fastgd._ext._masked`` (compiled from
+    ``src_c/_masked.pyx``), or its NumPy twin ``fastgd._numpy._masked``, which has the same
+    functions with the same signatures and semantics."""
+    if _backend.get_backend() == "compiled":
+        from fastgd._ext import _masked
+    else:
+        from fastgd._numpy import _masked
+    return _masked
 
 class ObservedEntries:
     """The observed entries of an (m, n) matrix, stored row by row: a reusable plan.
@@ -347,7 +357,7 @@ def _first_nonfinite(values):
 
 def _check_observed_values(values, describe, name="A"):
     """ValueError if an observed value is NaN or infinite; ``describe(e)`` locates entry e."""
-    if not _backend.kernel("masked", "all_finite")(values):
+    if not kernels().all_finite(values):
         e = _first_nonfinite(values)
         raise ValueError(
             f"{name} must be finite at every observed entry; got {values[e]} at {describe(e)}"
@@ -386,13 +396,13 @@ def _plan_from_dense(A, mask):
     A = _validation.as_contiguous(A, A.dtype)
     index_dtype = _index_dtype(m * n, m, n)
     counts = np.empty(m, dtype=np.int64)
-    _backend.kernel("masked", "count_observed_rows")(A, mask, counts)
+    kernels().count_observed_rows(A, mask, counts)
     indptr = np.zeros(m + 1, dtype=index_dtype)
     np.cumsum(counts, out=indptr[1:])
     nnz = int(indptr[-1])
     indices = np.empty(nnz, dtype=index_dtype)
     values = np.empty(nnz, dtype=A.dtype)
-    _backend.kernel("masked", "fill_plan")(A, mask, indptr, indices, values)
+    kernels().fill_plan(A, mask, indptr, indices, values)
     if index_dtype == np.int64 and _index_dtype(nnz, m, n) == np.int32:
         indptr, indices = indptr.astype(np.int32), indices.astype(np.int32)
 
@@ -575,7 +585,7 @@ def _check_factors(W, H, shape, names=("W", "H")):
 
 
 def _check_finite_factor(array, name):
-    if not _backend.kernel("masked", "all_finite")(array):
+    if not kernels().all_finite(array):
         where = np.unravel_index(_first_nonfinite(array.ravel()), array.shape)
         raise ValueError(
             f"{name} must be finite; got {array[where]} at {name}[{where[0]}, {where[1]}]"
@@ -722,13 +732,13 @@ def masked_residual(A: Any, W: ArrayLike, H: ArrayLike, *, mask: ArrayLike | Non
     if plan is None:
         n_threads = _thread_count(n_threads, m * n * max(k, 1))
         with _blas_held(m * n * max(k, 1)):
-            sse = _backend.kernel("masked", "dense_residual")(dense, mask, W, H, out, n_threads)
+            sse = kernels().dense_residual(dense, mask, W, H, out, n_threads)
         if not math.isfinite(sse):
             _raise_if_observed_nonfinite(dense, mask)
     else:
         HT = _transposed_copy(H)
         n_threads = _thread_count(n_threads, plan.nnz * max(k, 1))
-        _backend.kernel("masked", "plan_residual")(
+        kernels().plan_residual(
             plan.indptr, plan.indices, _plan_values(plan, dtype), W, HT, out, n_threads
         )
     return out
@@ -874,7 +884,7 @@ def masked_loss_grad(A: Any, W: ArrayLike, H: ArrayLike, *, mask: ArrayLike | No
         n_threads = _thread_count(n_threads, m * n * max(k, 1))
         n_parts = DETERMINISTIC_PARTS if deterministic else n_threads
         with _blas_held(m * n * max(k, 1)):
-            sse, count = _backend.kernel("masked", "dense_loss_grad")(
+            sse, count = kernels().dense_loss_grad(
                 dense, mask, W, H, dW, dH, n_threads, n_parts
             )
         if not math.isfinite(sse):
@@ -887,7 +897,7 @@ def masked_loss_grad(A: Any, W: ArrayLike, H: ArrayLike, *, mask: ArrayLike | No
         tile_cols = _plan_tile_cols(plan, k, W.itemsize)
         indices, values, tile_starts = plan._entries_for_tiles(tile_cols, dtype)
         with _blas_held(count * max(k, 1)):  # the NumPy twin's sums use BLAS
-            sse = _backend.kernel("masked", "plan_loss_grad")(
+            sse = kernels().plan_loss_grad(
                 plan.indptr, indices, values, W, H, dW, dH, n_threads, n_parts, tile_cols,
                 kernel_scale, tile_starts,
             )

@@ -15,18 +15,28 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fastgd import _backend, _threads, _validation
+from fastgd import _backend, _codes, _threads, _validation
 
 if TYPE_CHECKING:
     from fastgd._typing import Any, Arrays, ArraysLike, EpsMode, FloatArray
 
-EPS_MODES = {"outside": 0, "inside": 1, "accumulate": 2}
+EPS_MODES = {name: code for code, name in enumerate(_codes.EPS_MODES)}
 
 # Below this many elements in all (over the whole list) no parallel region is opened.
 PARALLEL_MIN_ELEMENTS = 1 << 16
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
+
+def kernels():
+    """The fused updates of the active backend: ``fastgd._ext._updates`` (compiled from
+    ``src_c/_updates.pyx``), or its NumPy twin ``fastgd._numpy._updates``, which has the same
+    functions with the same signatures and semantics."""
+    if _backend.get_backend() == "compiled":
+        from fastgd._ext import _updates
+    else:
+        from fastgd._numpy import _updates
+    return _updates
 
 def _as_list(value, name):
     if isinstance(value, np.ndarray):
@@ -232,7 +242,7 @@ def _adagrad_general(params, grads, accums, lr, eps, eps_mode, step, lr_decay, w
     params, grads, accums = _validated_lists(params, grads, accums, "accums",
                                              states_required=True)
     rate = lr / (1.0 + (step - 1) * lr_decay)
-    kernel = _backend.kernel("updates", "adagrad_update")
+    kernel = kernels().adagrad_update
     kernel(params, grads, accums, rate, eps, EPS_MODES[eps_mode], weight_decay, maximize,
            bound, n_threads, PARALLEL_MIN_ELEMENTS, counter)
 
@@ -307,7 +317,7 @@ def _sgd_general(params, grads, velocities, lr, momentum, nesterov, dampening, w
         raise ValueError("momentum != 0 needs velocities (one momentum buffer per parameter)")
     n_threads = _threads.resolve_n_threads(n_threads)
     params, grads, velocities = _validated_lists(params, grads, velocities, "velocities")
-    kernel = _backend.kernel("updates", "sgd_update")
+    kernel = kernels().sgd_update
     kernel(params, grads, velocities if momentum != 0 else None, lr, momentum, dampening,
            nesterov, weight_decay, maximize, bound, n_threads, PARALLEL_MIN_ELEMENTS, counter)
 

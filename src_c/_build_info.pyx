@@ -1,5 +1,22 @@
 """How the compiled kernels were built, and the OpenMP runtime they see."""
 
+from codes cimport (
+    EPS_ACCUMULATE,
+    EPS_INSIDE,
+    EPS_OUTSIDE,
+    LEVEL_AVX2,
+    LEVEL_AVX512,
+    LEVEL_BASELINE,
+    LEVEL_SCALAR,
+    LOSS_MSE,
+    LOSS_RMSE,
+    LOSS_SSE,
+    OPTIMIZER_ADAGRAD,
+    OPTIMIZER_GD,
+    STATUS_CONVERGED,
+    STATUS_MAX_ITER,
+    STATUS_NONFINITE,
+)
 from cython.parallel cimport parallel
 
 cdef extern from *:
@@ -70,7 +87,16 @@ cdef extern from "cpu_dispatch.h":
     int fastgd_cpu_level() noexcept nogil
 
 
-CPU_LEVELS = ("scalar", "baseline", "avx2", "avx512")
+def codes():
+    """The codes this extension was built with, by kind, in code order (as
+    fastgd._codes.C_ENUMS, from which setup.py wrote them): the loader compares them."""
+    return {
+        "LEVEL": [LEVEL_SCALAR, LEVEL_BASELINE, LEVEL_AVX2, LEVEL_AVX512],
+        "LOSS": [LOSS_SSE, LOSS_MSE, LOSS_RMSE],
+        "OPTIMIZER": [OPTIMIZER_ADAGRAD, OPTIMIZER_GD],
+        "EPS": [EPS_OUTSIDE, EPS_INSIDE, EPS_ACCUMULATE],
+        "STATUS": [STATUS_MAX_ITER, STATUS_CONVERGED, STATUS_NONFINITE],
+    }
 
 
 def cpu_info():
@@ -82,6 +108,6 @@ def cpu_info():
     return {
         "features": [fastgd_cpu_feature_names[i].decode()
                      for i in range(FASTGD_N_CPU_FEATURES) if bits >> i & 1],
-        "level": CPU_LEVELS[fastgd_cpu_level()],
+        "level": fastgd_cpu_level(),
         "dispatch": bool(FASTGD_X86_DISPATCH),
     }

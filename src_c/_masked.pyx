@@ -504,14 +504,11 @@ def plan_residual(const index_t[::1] indptr, const index_t[::1] indices,
     fastgd_interrupt_raise(&interrupt)
 
 
-SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
-
-
-def select_simd(str highest):
-    """Choose the plan path's inner loops for this CPU, at most ``highest`` (one of
-    SIMD_LEVELS: plain C, the build's baseline vectors, AVX2, AVX-512). All give bitwise
-    the same results; returns the level chosen."""
-    return SIMD_LEVELS[fastgd_masked_select_simd(SIMD_LEVELS.index(highest))]
+def select_simd(int highest):
+    """Choose the plan path's inner loops for this CPU, at most level code ``highest``
+    (fastgd._codes.SIMD_LEVELS: plain C, the build's baseline vectors, AVX2, AVX-512). All
+    give bitwise the same results; returns the level code chosen."""
+    return fastgd_masked_select_simd(highest)
 
 
 cdef inline void _plan_segment(const index_t* indptr, const index_t* indices,

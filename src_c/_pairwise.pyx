@@ -99,16 +99,13 @@ cdef extern from "pairwise_loops.h" nogil:
                                 Py_ssize_t ni, Py_ssize_t nj, int stream)
 
 
-SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
-
-
-def select_simd(str highest):
+def select_simd(int highest):
     """Run the vector loops (the expansion's epilogue, the direct differences) at the best
-    level this CPU supports, at most `highest` (one of SIMD_LEVELS; "scalar" runs
-    "baseline"). The direct method gives bitwise the same results at every level; the
-    avx512 level's fused expansion sums its products in another order than BLAS, within the
-    same accuracy bound. Returns the level chosen."""
-    return SIMD_LEVELS[fastgd_pairwise_select_level(SIMD_LEVELS.index(highest))]
+    level this CPU supports, at most level code `highest` (fastgd._codes.SIMD_LEVELS;
+    "scalar" runs "baseline"). The direct method gives bitwise the same results at every
+    level; the avx512 level's fused expansion sums its products in another order than BLAS,
+    within the same accuracy bound. Returns the level code chosen."""
+    return fastgd_pairwise_select_level(highest)
 
 
 cdef enum:

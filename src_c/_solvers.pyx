@@ -23,6 +23,14 @@ from interrupts cimport (
 from libc.math cimport fabs, isfinite, sqrt
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
+from codes cimport (
+    LOSS_MSE,
+    LOSS_SSE,
+    OPTIMIZER_ADAGRAD,
+    STATUS_CONVERGED,
+    STATUS_MAX_ITER,
+    STATUS_NONFINITE,
+)
 from update_loops cimport (
     DIVISION_AUTO,
     UpdateSettings,
@@ -41,24 +49,12 @@ ctypedef fused index_t:
     int32_t
     int64_t
 
-# The codes shared with fastgd.factorization (LOSS_CODES, OPTIMIZER_CODES, STATUS_*).
-cdef enum:
-    LOSS_SSE = 0
-    LOSS_MSE = 1
-    LOSS_RMSE = 2
-    OPTIMIZER_ADAGRAD = 0
-    OPTIMIZER_GD = 1
-    STATUS_MAX_ITER = 0
-    STATUS_CONVERGED = 1
-    STATUS_NONFINITE = 2
 
-SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
-
-
-def select_simd(str highest):
-    """Run the update loops at the best level this CPU supports, at most `highest` (one of
-    SIMD_LEVELS; "scalar" runs "baseline"). Every level gives bitwise the same steps."""
-    return SIMD_LEVELS[fastgd_updates_select_level(SIMD_LEVELS.index(highest))]
+def select_simd(int highest):
+    """Run the update loops at the best level this CPU supports, at most level code
+    `highest` (fastgd._codes.SIMD_LEVELS; "scalar" runs "baseline"). Every level gives
+    bitwise the same steps. Returns the level code chosen."""
+    return fastgd_updates_select_level(highest)
 
 
 def select_division(str method):

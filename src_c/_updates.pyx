@@ -20,11 +20,9 @@ from libc.math cimport INFINITY
 from libc.stdint cimport int64_t, uint32_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
+from codes cimport EPS_ACCUMULATE, EPS_INSIDE, EPS_OUTSIDE
 from update_loops cimport (
     DIVISION_AUTO,
-    EPS_ACCUMULATE,
-    EPS_INSIDE,
-    EPS_OUTSIDE,
     UpdateSettings,
     fastgd_adagrad_f32,
     fastgd_adagrad_f64,
@@ -51,14 +49,12 @@ ctypedef struct ArraySlice:
     bint is_double
 
 
-SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
-
-
-def select_simd(str highest):
-    """Run the update loops at the best level this CPU supports, at most `highest` (one of
-    SIMD_LEVELS; these loops have no hand-written vectors, so "scalar" runs "baseline").
-    Every level gives bitwise the same results. Returns the level chosen."""
-    return SIMD_LEVELS[fastgd_updates_select_level(SIMD_LEVELS.index(highest))]
+def select_simd(int highest):
+    """Run the update loops at the best level this CPU supports, at most level code
+    `highest` (fastgd._codes.SIMD_LEVELS; these loops have no hand-written vectors, so
+    "scalar" runs "baseline"). Every level gives bitwise the same results. Returns the level
+    code chosen."""
+    return fastgd_updates_select_level(highest)
 
 
 DIVISIONS = ("divider", "divider+fma")

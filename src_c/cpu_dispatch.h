@@ -21,12 +21,8 @@
 #ifndef FASTGD_CPU_DISPATCH_H
 #define FASTGD_CPU_DISPATCH_H
 
-enum {
-    FASTGD_LEVEL_SCALAR = 0,
-    FASTGD_LEVEL_BASELINE = 1,
-    FASTGD_LEVEL_AVX2 = 2,
-    FASTGD_LEVEL_AVX512 = 3
-};
+/* FASTGD_LEVEL_SCALAR, _BASELINE, _AVX2, _AVX512: fastgd/_codes.py's SIMD_LEVELS. */
+#include "fastgd_codes.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) \
     && !defined(FASTGD_NO_DISPATCH)

@@ -17,11 +17,10 @@
 
 #include "cpu_dispatch.h"
 
-enum {
-    FASTGD_EPS_OUTSIDE = 0,    /* G += g^2; p -= clr g / (sqrt(G) + eps)     (PyTorch, Duchi et al.) */
-    FASTGD_EPS_INSIDE = 1,     /* G += g^2; p -= clr g / sqrt(G + eps), 0 where G == 0     (optax) */
-    FASTGD_EPS_ACCUMULATE = 2  /* G += g^2 + eps; p -= clr g / sqrt(G)  (the autograd tutorial) */
-};
+/* Where Adagrad's eps enters (fastgd/_codes.py's EPS_MODES, in fastgd_codes.h):
+ *   FASTGD_EPS_OUTSIDE     G += g^2; p -= clr g / (sqrt(G) + eps)   (PyTorch, Duchi et al.)
+ *   FASTGD_EPS_INSIDE      G += g^2; p -= clr g / sqrt(G + eps), 0 where G == 0   (optax)
+ *   FASTGD_EPS_ACCUMULATE  G += g^2 + eps; p -= clr g / sqrt(G)   (the autograd tutorial) */
 
 typedef struct {
     double rate;         /* Adagrad: the decayed rate clr; SGD: lr */

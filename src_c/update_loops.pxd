@@ -3,10 +3,6 @@
 # _solvers (factorize's compiled iteration loop).
 
 cdef extern from "update_loops.h" nogil:
-    enum:
-        EPS_OUTSIDE "FASTGD_EPS_OUTSIDE"
-        EPS_INSIDE "FASTGD_EPS_INSIDE"
-        EPS_ACCUMULATE "FASTGD_EPS_ACCUMULATE"
     ctypedef struct UpdateSettings "fastgd_update_settings":
         double rate
         double eps

@@ -142,7 +142,7 @@ def test_updates_take_the_twin_inside_use_backend(monkeypatch):
     thread or another, must still send them to the NumPy twin."""
     from fastgd import _backend
 
-    calls = record_twin_calls(monkeypatch, "adagrad_update")
+    calls = record_twin_calls(monkeypatch, "_updates", "adagrad_update")
     p, g, G = np.array([1.0, -2.0]), np.array([0.5, -1.0]), np.zeros(2)
     compiled_by_default = fastgd.get_backend() == "compiled"
     fastgd.adagrad_update(p, g, G, lr=0.1)
@@ -174,7 +174,7 @@ def test_small_masked_calls_take_the_twin_inside_use_backend(monkeypatch):
     NumPy twin (the general path's plan kernel)."""
     from fastgd import _backend
 
-    calls = record_twin_calls(monkeypatch, "plan_loss_grad")
+    calls = record_twin_calls(monkeypatch, "_masked", "plan_loss_grad")
     plan = fastgd.observed(np.array([[1.0, np.nan], [3.0, 4.0]]))
     W, H = np.array([[1.0], [2.0]]), np.array([[1.0, 0.5]])
     compiled_by_default = fastgd.get_backend() == "compiled"
@@ -198,19 +198,20 @@ def test_small_masked_calls_take_the_twin_inside_use_backend(monkeypatch):
         assert _backend.masked_fast_path is _backend.ext._masked
 
 
-def record_twin_calls(monkeypatch, name):
-    """The list to which each call of the NumPy twin ``_reference.<name>`` adds the name
-    of the thread that made it (the twin still computes)."""
-    from fastgd import _reference
+def record_twin_calls(monkeypatch, module, name):
+    """The list to which each call of the NumPy twin ``fastgd._numpy.<module>.<name>``
+    adds the name of the thread that made it (the twin still computes)."""
+    import importlib
 
+    twins = importlib.import_module(f"fastgd._numpy.{module}")
     calls = []
-    twin = getattr(_reference, name)
+    twin = getattr(twins, name)
 
     def recorded(*args):
         calls.append(threading.current_thread().name)
         return twin(*args)
 
-    monkeypatch.setattr(_reference, name, recorded)
+    monkeypatch.setattr(twins, name, recorded)
     return calls
 
 
@@ -281,3 +282,25 @@ print(len(loads), answers == [25.0] * 8, fastgd.get_backend())
 """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1", "True", "compiled"]
+
+
+def test_the_extension_is_built_with_the_codes_of_fastgd_codes():
+    """fastgd/_codes.py is the one place of the codes: the extension reports those it was
+    built with (from the header setup.py writes), and the loader refuses other ones."""
+    from fastgd import _codes
+
+    assert _backend.ext._build_info.codes() == {
+        kind: list(range(len(names))) for kind, names in _codes.C_ENUMS.items()}
+    header = _codes.c_header()
+    assert "FASTGD_LOSS_RMSE = 2" in header and "FASTGD_LEVEL_AVX512 = 3" in header
+    result = run_python("""
+import fastgd._ext._build_info as build
+from fastgd import _backend
+build.codes = lambda: {"LOSS": [0, 1]}
+try:
+    _backend._import_extension()
+except ImportError as error:
+    print(error)
+""")
+    assert result.returncode == 0, result.stderr
+    assert "built with other codes than fastgd/_codes.py" in result.stdout

@@ -12,7 +12,8 @@ from numpy.testing import assert_array_equal
 from test_sqeuclidean import assert_accurate
 
 import fastgd
-from fastgd import _backend, _reference
+from fastgd import _backend, masked
+from fastgd._numpy import _masked as masked_twins
 
 pytestmark = pytest.mark.skipif(_backend.ext is None, reason="needs the compiled extension")
 
@@ -23,7 +24,7 @@ def cpu_levels():
     """The levels this CPU runs, lowest first."""
     if _backend.ext is None:
         return []
-    highest = _backend.ext._build_info.cpu_info()["level"]
+    highest = _backend.cpu_info()["level"]
     return list(LEVELS[: LEVELS.index(highest) + 1])
 
 
@@ -241,19 +242,15 @@ def test_streamed_stores_change_no_bit(monkeypatch, rng, float_dtype, method, sy
     from fastgd import distances
 
     calls = []
-    kernel = _backend.kernel
+    compiled = distances.kernels()
 
-    def recording_kernel(family, name):
-        compute = kernel(family, name)
-        if name != "sqeuclidean":
-            return compute
-
-        def compute_and_record(*args):
+    class Recording:
+        @staticmethod
+        def sqeuclidean(*args):
             calls.append(args[-1])
-            return compute(*args)
-        return compute_and_record
+            return compiled.sqeuclidean(*args)
 
-    monkeypatch.setattr(_backend, "kernel", recording_kernel)
+    monkeypatch.setattr(distances, "kernels", Recording)
     n, m = 70, 528  # two column tiles, the last cut short; rows at one offset in a line
     per_line = 64 // np.dtype(float_dtype).itemsize
     for d in (3, 37, 300):
@@ -385,7 +382,7 @@ def test_show_config_names_the_cpu_and_the_level_per_kernel():
     buffer = io.StringIO()
     fastgd.show_config(file=buffer)
     text = buffer.getvalue()
-    info = _backend.ext._build_info.cpu_info()
+    info = _backend.cpu_info()
     for kernel, level in _backend.simd_levels.items():
         assert f"{kernel} {level}" in text
     if info["dispatch"]:
@@ -404,7 +401,7 @@ def test_a_build_without_dispatch_has_the_baseline_loops_only():
     every family; with dispatch, an x86-64 CPU has at least SSE2."""
     import platform
 
-    info = _backend.ext._build_info.cpu_info()
+    info = _backend.cpu_info()
     if info["dispatch"]:
         assert platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
         assert "sse2" in info["features"] and info["level"] != "scalar"
@@ -472,7 +469,7 @@ def test_plan_column_tiles_change_no_bit(rng, float_dtype, k, index_dtype, n_par
     H = rng.standard_normal((k, n)).astype(float_dtype)
     widths = [0, 1, 7, 64, n - 1, n, 10 * n]
     n_threads = min(n_parts, 2)
-    kernel = _backend.kernel("masked", "plan_loss_grad")
+    kernel = masked.kernels().plan_loss_grad
 
     # The entries tile by tile (ObservedEntries._entries_for_tiles), for the widths that
     # make tiles.
@@ -504,7 +501,7 @@ def test_plan_column_tiles_change_no_bit(rng, float_dtype, k, index_dtype, n_par
                 assert_array_equal(got, expected, err_msg=f"{level}, tiles of {width}")
     assert_levels_agree_bitwise(results)
     dW, dH = np.empty((m, k), float_dtype), np.empty((k, n), float_dtype)
-    expected = _reference.plan_loss_grad(indptr, indices, plan.values, W, H, dW, dH, 1, 1)
+    expected = masked_twins.plan_loss_grad(indptr, indices, plan.values, W, H, dW, dH, 1, 1)
     tolerance = 1e-4 if float_dtype == np.float32 else 1e-12
     sse, got_dW, got_dH = results[cpu_levels()[-1]][:3]
     np.testing.assert_allclose(sse, expected, rtol=tolerance)

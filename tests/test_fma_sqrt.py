@@ -20,7 +20,7 @@ ROOT_RANGE = (2.0**-960, 2.0**800)
 
 
 def cpu_has_avx512():
-    return _backend.ext._build_info.cpu_info()["level"] == "avx512"
+    return _backend.cpu_info()["level"] == "avx512"
 
 
 def bits(values):

@@ -28,7 +28,7 @@ ZOO_SETTINGS = settings(max_examples=25, deadline=None,
 
 
 def cpu_levels():
-    highest = _backend.ext._build_info.cpu_info()["level"]
+    highest = _backend.cpu_info()["level"]
     return list(_backend.SIMD_LEVELS[: _backend.SIMD_LEVELS.index(highest) + 1])
 
 

@@ -389,7 +389,7 @@ def test_a_plan_used_again_keeps_its_entries_in_tiles(monkeypatch, float_dtype, 
 def test_tile_starts_of_the_wrong_length_are_refused(backend, rng):
     A, W, H = make_case(rng, 6, 40, 3, 0.5, np.float64)
     plan = fastgd.observed(A)
-    kernel = fastgd._backend.kernel("masked", "plan_loss_grad")
+    kernel = fastgd.masked.kernels().plan_loss_grad
     starts = np.zeros(4 * 6, dtype=plan.indptr.dtype)  # 4 tiles of 10 need 4 * 6 + 1
     with pytest.raises(ValueError, match="tile_starts must have n_tiles"):
         kernel(plan.indptr, plan.indices, plan.values, W, H, np.empty_like(W),
@@ -423,7 +423,7 @@ def test_unsorted_plan_rows_are_still_summed_whole(monkeypatch, rng):
     # is read or written (some are then left out, which the Python layer never lets
     # happen). The twin takes every entry whatever the tiles.
     with fastgd.use_backend("compiled"):  # also when the suite runs on the NumPy backend
-        kernel = fastgd._backend.kernel("masked", "plan_loss_grad")
+        kernel = fastgd.masked.kernels().plan_loss_grad
     dW, dH = np.empty_like(W), np.empty_like(H)
     sse = kernel(shuffled.indptr, shuffled.indices, shuffled.values, W, H, dW, dH, 1, 1, 50)
     assert 0 < sse < expected[0]
@@ -438,7 +438,7 @@ def test_plan_kernel_scales_gradients_bitwise(backend, float_dtype, rng, n_parts
     A, W, H = make_case(rng, 37, 410, 16, 0.3, float_dtype, kind="empty_rows_cols")
     A[-1] = np.nan  # the last row, empty too
     plan = fastgd.observed(A)
-    kernel = fastgd._backend.kernel("masked", "plan_loss_grad")
+    kernel = fastgd.masked.kernels().plan_loss_grad
     scale = 2.0 / plan.nnz
     for tile_cols in (0, 64):
         args = (plan.indptr, plan.indices, plan.values, W, H)
@@ -734,11 +734,13 @@ def test_simd_variants_agree_bitwise(float_dtype, rng, k):
     in the same order."""
     A, W, H = make_case(rng, 60, 50, k, 0.3, float_dtype)
     plan = fastgd.observed(A)
+    levels = fastgd._backend.SIMD_LEVELS
     select = fastgd.masked._backend.ext._masked.select_simd
     try:
         results = {}
         for level in ("scalar", "baseline", "avx2"):
-            results[select(level)] = fastgd.masked_loss_grad(plan, W, H, n_threads=1)
+            chosen = levels[select(levels.index(level))]
+            results[chosen] = fastgd.masked_loss_grad(plan, W, H, n_threads=1)
     finally:
         fastgd.masked._backend.select_simd("avx512")
     assert "scalar" in results and len(results) >= 2

@@ -1,0 +1,107 @@
+"""The NumPy twin of fastgd._ext._masked (src_c/_masked.pyx): the masked residual, loss and
+gradients of W @ H."""
+
+import numpy as np
+
+# ``mask`` is a uint8 array (nonzero = observed) or None (then NaN in A means missing);
+# ``n_threads`` and ``n_parts`` are accepted for the common signature and ignored.
+
+
+def _observed(A, mask):
+    return ~np.isnan(A) if mask is None else mask.astype(bool)
+
+
+def all_finite(array):
+    """True if no element of ``array`` is NaN or infinite."""
+    return bool(np.isfinite(array).all())
+
+
+def count_observed_rows(A, mask, counts):
+    """counts[i] = the number of observed entries in row i of A."""
+    counts[...] = _observed(A, mask).sum(axis=1)
+
+
+def fill_plan(A, mask, indptr, indices, values):
+    """The column indices and values of A's observed entries, row by row."""
+    observed = _observed(A, mask)
+    indices[...] = np.nonzero(observed)[1]
+    values[...] = A[observed]
+
+
+def _dense_residuals(A, mask, W, H):
+    observed = _observed(A, mask)
+    with np.errstate(invalid="ignore", over="ignore"):
+        R = np.where(observed, W @ H - A, 0).astype(A.dtype, copy=False)
+    return R, int(np.count_nonzero(observed))
+
+
+def sum_of_squares(values):
+    return float(np.dot(values.ravel().astype(np.float64), values.ravel().astype(np.float64)))
+
+
+def dense_residual(A, mask, W, H, out, n_threads):
+    """out = W @ H - A at observed entries, 0 elsewhere; returns the sum of squares."""
+    out[...], _ = _dense_residuals(A, mask, W, H)
+    return sum_of_squares(out)
+
+
+def dense_loss_grad(A, mask, W, H, dW, dH, n_threads, n_parts):
+    """dW = R @ H.T and dH = W.T @ R for the masked residual R; returns (sum of r^2,
+    number of observed entries)."""
+    R, count = _dense_residuals(A, mask, W, H)
+    with np.errstate(invalid="ignore", over="ignore"):
+        dW[...] = R @ H.T
+        dH[...] = W.T @ R
+    return sum_of_squares(R), count
+
+
+def _plan_rows(indptr):
+    return np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
+
+
+def _tiled_rows(m, tile_starts):
+    """The row of every entry of a plan laid out tile by tile (tile_starts, m rows)."""
+    rows = np.tile(np.arange(m), (tile_starts.shape[0] - 1) // max(m, 1))
+    return np.repeat(rows, np.diff(tile_starts))
+
+
+def _plan_residuals(indptr, indices, values, W, HT):
+    rows = _plan_rows(indptr)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.einsum("ek,ek->e", W[rows], HT[indices]) - values, rows
+
+
+def plan_residual(indptr, indices, values, W, HT, out, n_threads):
+    """out[e] = W[i] . H[:, j] - values[e] for the plan's e-th entry (i, j)."""
+    out[...], _ = _plan_residuals(indptr, indices, values, W, HT)
+
+
+def plan_loss_grad(indptr, indices, values, W, H, dW, dH, n_threads, n_parts, tile_cols=0,
+                   scale=1.0, tile_starts=None):
+    """dW = scale * (R @ H.T) and dH = scale * (W.T @ R) for the plan's residuals R (each
+    sum rounded, then scaled in the gradients' dtype); returns the sum of r^2. With
+    tile_starts, indices and values hold the entries tile by tile (tile t's of row i from
+    tile_starts[t * m + i] on). (n_threads, n_parts and tile_cols only arrange the
+    compiled kernel's work.)"""
+    HT = H.T
+    m, n = indptr.shape[0] - 1, H.shape[1]
+    tile_cols = n if tile_cols <= 0 or tile_cols > n else tile_cols
+    if tile_starts is not None and tile_starts.shape[0] != -(-n // tile_cols) * m + 1:
+        raise ValueError(
+            f"tile_starts must have n_tiles * m + 1 = {-(-n // tile_cols) * m + 1} "
+            f"elements; got {tile_starts.shape[0]}")
+    if tile_starts is not None:
+        # Back to the plan's order (by row, then column): the sums of its own layout.
+        order = np.lexsort((indices, _tiled_rows(m, tile_starts)))
+        indices, values = indices[order], values[order]
+    r, rows = _plan_residuals(indptr, indices, values, W, HT)
+    dW[...] = 0
+    dHT = np.zeros((HT.shape[0], W.shape[1]), dtype=dW.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.add.at(dW, rows, r[:, None] * HT[indices])
+        np.add.at(dHT, indices, r[:, None] * W[rows])
+    dH[...] = dHT.T
+    if scale != 1:
+        dW *= dW.dtype.type(scale)
+        dH *= dH.dtype.type(scale)
+    return sum_of_squares(r)

@@ -1,0 +1,62 @@
+"""The NumPy twin of fastgd._ext._solvers (src_c/_solvers.pyx): factorize's iteration
+loop."""
+
+import numpy as np
+
+from fastgd import _codes
+from fastgd._numpy._masked import plan_loss_grad, sum_of_squares
+from fastgd._numpy._updates import adagrad_update, sgd_update
+
+LOSS_SSE, LOSS_MSE = (_codes.code_of(_codes.LOSSES, loss) for loss in ("sse", "mse"))
+OPTIMIZER_ADAGRAD = _codes.code_of(_codes.OPTIMIZERS, "adagrad")
+STATUS_MAX_ITER, STATUS_CONVERGED, STATUS_NONFINITE = (
+    _codes.code_of(_codes.LOOP_STATUSES, status)
+    for status in ("max_iter", "converged", "nonfinite"))
+
+
+def _solver_loss_and_gradients(indptr, indices, values, W, HT, grad_W, grad_HT, loss_code,
+                               l2):
+    """The loss at (W, HT); grad_W and grad_HT receive the gradients of its data term."""
+    grad_H = np.empty(HT.shape[::-1], dtype=HT.dtype)
+    sse = plan_loss_grad(indptr, indices, values, W, HT.T, grad_W, grad_H, 1, 1)
+    count = indptr[-1]
+    if loss_code == LOSS_SSE:
+        loss, scale = sse, 2.0
+    elif loss_code == LOSS_MSE:
+        loss, scale = sse / count, 2.0 / count
+    else:
+        loss = np.sqrt(sse / count)
+        scale = 1.0 / (count * loss) if loss > 0 else 0.0
+    grad_W *= scale
+    grad_HT[...] = grad_H.T * grad_H.dtype.type(scale)
+    if l2 != 0:
+        loss += 0.5 * l2 * (sum_of_squares(W) + sum_of_squares(HT))
+    return float(loss)
+
+
+def run_iterations(indptr, indices, values, W, HT, state_W, state_HT, grad_W, grad_HT,
+                   history, n_steps, loss_code, l2, optimizer, lr, eps, eps_mode, momentum,
+                   nesterov, lower_bound, tol):
+    """Up to n_steps gradient steps in place; the twin of ``_solvers.run_iterations``."""
+    params, grads, states = [W, HT], [grad_W, grad_HT], [state_W, state_HT]
+    loss = _solver_loss_and_gradients(indptr, indices, values, W, HT, grad_W, grad_HT,
+                                      loss_code, l2)
+    history[0] = loss
+    status, step = (STATUS_MAX_ITER if np.isfinite(loss) else STATUS_NONFINITE), 0
+    while status == STATUS_MAX_ITER and step < n_steps:
+        if optimizer == OPTIMIZER_ADAGRAD:
+            adagrad_update(params, grads, states, lr, eps, eps_mode, l2, False, lower_bound,
+                           1, 0)
+        else:
+            sgd_update(params, grads, states if momentum != 0 else None, lr, momentum, 0.0,
+                       nesterov, l2, False, lower_bound, 1, 0)
+        step += 1
+        loss = _solver_loss_and_gradients(indptr, indices, values, W, HT, grad_W, grad_HT,
+                                          loss_code, l2)
+        history[step] = loss
+        previous = history[step - 1]
+        if not np.isfinite(loss):
+            status = STATUS_NONFINITE
+        elif tol >= 0 and abs(loss - previous) <= tol * abs(previous):
+            status = STATUS_CONVERGED
+    return step, status
