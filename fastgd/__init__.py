@@ -18,8 +18,8 @@ from fastgd.distances import sqeuclidean
 from fastgd.factorization import FactorizationResult, factorize
 from fastgd.gradcheck import GradCheckReport, check_grad, numerical_gradient
 from fastgd.masked import ObservedEntries, masked_loss_grad, masked_residual, observed
-from fastgd.optim import SGD, Adagrad, adagrad_update, sgd_update
 from fastgd.optimize import minimize, scipy_method
+from fastgd.updates import SGD, Adagrad, adagrad_update, sgd_update
 
 __all__ = [
     "SGD",

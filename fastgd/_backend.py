@@ -281,7 +281,7 @@ _simd_level_asked = _simd_from_environment()
 
 _override = contextvars.ContextVar("fastgd_backend", default=None)
 
-# The fast paths of small calls (fastgd.optim's fused updates, fastgd.masked's small
+# The fast paths of small calls (fastgd.updates' fused updates, fastgd.masked's small
 # problems) call these compiled modules without asking get_backend(), which costs as much as
 # a whole small call: each is its module of ext while the compiled backend is the default
 # and no use_backend() block is open in any thread, None otherwise (the callers then ask

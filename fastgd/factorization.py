@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fastgd import _backend, _codes, _threads, _validation, masked, optim
+from fastgd import _backend, _codes, _threads, _validation, masked, updates
 
 if TYPE_CHECKING:
     from fastgd._typing import (
@@ -187,7 +187,7 @@ class FactorizationResult:
                              "optimizer='adagrad'")
         s = self._settings
         accums = [self.optimizer_state["accum_W"], self.optimizer_state["accum_H"]]
-        rates = optim._adagrad_rates(accums, s["lr"], s["eps"], s["eps_mode"])
+        rates = updates._adagrad_rates(accums, s["lr"], s["eps"], s["eps_mode"])
         return rates[0], rates[1]
 
     def __repr__(self):
@@ -222,7 +222,7 @@ def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, 
                    loss, l2, tol):
     """factorize's settings, validated, as a dict (fastgd.dask.factorize's too)."""
     _validation.check_choice(optimizer, "optimizer", OPTIMIZERS)
-    _validation.check_choice(eps_mode, "eps_mode", tuple(optim.EPS_MODES))
+    _validation.check_choice(eps_mode, "eps_mode", tuple(updates.EPS_MODES))
     _validation.check_choice(loss, "loss", masked.LOSSES)
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         raise TypeError(f"lr must be a real number; got {type(lr).__name__}")
@@ -347,7 +347,7 @@ class _CompiledLoop:
         steps, status = self.kernel(
             *self.plan_arrays, self.W, self.HT, *self.states, *self.grads, history, n_steps,
             masked.LOSS_CODES[s["loss"]], s["l2"], OPTIMIZER_CODES[s["optimizer"]], s["lr"],
-            s["eps"], optim.EPS_MODES[s["eps_mode"]], s["momentum"], s["nesterov"],
+            s["eps"], updates.EPS_MODES[s["eps_mode"]], s["momentum"], s["nesterov"],
             0.0 if s["nonneg"] else -math.inf, -1.0 if s["tol"] is None else s["tol"],
         )
         return steps, status, history[:steps + 1]
@@ -370,11 +370,11 @@ def apply_step(params, grads, states, settings, n_threads):
     """One fused optimizer step of the parameters, in place (states None: plain GD)."""
     bound = 0.0 if settings["nonneg"] else None
     if settings["optimizer"] == "adagrad":
-        optim.adagrad_update(params, grads, states, lr=settings["lr"], eps=settings["eps"],
+        updates.adagrad_update(params, grads, states, lr=settings["lr"], eps=settings["eps"],
                              eps_mode=settings["eps_mode"], lower_bound=bound,
                              n_threads=n_threads)
     else:
-        optim.sgd_update(params, grads, states, lr=settings["lr"],
+        updates.sgd_update(params, grads, states, lr=settings["lr"],
                          momentum=settings["momentum"], nesterov=settings["nesterov"],
                          lower_bound=bound, n_threads=n_threads)
 

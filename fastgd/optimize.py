@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fastgd import _validation, factorization, optim
+from fastgd import _validation, factorization, updates
 from fastgd.gradcheck import numerical_gradient
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ def minimize(fun: Callable[..., Any], x0: ArrayLike, *, args: tuple[Any, ...] = 
         momentum, nesterov = settings["momentum"], settings["nesterov"]
         eps, eps_mode = settings["eps"], settings["eps_mode"]
     _validation.check_choice(method, "method", METHODS)
-    _validation.check_choice(eps_mode, "eps_mode", tuple(optim.EPS_MODES))
+    _validation.check_choice(eps_mode, "eps_mode", tuple(updates.EPS_MODES))
     lr = _validation.check_real(lr, "lr")
     if lr == 0:
         raise ValueError("lr must be > 0; got 0.0")
@@ -301,9 +301,9 @@ def minimize(fun: Callable[..., Any], x0: ArrayLike, *, args: tuple[Any, ...] = 
             status = STATUS_MAXITER
             break
         if method == "adagrad":
-            optim.adagrad_update(x, grad, state, lr=lr, eps=eps, eps_mode=eps_mode)
+            updates.adagrad_update(x, grad, state, lr=lr, eps=eps, eps_mode=eps_mode)
         else:
-            optim.sgd_update(x, grad, state, lr=lr, momentum=momentum, nesterov=nesterov)
+            updates.sgd_update(x, grad, state, lr=lr, momentum=momentum, nesterov=nesterov)
         if box is not None:
             np.clip(x, *box, out=x)
         nit += 1

@@ -175,7 +175,7 @@ cdef object _run(list params, list grads, list states, bint adagrad, UpdateSetti
 
 cdef inline void _count_step(object counter):
     """One more step in an optimizer's step counter (an int64 ndarray of one element made
-    by fastgd.optim), counted in the same compiled call as the update, so that a
+    by fastgd.updates), counted in the same compiled call as the update, so that a
     KeyboardInterrupt lands either before both or after both."""
     if counter is not None:
         (<int64_t*>cnp.PyArray_DATA(<cnp.ndarray>counter))[0] += 1
@@ -184,7 +184,7 @@ cdef inline void _count_step(object counter):
 def adagrad_update(list params, list grads, list accums, double rate, double eps,
                    int eps_mode, double weight_decay, bint maximize, double lower_bound,
                    int n_threads, Py_ssize_t parallel_min_elements, counter=None):
-    """Adagrad on validated lists of arrays (see fastgd.optim.adagrad_update); counts the
+    """Adagrad on validated lists of arrays (see fastgd.updates.adagrad_update); counts the
     step in ``counter`` when given."""
     cdef UpdateSettings settings
     if accums is None:
@@ -233,7 +233,7 @@ def sgd_update(list params, list grads, list velocities, double lr, double momen
 # ndarrays (C-contiguous, aligned, native, float32/float64, matching shapes) and exact
 # Python floats, ints and bools in range, and refuses aliasing by sorting the arrays'
 # byte ranges; for anything else it returns False having modified nothing, and
-# fastgd.optim converts the arguments or raises its error.
+# fastgd.updates converts the arguments or raises its error.
 
 ctypedef struct ByteRange:
     uintptr_t start

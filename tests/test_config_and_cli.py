@@ -18,8 +18,8 @@ import fastgd.distances
 import fastgd.factorization
 import fastgd.gradcheck
 import fastgd.masked
-import fastgd.optim
 import fastgd.optimize
+import fastgd.updates
 from fastgd import cli
 
 
@@ -159,7 +159,7 @@ def test_bench_settles_only_before_threaded_calls(monkeypatch):
 def test_bench_threaded_cases_are_those_with_work_for_threads():
     from fastgd import factorization, masked
     from fastgd.benchmarks import KERNEL_MODULES, case_module
-    from fastgd.optim import PARALLEL_MIN_ELEMENTS
+    from fastgd.updates import PARALLEL_MIN_ELEMENTS
 
     cases = {kernel: case_module(kernel).CASES for kernel in KERNEL_MODULES}
     threaded = {kernel: {case for case in cases[kernel] if case_module(kernel).threaded(case)}
@@ -216,7 +216,7 @@ def test_cli_demo_refuses_a_plot_directory_it_cannot_make(capsys, tmp_path):
 @pytest.mark.parametrize(
     "module",
     [fastgd, fastgd._backend, fastgd._config, fastgd.benchmarks, fastgd.demo,
-     fastgd.distances, fastgd.factorization, fastgd.gradcheck, fastgd.masked, fastgd.optim,
+     fastgd.distances, fastgd.factorization, fastgd.gradcheck, fastgd.masked, fastgd.updates,
      fastgd.optimize],
     ids=lambda m: m.__name__,
 )

@@ -12,7 +12,7 @@ import numpy as np
 import fastgd
 from fastgd._backend import ext
 from fastgd._threads import resolve_n_threads
-from fastgd.optim import PARALLEL_MIN_ELEMENTS
+from fastgd.updates import PARALLEL_MIN_ELEMENTS
 
 KERNEL = "adagrad_update"
 
