@@ -13,22 +13,21 @@ if TYPE_CHECKING:
 
 METHODS = ("auto", "expansion", "direct")
 
-# method="auto" uses the direct differences below this many features and the GEMM
-# expansion from it on: the crossover measured on an AMD EPYC (AVX2) for 1000 x 1000
-# points, one thread, lay between 8 and 12 features in float32 and float64.
+# The tuning constants below were measured as docs/performance.md ("Tuning constants")
+# records; change them only with a side-by-side measurement.
+
+# method="auto" uses the direct differences below this many features, the GEMM expansion
+# from it on.
 DIRECT_MAX_FEATURES = 10
 
 # Outputs from this size on are allocated with their data on a cache line (the compiled
-# backend's empty_aligned): the kernel's 64-byte vector stores then never straddle two
-# lines, about 15% faster for 1000 x 1000 float64 distances at d = 3 and d = 64.
+# backend's empty_aligned), so that the kernel's 64-byte vector stores never straddle two
+# lines.
 ALIGNED_MIN_BYTES = 1 << 16
 
-# An output of at least STREAM_ABOVE_L3 of the L3 cache is written by non-temporal stores
-# by the direct method at the AVX-512 level: a store would read each of its cache lines
-# from memory only to overwrite it, and it would not stay in the cache anyway. Measured on
-# an AMD EPYC (Zen 5, 32 MiB of L3), one thread, float64: 1000 x 20000 x 3 (160 MB) 17%
-# faster into an existing output; but 1000 x 1000 x 3 (8 MB, which stays in the cache) 10%
-# slower. The kernel leaves them out for the expansion (see _pairwise.sqeuclidean).
+# The direct method at the AVX-512 level writes an output of at least this fraction of
+# the L3 cache by non-temporal stores (it would not stay in the cache, and a plain store
+# reads each line before overwriting it); the expansion never does.
 STREAM_ABOVE_L3 = 0.5
 L3_BYTES_UNKNOWN = 32 << 20
 

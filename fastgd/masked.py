@@ -25,11 +25,13 @@ LOSSES = _codes.LOSSES
 LOSS_CODES = {name: code for code, name in enumerate(LOSSES)}
 METHODS = ("auto", "dense", "sparse")
 
+# The tuning constants below were measured as docs/performance.md ("Tuning constants")
+# records; change them only with a side-by-side measurement.
+
 # method="auto" takes the sparse path (O(nnz k), finding the observed entries first) for
 # a dense A observed at most this fraction, the dense path (three BLAS products over
-# tiles, O(m n k)) above it: the crossover measured on an AMD EPYC (AVX2), one thread,
-# lay between 0.3 and 0.4 for 1000 x 1000, k = 16 and 2000 x 2000, k = 32. The density is
-# estimated from up to DENSITY_SAMPLE_ROWS evenly spaced rows.
+# tiles, O(m n k)) above it. The density is estimated from up to DENSITY_SAMPLE_ROWS
+# evenly spaced rows.
 SPARSE_MAX_DENSITY = 0.3
 DENSITY_SAMPLE_ROWS = 64
 
@@ -52,13 +54,7 @@ DETERMINISTIC_PARTS = 8
 # tiles whose rows fill TILE_L2 of it, but at least TILE_MIN_BYTES (and at most all of
 # it), every row's entries in one tile before the next tile's, if the rows have on
 # average at least TILE_MIN_ENTRIES entries in a tile (each tile reads W's rows again).
-# The result is bitwise the same as untiled. Measured one thread, k = 32: on a Xeon with
-# 2 MiB of L2 per core, 20000 x 20000 at 0.5% 55 -> 33 ms in float64 (tiles of 2048
-# columns, 10 entries a row each), 26 -> 15 ms in float32; 5000 x 5000 at 5% float64 18
-# -> 12 ms; tiles of 2 or 3 entries a row were slower. On an AMD EPYC (Zen 5) with 1 MiB
-# of L2, whose L3 holds what the L2 cannot at less cost, tiles of 1 MiB too were the
-# best: at 20000 x 20000 float64 16.3 ms against 19.3 ms for tiles of 512 KiB, float32
-# 9.3 against 10.4 ms; at 5000 x 5000 they were within 3%.
+# The result is bitwise the same as untiled.
 TILE_ABOVE_L2 = 0.75
 TILE_L2 = 0.5
 TILE_MIN_BYTES = 1 << 20
@@ -220,10 +216,10 @@ class ObservedEntries:
 
         From the second call with the same tiles and dtype on, the entries come tile by
         tile (tile t's entries of row i are indices[tile_starts[t * m + i]:
-        tile_starts[t * m + i + 1]], in the plan's order): the kernel then reads them in
-        one stream per tile rather than a few from every row, 10% to 15% off the 20000 x
-        20000 plan at k = 32, with the same bits. That copy of the entries is kept
-        (one, for the latest tiles and dtype); a plan used once is not copied.
+        tile_starts[t * m + i + 1]], in the plan's order), so that the kernel reads them in
+        one stream per tile rather than a few from every row, with the same bits. That
+        copy of the entries is kept (one, for the latest tiles and dtype); a plan used once
+        is not copied.
         Otherwise tile_starts is None and the entries are the plan's own.
         """
         key = (tile_cols, np.dtype(dtype))
@@ -627,11 +623,9 @@ def _raise_if_observed_nonfinite(A, mask):
 
 
 def _transposed_copy(H, dtype=None):
-    """H.T, C-contiguous, in ``dtype`` (default H's): the plan's residuals fetch its rows
+    """H.T, C-contiguous, in ``dtype`` (default H's). The plan's residuals fetch its rows
     at random, so with the compiled backend they start on a cache line (a row of k = 32
-    doubles then takes 4 lines, not 5; the same holds for the tiles of H.T that
-    plan_loss_grad makes itself: 5% to 13% off its time for the 20000 x 20000 plan, in
-    runs side by side)."""
+    doubles then spans 4 lines, not 5), as do the tiles of H.T that plan_loss_grad makes."""
     dtype = H.dtype if dtype is None else dtype
     if _backend.get_backend() != "compiled":
         return np.ascontiguousarray(H.T, dtype=dtype)

@@ -470,11 +470,11 @@ cdef Py_ssize_t _tile_columns(Py_ssize_t m, Py_ssize_t d, bint symmetric, bint e
     """Output columns per tile: TILE, but at the AVX-512 level (without symmetry):
     * the fused expansion: TILE rounded up to whole blocks of block_cols columns, so that
       no tile but the last ends in a block cut short, which takes the slower way out of
-      registers (500 x 20000 x 32: 0.92x the time in float64, 0.85x in float32);
+      registers;
     * the direct method: as many as DIRECT_COLUMNS_BYTES of Y hold, all of them for few
       features: each 8 rows of the output are then written in long runs rather than in
-      pieces of TILE columns (1000 x 1000 at d = 3: about 15% faster; 500 x 20000 at
-      d = 9: 30%)."""
+      pieces of TILE columns.
+    (Measurements: docs/performance.md, "Tuning constants".)"""
     if symmetric or d > DEPTH or not fastgd_pairwise_blocked():
         return TILE
     if expansion:

@@ -26,9 +26,9 @@
  * rounds the exact difference once, keeping its sign. Where a test fails, the neighbour
  * on that side is the root.
  *
- * (Quotients can be had the same way, from a reciprocal estimate and an exact remainder;
- * on the Xeon (Emerald Rapids) where this was measured, every mix of them with the
- * divider's took more time than the mix of roots above, so the divider takes them all.)
+ * (Quotients can be had the same way, from a reciprocal estimate and an exact remainder,
+ * but every mix of them with the divider's was slower than the mix of roots above
+ * (docs/performance.md), so the divider takes them all.)
  */
 #ifndef FASTGD_FMA_SQRT_H
 #define FASTGD_FMA_SQRT_H

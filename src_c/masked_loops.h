@@ -38,9 +38,8 @@
 /* The lane sums of the dot products and the trees that add them up: float64's eight
  * lanes in adjacent pairs, then pairs of pairs, then the halves; float32's sixteen by
  * halves (lane l plus lane l + 8, then l + 4, l + 2, l + 1), which registers of any width
- * make with the fewest shuffles. Sixteen float32 lanes rather than eight took 5% to 11% off
- * the float32 plan path at 5000 x 5000, k = 32: an AVX-512 register of products then adds
- * to the lanes in one operation. */
+ * make with the fewest shuffles. Sixteen float32 lanes let an AVX-512 register of products
+ * add to the lanes in one operation (docs/performance.md, "Tuning constants"). */
 #define FASTGD_LANES_F64 8
 #define FASTGD_LANES_F32 16
 #define FASTGD_LANE_SUM_F64(lanes)                                                      \
@@ -51,9 +50,8 @@
 #define FASTGD_LANE_SUM_F32(lanes)                                                      \
     ((FASTGD_LANE_SUM_F32_QUARTER(lanes, 0) + FASTGD_LANE_SUM_F32_QUARTER(lanes, 2))    \
      + (FASTGD_LANE_SUM_F32_QUARTER(lanes, 1) + FASTGD_LANE_SUM_F32_QUARTER(lanes, 3)))
-/* Entries ahead whose rows of H.T and dH.T are prefetched (every cache line of them): 4
- * rather than 8 took 7% off the 20000 x 20000 plan at k = 32 (AVX-512 and AVX2 alike),
- * the rows then arriving in L1 closer to their use. */
+/* Entries ahead whose rows of H.T and dH.T are prefetched (every cache line of them): near
+ * enough that the rows arrive in L1 close to their use (docs/performance.md). */
 #define FASTGD_PREFETCH_DISTANCE 4
 
 /* The dot product: for k of at least LANES, lane l holds the product of coordinate l and

@@ -655,9 +655,8 @@ FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f32, float, fastgd_store_sums_f32
 /* A whole tile (ni x nj entries) of blocks, along rows of the output (FASTGD_FUSED_MR rows
  * at a time), so that the stores stream through whole cache lines in order while the
  * packed panels of Y are read from L2. Plain stores: since a whole block leaves its
- * registers row after row, non-temporal ones were slower for every output (500 x 20000 x
- * 32: 1.06x to 1.08x the time in float64, 1.11x to 1.34x in float32; 4000 x 4000 x 256
- * float64 into a fresh output 1.10x), or at most 2% faster (2000 x 2000 x 64). */
+ * registers row after row, non-temporal ones were slower or no faster for every output
+ * measured (docs/performance.md). */
 #define FASTGD_DEFINE_FUSED_TILE(NAME, BLOCK, REAL, NR)                                 \
     FASTGD_TARGET_AVX512 static void NAME(                                              \
         const REAL *x_packed, const REAL *y_packed, ptrdiff_t d, const double *x_norms, \

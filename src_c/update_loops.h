@@ -228,8 +228,7 @@ FASTGD_TARGET_AVX512 static inline void fastgd_adagrad_finish_f64(
  * FMA units, the third from the divider, and all three their quotients from the divider
  * (a root costs it about 1.5 quotients), so that both work at once; the rest by the avx512
  * loop. Of the mixes measured (roots, quotients or both on the FMA units, for one to four
- * vectors of every two to five), this took the least time: 0.75x to 0.8x the time of half
- * of the vectors with both on the FMA units, 0.65x to 0.75x of the divider alone.
+ * vectors of every two to five), this took the least time (docs/performance.md).
  *
  * The loop is a software pipeline: each block of three vectors is started (loads, G, the
  * roots) while the block before it is finished (quotients, steps), so that the roots of
