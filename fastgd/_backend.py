@@ -209,7 +209,8 @@ SIMD_LEVELS = _codes.SIMD_LEVELS
 # The kernel families whose hot loops are compiled per instruction-set level, and the
 # extension module of each.
 DISPATCHED_KERNELS = {
-    "sqeuclidean": "_pairwise", "masked": "_masked", "updates": "_updates", "factorize": "_solvers",
+    # factorize's compiled loop steps with the update loops of _updates (their table).
+    "sqeuclidean": "_pairwise", "masked": "_masked", "updates": "_updates", "factorize": "_updates",
 }
 
 
@@ -232,10 +233,9 @@ def _select_simd(highest):
         simd_levels = None
         return None
     asked = _codes.code_of(SIMD_LEVELS, highest)
-    simd_levels = {
-        kernel: SIMD_LEVELS[getattr(ext, module).select_simd(asked)]
-        for kernel, module in DISPATCHED_KERNELS.items()
-    }
+    chosen = {module: SIMD_LEVELS[getattr(ext, module).select_simd(asked)]
+              for module in set(DISPATCHED_KERNELS.values())}
+    simd_levels = {kernel: chosen[module] for kernel, module in DISPATCHED_KERNELS.items()}
     _select_update_division(_update_division_asked)
     return dict(simd_levels)
 
@@ -265,7 +265,6 @@ def _select_update_division(method):
         update_division = None
         return None
     update_division = ext._updates.select_division(method)
-    ext._solvers.select_division(method)
     return update_division
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fastgd import _backend, _caches, _codes, _threads, _validation
+from fastgd._numpy._masked import loss_value_and_scale
 
 if TYPE_CHECKING:
     from fastgd._typing import Any, ArrayLike, FloatArray, Loss, MaskedMethod, NDArray
@@ -928,12 +929,7 @@ def _check_loss_defined(loss, count):
 
 
 def _loss_and_scale(loss, sse, count):
-    """The loss from the sum of squared residuals, and d loss / d (W @ H) per unit residual."""
-    if loss == "sse":
-        return sse, 2.0
+    """The loss named ``loss`` from the sum of squared residuals, and d loss / d (W @ H)
+    per unit residual (the formula: fastgd._numpy._masked.loss_value_and_scale)."""
     _check_loss_defined(loss, count)
-    mse = sse / count
-    if loss == "mse":
-        return mse, 2.0 / count
-    rmse = math.sqrt(mse)
-    return rmse, (1.0 / (count * rmse) if rmse > 0 else 0.0)
+    return loss_value_and_scale(LOSS_CODES[loss], sse, count)

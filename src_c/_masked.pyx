@@ -35,6 +35,7 @@ import numpy as np
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange, threadid
+from codes cimport LOSS_SSE
 from interrupts cimport (
     fastgd_interrupt,
     fastgd_interrupt_init,
@@ -43,8 +44,8 @@ from interrupts cimport (
 )
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.math cimport sqrt
 from libc.string cimport memcpy, memset
+from losses cimport fastgd_loss_value_and_scale
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cnp.import_array()
@@ -782,18 +783,12 @@ cdef int _finish_small_loss_grad(double total, int64_t count, const floating* W,
     -1 for what the general path must raise about (a non-finite sum: an observed inf, or
     overflow; no observed entry for a mean)."""
     cdef Py_ssize_t c
-    cdef double scale, mean, penalty = 0
+    cdef double scale, penalty = 0
     if not (total <= 1.7976931348623157e308):  # NaN or inf: an observed inf (or overflow)
         return -1
-    if loss == 0:
-        value[0], scale = total, 2.0
-    elif count == 0:
+    if loss != LOSS_SSE and count == 0:
         return -1
-    elif loss == 1:
-        value[0], scale = total / count, 2.0 / count
-    else:
-        mean = sqrt(total / count)
-        value[0], scale = mean, (1.0 / (count * mean) if mean > 0 else 0.0)
+    value[0] = fastgd_loss_value_and_scale(loss, total, count, &scale)
     for c in range(w_size):
         dW[c] = dW[c] * <floating>scale
     for c in range(h_size):

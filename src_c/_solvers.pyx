@@ -8,60 +8,42 @@ microsecond, where a Python loop pays tens of microseconds for its calls alone.
 
 H is kept transposed, as HT of shape (n, k), so that both factors are read by
 contiguous rows. The update loops are those of fastgd.adagrad_update and
-fastgd.sgd_update (update_loops.h, chosen per CPU by select_simd), so a step applies
-bitwise the same formula as those functions. One thread: larger problems go through
-the threaded kernels from Python, where the per-call cost no longer matters.
+fastgd.sgd_update, taken from _updates (its UPDATE_LOOPS table) at the level chosen
+there, so a step applies bitwise the same formula as those functions. One thread: larger
+problems go through the threaded kernels from Python, where the per-call cost no longer
+matters.
 """
 
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython cimport floating
+from codes cimport (
+    OPTIMIZER_ADAGRAD,
+    STATUS_CONVERGED,
+    STATUS_MAX_ITER,
+    STATUS_NONFINITE,
+)
 from interrupts cimport (
     fastgd_interrupt,
     fastgd_interrupt_init,
     fastgd_interrupt_raise,
     fastgd_should_stop,
 )
-from libc.math cimport fabs, isfinite, sqrt
+from libc.math cimport fabs, isfinite
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
-from codes cimport (
-    LOSS_MSE,
-    LOSS_SSE,
-    OPTIMIZER_ADAGRAD,
-    STATUS_CONVERGED,
-    STATUS_MAX_ITER,
-    STATUS_NONFINITE,
-)
-from update_loops cimport (
-    DIVISION_AUTO,
-    UpdateSettings,
-    fastgd_adagrad_f32,
-    fastgd_adagrad_f64,
-    fastgd_sgd_f32,
-    fastgd_sgd_f64,
-    fastgd_updates_select_division,
-    fastgd_updates_select_level,
-)
+from losses cimport fastgd_loss_value_and_scale
+from update_settings cimport UPDATE_LOOPS_CAPSULE, UpdateLoops, UpdateSettings
 
-from fastgd._ext._updates import DIVISIONS
+from fastgd._ext._updates import UPDATE_LOOPS
+
+# The update loops of _updates, at the level and with the division chosen there.
+cdef const UpdateLoops* _loops = <const UpdateLoops*>PyCapsule_GetPointer(
+    UPDATE_LOOPS, UPDATE_LOOPS_CAPSULE)
 
 
 ctypedef fused index_t:
     int32_t
     int64_t
-
-
-def select_simd(int highest):
-    """Run the update loops at the best level this CPU supports, at most level code
-    `highest` (fastgd._codes.SIMD_LEVELS; "scalar" runs "baseline"). Every level gives
-    bitwise the same steps. Returns the level code chosen."""
-    return fastgd_updates_select_level(highest)
-
-
-def select_division(str method):
-    """As _updates.select_division, for this module's own copy of the update loops'
-    choice (each module that includes update_loops.h keeps one)."""
-    asked = DIVISION_AUTO if method == "auto" else DIVISIONS.index(method)
-    return DIVISIONS[fastgd_updates_select_division(asked)]
 
 
 cdef double _sum_of_squares(const floating* x, Py_ssize_t length) noexcept nogil:
@@ -106,14 +88,7 @@ cdef double _loss_and_gradients(const index_t* indptr, const index_t* indices,
             for c in range(k):
                 grad_w_row[c] += r * h_row[c]
                 grad_h_row[c] += r * w_row[c]
-    # As fastgd.masked_loss_grad: d loss / d (W @ H) per unit residual.
-    if loss_code == LOSS_SSE:
-        loss, scale = sse, 2.0
-    elif loss_code == LOSS_MSE:
-        loss, scale = sse / count, 2.0 / count
-    else:
-        loss = sqrt(sse / count)
-        scale = 1.0 / (count * loss) if loss > 0 else 0.0
+    loss = fastgd_loss_value_and_scale(loss_code, sse, count, &scale)
     for i in range(m * k):
         grad_W[i] = grad_W[i] * <floating>scale
     for i in range(n * k):
@@ -127,14 +102,14 @@ cdef void _step(floating* param, const floating* grad, floating* state, Py_ssize
                 int optimizer, const UpdateSettings* settings) noexcept nogil:
     if optimizer == OPTIMIZER_ADAGRAD:
         if floating is double:
-            fastgd_adagrad_f64(param, grad, state, length, settings)
+            _loops.adagrad_f64(param, grad, state, length, settings)
         else:
-            fastgd_adagrad_f32(param, grad, state, length, settings)
+            _loops.adagrad_f32(param, grad, state, length, settings)
     else:
         if floating is double:
-            fastgd_sgd_f64(param, grad, state, length, settings)
+            _loops.sgd_f64(param, grad, state, length, settings)
         else:
-            fastgd_sgd_f32(param, grad, state, length, settings)
+            _loops.sgd_f32(param, grad, state, length, settings)
 
 
 def run_iterations(const index_t[::1] indptr, const index_t[::1] indices,

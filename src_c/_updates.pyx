@@ -21,9 +21,9 @@ from libc.stdint cimport int64_t, uint32_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 from codes cimport EPS_ACCUMULATE, EPS_INSIDE, EPS_OUTSIDE
+from cpython.pycapsule cimport PyCapsule_New
 from update_loops cimport (
     DIVISION_AUTO,
-    UpdateSettings,
     fastgd_adagrad_f32,
     fastgd_adagrad_f64,
     fastgd_bandwidth_floor_f32,
@@ -34,6 +34,7 @@ from update_loops cimport (
     fastgd_updates_select_division,
     fastgd_updates_select_level,
 )
+from update_settings cimport UPDATE_LOOPS_CAPSULE, UpdateLoops, UpdateSettings
 
 cdef extern from "openmp_runtime.h":
     int fastgd_omp_max_threads() noexcept nogil
@@ -58,6 +59,15 @@ def select_simd(int highest):
 
 
 DIVISIONS = ("divider", "divider+fma")
+
+# The update loops for the modules that step with them (_solvers): through this table they
+# run at the level and with the division chosen here, by select_simd and select_division.
+cdef UpdateLoops _update_loops
+_update_loops.adagrad_f32 = fastgd_adagrad_f32
+_update_loops.adagrad_f64 = fastgd_adagrad_f64
+_update_loops.sgd_f32 = fastgd_sgd_f32
+_update_loops.sgd_f64 = fastgd_sgd_f64
+UPDATE_LOOPS = PyCapsule_New(&_update_loops, UPDATE_LOOPS_CAPSULE, NULL)
 
 
 def select_division(str method):

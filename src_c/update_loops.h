@@ -16,24 +16,7 @@
 #include <stddef.h>
 
 #include "cpu_dispatch.h"
-
-/* Where Adagrad's eps enters (fastgd/_codes.py's EPS_MODES, in fastgd_codes.h):
- *   FASTGD_EPS_OUTSIDE     G += g^2; p -= clr g / (sqrt(G) + eps)   (PyTorch, Duchi et al.)
- *   FASTGD_EPS_INSIDE      G += g^2; p -= clr g / sqrt(G + eps), 0 where G == 0   (optax)
- *   FASTGD_EPS_ACCUMULATE  G += g^2 + eps; p -= clr g / sqrt(G)   (the autograd tutorial) */
-
-typedef struct {
-    double rate;         /* Adagrad: the decayed rate clr; SGD: lr */
-    double eps;
-    double weight_decay;
-    double momentum;
-    double dampening;
-    double lower_bound;  /* -inf when there is none */
-    int eps_mode;
-    int maximize;
-    int nesterov;
-    int has_state;       /* SGD: momentum buffers given */
-} fastgd_update_settings;
+#include "update_settings.h"
 
 /* PyTorch's order: maximize negates the gradient, then weight decay adds wd * p. The test
  * of use_weight_decay is the same for the whole loop (the compiler unswitches it). */

@@ -1,19 +1,12 @@
-# The C loops of the fused optimizer updates (update_loops.h), declared once for the
-# modules that step with them: _updates (fastgd.adagrad_update, fastgd.sgd_update) and
-# _solvers (factorize's compiled iteration loop).
+# The C loops of the fused optimizer updates (update_loops.h), for _updates alone: it
+# runs them for fastgd.adagrad_update and fastgd.sgd_update, and hands them to _solvers
+# (factorize's compiled loop) as a table in a capsule (update_settings.pxd), so that the
+# loops and the level they run at exist once.
+
+from update_settings cimport UpdateSettings
+
 
 cdef extern from "update_loops.h" nogil:
-    ctypedef struct UpdateSettings "fastgd_update_settings":
-        double rate
-        double eps
-        double weight_decay
-        double momentum
-        double dampening
-        double lower_bound
-        int eps_mode
-        int maximize
-        int nesterov
-        int has_state
     void fastgd_adagrad_f32(float* param, const float* grad, float* accum, Py_ssize_t n,
                             const UpdateSettings* s)
     void fastgd_adagrad_f64(double* param, const double* grad, double* accum, Py_ssize_t n,

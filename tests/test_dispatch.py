@@ -507,3 +507,23 @@ def test_plan_column_tiles_change_no_bit(rng, float_dtype, k, index_dtype, n_par
     np.testing.assert_allclose(sse, expected, rtol=tolerance)
     np.testing.assert_allclose(got_dW, dW, rtol=tolerance, atol=tolerance * 10)
     np.testing.assert_allclose(got_dH, dH, rtol=tolerance, atol=tolerance * 10)
+
+
+def test_factorize_steps_with_the_update_loops_of_updates():
+    """One dispatch state for the update loops: factorize's compiled loop takes them from
+    _updates' table, so it runs at the level chosen there and has no choice of its own."""
+    assert not hasattr(_backend.ext._solvers, "select_simd")
+    assert not hasattr(_backend.ext._solvers, "select_division")
+    assert _backend.simd_levels["factorize"] == _backend.simd_levels["updates"]
+    A = np.array([[np.nan, 4, 5], [4, 4, 5], [5, 3, 4], [2, 3, 3]])
+    W0, H0 = np.full((4, 2), 0.5), np.full((2, 3), 0.5)
+    results = {}
+    try:
+        for level in ("baseline", "avx512"):
+            chosen = _backend.select_simd(level)
+            results[chosen["updates"]] = fastgd.factorize(A, 2, init=(W0, H0), n_iter=50).W
+    finally:
+        _backend.select_simd("avx512")
+    reference = results.popitem()[1]
+    for W in results.values():
+        assert_array_equal(W, reference)

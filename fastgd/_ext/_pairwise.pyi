@@ -1,9 +1,7 @@
 import numpy as np
 import numpy.typing as npt
 
-SIMD_LEVELS: tuple[str, ...]
-
-def select_simd(highest: str) -> str: ...
+def select_simd(highest: int) -> int: ...
 
 def sqeuclidean(
     X: npt.NDArray[np.floating],

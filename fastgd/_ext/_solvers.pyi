@@ -1,9 +1,6 @@
 import numpy as np
 import numpy.typing as npt
 
-SIMD_LEVELS: tuple[str, ...]
-
-def select_simd(highest: str) -> str: ...
 def run_iterations(
     indptr: npt.NDArray[np.integer],
     indices: npt.NDArray[np.integer],

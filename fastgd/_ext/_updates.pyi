@@ -1,11 +1,10 @@
 import numpy as np
 import numpy.typing as npt
 
-SIMD_LEVELS: tuple[str, ...]
-
 DIVISIONS: tuple[str, ...]
+UPDATE_LOOPS: object
 
-def select_simd(highest: str) -> str: ...
+def select_simd(highest: int) -> int: ...
 def select_division(method: str) -> str: ...
 def fma_sqrt_lanes(
     a: npt.NDArray[np.float64], root_candidate: npt.NDArray[np.float64]

@@ -1,10 +1,26 @@
 """The NumPy twin of fastgd._ext._masked (src_c/_masked.pyx): the masked residual, loss and
 gradients of W @ H."""
 
+import math
+
 import numpy as np
+
+from fastgd import _codes
 
 # ``mask`` is a uint8 array (nonzero = observed) or None (then NaN in A means missing);
 # ``n_threads`` and ``n_parts`` are accepted for the common signature and ignored.
+
+
+def loss_value_and_scale(loss_code, sse, count):
+    """The loss from the sum of squared residuals over ``count`` observed entries, and the
+    factor that turns the residual-weighted sums into its gradient: the twin of
+    src_c/losses.h's fastgd_loss_value_and_scale, operation for operation."""
+    if loss_code == _codes.code_of(_codes.LOSSES, "sse"):
+        return sse, 2.0
+    if loss_code == _codes.code_of(_codes.LOSSES, "mse"):
+        return sse / count, 2.0 / count
+    root = math.sqrt(sse / count)
+    return root, (1.0 / (count * root) if root > 0 else 0.0)
 
 
 def _observed(A, mask):

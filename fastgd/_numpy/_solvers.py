@@ -4,10 +4,9 @@ loop."""
 import numpy as np
 
 from fastgd import _codes
-from fastgd._numpy._masked import plan_loss_grad, sum_of_squares
+from fastgd._numpy._masked import loss_value_and_scale, plan_loss_grad, sum_of_squares
 from fastgd._numpy._updates import adagrad_update, sgd_update
 
-LOSS_SSE, LOSS_MSE = (_codes.code_of(_codes.LOSSES, loss) for loss in ("sse", "mse"))
 OPTIMIZER_ADAGRAD = _codes.code_of(_codes.OPTIMIZERS, "adagrad")
 STATUS_MAX_ITER, STATUS_CONVERGED, STATUS_NONFINITE = (
     _codes.code_of(_codes.LOOP_STATUSES, status)
@@ -19,14 +18,7 @@ def _solver_loss_and_gradients(indptr, indices, values, W, HT, grad_W, grad_HT, 
     """The loss at (W, HT); grad_W and grad_HT receive the gradients of its data term."""
     grad_H = np.empty(HT.shape[::-1], dtype=HT.dtype)
     sse = plan_loss_grad(indptr, indices, values, W, HT.T, grad_W, grad_H, 1, 1)
-    count = indptr[-1]
-    if loss_code == LOSS_SSE:
-        loss, scale = sse, 2.0
-    elif loss_code == LOSS_MSE:
-        loss, scale = sse / count, 2.0 / count
-    else:
-        loss = np.sqrt(sse / count)
-        scale = 1.0 / (count * loss) if loss > 0 else 0.0
+    loss, scale = loss_value_and_scale(loss_code, sse, int(indptr[-1]))
     grad_W *= scale
     grad_HT[...] = grad_H.T * grad_H.dtype.type(scale)
     if l2 != 0:
