@@ -319,9 +319,13 @@ def get_backend() -> Literal["compiled", "numpy"]:
     chosen = _override.get()
     if chosen is not None:
         return chosen
-    if _ENVIRONMENT_BACKEND is not None:
+    if _ENVIRONMENT_BACKEND == "numpy":
         return _ENVIRONMENT_BACKEND
-    return "compiled" if _load() is not None else "numpy"
+    # Loads the compiled modules on first use (FASTGD_BACKEND=compiled: an ImportError if
+    # they cannot be loaded).
+    if _load() is None:
+        return "numpy"
+    return "compiled"
 
 
 def backend_reason():

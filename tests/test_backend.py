@@ -304,3 +304,17 @@ except ImportError as error:
 """)
     assert result.returncode == 0, result.stderr
     assert "built with other codes than fastgd/_codes.py" in result.stdout
+
+
+@pytest.mark.parametrize("environment, loaded", [("compiled", True), ("auto", True),
+                                                 ("numpy", False)])
+def test_get_backend_loads_what_it_reports(environment, loaded):
+    """get_backend() is the way to load the compiled modules before any kernel runs (e.g.
+    before installing a signal handler): it loads them unless FASTGD_BACKEND=numpy."""
+    result = run_python("""
+import sys, fastgd
+print(fastgd.get_backend(), "fastgd._ext._updates" in sys.modules)
+""", FASTGD_BACKEND=environment)
+    assert result.returncode == 0, result.stderr
+    backend = "numpy" if environment == "numpy" else "compiled"
+    assert result.stdout.split() == [backend, str(loaded)]
