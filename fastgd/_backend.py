@@ -1,8 +1,9 @@
 """Which implementation runs: the compiled extension or its NumPy twin.
 
-The extension is imported once, here. If it is missing, a warning says why and
-every kernel runs its NumPy twin from ``fastgd._numpy``; with
-``FASTGD_REQUIRE_EXTENSION=1`` a missing extension is an ImportError instead.
+The extension is imported once, here, when a kernel (or get_backend, show_config) first
+needs it, not at ``import fastgd``. If it is missing, a warning says why and every kernel
+runs its NumPy twin from ``fastgd._numpy``; with ``FASTGD_REQUIRE_EXTENSION=1`` a missing
+extension is an ImportError instead.
 ``FASTGD_BACKEND=numpy`` forces the twin; ``use_backend`` switches for a block.
 """
 

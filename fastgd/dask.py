@@ -34,7 +34,7 @@ except ImportError as error:
     raise ImportError(
         f"fastgd.dask needs Dask ({error}): pip install \"fastgd[dask]\"") from error
 
-from fastgd import _validation, distances, factorization, masked
+from fastgd import _plan, _validation, distances, factorization, masked
 
 if TYPE_CHECKING:
     from fastgd._typing import Any, ArrayLike, Callable, EpsMode, Loss, Optimizer, RandomState
@@ -145,7 +145,7 @@ def sqeuclidean(X: Any, Y: Any = None, *, n_threads: int = 1) -> da.Array:
 def _block_partial(A_block, W_block, H_block, n_threads):
     """(sum of r², observed count, 2 R H', 2 W' R) of one block: the "sse" loss and its
     gradients, from which every loss and its gradients follow."""
-    if isinstance(A_block, masked.ObservedEntries):
+    if isinstance(A_block, _plan.ObservedEntries):
         count = A_block.nnz
     else:
         count = int(np.count_nonzero(~np.isnan(A_block)))
@@ -209,7 +209,7 @@ def masked_loss_grad(A: Any, W: Any, H: Any, *, loss: Loss = "mse", l2: float = 
     True
     """
     _validation.check_choice(loss, "loss", masked.LOSSES)
-    l2 = masked._check_l2(l2)
+    l2 = masked.check_l2(l2)
     A = _as_dask(A, "A", "(m, n)")
     W, H = _aligned_factors(A, W, H)
     dtype = np.result_type(A.dtype, W.dtype, H.dtype)
@@ -228,13 +228,13 @@ def masked_loss_grad(A: Any, W: Any, H: Any, *, loss: Loss = "mse", l2: float = 
     (m, n), k = A.shape, W.shape[1]
     dW = np.concatenate(dW_rows, axis=0) if dW_rows else np.zeros((m, k), dtype)
     dH = np.concatenate(dH_cols, axis=1) if dH_cols else np.zeros((k, n), dtype)
-    value, scale = masked._loss_and_scale(loss, float(sse), int(count))
+    value, scale = masked.loss_and_scale(loss, float(sse), int(count))
     # The blocks' gradients are those of "sse" (scale 2): rescale to the loss asked for.
     dW = dW * dtype.type(scale / 2)
     dH = dH * dtype.type(scale / 2)
     if l2:
         W_np, H_np = dask.compute(W.astype(dtype), H.astype(dtype))
-        value += 0.5 * l2 * (masked._sum_of_squares(W_np) + masked._sum_of_squares(H_np))
+        value += 0.5 * l2 * (masked.sum_of_squares(W_np) + masked.sum_of_squares(H_np))
         dW += l2 * W_np
         dH += l2 * H_np
     return value, dW, dH
@@ -251,7 +251,7 @@ def masked_loss_grad(A: Any, W: Any, H: Any, *, loss: Loss = "mse", l2: float = 
 
 def _row_plans(*A_blocks):
     """The plans of one row of A's blocks (A's blocks are only read)."""
-    return [masked.observed(block) for block in A_blocks]
+    return [_plan.observed(block) for block in A_blocks]
 
 
 class _RowBlock:
@@ -300,10 +300,10 @@ class _RowBlock:
             target = self.grad if j == 0 else self.scratch
             sse += kernel(plan.indptr, plan.indices, self.values[j], self.W, H_part, target,
                           self.grad_H[j], self.n_threads, self.n_threads,
-                          masked._plan_tile_cols(plan, self.W.shape[1], self.W.itemsize))
+                          masked.plan_tile_cols(plan, self.W.shape[1], self.W.itemsize))
             if j:
                 self.grad += self.scratch
-        squares = masked._sum_of_squares(self.W) if with_squares else 0.0
+        squares = masked.sum_of_squares(self.W) if with_squares else 0.0
         return sse, np.concatenate(self.grad_H, axis=1), squares
 
     def factors(self):
@@ -448,7 +448,7 @@ nonneg, loss, l2, tol
 def _train(blocks, A, rank, init, random_state, settings, callback):
     totals = blocks.call("totals")
     count = sum(t[0] for t in totals)
-    masked._check_loss_defined(settings["loss"], count)
+    masked.check_loss_defined(settings["loss"], count)
     magnitude = sum(t[1] for t in totals)
     W, H = factorization.initial_factors(A.shape, A.dtype, rank, init, random_state,
                                          lambda: magnitude / count if count else 0.0)
@@ -464,10 +464,10 @@ def _train(blocks, A, rank, init, random_state, settings, callback):
         grad_H = summaries[0][1].copy()
         for summary in summaries[1:]:
             grad_H += summary[1]
-        value, scale = masked._loss_and_scale(settings["loss"], sse, count)
+        value, scale = masked.loss_and_scale(settings["loss"], sse, count)
         if l2:
             squares = sum(summary[2] for summary in summaries)
-            value += 0.5 * l2 * (squares + masked._sum_of_squares(H))
+            value += 0.5 * l2 * (squares + masked.sum_of_squares(H))
         return value, scale, grad_H
 
     value, scale, grad_H = evaluate(None)

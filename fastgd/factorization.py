@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fastgd import _backend, _codes, _threads, _validation, masked, updates
+from fastgd import _backend, _codes, _plan, _threads, _validation, masked, updates
 
 if TYPE_CHECKING:
     from fastgd._typing import (
@@ -242,7 +242,7 @@ def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, 
         "optimizer": optimizer, "lr": lr, "n_iter": _check_int(n_iter, "n_iter", 0),
         "eps": _validation.check_real(eps, "eps"), "eps_mode": eps_mode, "momentum": momentum,
         "nesterov": nesterov, "nonneg": _validation.check_flag(nonneg, "nonneg"),
-        "loss": loss, "l2": masked._check_l2(l2), "tol": tol,
+        "loss": loss, "l2": masked.check_l2(l2), "tol": tol,
     }
 
 
@@ -252,17 +252,17 @@ class _ObservedData:
 
     def __init__(self, A, mask, rank):
         self.dense = self.mask = self.plan = None
-        if isinstance(A, masked.ObservedEntries) or masked._is_sparse(A):
-            self.plan = masked.observed(A, mask)
+        if isinstance(A, _plan.ObservedEntries) or _plan.is_sparse(A):
+            self.plan = _plan.observed(A, mask)
             self.shape, self.dtype = self.plan.shape, self.plan.dtype
             return
-        dense, mask = masked._as_dense(A, mask)
+        dense, mask = _plan.as_dense(A, mask)
         self.shape, self.dtype = dense.shape, dense.dtype
         m, n = dense.shape
-        if m * n * rank <= SOLVER_LOOP_MAX_WORK or masked._takes_sparse_path("auto", dense, mask):
-            self.plan = masked.observed(dense, None if mask is None else mask.view(bool))
+        if m * n * rank <= SOLVER_LOOP_MAX_WORK or masked.takes_sparse_path("auto", dense, mask):
+            self.plan = _plan.observed(dense, None if mask is None else mask.view(bool))
         else:
-            masked._raise_if_observed_nonfinite(dense, mask)
+            _plan.raise_if_observed_nonfinite(dense, mask)
             self.dense, self.mask = dense, None if mask is None else mask.view(bool)
 
     @property
@@ -314,15 +314,15 @@ def initial_factors(shape, dtype, rank, init, random_state, mean_magnitude):
     except (TypeError, ValueError):
         raise ValueError("init must be None or a pair (W0, H0); got "
                          f"{type(init).__name__}") from None
-    W0, H0 = masked._check_factors(W0, H0, shape, names=("init[0] (W0)", "init[1] (H0)"))
+    W0, H0 = _plan.check_factors(W0, H0, shape, names=("init[0] (W0)", "init[1] (H0)"))
     if W0.shape[1] != rank:
         raise ValueError(f"init must have rank {rank} (W0's columns); got W0 of shape "
                          f"{W0.shape}")
     dtype = np.result_type(dtype, W0.dtype, H0.dtype)
     W = np.array(W0, dtype=dtype, order="C")  # copies: init is never modified
     H = np.array(H0, dtype=dtype, order="C")
-    masked._check_finite_factor(W, "init[0] (W0)")
-    masked._check_finite_factor(H, "init[1] (H0)")
+    _plan.check_finite_factor(W, "init[0] (W0)")
+    _plan.check_finite_factor(H, "init[1] (H0)")
     return W, H
 
 
@@ -455,7 +455,7 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
     n_iter = settings["n_iter"]
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
-    masked._check_loss_defined(settings["loss"], data.n_observed)
+    masked.check_loss_defined(settings["loss"], data.n_observed)
     rank = W.shape[1]
     if data.plan is not None and data.plan.nnz * max(rank, 1) <= SOLVER_LOOP_MAX_WORK:
         loop = _CompiledLoop(data, W, H, settings)
@@ -542,7 +542,7 @@ def finished_run(W, H, history, done, status, states, settings, data_magnitude=N
     state = {} if states is None else {f"{kind}_W": states[0],
                                        f"{kind}_H": np.ascontiguousarray(states[1])}
     l2 = settings["l2"]
-    penalty = 0.5 * l2 * (masked._sum_of_squares(W) + masked._sum_of_squares(H)) if l2 else 0.0
+    penalty = 0.5 * l2 * (masked.sum_of_squares(W) + masked.sum_of_squares(H)) if l2 else 0.0
     history = np.asarray(history, dtype=np.float64)
     if l2 and data_magnitude and status != STATUS_NONFINITE:
         largest_prediction = (W.shape[1] * float(np.abs(W).max(initial=0.0))

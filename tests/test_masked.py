@@ -316,16 +316,16 @@ def test_column_tiles_are_chosen_by_cache_size_and_change_no_bit(monkeypatch, fl
     plan = fastgd.observed(A)
     assert masked._l2_cache_bytes() >= 64 * 1024
     monkeypatch.setattr(masked, "_l2_cache_bytes", lambda: 16 << 20)
-    assert masked._plan_tile_cols(plan, 16, W.itemsize) == 0
+    assert masked.plan_tile_cols(plan, 16, W.itemsize) == 0
     untiled = fastgd.masked_loss_grad(plan, W, H, n_threads=1, deterministic=True)
     # Half the L2 but at least TILE_MIN_BYTES, at most all of it: here all 64 KiB.
     monkeypatch.setattr(masked, "_l2_cache_bytes", lambda: 64 * 1024)
-    tile_cols = masked._plan_tile_cols(plan, 16, W.itemsize)
+    tile_cols = masked.plan_tile_cols(plan, 16, W.itemsize)
     assert tile_cols == 64 * 1024 // (2 * 16 * W.itemsize)
     monkeypatch.setattr(masked, "TILE_MIN_BYTES", 16 * 1024)
-    assert masked._plan_tile_cols(plan, 16, W.itemsize) == tile_cols // 2
+    assert masked.plan_tile_cols(plan, 16, W.itemsize) == tile_cols // 2
     monkeypatch.setattr(masked, "TILE_MIN_BYTES", 48 * 1024)
-    assert masked._plan_tile_cols(plan, 16, W.itemsize) == 48 * 1024 // (2 * 16 * W.itemsize)
+    assert masked.plan_tile_cols(plan, 16, W.itemsize) == 48 * 1024 // (2 * 16 * W.itemsize)
     monkeypatch.undo()
     monkeypatch.setattr(masked, "_l2_cache_bytes", lambda: 64 * 1024)
     for n_threads in (1, 2):
@@ -335,7 +335,7 @@ def test_column_tiles_are_chosen_by_cache_size_and_change_no_bit(monkeypatch, fl
         assert_array_equal(tiled[2], untiled[2])
     # Too few entries per row in a tile: no tiles.
     sparse_plan = fastgd.observed(np.where(rng.random(A.shape) < 0.01, A, np.nan))
-    assert masked._plan_tile_cols(sparse_plan, 16, W.itemsize) == 0
+    assert masked.plan_tile_cols(sparse_plan, 16, W.itemsize) == 0
 
 
 def test_a_plan_used_again_keeps_its_entries_in_tiles(monkeypatch, float_dtype, rng):
@@ -345,7 +345,7 @@ def test_a_plan_used_again_keeps_its_entries_in_tiles(monkeypatch, float_dtype, 
     A, W, H = make_case(rng, 50, 700, 16, 0.4, float_dtype, kind="empty_rows_cols")
     plan = fastgd.observed(A)
     monkeypatch.setattr(masked, "_l2_cache_bytes", lambda: 64 * 1024)
-    tile_cols = masked._plan_tile_cols(plan, 16, W.itemsize)
+    tile_cols = masked.plan_tile_cols(plan, 16, W.itemsize)
     assert 0 < tile_cols < plan.shape[1]
     first = fastgd.masked_loss_grad(plan, W, H, n_threads=1, deterministic=True)
     assert plan._tiled is None  # a plan used once is not copied
@@ -376,13 +376,13 @@ def test_a_plan_used_again_keeps_its_entries_in_tiles(monkeypatch, float_dtype, 
                     atol=tolerance(float_dtype, 16))
     # Other tiles: the plan's own entries for one call, then a copy for those tiles.
     monkeypatch.setattr(masked, "_l2_cache_bytes", lambda: 48 * 1024)
-    assert 0 < masked._plan_tile_cols(plan, 16, W.itemsize) < tile_cols
+    assert 0 < masked.plan_tile_cols(plan, 16, W.itemsize) < tile_cols
     for _ in range(2):
         other = fastgd.masked_loss_grad(plan, W, H, n_threads=2, deterministic=True)
         assert other[0] == first[0]
         assert_array_equal(other[1], first[1])
         assert_array_equal(other[2], first[2])
-    assert plan._tiled[0] == (masked._plan_tile_cols(plan, 16, W.itemsize),
+    assert plan._tiled[0] == (masked.plan_tile_cols(plan, 16, W.itemsize),
                               np.dtype(float_dtype))
 
 
@@ -410,9 +410,9 @@ def test_unsorted_plan_rows_are_still_summed_whole(monkeypatch, rng):
     shuffled = masked.ObservedEntries(plan.indptr, indices, values, plan.shape)
     in_order = masked.ObservedEntries(plan.indptr, plan.indices, plan.values, plan.shape)
     monkeypatch.setattr(masked, "_l2_cache_bytes", lambda: 64 * 1024)
-    assert masked._plan_tile_cols(plan, 16, W.itemsize) > 0
-    assert masked._plan_tile_cols(in_order, 16, W.itemsize) > 0  # looked at: ascending
-    assert masked._plan_tile_cols(shuffled, 16, W.itemsize) == 0
+    assert masked.plan_tile_cols(plan, 16, W.itemsize) > 0
+    assert masked.plan_tile_cols(in_order, 16, W.itemsize) > 0  # looked at: ascending
+    assert masked.plan_tile_cols(shuffled, 16, W.itemsize) == 0
     expected = fastgd.masked_loss_grad(plan, W, H, loss="sse")
     for n_threads in (1, 2):
         got = fastgd.masked_loss_grad(shuffled, W, H, loss="sse", n_threads=n_threads)
@@ -572,8 +572,8 @@ def test_plan_and_sparse_inputs_to_loss(backend, rng):
 
 
 def test_index_dtype_rule():
-    assert masked._index_dtype(2**31 - 1, 5) == np.int32
-    assert masked._index_dtype(2**31, 5) == np.int64
+    assert fastgd._plan.smallest_index_dtype(2**31 - 1, 5) == np.int32
+    assert fastgd._plan.smallest_index_dtype(2**31, 5) == np.int64
 
 
 def test_no_observed_entries(backend):
@@ -718,8 +718,8 @@ def test_property_compiled_equals_twin(m, n, k, density, seed, dtype, loss):
 def test_auto_picks_the_sparse_path_for_sparse_data(monkeypatch, rng):
     A, W, H = make_case(rng, 200, 100, 3, 0.02, np.float64)
     called = []
-    monkeypatch.setattr(masked, "_plan_from_dense",
-                        lambda *a, _f=masked._plan_from_dense: called.append(1) or _f(*a))
+    monkeypatch.setattr(fastgd._plan, "plan_from_dense",
+                        lambda *a, _f=fastgd._plan.plan_from_dense: called.append(1) or _f(*a))
     fastgd.masked_loss_grad(A, W, H)
     assert called
     called.clear()
