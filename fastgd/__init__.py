@@ -19,17 +19,31 @@ from fastgd.factorization import FactorizationResult, factorize
 from fastgd.gradcheck import GradCheckReport, check_grad, numerical_gradient
 from fastgd.masked import ObservedEntries, masked_loss_grad, masked_residual, observed
 from fastgd.optimize import minimize, scipy_method
-from fastgd.updates import SGD, Adagrad, adagrad_update, sgd_update
+from fastgd.updates import (
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    RMSprop,
+    adagrad_update,
+    adam_update,
+    rmsprop_update,
+    sgd_update,
+)
 
 __all__ = [
     "SGD",
     "Adagrad",
+    "Adam",
+    "AdamW",
     "FactorizationResult",
     "GradCheckReport",
     "MatrixFactorization",
     "ObservedEntries",
+    "RMSprop",
     "__version__",
     "adagrad_update",
+    "adam_update",
     "check_grad",
     "factorize",
     "get_backend",
@@ -38,6 +52,7 @@ __all__ = [
     "minimize",
     "numerical_gradient",
     "observed",
+    "rmsprop_update",
     "scipy_method",
     "sgd_update",
     "show_config",

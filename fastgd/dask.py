@@ -258,10 +258,9 @@ class _RowBlock:
     """One row block of the factorisation: see the comment above. Its buffers are
     allocated once and reused every iteration."""
 
-    def __init__(self, plans, has_state, col_edges, n_threads):
+    def __init__(self, plans, col_edges, n_threads):
         self.plans, self.col_edges, self.n_threads = plans, col_edges, n_threads
-        self.has_state = has_state
-        self.W = self.state = self.grad = None
+        self.W = self.optimizer = self.grad = None
 
     def totals(self):
         """(observed entries, sum of their |values|)."""
@@ -269,11 +268,12 @@ class _RowBlock:
                 sum(float(np.sum(np.abs(plan.values), dtype=np.float64))
                     for plan in self.plans))
 
-    def start(self, W_block):
-        """Take W's block (a copy, updated in place from now on) and a zero state."""
+    def start(self, W_block, settings):
+        """Take W's block (a copy, updated in place from now on) and its optimizer, with
+        factorize's settings (its state starts at zero)."""
         self.W = np.array(W_block, order="C")
         dtype, rank = self.W.dtype, self.W.shape[1]
-        self.state = np.zeros_like(self.W) if self.has_state else None
+        self.optimizer = factorization.make_optimizer([self.W], settings, self.n_threads)
         self.values = [plan.values.astype(dtype, copy=False) for plan in self.plans]
         self.grad = np.zeros_like(self.W)  # R H' (raw, unscaled) at the current point
         self.scratch = np.empty_like(self.W) if len(self.plans) > 1 else None
@@ -285,13 +285,11 @@ class _RowBlock:
         block's (sum of r², W' R, with_squares the sum of W's squares), by the masked
         kernel on the plans."""
         if step is not None:
-            scale, settings = step
+            scale, l2 = step
             self.grad *= self.W.dtype.type(scale)
-            if settings["l2"]:
-                self.grad += settings["l2"] * self.W
-            factorization.apply_step([self.W], [self.grad],
-                                     None if self.state is None else [self.state],
-                                     settings, self.n_threads)
+            if l2:
+                self.grad += l2 * self.W
+            self.optimizer.step([self.grad])
         kernel = masked.kernels().plan_loss_grad
         sse = 0.0
         for j, plan in enumerate(self.plans):
@@ -307,8 +305,9 @@ class _RowBlock:
         return sse, np.concatenate(self.grad_H, axis=1), squares
 
     def factors(self):
-        """Copies of W's block and of its optimizer state."""
-        return self.W.copy(), None if self.state is None else self.state.copy()
+        """A copy of W's block, and {name: copy} of its optimizer's state."""
+        return self.W.copy(), {name: arrays[0].copy() for name, arrays in
+                               factorization.optimizer_state(self.optimizer).items()}
 
 
 def _distributed_client():
@@ -326,7 +325,7 @@ def _distributed_client():
 class _RowBlocks:
     """The row blocks of A (and W), where they live, and calls of all of them at once."""
 
-    def __init__(self, A, has_state, n_threads):
+    def __init__(self, A, n_threads):
         self.row_chunks = A.chunks[0]
         self.row_edges = np.cumsum((0, *self.row_chunks))
         col_edges = np.cumsum((0, *A.chunks[1]))
@@ -335,7 +334,7 @@ class _RowBlocks:
         self.client = _distributed_client()
         if self.client is None:
             plans = dask.compute(rows)[0]
-            self.blocks = [_RowBlock(p, has_state, col_edges, n_threads) for p in plans]
+            self.blocks = [_RowBlock(p, col_edges, n_threads) for p in plans]
             self.pool = ThreadPoolExecutor(max_workers=max(1, min(len(rows),
                                                                   os.cpu_count() or 1)))
             return
@@ -347,7 +346,7 @@ class _RowBlocks:
             where = {"workers": [workers[i % len(workers)]], "allow_other_workers": False}
             plans = self.client.compute(row, **where)
             self.blocks.append(self.client.submit(
-                _RowBlock, plans, has_state, col_edges, n_threads, actor=True,
+                _RowBlock, plans, col_edges, n_threads, actor=True,
                 **where).result())
 
     def call(self, method, *args, per_block=None):
@@ -437,8 +436,7 @@ nonneg, loss, l2, tol
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
     A = _as_dask(A, "A", "(m, n)")
-    has_state = factorization.has_optimizer_state(settings)
-    blocks = _RowBlocks(A, has_state, n_threads)
+    blocks = _RowBlocks(A, n_threads)
     try:
         return _train(blocks, A, rank, init, random_state, settings, callback)
     finally:
@@ -453,9 +451,9 @@ def _train(blocks, A, rank, init, random_state, settings, callback):
     W, H = factorization.initial_factors(A.shape, A.dtype, rank, init, random_state,
                                          lambda: magnitude / count if count else 0.0)
     edges = blocks.row_edges
-    blocks.call("start", per_block=[(W[edges[i]:edges[i + 1]],)
+    blocks.call("start", per_block=[(W[edges[i]:edges[i + 1]], settings)
                                     for i in range(len(blocks.blocks))])
-    H_state = np.zeros_like(H) if factorization.has_optimizer_state(settings) else None
+    H_optimizer = factorization.make_optimizer([H], settings, 1)
     l2 = settings["l2"]
 
     def evaluate(step):
@@ -482,10 +480,9 @@ def _train(blocks, A, rank, init, random_state, settings, callback):
             dH += l2 * H
         # H steps here; W's blocks step where they are, from the same point, and then
         # evaluate at the new point.
-        factorization.apply_step([H], [dH], None if H_state is None else [H_state],
-                                 settings, 1)
+        H_optimizer.step([dH])
         previous = value
-        value, scale, grad_H = evaluate((scale, settings))
+        value, scale, grad_H = evaluate((scale, l2))
         history.extend([value])
         done += 1
         status = factorization.status_after(value, previous, settings)
@@ -494,7 +491,8 @@ def _train(blocks, A, rank, init, random_state, settings, callback):
             status = factorization.STATUS_STOPPED_BY_CALLBACK
     parts = blocks.call("factors")
     W = np.concatenate([W[:0], *(part[0] for part in parts)], axis=0)
-    states = None if H_state is None else (
-        np.concatenate([W[:0], *(part[1] for part in parts)], axis=0), H_state)
+    states = {name: (np.concatenate([W[:0], *(part[1][name] for part in parts)], axis=0),
+                     arrays[0])
+              for name, arrays in factorization.optimizer_state(H_optimizer).items()}
     return factorization.finished_run(W, H, history.values(), done, status, states,
                                       settings, magnitude / count if count else 0.0)

@@ -75,7 +75,7 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     ----------
     rank : int, optional
         The number of components; default ``min(n_samples, n_features)``.
-    optimizer : {"adagrad", "gd"}
+    optimizer : {"adagrad", "gd", "adam", "rmsprop"}
     lr : float
     n_iter : int
         The maximum number of iterations of ``fit``.

@@ -31,8 +31,10 @@ if TYPE_CHECKING:
         RandomState,
     )
 
-OPTIMIZERS = _codes.OPTIMIZERS
-OPTIMIZER_CODES = {name: code for code, name in enumerate(OPTIMIZERS)}
+# The compiled loop's optimizers (their codes), and those that step from Python with the
+# fused updates only (the kernel loop, whatever the problem's size).
+OPTIMIZER_CODES = {name: code for code, name in enumerate(_codes.OPTIMIZERS)}
+OPTIMIZERS = (*_codes.OPTIMIZERS, "adam", "rmsprop")
 
 # How a run ended: the compiled loop's statuses, and the callback's (Python's alone).
 STATUS_MAX_ITER, STATUS_CONVERGED, STATUS_NONFINITE = (
@@ -106,9 +108,11 @@ class FactorizationResult:
     message : str
         Why the run stopped.
     optimizer_state : dict
-        The optimizer's state at the end: Adagrad's sums of squared gradients
-        (``"accum_W"``, ``"accum_H"``) or the momentum buffers (``"velocity_W"``,
-        ``"velocity_H"``), shaped like W and H; empty for plain gradient descent.
+        The optimizer's state at the end, shaped like W and H: Adagrad's sums of squared
+        gradients (``"accum_W"``, ``"accum_H"``), the momentum buffers (``"velocity_W"``,
+        ``"velocity_H"``), Adam's moments (``"exp_avg_W"``, ``"exp_avg_sq_W"``, ...),
+        RMSprop's (``"square_avg_W"``, ``"momentum_buffer_W"``, ``"grad_avg_W"``, ...);
+        empty for plain gradient descent.
 
     Examples
     --------
@@ -231,9 +235,11 @@ def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, 
         raise ValueError(f"lr must be > 0 and finite; got {lr}")
     momentum = _validation.check_real(momentum, "momentum")
     nesterov = _validation.check_flag(nesterov, "nesterov")
-    if optimizer == "adagrad" and (momentum != 0 or nesterov):
-        raise ValueError("momentum and nesterov apply to optimizer='gd'; "
-                         f"got momentum={momentum}, nesterov={nesterov} with 'adagrad'")
+    if optimizer in ("adagrad", "adam") and (momentum != 0 or nesterov):
+        raise ValueError("momentum applies to optimizer='gd' or 'rmsprop', nesterov to 'gd'; "
+                         f"got momentum={momentum}, nesterov={nesterov} with {optimizer!r}")
+    if nesterov and optimizer != "gd":
+        raise ValueError(f"nesterov applies to optimizer='gd'; got it with {optimizer!r}")
     if nesterov and momentum == 0:
         raise ValueError("nesterov=True needs momentum > 0")
     if tol is not None:
@@ -356,27 +362,53 @@ class _CompiledLoop:
         return self.W, self.HT.T
 
     def state(self):
+        """{name: (of W, of H)} of the optimizer's state."""
         if not self.has_state:
-            return None, None
-        return self.states[0], self.states[1].T
+            return {}
+        name = "accum" if self.s["optimizer"] == "adagrad" else "velocity"
+        return {name: (self.states[0], self.states[1].T)}
 
 
 def has_optimizer_state(settings):
-    """Adagrad keeps sums of squares, momentum keeps buffers; plain GD keeps nothing."""
-    return settings["optimizer"] == "adagrad" or settings["momentum"] != 0
+    """Adagrad, Adam and RMSprop keep state, momentum keeps buffers; plain GD nothing."""
+    return settings["optimizer"] != "gd" or settings["momentum"] != 0
 
 
-def apply_step(params, grads, states, settings, n_threads):
-    """One fused optimizer step of the parameters, in place (states None: plain GD)."""
+def make_optimizer(params, settings, n_threads):
+    """The fused-update optimizer that steps ``params`` (updated in place) with factorize's
+    settings; its state is optimizer_state()'s."""
     bound = 0.0 if settings["nonneg"] else None
-    if settings["optimizer"] == "adagrad":
-        updates.adagrad_update(params, grads, states, lr=settings["lr"], eps=settings["eps"],
-                             eps_mode=settings["eps_mode"], lower_bound=bound,
-                             n_threads=n_threads)
-    else:
-        updates.sgd_update(params, grads, states, lr=settings["lr"],
-                         momentum=settings["momentum"], nesterov=settings["nesterov"],
-                         lower_bound=bound, n_threads=n_threads)
+    common = {"lr": settings["lr"], "lower_bound": bound, "n_threads": n_threads}
+    optimizer = settings["optimizer"]
+    if optimizer == "adagrad":
+        return updates.Adagrad(params, eps=settings["eps"], eps_mode=settings["eps_mode"],
+                               **common)
+    if optimizer == "gd":
+        return updates.SGD(params, momentum=settings["momentum"],
+                           nesterov=settings["nesterov"], **common)
+    if optimizer == "adam":
+        return updates.Adam(params, eps=settings["eps"], **common)
+    return updates.RMSprop(params, eps=settings["eps"], momentum=settings["momentum"],
+                           **common)
+
+
+# The optimizer objects' state lists, by the names FactorizationResult.optimizer_state
+# gives them (with "_W" and "_H").
+STATE_NAMES = {
+    "Adagrad": {"accum": "accums"},
+    "SGD": {"velocity": "velocities"},
+    "Adam": {"exp_avg": "exp_avgs", "exp_avg_sq": "exp_avg_sqs",
+             "max_exp_avg_sq": "max_exp_avg_sqs"},
+    "RMSprop": {"square_avg": "square_avgs", "momentum_buffer": "momentum_buffers",
+                "grad_avg": "grad_avgs"},
+}
+
+
+def optimizer_state(optimizer):
+    """{name: list of arrays, one per parameter} of an optimizer's state (none unused)."""
+    names = STATE_NAMES[type(optimizer).__name__]
+    state = {name: getattr(optimizer, attribute) for name, attribute in names.items()}
+    return {name: arrays for name, arrays in state.items() if arrays is not None}
 
 
 def status_after(loss, previous, settings):
@@ -396,9 +428,7 @@ class _KernelLoop:
     def __init__(self, data, W, H, settings, n_threads):
         self.data, self.W, self.H = data, W, H
         self.s, self.n_threads = settings, n_threads
-        self.params = [W, H]
-        self.states = ([np.zeros_like(p) for p in self.params]
-                       if has_optimizer_state(settings) else None)
+        self.optimizer = make_optimizer([W, H], settings, n_threads)
         self.current = None
 
     def _evaluate(self):
@@ -422,7 +452,7 @@ class _KernelLoop:
         status = STATUS_MAX_ITER if math.isfinite(history[0]) else STATUS_NONFINITE
         steps = 0
         while status == STATUS_MAX_ITER and steps < n_steps:
-            apply_step(self.params, self.current[1], self.states, s, self.n_threads)
+            self.optimizer.step(self.current[1])
             steps += 1
             self.current = self._evaluate()
             history.append(self.current[0])
@@ -433,9 +463,9 @@ class _KernelLoop:
         return self.W, self.H
 
     def state(self):
-        if self.states is None:
-            return None, None
-        return self.states[0], self.states[1]
+        """{name: (of W, of H)} of the optimizer's state."""
+        return {name: (arrays[0], arrays[1])
+                for name, arrays in optimizer_state(self.optimizer).items()}
 
 
 def _progress_bar(progress, n_iter):
@@ -457,7 +487,8 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
         raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
     masked.check_loss_defined(settings["loss"], data.n_observed)
     rank = W.shape[1]
-    if data.plan is not None and data.plan.nnz * max(rank, 1) <= SOLVER_LOOP_MAX_WORK:
+    if (settings["optimizer"] in OPTIMIZER_CODES and data.plan is not None
+            and data.plan.nnz * max(rank, 1) <= SOLVER_LOOP_MAX_WORK):
         loop = _CompiledLoop(data, W, H, settings)
     else:
         loop = _KernelLoop(data, W, H, settings, n_threads)
@@ -489,10 +520,8 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
         if bar is not None:
             bar.close()
     W_final, H_final = loop.factors()
-    state_W, state_H = loop.state()
-    return finished_run(W_final, H_final, history.values(), done, status,
-                        None if state_W is None else (state_W.copy(), state_H), settings,
-                        data.mean_magnitude())
+    return finished_run(W_final, H_final, history.values(), done, status, loop.state(),
+                        settings, data.mean_magnitude())
 
 
 class LossHistory:
@@ -531,16 +560,17 @@ COLLAPSED_FRACTION = 1e-3
 
 
 def finished_run(W, H, history, done, status, states, settings, data_magnitude=None):
-    """The FactorizationResult of a run (``states``: the optimizer's (of W, of H), or
-    None), with a warning when the loss stopped being finite, or when the l2 penalty
-    shrank the factors to ~0 (checked against ``data_magnitude``, the observed entries'
-    mean magnitude, when given)."""
+    """The FactorizationResult of a run (``states``: {name: (of W, of H)} of the
+    optimizer's state), with a warning when the loss stopped being finite, or when the l2
+    penalty shrank the factors to ~0 (checked against ``data_magnitude``, the observed
+    entries' mean magnitude, when given)."""
     if status == STATUS_NONFINITE:
         warnings.warn(f"factorize stopped at iteration {done}: the loss is {history[-1]}; "
                       "lower lr", RuntimeWarning, stacklevel=4)
-    kind = "accum" if settings["optimizer"] == "adagrad" else "velocity"
-    state = {} if states is None else {f"{kind}_W": states[0],
-                                       f"{kind}_H": np.ascontiguousarray(states[1])}
+    state = {}
+    for name, (of_W, of_H) in states.items():
+        state[f"{name}_W"] = np.array(of_W, order="C")
+        state[f"{name}_H"] = np.array(of_H, order="C")
     l2 = settings["l2"]
     penalty = 0.5 * l2 * (masked.sum_of_squares(W) + masked.sum_of_squares(H)) if l2 else 0.0
     history = np.asarray(history, dtype=np.float64)
@@ -594,15 +624,21 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
         The starting point (copied, never modified). Default: random positive factors
         from ``random_state``, scaled to the data.
     random_state : int, numpy.random.Generator or RandomState, optional
-    optimizer : {"adagrad", "gd"}
+    optimizer : {"adagrad", "gd", "adam", "rmsprop"}
+        Adagrad, gradient descent (with ``momentum`` and ``nesterov``), Adam or RMSprop
+        (with ``momentum``), with torch.optim's semantics and defaults for the settings
+        not named here (Adam's betas (0.9, 0.999), RMSprop's alpha 0.99). A small problem
+        runs Adagrad and gradient descent in a compiled loop; Adam and RMSprop always step
+        from Python with the fused updates.
     lr : float
         The learning rate (> 0).
     n_iter : int
         The maximum number of iterations.
     eps, eps_mode
-        Adagrad's eps and where it enters (see :func:`adagrad_update`).
+        The eps of Adagrad, Adam and RMSprop; where it enters Adagrad (see
+        :func:`adagrad_update`).
     momentum : float
-        For "gd": PyTorch's momentum (the buffer starts at the first gradient).
+        For "gd" and "rmsprop": PyTorch's momentum.
     nesterov : bool
         For "gd" with momentum: Nesterov's update.
     nonneg : bool

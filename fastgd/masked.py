@@ -216,10 +216,16 @@ def check_l2(l2):
 
 def _estimated_density(A, mask):
     m = A.shape[0]
-    rows = np.unique(np.linspace(0, m - 1, min(m, DENSITY_SAMPLE_ROWS)).astype(np.intp))
+    # Evenly spaced rows, distinct as they are at least one apart (every row when m is
+    # at most DENSITY_SAMPLE_ROWS).
+    if m <= DENSITY_SAMPLE_ROWS:
+        rows = slice(None)
+    else:
+        rows = np.linspace(0, m - 1, DENSITY_SAMPLE_ROWS).astype(np.intp)
+    sampled = min(m, DENSITY_SAMPLE_ROWS)
     if mask is not None:
-        return float(np.count_nonzero(mask[rows])) / (rows.size * A.shape[1])
-    return float(np.count_nonzero(~np.isnan(A[rows]))) / (rows.size * A.shape[1])
+        return float(np.count_nonzero(mask[rows])) / (sampled * A.shape[1])
+    return float(np.count_nonzero(~np.isnan(A[rows]))) / (sampled * A.shape[1])
 
 
 def masked_loss_grad(A: Any, W: ArrayLike, H: ArrayLike, *, mask: ArrayLike | None = None,

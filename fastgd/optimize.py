@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from fastgd._typing import Any, ArrayLike, Callable, EpsMode, Jac, Optimizer
 
-METHODS = ("adagrad", "gd")
+METHODS = factorization.OPTIMIZERS  # "adagrad", "gd", "adam", "rmsprop"
 # jac's finite-difference schemes, named as in scipy.optimize.minimize; None is central.
 FINITE_DIFFERENCES = {None: "central", "3-point": "central", "2-point": "forward"}
 # The settings that options= may hold (SciPy's way of passing a method's settings).
@@ -178,9 +178,9 @@ def minimize(fun: Callable[..., Any], x0: ArrayLike, *, args: tuple[Any, ...] = 
         ``"3-point"`` for central finite differences (:func:`numerical_gradient`,
         ``2 * x0.size`` further calls of ``fun`` per iteration); ``"2-point"`` for forward
         differences (``x0.size + 1`` calls, less accurate), as in SciPy.
-    method : {"adagrad", "gd"}
-        Adagrad, or gradient descent with optional momentum and Nesterov's update (the
-        names of :func:`factorize`'s optimizers).
+    method : {"adagrad", "gd", "adam", "rmsprop"}
+        Adagrad, gradient descent with optional momentum and Nesterov's update, Adam or
+        RMSprop (the names of :func:`factorize`'s optimizers; torch.optim's semantics).
     lr : float
         The learning rate (> 0).
     maxiter : int
@@ -195,7 +195,7 @@ def minimize(fun: Callable[..., Any], x0: ArrayLike, *, args: tuple[Any, ...] = 
         One pair per entry of ``x0`` (in C order); None for no bound. Steps are
         projected onto the box (projected gradient descent).
     momentum : float
-        For "gd": PyTorch's momentum (the buffer starts at the first gradient).
+        For "gd" and "rmsprop": PyTorch's momentum.
     nesterov : bool
         For "gd" with momentum.
     eps, eps_mode
@@ -269,8 +269,11 @@ def minimize(fun: Callable[..., Any], x0: ArrayLike, *, args: tuple[Any, ...] = 
     eps = _validation.check_real(eps, "eps")
     momentum = _validation.check_real(momentum, "momentum")
     nesterov = _validation.check_flag(nesterov, "nesterov")
-    if method == "adagrad" and (momentum != 0 or nesterov):
-        raise ValueError("momentum and nesterov apply to method='gd'")
+    if method in ("adagrad", "adam") and (momentum != 0 or nesterov):
+        raise ValueError("momentum applies to method='gd' or 'rmsprop', nesterov to 'gd'; "
+                         f"got momentum={momentum}, nesterov={nesterov} with {method!r}")
+    if nesterov and method != "gd":
+        raise ValueError(f"nesterov applies to method='gd'; got it with {method!r}")
     if nesterov and momentum == 0:
         raise ValueError("nesterov=True needs momentum > 0")
     if not callable(fun):
@@ -285,7 +288,9 @@ def minimize(fun: Callable[..., Any], x0: ArrayLike, *, args: tuple[Any, ...] = 
         np.clip(x, *box, out=x)
     evaluate, counted = _gradient_source(fun, jac, args, shape, dtype)
     report = _callback_caller(callback)
-    state = np.zeros_like(x) if method == "adagrad" or momentum != 0 else None
+    optimizer = factorization.make_optimizer(
+        [x], {"optimizer": method, "lr": lr, "eps": eps, "eps_mode": eps_mode,
+              "momentum": momentum, "nesterov": nesterov, "nonneg": False}, None)
     nit = njev = 0
     while True:
         value, grad = evaluate(x)
@@ -300,10 +305,7 @@ def minimize(fun: Callable[..., Any], x0: ArrayLike, *, args: tuple[Any, ...] = 
         if nit == maxiter:
             status = STATUS_MAXITER
             break
-        if method == "adagrad":
-            updates.adagrad_update(x, grad, state, lr=lr, eps=eps, eps_mode=eps_mode)
-        else:
-            updates.sgd_update(x, grad, state, lr=lr, momentum=momentum, nesterov=nesterov)
+        optimizer.step([grad])
         if box is not None:
             np.clip(x, *box, out=x)
         nit += 1
@@ -326,7 +328,7 @@ def scipy_method(method: Optimizer = "adagrad", **defaults: Any) -> Callable[...
 
     Parameters
     ----------
-    method : {"adagrad", "gd"}
+    method : {"adagrad", "gd", "adam", "rmsprop"}
     **defaults
         Settings of :func:`minimize` (``lr``, ``momentum``, ...); ``options`` given to
         scipy override them. scipy's ``tol`` becomes fastgd's ``tol``.

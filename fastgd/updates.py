@@ -111,33 +111,51 @@ def _validated_lists(params, grads, states, state_name, states_required=False):
     """params, grads, states (None allowed unless ``states_required``) as checked lists;
     raises before any update."""
     if states is None and states_required:
-        raise TypeError(f"{state_name} must be an ndarray or a list/tuple of ndarrays (the "
-                        "state updated in place, one per parameter); got None")
+        raise TypeError(_missing_state_message(state_name))
+    params, grads, (states,) = _validated_with_states(params, grads, [(state_name, states)])
+    return params, grads, states
+
+
+def _missing_state_message(state_name):
+    return (f"{state_name} must be an ndarray or a list/tuple of ndarrays (the state "
+            "updated in place, one per parameter); got None")
+
+
+def _validated_with_states(params, grads, named_states):
+    """params, grads and each state of ``named_states`` ((name, ndarray or list, or None
+    for a state not used)) as checked lists, None for the unused states; raises before
+    any update."""
     params, single = _as_list(params, "params")
     grads, _ = _as_list(grads, "grads") if not single else ([grads], True)
     if len(grads) != len(params):
         raise ValueError(f"grads must hold one array per parameter ({len(params)}); "
                          f"got {len(grads)}")
-    if states is not None:
-        states, _ = _as_list(states, state_name) if not single else ([states], True)
-        if len(states) != len(params):
-            raise ValueError(f"{state_name} must hold one array per parameter "
-                             f"({len(params)}); got {len(states)}")
+    state_lists = []
+    for state_name, states in named_states:
+        if states is not None:
+            states, _ = _as_list(states, state_name) if not single else ([states], True)
+            if len(states) != len(params):
+                raise ValueError(f"{state_name} must hold one array per parameter "
+                                 f"({len(params)}); got {len(states)}")
+        state_lists.append(states)
 
     def label(name, k):
         return name if single else f"{name}[{k}]"
 
     checked_grads = []
+    written = []
     for k, param in enumerate(params):
         _check_updated_array(param, label("params", k))
         checked_grads.append(_as_grad(grads[k], label("grads", k), param))
+        written.append((label("params", k), param))
+    for (state_name, _), states in zip(named_states, state_lists, strict=True):
         if states is not None:
-            _check_updated_array(states[k], label(state_name, k), param.dtype, param.shape)
-    written = [(label("params", k), p) for k, p in enumerate(params)]
-    if states is not None:
-        written += [(label(state_name, k), s) for k, s in enumerate(states)]
+            for k, param in enumerate(params):
+                _check_updated_array(states[k], label(state_name, k), param.dtype,
+                                     param.shape)
+                written.append((label(state_name, k), states[k]))
     _check_no_aliasing(written, [(label("grads", k), g) for k, g in enumerate(checked_grads)])
-    return params, checked_grads, states
+    return params, checked_grads, state_lists
 
 
 def _lower_bound(value):
@@ -594,4 +612,405 @@ class SGD(_Optimizer):
             saved_velocities = self._checked_buffers(state["velocities"], "velocities")
             for velocity, saved in zip(self.velocities, saved_velocities, strict=True):
                 velocity[...] = saved
+        self.step_count, self.settings = step, settings
+
+
+def _betas(value):
+    """Adam's (beta1, beta2): two reals in [0, 1)."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"betas must be a pair (beta1, beta2); got {value!r}")
+    checked = []
+    for name, beta in zip(("betas[0]", "betas[1]"), value, strict=True):
+        beta = _validation.check_real(beta, name)
+        if not beta < 1.0:
+            raise ValueError(f"{name} must be in [0, 1); got {beta}")
+        checked.append(beta)
+    return tuple(checked)
+
+
+def _below_one(value, name):
+    value = _validation.check_real(value, name)
+    if not value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1]; got {value}")
+    return value
+
+
+def adam_update(params: Arrays, grads: ArraysLike, exp_avgs: Arrays, exp_avg_sqs: Arrays,
+                max_exp_avg_sqs: Arrays | None = None, *, lr: float = 1e-3,
+                betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                weight_decay: float = 0.0, decoupled_weight_decay: bool = False,
+                amsgrad: bool = False, maximize: bool = False, step: int = 1,
+                lower_bound: float | None = None, n_threads: int | None = None) -> None:
+    """One Adam (or AdamW) step, in place, fused into a single pass per array.
+
+    As ``torch.optim.Adam`` (``torch.optim.AdamW`` with ``decoupled_weight_decay``), with
+    ``g`` the gradient (negated when ``maximize``) and ``t = step``:
+
+    - weight decay: ``g += weight_decay * p`` (Adam), or ``p *= 1 - lr * weight_decay``
+      (AdamW: decoupled);
+    - ``m = beta1 m + (1 - beta1) g``, ``v = beta2 v + (1 - beta2) g**2``, and with
+      ``amsgrad`` the running maximum of ``v`` stands for ``v``;
+    - ``p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``;
+
+    then ``p = max(p, lower_bound)`` when a lower bound is given (a NaN stays NaN).
+
+    Parameters
+    ----------
+    params : ndarray or list/tuple of ndarrays
+        Updated in place: float32 or float64, C-contiguous, writeable.
+    grads : array_like or list/tuple of array_likes
+        One per parameter, of its shape and dtype. Not modified.
+    exp_avgs, exp_avg_sqs : ndarray or list/tuple of ndarrays
+        The first and second moments ``m`` and ``v``, one per parameter, of its shape and
+        dtype (zeros before the first step); updated in place.
+    max_exp_avg_sqs : ndarray or list/tuple of ndarrays, optional
+        With ``amsgrad``: the running maxima of ``v``; updated in place.
+    lr, eps, weight_decay : float
+        Non-negative.
+    betas : (float, float)
+        Each in [0, 1).
+    decoupled_weight_decay, amsgrad, maximize : bool
+    step : int
+        The 1-based number of this step (for the bias corrections).
+    lower_bound : float, optional
+    n_threads : int, optional
+        OpenMP threads over all elements of the list; small updates use one.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`adagrad_update`; nothing is modified when anything is wrong.
+
+    See Also
+    --------
+    Adam, AdamW : the optimizer objects that hold the moments and count the steps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> p, m, v = np.array([1.0, -2.0]), np.zeros(2), np.zeros(2)
+    >>> fastgd.adam_update(p, np.array([0.5, -1.0]), m, v, lr=0.1)
+    >>> p.round(6)
+    array([ 0.9, -1.9])
+    """
+    _adam_general(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, betas, eps,
+                  weight_decay, decoupled_weight_decay, amsgrad, maximize, step, lower_bound,
+                  n_threads)
+
+
+def _adam_general(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, betas, eps,
+                  weight_decay, decoupled, amsgrad, maximize, step, lower_bound, n_threads,
+                  counter=None):
+    """adam_update's checks, then the kernel (which counts the step in ``counter``)."""
+    lr = _validation.check_real(lr, "lr")
+    beta1, beta2 = _betas(betas)
+    eps = _validation.check_real(eps, "eps")
+    weight_decay = _validation.check_real(weight_decay, "weight_decay")
+    decoupled = _validation.check_flag(decoupled, "decoupled_weight_decay")
+    amsgrad = _validation.check_flag(amsgrad, "amsgrad")
+    maximize = _validation.check_flag(maximize, "maximize")
+    step = _step(step)
+    bound = _lower_bound(lower_bound)
+    n_threads = _threads.resolve_n_threads(n_threads)
+    for name, states in (("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs)):
+        if states is None:
+            raise TypeError(_missing_state_message(name))
+    if amsgrad and max_exp_avg_sqs is None:
+        raise TypeError(_missing_state_message("max_exp_avg_sqs") + " (amsgrad=True)")
+    params, grads, (exp_avgs, exp_avg_sqs, max_exp_avg_sqs) = _validated_with_states(
+        params, grads, [("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs),
+                        ("max_exp_avg_sqs", max_exp_avg_sqs if amsgrad else None)])
+    kernels().adam_update(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
+                          beta2, eps, weight_decay, decoupled, amsgrad, maximize, step, bound,
+                          n_threads, PARALLEL_MIN_ELEMENTS, counter)
+
+
+def rmsprop_update(params: Arrays, grads: ArraysLike, square_avgs: Arrays,
+                   momentum_buffers: Arrays | None = None, grad_avgs: Arrays | None = None, *,
+                   lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                   weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                   maximize: bool = False, lower_bound: float | None = None,
+                   n_threads: int | None = None) -> None:
+    """One RMSprop step, in place, fused into a single pass per array.
+
+    As ``torch.optim.RMSprop``, with ``g`` the gradient (negated when ``maximize``, plus
+    ``weight_decay * p``): ``v = alpha v + (1 - alpha) g**2``; centered, ``a = alpha a +
+    (1 - alpha) g`` and ``d = sqrt(v - a**2) + eps``, else ``d = sqrt(v) + eps``; with
+    momentum ``b = momentum b + g / d`` and ``p -= lr b``, else ``p -= lr g / d``; then
+    ``p = max(p, lower_bound)`` when a lower bound is given.
+
+    Parameters
+    ----------
+    params : ndarray or list/tuple of ndarrays
+        Updated in place: float32 or float64, C-contiguous, writeable.
+    grads : array_like or list/tuple of array_likes
+        One per parameter. Not modified.
+    square_avgs : ndarray or list/tuple of ndarrays
+        ``v``, one per parameter (zeros before the first step); updated in place.
+    momentum_buffers : ndarray or list/tuple of ndarrays, optional
+        ``b``, needed when ``momentum > 0``; updated in place.
+    grad_avgs : ndarray or list/tuple of ndarrays, optional
+        ``a``, needed when ``centered``; updated in place.
+    lr, eps, weight_decay, momentum : float
+        Non-negative.
+    alpha : float
+        In [0, 1].
+    centered, maximize : bool
+    lower_bound : float, optional
+    n_threads : int, optional
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`adagrad_update`; nothing is modified when anything is wrong.
+
+    See Also
+    --------
+    RMSprop : the optimizer object that holds its state.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> p, v = np.array([1.0, -2.0]), np.zeros(2)
+    >>> fastgd.rmsprop_update(p, np.array([0.5, -1.0]), v, lr=0.01, alpha=0.75)
+    >>> p.round(6)
+    array([ 0.98, -1.98])
+    """
+    _rmsprop_general(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
+                     weight_decay, momentum, centered, maximize, lower_bound, n_threads)
+
+
+def _rmsprop_general(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
+                     weight_decay, momentum, centered, maximize, lower_bound, n_threads,
+                     counter=None):
+    """rmsprop_update's checks, then the kernel (which counts the step in ``counter``)."""
+    lr = _validation.check_real(lr, "lr")
+    alpha = _below_one(alpha, "alpha")
+    eps = _validation.check_real(eps, "eps")
+    weight_decay = _validation.check_real(weight_decay, "weight_decay")
+    momentum = _validation.check_real(momentum, "momentum")
+    centered = _validation.check_flag(centered, "centered")
+    maximize = _validation.check_flag(maximize, "maximize")
+    bound = _lower_bound(lower_bound)
+    n_threads = _threads.resolve_n_threads(n_threads)
+    if square_avgs is None:
+        raise TypeError(_missing_state_message("square_avgs"))
+    if momentum > 0 and momentum_buffers is None:
+        raise TypeError(_missing_state_message("momentum_buffers") + " (momentum > 0)")
+    if centered and grad_avgs is None:
+        raise TypeError(_missing_state_message("grad_avgs") + " (centered=True)")
+    params, grads, (square_avgs, momentum_buffers, grad_avgs) = _validated_with_states(
+        params, grads, [("square_avgs", square_avgs),
+                        ("momentum_buffers", momentum_buffers if momentum > 0 else None),
+                        ("grad_avgs", grad_avgs if centered else None)])
+    kernels().rmsprop_update(params, grads, square_avgs, momentum_buffers, grad_avgs, lr,
+                             alpha, eps, weight_decay, momentum, centered, maximize, bound,
+                             n_threads, PARALLEL_MIN_ELEMENTS, counter)
+
+
+class _StatesOptimizer(_Optimizer):
+    """An optimizer whose state is several lists of buffers, named by _BUFFERS (a list is
+    None when its option is off)."""
+
+    _BUFFERS: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        """A copy of the state: step count, buffers and settings."""
+        state = {"step": self.step_count, "settings": dict(self.settings)}
+        for name in self._BUFFERS:
+            buffers = getattr(self, name)
+            state[name] = None if buffers is None else [b.copy() for b in buffers]
+        return state
+
+    def _restore_buffers(self, state):
+        """Copy the saved buffers into this optimizer's, every one checked before any is
+        copied."""
+        restored = []
+        for name in self._BUFFERS:
+            buffers = getattr(self, name)
+            if buffers is not None:
+                if name not in state:
+                    raise ValueError(f"state has no {name!r}; it must come from state_dict()")
+                restored.append((buffers, self._checked_buffers(state[name], name)))
+        for buffers, saved in restored:
+            for buffer, values in zip(buffers, saved, strict=True):
+                buffer[...] = values
+
+
+class Adam(_StatesOptimizer):
+    """Adam over a list of arrays, holding its moments (``torch.optim.Adam``'s semantics).
+
+    Parameters
+    ----------
+    params : ndarray or list of ndarrays
+        The parameters, updated in place by :meth:`step`.
+    lr, eps, weight_decay : float
+    betas : (float, float)
+    amsgrad : bool
+    maximize : bool
+    decoupled_weight_decay : bool
+        AdamW's weight decay (see :class:`AdamW`).
+    lower_bound : float, optional
+        Project the parameters onto ``>= lower_bound`` after every step.
+    n_threads : int, optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> x = np.array([3.0, -1.0])
+    >>> opt = fastgd.Adam([x], lr=0.1)
+    >>> for _ in range(200):
+    ...     opt.step([2 * x])            # the gradient of ||x||^2
+    >>> bool(np.abs(x).max() < 0.05), opt.step_count
+    (True, 200)
+    """
+
+    _BUFFERS = ("exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs")
+
+    def __init__(self, params: Arrays, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False, lower_bound: float | None = None,
+                 n_threads: int | None = None) -> None:
+        super().__init__(params, n_threads)
+        self.settings = self._checked_settings(lr, betas, eps, weight_decay, amsgrad,
+                                               maximize, decoupled_weight_decay, lower_bound)
+        self.exp_avgs = [np.zeros_like(p) for p in self.params]
+        self.exp_avg_sqs = [np.zeros_like(p) for p in self.params]
+        self.max_exp_avg_sqs = [np.zeros_like(p) for p in self.params] if amsgrad else None
+
+    @staticmethod
+    def _checked_settings(lr, betas, eps, weight_decay, amsgrad, maximize,
+                          decoupled_weight_decay, lower_bound):
+        return {
+            "lr": _validation.check_real(lr, "lr"),
+            "betas": _betas(betas),
+            "eps": _validation.check_real(eps, "eps"),
+            "weight_decay": _validation.check_real(weight_decay, "weight_decay"),
+            "amsgrad": _validation.check_flag(amsgrad, "amsgrad"),
+            "maximize": _validation.check_flag(maximize, "maximize"),
+            "decoupled_weight_decay": _validation.check_flag(decoupled_weight_decay,
+                                                             "decoupled_weight_decay"),
+            "lower_bound": None if lower_bound is None else _lower_bound(lower_bound),
+        }
+
+    def step(self, grads: ArraysLike) -> None:
+        """Apply one update with the gradients ``grads`` (one per parameter)."""
+        s = self.settings
+        _adam_general(self.params, grads, self.exp_avgs, self.exp_avg_sqs,
+                      self.max_exp_avg_sqs, s["lr"], s["betas"], s["eps"], s["weight_decay"],
+                      s["decoupled_weight_decay"], s["amsgrad"], s["maximize"],
+                      self.step_count + 1, s["lower_bound"], self.n_threads, self._steps)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` (the moments are copied in place); all
+        of it is checked before any of it is restored. Its settings cannot turn amsgrad on
+        or off (that needs a new optimizer)."""
+        step, settings = self._checked_state(state, "exp_avgs")
+        if settings["amsgrad"] != self.settings["amsgrad"]:
+            raise ValueError("state['settings'] cannot turn amsgrad on or off; make a new "
+                             f"{type(self).__name__}")
+        self._restore_buffers(state)
+        self.step_count, self.settings = step, settings
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (``torch.optim.AdamW``'s semantics and defaults):
+    ``Adam(..., decoupled_weight_decay=True)`` with ``weight_decay=0.01``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> x = np.ones(3)
+    >>> opt = fastgd.AdamW([x], lr=0.1, weight_decay=0.5)
+    >>> opt.step([np.zeros(3)])     # no gradient: only the decay, x *= 1 - lr * wd
+    >>> x
+    array([0.95, 0.95, 0.95])
+    """
+
+    def __init__(self, params: Arrays, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False, lower_bound: float | None = None,
+                 n_threads: int | None = None) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True, lower_bound=lower_bound,
+                         n_threads=n_threads)
+
+
+class RMSprop(_StatesOptimizer):
+    """RMSprop over a list of arrays, holding its state (``torch.optim.RMSprop``'s
+    semantics and defaults).
+
+    Parameters
+    ----------
+    params : ndarray or list of ndarrays
+        The parameters, updated in place by :meth:`step`.
+    lr, alpha, eps, weight_decay, momentum : float
+    centered, maximize : bool
+    lower_bound : float, optional
+    n_threads : int, optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> x = np.array([3.0, -1.0])
+    >>> opt = fastgd.RMSprop([x], lr=0.05, momentum=0.5)
+    >>> for _ in range(300):
+    ...     opt.step([2 * x])
+    >>> bool(np.abs(x).max() < 0.05)
+    True
+    """
+
+    _BUFFERS = ("square_avgs", "momentum_buffers", "grad_avgs")
+
+    def __init__(self, params: Arrays, lr: float = 1e-2, alpha: float = 0.99,
+                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
+                 centered: bool = False, *, maximize: bool = False,
+                 lower_bound: float | None = None, n_threads: int | None = None) -> None:
+        super().__init__(params, n_threads)
+        self.settings = self._checked_settings(lr, alpha, eps, weight_decay, momentum,
+                                               centered, maximize, lower_bound)
+        self.square_avgs = [np.zeros_like(p) for p in self.params]
+        self.momentum_buffers = ([np.zeros_like(p) for p in self.params]
+                                 if self.settings["momentum"] > 0 else None)
+        self.grad_avgs = [np.zeros_like(p) for p in self.params] if centered else None
+
+    @staticmethod
+    def _checked_settings(lr, alpha, eps, weight_decay, momentum, centered, maximize,
+                          lower_bound):
+        return {
+            "lr": _validation.check_real(lr, "lr"),
+            "alpha": _below_one(alpha, "alpha"),
+            "eps": _validation.check_real(eps, "eps"),
+            "weight_decay": _validation.check_real(weight_decay, "weight_decay"),
+            "momentum": _validation.check_real(momentum, "momentum"),
+            "centered": _validation.check_flag(centered, "centered"),
+            "maximize": _validation.check_flag(maximize, "maximize"),
+            "lower_bound": None if lower_bound is None else _lower_bound(lower_bound),
+        }
+
+    def step(self, grads: ArraysLike) -> None:
+        """Apply one update with the gradients ``grads`` (one per parameter)."""
+        s = self.settings
+        _rmsprop_general(self.params, grads, self.square_avgs, self.momentum_buffers,
+                         self.grad_avgs, s["lr"], s["alpha"], s["eps"], s["weight_decay"],
+                         s["momentum"], s["centered"], s["maximize"], s["lower_bound"],
+                         self.n_threads, self._steps)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` (the buffers are copied in place); all
+        of it is checked before any of it is restored. Its settings cannot turn momentum or
+        centering on or off (that needs a new RMSprop)."""
+        step, settings = self._checked_state(state, "square_avgs")
+        if ((settings["momentum"] > 0) != (self.momentum_buffers is not None)
+                or settings["centered"] != self.settings["centered"]):
+            raise ValueError("state['settings'] cannot turn momentum or centered on or off; "
+                             "make a new RMSprop")
+        self._restore_buffers(state)
         self.step_count, self.settings = step, settings

@@ -16,7 +16,7 @@ import numpy as np
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_CheckExact
 from cython.parallel cimport prange
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, sqrt
 from libc.stdint cimport int64_t, uint32_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -24,6 +24,10 @@ from codes cimport EPS_ACCUMULATE, EPS_INSIDE, EPS_OUTSIDE
 from cpython.pycapsule cimport PyCapsule_New
 from update_loops cimport (
     DIVISION_AUTO,
+    fastgd_adam_f32,
+    fastgd_adam_f64,
+    fastgd_rmsprop_f32,
+    fastgd_rmsprop_f64,
     fastgd_adagrad_f32,
     fastgd_adagrad_f64,
     fastgd_bandwidth_floor_f32,
@@ -45,9 +49,20 @@ cnp.import_array()
 ctypedef struct ArraySlice:
     char* param
     char* grad
-    char* state
+    char* state   # Adagrad's sums, SGD's velocities; Adam's exp_avg; RMSprop's square_avg
+    char* state1  # Adam's exp_avg_sq; RMSprop's momentum buffer (NULL when unused)
+    char* state2  # Adam's max_exp_avg_sq (amsgrad); RMSprop's grad_avg (centered)
     Py_ssize_t size
     bint is_double
+
+
+# The update an ArraySlice table is run with (SGD and ADAGRAD are a bint's False and True,
+# as the fast path passes them).
+cdef enum:
+    KIND_SGD = 0
+    KIND_ADAGRAD = 1
+    KIND_ADAM = 2
+    KIND_RMSPROP = 3
 
 
 def select_simd(int highest):
@@ -96,12 +111,37 @@ def fma_sqrt_lanes(const double[::1] a, const double[::1] root_candidate):
     return tuple(results)
 
 
+cdef inline char* _at(char* state, Py_ssize_t begin, Py_ssize_t itemsize) noexcept nogil:
+    return state + begin * itemsize if state != NULL else NULL
+
+
 cdef void _update_slice(const ArraySlice* piece, Py_ssize_t begin, Py_ssize_t end,
-                        bint adagrad, const UpdateSettings* s) noexcept nogil:
-    """Update elements [begin, end) of one array (its state may be NULL: plain SGD)."""
+                        int kind, const UpdateSettings* s) noexcept nogil:
+    """Update elements [begin, end) of one array (its states may be NULL where unused)."""
     cdef Py_ssize_t n = end - begin
+    cdef Py_ssize_t itemsize = 8 if piece.is_double else 4
+    cdef char* state0 = _at(piece.state, begin, itemsize)
+    cdef char* state1 = _at(piece.state1, begin, itemsize)
+    cdef char* state2 = _at(piece.state2, begin, itemsize)
+    if kind == KIND_ADAM:
+        if piece.is_double:
+            fastgd_adam_f64(<double*>piece.param + begin, <const double*>piece.grad + begin,
+                            <double*>state0, <double*>state1, <double*>state2, n, s)
+        else:
+            fastgd_adam_f32(<float*>piece.param + begin, <const float*>piece.grad + begin,
+                            <float*>state0, <float*>state1, <float*>state2, n, s)
+        return
+    if kind == KIND_RMSPROP:
+        if piece.is_double:
+            fastgd_rmsprop_f64(<double*>piece.param + begin,
+                               <const double*>piece.grad + begin, <double*>state0,
+                               <double*>state1, <double*>state2, n, s)
+        else:
+            fastgd_rmsprop_f32(<float*>piece.param + begin, <const float*>piece.grad + begin,
+                               <float*>state0, <float*>state1, <float*>state2, n, s)
+        return
     if piece.is_double:
-        if adagrad:
+        if kind == KIND_ADAGRAD:
             fastgd_adagrad_f64(<double*>piece.param + begin, <const double*>piece.grad + begin,
                                <double*>piece.state + begin, n, s)
         else:
@@ -109,7 +149,7 @@ cdef void _update_slice(const ArraySlice* piece, Py_ssize_t begin, Py_ssize_t en
                            <double*>piece.state + begin if piece.state != NULL else NULL,
                            n, s)
     else:
-        if adagrad:
+        if kind == KIND_ADAGRAD:
             fastgd_adagrad_f32(<float*>piece.param + begin, <const float*>piece.grad + begin,
                                <float*>piece.state + begin, n, s)
         else:
@@ -120,7 +160,7 @@ cdef void _update_slice(const ArraySlice* piece, Py_ssize_t begin, Py_ssize_t en
 
 cdef void _update_elements(const ArraySlice* slices, const Py_ssize_t* offsets,
                            Py_ssize_t n_slices, Py_ssize_t begin, Py_ssize_t end,
-                           bint adagrad, const UpdateSettings* s) noexcept nogil:
+                           int kind, const UpdateSettings* s) noexcept nogil:
     """Update global elements [begin, end) of the concatenated arrays."""
     cdef Py_ssize_t low = 0, high = n_slices, middle, k
     # The first array whose elements reach past begin (offsets[k + 1] > begin).
@@ -133,12 +173,12 @@ cdef void _update_elements(const ArraySlice* slices, const Py_ssize_t* offsets,
     k = low
     while k < n_slices and offsets[k] < end:
         _update_slice(&slices[k], max(begin, offsets[k]) - offsets[k],
-                      min(end, offsets[k + 1]) - offsets[k], adagrad, s)
+                      min(end, offsets[k + 1]) - offsets[k], kind, s)
         k += 1
 
 
 cdef void _run_slices(const ArraySlice* slices, const Py_ssize_t* offsets,
-                      Py_ssize_t n_slices, bint adagrad, const UpdateSettings* settings,
+                      Py_ssize_t n_slices, int kind, const UpdateSettings* settings,
                       int n_threads, Py_ssize_t parallel_min_elements) noexcept nogil:
     """Update all elements: one parallel region over equal ranges, or one serial pass."""
     cdef Py_ssize_t total = offsets[n_slices], chunk, begin, end
@@ -149,13 +189,18 @@ cdef void _run_slices(const ArraySlice* slices, const Py_ssize_t* offsets,
             begin = thread * chunk
             end = min(begin + chunk, total)
             if begin < end:
-                _update_elements(slices, offsets, n_slices, begin, end, adagrad, settings)
+                _update_elements(slices, offsets, n_slices, begin, end, kind, settings)
     else:
-        _update_elements(slices, offsets, n_slices, 0, total, adagrad, settings)
+        _update_elements(slices, offsets, n_slices, 0, total, kind, settings)
 
 
-cdef object _run(list params, list grads, list states, bint adagrad, UpdateSettings settings,
-                 int n_threads, Py_ssize_t parallel_min_elements):
+cdef inline char* _data_or_null(list arrays, Py_ssize_t k):
+    return <char*>cnp.PyArray_DATA(<cnp.ndarray>arrays[k]) if arrays is not None else NULL
+
+
+cdef object _run(list params, list grads, list states, int kind, UpdateSettings settings,
+                 int n_threads, Py_ssize_t parallel_min_elements, list states1=None,
+                 list states2=None):
     cdef Py_ssize_t n_slices = len(params), k
     cdef cnp.ndarray param
     cdef ArraySlice* slices = <ArraySlice*>malloc((n_slices + 1) * sizeof(ArraySlice))
@@ -170,13 +215,14 @@ cdef object _run(list params, list grads, list states, bint adagrad, UpdateSetti
             param = <cnp.ndarray>params[k]
             slices[k].param = <char*>cnp.PyArray_DATA(param)
             slices[k].grad = <char*>cnp.PyArray_DATA(<cnp.ndarray>grads[k])
-            slices[k].state = (<char*>cnp.PyArray_DATA(<cnp.ndarray>states[k])
-                               if states is not None else NULL)
+            slices[k].state = _data_or_null(states, k)
+            slices[k].state1 = _data_or_null(states1, k)
+            slices[k].state2 = _data_or_null(states2, k)
             slices[k].size = cnp.PyArray_SIZE(param)
             slices[k].is_double = cnp.PyArray_TYPE(param) == cnp.NPY_DOUBLE
             offsets[k + 1] = offsets[k] + slices[k].size
         with nogil:
-            _run_slices(slices, offsets, n_slices, adagrad, &settings, n_threads,
+            _run_slices(slices, offsets, n_slices, kind, &settings, n_threads,
                         parallel_min_elements)
     finally:
         free(slices)
@@ -209,7 +255,7 @@ def adagrad_update(list params, list grads, list accums, double rate, double eps
     settings.dampening = 0.0
     settings.nesterov = False
     settings.has_state = True
-    _run(params, grads, accums, True, settings, n_threads, parallel_min_elements)
+    _run(params, grads, accums, KIND_ADAGRAD, settings, n_threads, parallel_min_elements)
     _count_step(counter)
 
 
@@ -233,7 +279,67 @@ def sgd_update(list params, list grads, list velocities, double lr, double momen
     settings.dampening = dampening
     settings.nesterov = nesterov
     settings.has_state = velocities is not None
-    _run(params, grads, velocities, False, settings, n_threads, parallel_min_elements)
+    _run(params, grads, velocities, KIND_SGD, settings, n_threads, parallel_min_elements)
+    _count_step(counter)
+
+
+cdef UpdateSettings _cleared_settings(double lr, double eps, double weight_decay,
+                                      bint maximize, double lower_bound):
+    cdef UpdateSettings settings
+    memset(&settings, 0, sizeof(settings))
+    settings.rate = lr
+    settings.eps = eps
+    settings.eps_mode = EPS_OUTSIDE
+    settings.weight_decay = weight_decay
+    settings.maximize = maximize
+    settings.lower_bound = lower_bound
+    return settings
+
+
+def adam_update(list params, list grads, list exp_avgs, list exp_avg_sqs,
+                list max_exp_avg_sqs, double lr, double beta1, double beta2, double eps,
+                double weight_decay, bint decoupled, bint amsgrad, bint maximize,
+                long long step, double lower_bound, int n_threads,
+                Py_ssize_t parallel_min_elements, counter=None):
+    """Adam (AdamW with ``decoupled``) on validated lists of arrays at step ``step`` (the
+    1-based step the bias corrections use; see fastgd.updates.adam_update); counts the step
+    in ``counter`` when given."""
+    cdef UpdateSettings settings = _cleared_settings(lr, eps, weight_decay, maximize,
+                                                     lower_bound)
+    if exp_avgs is None or exp_avg_sqs is None or (amsgrad and max_exp_avg_sqs is None):
+        raise TypeError("adam_update needs exp_avgs, exp_avg_sqs (and max_exp_avg_sqs with "
+                        "amsgrad) as lists of arrays")
+    settings.rate = lr / (1.0 - beta1 ** step)
+    settings.beta1 = beta1
+    settings.beta2 = beta2
+    settings.bias_correction2_sqrt = sqrt(1.0 - beta2 ** step)
+    settings.decoupled = decoupled
+    settings.decay = 1.0 - lr * weight_decay
+    settings.amsgrad = amsgrad
+    _run(params, grads, exp_avgs, KIND_ADAM, settings, n_threads, parallel_min_elements,
+         exp_avg_sqs, max_exp_avg_sqs if amsgrad else None)
+    _count_step(counter)
+
+
+def rmsprop_update(list params, list grads, list square_avgs, list momentum_buffers,
+                   list grad_avgs, double lr, double alpha, double eps, double weight_decay,
+                   double momentum, bint centered, bint maximize, double lower_bound,
+                   int n_threads, Py_ssize_t parallel_min_elements, counter=None):
+    """RMSprop on validated lists of arrays (see fastgd.updates.rmsprop_update);
+    ``momentum_buffers`` is used when momentum > 0, ``grad_avgs`` when centered. Counts the
+    step in ``counter`` when given."""
+    cdef UpdateSettings settings = _cleared_settings(lr, eps, weight_decay, maximize,
+                                                     lower_bound)
+    if (square_avgs is None or (momentum > 0 and momentum_buffers is None)
+            or (centered and grad_avgs is None)):
+        raise TypeError("rmsprop_update needs square_avgs (and momentum_buffers with momentum, "
+                        "grad_avgs when centered) as lists of arrays")
+    settings.beta2 = alpha
+    settings.momentum = momentum
+    settings.centered = centered
+    _run(params, grads, square_avgs, KIND_RMSPROP, settings, n_threads,
+         parallel_min_elements, momentum_buffers if momentum > 0 else None,
+         grad_avgs if centered else None)
     _count_step(counter)
 
 
@@ -568,6 +674,8 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
             slices[k].grad = <char*>cnp.PyArray_DATA(<cnp.ndarray>grad)
             slices[k].state = (<char*>cnp.PyArray_DATA(<cnp.ndarray>state)
                                if has_states else NULL)
+            slices[k].state1 = NULL
+            slices[k].state2 = NULL
             slices[k].size = _size(<cnp.ndarray>param)
             slices[k].is_double = cnp.PyArray_TYPE(<cnp.ndarray>param) == cnp.NPY_DOUBLE
             offsets[k + 1] = offsets[k] + slices[k].size
@@ -674,22 +782,28 @@ def sgd_fast(params, grads, velocities, lr, momentum, nesterov, dampening, weigh
 
 
 def bandwidth_floor(cnp.ndarray param, cnp.ndarray grad, cnp.ndarray accum,
-                    int n_threads=1, Py_ssize_t parallel_min_elements=0):
+                    int n_threads=1, Py_ssize_t parallel_min_elements=0,
+                    cnp.ndarray accum2=None):
     """For benchmarks: the least one pass can do, reading p, g, G and writing p and G
     (p += g; G += g), compiled per level and prefetched like the updates, on the updates'
     threads (equal ranges when n_threads > 1 and there are at least
     parallel_min_elements), and called as cheaply (the arrays' data pointers, no
-    memoryviews). A fused update at memory speed takes about its time."""
+    memoryviews). A fused update at memory speed takes about its time. With ``accum2``
+    the pass also reads and writes a second state, as Adam's update does."""
     cdef Py_ssize_t n = cnp.PyArray_SIZE(param), chunk, begin
     cdef int thread, dtype = cnp.PyArray_TYPE(param)
     cdef bint is_double = dtype == cnp.NPY_DOUBLE
     cdef char* p
     cdef char* g
     cdef char* a
+    cdef char* a2 = NULL
     cdef cnp.ndarray array
     if dtype != cnp.NPY_FLOAT and not is_double:
         raise TypeError(f"param must be float32 or float64; got {param.dtype}")
-    for name, array in (("param", param), ("grad", grad), ("accum", accum)):
+    arrays = [("param", param), ("grad", grad), ("accum", accum)]
+    if accum2 is not None:
+        arrays.append(("accum2", accum2))
+    for name, array in arrays:
         if cnp.PyArray_TYPE(array) != dtype:
             raise TypeError(f"{name} must have param's dtype {param.dtype}; got {array.dtype}")
         if cnp.PyArray_SIZE(array) != n:
@@ -705,23 +819,27 @@ def bandwidth_floor(cnp.ndarray param, cnp.ndarray grad, cnp.ndarray accum,
     p = <char*>cnp.PyArray_DATA(param)
     g = <char*>cnp.PyArray_DATA(grad)
     a = <char*>cnp.PyArray_DATA(accum)
+    if accum2 is not None:
+        a2 = <char*>cnp.PyArray_DATA(accum2)
     with nogil:
         if n_threads == 1 or n < parallel_min_elements:
-            _bandwidth_floor(p, g, a, 0, n, is_double)
+            _bandwidth_floor(p, g, a, a2, 0, n, is_double)
         else:
             chunk = (n + n_threads - 1) // n_threads
             for thread in prange(n_threads, num_threads=n_threads, schedule="static"):
                 begin = thread * chunk
                 if begin < n:
-                    _bandwidth_floor(p, g, a, begin, min(chunk, n - begin), is_double)
+                    _bandwidth_floor(p, g, a, a2, begin, min(chunk, n - begin), is_double)
 
 
-cdef inline void _bandwidth_floor(char* param, const char* grad, char* accum,
+cdef inline void _bandwidth_floor(char* param, const char* grad, char* accum, char* accum2,
                                   Py_ssize_t begin, Py_ssize_t n,
                                   bint is_double) noexcept nogil:
+    cdef Py_ssize_t itemsize = 8 if is_double else 4
+    cdef char* second = accum2 + begin * itemsize if accum2 != NULL else NULL
     if is_double:
         fastgd_bandwidth_floor_f64(<double*>param + begin, <const double*>grad + begin,
-                                   <double*>accum + begin, n)
+                                   <double*>accum + begin, <double*>second, n)
     else:
         fastgd_bandwidth_floor_f32(<float*>param + begin, <const float*>grad + begin,
-                                   <float*>accum + begin, n)
+                                   <float*>accum + begin, <float*>second, n)

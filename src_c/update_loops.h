@@ -98,6 +98,94 @@
         }                                                                               \
     }
 
+/* torch's lerp: start + weight * (end - start), or for weights of at least a half
+ * end - (end - start) * complement (complement = 1 - weight), which is exact at weight 1. */
+#define FASTGD_LERP(start, end, weight, complement, low_weight)                         \
+    ((low_weight) ? (start) + (weight) * ((end) - (start))                              \
+                  : (end) - ((end) - (start)) * (complement))
+/* torch.maximum: NaN if either is NaN. */
+#define FASTGD_MAXIMUM(a, b) ((a) != (a) ? (a) : ((a) >= (b) ? (a) : (b)))
+
+/* Adam and AdamW (torch.optim.Adam, AdamW) in torch's order of operations: maximize negates
+ * the gradient; Adam's weight decay adds wd * p to it, AdamW's scales p by 1 - lr wd first;
+ * m = lerp(m, g, 1 - beta1); v = v beta2 + (1 - beta2) g g; with amsgrad the running
+ * maximum of v stands for v; p += -(lr / (1 - beta1^t)) * (m / (sqrt(v) / sqrt(1 - beta2^t)
+ * + eps)). exp_avg, exp_avg_sq and (amsgrad) max_exp_avg_sq are the states. */
+#define FASTGD_DEFINE_ADAM(NAME, TARGET, REAL, SQRT)                                    \
+    TARGET static void NAME(REAL *restrict param, const REAL *restrict grad,            \
+                            REAL *restrict exp_avg, REAL *restrict exp_avg_sq,          \
+                            REAL *restrict max_exp_avg_sq, ptrdiff_t n,                 \
+                            const fastgd_update_settings *s)                            \
+    {                                                                                   \
+        FASTGD_UPDATE_PREAMBLE(REAL)                                                    \
+        const REAL step_size = (REAL)s->rate, eps = (REAL)s->eps;                       \
+        const REAL weight1 = (REAL)(1.0 - s->beta1), beta2 = (REAL)s->beta2;            \
+        const REAL complement1 = (REAL)1 - weight1;                                     \
+        const REAL weight2 = (REAL)(1.0 - s->beta2);                                    \
+        const REAL correction2 = (REAL)s->bias_correction2_sqrt;                        \
+        const REAL decay = (REAL)s->decay;                                              \
+        const int low_weight = 1.0 - s->beta1 < 0.5, decoupled = s->decoupled;          \
+        const int coupled_decay = use_weight_decay && !decoupled;                       \
+        for (ptrdiff_t i = 0; i < n; i++) {                                             \
+            REAL p = param[i], g = sign * grad[i];                                      \
+            g = coupled_decay ? g + weight_decay * p : g;                               \
+            p = decoupled ? p * decay : p;                                              \
+            REAL m = FASTGD_LERP(exp_avg[i], g, weight1, complement1, low_weight);      \
+            REAL v = exp_avg_sq[i] * beta2 + weight2 * g * g;                           \
+            exp_avg[i] = m;                                                             \
+            exp_avg_sq[i] = v;                                                          \
+            if (s->amsgrad) {                                                           \
+                v = FASTGD_MAXIMUM(max_exp_avg_sq[i], v);                               \
+                max_exp_avg_sq[i] = v;                                                  \
+            }                                                                           \
+            REAL denominator = SQRT(v) / correction2 + eps;                             \
+            p = p + (-step_size) * (m / denominator);                                   \
+            param[i] = FASTGD_BOUNDED(p);                                               \
+        }                                                                               \
+    }
+
+/* RMSprop (torch.optim.RMSprop) in torch's order: maximize, then weight decay as Adam's;
+ * v = v alpha + (1 - alpha) g g; centered: a = lerp(a, g, 1 - alpha), avg = sqrt(v - a a),
+ * else avg = sqrt(v); avg += eps; with momentum b = b momentum + g / avg and p += -lr b,
+ * else p += -lr (g / avg). square_avg, momentum_buffer (momentum > 0) and grad_avg
+ * (centered) are the states. */
+#define FASTGD_DEFINE_RMSPROP(NAME, TARGET, REAL, SQRT)                                 \
+    TARGET static void NAME(REAL *restrict param, const REAL *restrict grad,            \
+                            REAL *restrict square_avg, REAL *restrict momentum_buffer,  \
+                            REAL *restrict grad_avg, ptrdiff_t n,                       \
+                            const fastgd_update_settings *s)                            \
+    {                                                                                   \
+        FASTGD_UPDATE_PREAMBLE(REAL)                                                    \
+        const REAL lr = (REAL)s->rate, eps = (REAL)s->eps;                              \
+        const REAL alpha = (REAL)s->beta2, weight = (REAL)(1.0 - s->beta2);             \
+        const REAL complement = (REAL)1 - weight;                                       \
+        const REAL momentum = (REAL)s->momentum;                                        \
+        const int low_weight = 1.0 - s->beta2 < 0.5;                                    \
+        const int centered = s->centered, with_momentum = s->momentum > 0;              \
+        for (ptrdiff_t i = 0; i < n; i++) {                                             \
+            REAL p = param[i], g = FASTGD_EFFECTIVE_GRAD(grad[i], p);                   \
+            REAL v = square_avg[i] * alpha + weight * g * g;                            \
+            square_avg[i] = v;                                                          \
+            REAL avg;                                                                   \
+            if (centered) {                                                             \
+                REAL a = FASTGD_LERP(grad_avg[i], g, weight, complement, low_weight);   \
+                grad_avg[i] = a;                                                        \
+                avg = SQRT(v + (REAL)-1 * a * a);                                       \
+            } else {                                                                    \
+                avg = SQRT(v);                                                          \
+            }                                                                           \
+            avg = avg + eps;                                                            \
+            if (with_momentum) {                                                        \
+                REAL b = momentum_buffer[i] * momentum + g / avg;                       \
+                momentum_buffer[i] = b;                                                 \
+                p = p + (-lr) * b;                                                      \
+            } else {                                                                    \
+                p = p + (-lr) * (g / avg);                                              \
+            }                                                                           \
+            param[i] = FASTGD_BOUNDED(p);                                               \
+        }                                                                               \
+    }
+
 /* How far ahead the loops that stream from memory prefetch: 2 KiB of each array. */
 #define FASTGD_UPDATE_PREFETCH_BYTES 2048
 
@@ -109,25 +197,47 @@
  * against a pass no slower than it needs. */
 #define FASTGD_DEFINE_BANDWIDTH_FLOOR(NAME, TARGET, REAL)                               \
     TARGET static void NAME(REAL *restrict param, const REAL *restrict grad,            \
-                            REAL *restrict accum, ptrdiff_t n)                          \
+                            REAL *restrict accum, REAL *restrict accum2, ptrdiff_t n)   \
     {                                                                                   \
         enum { LINE = 64 / sizeof(REAL), BLOCK = 512 / sizeof(REAL) };                  \
         const ptrdiff_t ahead = FASTGD_UPDATE_PREFETCH_BYTES / sizeof(REAL);            \
         ptrdiff_t i = 0;                                                                \
+        if (accum2 == NULL) {                                                           \
+            for (; i + BLOCK <= n; i += BLOCK) {                                        \
+                for (ptrdiff_t line = i + ahead; line < i + ahead + BLOCK; line += LINE) { \
+                    FASTGD_PREFETCH(param + line);                                      \
+                    FASTGD_PREFETCH(grad + line);                                       \
+                    FASTGD_PREFETCH(accum + line);                                      \
+                }                                                                       \
+                for (ptrdiff_t j = i; j < i + BLOCK; j++) {                             \
+                    param[j] = param[j] + grad[j];                                      \
+                    accum[j] = accum[j] + grad[j];                                      \
+                }                                                                       \
+            }                                                                           \
+            for (; i < n; i++) {                                                        \
+                param[i] = param[i] + grad[i];                                          \
+                accum[i] = accum[i] + grad[i];                                          \
+            }                                                                           \
+            return;                                                                     \
+        }                                                                               \
+        /* Two states (Adam's moments): read p, g, m, v; write p, m, v. */              \
         for (; i + BLOCK <= n; i += BLOCK) {                                            \
             for (ptrdiff_t line = i + ahead; line < i + ahead + BLOCK; line += LINE) {  \
                 FASTGD_PREFETCH(param + line);                                          \
                 FASTGD_PREFETCH(grad + line);                                           \
                 FASTGD_PREFETCH(accum + line);                                          \
+                FASTGD_PREFETCH(accum2 + line);                                         \
             }                                                                           \
             for (ptrdiff_t j = i; j < i + BLOCK; j++) {                                 \
                 param[j] = param[j] + grad[j];                                          \
                 accum[j] = accum[j] + grad[j];                                          \
+                accum2[j] = accum2[j] + grad[j];                                        \
             }                                                                           \
         }                                                                               \
         for (; i < n; i++) {                                                            \
             param[i] = param[i] + grad[i];                                              \
             accum[i] = accum[i] + grad[i];                                              \
+            accum2[i] = accum2[i] + grad[i];                                            \
         }                                                                               \
     }
 
@@ -137,6 +247,10 @@
     FASTGD_DEFINE_ADAGRAD(fastgd_adagrad_f64_##LEVEL, TARGET, double, sqrt)             \
     FASTGD_DEFINE_SGD(fastgd_sgd_f32_##LEVEL, TARGET, float)                            \
     FASTGD_DEFINE_SGD(fastgd_sgd_f64_##LEVEL, TARGET, double)                           \
+    FASTGD_DEFINE_ADAM(fastgd_adam_f32_##LEVEL, TARGET, float, sqrtf)                   \
+    FASTGD_DEFINE_ADAM(fastgd_adam_f64_##LEVEL, TARGET, double, sqrt)                   \
+    FASTGD_DEFINE_RMSPROP(fastgd_rmsprop_f32_##LEVEL, TARGET, float, sqrtf)             \
+    FASTGD_DEFINE_RMSPROP(fastgd_rmsprop_f64_##LEVEL, TARGET, double, sqrt)             \
     FASTGD_DEFINE_BANDWIDTH_FLOOR(fastgd_bandwidth_floor_f32_##LEVEL, TARGET, float)    \
     FASTGD_DEFINE_BANDWIDTH_FLOOR(fastgd_bandwidth_floor_f64_##LEVEL, TARGET, double)
 
@@ -379,10 +493,24 @@ static inline void fastgd_adagrad_f64(double *param, const double *grad, double 
 FASTGD_DEFINE_UPDATE_DISPATCH(fastgd_sgd_f32, float)
 FASTGD_DEFINE_UPDATE_DISPATCH(fastgd_sgd_f64, double)
 
-#define FASTGD_DEFINE_FLOOR_DISPATCH(NAME, REAL)                                        \
-    static inline void NAME(REAL *param, const REAL *grad, REAL *accum, ptrdiff_t n)    \
+#define FASTGD_DEFINE_THREE_STATE_DISPATCH(NAME, REAL)                                  \
+    static inline void NAME(REAL *param, const REAL *grad, REAL *state0, REAL *state1,  \
+                            REAL *state2, ptrdiff_t n, const fastgd_update_settings *s) \
     {                                                                                   \
-        FASTGD_LEVEL_CALL(fastgd_updates_level, NAME, param, grad, accum, n);           \
+        FASTGD_LEVEL_CALL(fastgd_updates_level, NAME, param, grad, state0, state1,      \
+                          state2, n, s);                                                \
+    }
+
+FASTGD_DEFINE_THREE_STATE_DISPATCH(fastgd_adam_f32, float)
+FASTGD_DEFINE_THREE_STATE_DISPATCH(fastgd_adam_f64, double)
+FASTGD_DEFINE_THREE_STATE_DISPATCH(fastgd_rmsprop_f32, float)
+FASTGD_DEFINE_THREE_STATE_DISPATCH(fastgd_rmsprop_f64, double)
+
+#define FASTGD_DEFINE_FLOOR_DISPATCH(NAME, REAL)                                        \
+    static inline void NAME(REAL *param, const REAL *grad, REAL *accum, REAL *accum2,   \
+                            ptrdiff_t n)                                                \
+    {                                                                                   \
+        FASTGD_LEVEL_CALL(fastgd_updates_level, NAME, param, grad, accum, accum2, n);   \
     }
 
 FASTGD_DEFINE_FLOOR_DISPATCH(fastgd_bandwidth_floor_f32, float)

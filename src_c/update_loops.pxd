@@ -15,10 +15,21 @@ cdef extern from "update_loops.h" nogil:
                         const UpdateSettings* s)
     void fastgd_sgd_f64(double* param, const double* grad, double* velocity, Py_ssize_t n,
                         const UpdateSettings* s)
+    void fastgd_adam_f32(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
+                         float* max_exp_avg_sq, Py_ssize_t n, const UpdateSettings* s)
+    void fastgd_adam_f64(double* param, const double* grad, double* exp_avg,
+                         double* exp_avg_sq, double* max_exp_avg_sq, Py_ssize_t n,
+                         const UpdateSettings* s)
+    void fastgd_rmsprop_f32(float* param, const float* grad, float* square_avg,
+                            float* momentum_buffer, float* grad_avg, Py_ssize_t n,
+                            const UpdateSettings* s)
+    void fastgd_rmsprop_f64(double* param, const double* grad, double* square_avg,
+                            double* momentum_buffer, double* grad_avg, Py_ssize_t n,
+                            const UpdateSettings* s)
     void fastgd_bandwidth_floor_f32(float* param, const float* grad, float* accum,
-                                    Py_ssize_t n)
+                                    float* accum2, Py_ssize_t n)
     void fastgd_bandwidth_floor_f64(double* param, const double* grad, double* accum,
-                                    Py_ssize_t n)
+                                    double* accum2, Py_ssize_t n)
     int fastgd_updates_select_level(int asked)
     enum:
         DIVISION_AUTO "FASTGD_DIVISION_AUTO"

@@ -14,19 +14,27 @@
 #include "fastgd_codes.h"
 
 typedef struct {
-    double rate;         /* Adagrad: the decayed rate clr; SGD: lr */
+    double rate;         /* Adagrad: the decayed rate clr; SGD, RMSprop: lr; Adam: lr / (1 - beta1^t) */
     double eps;
     double weight_decay;
-    double momentum;
+    double momentum;     /* SGD, RMSprop */
     double dampening;
     double lower_bound;  /* -inf when there is none */
+    double beta1;        /* Adam: the first moment's decay */
+    double beta2;        /* Adam: the second moment's decay; RMSprop: alpha */
+    double bias_correction2_sqrt;  /* Adam: sqrt(1 - beta2^t) */
+    double decay;        /* AdamW: 1 - lr * weight_decay, the decoupled weight decay */
     int eps_mode;
     int maximize;
     int nesterov;
     int has_state;       /* SGD: momentum buffers given */
+    int amsgrad;         /* Adam: keep the running maximum of the second moment */
+    int decoupled;       /* Adam: AdamW's weight decay */
+    int centered;        /* RMSprop: subtract the squared mean gradient */
 } fastgd_update_settings;
 
-/* One update loop: n elements of param stepped in place with grad and their state. */
+/* One update loop of one state array: n elements of param stepped in place with grad and
+ * their state. The loops of several states (Adam, RMSprop) are update_loops.h's own. */
 typedef void (*fastgd_update_loop_f32)(float *param, const float *grad, float *state,
                                        ptrdiff_t n, const fastgd_update_settings *s);
 typedef void (*fastgd_update_loop_f64)(double *param, const double *grad, double *state,

@@ -9,10 +9,17 @@ cdef extern from "update_settings.h" nogil:
         double momentum
         double dampening
         double lower_bound
+        double beta1
+        double beta2
+        double bias_correction2_sqrt
+        double decay
         int eps_mode
         int maximize
         int nesterov
         int has_state
+        int amsgrad
+        int decoupled
+        int centered
     ctypedef struct UpdateLoops "fastgd_update_loops":
         void (*adagrad_f32)(float* param, const float* grad, float* state, Py_ssize_t n,
                             const UpdateSettings* s) noexcept nogil

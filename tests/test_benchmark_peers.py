@@ -16,7 +16,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import fastgd
 from fastgd import demo
-from fastgd.benchmarks import factorize, masked, sqeuclidean, updates
+from fastgd.benchmarks import adam, factorize, masked, sqeuclidean, updates
 
 # The library each optional peer needs; every other peer must always be there.
 OPTIONAL_PEERS = {
@@ -131,6 +131,27 @@ def test_update_peers_take_fastgds_step(case):
         assert len(got) == len(expected), peer
         for p, reference in zip(got, expected, strict=True):
             assert_allclose(p, reference, rtol=1e-14, atol=1e-16, err_msg=peer)
+
+
+@pytest.mark.parametrize("case", _cases(adam))
+def test_adam_peers_take_fastgds_step(case):
+    functions = _peers(adam, case)
+    shapes = adam.CASES[case]
+    start, grads, _, _ = adam.make_state(shapes)
+    expected = [p.copy() for p in functions.pop("fastgd.adam_update")()]
+    for p, p0, g in zip(expected, start, grads, strict=True):
+        # The first step from zero moments: m = (1 - b1) g, v = (1 - b2) g^2, and after the
+        # bias corrections p moves by lr * g / (|g| + eps / sqrt(1 - b2) ... ) = lr sign(g)
+        # to rounding.
+        assert_allclose(p, p0 - adam.LR * g / (np.abs(g) + adam.EPS), rtol=1e-12,
+                        atol=1e-15)
+    floor = functions.pop("bandwidth floor", None)
+    if floor is not None:
+        assert_array_equal(floor()[0], start[0] + grads[0])
+    for peer, function in functions.items():
+        got = _as_arrays(function())
+        for p, reference in zip(got, expected, strict=True):
+            assert_allclose(p, reference, rtol=1e-13, atol=1e-15, err_msg=peer)
 
 
 def _tutorial_rmse(W, H):

@@ -153,7 +153,7 @@ def test_bad_inputs_raise(rng):
     with pytest.raises(ValueError, match="no observed entry"):
         fgd.factorize(da.from_array(np.full((4, 3), np.nan)), 1)
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        fgd.factorize(A, 2, optimizer="adam")
+        fgd.factorize(A, 2, optimizer="adamax")
 
 
 def test_import_fastgd_does_not_import_dask(tmp_path):
@@ -186,3 +186,20 @@ def test_factorize_callback_sees_w_where_it_is_and_can_stop(scheduler, rng):
     assert result.message == "the callback asked to stop"
     np.testing.assert_array_equal(seen[-1][2], result.W)
     np.testing.assert_array_equal([s[1] for s in seen], result.loss_history[1:])
+
+
+@pytest.mark.parametrize("optimizer, settings", [("adam", {"lr": 0.05}),
+                                                 ("rmsprop", {"lr": 0.01, "momentum": 0.5})])
+def test_factorize_with_adam_and_rmsprop_as_in_memory(rng, optimizer, settings):
+    """Each row block steps its W with its own optimizer, in step with H's: the same
+    steps as the in-memory solver, to rounding."""
+    A = rng.standard_normal((60, 20))
+    A[rng.random(A.shape) < 0.5] = np.nan
+    W0, H0 = rng.standard_normal((60, 3)), rng.standard_normal((3, 20))
+    expected = fastgd.factorize(A, 3, init=(W0, H0), optimizer=optimizer, n_iter=20,
+                                loss="mse", **settings)
+    got = fgd.factorize(da.from_array(A, chunks=(20, 10)), 3, init=(W0, H0),
+                        optimizer=optimizer, n_iter=20, loss="mse", **settings)
+    np.testing.assert_allclose(got.loss_history, expected.loss_history, rtol=1e-10)
+    np.testing.assert_allclose(got.W, expected.W, rtol=1e-8, atol=1e-12)
+    assert set(got.optimizer_state) == set(expected.optimizer_state)

@@ -138,7 +138,7 @@ def test_errors(sklearn):
     with pytest.raises(NotFittedError):
         model.transform(TUTORIAL_A)
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        fastgd.MatrixFactorization(optimizer="adam").fit(TUTORIAL_A)
+        fastgd.MatrixFactorization(optimizer="adamax").fit(TUTORIAL_A)
     with pytest.raises(ValueError, match="Input X contains infinity"):
         model.fit(np.array([[1.0, np.inf], [1.0, 2.0]]))
     model.fit(TUTORIAL_A)

@@ -356,13 +356,15 @@ def test_no_observed_entry(backend):
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"rank": 0}, ValueError, "rank must be an int >= 1"),
     ({"rank": 2.0}, TypeError, "rank must be an int >= 1; got float"),
-    ({"optimizer": "adam"}, ValueError, "optimizer must be one of"),
+    ({"optimizer": "adamax"}, ValueError, "optimizer must be one of"),
     ({"lr": 0}, ValueError, "lr must be > 0"),
     ({"lr": -1.0}, ValueError, "lr must be"),
     ({"lr": "fast"}, TypeError, "lr must be a real number"),
     ({"n_iter": -1}, ValueError, "n_iter must be an int >= 0"),
     ({"eps_mode": "both"}, ValueError, "eps_mode must be one of"),
-    ({"momentum": 0.9}, ValueError, "momentum and nesterov apply to optimizer='gd'"),
+    ({"momentum": 0.9}, ValueError, "momentum applies to optimizer='gd' or 'rmsprop'"),
+    ({"optimizer": "rmsprop", "momentum": 0.9, "nesterov": True}, ValueError,
+     "nesterov applies to optimizer='gd'"),
     ({"optimizer": "gd", "nesterov": True}, ValueError, "nesterov=True needs momentum"),
     ({"loss": "mae"}, ValueError, "loss must be one of"),
     ({"l2": -1.0}, ValueError, "l2 must be"),
@@ -538,3 +540,53 @@ def test_a_result_can_be_made_by_hand():
     assert result.loss_history.dtype == np.float64 and math.isnan(result.data_loss)
     with pytest.raises(ValueError, match="effective_lr needs"):
         result.effective_lr()
+
+
+@pytest.mark.parametrize("optimizer, settings, torch_settings", [
+    ("adam", {"lr": 0.05}, {}),
+    ("rmsprop", {"lr": 0.01}, {}),
+    ("rmsprop", {"lr": 0.01, "momentum": 0.5}, {"momentum": 0.5}),
+], ids=["adam", "rmsprop", "rmsprop momentum"])
+@pytest.mark.parametrize("loss", ["mse", "rmse"])
+def test_adam_and_rmsprop_follow_torch(backend, rng, optimizer, settings, torch_settings,
+                                       loss):
+    """factorize with Adam or RMSprop takes the steps torch.optim takes on the same masked
+    loss, autograd's gradients included: the loss histories agree to rounding."""
+    torch = require_peer("torch")
+    A = np.where(rng.random((12, 9)) < 0.6, rng.standard_normal((12, 9)), np.nan)
+    W0, H0 = rng.standard_normal((12, 3)), rng.standard_normal((3, 9))
+    result = fastgd.factorize(A, 3, init=(W0, H0), optimizer=optimizer, loss=loss,
+                              n_iter=30, **settings)
+    observed = torch.tensor(~np.isnan(A))
+    target = torch.tensor(np.nan_to_num(A))
+    W, H = (torch.tensor(x.copy(), requires_grad=True) for x in (W0, H0))
+    torch_class = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}[optimizer]
+    torch_optimizer = torch_class([W, H], lr=settings["lr"], eps=1e-8, foreach=False,
+                                  **torch_settings)
+    history = []
+    for _ in range(31):
+        torch_optimizer.zero_grad()
+        residual = (W @ H - target)[observed]
+        value = (residual ** 2).mean()
+        if loss == "rmse":
+            value = value.sqrt()
+        history.append(float(value))
+        value.backward()
+        torch_optimizer.step()
+    np.testing.assert_allclose(result.loss_history, history, rtol=1e-10)
+    assert result.n_iter == 30 and len(result.loss_history) == 31
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_adam_and_rmsprop_complete_the_tutorial_matrix(backend, optimizer):
+    A = np.array([[np.nan, 4, 5], [4, 4, 5], [5, 3, 4], [2, 3, 3]])
+    result = fastgd.factorize(A, 2, optimizer=optimizer, lr=0.01, n_iter=3000, nonneg=True,
+                              random_state=0)
+    # The best rank-2 non-negative fit has an RMSE of about 0.0866 (the tutorials' end).
+    assert result.loss_history[-1] < 0.1
+    np.testing.assert_array_equal(result.reconstruct().round()[0], [5, 4, 5])
+    assert (result.W >= 0).all() and (result.H >= 0).all()
+    names = {"adam": {"exp_avg_W", "exp_avg_H", "exp_avg_sq_W", "exp_avg_sq_H"},
+             "rmsprop": {"square_avg_W", "square_avg_H"}}[optimizer]
+    assert set(result.optimizer_state) == names
+    assert result.optimizer_state[sorted(names)[0]].shape in ((4, 2), (2, 3))

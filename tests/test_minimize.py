@@ -173,7 +173,9 @@ def test_through_scipy_minimize(backend):
     ({"lr": 0.0}, ValueError, "lr must be > 0"),
     ({"maxiter": -1}, ValueError, "maxiter must be an int >= 0"),
     ({"tol": -1.0}, ValueError, "tol must be"),
-    ({"momentum": 0.9}, ValueError, "momentum and nesterov apply to method='gd'"),
+    ({"momentum": 0.9}, ValueError, "momentum applies to method='gd' or 'rmsprop'"),
+    ({"method": "rmsprop", "momentum": 0.9, "nesterov": True}, ValueError,
+     "nesterov applies to method='gd'"),
     ({"method": "gd", "nesterov": True}, ValueError, "nesterov=True needs momentum"),
     ({"jac": "cs"}, ValueError, "jac must be None, True, a callable"),
     ({"jac": lambda x: np.ones(5)}, ValueError, "gradient from jac must have x0's 2"),
@@ -230,3 +232,25 @@ def test_options_as_scipy_passes_them(backend):
 def test_bad_options_and_jac_are_named(kwargs, error, words):
     with pytest.raises(error, match=words):
         fastgd.minimize(lambda x: float(np.sum(x ** 2)), np.ones(2), **kwargs)
+
+
+@pytest.mark.parametrize("method, options", [
+    ("adam", {"lr": 0.05}),
+    ("rmsprop", {"lr": 0.01}),
+    ("rmsprop", {"lr": 0.005, "momentum": 0.5}),
+], ids=["adam", "rmsprop", "rmsprop momentum"])
+def test_adam_and_rmsprop_reach_the_minimum(backend, method, options):
+    """Adam's and RMSprop's steps shrink only as the gradient does: they reach tol."""
+    Q, b, x_star, _ = quadratic()
+
+    def value_and_grad(x):
+        return 0.5 * x @ Q @ x - b @ x, Q @ x - b
+
+    res = fastgd.minimize(value_and_grad, np.zeros(6), jac=True, method=method,
+                          maxiter=200000, tol=1e-6, **options)
+    assert res.success, res.message
+    np.testing.assert_allclose(res.x, x_star, atol=1e-5)
+    via_scipy = scipy.optimize.minimize(value_and_grad, np.zeros(6), jac=True,
+                                        method=fastgd.scipy_method(method, **options),
+                                        options={"maxiter": 200000, "tol": 1e-6})
+    np.testing.assert_array_equal(via_scipy.x, res.x)

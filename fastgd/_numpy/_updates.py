@@ -67,3 +67,70 @@ def sgd_update(params, grads, velocities, lr, momentum, dampening, nesterov, wei
             g = g + t(momentum) * buffer if nesterov else buffer
         _bounded(param, param + (-t(lr)) * g, lower_bound)
     _count_step(counter)
+
+
+def _lerp(start, end, weight):
+    """torch's lerp, as src_c/update_loops.h's FASTGD_LERP."""
+    t = start.dtype.type
+    if weight < 0.5:
+        return start + t(weight) * (end - start)
+    return end - (end - start) * (t(1) - t(weight))
+
+
+def _maximum(a, b):
+    """torch.maximum: NaN where either is NaN."""
+    return np.where(np.isnan(a), a, np.where(a >= b, a, b))
+
+
+def adam_update(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1, beta2, eps,
+                weight_decay, decoupled, amsgrad, maximize, step, lower_bound, n_threads,
+                parallel_min_elements, counter=None):
+    """Adam (AdamW with ``decoupled``) in place; the twin of ``_updates.adam_update``."""
+    step_size = lr / (1.0 - beta1 ** step)
+    correction2 = np.sqrt(1.0 - beta2 ** step)
+    for k, (param, grad) in enumerate(zip(params, grads, strict=True)):
+        t = param.dtype.type
+        g = -grad if maximize else grad.copy()
+        p = param.copy()
+        if weight_decay != 0 and not decoupled:
+            g = g + t(weight_decay) * p
+        if decoupled:
+            p = p * t(1.0 - lr * weight_decay)
+        m = _lerp(exp_avgs[k], g, 1.0 - beta1)
+        v = exp_avg_sqs[k] * t(beta2) + t(1.0 - beta2) * g * g
+        exp_avgs[k][...] = m
+        exp_avg_sqs[k][...] = v
+        if amsgrad:
+            v = _maximum(max_exp_avg_sqs[k], v)
+            max_exp_avg_sqs[k][...] = v
+        denominator = np.sqrt(v) / t(correction2) + t(eps)
+        _bounded(param, p + (-t(step_size)) * (m / denominator), lower_bound)
+    _count_step(counter)
+
+
+def rmsprop_update(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
+                   weight_decay, momentum, centered, maximize, lower_bound, n_threads,
+                   parallel_min_elements, counter=None):
+    """RMSprop in place; the twin of ``_updates.rmsprop_update``."""
+    for k, (param, grad) in enumerate(zip(params, grads, strict=True)):
+        t = param.dtype.type
+        g = _effective_grad(grad, param, maximize, weight_decay)
+        v = square_avgs[k] * t(alpha) + t(1.0 - alpha) * g * g
+        square_avgs[k][...] = v
+        if centered:
+            a = _lerp(grad_avgs[k], g, 1.0 - alpha)
+            grad_avgs[k][...] = a
+            with np.errstate(invalid="ignore"):
+                avg = np.sqrt(v + t(-1) * a * a)
+        else:
+            avg = np.sqrt(v)
+        avg = avg + t(eps)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if momentum > 0:
+                b = momentum_buffers[k] * t(momentum) + g / avg
+                momentum_buffers[k][...] = b
+                value = param + (-t(lr)) * b
+            else:
+                value = param + (-t(lr)) * (g / avg)
+        _bounded(param, value, lower_bound)
+    _count_step(counter)

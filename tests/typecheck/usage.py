@@ -29,6 +29,13 @@ state = optimizer.state_dict()
 optimizer.load_state_dict(state)
 rates: list[NDArray[np.floating]] = optimizer.effective_lr()
 fastgd.SGD([W], lr=0.1, nesterov=True, momentum=0.5).step([dW])
+moments = [np.zeros_like(W)], [np.zeros_like(W)]
+fastgd.adam_update([W], [dW], *moments, lr=1e-3, betas=(0.9, 0.99), amsgrad=False, step=3)
+fastgd.rmsprop_update(W, dW, np.zeros_like(W), lr=1e-2, alpha=0.9, centered=False)
+adam = fastgd.AdamW([W, H], lr=1e-3, weight_decay=0.01)
+adam.step([dW, dH])
+adam_state: dict = adam.state_dict()
+fastgd.RMSprop([W], momentum=0.9).step([dW])
 
 result: fastgd.FactorizationResult = fastgd.factorize(
     A, 1, optimizer="gd", lr=0.01, n_iter=10, nonneg=True, random_state=0,
