@@ -110,7 +110,29 @@
  * the gradient; Adam's weight decay adds wd * p to it, AdamW's scales p by 1 - lr wd first;
  * m = lerp(m, g, 1 - beta1); v = v beta2 + (1 - beta2) g g; with amsgrad the running
  * maximum of v stands for v; p += -(lr / (1 - beta1^t)) * (m / (sqrt(v) / sqrt(1 - beta2^t)
- * + eps)). exp_avg, exp_avg_sq and (amsgrad) max_exp_avg_sq are the states. */
+ * + eps)). exp_avg, exp_avg_sq and (amsgrad) max_exp_avg_sq are the states. Each choice of
+ * amsgrad and decoupled has its own loop (AMSGRAD and DECOUPLED are constants in each), so
+ * that the compiler vectorises it. */
+#define FASTGD_ADAM_LOOP(REAL, SQRT, AMSGRAD, DECOUPLED)                                \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                 \
+        REAL p = param[i], g = sign * grad[i];                                          \
+        if (!(DECOUPLED))                                                               \
+            g = use_weight_decay ? g + weight_decay * p : g;                            \
+        if (DECOUPLED)                                                                  \
+            p = p * decay;                                                              \
+        REAL m = FASTGD_LERP(exp_avg[i], g, weight1, complement1, low_weight);          \
+        REAL v = exp_avg_sq[i] * beta2 + weight2 * g * g;                               \
+        exp_avg[i] = m;                                                                 \
+        exp_avg_sq[i] = v;                                                              \
+        if (AMSGRAD) {                                                                  \
+            v = FASTGD_MAXIMUM(max_exp_avg_sq[i], v);                                   \
+            max_exp_avg_sq[i] = v;                                                      \
+        }                                                                               \
+        REAL denominator = SQRT(v) / correction2 + eps;                                 \
+        p = p + (-step_size) * (m / denominator);                                       \
+        param[i] = FASTGD_BOUNDED(p);                                                   \
+    }
+
 #define FASTGD_DEFINE_ADAM(NAME, TARGET, REAL, SQRT)                                    \
     TARGET static void NAME(REAL *restrict param, const REAL *restrict grad,            \
                             REAL *restrict exp_avg, REAL *restrict exp_avg_sq,          \
@@ -124,23 +146,15 @@
         const REAL weight2 = (REAL)(1.0 - s->beta2);                                    \
         const REAL correction2 = (REAL)s->bias_correction2_sqrt;                        \
         const REAL decay = (REAL)s->decay;                                              \
-        const int low_weight = 1.0 - s->beta1 < 0.5, decoupled = s->decoupled;          \
-        const int coupled_decay = use_weight_decay && !decoupled;                       \
-        for (ptrdiff_t i = 0; i < n; i++) {                                             \
-            REAL p = param[i], g = sign * grad[i];                                      \
-            g = coupled_decay ? g + weight_decay * p : g;                               \
-            p = decoupled ? p * decay : p;                                              \
-            REAL m = FASTGD_LERP(exp_avg[i], g, weight1, complement1, low_weight);      \
-            REAL v = exp_avg_sq[i] * beta2 + weight2 * g * g;                           \
-            exp_avg[i] = m;                                                             \
-            exp_avg_sq[i] = v;                                                          \
-            if (s->amsgrad) {                                                           \
-                v = FASTGD_MAXIMUM(max_exp_avg_sq[i], v);                               \
-                max_exp_avg_sq[i] = v;                                                  \
-            }                                                                           \
-            REAL denominator = SQRT(v) / correction2 + eps;                             \
-            p = p + (-step_size) * (m / denominator);                                   \
-            param[i] = FASTGD_BOUNDED(p);                                               \
+        const int low_weight = 1.0 - s->beta1 < 0.5;                                    \
+        if (s->amsgrad && s->decoupled) {                                               \
+            FASTGD_ADAM_LOOP(REAL, SQRT, 1, 1)                                          \
+        } else if (s->amsgrad) {                                                        \
+            FASTGD_ADAM_LOOP(REAL, SQRT, 1, 0)                                          \
+        } else if (s->decoupled) {                                                      \
+            FASTGD_ADAM_LOOP(REAL, SQRT, 0, 1)                                          \
+        } else {                                                                        \
+            FASTGD_ADAM_LOOP(REAL, SQRT, 0, 0)                                          \
         }                                                                               \
     }
 
@@ -148,7 +162,31 @@
  * v = v alpha + (1 - alpha) g g; centered: a = lerp(a, g, 1 - alpha), avg = sqrt(v - a a),
  * else avg = sqrt(v); avg += eps; with momentum b = b momentum + g / avg and p += -lr b,
  * else p += -lr (g / avg). square_avg, momentum_buffer (momentum > 0) and grad_avg
- * (centered) are the states. */
+ * (centered) are the states; each choice of the two has its own loop, as Adam's. */
+#define FASTGD_RMSPROP_LOOP(REAL, SQRT, CENTERED, MOMENTUM)                             \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                 \
+        REAL p = param[i], g = FASTGD_EFFECTIVE_GRAD(grad[i], p);                       \
+        REAL v = square_avg[i] * alpha + weight * g * g;                                \
+        square_avg[i] = v;                                                              \
+        REAL avg;                                                                       \
+        if (CENTERED) {                                                                 \
+            REAL a = FASTGD_LERP(grad_avg[i], g, weight, complement, low_weight);       \
+            grad_avg[i] = a;                                                            \
+            avg = SQRT(v + (REAL)-1 * a * a);                                           \
+        } else {                                                                        \
+            avg = SQRT(v);                                                              \
+        }                                                                               \
+        avg = avg + eps;                                                                \
+        if (MOMENTUM) {                                                                 \
+            REAL b = momentum_buffer[i] * momentum + g / avg;                           \
+            momentum_buffer[i] = b;                                                     \
+            p = p + (-lr) * b;                                                          \
+        } else {                                                                        \
+            p = p + (-lr) * (g / avg);                                                  \
+        }                                                                               \
+        param[i] = FASTGD_BOUNDED(p);                                                   \
+    }
+
 #define FASTGD_DEFINE_RMSPROP(NAME, TARGET, REAL, SQRT)                                 \
     TARGET static void NAME(REAL *restrict param, const REAL *restrict grad,            \
                             REAL *restrict square_avg, REAL *restrict momentum_buffer,  \
@@ -161,28 +199,14 @@
         const REAL complement = (REAL)1 - weight;                                       \
         const REAL momentum = (REAL)s->momentum;                                        \
         const int low_weight = 1.0 - s->beta2 < 0.5;                                    \
-        const int centered = s->centered, with_momentum = s->momentum > 0;              \
-        for (ptrdiff_t i = 0; i < n; i++) {                                             \
-            REAL p = param[i], g = FASTGD_EFFECTIVE_GRAD(grad[i], p);                   \
-            REAL v = square_avg[i] * alpha + weight * g * g;                            \
-            square_avg[i] = v;                                                          \
-            REAL avg;                                                                   \
-            if (centered) {                                                             \
-                REAL a = FASTGD_LERP(grad_avg[i], g, weight, complement, low_weight);   \
-                grad_avg[i] = a;                                                        \
-                avg = SQRT(v + (REAL)-1 * a * a);                                       \
-            } else {                                                                    \
-                avg = SQRT(v);                                                          \
-            }                                                                           \
-            avg = avg + eps;                                                            \
-            if (with_momentum) {                                                        \
-                REAL b = momentum_buffer[i] * momentum + g / avg;                       \
-                momentum_buffer[i] = b;                                                 \
-                p = p + (-lr) * b;                                                      \
-            } else {                                                                    \
-                p = p + (-lr) * (g / avg);                                              \
-            }                                                                           \
-            param[i] = FASTGD_BOUNDED(p);                                               \
+        if (s->centered && s->momentum > 0) {                                           \
+            FASTGD_RMSPROP_LOOP(REAL, SQRT, 1, 1)                                       \
+        } else if (s->centered) {                                                       \
+            FASTGD_RMSPROP_LOOP(REAL, SQRT, 1, 0)                                       \
+        } else if (s->momentum > 0) {                                                   \
+            FASTGD_RMSPROP_LOOP(REAL, SQRT, 0, 1)                                       \
+        } else {                                                                        \
+            FASTGD_RMSPROP_LOOP(REAL, SQRT, 0, 0)                                       \
         }                                                                               \
     }
 
