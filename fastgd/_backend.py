@@ -210,7 +210,7 @@ SIMD_LEVELS = _codes.SIMD_LEVELS
 # The kernel families whose hot loops are compiled per instruction-set level, and the
 # extension module of each.
 DISPATCHED_KERNELS = {
-    # factorize's compiled loop steps with the update loops of _updates (their table).
+    # factorize's compiled loop steps with the update loops at the level _updates holds.
     "sqeuclidean": "_pairwise", "masked": "_masked", "updates": "_updates", "factorize": "_updates",
 }
 

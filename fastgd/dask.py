@@ -495,4 +495,4 @@ def _train(blocks, A, rank, init, random_state, settings, callback):
                      arrays[0])
               for name, arrays in factorization.optimizer_state(H_optimizer).items()}
     return factorization.finished_run(W, H, history.values(), done, status, states,
-                                      settings, magnitude / count if count else 0.0)
+                                      settings, lambda: magnitude / count if count else 0.0)

@@ -521,7 +521,7 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
             bar.close()
     W_final, H_final = loop.factors()
     return finished_run(W_final, H_final, history.values(), done, status, loop.state(),
-                        settings, data.mean_magnitude())
+                        settings, data.mean_magnitude)
 
 
 class LossHistory:
@@ -563,7 +563,7 @@ def finished_run(W, H, history, done, status, states, settings, data_magnitude=N
     """The FactorizationResult of a run (``states``: {name: (of W, of H)} of the
     optimizer's state), with a warning when the loss stopped being finite, or when the l2
     penalty shrank the factors to ~0 (checked against ``data_magnitude``, the observed
-    entries' mean magnitude, when given)."""
+    entries' mean magnitude, a function called only then, when given)."""
     if status == STATUS_NONFINITE:
         warnings.warn(f"factorize stopped at iteration {done}: the loss is {history[-1]}; "
                       "lower lr", RuntimeWarning, stacklevel=4)
@@ -574,10 +574,11 @@ def finished_run(W, H, history, done, status, states, settings, data_magnitude=N
     l2 = settings["l2"]
     penalty = 0.5 * l2 * (masked.sum_of_squares(W) + masked.sum_of_squares(H)) if l2 else 0.0
     history = np.asarray(history, dtype=np.float64)
-    if l2 and data_magnitude and status != STATUS_NONFINITE:
+    if l2 and data_magnitude is not None and status != STATUS_NONFINITE:
+        data_magnitude = data_magnitude()
         largest_prediction = (W.shape[1] * float(np.abs(W).max(initial=0.0))
                               * float(np.abs(H).max(initial=0.0)))
-        if largest_prediction < COLLAPSED_FRACTION * data_magnitude:
+        if data_magnitude and largest_prediction < COLLAPSED_FRACTION * data_magnitude:
             warnings.warn(
                 f"factorize: the factors collapsed towards 0 (no prediction exceeds "
                 f"{largest_prediction:.3g}, the data's mean magnitude is "

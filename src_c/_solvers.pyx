@@ -8,8 +8,9 @@ microsecond, where a Python loop pays tens of microseconds for its calls alone.
 
 H is kept transposed, as HT of shape (n, k), so that both factors are read by
 contiguous rows. The update loops are those of fastgd.adagrad_update and
-fastgd.sgd_update, taken from _updates (its UPDATE_LOOPS table) at the level chosen
-there, so a step applies bitwise the same formula as those functions. One thread: larger
+fastgd.sgd_update (update_loops.h), run at the level and division chosen in _updates (its
+UPDATE_DISPATCH state, which a run follows), so a step applies bitwise the same formula as
+those functions. One thread: larger
 problems go through the threaded kernels from Python, where the per-call cost no longer
 matters.
 """
@@ -32,13 +33,21 @@ from libc.math cimport fabs, isfinite
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
 from losses cimport fastgd_loss_value_and_scale
-from update_settings cimport UPDATE_LOOPS_CAPSULE, UpdateLoops, UpdateSettings
+from update_loops cimport (
+    fastgd_adagrad_f32,
+    fastgd_adagrad_f64,
+    fastgd_sgd_f32,
+    fastgd_sgd_f64,
+    fastgd_updates_follow,
+)
+from update_settings cimport UPDATE_DISPATCH_CAPSULE, UpdateDispatch, UpdateSettings
 
-from fastgd._ext._updates import UPDATE_LOOPS
+from fastgd._ext._updates import UPDATE_DISPATCH
 
-# The update loops of _updates, at the level and with the division chosen there.
-cdef const UpdateLoops* _loops = <const UpdateLoops*>PyCapsule_GetPointer(
-    UPDATE_LOOPS, UPDATE_LOOPS_CAPSULE)
+# The update loops' dispatch state, held by _updates: this module's copy of the loops
+# follows it at every run, so they run at the level and division chosen there.
+cdef const UpdateDispatch* _dispatch = <const UpdateDispatch*>PyCapsule_GetPointer(
+    UPDATE_DISPATCH, UPDATE_DISPATCH_CAPSULE)
 
 
 ctypedef fused index_t:
@@ -102,14 +111,14 @@ cdef void _step(floating* param, const floating* grad, floating* state, Py_ssize
                 int optimizer, const UpdateSettings* settings) noexcept nogil:
     if optimizer == OPTIMIZER_ADAGRAD:
         if floating is double:
-            _loops.adagrad_f64(param, grad, state, length, settings)
+            fastgd_adagrad_f64(param, grad, state, length, settings)
         else:
-            _loops.adagrad_f32(param, grad, state, length, settings)
+            fastgd_adagrad_f32(param, grad, state, length, settings)
     else:
         if floating is double:
-            _loops.sgd_f64(param, grad, state, length, settings)
+            fastgd_sgd_f64(param, grad, state, length, settings)
         else:
-            _loops.sgd_f32(param, grad, state, length, settings)
+            fastgd_sgd_f32(param, grad, state, length, settings)
 
 
 def run_iterations(const index_t[::1] indptr, const index_t[::1] indices,
@@ -143,6 +152,7 @@ def run_iterations(const index_t[::1] indptr, const index_t[::1] indices,
     cdef floating* state_w = &state_W[0, 0] if state_W.size else NULL
     cdef floating* state_ht = &state_HT[0, 0] if state_HT.size else NULL
     cdef fastgd_interrupt interrupt
+    fastgd_updates_follow(_dispatch)
     fastgd_interrupt_init(&interrupt)
     settings.rate = lr
     settings.eps = eps

@@ -37,8 +37,9 @@ from update_loops cimport (
     fastgd_sgd_f64,
     fastgd_updates_select_division,
     fastgd_updates_select_level,
+    fastgd_updates_share,
 )
-from update_settings cimport UPDATE_LOOPS_CAPSULE, UpdateLoops, UpdateSettings
+from update_settings cimport UPDATE_DISPATCH_CAPSULE, UpdateDispatch, UpdateSettings
 
 cdef extern from "openmp_runtime.h":
     int fastgd_omp_max_threads() noexcept nogil
@@ -56,6 +57,9 @@ ctypedef struct ArraySlice:
     bint is_double
 
 
+# The update loops' dispatch state handed to _solvers (UPDATE_DISPATCH, below).
+cdef UpdateDispatch _dispatch
+
 # The update an ArraySlice table is run with (SGD and ADAGRAD are a bint's False and True,
 # as the fast path passes them).
 cdef enum:
@@ -70,19 +74,17 @@ def select_simd(int highest):
     `highest` (fastgd._codes.SIMD_LEVELS; these loops have no hand-written vectors, so
     "scalar" runs "baseline"). Every level gives bitwise the same results. Returns the level
     code chosen."""
-    return fastgd_updates_select_level(highest)
+    cdef int chosen = fastgd_updates_select_level(highest)
+    fastgd_updates_share(&_dispatch)
+    return chosen
 
 
 DIVISIONS = ("divider", "divider+fma")
 
-# The update loops for the modules that step with them (_solvers): through this table they
-# run at the level and with the division chosen here, by select_simd and select_division.
-cdef UpdateLoops _update_loops
-_update_loops.adagrad_f32 = fastgd_adagrad_f32
-_update_loops.adagrad_f64 = fastgd_adagrad_f64
-_update_loops.sgd_f32 = fastgd_sgd_f32
-_update_loops.sgd_f64 = fastgd_sgd_f64
-UPDATE_LOOPS = PyCapsule_New(&_update_loops, UPDATE_LOOPS_CAPSULE, NULL)
+# The loops' dispatch state for the modules that step with their own copy (_solvers):
+# shared again by select_simd and select_division.
+fastgd_updates_share(&_dispatch)
+UPDATE_DISPATCH = PyCapsule_New(&_dispatch, UPDATE_DISPATCH_CAPSULE, NULL)
 
 
 def select_division(str method):
@@ -90,7 +92,9 @@ def select_division(str method):
     from the FMA units ("divider+fma", avx512 level only: fma_sqrt.h), or let the CPU
     decide ("auto"). The same bits every way. Returns the method now used."""
     asked = DIVISION_AUTO if method == "auto" else DIVISIONS.index(method)
-    return DIVISIONS[fastgd_updates_select_division(asked)]
+    cdef int chosen = fastgd_updates_select_division(asked)
+    fastgd_updates_share(&_dispatch)
+    return DIVISIONS[chosen]
 
 
 def fma_sqrt_lanes(const double[::1] a, const double[::1] root_candidate):

@@ -517,6 +517,21 @@ static inline void fastgd_adagrad_f64(double *param, const double *grad, double 
 FASTGD_DEFINE_UPDATE_DISPATCH(fastgd_sgd_f32, float)
 FASTGD_DEFINE_UPDATE_DISPATCH(fastgd_sgd_f64, double)
 
+/* The dispatch state of these loops, for the module that holds it (_updates) to share, and
+ * for a module that steps with its own copy of the loops (_solvers) to follow: a copy runs
+ * at the level and division chosen in the holder, and its calls stay direct (inlined). */
+static void fastgd_updates_share(fastgd_update_dispatch *state)
+{
+    state->level = fastgd_updates_level;
+    state->division = fastgd_updates_division;
+}
+
+static void fastgd_updates_follow(const fastgd_update_dispatch *state)
+{
+    fastgd_updates_level = state->level;
+    fastgd_updates_division = state->division;
+}
+
 #define FASTGD_DEFINE_THREE_STATE_DISPATCH(NAME, REAL)                                  \
     static inline void NAME(REAL *param, const REAL *grad, REAL *state0, REAL *state1,  \
                             REAL *state2, ptrdiff_t n, const fastgd_update_settings *s) \

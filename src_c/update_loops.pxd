@@ -1,9 +1,9 @@
-# The C loops of the fused optimizer updates (update_loops.h), for _updates alone: it
-# runs them for fastgd.adagrad_update and fastgd.sgd_update, and hands them to _solvers
-# (factorize's compiled loop) as a table in a capsule (update_settings.pxd), so that the
-# loops and the level they run at exist once.
+# The C loops of the fused optimizer updates (update_loops.h): _updates runs them for
+# fastgd.adagrad_update, sgd_update, adam_update and rmsprop_update and holds their
+# dispatch state; _solvers (factorize's compiled loop) steps with its own copy, which
+# follows that state (update_settings.pxd).
 
-from update_settings cimport UpdateSettings
+from update_settings cimport UpdateDispatch, UpdateSettings
 
 
 cdef extern from "update_loops.h" nogil:
@@ -31,6 +31,8 @@ cdef extern from "update_loops.h" nogil:
     void fastgd_bandwidth_floor_f64(double* param, const double* grad, double* accum,
                                     double* accum2, Py_ssize_t n)
     int fastgd_updates_select_level(int asked)
+    void fastgd_updates_share(UpdateDispatch* state)
+    void fastgd_updates_follow(const UpdateDispatch* state)
     enum:
         DIVISION_AUTO "FASTGD_DIVISION_AUTO"
     int fastgd_updates_select_division(int asked)

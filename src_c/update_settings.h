@@ -1,6 +1,7 @@
-/* The settings of one fused update (update_loops.h), and the table of the update loops
- * that fastgd._ext._updates hands to the modules that step with them (_solvers) in a
- * capsule: the loops, and the level and division they run at, exist once, in _updates.
+/* The settings of one fused update (update_loops.h), and the update loops' dispatch state
+ * (the level and the division they run at) that fastgd._ext._updates holds and hands in a
+ * capsule to the modules that step with them (_solvers), which follow it: the state exists
+ * once, in _updates, and is chosen there.
  *
  * Where Adagrad's eps enters (fastgd/_codes.py's EPS_MODES, in fastgd_codes.h):
  *   FASTGD_EPS_OUTSIDE     G += g^2; p -= clr g / (sqrt(G) + eps)   (PyTorch, Duchi et al.)
@@ -33,20 +34,12 @@ typedef struct {
     int centered;        /* RMSprop: subtract the squared mean gradient */
 } fastgd_update_settings;
 
-/* One update loop of one state array: n elements of param stepped in place with grad and
- * their state. The loops of several states (Adam, RMSprop) are update_loops.h's own. */
-typedef void (*fastgd_update_loop_f32)(float *param, const float *grad, float *state,
-                                       ptrdiff_t n, const fastgd_update_settings *s);
-typedef void (*fastgd_update_loop_f64)(double *param, const double *grad, double *state,
-                                       ptrdiff_t n, const fastgd_update_settings *s);
-
+/* The level (FASTGD_LEVEL_*) and the division (FASTGD_DIVISION_*) the update loops run at. */
 typedef struct {
-    fastgd_update_loop_f32 adagrad_f32;
-    fastgd_update_loop_f64 adagrad_f64;
-    fastgd_update_loop_f32 sgd_f32;
-    fastgd_update_loop_f64 sgd_f64;
-} fastgd_update_loops;
+    int level;
+    int division;
+} fastgd_update_dispatch;
 
-#define FASTGD_UPDATE_LOOPS_CAPSULE "fastgd._ext._updates.update_loops"
+#define FASTGD_UPDATE_DISPATCH_CAPSULE "fastgd._ext._updates.update_dispatch"
 
 #endif

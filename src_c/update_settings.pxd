@@ -1,5 +1,5 @@
-# The settings of a fused update and the table of the update loops (update_settings.h),
-# for _updates, which fills the table, and _solvers, which steps with it.
+# The settings of a fused update and the update loops' dispatch state (update_settings.h),
+# for _updates, which holds the state, and _solvers, which follows it.
 
 cdef extern from "update_settings.h" nogil:
     ctypedef struct UpdateSettings "fastgd_update_settings":
@@ -20,13 +20,7 @@ cdef extern from "update_settings.h" nogil:
         int amsgrad
         int decoupled
         int centered
-    ctypedef struct UpdateLoops "fastgd_update_loops":
-        void (*adagrad_f32)(float* param, const float* grad, float* state, Py_ssize_t n,
-                            const UpdateSettings* s) noexcept nogil
-        void (*adagrad_f64)(double* param, const double* grad, double* state, Py_ssize_t n,
-                            const UpdateSettings* s) noexcept nogil
-        void (*sgd_f32)(float* param, const float* grad, float* state, Py_ssize_t n,
-                        const UpdateSettings* s) noexcept nogil
-        void (*sgd_f64)(double* param, const double* grad, double* state, Py_ssize_t n,
-                        const UpdateSettings* s) noexcept nogil
-    const char* UPDATE_LOOPS_CAPSULE "FASTGD_UPDATE_LOOPS_CAPSULE"
+    ctypedef struct UpdateDispatch "fastgd_update_dispatch":
+        int level
+        int division
+    const char* UPDATE_DISPATCH_CAPSULE "FASTGD_UPDATE_DISPATCH_CAPSULE"

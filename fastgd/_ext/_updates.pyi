@@ -2,7 +2,7 @@ import numpy as np
 import numpy.typing as npt
 
 DIVISIONS: tuple[str, ...]
-UPDATE_LOOPS: object
+UPDATE_DISPATCH: object
 
 def select_simd(highest: int) -> int: ...
 def select_division(method: str) -> str: ...
