@@ -4,13 +4,13 @@ that reads p, g, m and v and writes p, m and v, compiled and prefetched like the
 on their threads)."""
 
 import math
-import os
 
 import numpy as np
 
 import fastgd
 from fastgd._backend import ext
 from fastgd._threads import resolve_n_threads
+from fastgd.benchmarks.updates import torch_peers
 from fastgd.updates import PARALLEL_MIN_ELEMENTS
 
 KERNEL = "adam_update"
@@ -73,21 +73,8 @@ def peers(case, n_threads):
         return numpy_params
 
     result["numpy"] = idiomatic
-    try:
-        import torch
-    except ImportError:
-        pass
-    else:
-        torch.set_num_threads(1 if n_threads == 1 else os.cpu_count())
-        for name, options in (("torch fused", {"fused": True}),
-                              ("torch for-loop", {"foreach": False})):
-            tensors = [torch.tensor(p.copy(), requires_grad=True) for p in params]
-            for t, g in zip(tensors, grads, strict=True):
-                t.grad = torch.tensor(g)
-            torch_optimizer = torch.optim.Adam(tensors, lr=LR, betas=(BETA1, BETA2),
-                                               eps=EPS, **options)
-            result[name] = (lambda step=torch_optimizer.step, tensors=tensors:
-                            step() or tensors)
+    result.update(torch_peers("Adam", params, grads, n_threads, lr=LR, betas=(BETA1, BETA2),
+                              eps=EPS))
     if ext is not None:
         floor_params, _, floor_m, floor_v = make_state(shapes)
         floor_threads = resolve_n_threads(n_threads)

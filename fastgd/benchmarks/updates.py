@@ -50,6 +50,26 @@ def make_state(shapes, seed=0):
     return params, grads, accums
 
 
+def torch_peers(optimizer, params, grads, n_threads, **settings):
+    """{"torch fused": step, "torch for-loop": step} of ``torch.optim.<optimizer>`` on
+    copies of ``params`` with ``grads`` as their gradients (each step returns the
+    tensors); empty without torch."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    torch.set_num_threads(1 if n_threads == 1 else os.cpu_count())
+    steps = {}
+    for name, options in (("torch fused", {"fused": True}),
+                          ("torch for-loop", {"foreach": False})):
+        tensors = [torch.tensor(p.copy(), requires_grad=True) for p in params]
+        for t, g in zip(tensors, grads, strict=True):
+            t.grad = torch.tensor(g)
+        torch_optimizer = getattr(torch.optim, optimizer)(tensors, **settings, **options)
+        steps[name] = lambda step=torch_optimizer.step, tensors=tensors: step() or tensors
+    return steps
+
+
 def peers(case, n_threads):
     """name -> zero-argument callable doing one Adagrad step and returning the parameters
     it updated (a list of arrays, or of tensors for torch); peers that are missing or do
@@ -95,20 +115,7 @@ def peers(case, n_threads):
 
     result["numpy"] = idiomatic
     result["numpy out="] = with_out
-    try:
-        import torch
-    except ImportError:
-        pass
-    else:
-        torch.set_num_threads(1 if n_threads == 1 else os.cpu_count())
-        for name, options in (("torch fused", {"fused": True}),
-                              ("torch for-loop", {"foreach": False})):
-            tensors = [torch.tensor(p.copy(), requires_grad=True) for p in params]
-            for t, g in zip(tensors, grads, strict=True):
-                t.grad = torch.tensor(g)
-            torch_optimizer = torch.optim.Adagrad(tensors, lr=LR, eps=EPS, **options)
-            result[name] = (lambda step=torch_optimizer.step, tensors=tensors:
-                            step() or tensors)
+    result.update(torch_peers("Adagrad", params, grads, n_threads, lr=LR, eps=EPS))
     if ext is not None and applies(case, "bandwidth floor"):
         floor_params, _, floor_accums = make_state(shapes)
         floor_threads = resolve_n_threads(n_threads)
