@@ -222,6 +222,21 @@ def _check_int(value, name, minimum):
     return int(value)
 
 
+def check_momentum(optimizer, momentum, nesterov, name):
+    """momentum and nesterov checked against the optimizer (named ``name`` in messages):
+    momentum for "gd" and "rmsprop", Nesterov's update for "gd" with momentum."""
+    momentum = _validation.check_real(momentum, "momentum")
+    nesterov = _validation.check_flag(nesterov, "nesterov")
+    if optimizer in ("adagrad", "adam") and (momentum != 0 or nesterov):
+        raise ValueError(f"momentum applies to {name}='gd' or 'rmsprop', nesterov to 'gd'; "
+                         f"got momentum={momentum}, nesterov={nesterov} with {optimizer!r}")
+    if nesterov and optimizer != "gd":
+        raise ValueError(f"nesterov applies to {name}='gd'; got it with {optimizer!r}")
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov=True needs momentum > 0")
+    return momentum, nesterov
+
+
 def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, nonneg,
                    loss, l2, tol):
     """factorize's settings, validated, as a dict (fastgd.dask.factorize's too)."""
@@ -233,15 +248,7 @@ def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, 
     lr = float(lr)
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be > 0 and finite; got {lr}")
-    momentum = _validation.check_real(momentum, "momentum")
-    nesterov = _validation.check_flag(nesterov, "nesterov")
-    if optimizer in ("adagrad", "adam") and (momentum != 0 or nesterov):
-        raise ValueError("momentum applies to optimizer='gd' or 'rmsprop', nesterov to 'gd'; "
-                         f"got momentum={momentum}, nesterov={nesterov} with {optimizer!r}")
-    if nesterov and optimizer != "gd":
-        raise ValueError(f"nesterov applies to optimizer='gd'; got it with {optimizer!r}")
-    if nesterov and momentum == 0:
-        raise ValueError("nesterov=True needs momentum > 0")
+    momentum, nesterov = check_momentum(optimizer, momentum, nesterov, "optimizer")
     if tol is not None:
         tol = _validation.check_real(tol, "tol")
     return {

@@ -267,15 +267,7 @@ def minimize(fun: Callable[..., Any], x0: ArrayLike, *, args: tuple[Any, ...] = 
     maxiter = factorization._check_int(maxiter, "maxiter", 0)
     tol = _validation.check_real(tol, "tol")
     eps = _validation.check_real(eps, "eps")
-    momentum = _validation.check_real(momentum, "momentum")
-    nesterov = _validation.check_flag(nesterov, "nesterov")
-    if method in ("adagrad", "adam") and (momentum != 0 or nesterov):
-        raise ValueError("momentum applies to method='gd' or 'rmsprop', nesterov to 'gd'; "
-                         f"got momentum={momentum}, nesterov={nesterov} with {method!r}")
-    if nesterov and method != "gd":
-        raise ValueError(f"nesterov applies to method='gd'; got it with {method!r}")
-    if nesterov and momentum == 0:
-        raise ValueError("nesterov=True needs momentum > 0")
+    momentum, nesterov = factorization.check_momentum(method, momentum, nesterov, "method")
     if not callable(fun):
         raise TypeError(f"fun must be callable; got {type(fun).__name__}")
     if not isinstance(args, tuple):
