@@ -483,6 +483,32 @@ cdef bint _any_overlap(ByteRange* ranges, ByteRange* scratch, Py_ssize_t n,
     return False
 
 
+def overlapping(list written, list read):
+    """Whether an array of ``written`` (updated in place) shares bytes with another array
+    of ``written`` or ``read``: the aliasing check of fastgd.updates' general path, in C
+    (it names the arrays itself when this says they overlap). Every array must be a
+    C-contiguous, aligned ndarray (the caller has checked)."""
+    cdef Py_ssize_t n = len(written) + len(read), n_ranges = 0
+    cdef ByteRange* ranges = <ByteRange*>malloc((2 * n + 2) * sizeof(ByteRange))
+    cdef uint32_t* counts = <uint32_t*>malloc(RADIX_COUNTS * sizeof(uint32_t))
+    cdef cnp.ndarray array
+    if ranges == NULL or counts == NULL:
+        free(ranges)
+        free(counts)
+        raise MemoryError("fastgd: could not allocate the ranges to compare")
+    try:
+        for array in written:
+            n_ranges = _add_range(ranges, n_ranges, <char*>cnp.PyArray_DATA(array),
+                                  cnp.PyArray_NBYTES(array), True)
+        for array in read:
+            n_ranges = _add_range(ranges, n_ranges, <char*>cnp.PyArray_DATA(array),
+                                  cnp.PyArray_NBYTES(array), False)
+        return _any_overlap(ranges, ranges + n + 1, n_ranges, counts)
+    finally:
+        free(ranges)
+        free(counts)
+
+
 def sorted_starts(starts):
     """For the tests: the starts of byte ranges (integers that fit a pointer) in the order
     the aliasing check's sort (_sort_ranges) puts them."""
