@@ -12,6 +12,11 @@ if TYPE_CHECKING:
     from fastgd._typing import Any, ArrayLike, DistanceMethod, FloatArray, NDArray
 
 METHODS = ("auto", "expansion", "direct")
+# The pairwise kernel's metrics (src_c/metrics.h: a functor each, which the direct loops
+# take; their NumPy twins: fastgd._numpy._pairwise.METRICS): name -> whether it also has
+# the inner-product expansion (||x||^2 + ||y||^2 - 2 x.y by GEMM), else it runs the direct
+# loops alone.
+METRICS = {"sqeuclidean": {"expansion": True}}
 
 # The tuning constants below were measured as docs/performance.md ("Tuning constants")
 # records; change them only with a side-by-side measurement.
@@ -149,7 +154,8 @@ def sqeuclidean(X: ArrayLike, Y: ArrayLike | None = None, *, out: NDArray[Any] |
 
     X = _validation.as_contiguous(X, dtype)
     Y = X if symmetric else _validation.as_contiguous(Y, dtype)
-    expansion = method == "expansion" or (method == "auto" and d >= DIRECT_MAX_FEATURES)
+    expansion = METRICS["sqeuclidean"]["expansion"] and (
+        method == "expansion" or (method == "auto" and d >= DIRECT_MAX_FEATURES))
     work = n * m * d
     if work < PARALLEL_MIN_WORK:
         n_threads = 1

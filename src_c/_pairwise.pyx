@@ -52,6 +52,10 @@ cdef extern from "aligned_memory.h" nogil:
     void fastgd_aligned_free(void* data)
 
 
+cdef extern from "metrics.h" nogil:
+    double fastgd_metric_term_sqeuclidean(double x, double y)
+    double fastgd_metric_finish_sqeuclidean(double sum)
+
 cdef extern from "pairwise_loops.h" nogil:
     const float FASTGD_FLOAT_TRUE_MIN
     const double FASTGD_DOUBLE_TRUE_MIN
@@ -137,13 +141,13 @@ cdef double CANCELLATION_RATIO = 0.5
 
 cdef inline double _direct_sqdist(const floating* x, const floating* y,
                                   Py_ssize_t d) noexcept nogil:
-    """Sum of squared differences of two rows, accumulated in double."""
-    cdef double acc = 0.0, diff
+    """Sum of squared differences of two rows, accumulated in double (sqeuclidean's terms
+    and finish, metrics.h)."""
+    cdef double acc = 0.0
     cdef Py_ssize_t k
     for k in range(d):
-        diff = <double>x[k] - <double>y[k]
-        acc += diff * diff
-    return acc
+        acc += fastgd_metric_term_sqeuclidean(<double>x[k], <double>y[k])
+    return fastgd_metric_finish_sqeuclidean(acc)
 
 
 cdef inline bint _rows_equal(const floating* x, const floating* y, Py_ssize_t d) noexcept nogil:

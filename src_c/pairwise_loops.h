@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "cpu_dispatch.h"
+#include "metrics.h"
 
 /* The smallest positive subnormals: 2^-149 and 2^-1074. */
 #define FASTGD_FLOAT_TRUE_MIN 0x1p-149f
@@ -102,12 +103,12 @@ static inline uint64_t fastgd_suspect_bits_f64(double dist, double norms_sum, do
         return any;                                                                     \
     }
 
-/* sums0[b] (+)= (x0[k] - y_columns[k, b])^2 for k < depth and b_start <= b < n, and the
- * same for x1 into sums1: two rows of X share every load of Y, and the loop over b
- * vectorises. With `resume` the sums continue from their stored values, so chunks of
- * features add up in the order of one sequential loop (the first term is the square
- * itself: 0 + t^2 = t^2). */
-#define FASTGD_DEFINE_DIRECT_PAIR(NAME, TARGET, REAL)                                   \
+/* sums0[b] (+)= METRIC's term of (x0[k], y_columns[k, b]) (metrics.h) for k < depth and
+ * b_start <= b < n, and the same for x1 into sums1: two rows of X share every load of Y,
+ * and the loop over b vectorises. With `resume` the sums continue from their stored
+ * values, so chunks of features add up in the order of one sequential loop (the first
+ * term is the term itself: 0 + t = t). */
+#define FASTGD_DEFINE_DIRECT_PAIR(NAME, TARGET, REAL, METRIC)                           \
     TARGET static void NAME(const REAL *x0, const REAL *x1,                             \
                             const double *restrict y_columns, ptrdiff_t n,              \
                             ptrdiff_t b_start, ptrdiff_t depth, int resume,             \
@@ -118,28 +119,27 @@ static inline uint64_t fastgd_suspect_bits_f64(double dist, double norms_sum, do
             const double *restrict y_row = y_columns + k * n;                           \
             if (k == 0 && !resume) {                                                    \
                 for (ptrdiff_t b = b_start; b < n; b++) {                               \
-                    double diff0 = x0k - y_row[b], diff1 = x1k - y_row[b];              \
-                    sums0[b] = diff0 * diff0;                                           \
-                    sums1[b] = diff1 * diff1;                                           \
+                    sums0[b] = FASTGD_METRIC_TERM(METRIC, x0k, y_row[b]);               \
+                    sums1[b] = FASTGD_METRIC_TERM(METRIC, x1k, y_row[b]);               \
                 }                                                                       \
             } else {                                                                    \
                 for (ptrdiff_t b = b_start; b < n; b++) {                               \
-                    double diff0 = x0k - y_row[b], diff1 = x1k - y_row[b];              \
-                    sums0[b] += diff0 * diff0;                                          \
-                    sums1[b] += diff1 * diff1;                                          \
+                    sums0[b] += FASTGD_METRIC_TERM(METRIC, x0k, y_row[b]);              \
+                    sums1[b] += FASTGD_METRIC_TERM(METRIC, x1k, y_row[b]);              \
                 }                                                                       \
             }                                                                           \
         }                                                                               \
     }
 
-/* out_row[b] = sums[b] rounded to REAL for b < n; returns 1 if any may be 0. */
-#define FASTGD_DEFINE_ROUND_ROW(NAME, TARGET, REAL, ZERO_BITS)                          \
+/* out_row[b] = METRIC's distance from sums[b], rounded to REAL, for b < n; returns 1 if
+ * any may be 0. */
+#define FASTGD_DEFINE_ROUND_ROW(NAME, TARGET, REAL, ZERO_BITS, METRIC)                  \
     TARGET static int NAME(const double *restrict sums, REAL *restrict out_row,         \
                            ptrdiff_t n)                                                 \
     {                                                                                   \
         uint64_t zero = 0;                                                              \
         for (ptrdiff_t b = 0; b < n; b++) {                                             \
-            REAL value = (REAL)sums[b];                                                 \
+            REAL value = (REAL)FASTGD_METRIC_FINISH(METRIC, sums[b]);                   \
             out_row[b] = value;                                                         \
             zero |= ZERO_BITS(value);                                                   \
         }                                                                               \
@@ -151,12 +151,14 @@ static inline uint64_t fastgd_suspect_bits_f64(double dist, double norms_sum, do
                                fastgd_suspect_bits_f32)                                   \
     FASTGD_DEFINE_EPILOGUE_ROW(fastgd_epilogue_row_f64_##LEVEL, TARGET, double,        \
                                fastgd_suspect_bits_f64)                                   \
-    FASTGD_DEFINE_DIRECT_PAIR(fastgd_direct_pair_f32_##LEVEL, TARGET, float)            \
-    FASTGD_DEFINE_DIRECT_PAIR(fastgd_direct_pair_f64_##LEVEL, TARGET, double)           \
+    FASTGD_DEFINE_DIRECT_PAIR(fastgd_direct_pair_f32_##LEVEL, TARGET, float,            \
+                              sqeuclidean)                                              \
+    FASTGD_DEFINE_DIRECT_PAIR(fastgd_direct_pair_f64_##LEVEL, TARGET, double,           \
+                              sqeuclidean)                                              \
     FASTGD_DEFINE_ROUND_ROW(fastgd_round_row_f32_##LEVEL, TARGET, float,                \
-                            fastgd_zero_bits_f32)                                       \
+                            fastgd_zero_bits_f32, sqeuclidean)                          \
     FASTGD_DEFINE_ROUND_ROW(fastgd_round_row_f64_##LEVEL, TARGET, double,               \
-                            fastgd_zero_bits_f64)
+                            fastgd_zero_bits_f64, sqeuclidean)
 
 FASTGD_DEFINE_PAIRWISE_LEVEL(baseline, )
 #if FASTGD_X86_DISPATCH
@@ -294,7 +296,8 @@ FASTGD_TARGET_AVX512 static inline void fastgd_transpose_8x8_f64(__m512d *rows)
 FASTGD_DEFINE_PACK_PANELS(fastgd_pack_panels_f32, float, FASTGD_LOAD8_F32, FASTGD_STORE8_F32)
 FASTGD_DEFINE_PACK_PANELS(fastgd_pack_panels_f64, double, FASTGD_LOAD8_F64, FASTGD_STORE8_F64)
 
-/* sum_k (x[k] - y[k])^2 in double over the original rows, eight features at a time: the
+/* sum_k (x[k] - y[k])^2 (sqeuclidean's terms, metrics.h) in double over the original rows,
+ * eight features at a time: the
  * direct recomputation of an entry the expansion may have cancelled (any order of the sum
  * is well inside the promised bound). 0 in the output dtype means equal rows: a positive
  * sum that rounds to 0 becomes the smallest subnormal. */
@@ -305,9 +308,9 @@ FASTGD_TARGET_AVX512 static inline double fastgd_direct_sum_f64_avx512(const dou
     __m512d sums = _mm512_setzero_pd();
     for (ptrdiff_t k = 0; k < d; k += 8) {
         __mmask8 lanes = fastgd_lanes8(d - k);
-        __m512d diff = _mm512_sub_pd(_mm512_maskz_loadu_pd(lanes, x + k),
-                                     _mm512_maskz_loadu_pd(lanes, y + k));
-        sums = _mm512_add_pd(sums, _mm512_mul_pd(diff, diff));
+        sums = _mm512_add_pd(sums, FASTGD_METRIC_TERM8(sqeuclidean,
+                                                       _mm512_maskz_loadu_pd(lanes, x + k),
+                                                       _mm512_maskz_loadu_pd(lanes, y + k)));
     }
     return _mm512_reduce_add_pd(sums);
 }
@@ -318,9 +321,10 @@ FASTGD_TARGET_AVX512 static inline double fastgd_direct_sum_f32_avx512(const flo
     __m512d sums = _mm512_setzero_pd();
     for (ptrdiff_t k = 0; k < d; k += 8) {
         __mmask8 lanes = fastgd_lanes8(d - k);
-        __m512d diff = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_maskz_loadu_ps(lanes, x + k)),
-                                     _mm512_cvtps_pd(_mm256_maskz_loadu_ps(lanes, y + k)));
-        sums = _mm512_add_pd(sums, _mm512_mul_pd(diff, diff));
+        sums = _mm512_add_pd(
+            sums, FASTGD_METRIC_TERM8(sqeuclidean,
+                                      _mm512_cvtps_pd(_mm256_maskz_loadu_ps(lanes, x + k)),
+                                      _mm512_cvtps_pd(_mm256_maskz_loadu_ps(lanes, y + k))));
     }
     return _mm512_reduce_add_pd(sums);
 }
@@ -565,7 +569,8 @@ FASTGD_DEFINE_UNDERFLOW_FIX(fastgd_underflow_fix_f64, double, FASTGD_ZEROS_F64,
 FASTGD_DEFINE_UNDERFLOW_FIX(fastgd_underflow_fix_f32, float, FASTGD_ZEROS_F32,
                             FASTGD_FLOAT_TRUE_MIN)
 /* The direct method for AVX-512 CPUs: a block of up to MR x 24 entries with its sums in
- * registers. sums[r, c] = sum_k (x_r[k] - y_columns[k, c])^2 in double, one multiply and
+ * registers. sums[r, c] = sum_k (x_r[k] - y_columns[k, c])^2 in double (METRIC's terms,
+ * stored as the distances: sqeuclidean's finish is the sum itself), one multiply and
  * one add per feature in order from 0 (0 + t^2 = t^2): the same operations as the
  * unblocked loops and the NumPy twin, so the same bits. Each sum is rounded once into out.
  * A sum that rounds to 0 is at most ZERO_BELOW: only when the smallest sum of the block
@@ -576,7 +581,7 @@ FASTGD_DEFINE_UNDERFLOW_FIX(fastgd_underflow_fix_f32, float, FASTGD_ZEROS_F32,
  *
  * FASTGD_DIRECT_BLOCK_SUMS: the sums; LOAD(v, address) loads the v-th 8 columns of Y,
  * ROW(r) is the row of x_rows that row r of the block reads. */
-#define FASTGD_DIRECT_BLOCK_SUMS(sums, x_rows, d, y_columns, ldy, LOAD, ROW)            \
+#define FASTGD_DIRECT_BLOCK_SUMS(sums, x_rows, d, y_columns, ldy, LOAD, ROW, METRIC)    \
     for (int r = 0; r < FASTGD_FUSED_MR; r++)                                           \
         sums[r][0] = sums[r][1] = sums[r][2] = _mm512_setzero_pd();                     \
     for (ptrdiff_t k = 0; k < d; k++) {                                                 \
@@ -584,11 +589,9 @@ FASTGD_DEFINE_UNDERFLOW_FIX(fastgd_underflow_fix_f32, float, FASTGD_ZEROS_F32,
         __m512d y0 = LOAD(0, y), y1 = LOAD(1, y + 8), y2 = LOAD(2, y + 16);             \
         for (int r = 0; r < FASTGD_FUSED_MR; r++) {                                     \
             __m512d x = _mm512_set1_pd((double)x_rows[ROW(r) * d + k]);                 \
-            __m512d diff0 = _mm512_sub_pd(x, y0), diff1 = _mm512_sub_pd(x, y1);         \
-            __m512d diff2 = _mm512_sub_pd(x, y2);                                       \
-            sums[r][0] = _mm512_add_pd(sums[r][0], _mm512_mul_pd(diff0, diff0));        \
-            sums[r][1] = _mm512_add_pd(sums[r][1], _mm512_mul_pd(diff1, diff1));        \
-            sums[r][2] = _mm512_add_pd(sums[r][2], _mm512_mul_pd(diff2, diff2));        \
+            sums[r][0] = _mm512_add_pd(sums[r][0], FASTGD_METRIC_TERM8(METRIC, x, y0)); \
+            sums[r][1] = _mm512_add_pd(sums[r][1], FASTGD_METRIC_TERM8(METRIC, x, y1)); \
+            sums[r][2] = _mm512_add_pd(sums[r][2], FASTGD_METRIC_TERM8(METRIC, x, y2)); \
         }                                                                               \
     }
 #define FASTGD_LOAD_LANES(v, address) _mm512_maskz_loadu_pd(lanes[v], address)
@@ -609,7 +612,7 @@ FASTGD_DEFINE_UNDERFLOW_FIX(fastgd_underflow_fix_f32, float, FASTGD_ZEROS_F32,
         for (int v = 0; v < 3; v++)                                                     \
             lanes[v] = fastgd_lanes8(cols - 8 * v);                                     \
         FASTGD_DIRECT_BLOCK_SUMS(sums, x_rows, d, y_columns, ldy, FASTGD_LOAD_LANES,    \
-                                 FASTGD_ROW_IN_BLOCK)                                   \
+                                 FASTGD_ROW_IN_BLOCK, sqeuclidean)                      \
         /* Copied once here, for the same reason. */                                    \
         __m512d done[FASTGD_FUSED_MR][3];                                               \
         _Pragma("GCC unroll 8") for (int r = 0; r < FASTGD_FUSED_MR; r++)               \
@@ -638,7 +641,7 @@ FASTGD_DEFINE_UNDERFLOW_FIX(fastgd_underflow_fix_f32, float, FASTGD_ZEROS_F32,
         __m512d sums[FASTGD_FUSED_MR][3];                                               \
         const __mmask8 lanes[3] = {0xFF, 0xFF, 0xFF};                                   \
         FASTGD_DIRECT_BLOCK_SUMS(sums, x_rows, d, y_columns, ldy, FASTGD_LOAD_WHOLE,    \
-                                 FASTGD_ROW_OF_WHOLE_BLOCK)                             \
+                                 FASTGD_ROW_OF_WHOLE_BLOCK, sqeuclidean)                \
         __m512d low = _mm512_set1_pd(INFINITY);                                         \
         _Pragma("GCC unroll 8") for (int r = 0; r < FASTGD_FUSED_MR; r++) {             \
             for (int v = 0; v < 3; v++)                                                 \

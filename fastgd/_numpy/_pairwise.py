@@ -8,14 +8,24 @@ PAIRWISE_ROW_CHUNK = 256
 CANCELLATION_RATIO = 0.5
 
 
-def _sequential_sqdist(X_rows, Y_rows):
-    """Row-wise sum of squared differences, summed over k in order (as the C loop)."""
+def _sqeuclidean_term(x, y):
+    diff = x - y
+    return diff * diff
+
+
+# The metrics' terms and finishes (the twins of src_c/metrics.h's functors): an entry is
+# finish(the sum of term(x[k], y[k]) over the features k, in order).
+METRICS = {"sqeuclidean": (_sqeuclidean_term, lambda total: total)}
+
+
+def _sequential_sqdist(X_rows, Y_rows, metric="sqeuclidean"):
+    """Row-wise sum of the metric's terms, summed over k in order (as the C loop)."""
+    term, finish = METRICS[metric]
     acc = np.zeros(X_rows.shape[0])
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf propagate, as in C
         for k in range(X_rows.shape[1]):
-            diff = X_rows[:, k] - Y_rows[:, k]
-            acc += diff * diff
-    return acc
+            acc += term(X_rows[:, k], Y_rows[:, k])
+    return finish(acc)
 
 
 def _nonzero_unless_equal(out_rows, X_rows, Y):
@@ -71,11 +81,12 @@ def sqeuclidean(X, Y, out, symmetric, expansion, n_threads, stream=False):
             r, c = np.nonzero(suspect)
             dist[r, c] = _sequential_sqdist(X64[i0 + r], Y64[c])
         else:
+            term, finish = METRICS["sqeuclidean"]
             dist = np.zeros((i1 - i0, Y.shape[0]))
             with np.errstate(invalid="ignore", over="ignore"):
                 for k in range(X.shape[1]):
-                    diff = np.subtract.outer(X64[i0:i1, k], Y64[:, k])
-                    dist += diff * diff
+                    dist += term(X64[i0:i1, k, None], Y64[None, :, k])
+            dist = finish(dist)
         out[i0:i1] = dist
         _nonzero_unless_equal(out[i0:i1], X[i0:i1], Y)
     if symmetric:
