@@ -10,8 +10,11 @@ of its tuple, rebuild, and every layer knows it.
 
 # Instruction-set levels of the dispatched loops, lowest first (src_c/cpu_dispatch.h).
 SIMD_LEVELS = ("scalar", "baseline", "avx2", "avx512")
-# Masked losses over the observed entries: sum, mean and root mean of squared residuals.
+# The masked losses' reductions over the observed entries, each named by the squared loss
+# that uses it: the sum, the mean and the root of the mean (src_c/losses.h).
 LOSSES = ("sse", "mse", "rmse")
+# The masked losses' functions of one residual (src_c/losses.h).
+ENTRY_LOSSES = ("squared", "huber")
 # factorize's optimizers (its compiled loop's steps).
 OPTIMIZERS = ("adagrad", "gd")
 # Where Adagrad's eps enters (src_c/update_loops.h).
@@ -24,6 +27,7 @@ LOOP_STATUSES = ("max_iter", "converged", "nonfinite")
 C_ENUMS = {
     "LEVEL": SIMD_LEVELS,
     "LOSS": LOSSES,
+    "ENTRY": ENTRY_LOSSES,
     "OPTIMIZER": OPTIMIZERS,
     "EPS": EPS_MODES,
     "STATUS": LOOP_STATUSES,

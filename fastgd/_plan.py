@@ -69,6 +69,9 @@ class ObservedEntries:
     indptr : ndarray of shape (m + 1,)
     indices : ndarray of shape (nnz,)
     values : ndarray of shape (nnz,), float32 or float64
+    weights : ndarray of shape (nnz,) or None
+        The entries' weights in the masked losses, if the plan was given some
+        (``observed(A, weights=...)``).
 
     Notes
     -----
@@ -93,7 +96,7 @@ class ObservedEntries:
     """
 
     __slots__ = ("_ascending", "_indices", "_indptr", "_shape", "_tiled", "_tiled_wanted",
-                 "_values")
+                 "_total_weight", "_values", "_weights")
 
     def __init__(self, indptr: ArrayLike, indices: ArrayLike, values: ArrayLike,
                  shape: tuple[int, int]) -> None:
@@ -136,6 +139,8 @@ class ObservedEntries:
     def _init(self, indptr, indices, values, shape, ascending):
         for array in (indptr, indices, values):
             array.flags.writeable = False
+        self._weights = None
+        self._total_weight = float(values.shape[0])
         self._indptr = indptr
         self._indices = indices
         self._values = values
@@ -169,12 +174,31 @@ class ObservedEntries:
         """``(m, n)``."""
         return self._shape
 
+    @property
+    def total_weight(self) -> float:
+        """The entries' total weight (their number without weights), in float64."""
+        return self._total_weight
+
+    @property
+    def weights(self) -> FloatArray | None:
+        """The entries' weights in the plan's order, shape (nnz,), or None (read-only)."""
+        return self._weights
+
+    def _with_weights(self, weights):
+        """This plan's entries with the checked, read-only ``weights`` (nnz,)."""
+        plan = ObservedEntries._trusted(self._indptr, self._indices, self._values,
+                                        self._shape, self._ascending)
+        plan._weights = weights
+        plan._total_weight = float(np.sum(weights, dtype=np.float64))
+        return plan
+
     def _columns_ascend(self):
         return self._ascending
 
     def _entries_for_tiles(self, tile_cols, dtype):
-        """(indices, values, tile_starts) for the plan kernel taking the columns in tiles
-        of tile_cols (0: no tiles), the values in ``dtype``.
+        """(indices, values, tile_starts, weights) for the plan kernel taking the columns in
+        tiles of tile_cols (0: no tiles), the values and weights (None without) in
+        ``dtype``.
 
         From the second call with the same tiles and dtype on, the entries come tile by
         tile (tile t's entries of row i are indices[tile_starts[t * m + i]:
@@ -188,13 +212,14 @@ class ObservedEntries:
         if 0 < tile_cols < self.shape[1] and self._tiled_wanted == key:
             if self._tiled is None or self._tiled[0] != key:
                 self._tiled = (key, *self._in_tiles(tile_cols, dtype))
-            return self._tiled[2], self._tiled[3], self._tiled[1]
+            return self._tiled[2], self._tiled[3], self._tiled[1], self._tiled[4]
         self._tiled_wanted = key
-        return self.indices, plan_values(self, dtype), None
+        weights = None if self._weights is None else self._weights.astype(dtype, copy=False)
+        return self.indices, plan_values(self, dtype), None, weights
 
     def _in_tiles(self, tile_cols, dtype):
-        """(tile_starts, indices, values): the entries tile by tile, rows in order within
-        a tile (see _entries_for_tiles); read-only."""
+        """(tile_starts, indices, values, weights or None): the entries tile by tile, rows
+        in order within a tile (see _entries_for_tiles); read-only."""
         m, n = self.shape
         n_tiles = -(-n // tile_cols)
         tiles = self.indices // tile_cols
@@ -208,9 +233,11 @@ class ObservedEntries:
         shift = plan_starts.ravel() - tile_starts[:-1]
         source = np.arange(self.nnz, dtype=np.int64) + np.repeat(shift, counts.ravel())
         arrays = (tile_starts, self.indices[source], self.values[source].astype(dtype))
+        if self._weights is not None:
+            arrays += (self._weights[source].astype(dtype),)
         for array in arrays:
             array.flags.writeable = False
-        return arrays
+        return arrays + ((None,) if self._weights is None else ())
 
     @property
     def nnz(self) -> int:
@@ -294,7 +321,8 @@ class ObservedEntries:
     def __repr__(self):
         return (
             f"ObservedEntries(shape={self.shape}, nnz={self.nnz}, dtype={self.dtype}, "
-            f"index dtype={self.indices.dtype})"
+            f"index dtype={self.indices.dtype}"
+            + (", weighted" if self._weights is not None else "") + ")"
         )
 
 
@@ -452,7 +480,8 @@ def _plan_from_sparse(matrix):
     return _plan_from_entries(coo.row, coo.col, coo.data, coo.shape)
 
 
-def observed(A: Any, mask: ArrayLike | None = None) -> ObservedEntries:
+def observed(A: Any, mask: ArrayLike | None = None, *,
+             weights: ArrayLike | None = None) -> ObservedEntries:
     """A reusable plan of the observed entries of A.
 
     Build it once and pass it in place of A to ``masked_residual`` and
@@ -469,6 +498,12 @@ def observed(A: Any, mask: ArrayLike | None = None) -> ObservedEntries:
     mask : array_like of bool, shape (m, n), optional
         True where A is observed, only with a dense A; A's values elsewhere are
         ignored, even NaN or inf.
+    weights : array_like, optional
+        A non-negative weight per observed entry, kept with the plan: every masked loss
+        computed over the plan weights its entries' terms (a mean is over the total
+        weight). An array shaped like A (its values at missing entries are ignored), or
+        one value per observed entry in the plan's order, shape (nnz,). Checked and
+        copied once, where ``weights=`` of ``masked_loss_grad`` is checked at every call.
 
     Returns
     -------
@@ -479,7 +514,8 @@ def observed(A: Any, mask: ArrayLike | None = None) -> ObservedEntries:
     ------
     ValueError
         A NaN or infinite observed value, duplicate (row, col) pairs, indices outside
-        the shape, a mask of another shape, or a mask together with a sparse A.
+        the shape, a mask of another shape, a mask together with a sparse A, or weights
+        of another shape or not finite and >= 0 at an observed entry.
     TypeError
         A non-real dtype, a non-boolean mask, or non-integer indices.
 
@@ -493,7 +529,20 @@ def observed(A: Any, mask: ArrayLike | None = None) -> ObservedEntries:
     (3, array([0, 2, 3], dtype=int32), array([0, 2, 1], dtype=int32))
     >>> fastgd.observed((np.array([1, 0]), np.array([1, 0]), np.array([2.0, 5.0]), (2, 3))).values
     array([5., 2.])
+    >>> fastgd.observed(A, weights=[[1.0, 0.0, 2.0], [0.0, 0.5, 0.0]]).weights
+    array([1. , 2. , 0.5])
     """
+    plan = _observed(A, mask)
+    if weights is None:
+        return plan
+    from fastgd import _losses
+
+    weights = np.array(_losses.plan_weights(weights, plan, plan.values.dtype), copy=True)
+    weights.flags.writeable = False
+    return plan._with_weights(weights)
+
+
+def _observed(A, mask):
     if isinstance(A, ObservedEntries):
         if mask is not None:
             raise ValueError("mask cannot be combined with an ObservedEntries plan")

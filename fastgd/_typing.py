@@ -16,7 +16,8 @@ Arrays: TypeAlias = NDArray[np.floating[Any]] | Sequence[NDArray[np.floating[Any
 ArraysLike: TypeAlias = ArrayLike | Sequence[ArrayLike]
 # None, an int seed, or a NumPy generator.
 RandomState: TypeAlias = int | np.random.Generator | np.random.RandomState | None
-Loss: TypeAlias = Literal["sse", "mse", "rmse"]
+Loss: TypeAlias = Literal["sse", "mse", "rmse", "huber"]
+Reduction: TypeAlias = Literal["mean", "sum"]
 EpsMode: TypeAlias = Literal["outside", "inside", "accumulate"]
 Optimizer: TypeAlias = Literal["adagrad", "gd", "adam", "rmsprop"]
 FiniteDifferences: TypeAlias = Literal["central", "forward", "backward"]
@@ -27,5 +28,5 @@ Jac: TypeAlias = Callable[..., ArrayLike] | bool | Literal["2-point", "3-point"]
 __all__ = [
     "Any", "ArrayLike", "Arrays", "ArraysLike", "Callable", "DistanceMethod", "EpsMode",
     "FiniteDifferences", "FloatArray", "Jac", "Loss", "MaskedMethod", "NDArray", "Optimizer",
-    "RandomState", "Sequence",
+    "RandomState", "Reduction", "Sequence",
 ]

@@ -34,10 +34,19 @@ except ImportError as error:
     raise ImportError(
         f"fastgd.dask needs Dask ({error}): pip install \"fastgd[dask]\"") from error
 
-from fastgd import _plan, _validation, distances, factorization, masked
+from fastgd import _losses, _plan, _validation, distances, factorization, masked
 
 if TYPE_CHECKING:
-    from fastgd._typing import Any, ArrayLike, Callable, EpsMode, Loss, Optimizer, RandomState
+    from fastgd._typing import (
+        Any,
+        ArrayLike,
+        Callable,
+        EpsMode,
+        Loss,
+        Optimizer,
+        RandomState,
+        Reduction,
+    )
 
 __all__ = ["factorize", "masked_loss_grad", "sqeuclidean"]
 
@@ -142,16 +151,29 @@ def sqeuclidean(X: Any, Y: Any = None, *, n_threads: int = 1) -> da.Array:
 
 # masked_loss_grad ----------------------------------------------------------------------
 
-def _block_partial(A_block, W_block, H_block, n_threads):
-    """(sum of r², observed count, 2 R H', 2 W' R) of one block: the "sse" loss and its
-    gradients, from which every loss and its gradients follow."""
+def _block_partial(A_block, W_block, H_block, weights_block, loss, n_threads):
+    """(sum of the entry losses, the observed entries' total weight, and the gradients of
+    that sum) of one block: the summed form of ``loss``, from which the loss and its
+    gradients follow."""
+    if weights_block is not None:
+        A_block = _plan.observed(A_block, weights=weights_block)
     if isinstance(A_block, _plan.ObservedEntries):
-        count = A_block.nnz
+        count = A_block.total_weight
     else:
         count = int(np.count_nonzero(~np.isnan(A_block)))
-    sse, dW, dH = masked.masked_loss_grad(A_block, W_block, H_block, loss="sse",
-                                          n_threads=n_threads)
-    return sse, count, dW, dH
+    total, dW, dH = masked.masked_loss_grad(A_block, W_block, H_block, n_threads=n_threads,
+                                            **_losses.summed(loss))
+    return total, count, dW, dH
+
+
+def _weight_blocks(A, weights):
+    """The blocks of ``weights`` (like A, chunked like A) as delayed objects, or None."""
+    if weights is None:
+        return None
+    weights = _as_dask(weights, "weights", "(m, n)")
+    if weights.shape != A.shape:
+        raise ValueError(f"weights must have A's shape {A.shape}; got shape {weights.shape}")
+    return weights.rechunk(A.chunks).to_delayed()
 
 
 def _aligned_factors(A, W, H):
@@ -170,7 +192,8 @@ def _aligned_factors(A, W, H):
 
 
 def masked_loss_grad(A: Any, W: Any, H: Any, *, loss: Loss = "mse", l2: float = 0.0,
-                     n_threads: int = 1) -> tuple[Any, Any, Any]:
+                     delta: float | None = None, reduction: Reduction | None = None,
+                     weights: Any = None, n_threads: int = 1) -> tuple[Any, Any, Any]:
     """The masked loss of ``W @ H`` against a chunked A and its gradients.
 
     Every block ``A[I, J]`` gives, by the in-memory kernel, its sum of squared residuals,
@@ -185,8 +208,12 @@ def masked_loss_grad(A: Any, W: Any, H: Any, *, loss: Loss = "mse", l2: float = 
     W : dask.array.Array or array_like of shape (m, k)
         Rechunked along A's row chunks.
     H : dask.array.Array or array_like of shape (k, n)
-    loss : {"mse", "sse", "rmse"}
+    loss : {"mse", "sse", "rmse", "huber"}
     l2 : float
+    delta, reduction
+        As in :func:`fastgd.masked_loss_grad`.
+    weights : dask.array.Array or array_like of shape (m, n), optional
+        A non-negative weight per observed entry (rechunked like A).
     n_threads : int, default 1
         The threads of each task's kernel call.
 
@@ -208,15 +235,17 @@ def masked_loss_grad(A: Any, W: Any, H: Any, *, loss: Loss = "mse", l2: float = 
     >>> bool(np.isclose(loss, fastgd.masked_loss_grad(A, W, H)[0]))
     True
     """
-    _validation.check_choice(loss, "loss", masked.LOSSES)
+    spec = _losses.resolve(loss, delta, reduction)
     l2 = masked.check_l2(l2)
     A = _as_dask(A, "A", "(m, n)")
     W, H = _aligned_factors(A, W, H)
+    weight_blocks = _weight_blocks(A, weights)
     dtype = np.result_type(A.dtype, W.dtype, H.dtype)
     A_blocks, W_blocks, H_blocks = (A.to_delayed(), W.astype(dtype).to_delayed()[:, 0],
                                     H.astype(dtype).to_delayed()[0, :])
-    partials = [[dask.delayed(_block_partial, nout=4)(A_blocks[i, j], W_blocks[i],
-                                                      H_blocks[j], n_threads)
+    partials = [[dask.delayed(_block_partial, nout=4)(
+                     A_blocks[i, j], W_blocks[i], H_blocks[j],
+                     None if weight_blocks is None else weight_blocks[i, j], spec, n_threads)
                  for j in range(A.numblocks[1])] for i in range(A.numblocks[0])]
     flat = [p for row in partials for p in row]
     sse = _tree_sum(p[0] for p in flat) if flat else 0.0
@@ -228,10 +257,10 @@ def masked_loss_grad(A: Any, W: Any, H: Any, *, loss: Loss = "mse", l2: float = 
     (m, n), k = A.shape, W.shape[1]
     dW = np.concatenate(dW_rows, axis=0) if dW_rows else np.zeros((m, k), dtype)
     dH = np.concatenate(dH_cols, axis=1) if dH_cols else np.zeros((k, n), dtype)
-    value, scale = masked.loss_and_scale(loss, float(sse), int(count))
-    # The blocks' gradients are those of "sse" (scale 2): rescale to the loss asked for.
-    dW = dW * dtype.type(scale / 2)
-    dH = dH * dtype.type(scale / 2)
+    value, scale = _losses.value_and_scale(spec, float(sse), float(count))
+    # The blocks' gradients are those of the summed form: rescale to the loss asked for.
+    dW = dW * dtype.type(scale / _losses.summed_scale(spec))
+    dH = dH * dtype.type(scale / _losses.summed_scale(spec))
     if l2:
         W_np, H_np = dask.compute(W.astype(dtype), H.astype(dtype))
         value += 0.5 * l2 * (masked.sum_of_squares(W_np) + masked.sum_of_squares(H_np))
@@ -249,9 +278,13 @@ def masked_loss_grad(A: Any, W: Any, H: Any, *, loss: Loss = "mse", l2: float = 
 # place and evaluates its part of the loss and gradients at the new point; only H, its
 # gradient and a few numbers travel.
 
-def _row_plans(*A_blocks):
-    """The plans of one row of A's blocks (A's blocks are only read)."""
-    return [_plan.observed(block) for block in A_blocks]
+def _row_plans(A_blocks, weight_blocks):
+    """The plans of one row of A's blocks, with their weights (None: unweighted; A's
+    blocks are only read)."""
+    if weight_blocks is None:
+        weight_blocks = [None] * len(A_blocks)
+    return [_plan.observed(block, weights=weights)
+            for block, weights in zip(A_blocks, weight_blocks, strict=True)]
 
 
 class _RowBlock:
@@ -263,10 +296,11 @@ class _RowBlock:
         self.W = self.optimizer = self.grad = None
 
     def totals(self):
-        """(observed entries, sum of their |values|)."""
+        """(observed entries, sum of their |values|, their total weight)."""
         return (sum(plan.nnz for plan in self.plans),
                 sum(float(np.sum(np.abs(plan.values), dtype=np.float64))
-                    for plan in self.plans))
+                    for plan in self.plans),
+                sum(plan.total_weight for plan in self.plans))
 
     def start(self, W_block, settings):
         """Take W's block (a copy, updated in place from now on) and its optimizer, with
@@ -275,6 +309,9 @@ class _RowBlock:
         dtype, rank = self.W.dtype, self.W.shape[1]
         self.optimizer = factorization.make_optimizer([self.W], settings, self.n_threads)
         self.values = [plan.values.astype(dtype, copy=False) for plan in self.plans]
+        self.weights = [None if plan.weights is None else plan.weights.astype(dtype)
+                        for plan in self.plans]
+        self.loss = settings["loss_spec"]
         self.grad = np.zeros_like(self.W)  # R H' (raw, unscaled) at the current point
         self.scratch = np.empty_like(self.W) if len(self.plans) > 1 else None
         self.grad_H = [np.empty((rank, self.col_edges[j + 1] - self.col_edges[j]), dtype)
@@ -282,8 +319,8 @@ class _RowBlock:
 
     def iterate(self, step, H, with_squares):
         """W's step (``step`` = (scale, settings), or None at the start), then the
-        block's (sum of r², W' R, with_squares the sum of W's squares), by the masked
-        kernel on the plans."""
+        block's (sum of the entry losses, W' G, with_squares the sum of W's squares), by
+        the masked kernel on the plans."""
         if step is not None:
             scale, l2 = step
             self.grad *= self.W.dtype.type(scale)
@@ -298,7 +335,8 @@ class _RowBlock:
             target = self.grad if j == 0 else self.scratch
             sse += kernel(plan.indptr, plan.indices, self.values[j], self.W, H_part, target,
                           self.grad_H[j], self.n_threads, self.n_threads,
-                          masked.plan_tile_cols(plan, self.W.shape[1], self.W.itemsize))
+                          masked.plan_tile_cols(plan, self.W.shape[1], self.W.itemsize),
+                          1.0, None, self.loss.entry, self.loss.delta, self.weights[j])
             if j:
                 self.grad += self.scratch
         squares = masked.sum_of_squares(self.W) if with_squares else 0.0
@@ -325,12 +363,16 @@ def _distributed_client():
 class _RowBlocks:
     """The row blocks of A (and W), where they live, and calls of all of them at once."""
 
-    def __init__(self, A, n_threads):
+    def __init__(self, A, n_threads, weights=None):
         self.row_chunks = A.chunks[0]
         self.row_edges = np.cumsum((0, *self.row_chunks))
         col_edges = np.cumsum((0, *A.chunks[1]))
         blocks = A.to_delayed()
-        rows = [dask.delayed(_row_plans)(*blocks[i]) for i in range(A.numblocks[0])]
+        weight_blocks = _weight_blocks(A, weights)
+        rows = [dask.delayed(_row_plans)(list(blocks[i]),
+                                         None if weight_blocks is None
+                                         else list(weight_blocks[i]))
+                for i in range(A.numblocks[0])]
         self.client = _distributed_client()
         if self.client is None:
             plans = dask.compute(rows)[0]
@@ -386,7 +428,9 @@ def factorize(A: Any, rank: int, *, init: tuple[ArrayLike, ArrayLike] | None = N
               lr: float = 0.1, n_iter: int = 1000, eps: float = 1e-8,
               eps_mode: EpsMode = "outside", momentum: float = 0.0, nesterov: bool = False,
               nonneg: bool = False, loss: Loss = "rmse", l2: float = 0.0,
-              tol: float | None = None, callback: Callable[..., Any] | None = None,
+              delta: float | None = None, reduction: Reduction | None = None,
+              weights: Any = None, tol: float | None = None,
+              callback: Callable[..., Any] | None = None,
               n_threads: int = 1) -> factorization.FactorizationResult:
     """Data-parallel full-batch :func:`fastgd.factorize` of a chunked A.
 
@@ -402,8 +446,11 @@ def factorize(A: Any, rank: int, *, init: tuple[ArrayLike, ArrayLike] | None = N
         NaN where missing; chunked along rows (and columns). Each block is turned once
         into a plan of its observed entries, kept on its worker.
     rank, init, random_state, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, \
-nonneg, loss, l2, tol
+nonneg, loss, l2, delta, reduction, tol
         As in :func:`fastgd.factorize` (init's W0 is cut along A's row chunks).
+    weights : dask.array.Array or array_like of shape (m, n), optional
+        A non-negative weight per observed entry (rechunked like A), kept with the
+        blocks' plans.
     callback : callable, optional
         ``callback(iteration, loss, W, H)`` after every iteration, W a lazy dask array of
         the row blocks where they are (compute it only if needed), H an in-memory copy;
@@ -432,11 +479,12 @@ nonneg, loss, l2, tol
     rank = factorization._check_int(rank, "rank", 1)
     settings = factorization.check_settings(
         optimizer=optimizer, lr=lr, n_iter=n_iter, eps=eps, eps_mode=eps_mode,
-        momentum=momentum, nesterov=nesterov, nonneg=nonneg, loss=loss, l2=l2, tol=tol)
+        momentum=momentum, nesterov=nesterov, nonneg=nonneg, loss=loss, l2=l2, tol=tol,
+        delta=delta, reduction=reduction)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
     A = _as_dask(A, "A", "(m, n)")
-    blocks = _RowBlocks(A, n_threads)
+    blocks = _RowBlocks(A, n_threads, weights)
     try:
         return _train(blocks, A, rank, init, random_state, settings, callback)
     finally:
@@ -446,7 +494,8 @@ nonneg, loss, l2, tol
 def _train(blocks, A, rank, init, random_state, settings, callback):
     totals = blocks.call("totals")
     count = sum(t[0] for t in totals)
-    masked.check_loss_defined(settings["loss"], count)
+    total_weight = sum(t[2] for t in totals)
+    _losses.check_defined(settings["loss_spec"], total_weight)
     magnitude = sum(t[1] for t in totals)
     W, H = factorization.initial_factors(A.shape, A.dtype, rank, init, random_state,
                                          lambda: magnitude / count if count else 0.0)
@@ -462,7 +511,7 @@ def _train(blocks, A, rank, init, random_state, settings, callback):
         grad_H = summaries[0][1].copy()
         for summary in summaries[1:]:
             grad_H += summary[1]
-        value, scale = masked.loss_and_scale(settings["loss"], sse, count)
+        value, scale = _losses.value_and_scale(settings["loss_spec"], sse, total_weight)
         if l2:
             squares = sum(summary[2] for summary in summaries)
             value += 0.5 * l2 * (squares + masked.sum_of_squares(H))

@@ -25,10 +25,14 @@ except ImportError as error:
     raise ImportError(f"fastgd.MatrixFactorization needs scikit-learn ({error}): "
                       'pip install "fastgd[sklearn]"') from error
 
-from fastgd import factorization, masked
+from fastgd import _losses, _plan, factorization, masked
 
 # transform solves this many rows at a time (their gram matrices, rank x rank each).
 ROW_CHUNK = 4096
+# With loss="huber", a row's w is found by iteratively reweighted least squares: at most
+# this many weighted solves, stopping when w changes by at most HUBER_RTOL relatively.
+HUBER_MAX_SOLVES = 100
+HUBER_RTOL = 1e-10
 
 
 def _user_stacklevel():
@@ -47,6 +51,34 @@ def _user_stacklevel():
 
 def _is_sparse(X):
     return hasattr(X, "tocoo")  # validate_data gives a scipy.sparse CSR or an ndarray
+
+
+def _entry_weights(X, weights):
+    """The entries' weights, checked, as a float64 array or sparse matrix like X (0 where X
+    has no entry); None without weights."""
+    if weights is None:
+        return None
+    if _is_sparse(X):
+        import scipy.sparse
+
+        plan = _plan.observed(X)
+        values = _losses.plan_weights(weights, plan, np.float64)
+        return scipy.sparse.csr_array((values, plan.indices, plan.indptr), shape=X.shape)
+    weights = _losses.dense_weights(weights, X, None, np.float64)[0]
+    return np.where(np.isnan(X), 0.0, weights)
+
+
+def _weight_block(weights, start, rows):
+    """Rows [start, start + rows) of _entry_weights' result, dense."""
+    part = weights[start:start + rows]
+    return part.toarray() if _is_sparse(part) else part
+
+
+def _plan_weights(X, weights):
+    """_entry_weights' result as factorize takes it: like X, or a sparse X's values."""
+    if weights is None or not _is_sparse(weights):
+        return weights
+    return _plan.observed(weights).values
 
 
 def _row_blocks(X):
@@ -86,9 +118,15 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     nonneg : bool
         Non-negative W and H (projected steps in ``fit``, non-negative least squares
         in ``transform``).
-    loss : {"rmse", "mse", "sse"}
+    loss : {"rmse", "mse", "sse", "huber"}
+        As in :func:`fastgd.factorize`; with "huber", ``transform`` solves each row's
+        w for Huber's loss too (iteratively reweighted least squares).
     l2 : float
         Weight of ``0.5 * (||W||² + ||H||²)``.
+    delta : float, optional
+        Huber's threshold (only with ``loss="huber"``; default 1).
+    reduction : {"mean", "sum"}, optional
+        The reduction of "huber" (default the mean).
     tol : float, optional
         Stop ``fit`` when the relative change of the loss is at most ``tol``.
     random_state : int, numpy.random.Generator or RandomState, optional
@@ -138,7 +176,8 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def __init__(self, rank: int | None = None, *, optimizer: str = "adagrad", lr: float = 0.1,
                  n_iter: int = 1000, eps: float = 1e-8, eps_mode: str = "outside",
                  momentum: float = 0.0, nesterov: bool = False, nonneg: bool = False,
-                 loss: str = "rmse", l2: float = 0.0, tol: float | None = None,
+                 loss: str = "rmse", l2: float = 0.0, delta: float | None = None,
+                 reduction: str | None = None, tol: float | None = None,
                  random_state: Any = None, n_threads: int | None = None,
                  verbose: int = 0) -> None:
         self.rank = rank
@@ -152,6 +191,8 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.nonneg = nonneg
         self.loss = loss
         self.l2 = l2
+        self.delta = delta
+        self.reduction = reduction
         self.tol = tol
         self.random_state = random_state
         self.n_threads = n_threads
@@ -181,38 +222,46 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             return False
         return report
 
-    def fit(self, X: Any, y: Any = None) -> MatrixFactorization:
+    def fit(self, X: Any, y: Any = None, weights: Any = None) -> MatrixFactorization:
         """Learn ``components_`` (and ``W_``) from X, NaN meaning missing.
 
         Parameters
         ----------
         X : array_like of shape (n_samples, n_features)
         y : ignored
+        weights : array_like, optional
+            A non-negative weight per observed entry of X, shaped like X (or, for a
+            sparse X, one per stored entry in CSR order), as in :func:`fastgd.factorize`;
+            ``W_`` is solved with them too.
 
         Returns
         -------
         self
         """
-        self._fit(X)
+        self._fit(X, weights)
         return self
 
-    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+    def fit_transform(self, X: Any, y: Any = None, weights: Any = None) -> np.ndarray:
         """Fit, and return ``W_``: the factors of X's rows for the learned components.
 
         Parameters
         ----------
         X : array_like of shape (n_samples, n_features)
         y : ignored
+        weights : array_like, optional
+            As in ``fit``.
 
         Returns
         -------
         ndarray of shape (n_samples, rank)
         """
-        return self._fit(X)
+        return self._fit(X, weights)
 
-    def _fit(self, X):
+    def _fit(self, X, weights):
         """fit_transform's work; its warnings point at the caller of fit or fit_transform."""
         X = self._validated(X, reset=True)
+        self._loss = _losses.resolve(self.loss, self.delta, self.reduction)
+        weights = _entry_weights(X, weights)
         rank = min(X.shape) if self.rank is None else self.rank
         callback = self._progress()
         with warnings.catch_warnings(record=True) as caught:
@@ -221,7 +270,8 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 X, rank, random_state=self.random_state, optimizer=self.optimizer,
                 lr=self.lr, n_iter=self.n_iter, eps=self.eps, eps_mode=self.eps_mode,
                 momentum=self.momentum, nesterov=self.nesterov, nonneg=self.nonneg,
-                loss=self.loss, l2=self.l2, tol=self.tol, n_threads=self.n_threads,
+                loss=self.loss, l2=self.l2, delta=self.delta, reduction=self.reduction,
+                weights=_plan_weights(X, weights), tol=self.tol, n_threads=self.n_threads,
                 callback=callback)
         stacklevel = _user_stacklevel()
         for warning in caught:
@@ -234,70 +284,90 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.components_ = result.H
         self.loss_curve_ = result.loss_history
         self.n_iter_ = result.n_iter
-        self._ridge = self._ridge_weight(X, result)
-        self.W_ = self._solve_rows(X)
+        self._ridge = self._ridge_weight(X, result, weights)
+        self.W_ = self._solve_rows(X, weights)
         self.reconstruction_err_ = masked.masked_loss_grad(
-            X, self.W_, self.components_, loss=self.loss, l2=self.l2)[0]
+            X, self.W_, self.components_, loss=self.loss, l2=self.l2, delta=self.delta,
+            reduction=self.reduction, weights=_plan_weights(X, weights))[0]
         return self.W_
 
-    def _ridge_weight(self, X, result):
-        """The weight of ||w||² in the least-squares problem of one row, ``0.5 * sum of
-        squared residuals + 0.5 * ridge * ||w||²``, that has the gradient of the fitted
-        loss in W (with "rmse", at the fitted loss)."""
+    def _ridge_weight(self, X, result, weights):
+        """The weight of ||w||² in the least-squares problem of one row,
+        ``0.5 * sum of c r^2 + 0.5 * ridge * ||w||²`` (c: the entries' weights, and
+        Huber's reweighting), that has the gradient of the fitted loss in W: l2 over the
+        loss's gradient scale (with "rmse", at the fitted loss)."""
         if self.l2 == 0:
             return 0.0
-        n_observed = X.nnz if _is_sparse(X) else int(np.count_nonzero(~np.isnan(X)))
-        if self.loss == "sse":
-            return self.l2 / 2
-        if self.loss == "mse":
-            return self.l2 * n_observed / 2
-        rmse = masked.masked_loss_grad(X, result.W, result.H, loss="rmse")[0]
-        return self.l2 * n_observed * rmse
+        plan = _plan.observed(X, weights=_plan_weights(X, weights))
+        total = masked.masked_loss_grad(plan, result.W, result.H,
+                                        **_losses.summed(self._loss))[0]
+        scale = _losses.value_and_scale(self._loss, total, plan.total_weight)[1]
+        return self.l2 / scale if scale > 0 else 0.0
 
-    def _solve_rows(self, X):
-        """Each row's w minimising ``||(w @ H - x)[observed]||² + ridge * ||w||²``
-        (with ``w >= 0`` when nonneg), independently of the other rows."""
+    def _solve_rows(self, X, weights=None):
+        """Each row's w minimising its part of the fitted loss with the ridge penalty
+        ``0.5 * ridge * ||w||²`` (with ``w >= 0`` when nonneg), independently of the
+        other rows: a weighted least-squares solve, repeated with Huber's reweighting
+        for "huber"."""
         H = self.components_.astype(np.float64)
         W = np.empty((X.shape[0], H.shape[0]))
+        solve = self._nonneg_rows if self.nonneg else self._ridge_rows
+        huber = self._loss.entry != _losses.SQUARED
         for start, block in _row_blocks(X):
             observed = ~np.isnan(block)
             data = np.where(observed, block, 0.0).astype(np.float64)
-            if self.nonneg:
-                W[start:start + ROW_CHUNK] = self._nonneg_rows(H, observed, data)
-            else:
-                W[start:start + ROW_CHUNK] = self._ridge_rows(H, observed, data)
+            base = (observed.astype(np.float64) if weights is None
+                    else _weight_block(weights, start, block.shape[0]))
+            rows = solve(H, base, data)
+            for _ in range(HUBER_MAX_SOLVES if huber else 0):
+                # Huber's loss is least squares with each entry's weight times
+                # min(1, delta / |r|) at the solution.
+                size = np.abs(rows @ H - data)
+                reweight = np.where(size > self._loss.delta,
+                                    self._loss.delta / np.maximum(size, 1e-300), 1.0)
+                previous, rows = rows, solve(H, base * reweight, data)
+                if np.abs(rows - previous).max(initial=0.0) <= HUBER_RTOL * max(
+                        np.abs(rows).max(initial=0.0), 1.0):
+                    break
+            W[start:start + ROW_CHUNK] = rows
         return W.astype(X.dtype)
 
-    def _ridge_rows(self, H, observed, data):
+    def _ridge_rows(self, H, entry_weights, data):
+        """The rows' ridge least-squares solutions, each entry's squared residual
+        weighted by entry_weights (0 where missing)."""
         import scipy.sparse
 
         rank, n = H.shape
-        # Row i's gram matrix is the sum of h_j h_j' over its observed columns j: the
-        # product of the observed pattern with every column's outer product, or H H'
+        # Row i's gram matrix is the sum of c_ij h_j h_j' over its columns j: the product
+        # of the weights with every column's outer product, or, for weights 0 or 1, H H'
         # minus the missing columns' part when fewer are missing than observed.
         outer = np.einsum("kj,lj->jkl", H, H).reshape(n, rank * rank)
-        missing = ~observed
-        if np.count_nonzero(missing) < np.count_nonzero(observed):
+        missing = entry_weights == 0
+        if (np.count_nonzero(missing) < missing.size / 2
+                and np.all((entry_weights == 0) | (entry_weights == 1))):
             part = scipy.sparse.csr_array(missing, dtype=np.float64) @ outer
             gram = (H @ H.T)[None] - part.reshape(-1, rank, rank)
         else:
-            part = scipy.sparse.csr_array(observed, dtype=np.float64) @ outer
+            part = scipy.sparse.csr_array(entry_weights) @ outer
             gram = part.reshape(-1, rank, rank)
         gram += self._ridge * np.eye(rank)
         # The pseudo-inverse gives the least-norm w where a row has fewer observed
         # entries than the rank (a singular gram matrix).
-        return np.einsum("ikl,il->ik", np.linalg.pinv(gram, hermitian=True), data @ H.T)
+        return np.einsum("ikl,il->ik", np.linalg.pinv(gram, hermitian=True),
+                         (entry_weights * data) @ H.T)
 
-    def _nonneg_rows(self, H, observed, data):
+    def _nonneg_rows(self, H, entry_weights, data):
+        """_ridge_rows with w >= 0, by non-negative least squares."""
         from scipy.optimize import nnls
 
         rank = H.shape[0]
         W = np.zeros((data.shape[0], rank))
         ridge_rows = math.sqrt(self._ridge) * np.eye(rank)
         for i in range(data.shape[0]):
-            columns = observed[i]
-            system = np.vstack([H[:, columns].T, ridge_rows])
-            target = np.concatenate([data[i, columns], np.zeros(rank)])
+            columns = entry_weights[i] > 0
+            root = np.sqrt(entry_weights[i, columns])
+            system = np.vstack([H[:, columns].T * root[:, None], ridge_rows])
+            target = np.concatenate([data[i, columns] * root, np.zeros(rank)])
             W[i] = nnls(system, target)[0]
         return W
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fastgd import _backend, _codes, _plan, _threads, _validation, masked, updates
+from fastgd import _backend, _codes, _losses, _plan, _threads, _validation, masked, updates
 
 if TYPE_CHECKING:
     from fastgd._typing import (
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         Loss,
         Optimizer,
         RandomState,
+        Reduction,
     )
 
 # The compiled loop's optimizers (their codes), and those that step from Python with the
@@ -238,11 +239,11 @@ def check_momentum(optimizer, momentum, nesterov, name):
 
 
 def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, nonneg,
-                   loss, l2, tol):
+                   loss, l2, tol, delta=None, reduction=None):
     """factorize's settings, validated, as a dict (fastgd.dask.factorize's too)."""
     _validation.check_choice(optimizer, "optimizer", OPTIMIZERS)
     _validation.check_choice(eps_mode, "eps_mode", tuple(updates.EPS_MODES))
-    _validation.check_choice(loss, "loss", masked.LOSSES)
+    loss_spec = _losses.resolve(loss, delta, reduction)
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         raise TypeError(f"lr must be a real number; got {type(lr).__name__}")
     lr = float(lr)
@@ -255,28 +256,34 @@ def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, 
         "optimizer": optimizer, "lr": lr, "n_iter": _check_int(n_iter, "n_iter", 0),
         "eps": _validation.check_real(eps, "eps"), "eps_mode": eps_mode, "momentum": momentum,
         "nesterov": nesterov, "nonneg": _validation.check_flag(nonneg, "nonneg"),
-        "loss": loss, "l2": masked.check_l2(l2), "tol": tol,
+        "loss": loss, "delta": delta, "reduction": reduction, "loss_spec": loss_spec,
+        "l2": masked.check_l2(l2), "tol": tol,
     }
 
 
 class _ObservedData:
-    """A's observed entries, ready to iterate on: a plan (``plan``), or for a large dense
-    A observed densely, the dense array and its mask (the kernels' BLAS path)."""
+    """A's observed entries, ready to iterate on: a plan (``plan``, with the entries'
+    weights if any), or for a large dense A observed densely, the dense array, its mask
+    and the weights like A (``weights``: the kernels' BLAS path)."""
 
-    def __init__(self, A, mask, rank):
-        self.dense = self.mask = self.plan = None
+    def __init__(self, A, mask, rank, weights=None):
+        self.dense = self.mask = self.plan = self.weights = None
         if isinstance(A, _plan.ObservedEntries) or _plan.is_sparse(A):
-            self.plan = _plan.observed(A, mask)
+            self.plan = _plan.observed(A, mask, weights=weights)
             self.shape, self.dtype = self.plan.shape, self.plan.dtype
             return
         dense, mask = _plan.as_dense(A, mask)
         self.shape, self.dtype = dense.shape, dense.dtype
         m, n = dense.shape
         if m * n * rank <= SOLVER_LOOP_MAX_WORK or masked.takes_sparse_path("auto", dense, mask):
-            self.plan = _plan.observed(dense, None if mask is None else mask.view(bool))
+            self.plan = _plan.observed(dense, None if mask is None else mask.view(bool),
+                                       weights=weights)
         else:
             _plan.raise_if_observed_nonfinite(dense, mask)
             self.dense, self.mask = dense, None if mask is None else mask.view(bool)
+            if weights is not None:
+                self.weights, self._total_weight = _losses.dense_weights(
+                    weights, dense, mask, dense.dtype)
 
     @property
     def n_observed(self):
@@ -285,6 +292,13 @@ class _ObservedData:
         if self.mask is not None:
             return int(np.count_nonzero(self.mask))
         return int(np.count_nonzero(~np.isnan(self.dense)))
+
+    @property
+    def total_weight(self):
+        """The observed entries' total weight (their number without weights)."""
+        if self.plan is not None:
+            return self.plan.total_weight
+        return self._total_weight if self.weights is not None else float(self.n_observed)
 
     def mean_magnitude(self):
         """The mean |value| of the observed entries (0 when there is none)."""
@@ -348,6 +362,10 @@ class _CompiledLoop:
         self.W, self.HT = W, np.ascontiguousarray(H.T)
         self.s = settings
         self.plan_arrays = (plan.indptr, plan.indices, plan.values.astype(dtype, copy=False))
+        spec = settings["loss_spec"]
+        self.entry_loss = (spec.entry, spec.delta,
+                           None if plan.weights is None else plan.weights.astype(dtype),
+                           plan.total_weight)
         self.grads = (np.empty_like(self.W), np.empty_like(self.HT))
         self.has_state = has_optimizer_state(settings)
         self.states = tuple(np.zeros_like(a) if self.has_state else np.empty((0, 0), dtype)
@@ -359,9 +377,10 @@ class _CompiledLoop:
         history = np.empty(n_steps + 1)
         steps, status = self.kernel(
             *self.plan_arrays, self.W, self.HT, *self.states, *self.grads, history, n_steps,
-            masked.LOSS_CODES[s["loss"]], s["l2"], OPTIMIZER_CODES[s["optimizer"]], s["lr"],
+            s["loss_spec"].reduction, s["l2"], OPTIMIZER_CODES[s["optimizer"]], s["lr"],
             s["eps"], updates.EPS_MODES[s["eps_mode"]], s["momentum"], s["nesterov"],
             0.0 if s["nonneg"] else -math.inf, -1.0 if s["tol"] is None else s["tol"],
+            *self.entry_loss,
         )
         return steps, status, history[:steps + 1]
 
@@ -442,9 +461,10 @@ class _KernelLoop:
         s = self.s
         A = self.data.plan if self.data.plan is not None else self.data.dense
         try:
-            loss, dW, dH = masked.masked_loss_grad(A, self.W, self.H, mask=self.data.mask,
-                                                   loss=s["loss"], l2=s["l2"],
-                                                   n_threads=self.n_threads)
+            loss, dW, dH = masked.masked_loss_grad(
+                A, self.W, self.H, mask=self.data.mask, loss=s["loss"], l2=s["l2"],
+                delta=s["delta"], reduction=s["reduction"], weights=self.data.weights,
+                n_threads=self.n_threads)
         except ValueError:
             if np.isfinite(self.W).all() and np.isfinite(self.H).all():
                 raise
@@ -492,7 +512,7 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
     n_iter = settings["n_iter"]
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None; got {type(callback).__name__}")
-    masked.check_loss_defined(settings["loss"], data.n_observed)
+    _losses.check_defined(settings["loss_spec"], data.total_weight)
     rank = W.shape[1]
     if (settings["optimizer"] in OPTIMIZER_CODES and data.plan is not None
             and data.plan.nnz * max(rank, 1) <= SOLVER_LOOP_MAX_WORK):
@@ -607,7 +627,8 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
               lr: float = 0.1, n_iter: int = 1000, eps: float = 1e-8,
               eps_mode: EpsMode = "outside", momentum: float = 0.0, nesterov: bool = False,
               nonneg: bool = False, loss: Loss = "rmse", l2: float = 0.0,
-              tol: float | None = None,
+              delta: float | None = None, reduction: Reduction | None = None,
+              weights: ArrayLike | None = None, tol: float | None = None,
               callback: Callable[[int, float, FloatArray, FloatArray], Any] | None = None,
               progress: bool = False, n_threads: int | None = None) -> FactorizationResult:
     """Factorise A ≈ W @ H from its observed entries, by gradient descent.
@@ -651,8 +672,10 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
         For "gd" with momentum: Nesterov's update.
     nonneg : bool
         Project W and H onto ``>= 0`` after every step.
-    loss : {"rmse", "mse", "sse"}
-        As in :func:`masked_loss_grad`.
+    loss : {"rmse", "mse", "sse", "huber"}
+        As in :func:`masked_loss_grad`. "huber" makes the fit robust to outliers: an
+        entry whose residual exceeds ``delta`` pulls on the factors with a force of
+        ``delta``, not in proportion to its error.
     l2 : float
         Weight of the penalty ``0.5 * l2 * (||W||² + ||H||²)``, added to the loss as it
         is: it is not scaled by the number of observed entries N. With ``loss="sse"``
@@ -664,6 +687,10 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
         but, with ``"mse"`` or ``"rmse"``, shrinks the factors to about 0; a RuntimeWarning
         says so when it happens. The result's ``data_loss`` and ``penalty`` give the two
         terms.
+    delta, reduction, weights
+        Huber's threshold, the reduction of "huber" ("mean" or "sum"), and a weight per
+        observed entry, as in :func:`masked_loss_grad` (weights shaped like A, or one per
+        observed entry in the plan's order).
     tol : float, optional
         Stop when ``|loss_i - loss_(i-1)| <= tol * |loss_(i-1)|``.
     callback : callable, optional
@@ -687,7 +714,8 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
     ------
     ValueError
         A bad shape, rank or setting, an init of another shape, NaN or inf in init, an
-        inf among A's observed values, or no observed entry for "mse" or "rmse".
+        inf among A's observed values, a negative or non-finite weight, or no observed
+        entry (or weight) for a mean.
     TypeError
         A non-real dtype.
 
@@ -724,8 +752,9 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
     rank = _check_int(rank, "rank", 1)
     settings = check_settings(optimizer=optimizer, lr=lr, n_iter=n_iter, eps=eps,
                               eps_mode=eps_mode, momentum=momentum, nesterov=nesterov,
-                              nonneg=nonneg, loss=loss, l2=l2, tol=tol)
-    data = _ObservedData(A, mask, rank)
+                              nonneg=nonneg, loss=loss, l2=l2, tol=tol, delta=delta,
+                              reduction=reduction)
+    data = _ObservedData(A, mask, rank, weights)
     W, H = initial_factors(data.shape, data.dtype, rank, init, random_state,
                            data.mean_magnitude)
     return _solve(data, W, H, settings, callback, progress, n_threads)

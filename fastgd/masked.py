@@ -15,15 +15,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fastgd import _backend, _caches, _codes, _plan, _threads, _validation
-from fastgd._numpy._masked import loss_value_and_scale
+from fastgd import _backend, _caches, _losses, _plan, _threads, _validation
 from fastgd._plan import ObservedEntries, kernels, observed
 
 if TYPE_CHECKING:
-    from fastgd._typing import Any, ArrayLike, FloatArray, Loss, MaskedMethod, NDArray
+    from fastgd._typing import (
+        Any,
+        ArrayLike,
+        FloatArray,
+        Loss,
+        MaskedMethod,
+        NDArray,
+        Reduction,
+    )
 
-LOSSES = _codes.LOSSES
-LOSS_CODES = {name: code for code, name in enumerate(LOSSES)}
+LOSSES = _losses.LOSSES
 METHODS = ("auto", "dense", "sparse")
 
 # The tuning constants below were measured as docs/performance.md ("Tuning constants")
@@ -229,15 +235,19 @@ def _estimated_density(A, mask):
 
 
 def masked_loss_grad(A: Any, W: ArrayLike, H: ArrayLike, *, mask: ArrayLike | None = None,
-                     loss: Loss = "mse", l2: float = 0.0, n_threads: int | None = None,
-                     deterministic: bool = False,
+                     loss: Loss = "mse", l2: float = 0.0, delta: float | None = None,
+                     reduction: Reduction | None = None, weights: ArrayLike | None = None,
+                     n_threads: int | None = None, deterministic: bool = False,
                      method: MaskedMethod = "auto",
                      ) -> tuple[float, FloatArray, FloatArray]:
     """The loss of ``W @ H`` against the observed entries of A, and its exact gradients.
 
     With ``r = (W @ H - A)`` at the N observed entries, the loss is ``sum(r^2)``
-    ("sse"), ``sum(r^2) / N`` ("mse") or ``sqrt(sum(r^2) / N)`` ("rmse"), plus
-    ``0.5 * l2 * (||W||_F^2 + ||H||_F^2)``.
+    ("sse"), ``sum(r^2) / N`` ("mse"), ``sqrt(sum(r^2) / N)`` ("rmse"), or the mean of
+    Huber's loss of r ("huber": ``0.5 r^2`` where ``|r| <= delta``, ``delta (|r| -
+    delta / 2)`` beyond; robust to outliers), plus ``0.5 * l2 * (||W||_F^2 + ||H||_F^2)``.
+    With ``weights``, each entry's term is multiplied by its weight and a mean is over
+    the total weight instead of N.
 
     Parameters
     ----------
@@ -248,10 +258,20 @@ def masked_loss_grad(A: Any, W: ArrayLike, H: ArrayLike, *, mask: ArrayLike | No
     H : array_like of shape (k, n)
     mask : array_like of bool, shape (m, n), optional
         True where A is observed (only with a dense A); A's values elsewhere are ignored.
-    loss : {"mse", "sse", "rmse"}
+    loss : {"mse", "sse", "rmse", "huber"}
     l2 : float, default 0
         Weight of the squared Frobenius norms of W and H (adds ``l2 * W`` and ``l2 * H``
         to the gradients).
+    delta : float, optional
+        Huber's threshold (only with ``loss="huber"``; default 1): residuals beyond it
+        count linearly.
+    reduction : {"mean", "sum"}, optional
+        For ``loss="huber"``: the mean over the observed entries (default) or their sum.
+        (The squared losses name their reduction: "sse" sums, "mse" averages.)
+    weights : array_like, optional
+        A non-negative weight per observed entry: an array shaped like A (its values at
+        missing entries are ignored), or, for a plan or a sparse A, one value per
+        observed entry in the plan's order.
     n_threads : int, optional
         OpenMP threads (None: all CPUs or OMP_NUM_THREADS; -1 all; 0 is an error).
         Small problems run on one thread.
@@ -279,8 +299,9 @@ def masked_loss_grad(A: Any, W: ArrayLike, H: ArrayLike, *, mask: ArrayLike | No
     ------
     ValueError
         Mismatched shapes, NaN or inf in W or H, an infinite (or, with a mask, NaN)
-        observed value of A, no observed entry for "mse" or "rmse", a negative l2, or
-        an unknown ``loss`` or ``method``.
+        observed value of A, no observed entry (or weight) for a mean, a negative l2,
+        a negative or non-finite weight, ``delta`` not > 0 or without Huber, or an
+        unknown ``loss``, ``reduction`` or ``method``.
     TypeError
         A non-real dtype or a non-boolean mask.
 
@@ -300,11 +321,19 @@ def masked_loss_grad(A: Any, W: ArrayLike, H: ArrayLike, *, mask: ArrayLike | No
     >>> loss, dW, dH
     (8.0, array([[12.],
            [-4.]]), array([[ 4., -8.]]))
+
+    Huber's loss counts the residuals (2 and -2) beyond ``delta`` linearly:
+
+    >>> fastgd.masked_loss_grad(A, W, H, mask=is_observed, loss="huber", delta=1.0)[0]
+    1.5
     """
     small_problems = _backend.masked_fast_path
     if (small_problems is not None and mask is None and method == "auto"
             and (deterministic is False or deterministic is True)
-            and type(loss) is str and loss in LOSS_CODES
+            and type(loss) is str and loss in _losses.CODES and reduction is None
+            and (delta is None or (loss == "huber" and type(delta) is float
+                                   and 0 < delta < math.inf))
+            and (weights is None or type(weights) is np.ndarray)
             and type(l2) is float and 0 <= l2 < math.inf
             and (n_threads is None or (type(n_threads) is int and n_threads != 0
                                        and n_threads <= _threads.MAX_THREADS))):
@@ -312,55 +341,77 @@ def masked_loss_grad(A: Any, W: ArrayLike, H: ArrayLike, *, mask: ArrayLike | No
         # compiled call validates the arrays and computes (None: the general path below
         # handles them, and raises about what is wrong). The tests of the settings are
         # written out here; a helper's call would cost a tenth of a tutorial-sized call.
+        reduction_code, entry_code = _losses.CODES[loss]
+        entry_delta = _losses.DEFAULT_DELTA if delta is None else delta
         if type(A) is ObservedEntries:
             # The plan's slots, not its properties (a call each, on the tutorial's path).
             m, n = A._shape
-            result = small_problems.small_plan_loss_grad(
-                A._indptr, A._indices, A._values, m, n, W, H, LOSS_CODES[loss], l2,
-                SMALL_MAX_WORK)
+            result = None if weights is not None and A._weights is not None else (
+                small_problems.small_plan_loss_grad(
+                    A._indptr, A._indices, A._values, m, n, W, H, reduction_code, l2,
+                    SMALL_MAX_WORK, entry_code, entry_delta,
+                    weights if A._weights is None else A._weights))
         else:
-            result = small_problems.small_loss_grad(A, W, H, LOSS_CODES[loss], l2,
-                                                    SMALL_MAX_WORK)
+            result = small_problems.small_loss_grad(A, W, H, reduction_code, l2,
+                                                    SMALL_MAX_WORK, entry_code,
+                                                    entry_delta, weights)
         if result is not None:
             return result
-    _validation.check_choice(loss, "loss", LOSSES)
+    spec = _losses.resolve(loss, delta, reduction)
     _validation.check_choice(method, "method", METHODS)
     deterministic = _validation.check_flag(deterministic, "deterministic")
     l2 = check_l2(l2)
     plan, dense, mask, W, H, dtype = _prepare(A, W, H, mask)
+    if weights is not None and plan is not None and plan.weights is not None:
+        raise ValueError("weights were given twice: the plan A has its own (observed(..., "
+                         "weights=...)); pass them in one place")
+    if plan is not None and weights is not None:
+        plan = plan._with_weights(_losses.plan_weights(weights, plan, dtype))
+        weights = None
     if plan is not None and method == "dense":
+        if plan.weights is not None:
+            weights = plan.to_dense(plan.weights, fill_value=0).astype(dtype, copy=False)
         dense, plan = _validation.as_contiguous(plan.to_dense(), dtype), None
     elif plan is None and takes_sparse_path(method, dense, mask):
         plan = _plan.plan_from_dense(dense, mask)
+        if weights is not None:
+            plan = plan._with_weights(_losses.plan_weights(weights, plan, dtype))
+            weights = None
     m, k = W.shape
     n = H.shape[1]
     dW = np.empty((m, k), dtype=dtype)
     dH = np.empty((k, n), dtype=dtype)
     # The plan kernel scales the gradients as it writes them where the scale does not
     # depend on the loss's value (all but "rmse"): the same bits, one pass less.
-    scaled_in_kernel = plan is not None and loss != "rmse"
+    scaled_in_kernel = plan is not None and spec.scale_is_constant
     if plan is None:
+        weight_total = None
+        if weights is not None:
+            weights, weight_total = _losses.dense_weights(weights, dense, mask, dtype)
         n_threads = _thread_count(n_threads, m * n * max(k, 1))
         n_parts = DETERMINISTIC_PARTS if deterministic else n_threads
         with _blas_held(m * n * max(k, 1)):
-            sse, count = kernels().dense_loss_grad(
-                dense, mask, W, H, dW, dH, n_threads, n_parts
-            )
-        if not math.isfinite(sse):
+            total, count = kernels().dense_loss_grad(
+                dense, mask, W, H, dW, dH, n_threads, n_parts, spec.entry, spec.delta,
+                weights)
+        if not math.isfinite(total):
             _plan.raise_if_observed_nonfinite(dense, mask)
+        if weight_total is None:
+            weight_total = count
     else:
-        count = plan.nnz
-        n_threads = _thread_count(n_threads, count * max(k, 1))
+        weight_total = plan.total_weight
+        n_threads = _thread_count(n_threads, plan.nnz * max(k, 1))
         n_parts = DETERMINISTIC_PARTS if deterministic else n_threads
-        kernel_scale = loss_and_scale(loss, 0.0, count)[1] if scaled_in_kernel else 1.0
+        kernel_scale = (_losses.value_and_scale(spec, 0.0, weight_total)[1]
+                        if scaled_in_kernel else 1.0)
         tile_cols = plan_tile_cols(plan, k, W.itemsize)
-        indices, values, tile_starts = plan._entries_for_tiles(tile_cols, dtype)
-        with _blas_held(count * max(k, 1)):  # the NumPy twin's sums use BLAS
-            sse = kernels().plan_loss_grad(
+        indices, values, tile_starts, weights = plan._entries_for_tiles(tile_cols, dtype)
+        with _blas_held(plan.nnz * max(k, 1)):  # the NumPy twin's sums use BLAS
+            total = kernels().plan_loss_grad(
                 plan.indptr, indices, values, W, H, dW, dH, n_threads, n_parts, tile_cols,
-                kernel_scale, tile_starts,
+                kernel_scale, tile_starts, spec.entry, spec.delta, weights,
             )
-    value, scale = loss_and_scale(loss, sse, count)
+    value, scale = _losses.value_and_scale(spec, total, weight_total)
     if not scaled_in_kernel:
         dW *= scale
         dH *= scale
@@ -381,19 +432,3 @@ def takes_sparse_path(method, dense, mask):
 def sum_of_squares(array):
     flat = array.ravel().astype(np.float64, copy=False)
     return float(np.dot(flat, flat))
-
-
-def check_loss_defined(loss, count):
-    """ValueError when ``loss`` is a mean over no observed entry at all."""
-    if loss != "sse" and count == 0:
-        raise ValueError(
-            f"A has no observed entry, so loss={loss!r} (a mean over them) is undefined; "
-            "use loss='sse'"
-        )
-
-
-def loss_and_scale(loss, sse, count):
-    """The loss named ``loss`` from the sum of squared residuals, and d loss / d (W @ H)
-    per unit residual (the formula: fastgd._numpy._masked.loss_value_and_scale)."""
-    check_loss_defined(loss, count)
-    return loss_value_and_scale(LOSS_CODES[loss], sse, count)

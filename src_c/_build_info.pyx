@@ -1,6 +1,8 @@
 """How the compiled kernels were built, and the OpenMP runtime they see."""
 
 from codes cimport (
+    ENTRY_HUBER,
+    ENTRY_SQUARED,
     EPS_ACCUMULATE,
     EPS_INSIDE,
     EPS_OUTSIDE,
@@ -93,6 +95,7 @@ def codes():
     return {
         "LEVEL": [LEVEL_SCALAR, LEVEL_BASELINE, LEVEL_AVX2, LEVEL_AVX512],
         "LOSS": [LOSS_SSE, LOSS_MSE, LOSS_RMSE],
+        "ENTRY": [ENTRY_SQUARED, ENTRY_HUBER],
         "OPTIMIZER": [OPTIMIZER_ADAGRAD, OPTIMIZER_GD],
         "EPS": [EPS_OUTSIDE, EPS_INSIDE, EPS_ACCUMULATE],
         "STATUS": [STATUS_MAX_ITER, STATUS_CONVERGED, STATUS_NONFINITE],

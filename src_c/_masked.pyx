@@ -35,7 +35,7 @@ import numpy as np
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from codes cimport LOSS_SSE
+from codes cimport ENTRY_SQUARED, LOSS_SSE
 from interrupts cimport (
     fastgd_interrupt,
     fastgd_interrupt_init,
@@ -45,7 +45,12 @@ from interrupts cimport (
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
-from losses cimport fastgd_loss_value_and_scale
+from losses cimport (
+    fastgd_entry_loss,
+    fastgd_entry_loss_term_f32,
+    fastgd_entry_loss_term_f64,
+    fastgd_loss_value_and_scale,
+)
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cnp.import_array()
@@ -67,6 +72,13 @@ cdef extern from "masked_loops.h":
     double fastgd_residual_row_f64(double* t_row, const double* a_row,
                                    const unsigned char* m_row, Py_ssize_t cols,
                                    int64_t* observed) noexcept nogil
+    double fastgd_loss_row_f32(float* t_row, const float* a_row, const unsigned char* m_row,
+                               Py_ssize_t cols, const fastgd_entry_loss* entry_loss,
+                               int64_t* observed) noexcept nogil
+    double fastgd_loss_row_f64(double* t_row, const double* a_row,
+                               const unsigned char* m_row, Py_ssize_t cols,
+                               const fastgd_entry_loss* entry_loss,
+                               int64_t* observed) noexcept nogil
     # The plan path's transposes of columns [j_begin, j_end) of a tile (masked_loops.h).
     void fastgd_tile_to_rows_f32(const float* H, Py_ssize_t n, Py_ssize_t k,
                                  Py_ssize_t col_begin, Py_ssize_t j_begin, Py_ssize_t j_end,
@@ -82,33 +94,38 @@ cdef extern from "masked_loops.h":
                                      Py_ssize_t j_end, double scale) noexcept nogil
     # The segments of rows [row_begin, row_end) in the tile of columns [col_begin, col_end):
     # HT and dHT hold the tile's rows of H.T and dH.T; separate_segments says whether a
-    # row's segment may lie apart from the previous row's (the plan's own layout).
+    # row's segment may lie apart from the previous row's (the plan's own layout);
+    # entry_loss: NULL for plain squared residuals, else the entry loss (losses.h).
     void fastgd_plan_segment_f32_i32(const int32_t* indptr, const int32_t* indices,
                                      const float* values, const float* W, const float* HT,
                                      float* dW, float* dHT, Py_ssize_t k, Py_ssize_t row_begin,
                                      Py_ssize_t row_end, Py_ssize_t col_begin,
                                      Py_ssize_t col_end, int64_t* cursor, double* row_sums,
-                                     int separate_segments) noexcept nogil
+                                     int separate_segments,
+                                     const fastgd_entry_loss* entry_loss) noexcept nogil
     void fastgd_plan_segment_f32_i64(const int64_t* indptr, const int64_t* indices,
                                      const float* values, const float* W, const float* HT,
                                      float* dW, float* dHT, Py_ssize_t k, Py_ssize_t row_begin,
                                      Py_ssize_t row_end, Py_ssize_t col_begin,
                                      Py_ssize_t col_end, int64_t* cursor, double* row_sums,
-                                     int separate_segments) noexcept nogil
+                                     int separate_segments,
+                                     const fastgd_entry_loss* entry_loss) noexcept nogil
     void fastgd_plan_segment_f64_i32(const int32_t* indptr, const int32_t* indices,
                                      const double* values, const double* W, const double* HT,
                                      double* dW, double* dHT, Py_ssize_t k,
                                      Py_ssize_t row_begin, Py_ssize_t row_end,
                                      Py_ssize_t col_begin, Py_ssize_t col_end,
                                      int64_t* cursor, double* row_sums,
-                                     int separate_segments) noexcept nogil
+                                     int separate_segments,
+                                     const fastgd_entry_loss* entry_loss) noexcept nogil
     void fastgd_plan_segment_f64_i64(const int64_t* indptr, const int64_t* indices,
                                      const double* values, const double* W, const double* HT,
                                      double* dW, double* dHT, Py_ssize_t k,
                                      Py_ssize_t row_begin, Py_ssize_t row_end,
                                      Py_ssize_t col_begin, Py_ssize_t col_end,
                                      int64_t* cursor, double* row_sums,
-                                     int separate_segments) noexcept nogil
+                                     int separate_segments,
+                                     const fastgd_entry_loss* entry_loss) noexcept nogil
 
 ctypedef fused index_t:
     int32_t
@@ -281,17 +298,31 @@ def fill_plan(const floating[:, ::1] A, mask, const index_t[::1] indptr,
 
 cdef double _residual_tile(const floating* A, const unsigned char* mask, Py_ssize_t n,
                            Py_ssize_t i0, Py_ssize_t rows, Py_ssize_t j0, Py_ssize_t cols,
-                           floating* tile, Py_ssize_t ld, int64_t* count) noexcept nogil:
+                           floating* tile, Py_ssize_t ld, int64_t* count,
+                           const fastgd_entry_loss* entry_loss) noexcept nogil:
     """tile (rows x cols, leading dimension ld) holds (W @ H)[i0:, j0:]; overwrite it
-    with the masked residual, add the observed entries to count, and return the sum of
-    the squared residuals (in double). The row loop is masked_loops.h's, per CPU level."""
+    with the masked residual (with entry_loss: the entry loss's gradient factor, its
+    weights an m x n array like A), add the observed entries to count, and return the sum
+    of the squared residuals (the entry losses) in double. The row loops are
+    masked_loops.h's, per CPU level."""
     cdef Py_ssize_t a
     cdef double total = 0
     cdef const unsigned char* m_row = NULL
+    cdef fastgd_entry_loss row_loss
     for a in range(rows):
         if mask != NULL:
             m_row = mask + (i0 + a) * n + j0
-        if floating is float:
+        if entry_loss != NULL:
+            row_loss = entry_loss[0]
+            if row_loss.weights != NULL:
+                row_loss.weights = (<const floating*>entry_loss.weights) + (i0 + a) * n + j0
+            if floating is float:
+                total += fastgd_loss_row_f32(tile + a * ld, A + (i0 + a) * n + j0, m_row,
+                                             cols, &row_loss, count)
+            else:
+                total += fastgd_loss_row_f64(tile + a * ld, A + (i0 + a) * n + j0, m_row,
+                                             cols, &row_loss, count)
+        elif floating is float:
             total += fastgd_residual_row_f32(tile + a * ld, A + (i0 + a) * n + j0, m_row,
                                              cols, count)
         else:
@@ -347,7 +378,7 @@ def dense_residual(const floating[:, ::1] A, mask, const floating[:, ::1] W,
             total += _residual_tile(&A[0, 0], mask_data, n, i0,
                                     min(<Py_ssize_t>TILE_ROWS, m - i0), j0,
                                     min(<Py_ssize_t>TILE_COLS, n - j0), &out[i0, j0], n,
-                                    &tile_count)
+                                    &tile_count, NULL)
     fastgd_interrupt_raise(&interrupt)
     return total
 
@@ -356,7 +387,8 @@ cdef int _dense_part(const floating* A, const unsigned char* mask, const floatin
                      const floating* H, floating* dW, floating* dH, Py_ssize_t m,
                      Py_ssize_t n, Py_ssize_t k, Py_ssize_t block_begin,
                      Py_ssize_t block_end, double* total, int64_t* count,
-                     fastgd_interrupt* interrupt, bint is_caller) noexcept nogil:
+                     const fastgd_entry_loss* entry_loss, fastgd_interrupt* interrupt,
+                     bint is_caller) noexcept nogil:
     """Blocks [block_begin, block_end) of rows: their residuals' sum of squares and
     count, their rows of dW, and their share of dH (written, not added); stops between
     two blocks when ``interrupt`` says so. Returns -1 if the tile could not be
@@ -377,7 +409,8 @@ cdef int _dense_part(const floating* A, const unsigned char* mask, const floatin
             j0 = col_tile * TILE_COLS
             cols = min(<Py_ssize_t>TILE_COLS, n - j0)
             _product_tile(W, H, n, k, i0, rows, j0, cols, tile, cols)
-            total[0] += _residual_tile(A, mask, n, i0, rows, j0, cols, tile, cols, count)
+            total[0] += _residual_tile(A, mask, n, i0, rows, j0, cols, tile, cols, count,
+                                       entry_loss)
             if k == 0:
                 continue
             # dW[rows] (+)= R_tile @ H[:, cols].T, i.e. dW.T = H[:, cols] @ R_tile.T
@@ -431,9 +464,12 @@ cdef void _free_parts(floating** parts, Py_ssize_t n_parts) noexcept nogil:
 
 def dense_loss_grad(const floating[:, ::1] A, mask, const floating[:, ::1] W,
                     const floating[:, ::1] H, floating[:, ::1] dW, floating[:, ::1] dH,
-                    int n_threads, int n_parts):
+                    int n_threads, int n_parts, int entry_loss=ENTRY_SQUARED,
+                    double delta=0.0, const floating[:, ::1] weights=None):
     """dW = R @ H.T, dH = W.T @ R for the masked residual R of dense A; returns
-    (sum of r^2, number of observed entries)."""
+    (sum of r^2, number of observed entries). With an entry loss other than squared, or
+    ``weights`` (m x n, their values at unobserved entries unread), R holds the entry
+    losses' gradient factors and the sum is theirs (losses.h)."""
     cdef Py_ssize_t m = A.shape[0], n = A.shape[1], k = W.shape[1]
     cdef Py_ssize_t n_blocks = (m + TILE_ROWS - 1) // TILE_ROWS, p
     cdef const unsigned char* mask_data = _mask_pointer(mask)
@@ -444,10 +480,20 @@ def dense_loss_grad(const floating[:, ::1] A, mask, const floating[:, ::1] W,
     cdef double total = 0
     cdef int64_t count = 0
     cdef fastgd_interrupt interrupt
+    cdef fastgd_entry_loss loss_settings
+    cdef const fastgd_entry_loss* term = NULL
+    if weights is not None and (weights.shape[0] != m or weights.shape[1] != n):
+        raise ValueError(f"weights must have shape {(m, n)}; got "
+                         f"{(weights.shape[0], weights.shape[1])}")
     if m == 0 or n == 0:
         dW[:, :] = 0
         dH[:, :] = 0
         return 0.0, 0
+    if entry_loss != ENTRY_SQUARED or weights is not None:
+        loss_settings.code = entry_loss
+        loss_settings.delta = delta
+        loss_settings.weights = &weights[0, 0] if weights is not None else NULL
+        term = &loss_settings
     fastgd_interrupt_init(&interrupt)
     n_parts = <int>max(1, min(<Py_ssize_t>n_parts, n_blocks))
     n_threads = max(1, min(n_threads, n_parts))
@@ -465,7 +511,8 @@ def dense_loss_grad(const floating[:, ::1] A, mask, const floating[:, ::1] W,
                                    &H[0, 0] if k else NULL,
                                    &dW[0, 0] if k else NULL, parts[p], m, n, k,
                                    p * n_blocks // n_parts, (p + 1) * n_blocks // n_parts,
-                                   &totals[p], &counts[p], &interrupt, threadid() == 0)
+                                   &totals[p], &counts[p], term, &interrupt,
+                                   threadid() == 0)
         if k and not interrupt.stop:
             _add_parts(&dH[0, 0], parts, n_parts, k * n, n_threads)
         for p in range(n_parts):
@@ -517,29 +564,31 @@ cdef inline void _plan_segment(const index_t* indptr, const index_t* indices,
                                const floating* HT, floating* dW, floating* dHT, Py_ssize_t k,
                                Py_ssize_t row_begin, Py_ssize_t row_end, Py_ssize_t col_begin,
                                Py_ssize_t col_end, int64_t* cursor, double* row_sums,
-                               bint separate_segments) noexcept nogil:
+                               bint separate_segments,
+                               const fastgd_entry_loss* entry_loss) noexcept nogil:
     """Rows [row_begin, row_end), their entries in columns [col_begin, col_end): adds to
-    their rows of dW and to dHT (the tile's rows of dH.T), and their r^2 to row_sums;
-    cursor moves past them (masked_loops.h). separate_segments: whether a row's entries
-    in the tile may lie apart from the previous row's (the plan's own layout, in tiles)."""
+    their rows of dW and to dHT (the tile's rows of dH.T), and their losses (r^2 without
+    entry_loss) to row_sums; cursor moves past them (masked_loops.h). separate_segments:
+    whether a row's entries in the tile may lie apart from the previous row's (the plan's
+    own layout, in tiles)."""
     if floating is float:
         if index_t is int32_t:
             fastgd_plan_segment_f32_i32(indptr, indices, values, W, HT, dW, dHT, k, row_begin,
                                         row_end, col_begin, col_end, cursor, row_sums,
-                                        separate_segments)
+                                        separate_segments, entry_loss)
         else:
             fastgd_plan_segment_f32_i64(indptr, indices, values, W, HT, dW, dHT, k, row_begin,
                                         row_end, col_begin, col_end, cursor, row_sums,
-                                        separate_segments)
+                                        separate_segments, entry_loss)
     else:
         if index_t is int32_t:
             fastgd_plan_segment_f64_i32(indptr, indices, values, W, HT, dW, dHT, k, row_begin,
                                         row_end, col_begin, col_end, cursor, row_sums,
-                                        separate_segments)
+                                        separate_segments, entry_loss)
         else:
             fastgd_plan_segment_f64_i64(indptr, indices, values, W, HT, dW, dHT, k, row_begin,
                                         row_end, col_begin, col_end, cursor, row_sums,
-                                        separate_segments)
+                                        separate_segments, entry_loss)
 
 
 cdef void _transpose_tile(const floating* H, Py_ssize_t n, Py_ssize_t k, Py_ssize_t col_begin,
@@ -586,15 +635,32 @@ cdef void _transpose_parts(floating* dH, Py_ssize_t ld, floating** parts, Py_ssi
                                         min(cols, (b + 1) * block), scale)
 
 
+cdef double _entry_losses_at_zero(const floating[::1] values,
+                                  const fastgd_entry_loss* term):
+    """The sum of the entry losses (term) when W @ H is 0 (rank 0): at residuals -values."""
+    cdef Py_ssize_t e
+    cdef double total = 0
+    cdef floating g
+    for e in range(values.shape[0]):
+        if floating is float:
+            total += fastgd_entry_loss_term_f32(term, e, -values[e], &g)
+        else:
+            total += fastgd_entry_loss_term_f64(term, e, -values[e], &g)
+    return total
+
+
 def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
                    const floating[::1] values, const floating[:, ::1] W,
                    const floating[:, ::1] H, floating[:, ::1] dW, floating[:, ::1] dH,
                    int n_threads, int n_parts, Py_ssize_t tile_cols=0, double scale=1.0,
-                   const index_t[::1] tile_starts=None):
-    """dW = scale * (R @ H.T), dH = scale * (W.T @ R) for the plan's residuals; returns the
-    sum of r^2. Each gradient entry is its sum rounded, then multiplied by ``scale`` in the
-    gradients' dtype: bitwise what scaling the unscaled gradients afterwards gives, without
-    another pass over them.
+                   const index_t[::1] tile_starts=None, int entry_loss=ENTRY_SQUARED,
+                   double delta=0.0, const floating[::1] weights=None):
+    """dW = scale * (G @ H.T), dH = scale * (W.T @ G) for the plan's entry losses' gradient
+    factors G (the residuals R for squared ones without weights: losses.h); returns the
+    sum of the entry losses (of r^2 for squared ones). Each gradient entry is its sum
+    rounded, then multiplied by ``scale`` in the gradients' dtype: bitwise what scaling
+    the unscaled gradients afterwards gives, without another pass over them. ``weights``
+    (None: all 1) are the entries', in the order of ``values``.
 
     The columns are taken in tiles of tile_cols (0: all at once). With ``tile_starts``,
     indices and values hold the entries tile by tile (ObservedEntries._entries_for_tiles):
@@ -622,11 +688,24 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
     cdef floating* dW_data
     cdef const index_t* segment_indptr = &indptr[0]
     cdef bint by_tiles = tile_starts is not None
+    cdef fastgd_entry_loss loss_settings
+    cdef const fastgd_entry_loss* term = NULL
+    if weights is not None and weights.shape[0] != nnz:
+        raise ValueError(f"weights must have {nnz} elements; got {weights.shape[0]}")
+    if entry_loss != ENTRY_SQUARED or weights is not None:
+        loss_settings.code = entry_loss
+        loss_settings.delta = delta
+        loss_settings.weights = &weights[0] if weights is not None and nnz else NULL
+        term = &loss_settings
     if nnz == 0 or k == 0:
         dW[:, :] = 0
         dH[:, :] = 0
-        return 0.0 if k else float(np.dot(np.asarray(values, dtype=np.float64),
-                                          np.asarray(values, dtype=np.float64)))
+        if k or nnz == 0:
+            return 0.0
+        if term == NULL:
+            return float(np.dot(np.asarray(values, dtype=np.float64),
+                                np.asarray(values, dtype=np.float64)))
+        return _entry_losses_at_zero(values, term)
     n_parts = <int>max(1, min(<int64_t>n_parts, nnz))
     n_threads = max(1, min(n_threads, n_parts))
     if tile_cols <= 0 or tile_cols > n:
@@ -684,7 +763,7 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
                     _plan_segment(segment_indptr, &indices[0], &values[0], &W[0, 0], HT,
                                   &dW[0, 0], parts[p], k, row, run_end, col_begin,
                                   col_begin + cols, cursor, row_sums,
-                                  not by_tiles and tile_cols < n)
+                                  not by_tiles and tile_cols < n, term)
                     row = run_end
             if interrupt.stop:
                 break
@@ -715,15 +794,37 @@ def plan_loss_grad(const index_t[::1] indptr, const index_t[::1] indices,
 # Small dense problems in one call
 
 
+cdef inline int _small_entry(const fastgd_entry_loss* term, Py_ssize_t e, floating r,
+                             floating* g, double* total, double* weight) noexcept nogil:
+    """Adds entry e's loss at residual r (r^2 without term) to total and its weight to
+    weight, its gradient factor in g; -1 for a weight that is negative or not finite."""
+    cdef double entry_weight = 1
+    if term == NULL:
+        g[0] = r
+        total[0] += <double>r * r
+    else:
+        if term.weights != NULL:
+            entry_weight = (<const floating*>term.weights)[e]
+            if not (0 <= entry_weight <= 1.7976931348623157e308):
+                return -1
+        if floating is float:
+            total[0] += fastgd_entry_loss_term_f32(term, e, r, g)
+        else:
+            total[0] += fastgd_entry_loss_term_f64(term, e, r, g)
+    weight[0] += entry_weight
+    return 0
+
+
 cdef int _small_loss_grad(const floating* A, const floating* W, const floating* H,
                           floating* dW, floating* dH, Py_ssize_t m, Py_ssize_t n,
-                          Py_ssize_t k, int loss, double l2, double* value) noexcept nogil:
+                          Py_ssize_t k, int loss, const fastgd_entry_loss* term, double l2,
+                          double* value) noexcept nogil:
     """The whole of masked_loss_grad for a small dense A with NaN for missing entries:
-    direct dot products, no BLAS. Returns 0, or -1 for anything the general path must
-    handle (a non-finite W, H or observed value, no observed entry for a mean)."""
+    direct dot products, no BLAS; term: the entry loss (NULL: squared, no weights; its
+    weights like A). Returns 0, or -1 for anything the general path must handle (a
+    non-finite W, H or observed value, a bad weight, no observed weight for a mean)."""
     cdef Py_ssize_t i, j, c
-    cdef double total = 0
-    cdef int64_t count = 0
+    cdef double total = 0, count = 0
     cdef floating a, r, s
     if not (_all_finite(W, m * k) and _all_finite(H, k * n)):
         return -1
@@ -737,24 +838,25 @@ cdef int _small_loss_grad(const floating* A, const floating* W, const floating* 
             s = 0
             for c in range(k):
                 s = s + W[i * k + c] * H[c * n + j]
-            r = s - a
-            total += <double>r * r
-            count += 1
+            if _small_entry(term, i * n + j, s - a, &r, &total, &count):
+                return -1
             for c in range(k):
                 dW[i * k + c] += r * H[c * n + j]
                 dH[c * n + j] += r * W[i * k + c]
-    return _finish_small_loss_grad(total, count, W, H, dW, dH, m * k, k * n, loss, l2, value)
+    return _finish_small_loss_grad(total, count, W, H, dW, dH, m * k, k * n, loss,
+                                   ENTRY_SQUARED if term == NULL else term.code, l2, value)
 
 
 cdef int _small_plan_loss_grad(const index_t* indptr, const index_t* indices,
                                const floating* values, const floating* W, const floating* H,
                                floating* dW, floating* dH, Py_ssize_t m, Py_ssize_t n,
-                               Py_ssize_t k, int loss, double l2,
-                               double* value) noexcept nogil:
-    """_small_loss_grad for a plan: the same sums, its entries row by row in plan order."""
+                               Py_ssize_t k, int loss, const fastgd_entry_loss* term,
+                               double l2, double* value) noexcept nogil:
+    """_small_loss_grad for a plan: the same sums, its entries row by row in plan order
+    (the weights too)."""
     cdef Py_ssize_t i, j, c
     cdef int64_t entry
-    cdef double total = 0
+    cdef double total = 0, count = 0
     cdef floating r, s
     if not (_all_finite(W, m * k) and _all_finite(H, k * n)):
         return -1
@@ -766,29 +868,30 @@ cdef int _small_plan_loss_grad(const index_t* indptr, const index_t* indices,
             s = 0
             for c in range(k):
                 s = s + W[i * k + c] * H[c * n + j]
-            r = s - values[entry]
-            total += <double>r * r
+            if _small_entry(term, entry, s - values[entry], &r, &total, &count):
+                return -1
             for c in range(k):
                 dW[i * k + c] += r * H[c * n + j]
                 dH[c * n + j] += r * W[i * k + c]
-    return _finish_small_loss_grad(total, indptr[m], W, H, dW, dH, m * k, k * n, loss, l2,
-                                   value)
+    return _finish_small_loss_grad(total, count, W, H, dW, dH, m * k, k * n, loss,
+                                   ENTRY_SQUARED if term == NULL else term.code, l2, value)
 
 
-cdef int _finish_small_loss_grad(double total, int64_t count, const floating* W,
+cdef int _finish_small_loss_grad(double total, double count, const floating* W,
                                  const floating* H, floating* dW, floating* dH,
-                                 Py_ssize_t w_size, Py_ssize_t h_size, int loss, double l2,
-                                 double* value) noexcept nogil:
-    """The loss from the sum of squares, the gradients scaled and their l2 terms added;
-    -1 for what the general path must raise about (a non-finite sum: an observed inf, or
-    overflow; no observed entry for a mean)."""
+                                 Py_ssize_t w_size, Py_ssize_t h_size, int loss,
+                                 int entry_loss, double l2, double* value) noexcept nogil:
+    """The loss from the sum of the entry losses over entries of total weight count, the
+    gradients scaled and their l2 terms added; -1 for what the general path must raise
+    about (a non-finite sum: an observed inf, or overflow; no observed weight for a
+    mean)."""
     cdef Py_ssize_t c
     cdef double scale, penalty = 0
     if not (total <= 1.7976931348623157e308):  # NaN or inf: an observed inf (or overflow)
         return -1
     if loss != LOSS_SSE and count == 0:
         return -1
-    value[0] = fastgd_loss_value_and_scale(loss, total, count, &scale)
+    value[0] = fastgd_loss_value_and_scale(loss, entry_loss, total, count, &scale)
     for c in range(w_size):
         dW[c] = dW[c] * <floating>scale
     for c in range(h_size):
@@ -814,16 +917,32 @@ cdef inline bint _plain_array(object array, int ndim, int type_num):
             and cnp.PyArray_ISCARRAY_RO(view) and cnp.PyArray_ISNOTSWAPPED(view))
 
 
-def small_loss_grad(A, W, H, int loss, double l2, Py_ssize_t max_work):
+cdef const fastgd_entry_loss* _small_term(fastgd_entry_loss* settings, int entry_loss,
+                                          double delta, weights):
+    """The entry loss for the small calls (weights: an ndarray the caller has checked, or
+    None), or NULL for squared residuals without weights."""
+    if entry_loss == ENTRY_SQUARED and weights is None:
+        return NULL
+    settings.code = entry_loss
+    settings.delta = delta
+    settings.weights = NULL if weights is None else cnp.PyArray_DATA(<cnp.ndarray>weights)
+    return settings
+
+
+def small_loss_grad(A, W, H, int loss, double l2, Py_ssize_t max_work,
+                    int entry_loss=ENTRY_SQUARED, double delta=0.0, weights=None):
     """fastgd.masked_loss_grad for small dense problems in one call: (loss, dW, dH), or
     None when the inputs need the general path (other dtypes or layouts, mismatched
-    shapes, more than max_work multiply-adds, anything to raise about)."""
+    shapes, more than max_work multiply-adds, anything to raise about). ``weights``: None
+    or an array like A."""
     cdef int type_num
     cdef Py_ssize_t m, n, k
     cdef cnp.npy_intp dims[2]
     cdef cnp.ndarray dW, dH
     cdef double value = 0
     cdef int status
+    cdef fastgd_entry_loss settings
+    cdef const fastgd_entry_loss* term
     if type(A) is not cnp.ndarray:
         return None
     type_num = cnp.PyArray_TYPE(<cnp.ndarray>A)
@@ -837,6 +956,11 @@ def small_loss_grad(A, W, H, int loss, double l2, Py_ssize_t max_work):
     if (cnp.PyArray_DIM(<cnp.ndarray>W, 0) != m or cnp.PyArray_DIM(<cnp.ndarray>H, 0) != k
             or cnp.PyArray_DIM(<cnp.ndarray>H, 1) != n or m * n * max(k, 1) > max_work):
         return None
+    if weights is not None and not (
+            _plain_array(weights, 2, type_num) and cnp.PyArray_DIM(<cnp.ndarray>weights, 0) == m
+            and cnp.PyArray_DIM(<cnp.ndarray>weights, 1) == n):
+        return None
+    term = _small_term(&settings, entry_loss, delta, weights)
     dims[0], dims[1] = m, k
     dW = cnp.PyArray_EMPTY(2, dims, type_num, 0)
     dims[0], dims[1] = k, n
@@ -847,14 +971,16 @@ def small_loss_grad(A, W, H, int loss, double l2, Py_ssize_t max_work):
                                       <double*>cnp.PyArray_DATA(<cnp.ndarray>W),
                                       <double*>cnp.PyArray_DATA(<cnp.ndarray>H),
                                       <double*>cnp.PyArray_DATA(dW),
-                                      <double*>cnp.PyArray_DATA(dH), m, n, k, loss, l2, &value)
+                                      <double*>cnp.PyArray_DATA(dH), m, n, k, loss, term, l2,
+                                      &value)
     else:
         with nogil:
             status = _small_loss_grad(<float*>cnp.PyArray_DATA(<cnp.ndarray>A),
                                       <float*>cnp.PyArray_DATA(<cnp.ndarray>W),
                                       <float*>cnp.PyArray_DATA(<cnp.ndarray>H),
                                       <float*>cnp.PyArray_DATA(dW),
-                                      <float*>cnp.PyArray_DATA(dH), m, n, k, loss, l2, &value)
+                                      <float*>cnp.PyArray_DATA(dH), m, n, k, loss, term, l2,
+                                      &value)
     if status != 0:
         return None
     return value, dW, dH
@@ -862,23 +988,26 @@ def small_loss_grad(A, W, H, int loss, double l2, Py_ssize_t max_work):
 
 cdef int _small_plan_by_dtype(const index_t* indptr, const index_t* indices,
                               bint float64, void** data, Py_ssize_t m, Py_ssize_t n,
-                              Py_ssize_t k, int loss, double l2, double* value) noexcept nogil:
+                              Py_ssize_t k, int loss, const fastgd_entry_loss* term, double l2,
+                              double* value) noexcept nogil:
     """_small_plan_loss_grad on data = (values, W, H, dW, dH) of one float dtype."""
     if float64:
         return _small_plan_loss_grad(indptr, indices, <double*>data[0], <double*>data[1],
                                      <double*>data[2], <double*>data[3], <double*>data[4],
-                                     m, n, k, loss, l2, value)
+                                     m, n, k, loss, term, l2, value)
     return _small_plan_loss_grad(indptr, indices, <float*>data[0], <float*>data[1],
                                  <float*>data[2], <float*>data[3], <float*>data[4],
-                                 m, n, k, loss, l2, value)
+                                 m, n, k, loss, term, l2, value)
 
 
 def small_plan_loss_grad(indptr, indices, values, Py_ssize_t m, Py_ssize_t n, W, H, int loss,
-                         double l2, Py_ssize_t max_work):
+                         double l2, Py_ssize_t max_work, int entry_loss=ENTRY_SQUARED,
+                         double delta=0.0, weights=None):
     """small_loss_grad for a plan of an (m, n) matrix (CSR arrays, int32 or int64 indices):
     (loss, dW, dH), or None when the inputs need the general path (values, W and H not
     of one float dtype, other layouts, mismatched shapes, more than max_work multiply-adds
-    over the entries, anything to raise about)."""
+    over the entries, anything to raise about). ``weights``: None or the entries', in the
+    plan's order."""
     cdef int type_num, index_num
     cdef Py_ssize_t k
     cdef cnp.npy_intp dims[2]
@@ -887,6 +1016,8 @@ def small_plan_loss_grad(indptr, indices, values, Py_ssize_t m, Py_ssize_t n, W,
     cdef int status
     cdef bint float64
     cdef void* data[5]
+    cdef fastgd_entry_loss settings
+    cdef const fastgd_entry_loss* term
     if type(values) is not cnp.ndarray or type(indptr) is not cnp.ndarray:
         return None
     type_num = cnp.PyArray_TYPE(<cnp.ndarray>values)
@@ -908,6 +1039,12 @@ def small_plan_loss_grad(indptr, indices, values, Py_ssize_t m, Py_ssize_t n, W,
             or cnp.PyArray_DIM(<cnp.ndarray>indices, 0)
             != cnp.PyArray_DIM(<cnp.ndarray>values, 0)):
         return None
+    if weights is not None and not (
+            _plain_array(weights, 1, type_num)
+            and cnp.PyArray_DIM(<cnp.ndarray>weights, 0)
+            == cnp.PyArray_DIM(<cnp.ndarray>values, 0)):
+        return None
+    term = _small_term(&settings, entry_loss, delta, weights)
     dims[0], dims[1] = m, k
     dW = cnp.PyArray_EMPTY(2, dims, type_num, 0)
     dims[0], dims[1] = k, n
@@ -922,11 +1059,11 @@ def small_plan_loss_grad(indptr, indices, values, Py_ssize_t m, Py_ssize_t n, W,
         if index_num == cnp.NPY_INT32:
             status = _small_plan_by_dtype(<int32_t*>cnp.PyArray_DATA(<cnp.ndarray>indptr),
                                           <int32_t*>cnp.PyArray_DATA(<cnp.ndarray>indices),
-                                          float64, data, m, n, k, loss, l2, &value)
+                                          float64, data, m, n, k, loss, term, l2, &value)
         else:
             status = _small_plan_by_dtype(<int64_t*>cnp.PyArray_DATA(<cnp.ndarray>indptr),
                                           <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>indices),
-                                          float64, data, m, n, k, loss, l2, &value)
+                                          float64, data, m, n, k, loss, term, l2, &value)
     if status != 0:
         return None
     return value, dW, dH

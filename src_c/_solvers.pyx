@@ -18,6 +18,7 @@ matters.
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython cimport floating
 from codes cimport (
+    ENTRY_SQUARED,
     OPTIMIZER_ADAGRAD,
     STATUS_CONVERGED,
     STATUS_MAX_ITER,
@@ -32,7 +33,12 @@ from interrupts cimport (
 from libc.math cimport fabs, isfinite
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
-from losses cimport fastgd_loss_value_and_scale
+from losses cimport (
+    fastgd_entry_loss,
+    fastgd_entry_loss_term_f32,
+    fastgd_entry_loss_term_f64,
+    fastgd_loss_value_and_scale,
+)
 from update_loops cimport (
     fastgd_adagrad_f32,
     fastgd_adagrad_f64,
@@ -67,11 +73,13 @@ cdef double _loss_and_gradients(const index_t* indptr, const index_t* indices,
                                 const floating* values, Py_ssize_t m, Py_ssize_t n,
                                 Py_ssize_t k, const floating* W, const floating* HT,
                                 floating* grad_W, floating* grad_HT, int loss_code,
+                                const fastgd_entry_loss* term, double total_weight,
                                 double l2) noexcept nogil:
     """The loss at (W, HT) and, in grad_W and grad_HT, the gradients of its data term
-    (the l2 term's gradient, l2 * p, is added by the update as its weight decay)."""
+    (the l2 term's gradient, l2 * p, is added by the update as its weight decay). term:
+    the entry loss (NULL: squared residuals without weights), over entries of total weight
+    total_weight."""
     cdef Py_ssize_t i, c, j, entry
-    cdef Py_ssize_t count = indptr[m]
     cdef const floating* w_row
     cdef const floating* h_row
     cdef floating* grad_w_row
@@ -93,11 +101,17 @@ cdef double _loss_and_gradients(const index_t* indptr, const index_t* indices,
             for c in range(k):
                 r = r + w_row[c] * h_row[c]
             r = r - values[entry]
-            sse += <double>r * r
+            if term == NULL:
+                sse += <double>r * r
+            elif floating is float:
+                sse += fastgd_entry_loss_term_f32(term, entry, r, &r)
+            else:
+                sse += fastgd_entry_loss_term_f64(term, entry, r, &r)
             for c in range(k):
                 grad_w_row[c] += r * h_row[c]
                 grad_h_row[c] += r * w_row[c]
-    loss = fastgd_loss_value_and_scale(loss_code, sse, count, &scale)
+    loss = fastgd_loss_value_and_scale(loss_code, ENTRY_SQUARED if term == NULL else term.code,
+                                       sse, total_weight, &scale)
     for i in range(m * k):
         grad_W[i] = grad_W[i] * <floating>scale
     for i in range(n * k):
@@ -127,7 +141,9 @@ def run_iterations(const index_t[::1] indptr, const index_t[::1] indices,
                    floating[:, ::1] grad_W, floating[:, ::1] grad_HT, double[::1] history,
                    Py_ssize_t n_steps, int loss_code, double l2, int optimizer, double lr,
                    double eps, int eps_mode, double momentum, bint nesterov,
-                   double lower_bound, double tol):
+                   double lower_bound, double tol, int entry_loss=ENTRY_SQUARED,
+                   double delta=0.0, const floating[::1] weights=None,
+                   double total_weight=-1.0):
     """Up to n_steps steps from (W, HT), in place; returns (steps run, status).
 
     history[0] receives the loss at the starting point and history[s] the loss after
@@ -135,8 +151,10 @@ def run_iterations(const index_t[::1] indptr, const index_t[::1] indices,
     ``|loss_s - loss_(s-1)| <= tol * |loss_(s-1)|`` (STATUS_CONVERGED; tol < 0 never).
     state_W and state_HT hold Adagrad's sums of squares or the momentum buffers (they
     start at 0: a first momentum step then uses the gradient itself, as torch.optim.SGD
-    does); grad_W and grad_HT are scratch. The Python layer has checked every shape
-    and the settings, and that the plan holds at least one entry unless loss is "sse".
+    does); grad_W and grad_HT are scratch. The entry loss (losses.h) is entry_loss with
+    delta, and the entries' weights (None: all 1) in plan order, of total total_weight
+    (< 0: the number of entries). The Python layer has checked every shape and the
+    settings, and that the entries' total weight is positive unless loss is "sse".
     """
     cdef Py_ssize_t m = W.shape[0], k = W.shape[1], n = HT.shape[0], step = 0
     cdef int status = STATUS_MAX_ITER
@@ -152,6 +170,18 @@ def run_iterations(const index_t[::1] indptr, const index_t[::1] indices,
     cdef floating* state_w = &state_W[0, 0] if state_W.size else NULL
     cdef floating* state_ht = &state_HT[0, 0] if state_HT.size else NULL
     cdef fastgd_interrupt interrupt
+    cdef fastgd_entry_loss loss_settings
+    cdef const fastgd_entry_loss* term = NULL
+    if weights is not None and weights.shape[0] != values.shape[0]:
+        raise ValueError(f"weights must have {values.shape[0]} elements; got "
+                         f"{weights.shape[0]}")
+    if entry_loss != ENTRY_SQUARED or weights is not None:
+        loss_settings.code = entry_loss
+        loss_settings.delta = delta
+        loss_settings.weights = &weights[0] if weights is not None and weights.shape[0] else NULL
+        term = &loss_settings
+    if total_weight < 0:
+        total_weight = <double>indptr[m]
     fastgd_updates_follow(_dispatch)
     fastgd_interrupt_init(&interrupt)
     settings.rate = lr
@@ -166,7 +196,7 @@ def run_iterations(const index_t[::1] indptr, const index_t[::1] indices,
     settings.has_state = momentum != 0
     with nogil:
         loss = _loss_and_gradients(&indptr[0], entry_cols, entry_values, m, n, k, w, ht,
-                                   grad_w, grad_ht, loss_code, l2)
+                                   grad_w, grad_ht, loss_code, term, total_weight, l2)
         history[0] = loss
         if not isfinite(loss):
             status = STATUS_NONFINITE
@@ -180,7 +210,7 @@ def run_iterations(const index_t[::1] indptr, const index_t[::1] indices,
                 _step(ht, grad_ht, state_ht, n * k, optimizer, &settings)
             step += 1
             loss = _loss_and_gradients(&indptr[0], entry_cols, entry_values, m, n, k, w, ht,
-                                       grad_w, grad_ht, loss_code, l2)
+                                       grad_w, grad_ht, loss_code, term, total_weight, l2)
             history[step] = loss
             if not isfinite(loss):
                 status = STATUS_NONFINITE

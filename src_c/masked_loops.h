@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "cpu_dispatch.h"
+#include "losses.h"
 
 /* Prefetch every 64-byte line of two rows of `count` elements (of H.T and dH.T, or of W
  * and dW). */
@@ -152,7 +153,7 @@ FASTGD_DEFINE_DOT_VECTORS(fastgd_dot_f32_avx2, FASTGD_TARGET_AVX2, float, __m256
                      const REAL *W, const REAL *HT, REAL *dW, REAL *dHT, ptrdiff_t k,   \
                      ptrdiff_t row_begin, ptrdiff_t row_end, ptrdiff_t col_begin,       \
                      ptrdiff_t col_end, int64_t *cursor, double *row_sums,              \
-                     int separate_segments)
+                     int separate_segments, const fastgd_entry_loss *entry_loss)
 
 /* Column j's row of k elements of REAL from `origin`, the address (as an integer) where
  * column 0's row of the tile's HT or dHT would be: one multiply-add from the index, without
@@ -216,15 +217,31 @@ FASTGD_DEFINE_DOT_VECTORS(fastgd_dot_f32_avx2, FASTGD_TARGET_AVX2, float, __m256
         }                                                                               \
     }
 
+/* The entry loss's fields as constants of a loop (loss_code, loss_delta, loss_weights),
+ * read once: the loop's stores to REAL arrays could otherwise change them. */
+#define FASTGD_ENTRY_LOSS_FIELDS(REAL, entry_loss)                                      \
+    const int loss_code = (entry_loss) != NULL ? (entry_loss)->code : 0;                \
+    const REAL loss_delta = (entry_loss) != NULL ? (REAL)(entry_loss)->delta : 0;       \
+    const REAL *const loss_weights =                                                    \
+        (entry_loss) != NULL ? (const REAL *)(entry_loss)->weights : NULL;
+
 /* For each row i in [row_begin, row_end), the entries e of its segment (above):
- * dW[i] += r_e H.T[j_e], dHT[j_e] += r_e W[i] and row_sums[i] += r_e^2, in entry order,
- * with r_e = W[i] . H.T[j_e] - values[e]; cursor[i] moves past the segment. */
-#define FASTGD_DEFINE_PLAN_SEGMENT(NAME, REAL, INDEX, ATTRIBUTE, DOT)                    \
-    ATTRIBUTE FASTGD_PLAN_SEGMENT_SIGNATURE(NAME, REAL, INDEX)                            \
+ * dW[i] += g_e H.T[j_e], dHT[j_e] += g_e W[i] and row_sums[i] += the entry's loss, in
+ * entry order, with r_e = W[i] . H.T[j_e] - values[e]: without entry_loss, g_e = r_e and
+ * the loss r_e^2; with it, as TERM (fastgd_entry_loss_term, losses.h) gives them. The loop
+ * is compiled once with entry_loss NULL and once with it; cursor[i] moves past the
+ * segment. */
+#define FASTGD_DEFINE_PLAN_SEGMENT(NAME, REAL, INDEX, ATTRIBUTE, DOT, TERM)               \
+    ATTRIBUTE static inline __attribute__((always_inline)) void NAME##_rows(              \
+        const INDEX *indptr, const INDEX *indices, const REAL *values, const REAL *W,     \
+        const REAL *HT, REAL *dW, REAL *dHT, ptrdiff_t k, ptrdiff_t row_begin,            \
+        ptrdiff_t row_end, ptrdiff_t col_begin, ptrdiff_t col_end, int64_t *cursor,       \
+        double *row_sums, int separate_segments, const fastgd_entry_loss *entry_loss)     \
     {                                                                                     \
         const ptrdiff_t last = (ptrdiff_t)indptr[row_end];                                \
         const uintptr_t ht_origin = FASTGD_ROW_ORIGIN(HT, col_begin, k);                  \
         const uintptr_t dht_origin = FASTGD_ROW_ORIGIN(dHT, col_begin, k);                \
+        FASTGD_ENTRY_LOSS_FIELDS(REAL, entry_loss)                                        \
         for (ptrdiff_t i = row_begin; i < row_end; i++) {                                 \
             FASTGD_PREFETCH_ROW_AHEAD(i, row_end, indptr, cursor, indices, values, W, dW, \
                                       HT, dHT, k, col_begin, col_end, separate_segments)  \
@@ -238,7 +255,10 @@ FASTGD_DEFINE_DOT_VECTORS(fastgd_dot_f32_avx2, FASTGD_TARGET_AVX2, float, __m256
                 REAL *restrict dh = FASTGD_ROW_AT(REAL, dht_origin, indices[e], k);       \
                 FASTGD_PREFETCH_AHEAD(separate_segments, e, last, indices, REAL, ht_origin, \
                                       dht_origin, k, col_begin, col_end)                  \
-                const REAL r = DOT(w, h, k) - values[e];                                  \
+                REAL r = DOT(w, h, k) - values[e];                                        \
+                if (entry_loss != NULL)                                                   \
+                    sum += TERM##_at(loss_code, loss_delta, loss_weights, e, r, &r);      \
+                else                                                                      \
                 sum += (double)r * (double)r;                                             \
                 for (ptrdiff_t c = 0; c < k; c++) {                                       \
                     dw[c] += r * h[c];                                                    \
@@ -248,19 +268,33 @@ FASTGD_DEFINE_DOT_VECTORS(fastgd_dot_f32_avx2, FASTGD_TARGET_AVX2, float, __m256
             cursor[i] = e;                                                                \
             row_sums[i] = sum;                                                            \
         }                                                                                 \
+    }                                                                                     \
+    ATTRIBUTE FASTGD_PLAN_SEGMENT_SIGNATURE(NAME, REAL, INDEX)                            \
+    {                                                                                     \
+        if (entry_loss != NULL)                                                           \
+            NAME##_rows(indptr, indices, values, W, HT, dW, dHT, k, row_begin, row_end,   \
+                        col_begin, col_end, cursor, row_sums, separate_segments,          \
+                        entry_loss);                                                      \
+        else                                                                              \
+            NAME##_rows(indptr, indices, values, W, HT, dW, dHT, k, row_begin, row_end,   \
+                        col_begin, col_end, cursor, row_sums, separate_segments, NULL);   \
     }
 
 /* The four segment loops (float32/float64, int32/int64 indices) named ..._SUFFIX, with
  * the dot products fastgd_dot_f32_DOT and fastgd_dot_f64_DOT. */
 #define FASTGD_DEFINE_PLAN_SEGMENTS(SUFFIX, ATTRIBUTE, DOT)                              \
     FASTGD_DEFINE_PLAN_SEGMENT(fastgd_plan_segment_f32_i32_##SUFFIX, float, int32_t,     \
-                               ATTRIBUTE, fastgd_dot_f32_##DOT)                          \
+                               ATTRIBUTE, fastgd_dot_f32_##DOT,                          \
+                               fastgd_entry_loss_term_f32)                               \
     FASTGD_DEFINE_PLAN_SEGMENT(fastgd_plan_segment_f32_i64_##SUFFIX, float, int64_t,     \
-                               ATTRIBUTE, fastgd_dot_f32_##DOT)                          \
+                               ATTRIBUTE, fastgd_dot_f32_##DOT,                          \
+                               fastgd_entry_loss_term_f32)                               \
     FASTGD_DEFINE_PLAN_SEGMENT(fastgd_plan_segment_f64_i32_##SUFFIX, double, int32_t,    \
-                               ATTRIBUTE, fastgd_dot_f64_##DOT)                          \
+                               ATTRIBUTE, fastgd_dot_f64_##DOT,                          \
+                               fastgd_entry_loss_term_f64)                               \
     FASTGD_DEFINE_PLAN_SEGMENT(fastgd_plan_segment_f64_i64_##SUFFIX, double, int64_t,    \
-                               ATTRIBUTE, fastgd_dot_f64_##DOT)
+                               ATTRIBUTE, fastgd_dot_f64_##DOT,                          \
+                               fastgd_entry_loss_term_f64)
 FASTGD_DEFINE_PLAN_SEGMENTS(array, , array)
 FASTGD_DEFINE_PLAN_SEGMENTS(base, , base)
 #if FASTGD_X86_DISPATCH
@@ -310,19 +344,23 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
  * element of rv0 and rv1; FIRST(rv) is a register's first element. The entries are taken
  * two at a time (their dot products overlap, and at AVX-512 their lanes are added up in
  * one register); their r^2, dW and dH.T updates are still made in entry order, so the
- * results do not change. */
+ * results do not change. With an entry loss, TERM##_value (losses.h) gives each entry's
+ * loss and the registers take its gradient factor, TERM##_factor's operations by MIN and
+ * MAX (Huber's clip) and MUL (the weight): the same bits as the loops above. */
 #define FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, TARGET, REAL, INDEX, K, VEC, VW, LOAD, STORE,  \
-                                         ADD, MUL, BROADCAST, FIRST, DOT, DOT_PAIR)           \
+                                         ADD, MUL, BROADCAST, FIRST, DOT, DOT_PAIR, TERM,     \
+                                         MIN, MAX)                                            \
     TARGET static inline __attribute__((always_inline)) void NAME##_rows(                     \
         const INDEX *indptr, const INDEX *indices, const REAL *values, const REAL *W,         \
         const REAL *HT, REAL *dW, REAL *dHT, ptrdiff_t row_begin, ptrdiff_t row_end,          \
         ptrdiff_t col_begin, ptrdiff_t col_end, int64_t *cursor, double *row_sums,            \
-        const int separate_segments)                                                          \
+        const int separate_segments, const fastgd_entry_loss *entry_loss)                     \
     {                                                                                         \
         enum { BLOCKS = (K) / (VW) };                                                         \
         const ptrdiff_t last = (ptrdiff_t)indptr[row_end];                                    \
         const uintptr_t ht_origin = FASTGD_ROW_ORIGIN(HT, col_begin, (K));                    \
         const uintptr_t dht_origin = FASTGD_ROW_ORIGIN(dHT, col_begin, (K));                  \
+        FASTGD_ENTRY_LOSS_FIELDS(REAL, entry_loss)                                            \
         for (ptrdiff_t i = row_begin; i < row_end; i++) {                                     \
             FASTGD_PREFETCH_ROW_AHEAD(i, row_end, indptr, cursor, indices, values, W, dW,     \
                                       HT, dHT, (K), col_begin, col_end, separate_segments)    \
@@ -353,9 +391,24 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
                     if (next)                                                                 \
                         FASTGD_PAIR_RESIDUALS(REAL, (K), DOT_PAIR, e + 2, g0, g1, dg0, dg1,   \
                                               sv0, sv1);                                      \
+                    if (entry_loss != NULL) {                                                 \
+                        sum += TERM##_value(loss_code, loss_delta, loss_weights, e, FIRST(rv0)); \
+                        sum += TERM##_value(loss_code, loss_delta, loss_weights, e + 1,       \
+                                            FIRST(rv1));                                      \
+                        /* TERM##_factor in registers: the same clip, the same product. */    \
+                        if (loss_code == FASTGD_ENTRY_HUBER) {                                \
+                            rv0 = MIN(MAX(rv0, BROADCAST(-loss_delta)), BROADCAST(loss_delta)); \
+                            rv1 = MIN(MAX(rv1, BROADCAST(-loss_delta)), BROADCAST(loss_delta)); \
+                        }                                                                     \
+                        if (loss_weights != NULL) {                                           \
+                            rv0 = MUL(rv0, BROADCAST(loss_weights[e]));                       \
+                            rv1 = MUL(rv1, BROADCAST(loss_weights[e + 1]));                   \
+                        }                                                                     \
+                    } else {                                                                  \
                     const double r0 = (double)FIRST(rv0), r1 = (double)FIRST(rv1);            \
                     sum += r0 * r0;                                                           \
                     sum += r1 * r1;                                                           \
+                    }                                                                         \
                     FASTGD_UPDATE_ROWS(VW, LOAD, STORE, ADD, MUL, BLOCKS, rv0, w, dw, h0,     \
                                        dh0)                                                   \
                     FASTGD_UPDATE_ROWS(VW, LOAD, STORE, ADD, MUL, BLOCKS, rv1, w, dw, h1,     \
@@ -374,7 +427,10 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
                 REAL *dh = FASTGD_ROW_AT(REAL, dht_origin, indices[e], (K));                  \
                 FASTGD_PREFETCH_AHEAD(separate_segments, e, last, indices, REAL, ht_origin,   \
                                       dht_origin, (K), col_begin, col_end)                    \
-                const REAL r = DOT(w, h, BLOCKS) - values[e];                                 \
+                REAL r = DOT(w, h, BLOCKS) - values[e];                                       \
+                if (entry_loss != NULL)                                                       \
+                    sum += TERM##_at(loss_code, loss_delta, loss_weights, e, r, &r);          \
+                else                                                                          \
                 sum += (double)r * (double)r;                                                 \
                 const VEC rv = BROADCAST(r);                                                  \
                 FASTGD_UPDATE_ROWS(VW, LOAD, STORE, ADD, MUL, BLOCKS, rv, w, dw, h, dh)       \
@@ -385,20 +441,27 @@ FASTGD_DEFINE_PLAN_SEGMENTS(avx2_any, FASTGD_TARGET_AVX2, avx2)
             row_sums[i] = sum;                                                                \
         }                                                                                     \
     }                                                                                         \
-    /* The loop compiled twice, for separate_segments 0 and 1: without separate segments,     \
-     * no entry's column needs checking against the tile. */                                  \
+    /* The loop compiled four times, for separate_segments 0 and 1, with and without an       \
+     * entry loss: without separate segments, no entry's column needs checking against the    \
+     * tile, and without an entry loss the residuals go unchanged into the updates. */        \
     TARGET static void NAME(const INDEX *indptr, const INDEX *indices, const REAL *values,    \
                             const REAL *W, const REAL *HT, REAL *dW, REAL *dHT,               \
                             ptrdiff_t row_begin, ptrdiff_t row_end, ptrdiff_t col_begin,      \
                             ptrdiff_t col_end, int64_t *cursor, double *row_sums,             \
-                            int separate_segments)                                            \
+                            int separate_segments, const fastgd_entry_loss *entry_loss)       \
     {                                                                                         \
-        if (separate_segments)                                                                \
+        if (entry_loss != NULL && separate_segments)                                          \
             NAME##_rows(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end,          \
-                        col_begin, col_end, cursor, row_sums, 1);                             \
+                        col_begin, col_end, cursor, row_sums, 1, entry_loss);                 \
+        else if (entry_loss != NULL)                                                          \
+            NAME##_rows(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end,          \
+                        col_begin, col_end, cursor, row_sums, 0, entry_loss);                 \
+        else if (separate_segments)                                                           \
+            NAME##_rows(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end,          \
+                        col_begin, col_end, cursor, row_sums, 1, NULL);                       \
         else                                                                                  \
             NAME##_rows(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end,          \
-                        col_begin, col_end, cursor, row_sums, 0);                             \
+                        col_begin, col_end, cursor, row_sums, 0, NULL);                       \
     }
 
 /* FASTGD_LANE_SUM_F64 of eight lanes in registers: ((l0 + l1) + (l2 + l3)) +
@@ -531,23 +594,31 @@ FASTGD_TARGET_AVX512 static inline float fastgd_lane_sum_f32x16(__m512 lanes)
     FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, FASTGD_TARGET_AVX2, double, INDEX, K, __m256d, 4,  \
                                      _mm256_loadu_pd, _mm256_storeu_pd, _mm256_add_pd,        \
                                      _mm256_mul_pd, _mm256_set1_pd, _mm256_cvtsd_f64,         \
-                                     FASTGD_DOT_AVX2_F64, FASTGD_RESIDUAL_PAIR_AVX2_F64)
+                                     FASTGD_DOT_AVX2_F64, FASTGD_RESIDUAL_PAIR_AVX2_F64,      \
+                                     fastgd_entry_loss_term_f64, _mm256_min_pd,               \
+                                     _mm256_max_pd)
 #define FASTGD_DEFINE_PLAN_SEGMENT_AVX2_F32(NAME, INDEX, K)                                   \
     FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, FASTGD_TARGET_AVX2, float, INDEX, K, __m256, 8,    \
                                      _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps,        \
                                      _mm256_mul_ps, _mm256_set1_ps, _mm256_cvtss_f32,         \
-                                     FASTGD_DOT_AVX2_F32, FASTGD_RESIDUAL_PAIR_AVX2_F32)
+                                     FASTGD_DOT_AVX2_F32, FASTGD_RESIDUAL_PAIR_AVX2_F32,      \
+                                     fastgd_entry_loss_term_f32, _mm256_min_ps,               \
+                                     _mm256_max_ps)
 /* AVX-512: one register holds float64's eight lanes, or float32's sixteen. */
 #define FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F64(NAME, INDEX, K)                                 \
     FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, FASTGD_TARGET_AVX512, double, INDEX, K, __m512d,   \
                                      8, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_add_pd,     \
                                      _mm512_mul_pd, _mm512_set1_pd, _mm512_cvtsd_f64,         \
-                                     FASTGD_DOT_AVX512_F64, FASTGD_RESIDUAL_PAIR_AVX512_F64)
+                                     FASTGD_DOT_AVX512_F64, FASTGD_RESIDUAL_PAIR_AVX512_F64,  \
+                                     fastgd_entry_loss_term_f64, _mm512_min_pd,               \
+                                     _mm512_max_pd)
 #define FASTGD_DEFINE_PLAN_SEGMENT_AVX512_F32(NAME, INDEX, K)                                 \
     FASTGD_DEFINE_PLAN_SEGMENT_FIXED(NAME, FASTGD_TARGET_AVX512, float, INDEX, K, __m512, 16, \
                                      _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps,        \
                                      _mm512_mul_ps, _mm512_set1_ps, _mm512_cvtss_f32,         \
-                                     FASTGD_DOT_AVX512_F32, FASTGD_RESIDUAL_PAIR_AVX512_F32)
+                                     FASTGD_DOT_AVX512_F32, FASTGD_RESIDUAL_PAIR_AVX512_F32,  \
+                                     fastgd_entry_loss_term_f32, _mm512_min_ps,               \
+                                     _mm512_max_ps)
 
 /* The segment loop for rank k: a fixed-rank one for 16, 32 and 64, the general AVX2 one
  * (ANY) otherwise. */
@@ -560,19 +631,19 @@ FASTGD_TARGET_AVX512 static inline float fastgd_lane_sum_f32x16(__m512 lanes)
         switch (k) {                                                                          \
         case 16:                                                                              \
             NAME##_k16(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end,           \
-                       col_begin, col_end, cursor, row_sums, separate_segments);              \
+                       col_begin, col_end, cursor, row_sums, separate_segments, entry_loss);  \
             return;                                                                           \
         case 32:                                                                              \
             NAME##_k32(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end,           \
-                       col_begin, col_end, cursor, row_sums, separate_segments);              \
+                       col_begin, col_end, cursor, row_sums, separate_segments, entry_loss);  \
             return;                                                                           \
         case 64:                                                                              \
             NAME##_k64(indptr, indices, values, W, HT, dW, dHT, row_begin, row_end,           \
-                       col_begin, col_end, cursor, row_sums, separate_segments);              \
+                       col_begin, col_end, cursor, row_sums, separate_segments, entry_loss);  \
             return;                                                                           \
         default:                                                                              \
             ANY(indptr, indices, values, W, HT, dW, dHT, k, row_begin, row_end, col_begin,    \
-                col_end, cursor, row_sums, separate_segments);                                \
+                col_end, cursor, row_sums, separate_segments, entry_loss);                    \
         }                                                                                     \
     }
 
@@ -626,7 +697,8 @@ static int fastgd_masked_select_simd(int asked)
     FASTGD_PLAN_SEGMENT_SIGNATURE(NAME, REAL, INDEX)                                        \
     {                                                                                       \
         FASTGD_DISPATCH(NAME, indptr, indices, values, W, HT, dW, dHT, k, row_begin,        \
-                        row_end, col_begin, col_end, cursor, row_sums, separate_segments);  \
+                        row_end, col_begin, col_end, cursor, row_sums, separate_segments,   \
+                        entry_loss);                                                        \
     }
 
 FASTGD_DEFINE_PLAN_SEGMENT_DISPATCH(fastgd_plan_segment_f32_i32, float, int32_t)
@@ -845,6 +917,41 @@ FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f32_avx512, FASTGD_TARGET_AVX512,
 FASTGD_DEFINE_RESIDUAL_ROW(fastgd_residual_row_f64_avx512, FASTGD_TARGET_AVX512, double,
                            uint64_t)
 #endif
+/* The dense path's pass with an entry loss (losses.h; its weights, if any, are this row's,
+ * element b for a_row[b]): t_row[b] = g, the entry loss's gradient factor at the residual
+ * t_row[b] - a_row[b], where the entry is observed, +0 elsewhere; adds the observed
+ * entries to *observed and returns the sum of their losses in double, in order. */
+#define FASTGD_DEFINE_LOSS_ROW(NAME, TARGET, REAL, TERM)                                \
+    TARGET static double NAME(REAL *restrict t_row, const REAL *restrict a_row,         \
+                              const unsigned char *restrict m_row, ptrdiff_t cols,      \
+                              const fastgd_entry_loss *entry_loss, int64_t *observed)   \
+    {                                                                                   \
+        int64_t count = 0;                                                              \
+        double sum = 0;                                                                 \
+        for (ptrdiff_t b = 0; b < cols; b++) {                                          \
+            const REAL value = a_row[b];                                                \
+            REAL g = 0;                                                                 \
+            if (m_row != NULL ? m_row[b] != 0 : value == value) {                       \
+                sum += TERM(entry_loss, b, t_row[b] - value, &g);                       \
+                count++;                                                                \
+            }                                                                           \
+            t_row[b] = g;                                                               \
+        }                                                                               \
+        *observed += count;                                                             \
+        return sum;                                                                     \
+    }
+FASTGD_DEFINE_LOSS_ROW(fastgd_loss_row_f32_baseline, , float, fastgd_entry_loss_term_f32)
+FASTGD_DEFINE_LOSS_ROW(fastgd_loss_row_f64_baseline, , double, fastgd_entry_loss_term_f64)
+#if FASTGD_X86_DISPATCH
+FASTGD_DEFINE_LOSS_ROW(fastgd_loss_row_f32_avx2, FASTGD_TARGET_AVX2, float,
+                       fastgd_entry_loss_term_f32)
+FASTGD_DEFINE_LOSS_ROW(fastgd_loss_row_f64_avx2, FASTGD_TARGET_AVX2, double,
+                       fastgd_entry_loss_term_f64)
+FASTGD_DEFINE_LOSS_ROW(fastgd_loss_row_f32_avx512, FASTGD_TARGET_AVX512, float,
+                       fastgd_entry_loss_term_f32)
+FASTGD_DEFINE_LOSS_ROW(fastgd_loss_row_f64_avx512, FASTGD_TARGET_AVX512, double,
+                       fastgd_entry_loss_term_f64)
+#endif
 #define FASTGD_DENSE_DISPATCH(NAME, ...)                                                \
     FASTGD_LEVEL_CALL(fastgd_masked_simd, NAME, __VA_ARGS__)
 
@@ -859,6 +966,23 @@ static inline double fastgd_residual_row_f64(double *t_row, const double *a_row,
                                              int64_t *observed)
 {
     return FASTGD_DENSE_DISPATCH(fastgd_residual_row_f64, t_row, a_row, m_row, cols, observed);
+}
+
+static inline double fastgd_loss_row_f32(float *t_row, const float *a_row,
+                                         const unsigned char *m_row, ptrdiff_t cols,
+                                         const fastgd_entry_loss *entry_loss,
+                                         int64_t *observed)
+{
+    return FASTGD_DENSE_DISPATCH(fastgd_loss_row_f32, t_row, a_row, m_row, cols, entry_loss,
+                                 observed);
+}
+static inline double fastgd_loss_row_f64(double *t_row, const double *a_row,
+                                         const unsigned char *m_row, ptrdiff_t cols,
+                                         const fastgd_entry_loss *entry_loss,
+                                         int64_t *observed)
+{
+    return FASTGD_DENSE_DISPATCH(fastgd_loss_row_f64, t_row, a_row, m_row, cols, entry_loss,
+                                 observed);
 }
 
 #endif

@@ -16,7 +16,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import fastgd
 from fastgd import demo
-from fastgd.benchmarks import adam, factorize, masked, sqeuclidean, updates
+from fastgd.benchmarks import adam, factorize, losses, masked, sqeuclidean, updates
 
 # The library each optional peer needs; every other peer must always be there.
 OPTIONAL_PEERS = {
@@ -25,6 +25,7 @@ OPTIONAL_PEERS = {
     "autograd tutorial": "autograd",
     "torch fused": "torch",
     "torch for-loop": "torch",
+    "torch autograd": "torch",
 }
 LARGEST_CASES = {"4000x4000x256 float64", "4000x4000x256 float32", "1e7 float64"}
 
@@ -194,3 +195,23 @@ def test_the_numpy_loop_projects_like_factorize():
     assert np.abs(unprojected.W - result.W).max() > 0.1  # the projection matters here
     assert_allclose(W, result.W, rtol=0, atol=1e-12)
     assert_allclose(H, result.H, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", _cases(losses))
+def test_loss_peers_compute_fastgds_loss(case):
+    """Every peer of the Huber and weighted cases computes the same loss and gradients as
+    fastgd's call; the squared call, the yardstick, computes the squared loss on the same
+    plan."""
+    functions = _peers(losses, case)
+    expected = functions.pop("fastgd plan")()
+    squared = functions.pop("fastgd squared")()
+    m, n, k, fraction, _ = losses.CASES[case]
+    rows, cols, values, W, H = masked.make_problem(m, n, k, fraction, np.float64)
+    plan = fastgd.observed((rows, cols, values, (m, n)))
+    with fastgd.use_backend("numpy"):
+        assert_allclose(squared[0], fastgd.masked_loss_grad(plan, W, H)[0], rtol=1e-10)
+    for name, function in functions.items():
+        got = function()
+        assert_allclose(got[0], expected[0], rtol=1e-10, err_msg=name)
+        for a, b in zip(got[1:], expected[1:], strict=True):
+            assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)

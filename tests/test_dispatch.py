@@ -484,7 +484,7 @@ def test_plan_column_tiles_change_no_bit(rng, float_dtype, k, index_dtype, n_par
             dW = np.full((m, k), np.nan, dtype=float_dtype)  # every row must be written
             dH = np.full((k, n), np.nan, dtype=float_dtype)  # and every column of dH
             if tile_cols < 0:
-                tile_starts, tiled_indices, tiled_values = layouts[-tile_cols]
+                tile_starts, tiled_indices, tiled_values, _ = layouts[-tile_cols]
                 sse = kernel(indptr, tiled_indices, tiled_values, W, H, dW, dH, n_threads,
                              n_parts, -tile_cols, 1.0, tile_starts)
             else:

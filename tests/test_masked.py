@@ -354,7 +354,8 @@ def test_a_plan_used_again_keeps_its_entries_in_tiles(monkeypatch, float_dtype, 
         assert again[0] == first[0]
         assert_array_equal(again[1], first[1])
         assert_array_equal(again[2], first[2])
-    key, tile_starts, indices, values = plan._tiled
+    key, tile_starts, indices, values, weights = plan._tiled
+    assert weights is None  # an unweighted plan
     assert key == (tile_cols, np.dtype(float_dtype))
     # The layout against a sort by (tile, row, column).
     rows, cols = plan.rows, plan.indices

@@ -11,16 +11,51 @@ from fastgd import _codes
 # ``n_threads`` and ``n_parts`` are accepted for the common signature and ignored.
 
 
-def loss_value_and_scale(loss_code, sse, count):
-    """The loss from the sum of squared residuals over ``count`` observed entries, and the
-    factor that turns the residual-weighted sums into its gradient: the twin of
-    src_c/losses.h's fastgd_loss_value_and_scale, operation for operation."""
+SQUARED = _codes.code_of(_codes.ENTRY_LOSSES, "squared")
+HUBER = _codes.code_of(_codes.ENTRY_LOSSES, "huber")
+
+
+def loss_value_and_scale(loss_code, entry_loss, total, total_weight):
+    """The loss from the sum of the entry losses over entries of total weight
+    ``total_weight``, and the factor that turns the gradient-factor-weighted sums into
+    its gradient: the twin of src_c/losses.h's fastgd_loss_value_and_scale, operation for
+    operation."""
+    derivative = 2.0 if entry_loss == SQUARED else 1.0
     if loss_code == _codes.code_of(_codes.LOSSES, "sse"):
-        return sse, 2.0
+        return total, derivative
     if loss_code == _codes.code_of(_codes.LOSSES, "mse"):
-        return sse / count, 2.0 / count
-    root = math.sqrt(sse / count)
-    return root, (1.0 / (count * root) if root > 0 else 0.0)
+        return total / total_weight, derivative / total_weight
+    root = math.sqrt(total / total_weight)
+    return root, (1.0 / (total_weight * root) if root > 0 else 0.0)
+
+
+def entry_loss_terms(entry_loss, delta, r, weights=None):
+    """The entry losses at residuals ``r`` (float64) and their gradient factors (in r's
+    dtype): the twin of src_c/losses.h's fastgd_entry_loss_term, element by element."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        if entry_loss == HUBER:
+            limit = r.dtype.type(delta)
+            size = np.abs(r.astype(np.float64))
+            inside = size <= float(limit)
+            values = np.where(inside, 0.5 * (r.astype(np.float64) ** 2),
+                              float(limit) * (size - 0.5 * float(limit)))
+            factors = np.where(inside, r, np.where(r < 0, -limit, limit)).astype(r.dtype)
+        else:
+            values = r.astype(np.float64) ** 2
+            factors = r.copy()
+        if weights is not None:
+            values = values * weights.astype(np.float64)
+            factors = (factors * weights).astype(r.dtype, copy=False)
+    return values, factors
+
+
+def _gradient_factors(r, entry_loss, delta, weights):
+    """(sum of the entry losses, the gradient factors) at residuals r; plain squared
+    residuals without weights keep the sum of squares of r and r itself."""
+    if entry_loss == SQUARED and weights is None:
+        return sum_of_squares(r), r
+    values, factors = entry_loss_terms(entry_loss, delta, r, weights)
+    return float(np.sum(values)), factors
 
 
 def _observed(A, mask):
@@ -61,14 +96,19 @@ def dense_residual(A, mask, W, H, out, n_threads):
     return sum_of_squares(out)
 
 
-def dense_loss_grad(A, mask, W, H, dW, dH, n_threads, n_parts):
-    """dW = R @ H.T and dH = W.T @ R for the masked residual R; returns (sum of r^2,
-    number of observed entries)."""
+def dense_loss_grad(A, mask, W, H, dW, dH, n_threads, n_parts, entry_loss=SQUARED,
+                    delta=0.0, weights=None):
+    """dW = G @ H.T and dH = W.T @ G for the entry losses' gradient factors G at the masked
+    residual (the residual itself for squared ones without weights, like A); returns
+    (sum of the entry losses, number of observed entries)."""
     R, count = _dense_residuals(A, mask, W, H)
+    if weights is not None:
+        weights = np.where(_observed(A, mask), weights, 0).astype(A.dtype, copy=False)
+    total, G = _gradient_factors(R, entry_loss, delta, weights)
     with np.errstate(invalid="ignore", over="ignore"):
-        dW[...] = R @ H.T
-        dH[...] = W.T @ R
-    return sum_of_squares(R), count
+        dW[...] = G @ H.T
+        dH[...] = W.T @ G
+    return total, count
 
 
 def _plan_rows(indptr):
@@ -93,9 +133,11 @@ def plan_residual(indptr, indices, values, W, HT, out, n_threads):
 
 
 def plan_loss_grad(indptr, indices, values, W, H, dW, dH, n_threads, n_parts, tile_cols=0,
-                   scale=1.0, tile_starts=None):
-    """dW = scale * (R @ H.T) and dH = scale * (W.T @ R) for the plan's residuals R (each
-    sum rounded, then scaled in the gradients' dtype); returns the sum of r^2. With
+                   scale=1.0, tile_starts=None, entry_loss=SQUARED, delta=0.0, weights=None):
+    """dW = scale * (G @ H.T) and dH = scale * (W.T @ G) for the gradient factors G of the
+    plan's entry losses (its residuals for squared ones without weights; each sum
+    rounded, then scaled in the gradients' dtype); returns the sum of the entry losses
+    (weights: the entries', in the order of values). With
     tile_starts, indices and values hold the entries tile by tile (tile t's of row i from
     tile_starts[t * m + i] on). (n_threads, n_parts and tile_cols only arrange the
     compiled kernel's work.)"""
@@ -110,7 +152,9 @@ def plan_loss_grad(indptr, indices, values, W, H, dW, dH, n_threads, n_parts, ti
         # Back to the plan's order (by row, then column): the sums of its own layout.
         order = np.lexsort((indices, _tiled_rows(m, tile_starts)))
         indices, values = indices[order], values[order]
+        weights = None if weights is None else weights[order]
     r, rows = _plan_residuals(indptr, indices, values, W, HT)
+    total, r = _gradient_factors(r, entry_loss, delta, weights)
     dW[...] = 0
     dHT = np.zeros((HT.shape[0], W.shape[1]), dtype=dW.dtype)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -120,4 +164,4 @@ def plan_loss_grad(indptr, indices, values, W, H, dW, dH, n_threads, n_parts, ti
     if scale != 1:
         dW *= dW.dtype.type(scale)
         dH *= dH.dtype.type(scale)
-    return sum_of_squares(r)
+    return total
