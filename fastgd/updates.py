@@ -177,9 +177,9 @@ def _step(value):
     return int(value)
 
 
-# The fast paths (_updates.adagrad_fast, _updates.sgd_fast) run the common case of an
-# update entirely in C; they resolve n_threads as _threads does, from the counts that
-# _threads.share_thread_counts gives them when the compiled modules load.
+# The fast paths (_updates.adagrad_fast, sgd_fast, adam_fast, rmsprop_fast) run the
+# common case of an update entirely in C; they resolve n_threads as _threads does, from
+# the counts that _threads.share_thread_counts gives them when the compiled modules load.
 
 
 def adagrad_update(params: Arrays, grads: ArraysLike, accums: Arrays, *, lr: float = 0.01,
@@ -699,6 +699,12 @@ def adam_update(params: Arrays, grads: ArraysLike, exp_avgs: Arrays, exp_avg_sqs
     >>> p.round(6)
     array([ 0.9, -1.9])
     """
+    fast_path = _backend.updates_fast_path
+    if fast_path is not None and fast_path.adam_fast(
+            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, betas, eps,
+            weight_decay, decoupled_weight_decay, amsgrad, maximize, step, lower_bound,
+            n_threads, PARALLEL_MIN_ELEMENTS):
+        return
     _adam_general(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, betas, eps,
                   weight_decay, decoupled_weight_decay, amsgrad, maximize, step, lower_bound,
                   n_threads)
@@ -783,6 +789,12 @@ def rmsprop_update(params: Arrays, grads: ArraysLike, square_avgs: Arrays,
     >>> p.round(6)
     array([ 0.98, -1.98])
     """
+    fast_path = _backend.updates_fast_path
+    if fast_path is not None and fast_path.rmsprop_fast(
+            params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
+            weight_decay, momentum, centered, maximize, lower_bound, n_threads,
+            PARALLEL_MIN_ELEMENTS):
+        return
     _rmsprop_general(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
                      weight_decay, momentum, centered, maximize, lower_bound, n_threads)
 
@@ -905,10 +917,18 @@ class Adam(_StatesOptimizer):
     def step(self, grads: ArraysLike) -> None:
         """Apply one update with the gradients ``grads`` (one per parameter)."""
         s = self.settings
-        _adam_general(self.params, grads, self.exp_avgs, self.exp_avg_sqs,
-                      self.max_exp_avg_sqs, s["lr"], s["betas"], s["eps"], s["weight_decay"],
-                      s["decoupled_weight_decay"], s["amsgrad"], s["maximize"],
-                      self.step_count + 1, s["lower_bound"], self.n_threads, self._steps)
+        fast_path = _backend.updates_fast_path
+        # step=None: the fast path takes the step after the counted ones from the counter.
+        if fast_path is None or not fast_path.adam_fast(
+                self.params, grads, self.exp_avgs, self.exp_avg_sqs, self.max_exp_avg_sqs,
+                s["lr"], s["betas"], s["eps"], s["weight_decay"],
+                s["decoupled_weight_decay"], s["amsgrad"], s["maximize"], None,
+                s["lower_bound"], self.n_threads, PARALLEL_MIN_ELEMENTS, self._steps):
+            _adam_general(self.params, grads, self.exp_avgs, self.exp_avg_sqs,
+                          self.max_exp_avg_sqs, s["lr"], s["betas"], s["eps"],
+                          s["weight_decay"], s["decoupled_weight_decay"], s["amsgrad"],
+                          s["maximize"], self.step_count + 1, s["lower_bound"],
+                          self.n_threads, self._steps)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (the moments are copied in place); all
@@ -1003,10 +1023,16 @@ class RMSprop(_StatesOptimizer):
     def step(self, grads: ArraysLike) -> None:
         """Apply one update with the gradients ``grads`` (one per parameter)."""
         s = self.settings
-        _rmsprop_general(self.params, grads, self.square_avgs, self.momentum_buffers,
-                         self.grad_avgs, s["lr"], s["alpha"], s["eps"], s["weight_decay"],
-                         s["momentum"], s["centered"], s["maximize"], s["lower_bound"],
-                         self.n_threads, self._steps)
+        fast_path = _backend.updates_fast_path
+        if fast_path is None or not fast_path.rmsprop_fast(
+                self.params, grads, self.square_avgs, self.momentum_buffers, self.grad_avgs,
+                s["lr"], s["alpha"], s["eps"], s["weight_decay"], s["momentum"],
+                s["centered"], s["maximize"], s["lower_bound"], self.n_threads,
+                PARALLEL_MIN_ELEMENTS, self._steps):
+            _rmsprop_general(self.params, grads, self.square_avgs, self.momentum_buffers,
+                             self.grad_avgs, s["lr"], s["alpha"], s["eps"],
+                             s["weight_decay"], s["momentum"], s["centered"], s["maximize"],
+                             s["lower_bound"], self.n_threads, self._steps)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (the buffers are copied in place); all

@@ -390,6 +390,8 @@ cdef enum:
     INSERTION_SORT_MAX = 48
     # Up to this many arrays per call, the fast path's bookkeeping lives on the stack.
     STACK_ARRAYS = 16
+    # The byte ranges of one array's update: its parameter, gradient and up to 3 states.
+    MAX_RANGES_PER_ARRAY = 5
     # The radix sort's digits: at most 11 bits of an address (the counts of a pass, 8 KiB,
     # stay in L1), fewer for fewer ranges.
     RADIX_BITS_MAX = 11
@@ -629,14 +631,28 @@ cdef inline Py_ssize_t _size(cnp.ndarray a) noexcept:
     return size
 
 
-cdef bint _fast_run(object params, object grads, object states, bint adagrad,
+cdef inline object _as_tuple(object values, Py_ssize_t n):
+    """A list or tuple of n items as a tuple (which holds a reference to each while the GIL
+    is released, so that another thread emptying the list cannot free an array being
+    written); None for anything else."""
+    if (type(values) is not list and type(values) is not tuple) or len(values) != n:
+        return None
+    return tuple(values)
+
+
+cdef bint _fast_run(object params, object grads, object states, int kind,
                     UpdateSettings* settings, int n_threads,
-                    Py_ssize_t parallel_min_elements):
-    """Gather and check the arrays in C and run the update; False (nothing modified)
-    when an argument needs the Python layer."""
+                    Py_ssize_t parallel_min_elements, object states1=None,
+                    object states2=None):
+    """Gather and check the arrays in C and run the update of ``kind`` with up to three
+    state lists (None where unused, as ArraySlice's state, state1, state2); False (nothing
+    modified) when an argument needs the Python layer."""
     cdef bint single = cnp.PyArray_CheckExact(params)
-    cdef bint has_states = states is not None
-    cdef Py_ssize_t n, k, n_ranges, nbytes
+    cdef object state_lists = [states, states1, states2]
+    cdef bint present[3]
+    cdef char* state_data[3]
+    cdef int slot, n_states = 0
+    cdef Py_ssize_t n, k, n_ranges, nbytes, ranges_per_array
     cdef object param, grad, state
     cdef ArraySlice* slices
     cdef Py_ssize_t* offsets
@@ -644,33 +660,35 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
     cdef uint32_t* counts = NULL
     cdef ArraySlice stack_slices[STACK_ARRAYS + 1]
     cdef Py_ssize_t stack_offsets[STACK_ARRAYS + 1]
-    cdef ByteRange stack_ranges[6 * STACK_ARRAYS + 2]
+    cdef ByteRange stack_ranges[2 * MAX_RANGES_PER_ARRAY * STACK_ARRAYS + 2]
     cdef bint on_heap
     cdef bint ok = True
+    for slot in range(3):
+        present[slot] = state_lists[slot] is not None
+        n_states += present[slot]
+    ranges_per_array = 2 + n_states
     if single:
         n = 1
     elif type(params) is list or type(params) is tuple:
-        # Tuples of the caller's lists: they hold a reference to every array while the
-        # GIL is released, so that another thread emptying a list cannot free an array
-        # being written.
         params = tuple(params)
         n = len(params)
-        if (type(grads) is not list and type(grads) is not tuple) or len(grads) != n:
+        grads = _as_tuple(grads, n)
+        if grads is None:
             return False
-        grads = tuple(grads)
-        if has_states:
-            if (type(states) is not list and type(states) is not tuple) or len(states) != n:
-                return False
-            states = tuple(states)
+        for slot in range(3):
+            if present[slot]:
+                state_lists[slot] = _as_tuple(state_lists[slot], n)
+                if state_lists[slot] is None:
+                    return False
     else:
         return False
-    # 3 ranges per triple, and as much again as the radix sort's scratch (and its counts:
-    # more ranges than the stack holds are more than INSERTION_SORT_MAX).
+    # ranges_per_array ranges per array, and as much again as the radix sort's scratch
+    # (and its counts: more ranges than the stack holds are more than INSERTION_SORT_MAX).
     on_heap = n > STACK_ARRAYS
     if on_heap:
         slices = <ArraySlice*>malloc((n + 1) * sizeof(ArraySlice))
         offsets = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
-        ranges = <ByteRange*>malloc((6 * n + 2) * sizeof(ByteRange))
+        ranges = <ByteRange*>malloc((2 * ranges_per_array * n + 2) * sizeof(ByteRange))
         counts = <uint32_t*>malloc(RADIX_COUNTS * sizeof(uint32_t))
         if slices == NULL or offsets == NULL or ranges == NULL or counts == NULL:
             free(slices)
@@ -687,38 +705,46 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
         n_ranges = 0
         for k in range(n):
             if single:
-                param, grad, state = params, grads, states
+                param, grad = params, grads
             else:
                 param = params[k]
                 grad = grads[k]
-                state = states[k] if has_states else None
             if not (_plain_array(param, True) and _plain_array(grad, False)
                     and _same_layout(<cnp.ndarray>param, <cnp.ndarray>grad)):
                 ok = False
                 break
-            if has_states and not (_plain_array(state, True)
-                                   and _same_layout(<cnp.ndarray>param, <cnp.ndarray>state)):
-                ok = False
+            for slot in range(3):
+                state_data[slot] = NULL
+                if not present[slot]:
+                    continue
+                state = state_lists[slot] if single else state_lists[slot][k]
+                if not (_plain_array(state, True)
+                        and _same_layout(<cnp.ndarray>param, <cnp.ndarray>state)):
+                    ok = False
+                    break
+                state_data[slot] = <char*>cnp.PyArray_DATA(<cnp.ndarray>state)
+            if not ok:
                 break
             slices[k].param = <char*>cnp.PyArray_DATA(<cnp.ndarray>param)
             slices[k].grad = <char*>cnp.PyArray_DATA(<cnp.ndarray>grad)
-            slices[k].state = (<char*>cnp.PyArray_DATA(<cnp.ndarray>state)
-                               if has_states else NULL)
-            slices[k].state1 = NULL
-            slices[k].state2 = NULL
+            slices[k].state = state_data[0]
+            slices[k].state1 = state_data[1]
+            slices[k].state2 = state_data[2]
             slices[k].size = _size(<cnp.ndarray>param)
             slices[k].is_double = cnp.PyArray_TYPE(<cnp.ndarray>param) == cnp.NPY_DOUBLE
             offsets[k + 1] = offsets[k] + slices[k].size
             nbytes = slices[k].size * (8 if slices[k].is_double else 4)
             n_ranges = _add_range(ranges, n_ranges, slices[k].param, nbytes, True)
             n_ranges = _add_range(ranges, n_ranges, slices[k].grad, nbytes, False)
-            if has_states:
-                n_ranges = _add_range(ranges, n_ranges, slices[k].state, nbytes, True)
+            for slot in range(3):
+                if present[slot]:
+                    n_ranges = _add_range(ranges, n_ranges, state_data[slot], nbytes, True)
         if ok:
             with nogil:
-                ok = not _any_overlap(ranges, ranges + 3 * n + 1, n_ranges, counts)
+                ok = not _any_overlap(ranges, ranges + ranges_per_array * n + 1, n_ranges,
+                                      counts)
                 if ok:
-                    _run_slices(slices, offsets, n, adagrad, settings, n_threads,
+                    _run_slices(slices, offsets, n, kind, settings, n_threads,
                                 parallel_min_elements)
     finally:
         if on_heap:
@@ -727,6 +753,19 @@ cdef bint _fast_run(object params, object grads, object states, bint adagrad,
             free(ranges)
             free(counts)
     return ok
+
+
+cdef inline bint _fast_step(object step, object counter, long* out) noexcept:
+    """The 1-based step: ``step``, an exact int >= 1, or None with an optimizer's counter
+    (the step after the counted ones)."""
+    cdef int overflow = 0
+    if step is None and counter is not None:
+        out[0] = (<int64_t*>cnp.PyArray_DATA(<cnp.ndarray>counter))[0] + 1
+    elif PyLong_CheckExact(step):
+        out[0] = PyLong_AsLongAndOverflow(step, &overflow)
+    else:
+        return False
+    return not overflow and out[0] >= 1
 
 
 def adagrad_fast(params, grads, accums, lr, eps, eps_mode, step, lr_decay, weight_decay,
@@ -738,7 +777,7 @@ def adagrad_fast(params, grads, accums, lr, eps, eps_mode, step, lr_decay, weigh
     cdef UpdateSettings settings
     cdef double lr_value, decay
     cdef long step_value
-    cdef int threads, overflow = 0
+    cdef int threads
     if not (_plain_float(lr, &lr_value, INFINITY) and _plain_float(eps, &settings.eps, INFINITY)
             and _plain_float(lr_decay, &decay, INFINITY)
             and _plain_float(weight_decay, &settings.weight_decay, INFINITY)
@@ -749,13 +788,7 @@ def adagrad_fast(params, grads, accums, lr, eps, eps_mode, step, lr_decay, weigh
     # Adagrad always has its sums of squares: None is the general path's TypeError.
     if accums is None:
         return False
-    if step is None and counter is not None:
-        step_value = (<int64_t*>cnp.PyArray_DATA(<cnp.ndarray>counter))[0] + 1
-    elif PyLong_CheckExact(step):
-        step_value = PyLong_AsLongAndOverflow(step, &overflow)
-    else:
-        return False
-    if overflow or step_value < 1:
+    if not _fast_step(step, counter, &step_value):
         return False
     if eps_mode == "outside":
         settings.eps_mode = EPS_OUTSIDE
@@ -770,7 +803,8 @@ def adagrad_fast(params, grads, accums, lr, eps, eps_mode, step, lr_decay, weigh
     settings.dampening = 0.0
     settings.nesterov = False
     settings.has_state = True
-    if not _fast_run(params, grads, accums, True, &settings, threads, parallel_min_elements):
+    if not _fast_run(params, grads, accums, KIND_ADAGRAD, &settings, threads,
+                     parallel_min_elements):
         return False
     _count_step(counter)
     return True
@@ -804,8 +838,79 @@ def sgd_fast(params, grads, velocities, lr, momentum, nesterov, dampening, weigh
     settings.eps = 0.0
     settings.eps_mode = EPS_OUTSIDE
     settings.has_state = velocities is not None
-    if not _fast_run(params, grads, velocities, False, &settings, threads,
+    if not _fast_run(params, grads, velocities, KIND_SGD, &settings, threads,
                      parallel_min_elements):
+        return False
+    _count_step(counter)
+    return True
+
+
+# Below 1, as betas and RMSprop's alpha must be (the largest double below 1).
+cdef double BELOW_ONE = 1.0 - 2.0 ** -53
+
+
+def adam_fast(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, betas, eps,
+              weight_decay, decoupled, amsgrad, maximize, step, lower_bound, n_threads,
+              Py_ssize_t parallel_min_elements, counter=None):
+    """fastgd.adam_update's fast path: True when the update was applied (and counted in
+    ``counter``, when given). ``step`` None with a counter: the step after the counted
+    ones (an optimizer's)."""
+    cdef UpdateSettings settings = _cleared_settings(0.0, 0.0, 0.0, False, -INFINITY)
+    cdef double lr_value, beta1, beta2
+    cdef long step_value
+    cdef int threads, flag
+    if type(betas) is not tuple or len(betas) != 2:
+        return False
+    if not (_plain_float(lr, &lr_value, INFINITY) and _plain_float(eps, &settings.eps, INFINITY)
+            and _plain_float(betas[0], &beta1, BELOW_ONE)
+            and _plain_float(betas[1], &beta2, BELOW_ONE)
+            and _plain_float(weight_decay, &settings.weight_decay, INFINITY)
+            and _plain_bool(decoupled, &settings.decoupled)
+            and _plain_bool(amsgrad, &flag)
+            and _plain_bool(maximize, &settings.maximize)
+            and _plain_bound(lower_bound, &settings.lower_bound)
+            and _plain_threads(n_threads, &threads)
+            and _fast_step(step, counter, &step_value)):
+        return False
+    if exp_avgs is None or exp_avg_sqs is None or (flag and max_exp_avg_sqs is None):
+        return False  # the general path's TypeError
+    settings.amsgrad = flag
+    settings.rate = lr_value / (1.0 - beta1 ** step_value)
+    settings.beta1 = beta1
+    settings.beta2 = beta2
+    settings.bias_correction2_sqrt = sqrt(1.0 - beta2 ** step_value)
+    settings.decay = 1.0 - lr_value * settings.weight_decay
+    if not _fast_run(params, grads, exp_avgs, KIND_ADAM, &settings, threads,
+                     parallel_min_elements, exp_avg_sqs, max_exp_avg_sqs if flag else None):
+        return False
+    _count_step(counter)
+    return True
+
+
+def rmsprop_fast(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
+                 weight_decay, momentum, centered, maximize, lower_bound, n_threads,
+                 Py_ssize_t parallel_min_elements, counter=None):
+    """fastgd.rmsprop_update's fast path: True when the update was applied (and counted in
+    ``counter``, when given)."""
+    cdef UpdateSettings settings = _cleared_settings(0.0, 0.0, 0.0, False, -INFINITY)
+    cdef int threads
+    if not (_plain_float(lr, &settings.rate, INFINITY)
+            and _plain_float(alpha, &settings.beta2, 1.0)
+            and _plain_float(eps, &settings.eps, INFINITY)
+            and _plain_float(weight_decay, &settings.weight_decay, INFINITY)
+            and _plain_float(momentum, &settings.momentum, INFINITY)
+            and _plain_bool(centered, &settings.centered)
+            and _plain_bool(maximize, &settings.maximize)
+            and _plain_bound(lower_bound, &settings.lower_bound)
+            and _plain_threads(n_threads, &threads)):
+        return False
+    if (square_avgs is None or (settings.momentum > 0 and momentum_buffers is None)
+            or (settings.centered and grad_avgs is None)):
+        return False  # the general path's TypeError
+    if not _fast_run(params, grads, square_avgs, KIND_RMSPROP, &settings, threads,
+                     parallel_min_elements,
+                     momentum_buffers if settings.momentum > 0 else None,
+                     grad_avgs if settings.centered else None):
         return False
     _count_step(counter)
     return True

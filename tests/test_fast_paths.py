@@ -68,6 +68,27 @@ def sgd_call(**changes):
     return make_call
 
 
+def adam_call(**changes):
+    def make_call():
+        p, g = np.array([1.0, -2.0, 3.0]), np.array([0.5, 0.25, -1.0])
+        m, v, v_max = np.full(3, 0.1), np.full(3, 0.2), np.full(3, 0.3)
+        kwargs = {"lr": 0.1, "amsgrad": True, "step": 3, **changes.get("kwargs", {})}
+        args = changes.get("args", lambda p, g, s: (p, g, s))(p, g, m)
+        return (*args, v, v_max), kwargs, [p, m, v, v_max]
+    return make_call
+
+
+def rmsprop_call(**changes):
+    def make_call():
+        p, g = np.array([1.0, -2.0, 3.0]), np.array([0.5, 0.25, -1.0])
+        v, b, a = np.full(3, 0.2), np.full(3, 0.1), np.full(3, 0.05)
+        kwargs = {"lr": 0.1, "momentum": 0.9, "centered": True,
+                  **changes.get("kwargs", {})}
+        args = changes.get("args", lambda p, g, s: (p, g, s))(p, g, v)
+        return (*args, b, a), kwargs, [p, v, b, a]
+    return make_call
+
+
 BAD_SETTINGS = {
     "lr": [-1.0, math.inf, math.nan, "0.1", True, None, np.float64(math.inf), 1e400],
     "eps": [-1.0, math.inf, math.nan, "x"],
@@ -85,6 +106,18 @@ SGD_ONLY = {
     "momentum": [-0.1, math.inf, math.nan],
     "dampening": [-0.1, 1.5, math.inf],
     "nesterov": [1, "yes"],
+}
+ADAM_ONLY = {
+    "betas": [(1.0, 0.9), (0.9, -0.1), (0.9,), [0.9, "x"], (0.9, math.nan), None,
+              (True, 0.999)],
+    "amsgrad": [1, None],
+    "decoupled_weight_decay": [1, "no"],
+    "step": [0, -1, 1.5, True, None, 2**70],
+}
+RMSPROP_ONLY = {
+    "alpha": [-0.1, 1.5, math.nan, "x"],
+    "momentum": [-0.1, math.inf, math.nan],
+    "centered": [1, None],
 }
 BAD_ARRAYS = {
     "float32 gradient": lambda p, g, s: (p, g.astype(np.float32), s),
@@ -129,6 +162,66 @@ def test_bad_arrays_one_specification(monkeypatch, case):
     assert_one_specification(monkeypatch, fastgd.adagrad_update,
                              adagrad_call(args=BAD_ARRAYS[case]))
     assert_one_specification(monkeypatch, fastgd.sgd_update, sgd_call(args=BAD_ARRAYS[case]))
+
+
+@pytest.mark.parametrize(("name", "value"), _cases({**BAD_SETTINGS, **ADAM_ONLY}), ids=repr)
+def test_adam_bad_settings_one_specification(monkeypatch, name, value):
+    assert_one_specification(monkeypatch, fastgd.adam_update, adam_call(kwargs={name: value}))
+
+
+@pytest.mark.parametrize(("name", "value"), _cases({**BAD_SETTINGS, **RMSPROP_ONLY}),
+                         ids=repr)
+def test_rmsprop_bad_settings_one_specification(monkeypatch, name, value):
+    assert_one_specification(monkeypatch, fastgd.rmsprop_update,
+                             rmsprop_call(kwargs={name: value}))
+
+
+@pytest.mark.parametrize("case", list(BAD_ARRAYS), ids=str)
+def test_bad_arrays_of_many_states_one_specification(monkeypatch, case):
+    assert_one_specification(monkeypatch, fastgd.adam_update, adam_call(args=BAD_ARRAYS[case]))
+    assert_one_specification(monkeypatch, fastgd.rmsprop_update,
+                             rmsprop_call(args=BAD_ARRAYS[case]))
+
+
+@pytest.mark.parametrize("which", ["exp_avg_sq is a param", "max is exp_avg", "missing max"])
+def test_adam_state_lists_one_specification(monkeypatch, which):
+    def make_call():
+        args, kwargs, arrays = adam_call()()
+        p, g, m, v, v_max = args
+        if which == "exp_avg_sq is a param":
+            v = p
+        elif which == "max is exp_avg":
+            v_max = m
+        else:
+            v_max = None
+        return (p, g, m, v, v_max), kwargs, arrays
+    assert_one_specification(monkeypatch, fastgd.adam_update, make_call)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "amsgrad", "adamw", "rmsprop", "centered"])
+def test_optimizer_steps_take_the_fast_path_with_the_general_bits(monkeypatch, optimizer):
+    """Adam's and RMSprop's step through the fast path gives the general path's bits, and
+    counts the step once, on lists of mixed dtypes and shapes."""
+    shapes, dtypes = [(3, 4), (7,), (2, 2, 2)], [np.float64, np.float32, np.float64]
+    results = []
+    for fast in (True, False):
+        monkeypatch.setattr(_backend, "updates_fast_path",
+                            _backend.ext._updates if fast else None)
+        rng = np.random.default_rng(0)  # the same arrays on both paths
+        params, grads = ([rng.standard_normal(s).astype(d)
+                          for s, d in zip(shapes, dtypes, strict=True)] for _ in range(2))
+        make = {"adam": lambda p: fastgd.Adam(p, lr=0.01, weight_decay=0.1),
+                "amsgrad": lambda p: fastgd.Adam(p, lr=0.01, amsgrad=True, maximize=True),
+                "adamw": lambda p: fastgd.AdamW(p, lr=0.01, lower_bound=-0.5),
+                "rmsprop": lambda p: fastgd.RMSprop(p, lr=0.01, momentum=0.5),
+                "centered": lambda p: fastgd.RMSprop(p, lr=0.01, centered=True)}[optimizer]
+        opt = make(params)
+        for _ in range(5):
+            opt.step(grads)
+        assert opt.step_count == 5
+        results.append(params)
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_refusals_on_both_paths_are_refusals(monkeypatch):
@@ -228,3 +321,15 @@ def test_compiled_overlap_check_agrees_with_the_sweep(rng, monkeypatch):
         except ValueError:
             python_says = True
         assert overlapping([v for _, v in written], [v for _, v in read]) == python_says
+
+
+def test_adam_and_rmsprop_fast_paths_apply_the_common_case():
+    p, g, m, v, b = (np.full(4, value) for value in (1.0, 0.5, 0.0, 0.0, 0.0))
+    updates = _backend.ext._updates
+    assert updates.adam_fast([p], [g], [m], [v], None, 0.1, (0.9, 0.999), 1e-8, 0.0, False,
+                             False, False, 1, None, 1, 1 << 16)
+    np.testing.assert_allclose(p, 0.9)  # Adam's first step moves by lr
+    assert updates.rmsprop_fast(p, g, v, b, None, 0.01, 0.99, 1e-8, 0.0, 0.9, False, False,
+                                None, 1, 1 << 16)
+    assert not updates.adam_fast([p], [g], [m], [v], None, 0.1, [0.9, 0.999], 1e-8, 0.0,
+                                 False, False, False, 1, None, 1, 1 << 16)  # betas a list

@@ -23,4 +23,8 @@ def run_iterations(
     nesterov: bool,
     lower_bound: float,
     tol: float,
+    entry_loss: int = 0,
+    delta: float = 0.0,
+    weights: npt.NDArray[np.floating] | None = None,
+    total_weight: float = -1.0,
 ) -> tuple[int, int]: ...

@@ -89,3 +89,13 @@ def rmsprop_update(
     counter: npt.NDArray[np.int64] | None = None,
 ) -> None: ...
 def fast_path_threads(n_threads: int | None) -> int | None: ...
+def adam_fast(params: object, grads: object, exp_avgs: object, exp_avg_sqs: object,
+              max_exp_avg_sqs: object, lr: object, betas: object, eps: object,
+              weight_decay: object, decoupled: object, amsgrad: object, maximize: object,
+              step: object, lower_bound: object, n_threads: object,
+              parallel_min_elements: int, counter: object = None) -> bool: ...
+def rmsprop_fast(params: object, grads: object, square_avgs: object,
+                 momentum_buffers: object, grad_avgs: object, lr: object, alpha: object,
+                 eps: object, weight_decay: object, momentum: object, centered: object,
+                 maximize: object, lower_bound: object, n_threads: object,
+                 parallel_min_elements: int, counter: object = None) -> bool: ...
