@@ -955,34 +955,26 @@ FASTGD_DEFINE_LOSS_ROW(fastgd_loss_row_f64_avx512, FASTGD_TARGET_AVX512, double,
 #define FASTGD_DENSE_DISPATCH(NAME, ...)                                                \
     FASTGD_LEVEL_CALL(fastgd_masked_simd, NAME, __VA_ARGS__)
 
-static inline double fastgd_residual_row_f32(float *t_row, const float *a_row,
-                                             const unsigned char *m_row, ptrdiff_t cols,
-                                             int64_t *observed)
-{
-    return FASTGD_DENSE_DISPATCH(fastgd_residual_row_f32, t_row, a_row, m_row, cols, observed);
-}
-static inline double fastgd_residual_row_f64(double *t_row, const double *a_row,
-                                             const unsigned char *m_row, ptrdiff_t cols,
-                                             int64_t *observed)
-{
-    return FASTGD_DENSE_DISPATCH(fastgd_residual_row_f64, t_row, a_row, m_row, cols, observed);
-}
-
-static inline double fastgd_loss_row_f32(float *t_row, const float *a_row,
-                                         const unsigned char *m_row, ptrdiff_t cols,
-                                         const fastgd_entry_loss *entry_loss,
-                                         int64_t *observed)
-{
-    return FASTGD_DENSE_DISPATCH(fastgd_loss_row_f32, t_row, a_row, m_row, cols, entry_loss,
-                                 observed);
-}
-static inline double fastgd_loss_row_f64(double *t_row, const double *a_row,
-                                         const unsigned char *m_row, ptrdiff_t cols,
-                                         const fastgd_entry_loss *entry_loss,
-                                         int64_t *observed)
-{
-    return FASTGD_DENSE_DISPATCH(fastgd_loss_row_f64, t_row, a_row, m_row, cols, entry_loss,
-                                 observed);
-}
+/* The dense path's row passes at the level chosen: fastgd_residual_row_SUFFIX and
+ * fastgd_loss_row_SUFFIX. */
+#define FASTGD_DEFINE_DENSE_ROWS(SUFFIX, REAL)                                          \
+    static inline double fastgd_residual_row_##SUFFIX(REAL *t_row, const REAL *a_row,   \
+                                                      const unsigned char *m_row,       \
+                                                      ptrdiff_t cols, int64_t *observed) \
+    {                                                                                   \
+        return FASTGD_DENSE_DISPATCH(fastgd_residual_row_##SUFFIX, t_row, a_row, m_row, \
+                                     cols, observed);                                   \
+    }                                                                                   \
+    static inline double fastgd_loss_row_##SUFFIX(REAL *t_row, const REAL *a_row,      \
+                                                  const unsigned char *m_row,           \
+                                                  ptrdiff_t cols,                       \
+                                                  const fastgd_entry_loss *entry_loss,  \
+                                                  int64_t *observed)                    \
+    {                                                                                   \
+        return FASTGD_DENSE_DISPATCH(fastgd_loss_row_##SUFFIX, t_row, a_row, m_row, cols, \
+                                     entry_loss, observed);                             \
+    }
+FASTGD_DEFINE_DENSE_ROWS(f32, float)
+FASTGD_DEFINE_DENSE_ROWS(f64, double)
 
 #endif
