@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     )
 
 LOSSES = _losses.LOSSES
+LOSS_CODES = _losses.CODES
+# The squared losses' reduction codes (the small-problem call's first test).
+SQUARED_LOSS_CODES = {name: codes[0] for name, codes in LOSS_CODES.items() if codes[1] == 0}
 METHODS = ("auto", "dense", "sparse")
 
 # The tuning constants below were measured as docs/performance.md ("Tuning constants")
@@ -330,10 +333,6 @@ def masked_loss_grad(A: Any, W: ArrayLike, H: ArrayLike, *, mask: ArrayLike | No
     small_problems = _backend.masked_fast_path
     if (small_problems is not None and mask is None and method == "auto"
             and (deterministic is False or deterministic is True)
-            and type(loss) is str and loss in _losses.CODES and reduction is None
-            and (delta is None or (loss == "huber" and type(delta) is float
-                                   and 0 < delta < math.inf))
-            and (weights is None or type(weights) is np.ndarray)
             and type(l2) is float and 0 <= l2 < math.inf
             and (n_threads is None or (type(n_threads) is int and n_threads != 0
                                        and n_threads <= _threads.MAX_THREADS))):
@@ -341,20 +340,24 @@ def masked_loss_grad(A: Any, W: ArrayLike, H: ArrayLike, *, mask: ArrayLike | No
         # compiled call validates the arrays and computes (None: the general path below
         # handles them, and raises about what is wrong). The tests of the settings are
         # written out here; a helper's call would cost a tenth of a tutorial-sized call.
-        reduction_code, entry_code = _losses.CODES[loss]
-        entry_delta = _losses.DEFAULT_DELTA if delta is None else delta
-        if type(A) is ObservedEntries:
-            # The plan's slots, not its properties (a call each, on the tutorial's path).
-            m, n = A._shape
-            result = None if weights is not None and A._weights is not None else (
-                small_problems.small_plan_loss_grad(
-                    A._indptr, A._indices, A._values, m, n, W, H, reduction_code, l2,
-                    SMALL_MAX_WORK, entry_code, entry_delta,
-                    weights if A._weights is None else A._weights))
+        if (type(loss) is str and loss in SQUARED_LOSS_CODES and delta is None
+                and weights is None and reduction is None):
+            if type(A) is not ObservedEntries:
+                result = small_problems.small_loss_grad(A, W, H, SQUARED_LOSS_CODES[loss],
+                                                        l2, SMALL_MAX_WORK)
+            elif A._weights is None:
+                # The plan's slots, not its properties (a call each, on the tutorial's
+                # path).
+                m, n = A._shape
+                result = small_problems.small_plan_loss_grad(
+                    A._indptr, A._indices, A._values, m, n, W, H, SQUARED_LOSS_CODES[loss],
+                    l2, SMALL_MAX_WORK)
+            else:
+                result = _small_entry_loss_grad(small_problems, A, W, H, loss, l2, delta,
+                                                reduction, weights)
         else:
-            result = small_problems.small_loss_grad(A, W, H, reduction_code, l2,
-                                                    SMALL_MAX_WORK, entry_code,
-                                                    entry_delta, weights)
+            result = _small_entry_loss_grad(small_problems, A, W, H, loss, l2, delta,
+                                            reduction, weights)
         if result is not None:
             return result
     spec = _losses.resolve(loss, delta, reduction)
@@ -420,6 +423,30 @@ def masked_loss_grad(A: Any, W: ArrayLike, H: ArrayLike, *, mask: ArrayLike | No
         dW += l2 * W
         dH += l2 * H
     return value, dW, dH
+
+
+def _small_entry_loss_grad(small_problems, A, W, H, loss, l2, delta, reduction, weights):
+    """masked_loss_grad's small-problem call with an entry loss or weights (the plan's
+    too), or None for what the general path must check (weights given twice too)."""
+    if (type(loss) is not str or loss not in LOSS_CODES or reduction is not None
+            or (weights is not None and type(weights) is not np.ndarray)):
+        return None
+    reduction_code, entry_code = LOSS_CODES[loss]
+    if delta is None:
+        delta = _losses.DEFAULT_DELTA
+    elif not (entry_code != 0 and type(delta) is float and 0 < delta < math.inf):
+        return None
+    if type(A) is not ObservedEntries:
+        return small_problems.small_entry_loss_grad(A, W, H, reduction_code, l2,
+                                                    SMALL_MAX_WORK, entry_code, delta, weights)
+    if A._weights is not None:
+        if weights is not None:
+            return None
+        weights = A._weights
+    m, n = A._shape
+    return small_problems.small_plan_entry_loss_grad(
+        A._indptr, A._indices, A._values, m, n, W, H, reduction_code, l2, SMALL_MAX_WORK,
+        entry_code, delta, weights)
 
 
 def takes_sparse_path(method, dense, mask):

@@ -929,12 +929,24 @@ cdef const fastgd_entry_loss* _small_term(fastgd_entry_loss* settings, int entry
     return settings
 
 
-def small_loss_grad(A, W, H, int loss, double l2, Py_ssize_t max_work,
-                    int entry_loss=ENTRY_SQUARED, double delta=0.0, weights=None):
+def small_loss_grad(A, W, H, int loss, double l2, Py_ssize_t max_work):
     """fastgd.masked_loss_grad for small dense problems in one call: (loss, dW, dH), or
     None when the inputs need the general path (other dtypes or layouts, mismatched
-    shapes, more than max_work multiply-adds, anything to raise about). ``weights``: None
-    or an array like A."""
+    shapes, more than max_work multiply-adds, anything to raise about). Squared residuals
+    without weights: the tutorial's call, with the fewest arguments to parse."""
+    return _small_dense(A, W, H, loss, l2, max_work, ENTRY_SQUARED, 0.0, None)
+
+
+def small_entry_loss_grad(A, W, H, int loss, double l2, Py_ssize_t max_work,
+                          int entry_loss, double delta, weights):
+    """small_loss_grad with the entry loss ``entry_loss`` and its ``delta``, and
+    ``weights`` (None, or an array like A)."""
+    return _small_dense(A, W, H, loss, l2, max_work, entry_loss, delta, weights)
+
+
+cdef object _small_dense(A, W, H, int loss, double l2, Py_ssize_t max_work, int entry_loss,
+                         double delta, weights):
+    """small_loss_grad's and small_entry_loss_grad's work."""
     cdef int type_num
     cdef Py_ssize_t m, n, k
     cdef cnp.npy_intp dims[2]
@@ -1001,13 +1013,28 @@ cdef int _small_plan_by_dtype(const index_t* indptr, const index_t* indices,
 
 
 def small_plan_loss_grad(indptr, indices, values, Py_ssize_t m, Py_ssize_t n, W, H, int loss,
-                         double l2, Py_ssize_t max_work, int entry_loss=ENTRY_SQUARED,
-                         double delta=0.0, weights=None):
+                         double l2, Py_ssize_t max_work):
     """small_loss_grad for a plan of an (m, n) matrix (CSR arrays, int32 or int64 indices):
     (loss, dW, dH), or None when the inputs need the general path (values, W and H not
     of one float dtype, other layouts, mismatched shapes, more than max_work multiply-adds
-    over the entries, anything to raise about). ``weights``: None or the entries', in the
-    plan's order."""
+    over the entries, anything to raise about)."""
+    return _small_plan(indptr, indices, values, m, n, W, H, loss, l2, max_work,
+                       ENTRY_SQUARED, 0.0, None)
+
+
+def small_plan_entry_loss_grad(indptr, indices, values, Py_ssize_t m, Py_ssize_t n, W, H,
+                               int loss, double l2, Py_ssize_t max_work, int entry_loss,
+                               double delta, weights):
+    """small_plan_loss_grad with the entry loss ``entry_loss`` and its ``delta``, and
+    ``weights`` (None, or the entries', in the plan's order)."""
+    return _small_plan(indptr, indices, values, m, n, W, H, loss, l2, max_work, entry_loss,
+                       delta, weights)
+
+
+cdef object _small_plan(indptr, indices, values, Py_ssize_t m, Py_ssize_t n, W, H, int loss,
+                        double l2, Py_ssize_t max_work, int entry_loss, double delta,
+                        weights):
+    """small_plan_loss_grad's and small_plan_entry_loss_grad's work."""
     cdef int type_num, index_num
     cdef Py_ssize_t k
     cdef cnp.npy_intp dims[2]

@@ -161,11 +161,12 @@ def test_small_problem_calls_match_the_general_path(float_dtype, rng, name, shap
     plan = fastgd.observed(A)
     code, entry = masked._losses.CODES[kwargs["loss"]]
     delta = kwargs.get("delta", 1.0)
-    got_dense = fast.small_loss_grad(A, W, H, code, 0.0, masked.SMALL_MAX_WORK, entry, delta,
-                                     kwargs.get("weights"))
-    got_plan = fast.small_plan_loss_grad(plan.indptr, plan.indices, plan.values, *A.shape,
-                                         W, H, code, 0.0, masked.SMALL_MAX_WORK, entry,
-                                         delta, with_plan.get("weights"))
+    got_dense = fast.small_entry_loss_grad(A, W, H, code, 0.0, masked.SMALL_MAX_WORK, entry,
+                                           delta, kwargs.get("weights"))
+    got_plan = fast.small_plan_entry_loss_grad(plan.indptr, plan.indices, plan.values,
+                                               *A.shape, W, H, code, 0.0,
+                                               masked.SMALL_MAX_WORK, entry, delta,
+                                               with_plan.get("weights"))
     assert got_dense is not None and got_plan is not None
     expected = fastgd.masked_loss_grad(A, W, H, method="dense", n_threads=1,
                                        **{**kwargs, "weights": kwargs.get("weights")})
@@ -185,7 +186,7 @@ def test_small_problem_call_leaves_bad_weights_to_the_general_path(rng):
     fast = _backend.masked_fast_path
     for bad in (-1.0, np.nan, np.inf):
         weights[1, 1] = bad
-        assert fast.small_loss_grad(A, W, H, 1, 0.0, 4096, 0, 0.0, weights) is None
+        assert fast.small_entry_loss_grad(A, W, H, 1, 0.0, 4096, 0, 0.0, weights) is None
         with pytest.raises(ValueError, match=r"weights must be finite and >= 0.*row 1, "
                                              r"column 1"):
             fastgd.masked_loss_grad(A, W, H, weights=weights)
