@@ -76,8 +76,8 @@ def _torch_peer(plan, W, H, kwargs, n_threads):
     torch.set_num_threads(1 if n_threads == 1 else os.cpu_count())
     rows = torch.from_numpy(plan.rows.astype(np.int64))
     cols = torch.from_numpy(plan.cols.astype(np.int64))
-    values = torch.from_numpy(plan.values)
-    weights = None if plan.weights is None else torch.from_numpy(plan.weights)
+    values = torch.from_numpy(plan.values.copy())  # torch wants writeable arrays
+    weights = None if plan.weights is None else torch.from_numpy(plan.weights.copy())
     W_t = torch.from_numpy(W.copy()).requires_grad_()
     HT_t = torch.from_numpy(np.ascontiguousarray(H.T)).requires_grad_()
 
