@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastgd import _codes, _validation
+from fastgd._numpy._masked import loss_value_and_scale
 
 # Public name -> (entry loss, reduction unless one is named). A reduction is named by the
 # squared loss that uses it (fastgd._codes.LOSSES).
@@ -105,8 +106,6 @@ def value_and_scale(loss, total, total_weight):
     """The loss from the sum of its entry losses over entries of total weight
     ``total_weight``, and the factor that turns the gradient factors' sums into its
     gradient (the formula: fastgd._numpy._masked.loss_value_and_scale)."""
-    from fastgd._numpy._masked import loss_value_and_scale
-
     check_defined(loss, total_weight)
     return loss_value_and_scale(loss.reduction, loss.entry, total, total_weight)
 
