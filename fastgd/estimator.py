@@ -129,6 +129,14 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         The reduction of "huber" (default the mean).
     tol : float, optional
         Stop ``fit`` when the relative change of the loss is at most ``tol``.
+    validation : float or held-out entries, optional
+        As in :func:`fastgd.factorize`: a fraction of X's observed entries to hold out
+        (by ``random_state``), or held-out entries of X's shape; their RMSE after every
+        iteration of ``fit`` is ``validation_history_``.
+    early_stopping : bool, default False
+        With ``validation``: stop ``fit`` once the validation RMSE has not improved for
+        ``patience`` iterations, keeping the components of its best iteration.
+    patience : int, default 10
     random_state : int, numpy.random.Generator or RandomState, optional
         The random positive initialisation of ``fit``.
     n_threads : int, optional
@@ -146,6 +154,10 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     loss_curve_ : ndarray of shape (``n_iter_ + 1``,)
         The loss of ``fit``'s gradient descent, from the initial point on.
     n_iter_ : int
+    validation_history_ : ndarray or None
+        With ``validation``: the held-out entries' RMSE during ``fit``.
+    best_iteration_ : int or None
+        With ``validation``: the iteration of the lowest validation RMSE.
     reconstruction_err_ : float
         The loss at ``(W_, components_)``.
     n_features_in_ : int
@@ -178,6 +190,7 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                  momentum: float = 0.0, nesterov: bool = False, nonneg: bool = False,
                  loss: str = "rmse", l2: float = 0.0, delta: float | None = None,
                  reduction: str | None = None, tol: float | None = None,
+                 validation: Any = None, early_stopping: bool = False, patience: int = 10,
                  random_state: Any = None, n_threads: int | None = None,
                  verbose: int = 0) -> None:
         self.rank = rank
@@ -194,6 +207,9 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.delta = delta
         self.reduction = reduction
         self.tol = tol
+        self.validation = validation
+        self.early_stopping = early_stopping
+        self.patience = patience
         self.random_state = random_state
         self.n_threads = n_threads
         self.verbose = verbose
@@ -271,8 +287,9 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 lr=self.lr, n_iter=self.n_iter, eps=self.eps, eps_mode=self.eps_mode,
                 momentum=self.momentum, nesterov=self.nesterov, nonneg=self.nonneg,
                 loss=self.loss, l2=self.l2, delta=self.delta, reduction=self.reduction,
-                weights=_plan_weights(X, weights), tol=self.tol, n_threads=self.n_threads,
-                callback=callback)
+                weights=_plan_weights(X, weights), tol=self.tol, validation=self.validation,
+                early_stopping=self.early_stopping, patience=self.patience,
+                n_threads=self.n_threads, callback=callback)
         stacklevel = _user_stacklevel()
         for warning in caught:
             warnings.warn(warning.message, warning.category, stacklevel=stacklevel)
@@ -284,6 +301,8 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.components_ = result.H
         self.loss_curve_ = result.loss_history
         self.n_iter_ = result.n_iter
+        self.validation_history_ = result.validation_history
+        self.best_iteration_ = result.best_iteration
         self._ridge = self._ridge_weight(X, result, weights)
         self.W_ = self._solve_rows(X, weights)
         self.reconstruction_err_ = masked.masked_loss_grad(

@@ -42,7 +42,10 @@ STATUS_MAX_ITER, STATUS_CONVERGED, STATUS_NONFINITE = (
     _codes.code_of(_codes.LOOP_STATUSES, status)
     for status in ("max_iter", "converged", "nonfinite"))
 STATUS_STOPPED_BY_CALLBACK = len(_codes.LOOP_STATUSES)
+STATUS_EARLY_STOPPED = STATUS_STOPPED_BY_CALLBACK + 1
 STATUS_MESSAGES = {
+    STATUS_EARLY_STOPPED: "the validation RMSE stopped improving (early stopping); the "
+                          "factors are those of its best iteration",
     STATUS_MAX_ITER: "the maximum number of iterations was reached",
     STATUS_CONVERGED: "the relative change of the loss fell below tol",
     STATUS_NONFINITE: "the loss is no longer finite: lower lr",
@@ -88,6 +91,8 @@ class FactorizationResult:
     optimizer_state : dict, optional
     data_loss, penalty : float, optional
         The final loss's two terms; NaN when not given.
+    validation_history : array_like of shape (n_iter + 1,), optional
+    best_iteration : int, optional
 
     Attributes
     ----------
@@ -114,6 +119,13 @@ class FactorizationResult:
         ``"velocity_H"``), Adam's moments (``"exp_avg_W"``, ``"exp_avg_sq_W"``, ...),
         RMSprop's (``"square_avg_W"``, ``"momentum_buffer_W"``, ``"grad_avg_W"``, ...);
         empty for plain gradient descent.
+    validation_history : ndarray of shape (n_iter + 1,) or None
+        With ``validation``: the RMSE over the held-out entries at the initial point, then
+        after every iteration.
+    best_iteration : int or None
+        With ``validation``: the iteration of the lowest validation RMSE (0: the initial
+        point). With ``early_stopping`` the result's factors are that iteration's, and
+        ``data_loss`` and ``penalty`` its loss's terms.
 
     Examples
     --------
@@ -140,7 +152,9 @@ class FactorizationResult:
     def __init__(self, W: FloatArray, H: FloatArray, loss_history: ArrayLike, n_iter: int, *,
                  converged: bool = False, message: str = "",
                  optimizer_state: dict[str, FloatArray] | None = None,
-                 data_loss: float | None = None, penalty: float | None = None) -> None:
+                 data_loss: float | None = None, penalty: float | None = None,
+                 validation_history: ArrayLike | None = None,
+                 best_iteration: int | None = None) -> None:
         self.W = W
         self.H = H
         self.loss_history = np.asarray(loss_history, dtype=np.float64)
@@ -150,6 +164,9 @@ class FactorizationResult:
         self.optimizer_state = {} if optimizer_state is None else optimizer_state
         self.data_loss = math.nan if data_loss is None else float(data_loss)
         self.penalty = math.nan if penalty is None else float(penalty)
+        self.validation_history = (None if validation_history is None
+                                   else np.asarray(validation_history, dtype=np.float64))
+        self.best_iteration = best_iteration
         # The optimizer's settings, for effective_lr(): set by factorize.
         self._settings = None
 
@@ -505,9 +522,10 @@ def _progress_bar(progress, n_iter):
     return tqdm(total=n_iter, desc="factorize", unit="it")
 
 
-def _solve(data, W, H, settings, callback, progress, n_threads):
+def _solve(data, W, H, settings, callback, progress, n_threads, tracker=None):
     """Run the iterations on W and H (updated in place); a FactorizationResult. The
-    settings are validated by the caller."""
+    settings are validated by the caller; ``tracker`` (a ValidationTracker, or None)
+    records the validation RMSE after every iteration and may stop the run."""
     n_threads = _threads.resolve_n_threads(n_threads)
     n_iter = settings["n_iter"]
     if callback is not None and not callable(callback):
@@ -520,7 +538,7 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
     else:
         loop = _KernelLoop(data, W, H, settings, n_threads)
     bar = _progress_bar(progress, n_iter)
-    if callback is not None:
+    if callback is not None or tracker is not None:
         chunk = 1
     elif bar is not None:
         chunk = max(1, n_iter // PROGRESS_UPDATES)
@@ -528,6 +546,8 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
         chunk = max(n_iter, 1)
     chunk = min(chunk, ITERATIONS_PER_CALL)
     history, done = LossHistory(), 0
+    if tracker is not None:
+        tracker.record(0, *loop.factors())
     try:
         while True:
             steps, status, losses = loop.advance(min(chunk, n_iter - done))
@@ -536,6 +556,8 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
             if bar is not None:
                 bar.update(steps)
                 bar.set_postfix(loss=f"{history.last:.6g}", refresh=False)
+            if steps and tracker is not None and tracker.record(done, *loop.factors()):
+                status = STATUS_EARLY_STOPPED if status == STATUS_MAX_ITER else status
             if status == STATUS_MAX_ITER and steps and callback is not None:
                 W_now, H_now = (a.view() for a in loop.factors())
                 W_now.flags.writeable = H_now.flags.writeable = False
@@ -548,7 +570,74 @@ def _solve(data, W, H, settings, callback, progress, n_threads):
             bar.close()
     W_final, H_final = loop.factors()
     return finished_run(W_final, H_final, history.values(), done, status, loop.state(),
-                        settings, data.mean_magnitude)
+                        settings, data.mean_magnitude, tracker)
+
+
+class ValidationTracker:
+    """The RMSE over held-out entries (a plan) after every iteration, its best iteration,
+    and with ``early_stopping`` a copy of the best factors and the verdict to stop once
+    ``patience`` iterations have passed without a lower RMSE."""
+
+    def __init__(self, plan, early_stopping, patience):
+        self.plan, self.early_stopping, self.patience = plan, early_stopping, patience
+        self.history = []
+        self.best, self.best_iteration, self.best_factors = math.inf, 0, None
+
+    def record(self, iteration, W, H):
+        """Record the RMSE of (W, H) after ``iteration``; True when the run should stop."""
+        residual = masked.masked_residual(self.plan, W, H)
+        rmse = math.sqrt(masked.sum_of_squares(residual) / residual.shape[0])
+        self.history.append(rmse)
+        if rmse < self.best:
+            self.best, self.best_iteration = rmse, iteration
+            if self.early_stopping:
+                self.best_factors = (np.array(W, order="C"), np.array(H, order="C"))
+        return self.early_stopping and iteration - self.best_iteration >= self.patience
+
+
+def held_out_split(A, mask, weights, validation, random_state):
+    """(training data, held-out plan): A's observed entries less a random ``validation``
+    fraction of them (a float), or A and the held-out entries ``validation`` of A's shape
+    (any form of A)."""
+    if isinstance(validation, bool):
+        raise TypeError("validation must be a fraction of the observed entries to hold out "
+                        "or the held-out entries; got a bool")
+    if not isinstance(validation, numbers.Real):
+        try:
+            return None, _plan.observed(validation)
+        except (TypeError, ValueError) as error:  # its messages call it A
+            raise type(error)(f"validation (the held-out entries): {error}") from None
+    fraction = float(validation)
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation must be a fraction in (0, 1) of the observed entries "
+                         f"to hold out, or held-out entries; got {validation}")
+    plan = _plan.observed(A, mask, weights=weights)
+    rng = (random_state if isinstance(random_state, np.random.RandomState)
+           else np.random.default_rng(random_state))
+    n_held_out = round(fraction * plan.nnz)
+    if not 0 < n_held_out < plan.nnz:
+        raise ValueError(f"validation={validation} holds out {n_held_out} of the "
+                         f"{plan.nnz} observed entries; it must leave some on both sides")
+    held_out = np.zeros(plan.nnz, dtype=bool)
+    held_out[rng.permutation(plan.nnz)[:n_held_out]] = True
+    return _entries_subset(plan, ~held_out), _entries_subset(plan, held_out, weights=False)
+
+
+def _entries_subset(plan, keep, weights=True):
+    """The plan of the entries where ``keep`` (with their weights, unless told not to)."""
+    subset = _plan.observed((plan.rows[keep], plan.cols[keep], plan.values[keep], plan.shape))
+    if weights and plan.weights is not None:
+        return _plan.observed(subset, weights=plan.weights[keep])
+    return subset
+
+
+def check_early_stopping(validation, early_stopping, patience):
+    early_stopping = _validation.check_flag(early_stopping, "early_stopping")
+    patience = _check_int(patience, "patience", 1)
+    if early_stopping and validation is None:
+        raise ValueError("early_stopping=True needs validation= (held-out entries, or the "
+                         "fraction of the observed entries to hold out)")
+    return early_stopping, patience
 
 
 class LossHistory:
@@ -586,11 +675,16 @@ class LossHistory:
 COLLAPSED_FRACTION = 1e-3
 
 
-def finished_run(W, H, history, done, status, states, settings, data_magnitude=None):
+def finished_run(W, H, history, done, status, states, settings, data_magnitude=None,
+                 tracker=None):
     """The FactorizationResult of a run (``states``: {name: (of W, of H)} of the
     optimizer's state), with a warning when the loss stopped being finite, or when the l2
     penalty shrank the factors to ~0 (checked against ``data_magnitude``, the observed
-    entries' mean magnitude, a function called only then, when given)."""
+    entries' mean magnitude, a function called only then, when given). With a
+    ValidationTracker that keeps the best factors, those are the result's."""
+    final = -1
+    if tracker is not None and tracker.best_factors is not None:
+        (W, H), final = tracker.best_factors, tracker.best_iteration
     if status == STATUS_NONFINITE:
         warnings.warn(f"factorize stopped at iteration {done}: the loss is {history[-1]}; "
                       "lower lr", RuntimeWarning, stacklevel=4)
@@ -616,7 +710,9 @@ def finished_run(W, H, history, done, status, states, settings, data_magnitude=N
     result = FactorizationResult(
         W, np.ascontiguousarray(H), history, done, converged=status == STATUS_CONVERGED,
         message=STATUS_MESSAGES[status], optimizer_state=state,
-        data_loss=history[-1] - penalty, penalty=penalty)
+        data_loss=history[final] - penalty, penalty=penalty,
+        validation_history=None if tracker is None else tracker.history,
+        best_iteration=None if tracker is None else tracker.best_iteration)
     result._settings = settings
     return result
 
@@ -629,6 +725,7 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
               nonneg: bool = False, loss: Loss = "rmse", l2: float = 0.0,
               delta: float | None = None, reduction: Reduction | None = None,
               weights: ArrayLike | None = None, tol: float | None = None,
+              validation: Any = None, early_stopping: bool = False, patience: int = 10,
               callback: Callable[[int, float, FloatArray, FloatArray], Any] | None = None,
               progress: bool = False, n_threads: int | None = None) -> FactorizationResult:
     """Factorise A ≈ W @ H from its observed entries, by gradient descent.
@@ -692,7 +789,18 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
         observed entry, as in :func:`masked_loss_grad` (weights shaped like A, or one per
         observed entry in the plan's order).
     tol : float, optional
-        Stop when ``|loss_i - loss_(i-1)| <= tol * |loss_(i-1)|``.
+        Stop when ``|loss_i - loss_(i-1)| <= tol * |loss_(i-1)|`` (the training loss).
+    validation : float or held-out entries, optional
+        Entries to measure the fit on as it runs: a fraction in (0, 1) of A's observed
+        entries, held out at random (by ``random_state``) and not trained on, or the
+        held-out entries themselves in any form A takes (of A's shape; they should be
+        missing from A). The result's ``validation_history`` is their RMSE at the
+        initial point and after every iteration, ``best_iteration`` where it was lowest.
+        The run then returns to Python after every iteration.
+    early_stopping : bool, default False
+        With ``validation``: stop once the validation RMSE has not improved for
+        ``patience`` iterations, and return the factors of its best iteration.
+    patience : int, default 10
     callback : callable, optional
         ``callback(iteration, loss, W, H)`` after every iteration (read-only views of
         the current factors); returning True stops the run. With a callback, the loop
@@ -754,7 +862,20 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
                               eps_mode=eps_mode, momentum=momentum, nesterov=nesterov,
                               nonneg=nonneg, loss=loss, l2=l2, tol=tol, delta=delta,
                               reduction=reduction)
+    early_stopping, patience = check_early_stopping(validation, early_stopping, patience)
+    tracker = None
+    if validation is not None:
+        training, held_out = held_out_split(A, mask, weights, validation, random_state)
+        if training is not None:
+            A, mask, weights = training, None, None
     data = _ObservedData(A, mask, rank, weights)
+    if validation is not None:
+        if held_out.shape != data.shape:
+            raise ValueError(f"validation must have A's shape {data.shape}; got "
+                             f"{held_out.shape}")
+        if held_out.nnz == 0:
+            raise ValueError("validation holds no entry")
+        tracker = ValidationTracker(held_out, early_stopping, patience)
     W, H = initial_factors(data.shape, data.dtype, rank, init, random_state,
                            data.mean_magnitude)
-    return _solve(data, W, H, settings, callback, progress, n_threads)
+    return _solve(data, W, H, settings, callback, progress, n_threads, tracker)
