@@ -43,6 +43,13 @@ result: fastgd.FactorizationResult = fastgd.factorize(
 completed: NDArray[np.floating] = result.reconstruct()
 predicted = result.predict([0, 1], [1, 0])
 data_term: float = result.data_loss
+held_out = np.array([[np.nan, 1.0, np.nan], [np.nan, np.nan, np.nan]])
+robust = fastgd.factorize(A, 1, loss="huber", delta=0.5, reduction="sum", n_iter=5,
+                          weights=np.ones((2, 3)), validation=held_out, early_stopping=True)
+best: int | None = robust.best_iteration
+weighted_plan = fastgd.observed(A, weights=np.ones((2, 3)))
+huber, dW_h, dH_h = fastgd.masked_loss_grad(weighted_plan, np.ones((2, 1)), np.ones((1, 3)),
+                                            loss="huber", delta=1.0)
 
 res = fastgd.minimize(lambda x: float(np.sum(x ** 2)), np.ones(2), jac="2-point",
                       method="adagrad", options={"lr": 0.5})
