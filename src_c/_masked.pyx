@@ -907,6 +907,37 @@ cdef int _finish_small_loss_grad(double total, double count, const floating* W,
     return 0
 
 
+cdef int _common_float_type(object A, object W, object H):
+    """NPY_DOUBLE if any of the three is float64, NPY_FLOAT if all are float32, -1 unless
+    all three are 2-D ndarrays of float32 or float64."""
+    cdef int result = cnp.NPY_FLOAT, type_num
+    for array in (A, W, H):
+        if type(array) is not cnp.ndarray or cnp.PyArray_NDIM(<cnp.ndarray>array) != 2:
+            return -1
+        type_num = cnp.PyArray_TYPE(<cnp.ndarray>array)
+        if type_num == cnp.NPY_DOUBLE:
+            result = cnp.NPY_DOUBLE
+        elif type_num != cnp.NPY_FLOAT:
+            return -1
+    return result
+
+
+cdef object _as_plain(object array, int type_num):
+    """``array`` (a 2-D ndarray of float32 or float64) as a C-contiguous, aligned,
+    native-order 2-D array of type_num: itself, or a copy (float64 weights beside float32
+    factors rounded to float32, as the general path rounds them); None for anything
+    else."""
+    if type(array) is not cnp.ndarray or cnp.PyArray_NDIM(<cnp.ndarray>array) != 2:
+        return None
+    if _plain_array(array, 2, type_num):
+        return array
+    if (cnp.PyArray_TYPE(<cnp.ndarray>array) != cnp.NPY_DOUBLE
+            and cnp.PyArray_TYPE(<cnp.ndarray>array) != cnp.NPY_FLOAT):
+        return None
+    return cnp.PyArray_FROMANY(array, type_num, 2, 2,
+                               cnp.NPY_ARRAY_CARRAY_RO | cnp.NPY_ARRAY_FORCECAST)
+
+
 cdef inline bint _plain_array(object array, int ndim, int type_num):
     """An ndarray of ndim dimensions, C-contiguous, aligned, native order, of the given
     dtype number."""
@@ -958,20 +989,28 @@ cdef object _small_dense(A, W, H, int loss, double l2, Py_ssize_t max_work, int 
     if type(A) is not cnp.ndarray:
         return None
     type_num = cnp.PyArray_TYPE(<cnp.ndarray>A)
-    if type_num != cnp.NPY_DOUBLE and type_num != cnp.NPY_FLOAT:
-        return None
     if not (_plain_array(A, 2, type_num) and _plain_array(W, 2, type_num)
             and _plain_array(H, 2, type_num)):
+        # Another layout, or float32 beside float64: C-contiguous copies in the dtype the
+        # general path computes in (float64 if any input is), as it would make them.
+        type_num = _common_float_type(A, W, H)
+        if type_num < 0:
+            return None
+        A, W, H = _as_plain(A, type_num), _as_plain(W, type_num), _as_plain(H, type_num)
+        if A is None or W is None or H is None:
+            return None
+    if type_num != cnp.NPY_DOUBLE and type_num != cnp.NPY_FLOAT:
         return None
     m, n = cnp.PyArray_DIM(<cnp.ndarray>A, 0), cnp.PyArray_DIM(<cnp.ndarray>A, 1)
     k = cnp.PyArray_DIM(<cnp.ndarray>W, 1)
     if (cnp.PyArray_DIM(<cnp.ndarray>W, 0) != m or cnp.PyArray_DIM(<cnp.ndarray>H, 0) != k
             or cnp.PyArray_DIM(<cnp.ndarray>H, 1) != n or m * n * max(k, 1) > max_work):
         return None
-    if weights is not None and not (
-            _plain_array(weights, 2, type_num) and cnp.PyArray_DIM(<cnp.ndarray>weights, 0) == m
-            and cnp.PyArray_DIM(<cnp.ndarray>weights, 1) == n):
-        return None
+    if weights is not None:
+        weights = _as_plain(weights, type_num)
+        if weights is None or not (cnp.PyArray_DIM(<cnp.ndarray>weights, 0) == m
+                                   and cnp.PyArray_DIM(<cnp.ndarray>weights, 1) == n):
+            return None
     term = _small_term(&settings, entry_loss, delta, weights)
     dims[0], dims[1] = m, k
     dW = cnp.PyArray_EMPTY(2, dims, type_num, 0)

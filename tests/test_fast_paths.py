@@ -333,3 +333,38 @@ def test_adam_and_rmsprop_fast_paths_apply_the_common_case():
                                 None, 1, 1 << 16)
     assert not updates.adam_fast([p], [g], [m], [v], None, 0.1, [0.9, 0.999], 1e-8, 0.0,
                                  False, False, False, 1, None, 1, 1 << 16)  # betas a list
+
+
+@pytest.mark.parametrize("layout", ["fortran float32", "fortran", "strided", "mixed dtypes",
+                                    "byte-swapped"])
+def test_small_masked_problems_take_any_layout(layout):
+    """The seed tutorial's matrix as the tutorial writes it (float32, Fortran order) and
+    other layouts take the small-problem call, with the bits of the C-ordered call in the
+    dtype the general path computes in."""
+    ratings = np.array([[3, 4, 5, 2], [4, 4, 3, 3], [5, 5, 4, 3]], dtype=np.float64).T
+    ratings[0, 0] = np.nan
+    rng = np.random.default_rng(0)
+    W, H = rng.random((4, 2)), rng.random((2, 3))
+    A = {"fortran float32": ratings.astype(np.float32),  # .T made it Fortran-ordered
+         "fortran": ratings,
+         "strided": np.repeat(ratings, 2, axis=1)[:, ::2],
+         "mixed dtypes": np.ascontiguousarray(ratings, dtype=np.float32),
+         "byte-swapped": np.ascontiguousarray(ratings).astype(">f8")}[layout]
+    if layout == "fortran float32":
+        W, H = W.astype(np.float32), H.astype(np.float32)
+    dtype = np.result_type(A.dtype, W.dtype, H.dtype).newbyteorder("=")
+    fast = _backend.ext._masked.small_loss_grad
+    got = fast(A, W, H, 1, 0.0, 4096)
+    assert got is not None
+    expected = fast(np.ascontiguousarray(A, dtype=dtype), W.astype(dtype), H.astype(dtype),
+                    1, 0.0, 4096)
+    assert got[0] == expected[0]
+    for a, b in zip(got[1:], expected[1:], strict=True):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    public = fastgd.masked_loss_grad(A, W, H)
+    with fastgd.use_backend("numpy"):
+        twin = fastgd.masked_loss_grad(A, W, H)
+    assert public[1].dtype == twin[1].dtype == dtype
+    np.testing.assert_allclose(public[0], twin[0], rtol=1e-6)
+    np.testing.assert_allclose(public[1], twin[1], rtol=1e-5, atol=1e-6)
