@@ -23,7 +23,8 @@ from typing import Literal
 from fastgd import _codes
 
 BACKENDS = ("compiled", "numpy")
-EXTENSION_MODULES = ("_build_info", "_masked", "_memory", "_pairwise", "_solvers", "_updates")
+EXTENSION_MODULES = ("_build_info", "_masked", "_memory", "_pairwise", "_solvers", "_stochastic",
+                     "_updates")
 
 
 # GNU libgomp's threads spin for up to 300000 iterations at every barrier before they
@@ -212,6 +213,7 @@ SIMD_LEVELS = _codes.SIMD_LEVELS
 DISPATCHED_KERNELS = {
     # factorize's compiled loop steps with the update loops at the level _updates holds.
     "sqeuclidean": "_pairwise", "masked": "_masked", "updates": "_updates", "factorize": "_updates",
+    "stochastic": "_stochastic",
 }
 
 

@@ -22,6 +22,9 @@ EPS_MODES = ("outside", "inside", "accumulate")
 # Why factorize's compiled loop returned: its iterations ran out, the loss converged, or the
 # loss stopped being finite.
 LOOP_STATUSES = ("max_iter", "converged", "nonfinite")
+# The stochastic solver's steps (src_c/stochastic_loops.h): plain SGD, Adagrad with one
+# accumulator per coordinate, and LIBMF's Adagrad with one per row vector.
+STOCHASTIC_STEPS = ("sgd", "adagrad", "adagrad_vector")
 
 # The kinds written into fastgd_codes.h, with their C prefixes.
 C_ENUMS = {
@@ -31,6 +34,7 @@ C_ENUMS = {
     "OPTIMIZER": OPTIMIZERS,
     "EPS": EPS_MODES,
     "STATUS": LOOP_STATUSES,
+    "STEP": STOCHASTIC_STEPS,
 }
 
 

@@ -93,6 +93,10 @@ class FactorizationResult:
         The final loss's two terms; NaN when not given.
     validation_history : array_like of shape (n_iter + 1,), optional
     best_iteration : int, optional
+    global_mean : float, optional
+    row_bias : ndarray of shape (m,), optional
+    col_bias : ndarray of shape (n,), optional
+        The biases of a model with them (``biases=True``); None without.
 
     Attributes
     ----------
@@ -126,6 +130,9 @@ class FactorizationResult:
         With ``validation``: the iteration of the lowest validation RMSE (0: the initial
         point). With ``early_stopping`` the result's factors are that iteration's, and
         ``data_loss`` and ``penalty`` its loss's terms.
+    global_mean, row_bias, col_bias : float, ndarray, ndarray or None
+        With ``biases=True``: the model is ``global_mean + row_bias[i] + col_bias[j] +
+        (W @ H)[i, j]``; None without biases.
 
     Examples
     --------
@@ -154,7 +161,9 @@ class FactorizationResult:
                  optimizer_state: dict[str, FloatArray] | None = None,
                  data_loss: float | None = None, penalty: float | None = None,
                  validation_history: ArrayLike | None = None,
-                 best_iteration: int | None = None) -> None:
+                 best_iteration: int | None = None, global_mean: float | None = None,
+                 row_bias: FloatArray | None = None,
+                 col_bias: FloatArray | None = None) -> None:
         self.W = W
         self.H = H
         self.loss_history = np.asarray(loss_history, dtype=np.float64)
@@ -167,15 +176,27 @@ class FactorizationResult:
         self.validation_history = (None if validation_history is None
                                    else np.asarray(validation_history, dtype=np.float64))
         self.best_iteration = best_iteration
+        if (row_bias is None) != (col_bias is None):
+            raise ValueError("row_bias and col_bias go together; got one of them")
+        self.global_mean = None if global_mean is None else float(global_mean)
+        self.row_bias, self.col_bias = row_bias, col_bias
+        if row_bias is not None and self.global_mean is None:
+            self.global_mean = 0.0
         # The optimizer's settings, for effective_lr(): set by factorize.
         self._settings = None
 
     def reconstruct(self) -> FloatArray:
-        """The completed matrix ``W @ H``, of shape (m, n)."""
-        return self.W @ self.H
+        """The completed matrix ``W @ H`` (plus the biases, with them), of shape (m, n)."""
+        product = self.W @ self.H
+        if self.row_bias is not None:
+            dtype = product.dtype.type
+            product += (dtype(self.global_mean) + self.row_bias[:, None]) + self.col_bias
+        elif self.global_mean is not None:
+            product += product.dtype.type(self.global_mean)
+        return product
 
     def predict(self, rows: ArrayLike, cols: ArrayLike) -> FloatArray:
-        """The entries ``(W @ H)[rows[e], cols[e]]``, without forming ``W @ H``.
+        """The entries ``reconstruct()[rows[e], cols[e]]``, without forming ``W @ H``.
 
         Parameters
         ----------
@@ -193,7 +214,13 @@ class FactorizationResult:
             raise ValueError(
                 f"rows and cols must have one shape; got {rows.shape} and {cols.shape}"
             )
-        return np.einsum("...k,...k->...", self.W[rows], self.H.T[cols])
+        product = np.einsum("...k,...k->...", self.W[rows], self.H.T[cols])
+        if self.row_bias is not None:
+            mean = product.dtype.type(self.global_mean)
+            product += (mean + self.row_bias[rows]) + self.col_bias[cols]
+        elif self.global_mean is not None:
+            product += product.dtype.type(self.global_mean)
+        return product
 
     def effective_lr(self) -> tuple[FloatArray, FloatArray]:
         """Adagrad's per-entry learning rates after the last iteration: ``(rates_W,
@@ -255,9 +282,16 @@ def check_momentum(optimizer, momentum, nesterov, name):
     return momentum, nesterov
 
 
+SOLVERS = ("batch", "stochastic")
+
+
 def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, nonneg,
-                   loss, l2, tol, delta=None, reduction=None):
+                   loss, l2, tol, delta=None, reduction=None, solver="batch", biases=False,
+                   regularization=None, l2_bias=None, accumulator="coordinate", grid=None):
     """factorize's settings, validated, as a dict (fastgd.dask.factorize's too)."""
+    _validation.check_choice(solver, "solver", SOLVERS)
+    stochastic = _check_stochastic(solver, optimizer, biases, regularization, accumulator,
+                                   eps_mode, momentum, nesterov, grid)
     _validation.check_choice(optimizer, "optimizer", OPTIMIZERS)
     _validation.check_choice(eps_mode, "eps_mode", tuple(updates.EPS_MODES))
     loss_spec = _losses.resolve(loss, delta, reduction)
@@ -274,8 +308,44 @@ def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, 
         "eps": _validation.check_real(eps, "eps"), "eps_mode": eps_mode, "momentum": momentum,
         "nesterov": nesterov, "nonneg": _validation.check_flag(nonneg, "nonneg"),
         "loss": loss, "delta": delta, "reduction": reduction, "loss_spec": loss_spec,
-        "l2": masked.check_l2(l2), "tol": tol,
+        "l2": masked.check_l2(l2), "tol": tol, "solver": solver,
+        "l2_bias": masked.check_l2(l2 if l2_bias is None else l2_bias, "l2_bias"),
+        **stochastic,
     }
+
+
+def _check_stochastic(solver, optimizer, biases, regularization, accumulator, eps_mode,
+                      momentum, nesterov, grid):
+    """The stochastic solver's settings ({} of defaults for the batch solver); what
+    applies to one solver only is a ValueError with the other."""
+    biases = _validation.check_flag(biases, "biases")
+    if regularization is not None:
+        _validation.check_choice(regularization, "regularization", ("per_rating", "factors"))
+    _validation.check_choice(accumulator, "accumulator", ("coordinate", "vector"))
+    if grid is not None:
+        grid = _check_int(grid, "grid", 1)
+    if solver == "batch":
+        given = [f"{name}={value!r}" for name, value, default in (
+            ("biases", biases, False), ("regularization", regularization or "factors", "factors"),
+            ("accumulator", accumulator, "coordinate"), ("grid", grid, None)) if value != default]
+        if given:
+            raise ValueError(f"{', '.join(given)} needs solver='stochastic' (the batch solver "
+                             "has no biases and penalises the whole factors)")
+        return {"biases": False, "regularization": "factors", "step": None, "grid": None}
+    if optimizer not in ("adagrad", "gd"):
+        raise ValueError(f"solver='stochastic' steps with optimizer='adagrad' or 'gd' (SGD); "
+                         f"got {optimizer!r}")
+    if momentum != 0 or nesterov:
+        raise ValueError("solver='stochastic' takes no momentum or nesterov")
+    if eps_mode != "outside":
+        raise ValueError(f"solver='stochastic' adds eps outside the square root "
+                         f"(eps_mode='outside'); got eps_mode={eps_mode!r}")
+    if optimizer == "gd" and accumulator != "coordinate":
+        raise ValueError("accumulator applies to optimizer='adagrad'")
+    step = "sgd" if optimizer == "gd" else (
+        "adagrad" if accumulator == "coordinate" else "adagrad_vector")
+    return {"biases": biases, "regularization": regularization or "per_rating",
+            "step": step, "grid": grid}
 
 
 class _ObservedData:
@@ -328,30 +398,46 @@ class _ObservedData:
         return float(np.mean(np.abs(values), dtype=np.float64)) if values.size else 0.0
 
 
-def random_factors(shape, mean_magnitude, rank, random_state, dtype):
-    """Random positive W (m, rank) and H (rank, n), scaled so that ``W @ H`` has the mean
-    magnitude of the observed values (scikit-learn NMF's random initialisation). W is
-    drawn first, then H."""
-    m, n = shape
-    scale = math.sqrt(mean_magnitude / rank) if mean_magnitude > 0 else 1.0
+def as_generator(random_state):
+    """random_state as a numpy.random.Generator (a RandomState is kept as it is)."""
     if isinstance(random_state, np.random.RandomState):
-        rng = random_state
-    else:
-        try:
-            rng = np.random.default_rng(random_state)
-        except (TypeError, ValueError) as error:
-            raise TypeError("random_state must be None, an int, a numpy.random.Generator or "
-                            f"RandomState; got {type(random_state).__name__} "
-                            f"{random_state!r}") from error
+        return random_state
+    try:
+        return np.random.default_rng(random_state)
+    except (TypeError, ValueError) as error:
+        raise TypeError("random_state must be None, an int, a numpy.random.Generator or "
+                        f"RandomState; got {type(random_state).__name__} "
+                        f"{random_state!r}") from error
+
+
+# The centred start's standard deviation (the stochastic solver's default start, as
+# Surprise's and cornac's).
+CENTRED_INIT_SCALE = 0.1
+
+
+def random_factors(shape, mean_magnitude, rank, random_state, dtype, centred=False):
+    """Random positive W (m, rank) and H (rank, n), scaled so that ``W @ H`` has the mean
+    magnitude of the observed values (scikit-learn NMF's random initialisation); with
+    ``centred``, N(0, CENTRED_INIT_SCALE²) entries instead. W is drawn first, then H."""
+    m, n = shape
+    rng = as_generator(random_state)
+    if centred:
+        W = CENTRED_INIT_SCALE * rng.standard_normal((m, rank))
+        H = CENTRED_INIT_SCALE * rng.standard_normal((rank, n))
+        return W.astype(dtype), H.astype(dtype)
+    scale = math.sqrt(mean_magnitude / rank) if mean_magnitude > 0 else 1.0
     W = scale * np.abs(rng.standard_normal((m, rank)))
     H = scale * np.abs(rng.standard_normal((rank, n)))
     return W.astype(dtype), H.astype(dtype)
 
 
-def initial_factors(shape, dtype, rank, init, random_state, mean_magnitude):
-    """(W, H): copies of ``init`` in the computing dtype, or random factors; the mean
-    magnitude of the observed values is asked for (a callable) only for the latter."""
+def initial_factors(shape, dtype, rank, init, random_state, mean_magnitude, centred=False):
+    """(W, H): copies of ``init`` in the computing dtype, or random factors (centred
+    ones with ``centred``); the mean magnitude of the observed values is asked for (a
+    callable) only for the positive random start."""
     if init is None:
+        if centred:
+            return random_factors(shape, 0.0, rank, random_state, dtype, centred=True)
         return random_factors(shape, mean_magnitude(), rank, random_state, dtype)
     try:
         W0, H0 = init
@@ -547,7 +633,7 @@ def _solve(data, W, H, settings, callback, progress, n_threads, tracker=None):
     chunk = min(chunk, ITERATIONS_PER_CALL)
     history, done = LossHistory(), 0
     if tracker is not None:
-        tracker.record(0, *loop.factors())
+        tracker.record(0, loop.factors())
     try:
         while True:
             steps, status, losses = loop.advance(min(chunk, n_iter - done))
@@ -556,7 +642,7 @@ def _solve(data, W, H, settings, callback, progress, n_threads, tracker=None):
             if bar is not None:
                 bar.update(steps)
                 bar.set_postfix(loss=f"{history.last:.6g}", refresh=False)
-            if steps and tracker is not None and tracker.record(done, *loop.factors()):
+            if steps and tracker is not None and tracker.record(done, loop.factors()):
                 status = STATUS_EARLY_STOPPED if status == STATUS_MAX_ITER else status
             if status == STATUS_MAX_ITER and steps and callback is not None:
                 W_now, H_now = (a.view() for a in loop.factors())
@@ -583,15 +669,22 @@ class ValidationTracker:
         self.history = []
         self.best, self.best_iteration, self.best_factors = math.inf, 0, None
 
-    def record(self, iteration, W, H):
-        """Record the RMSE of (W, H) after ``iteration``; True when the run should stop."""
+    def rmse_of(self, W, H):
+        """The RMSE of ``W @ H`` over the held-out entries."""
         residual = masked.masked_residual(self.plan, W, H)
-        rmse = math.sqrt(masked.sum_of_squares(residual) / residual.shape[0])
+        return math.sqrt(masked.sum_of_squares(residual) / residual.shape[0])
+
+    def record(self, iteration, factors, rmse=None):
+        """Record the RMSE after ``iteration`` of the model ``factors`` (a tuple of
+        arrays, copied when best; with ``rmse`` None, (W, H) and their rmse_of); True
+        when the run should stop."""
+        if rmse is None:
+            rmse = self.rmse_of(*factors)
         self.history.append(rmse)
         if rmse < self.best:
             self.best, self.best_iteration = rmse, iteration
             if self.early_stopping:
-                self.best_factors = (np.array(W, order="C"), np.array(H, order="C"))
+                self.best_factors = tuple(np.array(a, order="C") for a in factors)
         return self.early_stopping and iteration - self.best_iteration >= self.patience
 
 
@@ -676,15 +769,20 @@ COLLAPSED_FRACTION = 1e-3
 
 
 def finished_run(W, H, history, done, status, states, settings, data_magnitude=None,
-                 tracker=None):
+                 tracker=None, penalty=None, biases=None):
     """The FactorizationResult of a run (``states``: {name: (of W, of H)} of the
     optimizer's state), with a warning when the loss stopped being finite, or when the l2
     penalty shrank the factors to ~0 (checked against ``data_magnitude``, the observed
     entries' mean magnitude, a function called only then, when given). With a
-    ValidationTracker that keeps the best factors, those are the result's."""
+    ValidationTracker that keeps the best factors, those are the result's (the caller's
+    when it gives the biases, ``(global_mean, row_bias, col_bias)``). A given ``penalty``
+    is not part of the history (the stochastic solver's, whose history is the data term).
+    """
     final = -1
     if tracker is not None and tracker.best_factors is not None:
-        (W, H), final = tracker.best_factors, tracker.best_iteration
+        final = tracker.best_iteration
+        if biases is None:
+            W, H = tracker.best_factors
     if status == STATUS_NONFINITE:
         warnings.warn(f"factorize stopped at iteration {done}: the loss is {history[-1]}; "
                       "lower lr", RuntimeWarning, stacklevel=4)
@@ -693,8 +791,13 @@ def finished_run(W, H, history, done, status, states, settings, data_magnitude=N
         state[f"{name}_W"] = np.array(of_W, order="C")
         state[f"{name}_H"] = np.array(of_H, order="C")
     l2 = settings["l2"]
-    penalty = 0.5 * l2 * (masked.sum_of_squares(W) + masked.sum_of_squares(H)) if l2 else 0.0
     history = np.asarray(history, dtype=np.float64)
+    if penalty is not None:
+        data_loss = history[final]
+    else:
+        penalty = (0.5 * l2 * (masked.sum_of_squares(W) + masked.sum_of_squares(H)) if l2
+                   else 0.0)
+        data_loss = history[final] - penalty
     if l2 and data_magnitude is not None and status != STATUS_NONFINITE:
         data_magnitude = data_magnitude()
         largest_prediction = (W.shape[1] * float(np.abs(W).max(initial=0.0))
@@ -710,9 +813,11 @@ def finished_run(W, H, history, done, status, states, settings, data_magnitude=N
     result = FactorizationResult(
         W, np.ascontiguousarray(H), history, done, converged=status == STATUS_CONVERGED,
         message=STATUS_MESSAGES[status], optimizer_state=state,
-        data_loss=history[final] - penalty, penalty=penalty,
+        data_loss=data_loss, penalty=penalty,
         validation_history=None if tracker is None else tracker.history,
-        best_iteration=None if tracker is None else tracker.best_iteration)
+        best_iteration=None if tracker is None else tracker.best_iteration,
+        **({} if biases is None else dict(zip(("global_mean", "row_bias", "col_bias"),
+                                              biases, strict=True))))
     result._settings = settings
     return result
 
@@ -726,6 +831,9 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
               delta: float | None = None, reduction: Reduction | None = None,
               weights: ArrayLike | None = None, tol: float | None = None,
               validation: Any = None, early_stopping: bool = False, patience: int = 10,
+              solver: str = "batch", biases: bool = False, regularization: str | None = None,
+              l2_bias: float | None = None, accumulator: str = "coordinate",
+              grid: int | None = None,
               callback: Callable[[int, float, FloatArray, FloatArray], Any] | None = None,
               progress: bool = False, n_threads: int | None = None) -> FactorizationResult:
     """Factorise A ≈ W @ H from its observed entries, by gradient descent.
@@ -801,6 +909,42 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
         With ``validation``: stop once the validation RMSE has not improved for
         ``patience`` iterations, and return the factors of its best iteration.
     patience : int, default 10
+    solver : {"batch", "stochastic"}, default "batch"
+        ``"batch"``: every iteration is one step on the gradient over all observed
+        entries, as above. ``"stochastic"``: every iteration is one pass over the
+        observed entries in a shuffled order, each entry stepping only the row of W, the
+        column of H and the biases it touches (``optimizer="gd"``: plain SGD, Surprise's
+        and cornac's update; ``"adagrad"``: Adagrad), on all ``n_threads`` at once with
+        the same result for any number of threads. It is the solver for ratings data
+        (large, sparse, with biases): see the guide's recommender page. It minimises
+        ``0.5 * sum_e loss_e + penalty``, ``loss_e`` being each entry's squared residual
+        (or twice its Huber loss) times its weight, and reports in ``loss_history`` the
+        data term alone as ``loss`` measures it (the training RMSE by default), in
+        ``penalty`` the penalty's final value. The default start is centred:
+        N(0, 0.1²) entries (their absolute values with ``nonneg``).
+    biases : bool, default False
+        With ``solver="stochastic"``: model ``A[i, j]`` as ``mu + b[i] + c[j] +
+        (W @ H)[i, j]``, ``mu`` the (weighted) mean of the observed values and the row
+        and column biases ``b`` and ``c`` learnt with W and H (the result's
+        ``global_mean``, ``row_bias`` and ``col_bias``; ``predict`` and ``reconstruct``
+        include them).
+    regularization : {"per_rating", "factors"}, optional
+        With ``solver="stochastic"``, how ``l2`` (and ``l2_bias``) penalise:
+        ``"per_rating"`` (its default) adds ``0.5 * l2 * (||W[u]||² + ||H[:, i]||²)`` for
+        every observed entry (u, i), so a row's penalty grows with its number of entries:
+        the ``reg``/``lambda`` of Surprise, cornac and LIBMF, whose values carry over
+        (0.02 to 0.1 on ratings); ``"factors"``: ``0.5 * l2 * (||W||² + ||H||²)`` once, as
+        the batch solver does.
+    l2_bias : float, optional
+        The biases' penalty weight, in the form ``regularization`` says (default: l2).
+    accumulator : {"coordinate", "vector"}, default "coordinate"
+        With ``solver="stochastic"`` and ``optimizer="adagrad"``: one Adagrad accumulator
+        per coordinate of W and H, or one per row of W and column of H that adds the mean
+        of the squared gradient over the rank (LIBMF's, a rank-th of the memory).
+    grid : int, optional
+        With ``solver="stochastic"``: the entries are cut into ``grid x grid`` blocks of
+        random row and column groups, which threads take in parallel (default: about
+        4096 entries a block, at most 16 x 16; never dependent on n_threads).
     callback : callable, optional
         ``callback(iteration, loss, W, H)`` after every iteration (read-only views of
         the current factors); returning True stops the run. With a callback, the loop
@@ -821,7 +965,8 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
     Raises
     ------
     ValueError
-        A bad shape, rank or setting, an init of another shape, NaN or inf in init, an
+        A bad shape, rank or setting (a setting of the other solver among them), an init
+        of another shape, NaN or inf in init, an
         inf among A's observed values, a negative or non-finite weight, or no observed
         entry (or weight) for a mean.
     TypeError
@@ -856,19 +1001,35 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
            [4., 4., 5.],
            [5., 3., 4.],
            [2., 3., 3.]])
+
+    Ratings with biases, by the stochastic solver:
+
+    >>> ratings = fastgd.observed((np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 0, 2]),
+    ...                            np.array([4.0, 3.5, 2.0, 5.0, 4.5]), (3, 3)))
+    >>> result = fastgd.factorize(ratings, 2, solver="stochastic", biases=True, l2=0.05,
+    ...                           n_iter=200, random_state=0)
+    >>> round(result.global_mean, 2), bool(result.loss_history[-1] < 0.1)
+    (3.8, True)
+    >>> result.predict([0, 2], [0, 2]).round(1)  # two of the ratings
+    array([4. , 4.5])
     """
     rank = _check_int(rank, "rank", 1)
     settings = check_settings(optimizer=optimizer, lr=lr, n_iter=n_iter, eps=eps,
                               eps_mode=eps_mode, momentum=momentum, nesterov=nesterov,
                               nonneg=nonneg, loss=loss, l2=l2, tol=tol, delta=delta,
-                              reduction=reduction)
+                              reduction=reduction, solver=solver, biases=biases,
+                              regularization=regularization, l2_bias=l2_bias,
+                              accumulator=accumulator, grid=grid)
     early_stopping, patience = check_early_stopping(validation, early_stopping, patience)
     tracker = None
     if validation is not None:
         training, held_out = held_out_split(A, mask, weights, validation, random_state)
         if training is not None:
             A, mask, weights = training, None, None
-    data = _ObservedData(A, mask, rank, weights)
+    if settings["solver"] == "stochastic":
+        data = _plan.observed(A, mask, weights=weights)
+    else:
+        data = _ObservedData(A, mask, rank, weights)
     if validation is not None:
         if held_out.shape != data.shape:
             raise ValueError(f"validation must have A's shape {data.shape}; got "
@@ -876,6 +1037,15 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
         if held_out.nnz == 0:
             raise ValueError("validation holds no entry")
         tracker = ValidationTracker(held_out, early_stopping, patience)
-    W, H = initial_factors(data.shape, data.dtype, rank, init, random_state,
-                           data.mean_magnitude)
-    return _solve(data, W, H, settings, callback, progress, n_threads, tracker)
+    if settings["solver"] == "batch":
+        W, H = initial_factors(data.shape, data.dtype, rank, init, random_state,
+                               data.mean_magnitude)
+        return _solve(data, W, H, settings, callback, progress, n_threads, tracker)
+    from fastgd import _stochastic
+
+    rng = as_generator(random_state)
+    W, H = initial_factors(data.shape, data.dtype, rank, init, rng, None, centred=True)
+    if settings["nonneg"] and init is None:
+        W, H = np.abs(W), np.abs(H)
+    return _stochastic.solve(data, W, H, settings, callback, progress, n_threads, tracker,
+                             rng)

@@ -215,11 +215,11 @@ def _blas_held(work):
     return _threads.single_threaded_blas()
 
 
-def check_l2(l2):
+def check_l2(l2, name="l2"):
     if isinstance(l2, bool) or not isinstance(l2, numbers.Real):
-        raise TypeError(f"l2 must be a real number; got {type(l2).__name__}")
+        raise TypeError(f"{name} must be a real number; got {type(l2).__name__}")
     if not (math.isfinite(l2) and l2 >= 0):
-        raise ValueError(f"l2 must be finite and >= 0; got {l2}")
+        raise ValueError(f"{name} must be finite and >= 0; got {l2}")
     return float(l2)
 
 

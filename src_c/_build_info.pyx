@@ -18,6 +18,9 @@ from codes cimport (
     STATUS_CONVERGED,
     STATUS_MAX_ITER,
     STATUS_NONFINITE,
+    STEP_ADAGRAD,
+    STEP_ADAGRAD_VECTOR,
+    STEP_SGD,
 )
 from cython.parallel cimport parallel
 
@@ -99,6 +102,7 @@ def codes():
         "OPTIMIZER": [OPTIMIZER_ADAGRAD, OPTIMIZER_GD],
         "EPS": [EPS_OUTSIDE, EPS_INSIDE, EPS_ACCUMULATE],
         "STATUS": [STATUS_MAX_ITER, STATUS_CONVERGED, STATUS_NONFINITE],
+        "STEP": [STEP_SGD, STEP_ADAGRAD, STEP_ADAGRAD_VECTOR],
     }
 
 

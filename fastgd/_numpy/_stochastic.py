@@ -1,0 +1,159 @@
+"""The NumPy twin of ``fastgd._ext._stochastic``: the stochastic solver's pass and loss
+sum, with the same signatures and semantics (src_c/stochastic_loops.h), operation for
+operation in the arrays' precision: the oracle of the compiled loops, and their fallback.
+
+One entry at a time in Python, so it is slow (microseconds per entry); the compiled pass
+takes nanoseconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastgd import _codes
+
+# The compiled loops' partial sums over k (stochastic_loops.h's FASTGD_STOCHASTIC_LANES).
+LANES = 8
+LOSS_CHUNK = 8192
+SGD, ADAGRAD, ADAGRAD_VECTOR = (_codes.code_of(_codes.STOCHASTIC_STEPS, name)
+                                for name in _codes.STOCHASTIC_STEPS)
+HUBER = _codes.code_of(_codes.ENTRY_LOSSES, "huber")
+
+
+def _lanes_sum(terms):
+    """The sum of ``terms`` (length k) as the compiled loops take it: term f into lane
+    f % LANES, each lane in order, then the lanes in a fixed tree."""
+    k = terms.shape[0]
+    padded = np.zeros(-(-k // LANES) * LANES, dtype=terms.dtype)
+    padded[:k] = terms
+    acc = np.zeros(LANES, dtype=terms.dtype)
+    for block in padded.reshape(-1, LANES):
+        acc = acc + block
+    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+
+
+def _prediction(w, h, mu, row_bias, col_bias, u, i):
+    prediction = _lanes_sum(w * h)
+    if row_bias is not None and row_bias.shape[0]:
+        prediction = ((mu + row_bias[u]) + col_bias[i]) + prediction
+    return prediction
+
+
+def run_pass(rows, cols, values, weights, block_ptr, grid, W, HT, row_bias, col_bias,
+             state_W, state_HT, state_row_bias, state_col_bias, reg_W, reg_HT,
+             reg_row_bias, reg_col_bias, lr, eps, lower_bound, step, entry_loss, delta, mu,
+             n_threads):
+    """One pass over the entries: see ``fastgd._ext._stochastic.run_pass``."""
+    real = W.dtype.type
+    lr, eps, lower, mu, delta = (real(x) for x in (lr, eps, lower_bound, mu, delta))
+    k = W.shape[1]
+    inv_k = real(1) / real(k) if k else real(0)
+    biases = row_bias.shape[0] != 0
+    if step == ADAGRAD:
+        state_W, state_HT = state_W.reshape(W.shape), state_HT.reshape(HT.shape)
+    for stratum in range(grid):
+        for a in range(grid):
+            block = a * grid + (a + stratum) % grid
+            for e in range(int(block_ptr[block]), int(block_ptr[block + 1])):
+                u, i = int(rows[e]), int(cols[e])
+                w, h = W[u], HT[i]
+                g = values[e] - _prediction(w, h, mu, row_bias if biases else None,
+                                            col_bias, u, i)
+                if entry_loss == HUBER:
+                    g = g if g > -delta else -delta
+                    g = g if g < delta else delta
+                if weights is not None:
+                    g = g * weights[e]
+                lw, lh = reg_W[u], reg_HT[i]
+                if biases:
+                    gb = reg_row_bias[u] * row_bias[u] - g
+                    gc = reg_col_bias[i] * col_bias[i] - g
+                    if step == SGD:
+                        row_bias[u] = row_bias[u] - lr * gb
+                        col_bias[i] = col_bias[i] - lr * gc
+                    else:
+                        state_row_bias[u] = state_row_bias[u] + gb * gb
+                        state_col_bias[i] = state_col_bias[i] + gc * gc
+                        row_bias[u] = row_bias[u] - lr * gb / (np.sqrt(state_row_bias[u]) + eps)
+                        col_bias[i] = col_bias[i] - lr * gc / (np.sqrt(state_col_bias[i]) + eps)
+                old_w, old_h = w.copy(), h.copy()
+                dw = lw * old_w - g * old_h
+                dh = lh * old_h - g * old_w
+                if step == SGD:
+                    w[:] = old_w - lr * dw
+                    h[:] = old_h - lr * dh
+                elif step == ADAGRAD:
+                    state_W[u] = state_W[u] + dw * dw
+                    state_HT[i] = state_HT[i] + dh * dh
+                    w[:] = old_w - lr * dw / (np.sqrt(state_W[u]) + eps)
+                    h[:] = old_h - lr * dh / (np.sqrt(state_HT[i]) + eps)
+                else:
+                    state_W[u] = state_W[u] + _lanes_sum(dw * dw) * inv_k
+                    state_HT[i] = state_HT[i] + _lanes_sum(dh * dh) * inv_k
+                    w[:] = old_w - (lr / (np.sqrt(state_W[u]) + eps)) * dw
+                    h[:] = old_h - (lr / (np.sqrt(state_HT[i]) + eps)) * dh
+                if lower_bound > -math.inf:
+                    w[:] = np.where(w > lower, w, lower)
+                    h[:] = np.where(h > lower, h, lower)
+
+
+def loss_sum(rows, cols, values, weights, W, HT, row_bias, col_bias, entry_loss, delta, mu,
+             n_threads):
+    """The sum of the entry losses: see ``fastgd._ext._stochastic.loss_sum``."""
+    real = W.dtype.type
+    mu, delta = real(mu), real(delta)
+    biases = row_bias.shape[0] != 0
+    chunks = []
+    for start in range(0, rows.shape[0], LOSS_CHUNK):
+        total = 0.0
+        for e in range(start, min(rows.shape[0], start + LOSS_CHUNK)):
+            u, i = int(rows[e]), int(cols[e])
+            r = values[e] - _prediction(W[u], HT[i], mu, row_bias if biases else None,
+                                        col_bias, u, i)
+            value = float(r) * float(r)
+            if entry_loss == HUBER:
+                size = abs(float(r))
+                value = 0.5 * value if size <= float(delta) else float(delta) * (
+                    size - 0.5 * float(delta))
+            if weights is not None:
+                value *= float(weights[e])
+            total += value
+        chunks.append(total)
+    return sum(chunks, 0.0)
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(state):
+    """(the new state, the next number) of SplitMix64, as the compiled layout draws."""
+    state = (state + 0x9E3779B97F4A7C15) & _MASK64
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return state, z ^ (z >> 31)
+
+
+def block_layout(rows, cols, values, weights, row_group, col_group, grid, seed, out_rows,
+                 out_cols, out_values, out_weights, block_ptr):
+    """The entries laid out block by block and shuffled within each block: see
+    ``fastgd._ext._stochastic.block_layout``."""
+    block = row_group[rows].astype(np.int64) * grid + col_group[cols]
+    order = np.argsort(block, kind="stable")
+    block_ptr[0] = 0
+    np.cumsum(np.bincount(block, minlength=grid * grid), out=block_ptr[1:])
+    arrays = [(out_rows, rows), (out_cols, cols), (out_values, values)]
+    if weights is not None:
+        arrays.append((out_weights, weights))
+    for out, source in arrays:
+        out[:] = source[order]
+    state = int(seed)
+    for b in range(grid * grid):
+        start = int(block_ptr[b])
+        for i in range(int(block_ptr[b + 1]) - start - 1, 0, -1):
+            state, number = _splitmix64(state)
+            j = number % (i + 1)
+            for out, _ in arrays:
+                out[start + i], out[start + j] = out[start + j], out[start + i]
