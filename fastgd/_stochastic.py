@@ -132,9 +132,11 @@ class Solver:
         n = model.HT.shape[0]
         step = settings["step"]
         per_row = {"sgd": 0, "adagrad": k, "adagrad_vector": 1}[step]
-        self.states = (np.zeros(m * per_row, dtype), np.zeros(n * per_row, dtype),
-                       np.zeros(model.row_bias.shape[0] if per_row else 0, dtype),
-                       np.zeros(model.col_bias.shape[0] if per_row else 0, dtype))
+        # LIBMF's per-vector accumulators start at 1 (their first step is then lr).
+        start = np.ones if step == "adagrad_vector" else np.zeros
+        self.states = (start(m * per_row, dtype), start(n * per_row, dtype),
+                       start(model.row_bias.shape[0] if per_row else 0, dtype),
+                       start(model.col_bias.shape[0] if per_row else 0, dtype))
         form = settings["regularization"]
         self.reg = (_coefficients(entries.row_counts, settings["l2"], form, dtype),
                     _coefficients(entries.col_counts, settings["l2"], form, dtype),
@@ -145,13 +147,15 @@ class Solver:
         self.kernels = kernels()
 
     def run_pass(self):
+        """One pass; its running loss (each entry's just before its step)."""
         e, model, s = self.entries, self.model, self.s
         spec = s["loss_spec"]
-        self.kernels.run_pass(
+        total = self.kernels.run_pass(
             e.rows, e.cols, e.values, e.weights, e.block_ptr, e.grid, model.W, model.HT,
             model.row_bias, model.col_bias, *self.states, *self.reg, s["lr"], s["eps"],
             0.0 if s["nonneg"] else -math.inf, STEP_CODES[s["step"]], spec.entry,
             spec.delta, model.mu, self.n_threads)
+        return _losses.value_and_scale(spec, total, e.total_weight)[0]
 
     def training_loss(self):
         e, model = self.entries, self.model
@@ -220,9 +224,8 @@ def solve(plan, W, H, settings, callback, progress, n_threads, tracker, rng):
     try:
         while status == factorization.STATUS_MAX_ITER and done < n_iter:
             previous = history.last
-            solver.run_pass()
+            history.extend([solver.run_pass()])
             done += 1
-            history.extend([solver.training_loss()])
             status = factorization.status_after(history.last, previous, settings)
             if bar is not None:
                 bar.update(1)
@@ -246,7 +249,10 @@ def solve(plan, W, H, settings, callback, progress, n_threads, tracker, rng):
     W_final, HT_final, row_bias, col_bias = final
     best = Model(W_final, HT_final.T, False, model.mu)
     best.row_bias, best.col_bias = row_bias, col_bias
+    state = solver.state()
+    solver.model = best
     return factorization.finished_run(
-        W_final, HT_final.T, history.values(), done, status, solver.state(), settings,
+        W_final, HT_final.T, history.values(), done, status, state, settings,
         tracker=tracker, penalty=penalty(best, entries, settings),
-        biases=(model.mu, row_bias, col_bias) if settings["biases"] else None)
+        biases=(model.mu, row_bias, col_bias) if settings["biases"] else None,
+        data_loss=solver.training_loss())

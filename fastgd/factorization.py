@@ -769,14 +769,15 @@ COLLAPSED_FRACTION = 1e-3
 
 
 def finished_run(W, H, history, done, status, states, settings, data_magnitude=None,
-                 tracker=None, penalty=None, biases=None):
+                 tracker=None, penalty=None, biases=None, data_loss=None):
     """The FactorizationResult of a run (``states``: {name: (of W, of H)} of the
     optimizer's state), with a warning when the loss stopped being finite, or when the l2
     penalty shrank the factors to ~0 (checked against ``data_magnitude``, the observed
     entries' mean magnitude, a function called only then, when given). With a
     ValidationTracker that keeps the best factors, those are the result's (the caller's
     when it gives the biases, ``(global_mean, row_bias, col_bias)``). A given ``penalty``
-    is not part of the history (the stochastic solver's, whose history is the data term).
+    is not part of the history (the stochastic solver's, whose history is the data term),
+    and a given ``data_loss`` is the final model's, exact where the history's is not.
     """
     final = -1
     if tracker is not None and tracker.best_factors is not None:
@@ -793,7 +794,7 @@ def finished_run(W, H, history, done, status, states, settings, data_magnitude=N
     l2 = settings["l2"]
     history = np.asarray(history, dtype=np.float64)
     if penalty is not None:
-        data_loss = history[final]
+        data_loss = history[final] if data_loss is None else data_loss
     else:
         penalty = (0.5 * l2 * (masked.sum_of_squares(W) + masked.sum_of_squares(H)) if l2
                    else 0.0)
@@ -918,10 +919,12 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
         the same result for any number of threads. It is the solver for ratings data
         (large, sparse, with biases): see the guide's recommender page. It minimises
         ``0.5 * sum_e loss_e + penalty``, ``loss_e`` being each entry's squared residual
-        (or twice its Huber loss) times its weight, and reports in ``loss_history`` the
-        data term alone as ``loss`` measures it (the training RMSE by default), in
-        ``penalty`` the penalty's final value. The default start is centred:
-        N(0, 0.1²) entries (their absolute values with ``nonneg``).
+        (or twice its Huber loss) times its weight. ``loss_history`` holds the data term
+        alone as ``loss`` measures it (the training RMSE by default): at the start, then
+        each pass's running loss (every entry's just before its step, as LIBMF and
+        Surprise report it, at no extra cost; ``tol`` watches it); ``data_loss`` is the
+        result's own, exact, and ``penalty`` the penalty's value there. The default start
+        is centred: N(0, 0.1²) entries (their absolute values with ``nonneg``).
     biases : bool, default False
         With ``solver="stochastic"``: model ``A[i, j]`` as ``mu + b[i] + c[j] +
         (W @ H)[i, j]``, ``mu`` the (weighted) mean of the observed values and the row
@@ -939,8 +942,11 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
         The biases' penalty weight, in the form ``regularization`` says (default: l2).
     accumulator : {"coordinate", "vector"}, default "coordinate"
         With ``solver="stochastic"`` and ``optimizer="adagrad"``: one Adagrad accumulator
-        per coordinate of W and H, or one per row of W and column of H that adds the mean
-        of the squared gradient over the rank (LIBMF's, a rank-th of the memory).
+        per coordinate of W and H (torch's Adagrad), or LIBMF's form: one per row of W
+        and column of H (and per bias), starting at 1, each step taken with the
+        accumulator as it was before the entry, which then adds the mean square of the
+        entry's gradient over the rank. A rank-th of the memory, and about twice as fast:
+        no square root per coordinate, none between two entries of one row.
     grid : int, optional
         With ``solver="stochastic"``: the entries are cut into ``grid x grid`` blocks of
         random row and column groups, which threads take in parallel (default: about

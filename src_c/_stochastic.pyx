@@ -32,14 +32,14 @@ cdef extern from "stochastic_loops.h" nogil:
         int biases
         double mu
     int fastgd_stochastic_select_level(int asked)
-    void fastgd_stochastic_pass_f32(
+    double fastgd_stochastic_pass_f32(
         const int32_t* rows, const int32_t* cols, const float* values, const float* weights,
         Py_ssize_t start, Py_ssize_t stop, float* W, float* HT, Py_ssize_t k,
         float* row_bias, float* col_bias, float* state_W, float* state_HT,
         float* state_row_bias, float* state_col_bias, const float* reg_W,
         const float* reg_HT, const float* reg_row_bias, const float* reg_col_bias,
         const fastgd_stochastic_settings* s)
-    void fastgd_stochastic_pass_f64(
+    double fastgd_stochastic_pass_f64(
         const int32_t* rows, const int32_t* cols, const double* values,
         const double* weights, Py_ssize_t start, Py_ssize_t stop, double* W, double* HT,
         Py_ssize_t k, double* row_bias, double* col_bias, double* state_W,
@@ -99,7 +99,9 @@ def run_pass(const int32_t[::1] rows, const int32_t[::1] cols, const floating[::
     value per row for "adagrad_vector"; the biases' states one per bias (empty for "sgd"
     or without biases). reg_*: each row's penalty coefficient (stochastic_loops.h). step:
     a STOCHASTIC_STEPS code; entry_loss an ENTRY_LOSSES code with delta; lower_bound
-    -inf for no projection; n_threads > 1 takes a stratum's blocks in parallel.
+    -inf for no projection; n_threads > 1 takes a stratum's blocks in parallel. Returns
+    the sum of the entry losses, each just before its step (the blocks' sums added in block
+    order: the same bits on any number of threads).
     """
     cdef Py_ssize_t m = W.shape[0], k = W.shape[1], n = HT.shape[0]
     cdef Py_ssize_t nnz = rows.shape[0], a, stratum, block, n_blocks = <Py_ssize_t>grid * grid
@@ -147,41 +149,48 @@ def run_pass(const int32_t[::1] rows, const int32_t[::1] cols, const floating[::
     s.lr, s.eps, s.lower_bound, s.step = lr, eps, lower_bound, step
     s.entry_loss, s.delta, s.mu = entry_loss, delta, mu
     n_threads = max(1, min(n_threads, grid))
+    cdef double[::1] block_losses = _zeros(n_blocks)
+    cdef double total = 0
     with nogil:
         for stratum in range(grid):
             if n_threads == 1:
                 for a in range(grid):
                     block = a * grid + (a + stratum) % grid
-                    _pass(row_data, col_data, value_data, weight_data, block_ptr[block],
-                          block_ptr[block + 1], w, ht, k, rb, cb, sw, sh, srb, scb, lw, lh,
-                          lrb, lcb, &s)
+                    block_losses[block] = _pass(
+                        row_data, col_data, value_data, weight_data, block_ptr[block],
+                        block_ptr[block + 1], w, ht, k, rb, cb, sw, sh, srb, scb, lw, lh,
+                        lrb, lcb, &s)
             else:
                 for a in prange(grid, num_threads=n_threads, schedule="dynamic",
                                 chunksize=1):
                     block = a * grid + (a + stratum) % grid
-                    _pass(row_data, col_data, value_data, weight_data, block_ptr[block],
-                          block_ptr[block + 1], w, ht, k, rb, cb, sw, sh, srb, scb, lw, lh,
-                          lrb, lcb, &s)
+                    block_losses[block] = _pass(
+                        row_data, col_data, value_data, weight_data, block_ptr[block],
+                        block_ptr[block + 1], w, ht, k, rb, cb, sw, sh, srb, scb, lw, lh,
+                        lrb, lcb, &s)
+        for block in range(n_blocks):
+            total += block_losses[block]
+    return total
 
 
-cdef inline void _pass(const int32_t* rows, const int32_t* cols, const floating* values,
-                       const floating* weights, Py_ssize_t start, Py_ssize_t stop,
-                       floating* W, floating* HT, Py_ssize_t k, floating* row_bias,
-                       floating* col_bias, floating* state_W, floating* state_HT,
-                       floating* state_row_bias, floating* state_col_bias,
-                       const floating* reg_W, const floating* reg_HT,
-                       const floating* reg_row_bias, const floating* reg_col_bias,
-                       const fastgd_stochastic_settings* s) noexcept nogil:
+cdef inline double _pass(const int32_t* rows, const int32_t* cols, const floating* values,
+                         const floating* weights, Py_ssize_t start, Py_ssize_t stop,
+                         floating* W, floating* HT, Py_ssize_t k, floating* row_bias,
+                         floating* col_bias, floating* state_W, floating* state_HT,
+                         floating* state_row_bias, floating* state_col_bias,
+                         const floating* reg_W, const floating* reg_HT,
+                         const floating* reg_row_bias, const floating* reg_col_bias,
+                         const fastgd_stochastic_settings* s) noexcept nogil:
     if floating is float:
-        fastgd_stochastic_pass_f32(rows, cols, values, weights, start, stop, W, HT, k,
-                                   row_bias, col_bias, state_W, state_HT, state_row_bias,
-                                   state_col_bias, reg_W, reg_HT, reg_row_bias,
-                                   reg_col_bias, s)
+        return fastgd_stochastic_pass_f32(
+            rows, cols, values, weights, start, stop, W, HT, k, row_bias, col_bias, state_W,
+            state_HT, state_row_bias, state_col_bias, reg_W, reg_HT, reg_row_bias,
+            reg_col_bias, s)
     else:
-        fastgd_stochastic_pass_f64(rows, cols, values, weights, start, stop, W, HT, k,
-                                   row_bias, col_bias, state_W, state_HT, state_row_bias,
-                                   state_col_bias, reg_W, reg_HT, reg_row_bias,
-                                   reg_col_bias, s)
+        return fastgd_stochastic_pass_f64(
+            rows, cols, values, weights, start, stop, W, HT, k, row_bias, col_bias, state_W,
+            state_HT, state_row_bias, state_col_bias, reg_W, reg_HT, reg_row_bias,
+            reg_col_bias, s)
 
 
 def loss_sum(const int32_t[::1] rows, const int32_t[::1] cols, const floating[::1] values,

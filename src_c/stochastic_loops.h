@@ -16,8 +16,12 @@
  *
  * The steps (fastgd/_codes.py's STOCHASTIC_STEPS): "sgd", p -= lr * grad; "adagrad", one
  * accumulator per coordinate, G += grad^2, p -= lr * grad / (sqrt(G) + eps); and
- * "adagrad_vector", LIBMF's form, one accumulator per row vector that adds the mean of
- * grad^2 over its k coordinates (a bias keeps its own accumulator). Both vectors' gradients
+ * "adagrad_vector", LIBMF's form: one accumulator per row vector (LIBMF starts them at 1),
+ * p -= lr * grad / (sqrt(G) + eps) with G as it was before the entry, then G += the mean
+ * of grad^2 over the k coordinates, which keeps the square root off the chain from one
+ * entry of a row to the next; a bias has an accumulator of its own, stepped the same
+ * way (from 1, before the entry's gradient).
+ * Both vectors' gradients
  * are taken at the entry's starting point. With a lower bound (nonneg), W and HT are
  * clipped to it after every step.
  *
@@ -34,6 +38,14 @@
 
 #include "cpu_dispatch.h"
 #include "losses.h"
+
+#if defined(__GNUC__)
+#define FASTGD_ALWAYS_INLINE inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define FASTGD_ALWAYS_INLINE __forceinline
+#else
+#define FASTGD_ALWAYS_INLINE inline
+#endif
 
 #define FASTGD_STOCHASTIC_LANES 8
 /* A pass asks for the rows of the entry this many places ahead. */
@@ -54,35 +66,146 @@ typedef struct {
      + (((acc)[1] + (acc)[5]) + ((acc)[3] + (acc)[7])))
 
 /* NAME##_dot(a, b, k): sum of a[f] b[f] in the lanes' order. */
+#if defined(__GNUC__)
+/* The lanes as one vector (GCC's and Clang's vector extension): one register at a level
+ * whose registers hold them, several at lower levels, the same lane-wise operations. */
+typedef float fastgd_lanes_float __attribute__((vector_size(FASTGD_STOCHASTIC_LANES * 4)));
+typedef double fastgd_lanes_double __attribute__((vector_size(FASTGD_STOCHASTIC_LANES * 8)));
+#define FASTGD_LANES(REAL) fastgd_lanes_##REAL
+#define FASTGD_LANES_LOAD(lanes, address) __builtin_memcpy(&(lanes), (address), sizeof(lanes))
+#define FASTGD_LANES_STORE(address, lanes) __builtin_memcpy((address), &(lanes), sizeof(lanes))
+
 #define FASTGD_DEFINE_STOCHASTIC_DOT(NAME, TARGET, REAL)                                \
-    TARGET static inline REAL NAME(const REAL *restrict a, const REAL *restrict b,      \
-                                   ptrdiff_t k)                                         \
+    TARGET static FASTGD_ALWAYS_INLINE REAL NAME(                                       \
+        const REAL *restrict a, const REAL *restrict b, ptrdiff_t k)                    \
     {                                                                                   \
-        REAL acc[FASTGD_STOCHASTIC_LANES] = {0};                                        \
+        FASTGD_LANES(REAL) acc = {0}, x, y;                                             \
         ptrdiff_t f = 0;                                                                \
-        for (; f + FASTGD_STOCHASTIC_LANES <= k; f += FASTGD_STOCHASTIC_LANES)          \
-            for (int j = 0; j < FASTGD_STOCHASTIC_LANES; j++)                           \
-                acc[j] += a[f + j] * b[f + j];                                          \
+        for (; f + FASTGD_STOCHASTIC_LANES <= k; f += FASTGD_STOCHASTIC_LANES) {        \
+            FASTGD_LANES_LOAD(x, a + f);                                                \
+            FASTGD_LANES_LOAD(y, b + f);                                                \
+            acc += x * y;                                                               \
+        }                                                                               \
         for (int j = 0; f + j < k; j++)                                                 \
             acc[j] += a[f + j] * b[f + j];                                              \
         return FASTGD_LANES_REDUCE(acc);                                                \
     }
+#else
+#define FASTGD_DEFINE_STOCHASTIC_DOT(NAME, TARGET, REAL)                                \
+    TARGET static FASTGD_ALWAYS_INLINE REAL NAME(                                       \
+        const REAL *restrict a, const REAL *restrict b, ptrdiff_t k)                    \
+    {                                                                                   \
+        REAL acc[FASTGD_STOCHASTIC_LANES] = {0};                                        \
+        for (ptrdiff_t f = 0; f < k; f++)                                               \
+            acc[f % FASTGD_STOCHASTIC_LANES] += a[f] * b[f];                            \
+        return FASTGD_LANES_REDUCE(acc);                                                \
+    }
+#endif
 
-/* One pass over entries [start, stop) in their order. */
-#define FASTGD_DEFINE_STOCHASTIC_PASS(NAME, DOT, TARGET, REAL, SQRT)                     \
-    TARGET static void NAME(                                                            \
-        const int32_t *restrict rows, const int32_t *restrict cols,                     \
+/* The arguments of a pass. */
+#define FASTGD_STOCHASTIC_PASS_PARAMETERS(REAL)                                         \
+    const int32_t *restrict rows, const int32_t *restrict cols,                         \
         const REAL *restrict values, const REAL *restrict weights, ptrdiff_t start,     \
         ptrdiff_t stop, REAL *restrict W, REAL *restrict HT, ptrdiff_t k,               \
         REAL *restrict row_bias, REAL *restrict col_bias, REAL *restrict state_W,       \
         REAL *restrict state_HT, REAL *restrict state_row_bias,                         \
         REAL *restrict state_col_bias, const REAL *restrict reg_W,                      \
         const REAL *restrict reg_HT, const REAL *restrict reg_row_bias,                 \
-        const REAL *restrict reg_col_bias, const fastgd_stochastic_settings *s)         \
+        const REAL *restrict reg_col_bias, const fastgd_stochastic_settings *s
+/* One pass over entries [start, stop) in their order; returns the sum of their entry
+ * losses (losses.h's values, in double), each at the model just before its step: the
+ * pass's running loss, at no extra cost. NAME##_body is inlined with the
+ * step and, for the common ranks, k as constants (NAME picks the copy): the compiler
+ * then unrolls the loops over k and drops the other steps' branches. */
+#define FASTGD_DEFINE_STOCHASTIC_PASS(NAME, DOT, TERM, TARGET, REAL, SQRT)               \
+    FASTGD_DEFINE_STOCHASTIC_PASS_BODY(NAME##_body, DOT, TERM, TARGET, REAL, SQRT)      \
+    TARGET static double NAME(FASTGD_STOCHASTIC_PASS_PARAMETERS(REAL))                  \
+    {                                                                                   \
+        const int step = s->step;                                                       \
+        double total = 0;                                                               \
+        switch (k) {                                                                    \
+        case 8:                                                                         \
+            FASTGD_STOCHASTIC_BY_STEP(NAME##_body, step, 8);                            \
+            break;                                                                      \
+        case 16:                                                                        \
+            FASTGD_STOCHASTIC_BY_STEP(NAME##_body, step, 16);                           \
+            break;                                                                      \
+        case 32:                                                                        \
+            FASTGD_STOCHASTIC_BY_STEP(NAME##_body, step, 32);                           \
+            break;                                                                      \
+        case 64:                                                                        \
+            FASTGD_STOCHASTIC_BY_STEP(NAME##_body, step, 64);                           \
+            break;                                                                      \
+        default:                                                                        \
+            FASTGD_STOCHASTIC_BY_STEP(NAME##_body, step, k);                            \
+        }                                                                               \
+        return total;                                                                   \
+    }
+
+#define FASTGD_STOCHASTIC_BY_STEP(BODY, STEP, K)                                        \
+    do {                                                                                \
+        if ((STEP) == FASTGD_STEP_SGD)                                                  \
+            total = BODY(rows, cols, values, weights, start, stop, W, HT, K, row_bias,          \
+                 col_bias, state_W, state_HT, state_row_bias, state_col_bias, reg_W,    \
+                 reg_HT, reg_row_bias, reg_col_bias, s, FASTGD_STEP_SGD);               \
+        else if ((STEP) == FASTGD_STEP_ADAGRAD)                                         \
+            total = BODY(rows, cols, values, weights, start, stop, W, HT, K, row_bias,          \
+                 col_bias, state_W, state_HT, state_row_bias, state_col_bias, reg_W,    \
+                 reg_HT, reg_row_bias, reg_col_bias, s, FASTGD_STEP_ADAGRAD);           \
+        else                                                                            \
+            total = BODY(rows, cols, values, weights, start, stop, W, HT, K, row_bias,          \
+                 col_bias, state_W, state_HT, state_row_bias, state_col_bias, reg_W,    \
+                 reg_HT, reg_row_bias, reg_col_bias, s, FASTGD_STEP_ADAGRAD_VECTOR);    \
+    } while (0)
+
+/* The per-vector step's loop over k in a pass body (its names: w, h, lw, lh, g, rate_w,
+ * rate_h, k): steps w and h, and leaves the squares of their gradients summed by lanes in
+ * acc_w and acc_h. */
+#if defined(__GNUC__)
+#define FASTGD_STOCHASTIC_VECTOR_STEP(REAL)                                             \
+    FASTGD_LANES(REAL) acc_w = {0}, acc_h = {0}, wv, hv, dw, dh;                        \
+    ptrdiff_t f = 0;                                                                    \
+    for (; f + FASTGD_STOCHASTIC_LANES <= k; f += FASTGD_STOCHASTIC_LANES) {            \
+        FASTGD_LANES_LOAD(wv, w + f);                                                   \
+        FASTGD_LANES_LOAD(hv, h + f);                                                   \
+        dw = lw * wv - g * hv;                                                          \
+        dh = lh * hv - g * wv;                                                          \
+        acc_w += dw * dw;                                                               \
+        acc_h += dh * dh;                                                               \
+        wv = wv - rate_w * dw;                                                          \
+        hv = hv - rate_h * dh;                                                          \
+        FASTGD_LANES_STORE(w + f, wv);                                                  \
+        FASTGD_LANES_STORE(h + f, hv);                                                  \
+    }                                                                                   \
+    for (int j = 0; f + j < k; j++) {                                                   \
+        const REAL wf = w[f + j], hf = h[f + j];                                        \
+        const REAL dwf = lw * wf - g * hf, dhf = lh * hf - g * wf;                      \
+        acc_w[j] += dwf * dwf;                                                          \
+        acc_h[j] += dhf * dhf;                                                          \
+        w[f + j] = wf - rate_w * dwf;                                                   \
+        h[f + j] = hf - rate_h * dhf;                                                   \
+    }
+#else
+#define FASTGD_STOCHASTIC_VECTOR_STEP(REAL)                                             \
+    REAL acc_w[FASTGD_STOCHASTIC_LANES] = {0}, acc_h[FASTGD_STOCHASTIC_LANES] = {0};    \
+    for (ptrdiff_t f = 0; f < k; f++) {                                                 \
+        const REAL wf = w[f], hf = h[f];                                                \
+        const REAL dwf = lw * wf - g * hf, dhf = lh * hf - g * wf;                      \
+        acc_w[f % FASTGD_STOCHASTIC_LANES] += dwf * dwf;                                \
+        acc_h[f % FASTGD_STOCHASTIC_LANES] += dhf * dhf;                                \
+        w[f] = wf - rate_w * dwf;                                                       \
+        h[f] = hf - rate_h * dhf;                                                       \
+    }
+#endif
+
+#define FASTGD_DEFINE_STOCHASTIC_PASS_BODY(NAME, DOT, TERM, TARGET, REAL, SQRT)          \
+    TARGET static FASTGD_ALWAYS_INLINE double NAME(                                     \
+        FASTGD_STOCHASTIC_PASS_PARAMETERS(REAL), const int step)                        \
     {                                                                                   \
         const REAL lr = (REAL)s->lr, eps = (REAL)s->eps, lower = (REAL)s->lower_bound;  \
         const REAL mu = (REAL)s->mu, delta = (REAL)s->delta;                            \
-        const int step = s->step, code = s->entry_loss, biases = s->biases;             \
+        const int code = s->entry_loss, biases = s->biases;                             \
+        double total = 0;                                                               \
         const int project = s->lower_bound > -INFINITY;                                 \
         const REAL inv_k = k > 0 ? (REAL)1 / (REAL)k : (REAL)0;                         \
         for (ptrdiff_t e = start; e < stop; e++) {                                      \
@@ -101,6 +224,7 @@ typedef struct {
             if (biases)                                                                 \
                 prediction = ((mu + row_bias[u]) + col_bias[i]) + prediction;           \
             REAL g = values[e] - prediction;                                            \
+            total += TERM##_value(code, delta, weights, e, g);                          \
             if (code == FASTGD_ENTRY_HUBER) {                                           \
                 g = g > -delta ? g : -delta;                                            \
                 g = g < delta ? g : delta;                                              \
@@ -114,11 +238,18 @@ typedef struct {
                 if (step == FASTGD_STEP_SGD) {                                          \
                     row_bias[u] = row_bias[u] - lr * gb;                                \
                     col_bias[i] = col_bias[i] - lr * gc;                                \
-                } else {                                                                \
+                } else if (step == FASTGD_STEP_ADAGRAD) {                               \
                     state_row_bias[u] = state_row_bias[u] + gb * gb;                    \
                     state_col_bias[i] = state_col_bias[i] + gc * gc;                    \
                     row_bias[u] = row_bias[u] - lr * gb / (SQRT(state_row_bias[u]) + eps); \
                     col_bias[i] = col_bias[i] - lr * gc / (SQRT(state_col_bias[i]) + eps); \
+                } else {                                                                \
+                    const REAL rate_b = lr / (SQRT(state_row_bias[u]) + eps);           \
+                    const REAL rate_c = lr / (SQRT(state_col_bias[i]) + eps);           \
+                    row_bias[u] = row_bias[u] - rate_b * gb;                            \
+                    col_bias[i] = col_bias[i] - rate_c * gc;                            \
+                    state_row_bias[u] = state_row_bias[u] + gb * gb;                    \
+                    state_col_bias[i] = state_col_bias[i] + gc * gc;                    \
                 }                                                                       \
             }                                                                           \
             if (step == FASTGD_STEP_SGD) {                                              \
@@ -139,31 +270,13 @@ typedef struct {
                     h[f] = hf - lr * dh / (SQRT(gh[f]) + eps);                          \
                 }                                                                       \
             } else {                                                                    \
-                REAL acc_w[FASTGD_STOCHASTIC_LANES] = {0};                              \
-                REAL acc_h[FASTGD_STOCHASTIC_LANES] = {0};                              \
-                ptrdiff_t f = 0;                                                        \
-                for (; f + FASTGD_STOCHASTIC_LANES <= k; f += FASTGD_STOCHASTIC_LANES)  \
-                    for (int j = 0; j < FASTGD_STOCHASTIC_LANES; j++) {                 \
-                        const REAL dw = lw * w[f + j] - g * h[f + j];                   \
-                        const REAL dh = lh * h[f + j] - g * w[f + j];                   \
-                        acc_w[j] += dw * dw;                                            \
-                        acc_h[j] += dh * dh;                                            \
-                    }                                                                   \
-                for (int j = 0; f + j < k; j++) {                                       \
-                    const REAL dw = lw * w[f + j] - g * h[f + j];                       \
-                    const REAL dh = lh * h[f + j] - g * w[f + j];                       \
-                    acc_w[j] += dw * dw;                                                \
-                    acc_h[j] += dh * dh;                                                \
-                }                                                                       \
-                state_W[u] = state_W[u] + FASTGD_LANES_REDUCE(acc_w) * inv_k;           \
-                state_HT[i] = state_HT[i] + FASTGD_LANES_REDUCE(acc_h) * inv_k;         \
+                /* LIBMF's order: the rates come from the accumulators before this      \
+                 * entry, which then add its gradients' mean square. */                 \
                 const REAL rate_w = lr / (SQRT(state_W[u]) + eps);                      \
                 const REAL rate_h = lr / (SQRT(state_HT[i]) + eps);                     \
-                for (f = 0; f < k; f++) {                                               \
-                    const REAL wf = w[f], hf = h[f];                                    \
-                    w[f] = wf - rate_w * (lw * wf - g * hf);                            \
-                    h[f] = hf - rate_h * (lh * hf - g * wf);                            \
-                }                                                                       \
+                FASTGD_STOCHASTIC_VECTOR_STEP(REAL);                                    \
+                state_W[u] = state_W[u] + FASTGD_LANES_REDUCE(acc_w) * inv_k;           \
+                state_HT[i] = state_HT[i] + FASTGD_LANES_REDUCE(acc_h) * inv_k;         \
             }                                                                           \
             if (project)                                                                \
                 for (ptrdiff_t f = 0; f < k; f++) {                                     \
@@ -171,6 +284,7 @@ typedef struct {
                     h[f] = h[f] > lower ? h[f] : lower;                                 \
                 }                                                                       \
         }                                                                               \
+        return total;                                                                   \
     }
 
 /* The sum of the entry losses (losses.h's values, in double) over entries [start, stop)
@@ -186,6 +300,14 @@ typedef struct {
         const REAL mu = (REAL)s->mu, delta = (REAL)s->delta;                            \
         double total = 0;                                                               \
         for (ptrdiff_t e = start; e < stop; e++) {                                      \
+            if (e + FASTGD_STOCHASTIC_AHEAD < stop) {                                   \
+                const REAL *next_w = W + rows[e + FASTGD_STOCHASTIC_AHEAD] * k;         \
+                const REAL *next_h = HT + cols[e + FASTGD_STOCHASTIC_AHEAD] * k;        \
+                for (ptrdiff_t f = 0; f < k; f += 64 / (ptrdiff_t)sizeof(REAL)) {       \
+                    FASTGD_PREFETCH(next_w + f);                                        \
+                    FASTGD_PREFETCH(next_h + f);                                        \
+                }                                                                       \
+            }                                                                           \
             const ptrdiff_t u = rows[e], i = cols[e];                                   \
             REAL prediction = DOT(W + u * k, HT + i * k, k);                            \
             if (s->biases)                                                              \
@@ -200,9 +322,11 @@ typedef struct {
     FASTGD_DEFINE_STOCHASTIC_DOT(fastgd_stochastic_dot_f32_##LEVEL, TARGET, float)      \
     FASTGD_DEFINE_STOCHASTIC_DOT(fastgd_stochastic_dot_f64_##LEVEL, TARGET, double)     \
     FASTGD_DEFINE_STOCHASTIC_PASS(fastgd_stochastic_pass_f32_##LEVEL,                   \
-                                  fastgd_stochastic_dot_f32_##LEVEL, TARGET, float, sqrtf) \
+                                  fastgd_stochastic_dot_f32_##LEVEL,                    \
+                                  fastgd_entry_loss_term_f32, TARGET, float, sqrtf)     \
     FASTGD_DEFINE_STOCHASTIC_PASS(fastgd_stochastic_pass_f64_##LEVEL,                   \
-                                  fastgd_stochastic_dot_f64_##LEVEL, TARGET, double, sqrt) \
+                                  fastgd_stochastic_dot_f64_##LEVEL,                    \
+                                  fastgd_entry_loss_term_f64, TARGET, double, sqrt)     \
     FASTGD_DEFINE_STOCHASTIC_LOSS(fastgd_stochastic_loss_f32_##LEVEL,                   \
                                   fastgd_stochastic_dot_f32_##LEVEL,                    \
                                   fastgd_entry_loss_term_f32, TARGET, float)            \
@@ -229,7 +353,7 @@ static inline int fastgd_stochastic_select_level(int asked)
 }
 
 #define FASTGD_DEFINE_STOCHASTIC_ENTRY(REAL, SUFFIX)                                    \
-    static inline void fastgd_stochastic_pass_##SUFFIX(                                 \
+    static inline double fastgd_stochastic_pass_##SUFFIX(                               \
         const int32_t *rows, const int32_t *cols, const REAL *values,                   \
         const REAL *weights, ptrdiff_t start, ptrdiff_t stop, REAL *W, REAL *HT,        \
         ptrdiff_t k, REAL *row_bias, REAL *col_bias, REAL *state_W, REAL *state_HT,     \
@@ -237,7 +361,7 @@ static inline int fastgd_stochastic_select_level(int asked)
         const REAL *reg_HT, const REAL *reg_row_bias, const REAL *reg_col_bias,         \
         const fastgd_stochastic_settings *s)                                            \
     {                                                                                   \
-        FASTGD_LEVEL_CALL(fastgd_stochastic_level, fastgd_stochastic_pass_##SUFFIX,     \
+        return FASTGD_LEVEL_CALL(fastgd_stochastic_level, fastgd_stochastic_pass_##SUFFIX, \
                           rows, cols, values, weights, start, stop, W, HT, k, row_bias, \
                           col_bias, state_W, state_HT, state_row_bias, state_col_bias,  \
                           reg_W, reg_HT, reg_row_bias, reg_col_bias, s);                \

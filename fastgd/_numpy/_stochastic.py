@@ -45,7 +45,8 @@ def run_pass(rows, cols, values, weights, block_ptr, grid, W, HT, row_bias, col_
              state_W, state_HT, state_row_bias, state_col_bias, reg_W, reg_HT,
              reg_row_bias, reg_col_bias, lr, eps, lower_bound, step, entry_loss, delta, mu,
              n_threads):
-    """One pass over the entries: see ``fastgd._ext._stochastic.run_pass``."""
+    """One pass over the entries, and the sum of their losses each just before its step:
+    see ``fastgd._ext._stochastic.run_pass``."""
     real = W.dtype.type
     lr, eps, lower, mu, delta = (real(x) for x in (lr, eps, lower_bound, mu, delta))
     k = W.shape[1]
@@ -53,6 +54,7 @@ def run_pass(rows, cols, values, weights, block_ptr, grid, W, HT, row_bias, col_
     biases = row_bias.shape[0] != 0
     if step == ADAGRAD:
         state_W, state_HT = state_W.reshape(W.shape), state_HT.reshape(HT.shape)
+    block_losses = [0.0] * (grid * grid)
     for stratum in range(grid):
         for a in range(grid):
             block = a * grid + (a + stratum) % grid
@@ -61,6 +63,8 @@ def run_pass(rows, cols, values, weights, block_ptr, grid, W, HT, row_bias, col_
                 w, h = W[u], HT[i]
                 g = values[e] - _prediction(w, h, mu, row_bias if biases else None,
                                             col_bias, u, i)
+                block_losses[block] += _entry_value(g, entry_loss, delta,
+                                                    None if weights is None else weights[e])
                 if entry_loss == HUBER:
                     g = g if g > -delta else -delta
                     g = g if g < delta else delta
@@ -73,11 +77,16 @@ def run_pass(rows, cols, values, weights, block_ptr, grid, W, HT, row_bias, col_
                     if step == SGD:
                         row_bias[u] = row_bias[u] - lr * gb
                         col_bias[i] = col_bias[i] - lr * gc
-                    else:
+                    elif step == ADAGRAD:
                         state_row_bias[u] = state_row_bias[u] + gb * gb
                         state_col_bias[i] = state_col_bias[i] + gc * gc
                         row_bias[u] = row_bias[u] - lr * gb / (np.sqrt(state_row_bias[u]) + eps)
                         col_bias[i] = col_bias[i] - lr * gc / (np.sqrt(state_col_bias[i]) + eps)
+                    else:
+                        row_bias[u] = row_bias[u] - (lr / (np.sqrt(state_row_bias[u]) + eps)) * gb
+                        col_bias[i] = col_bias[i] - (lr / (np.sqrt(state_col_bias[i]) + eps)) * gc
+                        state_row_bias[u] = state_row_bias[u] + gb * gb
+                        state_col_bias[i] = state_col_bias[i] + gc * gc
                 old_w, old_h = w.copy(), h.copy()
                 dw = lw * old_w - g * old_h
                 dh = lh * old_h - g * old_w
@@ -90,13 +99,24 @@ def run_pass(rows, cols, values, weights, block_ptr, grid, W, HT, row_bias, col_
                     w[:] = old_w - lr * dw / (np.sqrt(state_W[u]) + eps)
                     h[:] = old_h - lr * dh / (np.sqrt(state_HT[i]) + eps)
                 else:
-                    state_W[u] = state_W[u] + _lanes_sum(dw * dw) * inv_k
-                    state_HT[i] = state_HT[i] + _lanes_sum(dh * dh) * inv_k
                     w[:] = old_w - (lr / (np.sqrt(state_W[u]) + eps)) * dw
                     h[:] = old_h - (lr / (np.sqrt(state_HT[i]) + eps)) * dh
+                    state_W[u] = state_W[u] + _lanes_sum(dw * dw) * inv_k
+                    state_HT[i] = state_HT[i] + _lanes_sum(dh * dh) * inv_k
                 if lower_bound > -math.inf:
                     w[:] = np.where(w > lower, w, lower)
                     h[:] = np.where(h > lower, h, lower)
+    return sum(block_losses, 0.0)
+
+
+def _entry_value(r, entry_loss, delta, weight):
+    """An entry's loss at residual r, in float64 (losses.h's value)."""
+    value = float(r) * float(r)
+    if entry_loss == HUBER:
+        size = abs(float(r))
+        value = 0.5 * value if size <= float(delta) else float(delta) * (
+            size - 0.5 * float(delta))
+    return value if weight is None else value * float(weight)
 
 
 def loss_sum(rows, cols, values, weights, W, HT, row_bias, col_bias, entry_loss, delta, mu,
@@ -112,14 +132,7 @@ def loss_sum(rows, cols, values, weights, W, HT, row_bias, col_bias, entry_loss,
             u, i = int(rows[e]), int(cols[e])
             r = values[e] - _prediction(W[u], HT[i], mu, row_bias if biases else None,
                                         col_bias, u, i)
-            value = float(r) * float(r)
-            if entry_loss == HUBER:
-                size = abs(float(r))
-                value = 0.5 * value if size <= float(delta) else float(delta) * (
-                    size - 0.5 * float(delta))
-            if weights is not None:
-                value *= float(weights[e])
-            total += value
+            total += _entry_value(r, entry_loss, delta, None if weights is None else weights[e])
         chunks.append(total)
     return sum(chunks, 0.0)
 

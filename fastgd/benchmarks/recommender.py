@@ -1,0 +1,225 @@
+"""Matrix completion of ratings, time to a held-out RMSE: ``factorize(solver="stochastic")``
+against the recommender libraries a user would pick instead.
+
+Two problems: a synthetic MovieLens-like one (:func:`synthetic_ratings`: power-law
+popularity of users and items, a low-rank truth plus biases plus noise; its size is a
+parameter), and MovieLens "latest-small" when a copy is at hand (its license forbids
+shipping it: the path is given, never bundled). Each method trains on the training
+ratings and reports, after every pass, the elapsed time and the RMSE of its predictions
+(clipped to the rating scale) on the held-out ratings: :func:`curves`.
+
+The peers, each shown as "not installed" when missing: LIBMF (its C++ sources from the
+PyPI ``libmf`` sdist, built by ``bench/peers/build_libmf.py`` with the flags of LIBMF's own
+Makefile, SSE/AVX and OpenMP, and run through a small driver whose path is
+``FASTGD_LIBMF_DRIVER``; its options passed explicitly), Surprise's ``SVD`` (biased SGD)
+and cornac's ``MF``. Run ``python -m fastgd.benchmarks.recommender --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+
+import fastgd
+
+NOT_INSTALLED = "not installed"
+
+
+def synthetic_ratings(n_users=50_000, n_items=10_000, n_ratings=5_000_000, rank=10,
+                      noise=0.8, random_state=0):
+    """A MovieLens-like ratings matrix: (rows, cols, values, shape).
+
+    Users and items are drawn with power-law popularity (Pareto weights, as real ratings
+    concentrate on few items and users), each (user, item) pair at most once; a rating is
+    ``3.5 + user bias + item bias + W[u] . H[i] + noise`` with the biases N(0, 0.5²), the
+    rank-``rank`` term of variance 0.5 and Gaussian noise of standard deviation ``noise``
+    (the best RMSE a model can reach).
+
+    Examples
+    --------
+    >>> from fastgd.benchmarks.recommender import synthetic_ratings
+    >>> rows, cols, values, shape = synthetic_ratings(200, 100, 2000, random_state=0)
+    >>> rows.shape, shape, len(set(zip(rows.tolist(), cols.tolist())))
+    ((2000,), (200, 100), 2000)
+    """
+    rng = np.random.default_rng(random_state)
+    user_weights = rng.pareto(1.5, n_users) + 1.0
+    item_weights = rng.pareto(1.0, n_items) + 1.0
+    cdf_users = np.cumsum(user_weights / user_weights.sum())
+    cdf_items = np.cumsum(item_weights / item_weights.sum())
+    if n_ratings > n_users * n_items // 2:
+        raise ValueError(f"n_ratings must be at most half of n_users * n_items; got "
+                         f"{n_ratings}")
+    keys = np.empty(0, dtype=np.int64)
+    while keys.shape[0] < n_ratings:
+        draw = 2 * (n_ratings - keys.shape[0]) + 1000
+        rows = np.minimum(np.searchsorted(cdf_users, rng.random(draw)), n_users - 1)
+        cols = np.minimum(np.searchsorted(cdf_items, rng.random(draw)), n_items - 1)
+        keys = np.unique(np.concatenate([keys, rows.astype(np.int64) * n_items + cols]))
+    keys = rng.permutation(keys)[:n_ratings]
+    rows, cols = keys // n_items, keys % n_items
+    scale = (0.5 / rank) ** 0.25
+    W = scale * rng.standard_normal((n_users, rank))
+    H = scale * rng.standard_normal((n_items, rank))
+    values = (3.5 + 0.5 * rng.standard_normal(n_users)[rows]
+              + 0.5 * rng.standard_normal(n_items)[cols]
+              + np.einsum("ij,ij->i", W[rows], H[cols])
+              + noise * rng.standard_normal(n_ratings))
+    return rows.astype(np.int32), cols.astype(np.int32), values, (n_users, n_items)
+
+
+def load_movielens(path):
+    """(rows, cols, values, shape) of MovieLens' ``ratings.csv`` (userId, movieId, rating,
+    timestamp), ids mapped to 0..n-1."""
+    data = np.loadtxt(path, delimiter=",", skiprows=1, usecols=(0, 1, 2))
+    users, rows = np.unique(data[:, 0], return_inverse=True)
+    items, cols = np.unique(data[:, 1], return_inverse=True)
+    return rows.astype(np.int32), cols.astype(np.int32), data[:, 2], (users.size, items.size)
+
+
+def split(ratings, fraction=0.2, random_state=42):
+    """(training, held-out) ratings, each (rows, cols, values, shape): a random
+    ``fraction`` of the ratings held out."""
+    rows, cols, values, shape = ratings
+    held = np.random.default_rng(random_state).random(rows.shape[0]) < fraction
+    return ((rows[~held], cols[~held], values[~held], shape),
+            (rows[held], cols[held], values[held], shape))
+
+
+# The documented recipe (docs/guide/recommender.md): used as is, never tuned on test data.
+RECIPE = {"solver": "stochastic", "biases": True, "optimizer": "adagrad", "lr": 0.05,
+          "l2": 0.1}
+
+
+def fastgd_curve(training, held_out, rank, n_iter, n_threads=1, dtype=np.float64,
+                 **settings):
+    """[(seconds, held-out RMSE)] after every pass of the recipe (without its early
+    stopping: the held-out ratings are only measured), the RMSE unclipped as LIBMF's."""
+    rows, cols, values, shape = training
+    plan = fastgd.observed((rows, cols, values.astype(dtype), shape))
+    held_plan = fastgd.observed(held_out)
+    times = []
+    start = time.perf_counter()
+    fastgd_settings = {**RECIPE, **settings}
+    result = fastgd.factorize(plan, rank, n_iter=n_iter, random_state=0, n_threads=n_threads,
+                              validation=held_plan,
+                              callback=lambda *_: times.append(time.perf_counter() - start),
+                              **fastgd_settings)
+    return list(zip(times, result.validation_history[1:].tolist(), strict=True))
+
+
+def recipe_result(training, held_out, rank, scale, n_threads=1, **settings):
+    """(seconds, held-out RMSE of the clipped predictions, passes) of the documented
+    recipe as is: early stopping on 5% of the training ratings, never the held-out."""
+    rows, cols, values, shape = training
+    start = time.perf_counter()
+    plan = fastgd.observed((rows, cols, values, shape))
+    result = fastgd.factorize(plan, rank, n_iter=200, random_state=0, n_threads=n_threads,
+                              validation=0.05, early_stopping=True, patience=3,
+                              **{**RECIPE, **settings})
+    seconds = time.perf_counter() - start
+    t_rows, t_cols, t_values, _ = held_out
+    predictions = np.clip(result.predict(t_rows, t_cols), *scale)
+    return seconds, math.sqrt(np.mean((predictions - t_values) ** 2)), result.n_iter
+
+
+def peer_curve(name, training, held_out, rank, n_iter, scale, n_threads=1, **options):
+    """[(seconds, held-out RMSE)] of a peer, or NOT_INSTALLED."""
+    runner = {"libmf": _libmf_curve, "surprise": _surprise_curve, "cornac": _cornac_curve}
+    return runner[name](training, held_out, rank, n_iter, scale, n_threads, **options)
+
+
+def _libmf_curve(training, held_out, rank, n_iter, scale, n_threads, eta=0.1, l2=0.1,
+                 nr_bins=20):
+    driver = os.environ.get("FASTGD_LIBMF_DRIVER")
+    if not driver or not os.path.exists(driver):
+        return NOT_INSTALLED
+    node = np.dtype([("u", "<i4"), ("v", "<i4"), ("r", "<f4")])
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for name, (rows, cols, values, shape) in (("tr", training), ("va", held_out)):
+            entries = np.empty(rows.shape[0], node)
+            entries["u"], entries["v"], entries["r"] = rows, cols, values
+            path = os.path.join(tmp, f"{name}.bin")
+            with open(path, "wb") as handle:
+                np.array(shape, "<i4").tofile(handle)
+                np.array([rows.shape[0]], "<i8").tofile(handle)
+                entries.tofile(handle)
+            paths.append(path)
+        command = [driver, *paths, str(rank), str(n_threads), str(n_iter), str(eta),
+                   str(l2), str(nr_bins)]
+        curve = []
+        with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+            start = time.perf_counter()
+            for line in process.stdout:
+                fields = line.split()
+                if len(fields) >= 3 and fields[0].isdigit():
+                    # LIBMF's va_rmse is unclipped; its predictions of 0.5..5 data rarely
+                    # leave the scale.
+                    curve.append((time.perf_counter() - start, float(fields[2])))
+    return curve
+
+
+def _surprise_curve(training, held_out, rank, n_iter, scale, n_threads, **options):
+    try:
+        import pandas as pd
+        from surprise import SVD, Dataset, Reader
+    except ImportError:
+        return NOT_INSTALLED
+    rows, cols, values, _ = training
+    frame = pd.DataFrame({"u": rows, "i": cols, "r": values})
+    trainset = Dataset.load_from_df(frame, Reader(rating_scale=scale)).build_full_trainset()
+    t_rows, t_cols, t_values, _ = held_out
+    curve, elapsed = [], 0.0
+    for epochs in range(1, n_iter + 1):
+        model = SVD(n_factors=rank, n_epochs=epochs, random_state=0, **options)
+        start = time.perf_counter()
+        model.fit(trainset)
+        elapsed = time.perf_counter() - start
+        predictions = np.array([model.predict(u, i).est for u, i in zip(t_rows, t_cols,
+                                                                         strict=True)])
+        curve.append((elapsed, math.sqrt(np.mean((predictions - t_values) ** 2))))
+    return curve
+
+
+def _cornac_curve(training, held_out, rank, n_iter, scale, n_threads, **options):
+    try:
+        from cornac.models import MF
+    except ImportError:
+        return NOT_INSTALLED
+    return NOT_INSTALLED if MF is None else []
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--movielens", help="path of MovieLens' ratings.csv")
+    parser.add_argument("--n-ratings", type=int, default=5_000_000)
+    parser.add_argument("--rank", type=int, default=32)
+    parser.add_argument("--n-iter", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1)
+    arguments = parser.parse_args(argv)
+    if arguments.movielens:
+        ratings, scale = load_movielens(arguments.movielens), (0.5, 5.0)
+    else:
+        ratings = synthetic_ratings(n_ratings=arguments.n_ratings)
+        scale = (-np.inf, np.inf)
+    training, held_out = split(ratings)
+    print("recipe (seconds, test RMSE, passes):",
+          recipe_result(training, held_out, arguments.rank, scale, arguments.threads))
+    for seconds, rmse in fastgd_curve(training, held_out, arguments.rank, arguments.n_iter,
+                                      arguments.threads):
+        print(f"fastgd {seconds:8.3f} s  {rmse:.4f}")
+    libmf = peer_curve("libmf", training, held_out, arguments.rank, arguments.n_iter, scale,
+                       arguments.threads)
+    for seconds, rmse in ([] if libmf == NOT_INSTALLED else libmf):
+        print(f"libmf  {seconds:8.3f} s  {rmse:.4f}")
+
+
+if __name__ == "__main__":
+    main()
