@@ -437,11 +437,16 @@ def _plan_from_entries(rows, cols, values, shape):
     _check_index_range(rows, "rows", m, (m, n))
     _check_index_range(cols, "cols", n, (m, n))
     if m * n <= np.iinfo(np.int64).max:
-        order = np.argsort(rows * n + cols, kind="stable")
+        keys, order = _sorted_with_order(rows * n + cols, m * n)
+        repeated = np.flatnonzero(keys[1:] == keys[:-1])
+        if repeated.size:
+            _raise_repeated(rows, cols, order, repeated)
+        rows, cols = np.divmod(keys, n)
     else:  # rows * n + cols would wrap
         order = np.lexsort((cols, rows))
-    _check_distinct(rows, cols, order)
-    rows, cols, values = rows[order], cols[order], np.ascontiguousarray(values[order])
+        _check_distinct(rows, cols, order)
+        rows, cols = rows[order], cols[order]
+    values = np.ascontiguousarray(values[order])
     index_dtype = smallest_index_dtype(values.shape[0], m, n)
     indptr = np.zeros(m + 1, dtype=index_dtype)
     np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
@@ -458,6 +463,21 @@ def _check_index_range(index, name, size, shape):
                          f"at position {bad}")
 
 
+def _sorted_with_order(keys, limit):
+    """(the keys sorted, the stable order that sorts them) of non-negative int64 keys below
+    ``limit``. Where each key leaves room for an entry's position in the low bits of an
+    int64, the keys are sorted with their positions packed in (NumPy's sort, vectorised,
+    is several times faster than a stable argsort of 5M keys); else by a stable argsort."""
+    position_bits = max(1, (keys.shape[0] - 1).bit_length())
+    if limit <= 1 << (63 - position_bits):
+        packed = np.left_shift(keys, position_bits)
+        packed |= np.arange(keys.shape[0], dtype=np.int64)
+        packed.sort()
+        return packed >> position_bits, packed & ((1 << position_bits) - 1)
+    order = np.argsort(keys, kind="stable")
+    return keys[order], order
+
+
 def _check_distinct(rows, cols, order):
     """ValueError unless the (row, col) pairs are distinct; ``order`` sorts them by row,
     then column."""
@@ -465,9 +485,13 @@ def _check_distinct(rows, cols, order):
     repeated = np.flatnonzero((sorted_rows[1:] == sorted_rows[:-1])
                               & (sorted_cols[1:] == sorted_cols[:-1]))
     if repeated.size:
-        first = int(order[repeated[0]])
-        raise ValueError(f"the observed entries must be distinct; (row {rows[first]}, column "
-                         f"{cols[first]}) appears more than once")
+        _raise_repeated(rows, cols, order, repeated)
+
+
+def _raise_repeated(rows, cols, order, repeated):
+    first = int(order[repeated[0]])
+    raise ValueError(f"the observed entries must be distinct; (row {rows[first]}, column "
+                     f"{cols[first]}) appears more than once")
 
 
 def _ascending_plan(indptr, indices, values, shape):

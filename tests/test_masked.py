@@ -775,3 +775,29 @@ def test_plans_never_allocate_m_by_n(backend):
     assert peak < 40 * n * k * 8
     assert r.shape == (flat.size,) and np.isfinite(value)
     assert np.count_nonzero(dW.any(axis=1)) == np.unique(rows).size
+
+
+@settings(max_examples=30, deadline=None)
+@given(nnz=st.integers(0, 300), shape=st.sampled_from([(7, 5), (1000, 3), (3, 2**40),
+                                                        (16, 2**51), (4, 2**61)]),
+       seed=st.integers(0, 2**32 - 1))
+def test_a_plan_from_coordinates_sorts_them_by_row_then_column(nnz, shape, seed):
+    # The shapes take each sorting path: positions packed beside the keys, a stable
+    # argsort where they do not fit, and lexsort where row * n + col would wrap.
+    rng = np.random.default_rng(seed)
+    m, n = shape
+    pairs = {(int(r), int(c)) for r, c in zip(rng.integers(0, m, size=nnz),
+                                              rng.integers(0, n, size=nnz), strict=True)}
+    pairs = sorted(pairs, key=lambda pair: rng.random())
+    rows = np.array([r for r, _ in pairs], dtype=np.int64)
+    cols = np.array([c for _, c in pairs], dtype=np.int64)
+    values = rng.standard_normal(rows.shape[0])
+    plan = fastgd.observed((rows, cols, values, shape))
+    order = np.lexsort((cols, rows))
+    assert_array_equal(plan.rows, rows[order])
+    assert_array_equal(plan.cols, cols[order])
+    assert_array_equal(plan.values, values[order])
+    if rows.shape[0]:
+        with pytest.raises(ValueError, match="must be distinct"):
+            fastgd.observed((np.r_[rows, rows[:1]], np.r_[cols, cols[:1]],
+                             np.r_[values, 1.0], shape))

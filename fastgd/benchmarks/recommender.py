@@ -32,14 +32,15 @@ NOT_INSTALLED = "not installed"
 
 
 def synthetic_ratings(n_users=50_000, n_items=10_000, n_ratings=5_000_000, rank=10,
-                      noise=0.8, random_state=0):
+                      noise=0.74, random_state=0):
     """A MovieLens-like ratings matrix: (rows, cols, values, shape).
 
     Users and items are drawn with power-law popularity (Pareto weights, as real ratings
     concentrate on few items and users), each (user, item) pair at most once; a rating is
     ``3.5 + user bias + item bias + W[u] . H[i] + noise`` with the biases N(0, 0.5²), the
     rank-``rank`` term of variance 0.5 and Gaussian noise of standard deviation ``noise``
-    (the best RMSE a model can reach).
+    (the floor of the held-out RMSE; with the default sizes the estimation error of the
+    many users with few ratings adds to it, and the best held-out RMSEs land near 0.81).
 
     Examples
     --------
