@@ -17,7 +17,13 @@ from fastgd._version import __version__
 from fastgd.distances import sqeuclidean
 from fastgd.factorization import FactorizationResult, factorize
 from fastgd.gradcheck import GradCheckReport, check_grad, numerical_gradient
-from fastgd.masked import ObservedEntries, masked_loss_grad, masked_residual, observed
+from fastgd.masked import (
+    ObservedEntries,
+    masked_loss_grad,
+    masked_residual,
+    observed,
+    observed_from_ids,
+)
 from fastgd.optimize import minimize, scipy_method
 from fastgd.updates import (
     SGD,
@@ -52,6 +58,7 @@ __all__ = [
     "minimize",
     "numerical_gradient",
     "observed",
+    "observed_from_ids",
     "rmsprop_update",
     "scipy_method",
     "sgd_update",

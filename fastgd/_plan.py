@@ -12,6 +12,7 @@ the package; ``fastgd.observed`` and ``fastgd.ObservedEntries`` are the public o
 from __future__ import annotations
 
 import numbers
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -95,8 +96,8 @@ class ObservedEntries:
     ValueError: indices must lie in [0, 2) for shape (2, 2); got 7 at position 1
     """
 
-    __slots__ = ("_ascending", "_indices", "_indptr", "_shape", "_tiled", "_tiled_wanted",
-                 "_total_weight", "_values", "_weights")
+    __slots__ = ("_ascending", "_col_ids", "_indices", "_indptr", "_row_ids", "_shape",
+                 "_tiled", "_tiled_wanted", "_total_weight", "_values", "_weights")
 
     def __init__(self, indptr: ArrayLike, indices: ArrayLike, values: ArrayLike,
                  shape: tuple[int, int]) -> None:
@@ -140,6 +141,7 @@ class ObservedEntries:
         for array in (indptr, indices, values):
             array.flags.writeable = False
         self._weights = None
+        self._row_ids = self._col_ids = None
         self._total_weight = float(values.shape[0])
         self._indptr = indptr
         self._indices = indices
@@ -184,10 +186,31 @@ class ObservedEntries:
         """The entries' weights in the plan's order, shape (nnz,), or None (read-only)."""
         return self._weights
 
+    @property
+    def row_ids(self) -> NDArray[Any] | None:
+        """The id of every row, shape (m,), for a plan made by ``observed_from_ids``;
+        None otherwise (read-only)."""
+        return self._row_ids
+
+    @property
+    def col_ids(self) -> NDArray[Any] | None:
+        """The id of every column, shape (n,), for a plan made by ``observed_from_ids``;
+        None otherwise (read-only)."""
+        return self._col_ids
+
+    def _with_ids(self, row_ids, col_ids):
+        """This plan (a shallow copy) with the read-only ids of its rows and columns."""
+        plan = ObservedEntries._trusted(self._indptr, self._indices, self._values,
+                                        self._shape, self._ascending)
+        plan._weights, plan._total_weight = self._weights, self._total_weight
+        plan._row_ids, plan._col_ids = row_ids, col_ids
+        return plan
+
     def _with_weights(self, weights):
         """This plan's entries with the checked, read-only ``weights`` (nnz,)."""
         plan = ObservedEntries._trusted(self._indptr, self._indices, self._values,
                                         self._shape, self._ascending)
+        plan._row_ids, plan._col_ids = self._row_ids, self._col_ids
         plan._weights = weights
         plan._total_weight = float(np.sum(weights, dtype=np.float64))
         return plan
@@ -564,6 +587,102 @@ def observed(A: Any, mask: ArrayLike | None = None, *,
     weights = np.array(_losses.plan_weights(weights, plan, plan.values.dtype), copy=True)
     weights.flags.writeable = False
     return plan._with_weights(weights)
+
+
+def _ids_and_positions(ids, name):
+    """(the distinct ids, each entry's position among them) of a 1-D column of ids: sorted
+    where they compare (numbers, strings), else in order of first appearance."""
+    if hasattr(ids, "to_numpy"):  # a pandas Series or Index
+        ids = ids.to_numpy()
+    ids = np.asarray(ids)
+    if ids.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D column of ids; got shape {ids.shape}")
+    try:
+        distinct, positions = np.unique(ids, return_inverse=True)
+    except TypeError:  # ids of types that do not compare: keep the order they come in
+        first_seen = {}
+        positions = np.fromiter((first_seen.setdefault(i, len(first_seen)) for i in ids),
+                                dtype=np.int64, count=ids.shape[0])
+        distinct = np.empty(len(first_seen), dtype=object)
+        distinct[:] = list(first_seen)
+    if distinct.dtype.kind == "f" and np.isnan(distinct).any():
+        raise ValueError(f"{name} must not hold NaN")
+    distinct.flags.writeable = False
+    return distinct, positions.reshape(-1)
+
+
+def observed_from_ids(row_ids: ArrayLike, col_ids: ArrayLike, values: ArrayLike, *,
+                      weights: ArrayLike | None = None) -> ObservedEntries:
+    """A plan of observed entries from a ratings table: one (row id, column id, value)
+    per entry, the ids any hashable values (user and item ids, names).
+
+    Each distinct row id becomes a row of the plan and each distinct column id a column
+    (sorted where the ids compare, else in order of first appearance); ``plan.row_ids``
+    and ``plan.col_ids`` say which. A :class:`FactorizationResult` of ``factorize`` on
+    the plan keeps them: its ``predict`` then takes ids, and predicts for ids it has not
+    seen from what it knows (see :meth:`FactorizationResult.predict`). Also available as
+    ``fastgd.observed.from_ids``.
+
+    Parameters
+    ----------
+    row_ids, col_ids : array_like or pandas Series, shape (nnz,)
+        The entries' row and column ids.
+    values : array_like, shape (nnz,)
+        The observed values.
+    weights : array_like, shape (nnz,), optional
+        A non-negative weight per entry, in the table's order.
+
+    Returns
+    -------
+    ObservedEntries
+        With ``row_ids`` and ``col_ids``.
+
+    Raises
+    ------
+    ValueError
+        Columns of different lengths, an id pair that appears twice, a NaN id, or a
+        value or weight ``observed`` refuses.
+
+    Examples
+    --------
+    >>> import fastgd
+    >>> plan = fastgd.observed_from_ids(["ann", "bob", "ann"], [10, 20, 20],
+    ...                                 [4.0, 3.0, 5.0])
+    >>> plan.shape, plan.row_ids.tolist(), plan.col_ids.tolist()
+    ((2, 2), ['ann', 'bob'], [10, 20])
+    >>> plan.to_dense()
+    array([[ 4.,  5.],
+           [nan,  3.]])
+    """
+    distinct_rows, rows = _ids_and_positions(row_ids, "row_ids")
+    distinct_cols, cols = _ids_and_positions(col_ids, "col_ids")
+    values = _validation.as_float_array(values, "values", 1, "(nnz,)")
+    if not rows.shape == cols.shape == values.shape:
+        raise ValueError(f"row_ids, col_ids and values must have the same length; got "
+                         f"{rows.shape[0]}, {cols.shape[0]} and {values.shape[0]}")
+    shape = (distinct_rows.shape[0], distinct_cols.shape[0])
+    try:
+        plan = _plan_from_entries(rows, cols, values, shape)
+    except ValueError as error:
+        repeated = re.search(r"\(row (\d+), column (\d+)\) appears", str(error))
+        if repeated is None:
+            raise
+        row, col = (int(i) for i in repeated.groups())
+        pair = tuple(getattr(x, "item", lambda x=x: x)()
+                     for x in (distinct_rows[row], distinct_cols[col]))
+        raise ValueError(f"each (row id, column id) pair must appear once; {pair!r} appears "
+                         "more than once") from None
+    plan = plan._with_ids(distinct_rows, distinct_cols)
+    if weights is None:
+        return plan
+    weights = _validation.as_float_array(weights, "weights", 1, "(nnz,)")
+    if weights.shape != values.shape:
+        raise ValueError(f"weights must have one value per entry ({values.shape[0]}); got "
+                         f"shape {weights.shape}")
+    return observed(plan, weights=weights[np.lexsort((cols, rows))])
+
+
+observed.from_ids = observed_from_ids  # type: ignore[attr-defined]
 
 
 def _observed(A, mask):

@@ -162,8 +162,8 @@ class FactorizationResult:
                  data_loss: float | None = None, penalty: float | None = None,
                  validation_history: ArrayLike | None = None,
                  best_iteration: int | None = None, global_mean: float | None = None,
-                 row_bias: FloatArray | None = None,
-                 col_bias: FloatArray | None = None) -> None:
+                 row_bias: FloatArray | None = None, col_bias: FloatArray | None = None,
+                 row_ids: ArrayLike | None = None, col_ids: ArrayLike | None = None) -> None:
         self.W = W
         self.H = H
         self.loss_history = np.asarray(loss_history, dtype=np.float64)
@@ -182,6 +182,10 @@ class FactorizationResult:
         self.row_bias, self.col_bias = row_bias, col_bias
         if row_bias is not None and self.global_mean is None:
             self.global_mean = 0.0
+        if (row_ids is None) != (col_ids is None):
+            raise ValueError("row_ids and col_ids go together; got one of them")
+        self.row_ids = None if row_ids is None else _IdIndex(row_ids, "row_ids", W.shape[0])
+        self.col_ids = None if col_ids is None else _IdIndex(col_ids, "col_ids", H.shape[1])
         # The optimizer's settings, for effective_lr(): set by factorize.
         self._settings = None
 
@@ -200,13 +204,32 @@ class FactorizationResult:
 
         Parameters
         ----------
-        rows, cols : array_like of int, of one shape
-            Row and column indices (negative ones count from the end, as in NumPy).
+        rows, cols : array_like of one shape
+            Row and column indices (negative ones count from the end, as in NumPy); or,
+            for a result of a plan made by :func:`observed_from_ids` (which has
+            ``row_ids`` and ``col_ids``), the rows' and columns' own ids. An id not
+            seen in training is predicted from what is known: ``global_mean`` plus the
+            other side's bias when it is known (a model with biases), NaN without biases.
 
         Returns
         -------
         ndarray of the indices' shape
+
+        Examples
+        --------
+        >>> import fastgd
+        >>> plan = fastgd.observed_from_ids(["ann", "bob", "ann", "cy"], [10, 20, 20, 10],
+        ...                                 [4.0, 3.0, 5.0, 3.5])
+        >>> result = fastgd.factorize(plan, 2, solver="stochastic", biases=True,
+        ...                           n_iter=300, random_state=0)
+        >>> result.predict(["ann", "bob"], [10, 20]).round(1)
+        array([4. , 3.1])
+        >>> bool(result.predict(["dee"], [10])[0]
+        ...      == result.global_mean + result.col_bias[0])  # a new user: mean + item bias
+        True
         """
+        if self.row_ids is not None:
+            return self._predict_ids(rows, cols)
         (m, _), n = self.W.shape, self.H.shape[1]
         rows = _index_array(rows, "rows", m)
         cols = _index_array(cols, "cols", n)
@@ -220,6 +243,26 @@ class FactorizationResult:
             product += (mean + self.row_bias[rows]) + self.col_bias[cols]
         elif self.global_mean is not None:
             product += product.dtype.type(self.global_mean)
+        return product
+
+    def _predict_ids(self, row_ids, col_ids):
+        rows, row_known = self.row_ids.positions(row_ids)
+        cols, col_known = self.col_ids.positions(col_ids)
+        if rows.shape != cols.shape:
+            raise ValueError(f"the row and column ids must have one shape; got {rows.shape} "
+                             f"and {cols.shape}")
+        known = row_known & col_known
+        product = np.zeros(rows.shape, dtype=self.W.dtype)
+        product[known] = np.einsum("ik,ik->i", self.W[rows[known]], self.H.T[cols[known]])
+        if self.row_bias is not None:
+            zero = product.dtype.type(0)
+            mean = product.dtype.type(self.global_mean)
+            product += ((mean + np.where(row_known, self.row_bias[rows], zero))
+                        + np.where(col_known, self.col_bias[cols], zero))
+        else:
+            if self.global_mean is not None:
+                product += product.dtype.type(self.global_mean)
+            product[~known] = np.nan
         return product
 
     def effective_lr(self) -> tuple[FloatArray, FloatArray]:
@@ -244,6 +287,36 @@ class FactorizationResult:
             f"FactorizationResult(W: {self.W.shape}, H: {self.H.shape}, n_iter={self.n_iter}, "
             f"loss={self.loss_history[-1]:.6g}, converged={self.converged})"
         )
+
+
+class _IdIndex:
+    """The ids of a result's rows (or columns), and where given ids are among them."""
+
+    def __init__(self, ids, name, size):
+        ids = np.asarray(ids)
+        if ids.shape != (size,):
+            raise ValueError(f"{name} must hold one id per row of the factor ({size}); got "
+                             f"shape {ids.shape}")
+        self.ids = ids
+        self._sorted = ids.dtype != object and bool(np.all(ids[1:] > ids[:-1]))
+        self._lookup = None
+
+    def positions(self, wanted):
+        """(each id's position, 0 where unknown; whether it is known)."""
+        if hasattr(wanted, "to_numpy"):
+            wanted = wanted.to_numpy()
+        wanted = np.asarray(wanted)
+        if self._sorted and wanted.dtype != object and self.ids.size:
+            try:
+                found = np.searchsorted(self.ids, wanted).clip(0, self.ids.size - 1)
+                return found, self.ids[found] == wanted
+            except TypeError:  # ids and wanted of kinds that do not compare
+                pass
+        if self._lookup is None:
+            self._lookup = {value: i for i, value in enumerate(self.ids.tolist())}
+        found = np.array([self._lookup.get(value, -1) for value in wanted.ravel().tolist()],
+                         dtype=np.int64).reshape(wanted.shape)
+        return np.maximum(found, 0), found >= 0
 
 
 def _index_array(value, name, size):
@@ -283,13 +356,18 @@ def check_momentum(optimizer, momentum, nesterov, name):
 
 
 SOLVERS = ("batch", "stochastic")
+# The stochastic solver's default l2, per rating: the value that the recommender guide's
+# recipe was tuned to on a validation split of MovieLens' training ratings.
+STOCHASTIC_L2 = 0.1
 
 
 def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, nonneg,
                    loss, l2, tol, delta=None, reduction=None, solver="batch", biases=False,
-                   regularization=None, l2_bias=None, accumulator="coordinate", grid=None):
+                   regularization=None, l2_bias=None, accumulator=None, grid=None):
     """factorize's settings, validated, as a dict (fastgd.dask.factorize's too)."""
     _validation.check_choice(solver, "solver", SOLVERS)
+    if l2 is None:
+        l2 = 0.0 if solver == "batch" else STOCHASTIC_L2
     stochastic = _check_stochastic(solver, optimizer, biases, regularization, accumulator,
                                    eps_mode, momentum, nesterov, grid)
     _validation.check_choice(optimizer, "optimizer", OPTIMIZERS)
@@ -321,13 +399,14 @@ def _check_stochastic(solver, optimizer, biases, regularization, accumulator, ep
     biases = _validation.check_flag(biases, "biases")
     if regularization is not None:
         _validation.check_choice(regularization, "regularization", ("per_rating", "factors"))
-    _validation.check_choice(accumulator, "accumulator", ("coordinate", "vector"))
+    if accumulator is not None:
+        _validation.check_choice(accumulator, "accumulator", ("coordinate", "vector"))
     if grid is not None:
         grid = _check_int(grid, "grid", 1)
     if solver == "batch":
         given = [f"{name}={value!r}" for name, value, default in (
             ("biases", biases, False), ("regularization", regularization or "factors", "factors"),
-            ("accumulator", accumulator, "coordinate"), ("grid", grid, None)) if value != default]
+            ("accumulator", accumulator, None), ("grid", grid, None)) if value != default]
         if given:
             raise ValueError(f"{', '.join(given)} needs solver='stochastic' (the batch solver "
                              "has no biases and penalises the whole factors)")
@@ -340,7 +419,7 @@ def _check_stochastic(solver, optimizer, biases, regularization, accumulator, ep
     if eps_mode != "outside":
         raise ValueError(f"solver='stochastic' adds eps outside the square root "
                          f"(eps_mode='outside'); got eps_mode={eps_mode!r}")
-    if optimizer == "gd" and accumulator != "coordinate":
+    if optimizer == "gd" and accumulator is not None:
         raise ValueError("accumulator applies to optimizer='adagrad'")
     step = "sgd" if optimizer == "gd" else (
         "adagrad" if accumulator == "coordinate" else "adagrad_vector")
@@ -724,6 +803,20 @@ def _entries_subset(plan, keep, weights=True):
     return subset
 
 
+def _in_index_of(entries, ids, shape):
+    """A plan with ids (``observed_from_ids``) laid out in the rows and columns of other
+    ``ids`` of ``shape``: the entries whose ids are among them (a held-out plan of its own
+    ids, for a training plan with ids). A plan without ids is returned as it is."""
+    if entries.row_ids is None:
+        return entries
+    rows, row_known = _IdIndex(ids[0], "row_ids", shape[0]).positions(
+        entries.row_ids[entries.rows])
+    cols, col_known = _IdIndex(ids[1], "col_ids", shape[1]).positions(
+        entries.col_ids[entries.cols])
+    known = row_known & col_known
+    return _plan.observed((rows[known], cols[known], entries.values[known], shape))
+
+
 def check_early_stopping(validation, early_stopping, patience):
     early_stopping = _validation.check_flag(early_stopping, "early_stopping")
     patience = _check_int(patience, "patience", 1)
@@ -828,12 +921,12 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
               random_state: RandomState = None, optimizer: Optimizer = "adagrad",
               lr: float = 0.1, n_iter: int = 1000, eps: float = 1e-8,
               eps_mode: EpsMode = "outside", momentum: float = 0.0, nesterov: bool = False,
-              nonneg: bool = False, loss: Loss = "rmse", l2: float = 0.0,
+              nonneg: bool = False, loss: Loss = "rmse", l2: float | None = None,
               delta: float | None = None, reduction: Reduction | None = None,
               weights: ArrayLike | None = None, tol: float | None = None,
               validation: Any = None, early_stopping: bool = False, patience: int = 10,
               solver: str = "batch", biases: bool = False, regularization: str | None = None,
-              l2_bias: float | None = None, accumulator: str = "coordinate",
+              l2_bias: float | None = None, accumulator: str | None = None,
               grid: int | None = None,
               callback: Callable[[int, float, FloatArray, FloatArray], Any] | None = None,
               progress: bool = False, n_threads: int | None = None) -> FactorizationResult:
@@ -882,9 +975,10 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
         As in :func:`masked_loss_grad`. "huber" makes the fit robust to outliers: an
         entry whose residual exceeds ``delta`` pulls on the factors with a force of
         ``delta``, not in proportion to its error.
-    l2 : float
-        Weight of the penalty ``0.5 * l2 * (||W||² + ||H||²)``, added to the loss as it
-        is: it is not scaled by the number of observed entries N. With ``loss="sse"``
+    l2 : float, optional
+        Weight of the penalty (default 0 for the batch solver, 0.1 per rating for the
+        stochastic one). The batch solver adds ``0.5 * l2 * (||W||² + ||H||²)`` to the
+        loss as it is: it is not scaled by the number of observed entries N. With ``loss="sse"``
         (a sum over the entries) the weight ``λ`` of libraries that penalise each
         observed entry's row and column vectors (Surprise's ``reg``, cornac, LIBMF)
         corresponds to about ``l2 = 2 λ c``, with ``c = 2 N / (m + n)`` the mean number of
@@ -903,7 +997,9 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
         Entries to measure the fit on as it runs: a fraction in (0, 1) of A's observed
         entries, held out at random (by ``random_state``) and not trained on, or the
         held-out entries themselves in any form A takes (of A's shape; they should be
-        missing from A). The result's ``validation_history`` is their RMSE at the
+        missing from A). When A and the held-out entries are both plans made by
+        :func:`observed_from_ids`, they are matched by id (held-out entries of ids that A
+        does not have are left out). The result's ``validation_history`` is their RMSE at the
         initial point and after every iteration, ``best_iteration`` where it was lowest.
         The run then returns to Python after every iteration.
     early_stopping : bool, default False
@@ -940,9 +1036,10 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
         the batch solver does.
     l2_bias : float, optional
         The biases' penalty weight, in the form ``regularization`` says (default: l2).
-    accumulator : {"coordinate", "vector"}, default "coordinate"
-        With ``solver="stochastic"`` and ``optimizer="adagrad"``: one Adagrad accumulator
-        per coordinate of W and H (torch's Adagrad), or LIBMF's form: one per row of W
+    accumulator : {"vector", "coordinate"}, optional
+        With ``solver="stochastic"`` and ``optimizer="adagrad"`` (default "vector"): one
+        Adagrad accumulator per coordinate of W and H (torch's Adagrad), or LIBMF's form:
+        one per row of W
         and column of H (and per bias), starting at 1, each step taken with the
         accumulator as it was before the entry, which then adds the mean square of the
         entry's gradient over the rank. A rank-th of the memory, and about twice as fast:
@@ -1027,6 +1124,20 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
                               regularization=regularization, l2_bias=l2_bias,
                               accumulator=accumulator, grid=grid)
     early_stopping, patience = check_early_stopping(validation, early_stopping, patience)
+    ids = ((A.row_ids, A.col_ids) if isinstance(A, _plan.ObservedEntries)
+           and A.row_ids is not None else None)
+    if ids is not None and isinstance(validation, _plan.ObservedEntries):
+        validation = _in_index_of(validation, ids, A.shape)
+    result = _factorize(A, rank, mask, init, random_state, weights, validation,
+                        early_stopping, patience, callback, progress, n_threads, settings)
+    if ids is not None:
+        result.row_ids = _IdIndex(ids[0], "row_ids", result.W.shape[0])
+        result.col_ids = _IdIndex(ids[1], "col_ids", result.H.shape[1])
+    return result
+
+
+def _factorize(A, rank, mask, init, random_state, weights, validation, early_stopping,
+               patience, callback, progress, n_threads, settings):
     tracker = None
     if validation is not None:
         training, held_out = held_out_split(A, mask, weights, validation, random_state)

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_same_bits
+from conftest import assert_same_bits, require_peer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
@@ -286,7 +286,10 @@ def test_dtypes_inputs_and_the_result(backend, rng, float_dtype):
         assert array.dtype == float_dtype
     assert result.W.shape == (30, 3) and result.H.shape == (3, 20)
     assert result.loss_history.shape == (5,) and result.n_iter == 4
-    assert result.penalty == 0.0
+    # The defaults: l2 = 0.1 per rating, LIBMF's per-vector accumulators (from 1).
+    assert result.penalty > 0
+    assert result.optimizer_state["accum_W"].shape == (30,)
+    assert result.optimizer_state["accum_W"].min() > 1
     # data_loss: the training RMSE of the result, exact; the history after the start:
     # each pass's running loss, close to it once the passes change little.
     observed = ~np.isnan(A)
@@ -296,8 +299,10 @@ def test_dtypes_inputs_and_the_result(backend, rng, float_dtype):
     start = fastgd.factorize(A, 3, solver="stochastic", biases=True, n_iter=0,
                              random_state=0)
     assert start.data_loss == result.loss_history[0]
-    assert result.optimizer_state["accum_W"].shape == (30, 3)
     assert result.optimizer_state["accum_bias_H"].shape == (20,)
+    coordinates = fastgd.factorize(A, 3, solver="stochastic", biases=True, n_iter=1,
+                                   accumulator="coordinate", random_state=0)
+    assert coordinates.optimizer_state["accum_W"].shape == (30, 3)
     same = fastgd.factorize(A, 3, solver="stochastic", biases=True, n_iter=4, random_state=0)
     assert_same_bits(same.W, result.W)
 
@@ -392,3 +397,63 @@ def test_the_result_checks_its_biases():
     with pytest.raises(ValueError, match="row_bias and col_bias go together"):
         fastgd.FactorizationResult(np.ones((2, 1)), np.ones((1, 2)), [0.0], 0,
                                    row_bias=np.zeros(2))
+
+
+def test_ids_plans_and_predictions_with_unknown_ids(backend):
+    pd = require_peer("pandas")
+    table = pd.DataFrame({"user": ["u3", "u1", "u2", "u1", "u3", "u2"],
+                          "item": [30, 10, 10, 20, 20, 30],
+                          "rating": [4.0, 5.0, 3.0, 4.5, 2.0, 3.5]})
+    plan = fastgd.observed.from_ids(table.user, table.item, table.rating,
+                                    weights=np.arange(1.0, 7.0))
+    assert plan.row_ids.tolist() == ["u1", "u2", "u3"]
+    assert plan.col_ids.tolist() == [10, 20, 30]
+    dense = plan.to_dense()
+    for user, item, rating, weight in zip(table.user, table.item, table.rating,
+                                          range(1, 7), strict=True):
+        r, c = plan.row_ids.tolist().index(user), plan.col_ids.tolist().index(item)
+        assert dense[r, c] == rating
+        assert plan.weights[np.flatnonzero((plan.rows == r) & (plan.cols == c))[0]] == weight
+    result = fastgd.factorize(plan, 2, solver="stochastic", biases=True, n_iter=50,
+                              random_state=0)
+    by_position = result.reconstruct()
+    got = result.predict(["u2", "u9", "u1", "u9"], [30, 10, 40, 40])
+    assert got[0] == pytest.approx(by_position[1, 2], rel=1e-12)
+    assert got[1] == pytest.approx(result.global_mean + result.col_bias[0], rel=1e-12)
+    assert got[2] == pytest.approx(result.global_mean + result.row_bias[0], rel=1e-12)
+    assert got[3] == pytest.approx(result.global_mean, rel=1e-12)
+    plain = fastgd.factorize(plan, 2, solver="stochastic", n_iter=5, random_state=0)
+    assert np.isnan(plain.predict(["u9"], [10])[0])
+    assert plain.predict(["u1"], [10])[0] == pytest.approx(plain.reconstruct()[0, 0])
+
+
+def test_ids_of_any_kind_and_their_errors():
+    mixed = fastgd.observed_from_ids(np.array([1, "x", 1], dtype=object), [0, 0, 1],
+                                     [1.0, 2.0, 3.0])
+    assert mixed.row_ids.tolist() == [1, "x"]
+    with pytest.raises(ValueError, match=r"\('a', 5\) appears more than once"):
+        fastgd.observed_from_ids(["a", "b", "a"], [5, 5, 5], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="same length"):
+        fastgd.observed_from_ids(["a", "b"], [5, 5, 5], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="row_ids must not hold NaN"):
+        fastgd.observed_from_ids([1.0, np.nan], [5, 6], [1.0, 2.0])
+    with pytest.raises(ValueError, match="weights must have one value per entry"):
+        fastgd.observed_from_ids(["a", "b"], [5, 6], [1.0, 2.0], weights=[1.0])
+
+
+def test_validation_plans_with_ids_are_matched_by_id():
+    rng = np.random.default_rng(4)
+    users = rng.integers(0, 40, 600)
+    items = rng.integers(0, 30, 600)
+    key = np.unique(users * 30 + items, return_index=True)[1]
+    users, items = users[key], items[key]
+    ratings = 3 + rng.standard_normal(users.shape[0])
+    held = rng.random(users.shape[0]) < 0.2
+    train = fastgd.observed_from_ids(users[~held] + 1000, items[~held], ratings[~held])
+    test = fastgd.observed_from_ids(users[held] + 1000, items[held], ratings[held])
+    result = fastgd.factorize(train, 2, solver="stochastic", biases=True, n_iter=3,
+                              validation=test, random_state=0)
+    known = np.isin(users[held] + 1000, train.row_ids) & np.isin(items[held], train.col_ids)
+    predictions = result.predict(users[held][known] + 1000, items[held][known])
+    rmse = np.sqrt(np.mean((predictions - ratings[held][known]) ** 2))
+    assert result.validation_history[-1] == pytest.approx(rmse, rel=1e-10)
