@@ -13,17 +13,12 @@ np.float64(25.0)
 
 from fastgd._backend import get_backend, use_backend
 from fastgd._config import show_config
+from fastgd._plan import observed_from_ids
 from fastgd._version import __version__
 from fastgd.distances import sqeuclidean
 from fastgd.factorization import FactorizationResult, factorize
 from fastgd.gradcheck import GradCheckReport, check_grad, numerical_gradient
-from fastgd.masked import (
-    ObservedEntries,
-    masked_loss_grad,
-    masked_residual,
-    observed,
-    observed_from_ids,
-)
+from fastgd.masked import ObservedEntries, masked_loss_grad, masked_residual, observed
 from fastgd.optimize import minimize, scipy_method
 from fastgd.updates import (
     SGD,

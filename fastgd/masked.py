@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fastgd import _backend, _caches, _losses, _plan, _threads, _validation
-from fastgd._plan import ObservedEntries, kernels, observed, observed_from_ids
+from fastgd._plan import ObservedEntries, kernels, observed
 
 if TYPE_CHECKING:
     from fastgd._typing import (
