@@ -67,28 +67,40 @@ typedef struct {
 
 /* NAME##_dot(a, b, k): sum of a[f] b[f] in the lanes' order. */
 #if defined(__GNUC__)
-/* The lanes as one vector (GCC's and Clang's vector extension): one register at a level
- * whose registers hold them, several at lower levels, the same lane-wise operations. */
-typedef float fastgd_lanes_float __attribute__((vector_size(FASTGD_STOCHASTIC_LANES * 4)));
-typedef double fastgd_lanes_double __attribute__((vector_size(FASTGD_STOCHASTIC_LANES * 8)));
-#define FASTGD_LANES(REAL) fastgd_lanes_##REAL
-#define FASTGD_LANES_LOAD(lanes, address) __builtin_memcpy(&(lanes), (address), sizeof(lanes))
-#define FASTGD_LANES_STORE(address, lanes) __builtin_memcpy((address), &(lanes), sizeof(lanes))
+/* The lanes in 32-byte vectors (GCC's and Clang's vector extension): one for float's 8
+ * lanes, two for double's (4 lanes each), so that a level with 32-byte registers holds
+ * each in one, and lower levels split them into halves; the same lane-wise operations
+ * at every level. Lane j is element j % WIDTH of part j / WIDTH. */
+typedef float fastgd_part_float __attribute__((vector_size(32)));
+typedef double fastgd_part_double __attribute__((vector_size(32)));
+#define FASTGD_PART(REAL) fastgd_part_##REAL
+#define FASTGD_PART_WIDTH(REAL) ((int)(32 / sizeof(REAL)))
+#define FASTGD_PARTS(REAL) (FASTGD_STOCHASTIC_LANES / FASTGD_PART_WIDTH(REAL))
+#define FASTGD_PART_LOAD(part, address) __builtin_memcpy(&(part), (address), sizeof(part))
+#define FASTGD_PART_STORE(address, part) __builtin_memcpy((address), &(part), sizeof(part))
+#define FASTGD_LANE(parts, REAL, j)                                                     \
+    (parts)[(j) / FASTGD_PART_WIDTH(REAL)][(j) % FASTGD_PART_WIDTH(REAL)]
+#define FASTGD_PARTS_REDUCE(parts, REAL)                                                \
+    (((FASTGD_LANE(parts, REAL, 0) + FASTGD_LANE(parts, REAL, 4))                       \
+      + (FASTGD_LANE(parts, REAL, 2) + FASTGD_LANE(parts, REAL, 6)))                    \
+     + ((FASTGD_LANE(parts, REAL, 1) + FASTGD_LANE(parts, REAL, 5))                     \
+        + (FASTGD_LANE(parts, REAL, 3) + FASTGD_LANE(parts, REAL, 7))))
 
 #define FASTGD_DEFINE_STOCHASTIC_DOT(NAME, TARGET, REAL)                                \
     TARGET static FASTGD_ALWAYS_INLINE REAL NAME(                                       \
         const REAL *restrict a, const REAL *restrict b, ptrdiff_t k)                    \
     {                                                                                   \
-        FASTGD_LANES(REAL) acc = {0}, x, y;                                             \
+        FASTGD_PART(REAL) acc[FASTGD_PARTS(REAL)] = {{0}}, x, y;                        \
         ptrdiff_t f = 0;                                                                \
-        for (; f + FASTGD_STOCHASTIC_LANES <= k; f += FASTGD_STOCHASTIC_LANES) {        \
-            FASTGD_LANES_LOAD(x, a + f);                                                \
-            FASTGD_LANES_LOAD(y, b + f);                                                \
-            acc += x * y;                                                               \
-        }                                                                               \
+        for (; f + FASTGD_STOCHASTIC_LANES <= k; f += FASTGD_STOCHASTIC_LANES)          \
+            for (int p = 0; p < FASTGD_PARTS(REAL); p++) {                              \
+                FASTGD_PART_LOAD(x, a + f + p * FASTGD_PART_WIDTH(REAL));               \
+                FASTGD_PART_LOAD(y, b + f + p * FASTGD_PART_WIDTH(REAL));               \
+                acc[p] += x * y;                                                        \
+            }                                                                           \
         for (int j = 0; f + j < k; j++)                                                 \
-            acc[j] += a[f + j] * b[f + j];                                              \
-        return FASTGD_LANES_REDUCE(acc);                                                \
+            FASTGD_LANE(acc, REAL, j) += a[f + j] * b[f + j];                           \
+        return FASTGD_PARTS_REDUCE(acc, REAL);                                          \
     }
 #else
 #define FASTGD_DEFINE_STOCHASTIC_DOT(NAME, TARGET, REAL)                                \
@@ -159,32 +171,38 @@ typedef double fastgd_lanes_double __attribute__((vector_size(FASTGD_STOCHASTIC_
     } while (0)
 
 /* The per-vector step's loop over k in a pass body (its names: w, h, lw, lh, g, rate_w,
- * rate_h, k): steps w and h, and leaves the squares of their gradients summed by lanes in
- * acc_w and acc_h. */
+ * rate_h, k): steps w and h, and leaves the sums of the squares of their gradients
+ * (by lanes, reduced in the fixed tree) in sum_w and sum_h. */
 #if defined(__GNUC__)
 #define FASTGD_STOCHASTIC_VECTOR_STEP(REAL)                                             \
-    FASTGD_LANES(REAL) acc_w = {0}, acc_h = {0}, wv, hv, dw, dh;                        \
+    FASTGD_PART(REAL) acc_w[FASTGD_PARTS(REAL)] = {{0}}, acc_h[FASTGD_PARTS(REAL)] = {{0}}; \
+    FASTGD_PART(REAL) wv, hv, dw, dh;                                                   \
     ptrdiff_t f = 0;                                                                    \
-    for (; f + FASTGD_STOCHASTIC_LANES <= k; f += FASTGD_STOCHASTIC_LANES) {            \
-        FASTGD_LANES_LOAD(wv, w + f);                                                   \
-        FASTGD_LANES_LOAD(hv, h + f);                                                   \
-        dw = lw * wv - g * hv;                                                          \
-        dh = lh * hv - g * wv;                                                          \
-        acc_w += dw * dw;                                                               \
-        acc_h += dh * dh;                                                               \
-        wv = wv - rate_w * dw;                                                          \
-        hv = hv - rate_h * dh;                                                          \
-        FASTGD_LANES_STORE(w + f, wv);                                                  \
-        FASTGD_LANES_STORE(h + f, hv);                                                  \
-    }                                                                                   \
+    for (; f + FASTGD_STOCHASTIC_LANES <= k; f += FASTGD_STOCHASTIC_LANES)              \
+        for (int p = 0; p < FASTGD_PARTS(REAL); p++) {                                  \
+            REAL *wp = w + f + p * FASTGD_PART_WIDTH(REAL);                             \
+            REAL *hp = h + f + p * FASTGD_PART_WIDTH(REAL);                             \
+            FASTGD_PART_LOAD(wv, wp);                                                   \
+            FASTGD_PART_LOAD(hv, hp);                                                   \
+            dw = lw * wv - g * hv;                                                      \
+            dh = lh * hv - g * wv;                                                      \
+            acc_w[p] += dw * dw;                                                        \
+            acc_h[p] += dh * dh;                                                        \
+            wv = wv - rate_w * dw;                                                      \
+            hv = hv - rate_h * dh;                                                      \
+            FASTGD_PART_STORE(wp, wv);                                                  \
+            FASTGD_PART_STORE(hp, hv);                                                  \
+        }                                                                               \
     for (int j = 0; f + j < k; j++) {                                                   \
         const REAL wf = w[f + j], hf = h[f + j];                                        \
         const REAL dwf = lw * wf - g * hf, dhf = lh * hf - g * wf;                      \
-        acc_w[j] += dwf * dwf;                                                          \
-        acc_h[j] += dhf * dhf;                                                          \
+        FASTGD_LANE(acc_w, REAL, j) += dwf * dwf;                                       \
+        FASTGD_LANE(acc_h, REAL, j) += dhf * dhf;                                       \
         w[f + j] = wf - rate_w * dwf;                                                   \
         h[f + j] = hf - rate_h * dhf;                                                   \
-    }
+    }                                                                                   \
+    const REAL sum_w = FASTGD_PARTS_REDUCE(acc_w, REAL);                                \
+    const REAL sum_h = FASTGD_PARTS_REDUCE(acc_h, REAL);
 #else
 #define FASTGD_STOCHASTIC_VECTOR_STEP(REAL)                                             \
     REAL acc_w[FASTGD_STOCHASTIC_LANES] = {0}, acc_h[FASTGD_STOCHASTIC_LANES] = {0};    \
@@ -195,7 +213,9 @@ typedef double fastgd_lanes_double __attribute__((vector_size(FASTGD_STOCHASTIC_
         acc_h[f % FASTGD_STOCHASTIC_LANES] += dhf * dhf;                                \
         w[f] = wf - rate_w * dwf;                                                       \
         h[f] = hf - rate_h * dhf;                                                       \
-    }
+    }                                                                                   \
+    const REAL sum_w = FASTGD_LANES_REDUCE(acc_w);                                      \
+    const REAL sum_h = FASTGD_LANES_REDUCE(acc_h);
 #endif
 
 #define FASTGD_DEFINE_STOCHASTIC_PASS_BODY(NAME, DOT, TERM, TARGET, REAL, SQRT)          \
@@ -275,8 +295,8 @@ typedef double fastgd_lanes_double __attribute__((vector_size(FASTGD_STOCHASTIC_
                 const REAL rate_w = lr / (SQRT(state_W[u]) + eps);                      \
                 const REAL rate_h = lr / (SQRT(state_HT[i]) + eps);                     \
                 FASTGD_STOCHASTIC_VECTOR_STEP(REAL);                                    \
-                state_W[u] = state_W[u] + FASTGD_LANES_REDUCE(acc_w) * inv_k;           \
-                state_HT[i] = state_HT[i] + FASTGD_LANES_REDUCE(acc_h) * inv_k;         \
+                state_W[u] = state_W[u] + sum_w * inv_k;                                \
+                state_HT[i] = state_HT[i] + sum_h * inv_k;                              \
             }                                                                           \
             if (project)                                                                \
                 for (ptrdiff_t f = 0; f < k; f++) {                                     \

@@ -16,6 +16,7 @@ PEERS = {"docs/guide/dask.md": ["dask.array", "distributed"],
 # Pages with examples: a page that should hold examples and holds none is a mistake.
 WITH_EXAMPLES = {"README.md", "docs/guide/distances.md", "docs/guide/masked.md",
                  "docs/guide/updates.md", "docs/guide/factorize.md",
+                 "docs/guide/recommender.md",
                  "docs/guide/estimator.md", "docs/guide/minimize.md",
                  "docs/guide/gradcheck.md", "docs/guide/dask.md",
                  "docs/getting_started.md"}

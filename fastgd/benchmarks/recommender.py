@@ -30,6 +30,76 @@ import fastgd
 
 NOT_INSTALLED = "not installed"
 
+# fastgd bench's cases: one pass over the training ratings (the time per pass, against the
+# peers' one epoch, each from its own prepared data), rank 32. A MovieLens case joins
+# them when FASTGD_MOVIELENS holds the path of its ratings.csv.
+KERNEL = "recommender"
+CASES = {
+    "synthetic 100k ratings, rank 32: 10 passes": ("synthetic", 100_000),
+    "synthetic 1M ratings, rank 32: 10 passes": ("synthetic", 1_000_000),
+}
+if os.path.exists(os.environ.get("FASTGD_MOVIELENS", "")):
+    CASES["MovieLens latest-small, rank 32: 10 passes"] = ("movielens", None)
+QUICK_CASES = ["synthetic 100k ratings, rank 32: 10 passes"]
+OURS = ["fastgd stochastic", "fastgd SGD"]
+PEERS = ["cornac MF", "Surprise SVD"]
+PASS_RANK = 32
+PASSES = 10
+
+
+def applies(case, peer):
+    return True
+
+
+def threaded(case):
+    return CASES[case][1] is None or CASES[case][1] * PASS_RANK >= (1 << 18)
+
+
+def _case_ratings(case):
+    kind, size = CASES[case]
+    if kind == "movielens":
+        return load_movielens(os.environ["FASTGD_MOVIELENS"])
+    users = max(100, size // 100)
+    return synthetic_ratings(users, max(50, size // 500), size, random_state=0)
+
+
+def peers(case, n_threads):
+    """name -> zero-argument callable: one pass (epoch) of each method, from its own data
+    structure built beforehand; missing peers left out."""
+    rows, cols, values, shape = _case_ratings(case)
+    # float32, as cornac computes (and LIBMF).
+    plan = fastgd.observed((rows, cols, values.astype(np.float32), shape))
+    # The default step (LIBMF's Adagrad), and plain SGD: the peers' step.
+    result = {"fastgd stochastic": lambda: fastgd.factorize(
+        plan, PASS_RANK, solver="stochastic", biases=True, n_iter=PASSES, random_state=0,
+        n_threads=n_threads),
+        "fastgd SGD": lambda: fastgd.factorize(
+        plan, PASS_RANK, solver="stochastic", biases=True, optimizer="gd", lr=0.01,
+        l2=0.02, n_iter=PASSES, random_state=0, n_threads=n_threads)}
+    try:
+        from cornac.data import Dataset
+        from cornac.models import MF
+    except ImportError:
+        pass
+    else:
+        dataset = Dataset.from_uir(list(zip(rows.tolist(), cols.tolist(), values.tolist(),
+                                            strict=True)), seed=0)
+        result["cornac MF"] = lambda: MF(k=PASS_RANK, max_iter=PASSES, use_bias=True, seed=0,
+                                         num_threads=max(n_threads, 0)).fit(dataset)
+    try:
+        import pandas as pd
+        from surprise import SVD, Reader
+        from surprise import Dataset as SurpriseDataset
+    except ImportError:
+        pass
+    else:
+        frame = pd.DataFrame({"u": rows, "i": cols, "r": values})
+        reader = Reader(rating_scale=(float(values.min()), float(values.max())))
+        trainset = SurpriseDataset.load_from_df(frame, reader).build_full_trainset()
+        result["Surprise SVD"] = lambda: SVD(n_factors=PASS_RANK, n_epochs=PASSES,
+                                             random_state=0).fit(trainset)
+    return result
+
 
 def synthetic_ratings(n_users=50_000, n_items=10_000, n_ratings=5_000_000, rank=10,
                       noise=0.74, random_state=0):
@@ -177,7 +247,13 @@ def _libmf_curve(training, held_out, rank, n_iter, scale, n_threads, eta=0.1, l2
     return curve
 
 
-def _surprise_curve(training, held_out, rank, n_iter, scale, n_threads, **options):
+def _rmse(predictions, values, scale):
+    return math.sqrt(np.mean((np.clip(predictions, *scale) - values) ** 2))
+
+
+def _surprise_curve(training, held_out, rank, n_iter, scale, n_threads, lr=0.005, l2=0.02):
+    """Surprise's SVD (biased SGD), refitted from scratch for 1, 2, ... epochs (it has no
+    callback): the time of each fit, and its held-out RMSE."""
     try:
         import pandas as pd
         from surprise import SVD, Dataset, Reader
@@ -185,51 +261,136 @@ def _surprise_curve(training, held_out, rank, n_iter, scale, n_threads, **option
         return NOT_INSTALLED
     rows, cols, values, _ = training
     frame = pd.DataFrame({"u": rows, "i": cols, "r": values})
-    trainset = Dataset.load_from_df(frame, Reader(rating_scale=scale)).build_full_trainset()
+    low, high = (float(values.min()), float(values.max())) if np.isinf(scale).any() else scale
+    trainset = Dataset.load_from_df(frame, Reader(rating_scale=(low, high))).build_full_trainset()
     t_rows, t_cols, t_values, _ = held_out
-    curve, elapsed = [], 0.0
+    curve = []
     for epochs in range(1, n_iter + 1):
-        model = SVD(n_factors=rank, n_epochs=epochs, random_state=0, **options)
+        model = SVD(n_factors=rank, n_epochs=epochs, lr_all=lr, reg_all=l2, random_state=0)
         start = time.perf_counter()
         model.fit(trainset)
-        elapsed = time.perf_counter() - start
-        predictions = np.array([model.predict(u, i).est for u, i in zip(t_rows, t_cols,
-                                                                         strict=True)])
-        curve.append((elapsed, math.sqrt(np.mean((predictions - t_values) ** 2))))
+        seconds = time.perf_counter() - start
+        predictions = [model.predict(u, i, clip=False).est
+                       for u, i in zip(t_rows.tolist(), t_cols.tolist(), strict=True)]
+        curve.append((seconds, _rmse(np.array(predictions), t_values, scale)))
     return curve
 
 
-def _cornac_curve(training, held_out, rank, n_iter, scale, n_threads, **options):
+def _cornac_curve(training, held_out, rank, n_iter, scale, n_threads, lr=0.01, l2=0.02):
+    """cornac's MF (SGD with biases), refitted from scratch for 1, 2, ... epochs."""
     try:
+        from cornac.data import Dataset
         from cornac.models import MF
     except ImportError:
         return NOT_INSTALLED
-    return NOT_INSTALLED if MF is None else []
+    rows, cols, values, _ = training
+    dataset = Dataset.from_uir(list(zip(rows.tolist(), cols.tolist(), values.tolist(),
+                                        strict=True)), seed=0)
+    t_rows, t_cols, t_values, _ = held_out
+    user_index, item_index = dataset.uid_map, dataset.iid_map
+    known = np.array([u in user_index and i in item_index
+                      for u, i in zip(t_rows.tolist(), t_cols.tolist(), strict=True)])
+    users = np.array([user_index.get(u, 0) for u in t_rows.tolist()])
+    items = np.array([item_index.get(i, 0) for i in t_cols.tolist()])
+    curve = []
+    for epochs in range(1, n_iter + 1):
+        model = MF(k=rank, max_iter=epochs, learning_rate=lr, lambda_reg=l2, use_bias=True,
+                   num_threads=n_threads, seed=0)
+        start = time.perf_counter()
+        model.fit(dataset)
+        seconds = time.perf_counter() - start
+        # cornac's prediction for a pair it has not seen: the global mean (and its bias).
+        predictions = np.full(t_values.shape, dataset.global_mean)
+        predictions[known] = [model.score(u, i) for u, i in zip(users[known], items[known],
+                                                                 strict=True)]
+        curve.append((seconds, _rmse(predictions, t_values, scale)))
+    return curve
+
+
+def summary(curve, threshold):
+    """(best RMSE, seconds to it, its pass, seconds to ``threshold`` or None) of a curve."""
+    best = min(range(len(curve)), key=lambda j: curve[j][1])
+    reached = next((seconds for seconds, rmse in curve if rmse <= threshold), None)
+    return curve[best][1], curve[best][0], best + 1, reached
+
+
+def compare(training, held_out, rank, n_iter, scale, threshold, n_threads=1,
+            peers=("libmf", "cornac", "surprise"), settings=None, peer_settings=None):
+    """{method: curve or NOT_INSTALLED}: fastgd's recipe (with ``settings`` over it) and the
+    peers (each with its ``peer_settings``), from the same split."""
+    settings = settings or {}
+    peer_settings = peer_settings or {}
+    curves = {"fastgd": fastgd_curve(training, held_out, rank, n_iter, n_threads,
+                                     np.float32, **settings)}
+    for name in peers:
+        curves[name] = peer_curve(name, training, held_out, rank, n_iter, scale, n_threads,
+                                  **peer_settings.get(name, {}))
+    return curves
+
+
+def format_table(curves, threshold):
+    """A Markdown table of curves: best held-out RMSE, time to it, time to ``threshold``."""
+    lines = [f"| method | best held-out RMSE | time to best | passes | time to {threshold} |",
+             "|---|---|---|---|---|"]
+    for name, curve in curves.items():
+        if curve == NOT_INSTALLED or not curve:
+            lines.append(f"| {name} | {NOT_INSTALLED} | | | |")
+            continue
+        best, seconds, passes, reached = summary(curve, threshold)
+        lines.append(f"| {name} | {best:.4f} | {seconds:.3f} s | {passes} | "
+                     + ("never" if reached is None else f"{reached:.3f} s") + " |")
+    return "\n".join(lines)
+
+
+def plot(curves, path, threshold):
+    """Save the time-to-RMSE curves (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("plots need matplotlib: pip install 'fastgd[plot]'") from None
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        if curve != NOT_INSTALLED and curve:
+            axes.plot(*zip(*curve, strict=True), marker=".", label=name)
+    axes.axhline(threshold, color="grey", linestyle=":")
+    axes.set_xlabel("seconds")
+    axes.set_ylabel("held-out RMSE")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--movielens", help="path of MovieLens' ratings.csv")
-    parser.add_argument("--n-ratings", type=int, default=5_000_000)
+    parser.add_argument("--movielens", help="path of MovieLens' ratings.csv (never shipped)")
+    parser.add_argument("--n-ratings", type=int, default=5_000_000,
+                        help="the synthetic problem's size (default 5M)")
     parser.add_argument("--rank", type=int, default=32)
-    parser.add_argument("--n-iter", type=int, default=30)
+    parser.add_argument("--n-iter", type=int, default=30, help="passes (epochs)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--peers", default="libmf,cornac,surprise")
+    parser.add_argument("--plot", help="save the curves to this image file")
     arguments = parser.parse_args(argv)
     if arguments.movielens:
-        ratings, scale = load_movielens(arguments.movielens), (0.5, 5.0)
+        ratings, scale, threshold = load_movielens(arguments.movielens), (0.5, 5.0), 0.87
     else:
         ratings = synthetic_ratings(n_ratings=arguments.n_ratings)
-        scale = (-np.inf, np.inf)
+        scale, threshold = (-np.inf, np.inf), 0.83
     training, held_out = split(ratings)
-    print("recipe (seconds, test RMSE, passes):",
-          recipe_result(training, held_out, arguments.rank, scale, arguments.threads))
-    for seconds, rmse in fastgd_curve(training, held_out, arguments.rank, arguments.n_iter,
-                                      arguments.threads):
-        print(f"fastgd {seconds:8.3f} s  {rmse:.4f}")
-    libmf = peer_curve("libmf", training, held_out, arguments.rank, arguments.n_iter, scale,
-                       arguments.threads)
-    for seconds, rmse in ([] if libmf == NOT_INSTALLED else libmf):
-        print(f"libmf  {seconds:8.3f} s  {rmse:.4f}")
+    peers = [name for name in arguments.peers.split(",") if name]
+    curves = compare(training, held_out, arguments.rank, arguments.n_iter, scale, threshold,
+                     arguments.threads, peers)
+    print(format_table(curves, threshold))
+    seconds, rmse, passes = recipe_result(training, held_out, arguments.rank, scale,
+                                          arguments.threads)
+    print(f"\nthe recipe as is (early stopping on 5% of the training ratings): held-out "
+          f"RMSE {rmse:.4f} in {seconds:.3f} s, {passes} passes; building the plan: "
+          f"{plan_seconds(training):.3f} s")
+    if arguments.plot:
+        plot(curves, arguments.plot, threshold)
 
 
 if __name__ == "__main__":
