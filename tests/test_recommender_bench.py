@@ -2,6 +2,7 @@
 what it says, its peers learn the same model from the same ratings, and its tables and
 curves report what was measured."""
 
+import itertools
 import math
 
 import numpy as np
@@ -38,7 +39,7 @@ def test_the_noise_floor_is_reached_by_the_truth_not_by_the_mean():
     best = min(rmse for _, rmse in curve)
     mean_rmse = math.sqrt(np.mean((held_out[2] - training[2].mean()) ** 2))
     assert 0.5 < best < 0.9 * mean_rmse
-    assert all(b[0] > a[0] for a, b in zip(curve, curve[1:]))  # times ascend
+    assert all(b[0] > a[0] for a, b in itertools.pairwise(curve))  # times ascend
 
 
 @pytest.mark.parametrize("peer", ["cornac", "surprise"])
