@@ -25,8 +25,6 @@ import numpy as np
 from fastgd import _backend, _codes, _losses, _threads, factorization, masked
 
 STEP_CODES = {name: code for code, name in enumerate(_codes.STOCHASTIC_STEPS)}
-REGULARIZATIONS = ("per_rating", "factors")
-ACCUMULATORS = ("coordinate", "vector")
 
 # The grid has about this many entries per block, and at most MAX_GRID groups a side: a
 # block's rows of W and H then stay in cache while its entries stream, and a stratum has
@@ -37,9 +35,6 @@ MAX_GRID = 16
 # costs more than the pass).
 PARALLEL_MIN_WORK = masked.PARALLEL_MIN_WORK
 
-# A centred start: W and H drawn from N(0, INIT_SCALE²), the scale Surprise and cornac use.
-INIT_SCALE = 0.1
-
 
 def kernels():
     """The stochastic loops of the active backend: ``fastgd._ext._stochastic`` or its
@@ -49,6 +44,14 @@ def kernels():
     else:
         from fastgd._numpy import _stochastic
     return _stochastic
+
+
+def check_shape(shape):
+    """ValueError unless the loops' int32 row and column indices reach every row and
+    column of ``shape``."""
+    if max(shape) > np.iinfo(np.int32).max:
+        raise ValueError(f"solver='stochastic' takes at most 2**31 - 1 rows and columns; got "
+                         f"A of shape {shape}")
 
 
 def choose_grid(nnz, shape):

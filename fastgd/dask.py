@@ -440,6 +440,13 @@ def factorize(A: Any, rank: int, *, init: tuple[ArrayLike, ArrayLike] | None = N
     takes its step in the client. For the same init and settings the result equals
     :func:`fastgd.factorize` on the gathered matrix to rounding.
 
+    The stochastic solver (``fastgd.factorize(solver="stochastic")``) is not offered here:
+    its passes step the factors after every rating, so blocks on different workers would
+    have to exchange their rows of W and H between strata many times a pass (DSGD's
+    schedule), where this full-batch form exchanges H once an iteration. Ratings of up to
+    billions of entries fit one machine's memory (12 bytes a rating in float32), where the
+    stochastic solver runs on all its cores.
+
     Parameters
     ----------
     A : dask.array.Array or array_like of shape (m, n)

@@ -1160,6 +1160,7 @@ def _factorize(A, rank, mask, init, random_state, weights, validation, early_sto
         return _solve(data, W, H, settings, callback, progress, n_threads, tracker)
     from fastgd import _stochastic
 
+    _stochastic.check_shape(data.shape)
     rng = as_generator(random_state)
     W, H = initial_factors(data.shape, data.dtype, rank, init, rng, None, centred=True)
     if settings["nonneg"] and init is None:

@@ -393,6 +393,12 @@ def test_no_observed_entry(rng):
     assert result.loss_history.tolist() == [0.0, 0.0, 0.0] and result.global_mean == 0.0
 
 
+def test_a_shape_beyond_int32_indices_is_refused():
+    huge = fastgd.observed((np.array([0]), np.array([2**31]), np.array([1.0]), (1, 2**31 + 1)))
+    with pytest.raises(ValueError, match=r"at most 2\*\*31 - 1 rows and columns"):
+        fastgd.factorize(huge, 1, solver="stochastic", n_iter=1)
+
+
 def test_the_result_checks_its_biases():
     with pytest.raises(ValueError, match="row_bias and col_bias go together"):
         fastgd.FactorizationResult(np.ones((2, 1)), np.ones((1, 2)), [0.0], 0,

@@ -164,8 +164,7 @@ def split(ratings, fraction=0.2, random_state=42):
 
 
 # The documented recipe (docs/guide/recommender.md): used as is, never tuned on test data.
-RECIPE = {"solver": "stochastic", "biases": True, "optimizer": "adagrad", "lr": 0.05,
-          "l2": 0.1}
+RECIPE = {"solver": "stochastic", "biases": True}
 
 
 def fastgd_curve(training, held_out, rank, n_iter, n_threads=1, dtype=np.float64,
