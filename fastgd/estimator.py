@@ -139,6 +139,11 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     patience : int, default 10
     random_state : int, numpy.random.Generator or RandomState, optional
         The random positive initialisation of ``fit``.
+    init : pair (W0, H0), optional
+        ``fit``'s starting point instead (W0 of shape (n_samples, rank); copied).
+    callback : callable, optional
+        ``callback(iteration, loss, W, H)`` after every iteration of ``fit``, as in
+        :func:`fastgd.factorize` (returning True stops it).
     n_threads : int, optional
         Threads of the kernels of a large problem.
     verbose : int
@@ -191,8 +196,8 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                  loss: str = "rmse", l2: float = 0.0, delta: float | None = None,
                  reduction: str | None = None, tol: float | None = None,
                  validation: Any = None, early_stopping: bool = False, patience: int = 10,
-                 random_state: Any = None, n_threads: int | None = None,
-                 verbose: int = 0) -> None:
+                 random_state: Any = None, init: Any = None, callback: Any = None,
+                 n_threads: int | None = None, verbose: int = 0) -> None:
         self.rank = rank
         self.optimizer = optimizer
         self.lr = lr
@@ -211,6 +216,8 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.early_stopping = early_stopping
         self.patience = patience
         self.random_state = random_state
+        self.init = init
+        self.callback = callback
         self.n_threads = n_threads
         self.verbose = verbose
 
@@ -224,6 +231,20 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def _validated(self, X, reset):
         return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
                              ensure_all_finite="allow-nan", accept_sparse="csr")
+
+    def _callback(self):
+        """factorize's callback: the user's ``callback`` after the report ``verbose``
+        asks for; None for neither."""
+        report, user = self._progress(), self.callback
+        if user is not None and not callable(user):
+            raise TypeError(f"callback must be callable or None; got {type(user).__name__}")
+        if report is None or user is None:
+            return report or user
+
+        def both(iteration, loss, W, H):
+            report(iteration, loss, W, H)
+            return user(iteration, loss, W, H)
+        return both
 
     def _progress(self):
         """factorize's callback that prints the loss as ``verbose`` asks; None for 0."""
@@ -279,11 +300,12 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self._loss = _losses.resolve(self.loss, self.delta, self.reduction)
         weights = _entry_weights(X, weights)
         rank = min(X.shape) if self.rank is None else self.rank
-        callback = self._progress()
+        callback = self._callback()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = factorization.factorize(
-                X, rank, random_state=self.random_state, optimizer=self.optimizer,
+                X, rank, random_state=self.random_state, init=self.init,
+                optimizer=self.optimizer,
                 lr=self.lr, n_iter=self.n_iter, eps=self.eps, eps_mode=self.eps_mode,
                 momentum=self.momentum, nesterov=self.nesterov, nonneg=self.nonneg,
                 loss=self.loss, l2=self.l2, delta=self.delta, reduction=self.reduction,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import sys
 import warnings
 from typing import TYPE_CHECKING
 
@@ -861,6 +863,16 @@ class LossHistory:
 COLLAPSED_FRACTION = 1e-3
 
 
+def _outside_fastgd():
+    """The stacklevel, for a warning issued by this function's caller, of the first frame
+    outside the fastgd package: the user's line, however deep the solver's calls."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def finished_run(W, H, history, done, status, states, settings, data_magnitude=None,
                  tracker=None, penalty=None, biases=None, data_loss=None):
     """The FactorizationResult of a run (``states``: {name: (of W, of H)} of the
@@ -879,7 +891,7 @@ def finished_run(W, H, history, done, status, states, settings, data_magnitude=N
             W, H = tracker.best_factors
     if status == STATUS_NONFINITE:
         warnings.warn(f"factorize stopped at iteration {done}: the loss is {history[-1]}; "
-                      "lower lr", RuntimeWarning, stacklevel=4)
+                      "lower lr", RuntimeWarning, stacklevel=_outside_fastgd())
     state = {}
     for name, (of_W, of_H) in states.items():
         state[f"{name}_W"] = np.array(of_W, order="C")
@@ -903,7 +915,8 @@ def finished_run(W, H, history, done, status, states, settings, data_magnitude=N
                 f"{data_magnitude:.3g}): l2={l2:g} outweighs the data term of "
                 f"loss={settings['loss']!r}. l2 is not scaled by the number of observed "
                 "entries: with 'mse' or 'rmse' the data term is a mean, so use a much "
-                "smaller l2 (see factorize's l2 parameter)", RuntimeWarning, stacklevel=4)
+                "smaller l2 (see factorize's l2 parameter)", RuntimeWarning,
+                stacklevel=_outside_fastgd())
     result = FactorizationResult(
         W, np.ascontiguousarray(H), history, done, converged=status == STATUS_CONVERGED,
         message=STATUS_MESSAGES[status], optimizer_state=state,

@@ -47,6 +47,41 @@
 #define FASTGD_ALWAYS_INLINE inline
 #endif
 
+/* LIBMF's per-vector step takes four rates, lr / (sqrt(G) + eps), from the accumulators
+ * as they were before the entry: in one vector operation of each kind where the CPU has
+ * them (x86-64's SSE2, a part of every level), one by one elsewhere; either way each is
+ * the correctly rounded IEEE result, so the bits are the same. */
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+static inline void fastgd_rates4_float(float lr, float eps, float g0, float g1, float g2,
+                                       float g3, float *rates)
+{
+    const __m128 g = _mm_set_ps(g3, g2, g1, g0);
+    _mm_storeu_ps(rates, _mm_div_ps(_mm_set1_ps(lr),
+                                    _mm_add_ps(_mm_sqrt_ps(g), _mm_set1_ps(eps))));
+}
+static inline void fastgd_rates4_double(double lr, double eps, double g0, double g1,
+                                        double g2, double g3, double *rates)
+{
+    const __m128d lrs = _mm_set1_pd(lr), epss = _mm_set1_pd(eps);
+    _mm_storeu_pd(rates, _mm_div_pd(lrs, _mm_add_pd(_mm_sqrt_pd(_mm_set_pd(g1, g0)), epss)));
+    _mm_storeu_pd(rates + 2,
+                  _mm_div_pd(lrs, _mm_add_pd(_mm_sqrt_pd(_mm_set_pd(g3, g2)), epss)));
+}
+#else
+#define FASTGD_DEFINE_RATES4(REAL, SQRT)                                                \
+    static inline void fastgd_rates4_##REAL(REAL lr, REAL eps, REAL g0, REAL g1, REAL g2, \
+                                            REAL g3, REAL *rates)                       \
+    {                                                                                   \
+        rates[0] = lr / (SQRT(g0) + eps);                                               \
+        rates[1] = lr / (SQRT(g1) + eps);                                               \
+        rates[2] = lr / (SQRT(g2) + eps);                                               \
+        rates[3] = lr / (SQRT(g3) + eps);                                               \
+    }
+FASTGD_DEFINE_RATES4(float, sqrtf)
+FASTGD_DEFINE_RATES4(double, sqrt)
+#endif
+
 #define FASTGD_STOCHASTIC_LANES 8
 /* A pass asks for the rows of the entry this many places ahead. */
 #define FASTGD_STOCHASTIC_AHEAD 8
@@ -240,6 +275,11 @@ typedef double fastgd_part_double __attribute__((vector_size(32)));
             const ptrdiff_t u = rows[e], i = cols[e];                                   \
             REAL *restrict w = W + u * k;                                               \
             REAL *restrict h = HT + i * k;                                              \
+            REAL rates[4];                                                              \
+            if (step == FASTGD_STEP_ADAGRAD_VECTOR)                                     \
+                fastgd_rates4_##REAL(lr, eps, state_W[u], state_HT[i],                  \
+                                     biases ? state_row_bias[u] : (REAL)1,              \
+                                     biases ? state_col_bias[i] : (REAL)1, rates);      \
             REAL prediction = DOT(w, h, k);                                             \
             if (biases)                                                                 \
                 prediction = ((mu + row_bias[u]) + col_bias[i]) + prediction;           \
@@ -264,10 +304,8 @@ typedef double fastgd_part_double __attribute__((vector_size(32)));
                     row_bias[u] = row_bias[u] - lr * gb / (SQRT(state_row_bias[u]) + eps); \
                     col_bias[i] = col_bias[i] - lr * gc / (SQRT(state_col_bias[i]) + eps); \
                 } else {                                                                \
-                    const REAL rate_b = lr / (SQRT(state_row_bias[u]) + eps);           \
-                    const REAL rate_c = lr / (SQRT(state_col_bias[i]) + eps);           \
-                    row_bias[u] = row_bias[u] - rate_b * gb;                            \
-                    col_bias[i] = col_bias[i] - rate_c * gc;                            \
+                    row_bias[u] = row_bias[u] - rates[2] * gb;                          \
+                    col_bias[i] = col_bias[i] - rates[3] * gc;                          \
                     state_row_bias[u] = state_row_bias[u] + gb * gb;                    \
                     state_col_bias[i] = state_col_bias[i] + gc * gc;                    \
                 }                                                                       \
@@ -292,8 +330,7 @@ typedef double fastgd_part_double __attribute__((vector_size(32)));
             } else {                                                                    \
                 /* LIBMF's order: the rates come from the accumulators before this      \
                  * entry, which then add its gradients' mean square. */                 \
-                const REAL rate_w = lr / (SQRT(state_W[u]) + eps);                      \
-                const REAL rate_h = lr / (SQRT(state_HT[i]) + eps);                     \
+                const REAL rate_w = rates[0], rate_h = rates[1];                        \
                 FASTGD_STOCHASTIC_VECTOR_STEP(REAL);                                    \
                 state_W[u] = state_W[u] + sum_w * inv_k;                                \
                 state_HT[i] = state_HT[i] + sum_h * inv_k;                              \

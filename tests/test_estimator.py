@@ -225,3 +225,24 @@ def test_verbose_prints_the_loss(sklearn, capsys, verbose, lines):
         assert printed[-1].startswith("[MatrixFactorization] iteration 30: loss ")
         assert float(printed[-1].split()[-1]) == pytest.approx(model.loss_curve_[-1],
                                                                rel=1e-5)
+
+
+def test_init_and_callback_reach_factorize(sklearn, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.random((12, 7))
+    X[rng.random(X.shape) < 0.3] = np.nan
+    init = (np.full((12, 2), 0.5), np.full((2, 7), 0.5))
+    seen = []
+
+    def stop_at_5(iteration, loss, W, H):
+        seen.append(iteration)
+        return iteration == 5
+
+    model = fastgd.MatrixFactorization(rank=2, init=init, callback=stop_at_5, n_iter=50,
+                                       verbose=2).fit(X)
+    assert "iteration 5: loss" in capsys.readouterr().out
+    direct = fastgd.factorize(X, 2, init=init, n_iter=5)
+    assert seen == [1, 2, 3, 4, 5] and model.n_iter_ == 5
+    np.testing.assert_allclose(model.components_, direct.H, rtol=1e-12)
+    with pytest.raises(TypeError, match="callback must be callable"):
+        fastgd.MatrixFactorization(rank=2, callback=3).fit(X)

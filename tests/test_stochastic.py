@@ -356,9 +356,10 @@ def test_callback_tol_and_progress(rng):
 
 def test_a_diverging_run_stops_and_warns(rng):
     A = ratings(rng) * 1e3
-    with pytest.warns(RuntimeWarning, match="lower lr"):
+    with pytest.warns(RuntimeWarning, match="lower lr") as caught:
         result = fastgd.factorize(A, 3, solver="stochastic", optimizer="gd", lr=10.0,
                                   n_iter=50, random_state=0)
+    assert caught[0].filename == __file__  # the user's line
     assert not math.isfinite(result.loss_history[-1]) and result.n_iter < 50
 
 
