@@ -159,6 +159,18 @@ typedef double fastgd_part_double __attribute__((vector_size(32)));
         REAL *restrict state_col_bias, const REAL *restrict reg_W,                      \
         const REAL *restrict reg_HT, const REAL *restrict reg_row_bias,                 \
         const REAL *restrict reg_col_bias, const fastgd_stochastic_settings *s
+/* In a loop over entries e of [start, stop): ask for the rows of W and HT of the entry
+ * FASTGD_STOCHASTIC_AHEAD places ahead, a cache line at a time. */
+#define FASTGD_STOCHASTIC_PREFETCH_AHEAD(REAL)                                          \
+    if (e + FASTGD_STOCHASTIC_AHEAD < stop) {                                           \
+        const REAL *next_w = W + rows[e + FASTGD_STOCHASTIC_AHEAD] * k;                 \
+        const REAL *next_h = HT + cols[e + FASTGD_STOCHASTIC_AHEAD] * k;                \
+        for (ptrdiff_t f = 0; f < k; f += 64 / (ptrdiff_t)sizeof(REAL)) {               \
+            FASTGD_PREFETCH(next_w + f);                                                \
+            FASTGD_PREFETCH(next_h + f);                                                \
+        }                                                                               \
+    }
+
 /* One pass over entries [start, stop) in their order; returns the sum of their entry
  * losses (losses.h's values, in double), each at the model just before its step: the
  * pass's running loss, at no extra cost. NAME##_body is inlined with the
@@ -264,14 +276,7 @@ typedef double fastgd_part_double __attribute__((vector_size(32)));
         const int project = s->lower_bound > -INFINITY;                                 \
         const REAL inv_k = k > 0 ? (REAL)1 / (REAL)k : (REAL)0;                         \
         for (ptrdiff_t e = start; e < stop; e++) {                                      \
-            if (e + FASTGD_STOCHASTIC_AHEAD < stop) {                                   \
-                const REAL *next_w = W + rows[e + FASTGD_STOCHASTIC_AHEAD] * k;         \
-                const REAL *next_h = HT + cols[e + FASTGD_STOCHASTIC_AHEAD] * k;        \
-                for (ptrdiff_t f = 0; f < k; f += 64 / (ptrdiff_t)sizeof(REAL)) {       \
-                    FASTGD_PREFETCH(next_w + f);                                        \
-                    FASTGD_PREFETCH(next_h + f);                                        \
-                }                                                                       \
-            }                                                                           \
+            FASTGD_STOCHASTIC_PREFETCH_AHEAD(REAL);                                     \
             const ptrdiff_t u = rows[e], i = cols[e];                                   \
             REAL *restrict w = W + u * k;                                               \
             REAL *restrict h = HT + i * k;                                              \
@@ -357,14 +362,7 @@ typedef double fastgd_part_double __attribute__((vector_size(32)));
         const REAL mu = (REAL)s->mu, delta = (REAL)s->delta;                            \
         double total = 0;                                                               \
         for (ptrdiff_t e = start; e < stop; e++) {                                      \
-            if (e + FASTGD_STOCHASTIC_AHEAD < stop) {                                   \
-                const REAL *next_w = W + rows[e + FASTGD_STOCHASTIC_AHEAD] * k;         \
-                const REAL *next_h = HT + cols[e + FASTGD_STOCHASTIC_AHEAD] * k;        \
-                for (ptrdiff_t f = 0; f < k; f += 64 / (ptrdiff_t)sizeof(REAL)) {       \
-                    FASTGD_PREFETCH(next_w + f);                                        \
-                    FASTGD_PREFETCH(next_h + f);                                        \
-                }                                                                       \
-            }                                                                           \
+            FASTGD_STOCHASTIC_PREFETCH_AHEAD(REAL);                                     \
             const ptrdiff_t u = rows[e], i = cols[e];                                   \
             REAL prediction = DOT(W + u * k, HT + i * k, k);                            \
             if (s->biases)                                                              \
