@@ -31,6 +31,8 @@ STEP_CODES = {name: code for code, name in enumerate(_codes.STOCHASTIC_STEPS)}
 # enough blocks to share among threads.
 ENTRIES_PER_BLOCK = 4096
 MAX_GRID = 16
+# The layout's counting sort takes a thread per this many entries (up to n_threads).
+LAYOUT_CHUNK = 1 << 16
 # Below this many entries times the rank, a pass runs on one thread (a parallel region
 # costs more than the pass).
 PARALLEL_MIN_WORK = masked.PARALLEL_MIN_WORK
@@ -63,9 +65,10 @@ def choose_grid(nnz, shape):
 
 class BlockedEntries:
     """The entries of a plan laid out block by block on a ``grid`` x ``grid`` grid
-    (int32 rows and columns, values and weights in ``dtype``), and ``block_ptr``."""
+    (int32 rows and columns, values and weights in ``dtype``), and ``block_ptr``; the
+    same on any number of threads."""
 
-    def __init__(self, plan, grid, rng, dtype):
+    def __init__(self, plan, grid, rng, dtype, n_threads=1):
         m, n = plan.shape
         rows, cols = plan.rows.astype(np.int32), plan.cols.astype(np.int32)
         row_group = (rng.permutation(m) * grid // max(m, 1)).astype(np.int32)
@@ -80,7 +83,7 @@ class BlockedEntries:
         self.weights = None if weights is None else np.empty(plan.nnz, dtype=dtype)
         kernels().block_layout(rows, cols, values, weights, row_group, col_group, grid, seed,
                                self.rows, self.cols, self.values, self.weights,
-                               self.block_ptr)
+                               self.block_ptr, min(n_threads, plan.nnz // LAYOUT_CHUNK + 1))
         self.row_counts = np.bincount(rows, minlength=m)
         self.col_counts = np.bincount(cols, minlength=n)
         self.total_weight = plan.total_weight
@@ -104,9 +107,10 @@ class Model:
 
 
 def _coefficients(counts, l2, form, dtype):
-    """Each row's penalty coefficient per visit."""
+    """Each row's penalty coefficient per visit: none (the loops' one coefficient of
+    every row, l2) for "per_rating"."""
     if form == "per_rating":
-        return np.full(counts.shape[0], l2, dtype=dtype)
+        return np.empty(0, dtype=dtype)
     return (l2 / np.maximum(counts, 1)).astype(dtype)
 
 
@@ -157,7 +161,7 @@ class Solver:
             e.rows, e.cols, e.values, e.weights, e.block_ptr, e.grid, model.W, model.HT,
             model.row_bias, model.col_bias, *self.states, *self.reg, s["lr"], s["eps"],
             0.0 if s["nonneg"] else -math.inf, STEP_CODES[s["step"]], spec.entry,
-            spec.delta, model.mu, self.n_threads)
+            spec.delta, model.mu, self.n_threads, s["l2"], s["l2_bias"])
         return _losses.value_and_scale(spec, total, e.total_weight)[0]
 
     def training_loss(self):
@@ -205,7 +209,7 @@ def solve(plan, W, H, settings, callback, progress, n_threads, tracker, rng):
     _losses.check_defined(spec, plan.total_weight)
     dtype = W.dtype
     grid = settings["grid"] or choose_grid(plan.nnz, plan.shape)
-    entries = BlockedEntries(plan, grid, rng, dtype)
+    entries = BlockedEntries(plan, grid, rng, dtype, n_threads)
     mu = 0.0
     if settings["biases"] and plan.nnz:
         weights = np.ones(plan.nnz) if plan.weights is None else plan.weights

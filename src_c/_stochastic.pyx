@@ -31,6 +31,8 @@ cdef extern from "stochastic_loops.h" nogil:
         double delta
         int biases
         double mu
+        double reg_factors
+        double reg_biases
     int fastgd_stochastic_select_level(int asked)
     double fastgd_stochastic_pass_f32(
         const int32_t* rows, const int32_t* cols, const float* values, const float* weights,
@@ -88,7 +90,8 @@ def run_pass(const int32_t[::1] rows, const int32_t[::1] cols, const floating[::
              const floating[::1] reg_W, const floating[::1] reg_HT,
              const floating[::1] reg_row_bias, const floating[::1] reg_col_bias,
              double lr, double eps, double lower_bound, int step, int entry_loss,
-             double delta, double mu, int n_threads):
+             double delta, double mu, int n_threads, double reg_factors=0,
+             double reg_biases=0):
     """One pass over the entries, stepping W, HT (H transposed), the biases and the
     step's state in place.
 
@@ -97,7 +100,8 @@ def run_pass(const int32_t[::1] rows, const int32_t[::1] cols, const floating[::
     col_bias are empty without biases (the model is then W . HT alone). state_W and
     state_HT are empty for "sgd", hold W's and HT's shapes flattened for "adagrad", one
     value per row for "adagrad_vector"; the biases' states one per bias (empty for "sgd"
-    or without biases). reg_*: each row's penalty coefficient (stochastic_loops.h). step:
+    or without biases). reg_*: each row's penalty coefficient (stochastic_loops.h), or
+    empty for reg_factors (W, HT) and reg_biases (the biases) for every row. step:
     a STOCHASTIC_STEPS code; entry_loss an ENTRY_LOSSES code with delta; lower_bound
     -inf for no projection; n_threads > 1 takes a stratum's blocks in parallel. Returns
     the sum of the entry losses, each just before its step (the blocks' sums added in block
@@ -133,11 +137,12 @@ def run_pass(const int32_t[::1] rows, const int32_t[::1] cols, const floating[::
         weight_data = &weights[0] if nnz else NULL
     if HT.shape[1] != k:
         raise ValueError(f"HT must have {k} columns; got {HT.shape[1]}")
-    if reg_W.shape[0] != m or reg_HT.shape[0] != n:
-        raise ValueError("reg_W and reg_HT must have one value per row of W and HT")
+    if reg_W.shape[0] not in (0, m) or reg_HT.shape[0] not in (0, n):
+        raise ValueError("reg_W and reg_HT must have one value per row of W and HT, or none")
     s.biases = row_bias.shape[0] != 0
     if s.biases and (row_bias.shape[0] != m or col_bias.shape[0] != n
-                     or reg_row_bias.shape[0] != m or reg_col_bias.shape[0] != n):
+                     or reg_row_bias.shape[0] not in (0, m)
+                     or reg_col_bias.shape[0] not in (0, n)):
         raise ValueError("the biases and their coefficients must have one value per row "
                          "of W and of HT")
     if step != STEP_SGD:  # Adagrad keeps state for every row (and bias) it steps
@@ -148,6 +153,7 @@ def run_pass(const int32_t[::1] rows, const int32_t[::1] cols, const floating[::
             raise ValueError("the biases' states must have one value per bias")
     s.lr, s.eps, s.lower_bound, s.step = lr, eps, lower_bound, step
     s.entry_loss, s.delta, s.mu = entry_loss, delta, mu
+    s.reg_factors, s.reg_biases = reg_factors, reg_biases
     n_threads = max(1, min(n_threads, grid))
     cdef double[::1] block_losses = _zeros(n_blocks)
     cdef double total = 0
@@ -271,65 +277,101 @@ def block_layout(const int32_t[::1] rows, const int32_t[::1] cols,
                  const floating[::1] values, const floating[::1] weights,
                  const int32_t[::1] row_group, const int32_t[::1] col_group, int grid,
                  uint64_t seed, int32_t[::1] out_rows, int32_t[::1] out_cols,
-                 floating[::1] out_values, floating[::1] out_weights, int64_t[::1] block_ptr):
+                 floating[::1] out_values, floating[::1] out_weights, int64_t[::1] block_ptr,
+                 int n_chunks=1):
     """Lay the entries out block by block into the out_ arrays (out_weights None without
     weights): block (a, b) holds the entries whose row is in group a (row_group[row]) and
     column in group b, at [block_ptr[a * grid + b], block_ptr[a * grid + b + 1]), first in
-    the entries' order (a counting sort), then shuffled by Fisher-Yates with SplitMix64
-    from `seed` (block after block; j = next() % (i + 1), whose bias below 2^-40 for a
-    block of fewer than 2^24 entries does not matter here). The Python layer has checked
-    every index and group."""
-    cdef Py_ssize_t nnz = rows.shape[0], n_blocks = <Py_ssize_t>grid * grid, e, b, i, j
-    cdef int64_t position
+    the entries' order (a counting sort, over n_chunks chunks of the entries on as many
+    threads: chunk c's entries of a block after chunk c - 1's, so the same order for any
+    n_chunks), then shuffled by
+    Fisher-Yates, block b with SplitMix64 from seed + b * 2^32 (j = next() % (i + 1),
+    whose bias below 2^-40 for a block of fewer than 2^24 entries does not matter here):
+    the same layout on any number of threads. The Python layer has checked every index
+    and group."""
+    cdef Py_ssize_t nnz = rows.shape[0], n_blocks = <Py_ssize_t>grid * grid, e, b, c
+    cdef Py_ssize_t chunk_size
+    cdef int64_t running
     cdef int has_weights = weights is not None
-    cdef uint64_t state = seed
-    cdef int32_t swap_index
-    cdef floating swap_value
-    cdef Py_ssize_t i_at, j_at
+    cdef const floating* weight_data = NULL
+    cdef floating* out_weight_data = NULL
     if (cols.shape[0] != nnz or values.shape[0] != nnz or out_rows.shape[0] != nnz
             or out_cols.shape[0] != nnz or out_values.shape[0] != nnz
             or block_ptr.shape[0] != n_blocks + 1):
         raise ValueError("the entries' arrays must have one length, block_ptr grid² + 1")
-    if has_weights and (weights.shape[0] != nnz or out_weights is None
-                        or out_weights.shape[0] != nnz):
-        raise ValueError("weights and out_weights must have the entries' length")
-    cdef int64_t[::1] fill = _zeros_int64(n_blocks + 1)
+    if has_weights:
+        if weights.shape[0] != nnz or out_weights is None or out_weights.shape[0] != nnz:
+            raise ValueError("weights and out_weights must have the entries' length")
+        if nnz:
+            weight_data, out_weight_data = &weights[0], &out_weights[0]
+    if nnz == 0:
+        block_ptr[:] = 0
+        return
+    n_chunks = max(1, min(n_chunks, nnz))
+    chunk_size = (nnz + n_chunks - 1) // n_chunks
+    # fill[c, b]: where chunk c's next entry of block b goes.
+    cdef int64_t[:, ::1] fill = _zeros_int64(n_chunks * n_blocks).reshape(n_chunks, n_blocks)
     with nogil:
-        block_ptr[0] = 0
+        for c in prange(n_chunks, num_threads=n_chunks, schedule="static"):
+            for e in range(c * chunk_size, min(nnz, (c + 1) * chunk_size)):
+                fill[c, <Py_ssize_t>row_group[rows[e]] * grid + col_group[cols[e]]] += 1
+        running = 0
         for b in range(n_blocks):
-            block_ptr[b + 1] = 0
-        for e in range(nnz):
-            b = <Py_ssize_t>row_group[rows[e]] * grid + col_group[cols[e]]
-            block_ptr[b + 1] += 1
-        for b in range(n_blocks):
-            block_ptr[b + 1] += block_ptr[b]
-            fill[b] = block_ptr[b]
-        for e in range(nnz):
-            b = <Py_ssize_t>row_group[rows[e]] * grid + col_group[cols[e]]
-            position = fill[b]
-            fill[b] += 1
-            out_rows[position] = rows[e]
-            out_cols[position] = cols[e]
-            out_values[position] = values[e]
-            if has_weights:
-                out_weights[position] = weights[e]
-        for b in range(n_blocks):
-            for i in range(block_ptr[b + 1] - block_ptr[b] - 1, 0, -1):
-                j = <Py_ssize_t>(_splitmix64(&state) % <uint64_t>(i + 1))
-                i_at, j_at = block_ptr[b] + i, block_ptr[b] + j
-                swap_index = out_rows[i_at]
-                out_rows[i_at] = out_rows[j_at]
-                out_rows[j_at] = swap_index
-                swap_index = out_cols[i_at]
-                out_cols[i_at] = out_cols[j_at]
-                out_cols[j_at] = swap_index
-                swap_value = out_values[i_at]
-                out_values[i_at] = out_values[j_at]
-                out_values[j_at] = swap_value
-                if has_weights:
-                    swap_value = out_weights[i_at]
-                    out_weights[i_at] = out_weights[j_at]
-                    out_weights[j_at] = swap_value
+            block_ptr[b] = running
+            for c in range(n_chunks):
+                running = running + fill[c, b]
+                fill[c, b] = running - fill[c, b]
+        block_ptr[n_blocks] = running
+        for c in prange(n_chunks, num_threads=n_chunks, schedule="static"):
+            _scatter(&rows[0], &cols[0], &values[0], weight_data, &row_group[0],
+                     &col_group[0], grid, c * chunk_size, min(nnz, (c + 1) * chunk_size),
+                     &fill[c, 0], &out_rows[0], &out_cols[0], &out_values[0],
+                     out_weight_data)
+        for b in prange(n_blocks, num_threads=n_chunks, schedule="dynamic"):
+            _shuffle(seed + (<uint64_t>b << 32), block_ptr[b], block_ptr[b + 1],
+                     &out_rows[0], &out_cols[0], &out_values[0], out_weight_data)
+
+
+cdef void _scatter(const int32_t* rows, const int32_t* cols, const floating* values,
+                   const floating* weights, const int32_t* row_group,
+                   const int32_t* col_group, int grid, Py_ssize_t start, Py_ssize_t stop,
+                   int64_t* fill, int32_t* out_rows, int32_t* out_cols,
+                   floating* out_values, floating* out_weights) noexcept nogil:
+    """Entries [start, stop) to their blocks' next places (fill: per block)."""
+    cdef Py_ssize_t e, b
+    cdef int64_t position
+    for e in range(start, stop):
+        b = <Py_ssize_t>row_group[rows[e]] * grid + col_group[cols[e]]
+        position = fill[b]
+        fill[b] += 1
+        out_rows[position] = rows[e]
+        out_cols[position] = cols[e]
+        out_values[position] = values[e]
+        if weights != NULL:
+            out_weights[position] = weights[e]
+
+
+cdef void _shuffle(uint64_t state, int64_t start, int64_t stop, int32_t* rows,
+                   int32_t* cols, floating* values, floating* weights) noexcept nogil:
+    """Fisher-Yates over entries [start, stop), SplitMix64 from state."""
+    cdef int64_t i, i_at, j_at
+    cdef int32_t swap_index
+    cdef floating swap_value
+    for i in range(stop - start - 1, 0, -1):
+        i_at, j_at = start + i, start + <int64_t>(_splitmix64(&state) % <uint64_t>(i + 1))
+        swap_index = rows[i_at]
+        rows[i_at] = rows[j_at]
+        rows[j_at] = swap_index
+        swap_index = cols[i_at]
+        cols[i_at] = cols[j_at]
+        cols[j_at] = swap_index
+        swap_value = values[i_at]
+        values[i_at] = values[j_at]
+        values[j_at] = swap_value
+        if weights != NULL:
+            swap_value = weights[i_at]
+            weights[i_at] = weights[j_at]
+            weights[j_at] = swap_value
 
 
 def _zeros_int64(Py_ssize_t length):

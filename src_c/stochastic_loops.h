@@ -12,7 +12,8 @@
  * entry loss's gradient factor (r, clipped for Huber, times the weight): the update of
  * Surprise's and cornac's biased SGD. The per-row coefficients carry both forms of the
  * penalty (fastgd/_stochastic.py): a constant per rating, or l2 divided by the row's count
- * (the whole-factor penalty, spread over its entries).
+ * (the whole-factor penalty, spread over its entries); NULL coefficient arrays stand for
+ * one coefficient of every row (the settings' reg_factors and reg_biases).
  *
  * The steps (fastgd/_codes.py's STOCHASTIC_STEPS): "sgd", p -= lr * grad; "adagrad", one
  * accumulator per coordinate, G += grad^2, p -= lr * grad / (sqrt(G) + eps); and
@@ -94,6 +95,8 @@ typedef struct {
     double delta;
     int biases;
     double mu;
+    /* The penalty coefficients of every row, for reg_* arrays that are NULL. */
+    double reg_factors, reg_biases;
 } fastgd_stochastic_settings;
 
 #define FASTGD_LANES_REDUCE(acc)                                                        \
@@ -173,9 +176,9 @@ typedef double fastgd_part_double __attribute__((vector_size(32)));
 
 /* One pass over entries [start, stop) in their order; returns the sum of their entry
  * losses (losses.h's values, in double), each at the model just before its step: the
- * pass's running loss, at no extra cost. NAME##_body is inlined with the
- * step and, for the common ranks, k as constants (NAME picks the copy): the compiler
- * then unrolls the loops over k and drops the other steps' branches. */
+ * pass's running loss, at no extra cost. NAME##_body is inlined with the step, whether
+ * there are biases and, for the common ranks, k as constants (NAME picks the copy): the
+ * compiler then unrolls the loops over k and drops the branches that do not apply. */
 #define FASTGD_DEFINE_STOCHASTIC_PASS(NAME, DOT, TERM, TARGET, REAL, SQRT)               \
     FASTGD_DEFINE_STOCHASTIC_PASS_BODY(NAME##_body, DOT, TERM, TARGET, REAL, SQRT)      \
     TARGET static double NAME(FASTGD_STOCHASTIC_PASS_PARAMETERS(REAL))                  \
@@ -201,20 +204,21 @@ typedef double fastgd_part_double __attribute__((vector_size(32)));
         return total;                                                                   \
     }
 
+#define FASTGD_STOCHASTIC_CALL_BODY(BODY, K, STEP, BIASES)                               \
+    BODY(rows, cols, values, weights, start, stop, W, HT, K, row_bias, col_bias, state_W, \
+         state_HT, state_row_bias, state_col_bias, reg_W, reg_HT, reg_row_bias,          \
+         reg_col_bias, s, STEP, BIASES)
+#define FASTGD_STOCHASTIC_BY_BIASES(BODY, K, STEP)                                      \
+    (s->biases ? FASTGD_STOCHASTIC_CALL_BODY(BODY, K, STEP, 1)                          \
+               : FASTGD_STOCHASTIC_CALL_BODY(BODY, K, STEP, 0))
 #define FASTGD_STOCHASTIC_BY_STEP(BODY, STEP, K)                                        \
     do {                                                                                \
         if ((STEP) == FASTGD_STEP_SGD)                                                  \
-            total = BODY(rows, cols, values, weights, start, stop, W, HT, K, row_bias,          \
-                 col_bias, state_W, state_HT, state_row_bias, state_col_bias, reg_W,    \
-                 reg_HT, reg_row_bias, reg_col_bias, s, FASTGD_STEP_SGD);               \
+            total = FASTGD_STOCHASTIC_BY_BIASES(BODY, K, FASTGD_STEP_SGD);              \
         else if ((STEP) == FASTGD_STEP_ADAGRAD)                                         \
-            total = BODY(rows, cols, values, weights, start, stop, W, HT, K, row_bias,          \
-                 col_bias, state_W, state_HT, state_row_bias, state_col_bias, reg_W,    \
-                 reg_HT, reg_row_bias, reg_col_bias, s, FASTGD_STEP_ADAGRAD);           \
+            total = FASTGD_STOCHASTIC_BY_BIASES(BODY, K, FASTGD_STEP_ADAGRAD);          \
         else                                                                            \
-            total = BODY(rows, cols, values, weights, start, stop, W, HT, K, row_bias,          \
-                 col_bias, state_W, state_HT, state_row_bias, state_col_bias, reg_W,    \
-                 reg_HT, reg_row_bias, reg_col_bias, s, FASTGD_STEP_ADAGRAD_VECTOR);    \
+            total = FASTGD_STOCHASTIC_BY_BIASES(BODY, K, FASTGD_STEP_ADAGRAD_VECTOR);   \
     } while (0)
 
 /* The per-vector step's loop over k in a pass body (its names: w, h, lw, lh, g, rate_w,
@@ -267,11 +271,12 @@ typedef double fastgd_part_double __attribute__((vector_size(32)));
 
 #define FASTGD_DEFINE_STOCHASTIC_PASS_BODY(NAME, DOT, TERM, TARGET, REAL, SQRT)          \
     TARGET static FASTGD_ALWAYS_INLINE double NAME(                                     \
-        FASTGD_STOCHASTIC_PASS_PARAMETERS(REAL), const int step)                        \
+        FASTGD_STOCHASTIC_PASS_PARAMETERS(REAL), const int step, const int biases)      \
     {                                                                                   \
         const REAL lr = (REAL)s->lr, eps = (REAL)s->eps, lower = (REAL)s->lower_bound;  \
         const REAL mu = (REAL)s->mu, delta = (REAL)s->delta;                            \
-        const int code = s->entry_loss, biases = s->biases;                             \
+        const int code = s->entry_loss;                                                 \
+        const REAL reg_factors = (REAL)s->reg_factors, reg_biases = (REAL)s->reg_biases;  \
         double total = 0;                                                               \
         const int project = s->lower_bound > -INFINITY;                                 \
         const REAL inv_k = k > 0 ? (REAL)1 / (REAL)k : (REAL)0;                         \
@@ -296,10 +301,13 @@ typedef double fastgd_part_double __attribute__((vector_size(32)));
             }                                                                           \
             if (weights != NULL)                                                        \
                 g = g * weights[e];                                                     \
-            const REAL lw = reg_W[u], lh = reg_HT[i];                                   \
+            const REAL lw = reg_W != NULL ? reg_W[u] : reg_factors;                     \
+            const REAL lh = reg_HT != NULL ? reg_HT[i] : reg_factors;                   \
             if (biases) {                                                               \
-                const REAL gb = reg_row_bias[u] * row_bias[u] - g;                      \
-                const REAL gc = reg_col_bias[i] * col_bias[i] - g;                      \
+                const REAL lb = reg_row_bias != NULL ? reg_row_bias[u] : reg_biases;    \
+                const REAL lc = reg_col_bias != NULL ? reg_col_bias[i] : reg_biases;    \
+                const REAL gb = lb * row_bias[u] - g;                                   \
+                const REAL gc = lc * col_bias[i] - g;                                   \
                 if (step == FASTGD_STEP_SGD) {                                          \
                     row_bias[u] = row_bias[u] - lr * gb;                                \
                     col_bias[i] = col_bias[i] - lr * gc;                                \

@@ -55,7 +55,7 @@ def problem(rng, step, dtype, m=13, n=9, k=5, biases=True, weights=False, grid=2
 
 
 def run_pass(module, entries, arrays, weights, step, lr=0.05, eps=1e-8, lower=-math.inf,
-             entry_loss="squared", delta=1.0, mu=3.0, n_threads=1):
+             entry_loss="squared", delta=1.0, mu=3.0, n_threads=1, uniform=(0.0, 0.0)):
     """A copy of ``arrays`` after one pass of ``module`` (compiled or twin), and the
     pass's running loss."""
     out = {name: a.copy() for name, a in arrays.items()}
@@ -64,7 +64,8 @@ def run_pass(module, entries, arrays, weights, step, lr=0.05, eps=1e-8, lower=-m
         out["W"], out["HT"], out["row_bias"], out["col_bias"], out["state_W"],
         out["state_HT"], out["state_row_bias"], out["state_col_bias"], out["reg_W"],
         out["reg_HT"], out["reg_row_bias"], out["reg_col_bias"], lr, eps, lower,
-        STEPS.index(step), ["squared", "huber"].index(entry_loss), delta, mu, n_threads)
+        STEPS.index(step), ["squared", "huber"].index(entry_loss), delta, mu, n_threads,
+        *uniform)
     return out
 
 
@@ -91,6 +92,23 @@ def test_the_compiled_pass_is_its_twin_bit_for_bit(step, biases, form, float_dty
     assert not np.array_equal(expected["W"], arrays["W"])
     if form == "nonneg":
         assert expected["W"].min() >= 0 and expected["HT"].min() >= 0
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_one_coefficient_for_every_row(step, float_dtype, rng):
+    # Empty coefficient arrays stand for one coefficient of every row: the same steps as
+    # arrays filled with it.
+    entries, arrays, _ = problem(rng, step, float_dtype)
+    filled = dict(arrays)
+    for name, value in (("reg_W", 0.07), ("reg_HT", 0.07), ("reg_row_bias", 0.02),
+                        ("reg_col_bias", 0.02)):
+        filled[name] = np.full(arrays[name].shape, value, dtype=float_dtype)
+        arrays[name] = np.empty(0, dtype=float_dtype)
+    expected = run_pass(twin, entries, filled, None, step)
+    for module in (twin, compiled()):
+        got = run_pass(module, entries, arrays, None, step, uniform=(0.07, 0.02))
+        for name in ("W", "HT", "row_bias", "col_bias", "state_W", "running loss"):
+            assert_same_bits(np.asarray(got[name]), np.asarray(expected[name]))
 
 
 @settings(max_examples=40, deadline=None)
@@ -200,16 +218,20 @@ def test_the_layout_puts_each_entry_in_its_block_and_keeps_them_all(backend, rng
                for s, e in zip(entries.block_ptr[:-1], entries.block_ptr[1:], strict=True))
 
 
-def test_the_compiled_layout_is_the_twins(rng, float_dtype):
+def test_the_compiled_layout_is_the_twins_on_any_number_of_threads(rng, float_dtype,
+                                                                  monkeypatch):
+    # Chunks of 64 entries, so that a few hundred entries take several threads.
+    monkeypatch.setattr(_stochastic, "LAYOUT_CHUNK", 64)
     A = ratings(rng, 50, 35, density=0.5, dtype=float_dtype)
     plan = fastgd.observed(A, weights=rng.random(A.shape))
     layouts = []
-    for name in ("compiled", "numpy"):
+    for name, n_threads in (("numpy", 1), ("compiled", 1), ("compiled", 2), ("compiled", 3)):
         with fastgd.use_backend(name):
             layouts.append(_stochastic.BlockedEntries(plan, 4, np.random.default_rng(3),
-                                                      float_dtype))
-    for attribute in ("rows", "cols", "values", "weights", "block_ptr"):
-        assert_same_bits(getattr(layouts[0], attribute), getattr(layouts[1], attribute))
+                                                      float_dtype, n_threads))
+    for other in layouts[1:]:
+        for attribute in ("rows", "cols", "values", "weights", "block_ptr"):
+            assert_same_bits(getattr(other, attribute), getattr(layouts[0], attribute))
 
 
 def full_gradient(A, W, H, b, c, mu, l2, l2_bias, per_rating):

@@ -44,7 +44,7 @@ def _prediction(w, h, mu, row_bias, col_bias, u, i):
 def run_pass(rows, cols, values, weights, block_ptr, grid, W, HT, row_bias, col_bias,
              state_W, state_HT, state_row_bias, state_col_bias, reg_W, reg_HT,
              reg_row_bias, reg_col_bias, lr, eps, lower_bound, step, entry_loss, delta, mu,
-             n_threads):
+             n_threads, reg_factors=0.0, reg_biases=0.0):
     """One pass over the entries, and the sum of their losses each just before its step:
     see ``fastgd._ext._stochastic.run_pass``."""
     real = W.dtype.type
@@ -52,6 +52,13 @@ def run_pass(rows, cols, values, weights, block_ptr, grid, W, HT, row_bias, col_
     k = W.shape[1]
     inv_k = real(1) / real(k) if k else real(0)
     biases = row_bias.shape[0] != 0
+    # Empty coefficient arrays: one coefficient of every row.
+    reg_W, reg_HT, reg_row_bias, reg_col_bias = (
+        np.full(size, real(value), dtype=W.dtype) if reg.shape[0] == 0 else reg
+        for reg, size, value in ((reg_W, W.shape[0], reg_factors),
+                                 (reg_HT, HT.shape[0], reg_factors),
+                                 (reg_row_bias, W.shape[0], reg_biases),
+                                 (reg_col_bias, HT.shape[0], reg_biases)))
     if step == ADAGRAD:
         state_W, state_HT = state_W.reshape(W.shape), state_HT.reshape(HT.shape)
     block_losses = [0.0] * (grid * grid)
@@ -150,7 +157,7 @@ def _splitmix64(state):
 
 
 def block_layout(rows, cols, values, weights, row_group, col_group, grid, seed, out_rows,
-                 out_cols, out_values, out_weights, block_ptr):
+                 out_cols, out_values, out_weights, block_ptr, n_chunks=1):
     """The entries laid out block by block and shuffled within each block: see
     ``fastgd._ext._stochastic.block_layout``."""
     block = row_group[rows].astype(np.int64) * grid + col_group[cols]
@@ -162,8 +169,8 @@ def block_layout(rows, cols, values, weights, row_group, col_group, grid, seed, 
         arrays.append((out_weights, weights))
     for out, source in arrays:
         out[:] = source[order]
-    state = int(seed)
     for b in range(grid * grid):
+        state = (int(seed) + (b << 32)) & _MASK64
         start = int(block_ptr[b])
         for i in range(int(block_ptr[b + 1]) - start - 1, 0, -1):
             state, number = _splitmix64(state)
