@@ -23,6 +23,7 @@ from fastgd import _backend, _codes, _losses, _plan, _threads, _validation, mask
 
 if TYPE_CHECKING:
     from fastgd._typing import (
+        Accumulator,
         Any,
         ArrayLike,
         Callable,
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
         Optimizer,
         RandomState,
         Reduction,
+        Regularization,
+        Solver,
     )
 
 # The compiled loop's optimizers (their codes), and those that step from Python with the
@@ -938,8 +941,9 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
               delta: float | None = None, reduction: Reduction | None = None,
               weights: ArrayLike | None = None, tol: float | None = None,
               validation: Any = None, early_stopping: bool = False, patience: int = 10,
-              solver: str = "batch", biases: bool = False, regularization: str | None = None,
-              l2_bias: float | None = None, accumulator: str | None = None,
+              solver: Solver = "batch", biases: bool = False,
+              regularization: Regularization | None = None, l2_bias: float | None = None,
+              accumulator: Accumulator | None = None,
               grid: int | None = None,
               callback: Callable[[int, float, FloatArray, FloatArray], Any] | None = None,
               progress: bool = False, n_threads: int | None = None) -> FactorizationResult:

@@ -486,3 +486,33 @@ def test_validation_plans_with_ids_are_matched_by_id():
     predictions = result.predict(users[held][known] + 1000, items[held][known])
     rmse = np.sqrt(np.mean((predictions - ratings[held][known]) ** 2))
     assert result.validation_history[-1] == pytest.approx(rmse, rel=1e-10)
+
+
+def test_every_form_of_A_gives_the_same_bits(rng, float_dtype):
+    import scipy.sparse
+
+    A = ratings(rng, 24, 17, density=0.5, dtype=float_dtype)
+    observed = ~np.isnan(A)
+    rows, cols = np.nonzero(observed)
+    wide = np.full((24, 34), np.nan, dtype=float_dtype)
+    wide[:, ::2] = A
+    forms = {
+        "NaN": A,
+        "Fortran": np.asfortranarray(A),
+        "strided view": wide[:, ::2],
+        "mask": (np.where(observed, A, 7.0), observed),
+        "csr": scipy.sparse.csr_array((A[observed], (rows, cols)), shape=A.shape),
+        "coo": scipy.sparse.coo_matrix((A[observed], (rows, cols)), shape=A.shape),
+        "plan": fastgd.observed(A),
+        "entries": fastgd.observed((rows[::-1], cols[::-1], A[observed][::-1], A.shape)),
+    }
+    results = {}
+    for name, form in forms.items():
+        data, mask = form if isinstance(form, tuple) and name == "mask" else (form, None)
+        results[name] = fastgd.factorize(data, 3, mask=mask, solver="stochastic", biases=True,
+                                         n_iter=3, random_state=0)
+    reference = results.pop("NaN")
+    assert reference.W.dtype == float_dtype
+    for result in results.values():
+        for attribute in ("W", "H", "row_bias", "col_bias", "loss_history"):
+            assert_same_bits(getattr(result, attribute), getattr(reference, attribute))

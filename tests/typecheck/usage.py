@@ -47,6 +47,12 @@ held_out = np.array([[np.nan, 1.0, np.nan], [np.nan, np.nan, np.nan]])
 robust = fastgd.factorize(A, 1, loss="huber", delta=0.5, reduction="sum", n_iter=5,
                           weights=np.ones((2, 3)), validation=held_out, early_stopping=True)
 best: int | None = robust.best_iteration
+ratings = fastgd.observed_from_ids(["ann", "bob", "ann"], [10, 20, 20], [4.0, 3.0, 5.0])
+user_ids = ratings.row_ids
+stochastic = fastgd.factorize(ratings, 2, solver="stochastic", biases=True, l2=0.05,
+                              regularization="per_rating", accumulator="vector", n_iter=5)
+mean: float | None = stochastic.global_mean
+by_id = stochastic.predict(["ann", "cy"], [10, 20])
 weighted_plan = fastgd.observed(A, weights=np.ones((2, 3)))
 huber, dW_h, dH_h = fastgd.masked_loss_grad(weighted_plan, np.ones((2, 1)), np.ones((1, 3)),
                                             loss="huber", delta=1.0)
