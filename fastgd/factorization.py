@@ -369,7 +369,10 @@ STOCHASTIC_L2 = 0.1
 def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, nonneg,
                    loss, l2, tol, delta=None, reduction=None, solver="batch", biases=False,
                    regularization=None, l2_bias=None, accumulator=None, grid=None):
-    """factorize's settings, validated, as a dict (fastgd.dask.factorize's too)."""
+    """factorize's settings, validated, as a dict (fastgd.dask.factorize's too). solver
+    None: "stochastic" with biases, else "batch"."""
+    if solver is None:
+        solver = "stochastic" if biases is True else "batch"
     _validation.check_choice(solver, "solver", SOLVERS)
     if l2 is None:
         l2 = 0.0 if solver == "batch" else STOCHASTIC_L2
@@ -941,7 +944,7 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
               delta: float | None = None, reduction: Reduction | None = None,
               weights: ArrayLike | None = None, tol: float | None = None,
               validation: Any = None, early_stopping: bool = False, patience: int = 10,
-              solver: Solver = "batch", biases: bool = False,
+              solver: Solver | None = None, biases: bool = False,
               regularization: Regularization | None = None, l2_bias: float | None = None,
               accumulator: Accumulator | None = None,
               grid: int | None = None,
@@ -1023,7 +1026,8 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
         With ``validation``: stop once the validation RMSE has not improved for
         ``patience`` iterations, and return the factors of its best iteration.
     patience : int, default 10
-    solver : {"batch", "stochastic"}, default "batch"
+    solver : {"batch", "stochastic"}, optional
+        Default: "stochastic" with ``biases=True``, else "batch".
         ``"batch"``: every iteration is one step on the gradient over all observed
         entries, as above. ``"stochastic"``: every iteration is one pass over the
         observed entries in a shuffled order, each entry stepping only the row of W, the

@@ -386,7 +386,7 @@ def test_a_diverging_run_stops_and_warns(rng):
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"biases": True}, ValueError, "biases=True needs solver='stochastic'"),
+    ({"biases": True, "solver": "batch"}, ValueError, "biases=True needs solver='stochastic'"),
     ({"regularization": "per_rating"}, ValueError, "needs solver='stochastic'"),
     ({"grid": 2}, ValueError, "grid=2 needs solver='stochastic'"),
     ({"solver": "minibatch"}, ValueError, "solver must be one of"),
@@ -420,6 +420,14 @@ def test_a_shape_beyond_int32_indices_is_refused():
     huge = fastgd.observed((np.array([0]), np.array([2**31]), np.array([1.0]), (1, 2**31 + 1)))
     with pytest.raises(ValueError, match=r"at most 2\*\*31 - 1 rows and columns"):
         fastgd.factorize(huge, 1, solver="stochastic", n_iter=1)
+
+
+def test_biases_choose_the_stochastic_solver(rng):
+    A = ratings(rng)
+    chosen = fastgd.factorize(A, 2, biases=True, n_iter=2, random_state=0)
+    named = fastgd.factorize(A, 2, solver="stochastic", biases=True, n_iter=2, random_state=0)
+    assert_same_bits(chosen.W, named.W)
+    assert fastgd.factorize(A, 2, n_iter=2, random_state=0).row_bias is None
 
 
 def test_the_result_checks_its_biases():
