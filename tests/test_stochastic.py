@@ -251,7 +251,7 @@ def full_gradient(A, W, H, b, c, mu, l2, l2_bias, per_rating):
 @pytest.mark.parametrize("regularization", ["per_rating", "factors"])
 def test_adagrad_reaches_a_stationary_point_of_the_documented_objective(regularization):
     rng = np.random.default_rng(11)
-    A = ratings(rng, 25, 18, density=0.6)
+    A = ratings(rng, 12, 10, density=0.6)
     kwargs = dict(solver="stochastic", biases=True, l2=0.1, l2_bias=0.05,
                   regularization=regularization, optimizer="adagrad", lr=0.05,
                   random_state=0)

@@ -46,7 +46,19 @@ def run_pass(rows, cols, values, weights, block_ptr, grid, W, HT, row_bias, col_
              reg_row_bias, reg_col_bias, lr, eps, lower_bound, step, entry_loss, delta, mu,
              n_threads, reg_factors=0.0, reg_biases=0.0):
     """One pass over the entries, and the sum of their losses each just before its step:
-    see ``fastgd._ext._stochastic.run_pass``."""
+    see ``fastgd._ext._stochastic.run_pass``. Overflow gives inf and NaN silently, as in
+    the compiled loops (factorize then stops and says so)."""
+    with np.errstate(all="ignore"):
+        return _run_pass(rows, cols, values, weights, block_ptr, grid, W, HT, row_bias,
+                         col_bias, state_W, state_HT, state_row_bias, state_col_bias, reg_W,
+                         reg_HT, reg_row_bias, reg_col_bias, lr, eps, lower_bound, step,
+                         entry_loss, delta, mu, reg_factors, reg_biases)
+
+
+def _run_pass(rows, cols, values, weights, block_ptr, grid, W, HT, row_bias, col_bias,
+              state_W, state_HT, state_row_bias, state_col_bias, reg_W, reg_HT,
+              reg_row_bias, reg_col_bias, lr, eps, lower_bound, step, entry_loss, delta, mu,
+              reg_factors, reg_biases):
     real = W.dtype.type
     lr, eps, lower, mu, delta = (real(x) for x in (lr, eps, lower_bound, mu, delta))
     k = W.shape[1]
@@ -129,6 +141,12 @@ def _entry_value(r, entry_loss, delta, weight):
 def loss_sum(rows, cols, values, weights, W, HT, row_bias, col_bias, entry_loss, delta, mu,
              n_threads):
     """The sum of the entry losses: see ``fastgd._ext._stochastic.loss_sum``."""
+    with np.errstate(all="ignore"):
+        return _loss_sum(rows, cols, values, weights, W, HT, row_bias, col_bias, entry_loss,
+                         delta, mu)
+
+
+def _loss_sum(rows, cols, values, weights, W, HT, row_bias, col_bias, entry_loss, delta, mu):
     real = W.dtype.type
     mu, delta = real(mu), real(delta)
     biases = row_bias.shape[0] != 0
