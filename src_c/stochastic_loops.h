@@ -6,7 +6,7 @@
  * The model of entry (u, i) is W[u] . HT[i], plus mu + row_bias[u] + col_bias[i] with
  * biases. Its step descends
  *     0.5 * loss(r) + 0.5 * reg_W[u] ||W[u]||^2 + 0.5 * reg_HT[i] ||HT[i]||^2
- *                   + 0.5 * reg_row_bias[u] row_bias[u]^2 + 0.5 * reg_col_bias[i] col_bias[i]^2
+ *         + 0.5 * reg_row_bias[u] row_bias[u]^2 + 0.5 * reg_col_bias[i] col_bias[i]^2
  * with r the entry's residual and loss its entry loss (losses.h: r^2, or Huber's twice,
  * times the entry's weight), so that the derivative of the data term is -g with g the
  * entry loss's gradient factor (r, clipped for Huber, times the weight): the update of
@@ -19,12 +19,12 @@
  * accumulator per coordinate, G += grad^2, p -= lr * grad / (sqrt(G) + eps); and
  * "adagrad_vector", LIBMF's form: one accumulator per row vector (LIBMF starts them at 1),
  * p -= lr * grad / (sqrt(G) + eps) with G as it was before the entry, then G += the mean
- * of grad^2 over the k coordinates, which keeps the square root off the chain from one
- * entry of a row to the next; a bias has an accumulator of its own, stepped the same
- * way (from 1, before the entry's gradient).
- * Both vectors' gradients
- * are taken at the entry's starting point. With a lower bound (nonneg), W and HT are
- * clipped to it after every step.
+ * of grad^2 over the k coordinates: the square root waits for the accumulator, not for
+ * this entry's gradient (between two visits of one row it is still on the chain: what
+ * biases cost on popular items); a bias has an accumulator of its own, stepped the same
+ * way (from 1, before the entry's gradient). Both vectors' gradients are taken at the
+ * entry's starting point. With a lower bound (nonneg), W and HT are clipped to it after
+ * every step.
  *
  * Bitwise the same at every level: the dot products and sums of squares over k add into
  * FASTGD_STOCHASTIC_LANES partial sums (coordinate f into lane f % LANES) reduced in a
