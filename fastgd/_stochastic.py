@@ -93,13 +93,15 @@ class Model:
     """The parameters a pass steps: W, HT (H transposed), the biases (empty arrays
     without them) and mu."""
 
-    def __init__(self, W, H, biases, mu):
-        dtype = W.dtype
-        self.W, self.HT = W, np.ascontiguousarray(H.T)
-        m, n = W.shape[0], self.HT.shape[0]
-        self.row_bias = np.zeros(m if biases else 0, dtype=dtype)
-        self.col_bias = np.zeros(n if biases else 0, dtype=dtype)
-        self.mu = mu
+    def __init__(self, W, HT, row_bias, col_bias, mu):
+        self.W, self.HT, self.row_bias, self.col_bias, self.mu = W, HT, row_bias, col_bias, mu
+
+    @classmethod
+    def start(cls, W, H, biases, mu):
+        """The model at factors (W, H), biases 0 (or none)."""
+        HT = np.ascontiguousarray(H.T)
+        sizes = (W.shape[0], HT.shape[0]) if biases else (0, 0)
+        return cls(W, HT, *(np.zeros(size, dtype=W.dtype) for size in sizes), mu)
 
     def arrays(self):
         """(W, HT, row_bias, col_bias): the arrays themselves, not copies."""
@@ -172,6 +174,15 @@ class Solver:
                                       model.mu, self.n_threads)
         return _losses.value_and_scale(spec, total, e.total_weight)[0]
 
+    def held_out_rmse(self, held_out):
+        """The model's RMSE over held-out entries (rows, cols, values) in its dtype."""
+        rows, cols, values = held_out
+        model = self.model
+        total = self.kernels.loss_sum(rows, cols, values, None, model.W, model.HT,
+                                      model.row_bias, model.col_bias, _losses.SQUARED, 0.0,
+                                      model.mu, self.n_threads)
+        return math.sqrt(total / rows.shape[0])
+
     def state(self):
         """{name: (of W, of H)} of the optimizer's state, shaped like W and H (per
         coordinate) or one value per row of W and column of H (per vector)."""
@@ -187,15 +198,6 @@ class Solver:
         if self.model.row_bias.shape[0]:
             state["accum_bias"] = (self.states[2], self.states[3])
         return state
-
-
-def held_out_rmse(plan_arrays, model, n_threads):
-    """The RMSE of the model over held-out entries (rows, cols, values) in its dtype."""
-    rows, cols, values = plan_arrays
-    squared = _losses.SQUARED
-    total = kernels().loss_sum(rows, cols, values, None, model.W, model.HT, model.row_bias,
-                               model.col_bias, squared, 0.0, model.mu, n_threads)
-    return math.sqrt(total / rows.shape[0])
 
 
 def solve(plan, W, H, settings, callback, progress, n_threads, tracker, rng):
@@ -215,13 +217,13 @@ def solve(plan, W, H, settings, callback, progress, n_threads, tracker, rng):
         weights = np.ones(plan.nnz) if plan.weights is None else plan.weights
         if weights.sum() > 0:
             mu = float(np.average(plan.values, weights=weights))
-    model = Model(W, H, settings["biases"], float(dtype.type(mu)))
+    model = Model.start(W, H, settings["biases"], float(dtype.type(mu)))
     solver = Solver(entries, model, settings, n_threads)
     held_out = None
     if tracker is not None:
         held_out = (tracker.plan.rows.astype(np.int32), tracker.plan.cols.astype(np.int32),
                     tracker.plan.values.astype(dtype))
-        tracker.record(0, model.arrays(), held_out_rmse(held_out, model, n_threads))
+        tracker.record(0, model.arrays(), solver.held_out_rmse(held_out))
     bar = factorization._progress_bar(progress, n_iter)
     history = factorization.LossHistory()
     history.extend([solver.training_loss()])
@@ -238,7 +240,7 @@ def solve(plan, W, H, settings, callback, progress, n_threads, tracker, rng):
                 bar.update(1)
                 bar.set_postfix(loss=f"{history.last:.6g}", refresh=False)
             if tracker is not None and status != factorization.STATUS_NONFINITE:
-                rmse = held_out_rmse(held_out, model, n_threads)
+                rmse = solver.held_out_rmse(held_out)
                 if tracker.record(done, model.arrays(), rmse):
                     if status == factorization.STATUS_MAX_ITER:
                         status = factorization.STATUS_EARLY_STOPPED
@@ -250,16 +252,12 @@ def solve(plan, W, H, settings, callback, progress, n_threads, tracker, rng):
     finally:
         if bar is not None:
             bar.close()
-    final = (model.W, model.HT, model.row_bias, model.col_bias)
     if tracker is not None and tracker.best_factors is not None:
-        final = tracker.best_factors
-    W_final, HT_final, row_bias, col_bias = final
-    best = Model(W_final, HT_final.T, False, model.mu)
-    best.row_bias, best.col_bias = row_bias, col_bias
+        model = Model(*tracker.best_factors, model.mu)
     state = solver.state()
-    solver.model = best
+    solver.model = model
     return factorization.finished_run(
-        W_final, HT_final.T, history.values(), done, status, state, settings,
-        tracker=tracker, penalty=penalty(best, entries, settings),
-        biases=(model.mu, row_bias, col_bias) if settings["biases"] else None,
+        model.W, model.HT.T, history.values(), done, status, state, settings,
+        tracker=tracker, penalty=penalty(model, entries, settings),
+        biases=(model.mu, model.row_bias, model.col_bias) if settings["biases"] else None,
         data_loss=solver.training_loss())

@@ -234,39 +234,38 @@ class FactorizationResult:
         True
         """
         if self.row_ids is not None:
-            return self._predict_ids(rows, cols)
-        (m, _), n = self.W.shape, self.H.shape[1]
-        rows = _index_array(rows, "rows", m)
-        cols = _index_array(cols, "cols", n)
-        if rows.shape != cols.shape:
-            raise ValueError(
-                f"rows and cols must have one shape; got {rows.shape} and {cols.shape}"
-            )
-        product = np.einsum("...k,...k->...", self.W[rows], self.H.T[cols])
-        if self.row_bias is not None:
-            mean = product.dtype.type(self.global_mean)
-            product += (mean + self.row_bias[rows]) + self.col_bias[cols]
-        elif self.global_mean is not None:
-            product += product.dtype.type(self.global_mean)
-        return product
-
-    def _predict_ids(self, row_ids, col_ids):
-        rows, row_known = self.row_ids.positions(row_ids)
-        cols, col_known = self.col_ids.positions(col_ids)
-        if rows.shape != cols.shape:
-            raise ValueError(f"the row and column ids must have one shape; got {rows.shape} "
-                             f"and {cols.shape}")
-        known = row_known & col_known
-        product = np.zeros(rows.shape, dtype=self.W.dtype)
-        product[known] = np.einsum("ik,ik->i", self.W[rows[known]], self.H.T[cols[known]])
-        if self.row_bias is not None:
-            zero = product.dtype.type(0)
-            mean = product.dtype.type(self.global_mean)
-            product += ((mean + np.where(row_known, self.row_bias[rows], zero))
-                        + np.where(col_known, self.col_bias[cols], zero))
+            rows, row_known = self.row_ids.positions(rows)
+            cols, col_known = self.col_ids.positions(cols)
+            names = "the row and column ids"
         else:
-            if self.global_mean is not None:
-                product += product.dtype.type(self.global_mean)
+            rows = _index_array(rows, "rows", self.W.shape[0])
+            cols = _index_array(cols, "cols", self.H.shape[1])
+            row_known = col_known = None
+            names = "rows and cols"
+        if rows.shape != cols.shape:
+            raise ValueError(f"{names} must have one shape; got {rows.shape} and {cols.shape}")
+        return self._predict_at(rows, cols, row_known, col_known)
+
+    def _predict_at(self, rows, cols, row_known, col_known):
+        """predict at positions; row_known and col_known (None: all known) say which
+        positions stand for an id seen in training."""
+        if row_known is None:
+            product = np.einsum("...k,...k->...", self.W[rows], self.H.T[cols])
+        else:
+            known = row_known & col_known
+            product = np.zeros(rows.shape, dtype=self.W.dtype)
+            product[known] = np.einsum("ik,ik->i", self.W[rows[known]], self.H.T[cols[known]])
+        dtype = product.dtype.type
+        if self.row_bias is not None:
+            row_bias, col_bias = self.row_bias[rows], self.col_bias[cols]
+            if row_known is not None:
+                row_bias = np.where(row_known, row_bias, dtype(0))
+                col_bias = np.where(col_known, col_bias, dtype(0))
+            product += (dtype(self.global_mean) + row_bias) + col_bias
+            return product
+        if self.global_mean is not None:
+            product += dtype(self.global_mean)
+        if row_known is not None:
             product[~known] = np.nan
         return product
 

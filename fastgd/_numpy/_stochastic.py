@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from fastgd import _codes
+from fastgd._numpy._masked import entry_loss_terms
 
 # The compiled loops' partial sums over k (stochastic_loops.h's FASTGD_STOCHASTIC_LANES).
 LANES = 8
@@ -23,22 +24,34 @@ HUBER = _codes.code_of(_codes.ENTRY_LOSSES, "huber")
 
 
 def _lanes_sum(terms):
-    """The sum of ``terms`` (length k) as the compiled loops take it: term f into lane
-    f % LANES, each lane in order, then the lanes in a fixed tree."""
-    k = terms.shape[0]
-    padded = np.zeros(-(-k // LANES) * LANES, dtype=terms.dtype)
-    padded[:k] = terms
-    acc = np.zeros(LANES, dtype=terms.dtype)
-    for block in padded.reshape(-1, LANES):
-        acc = acc + block
-    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+    """The sums of ``terms`` over the last axis (length k) as the compiled loops take
+    them: term f into lane f % LANES, each lane in order, then the lanes in a fixed
+    tree."""
+    k = terms.shape[-1]
+    padded = np.zeros((*terms.shape[:-1], -(-k // LANES) * LANES), dtype=terms.dtype)
+    padded[..., :k] = terms
+    acc = np.zeros((*terms.shape[:-1], LANES), dtype=terms.dtype)
+    for start in range(0, padded.shape[-1], LANES):
+        acc = acc + padded[..., start:start + LANES]
+    lane = [acc[..., f] for f in range(LANES)]
+    return ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]))
 
 
-def _prediction(w, h, mu, row_bias, col_bias, u, i):
-    prediction = _lanes_sum(w * h)
-    if row_bias is not None and row_bias.shape[0]:
+def _predictions(W, HT, mu, row_bias, col_bias, u, i):
+    """The model's predictions at entries (u, i): scalars or arrays of indices."""
+    prediction = _lanes_sum(W[u] * HT[i])
+    if row_bias.shape[0]:
         prediction = ((mu + row_bias[u]) + col_bias[i]) + prediction
     return prediction
+
+
+def _loss_in_order(residuals, entry_loss, delta, weights):
+    """The entries' losses at ``residuals`` added one by one in float64, as the compiled
+    loops add them (losses.h's values)."""
+    if residuals.shape[0] == 0:
+        return 0.0
+    terms = entry_loss_terms(entry_loss, delta, residuals, weights)[0]
+    return float(np.add.accumulate(terms)[-1])
 
 
 def run_pass(rows, cols, values, weights, block_ptr, grid, W, HT, row_bias, col_bias,
@@ -77,13 +90,13 @@ def _run_pass(rows, cols, values, weights, block_ptr, grid, W, HT, row_bias, col
     for stratum in range(grid):
         for a in range(grid):
             block = a * grid + (a + stratum) % grid
-            for e in range(int(block_ptr[block]), int(block_ptr[block + 1])):
+            first, end = int(block_ptr[block]), int(block_ptr[block + 1])
+            residuals = np.empty(end - first, dtype=W.dtype)
+            for e in range(first, end):
                 u, i = int(rows[e]), int(cols[e])
                 w, h = W[u], HT[i]
-                g = values[e] - _prediction(w, h, mu, row_bias if biases else None,
-                                            col_bias, u, i)
-                block_losses[block] += _entry_value(g, entry_loss, delta,
-                                                    None if weights is None else weights[e])
+                g = values[e] - _predictions(W, HT, mu, row_bias, col_bias, u, i)
+                residuals[e - first] = g
                 if entry_loss == HUBER:
                     g = g if g > -delta else -delta
                     g = g if g < delta else delta
@@ -125,17 +138,9 @@ def _run_pass(rows, cols, values, weights, block_ptr, grid, W, HT, row_bias, col
                 if lower_bound > -math.inf:
                     w[:] = np.where(w > lower, w, lower)
                     h[:] = np.where(h > lower, h, lower)
+            block_losses[block] = _loss_in_order(
+                residuals, entry_loss, delta, None if weights is None else weights[first:end])
     return sum(block_losses, 0.0)
-
-
-def _entry_value(r, entry_loss, delta, weight):
-    """An entry's loss at residual r, in float64 (losses.h's value)."""
-    value = float(r) * float(r)
-    if entry_loss == HUBER:
-        size = abs(float(r))
-        value = 0.5 * value if size <= float(delta) else float(delta) * (
-            size - 0.5 * float(delta))
-    return value if weight is None else value * float(weight)
 
 
 def loss_sum(rows, cols, values, weights, W, HT, row_bias, col_bias, entry_loss, delta, mu,
@@ -148,17 +153,14 @@ def loss_sum(rows, cols, values, weights, W, HT, row_bias, col_bias, entry_loss,
 
 def _loss_sum(rows, cols, values, weights, W, HT, row_bias, col_bias, entry_loss, delta, mu):
     real = W.dtype.type
-    mu, delta = real(mu), real(delta)
-    biases = row_bias.shape[0] != 0
+    mu = real(mu)
     chunks = []
     for start in range(0, rows.shape[0], LOSS_CHUNK):
-        total = 0.0
-        for e in range(start, min(rows.shape[0], start + LOSS_CHUNK)):
-            u, i = int(rows[e]), int(cols[e])
-            r = values[e] - _prediction(W[u], HT[i], mu, row_bias if biases else None,
-                                        col_bias, u, i)
-            total += _entry_value(r, entry_loss, delta, None if weights is None else weights[e])
-        chunks.append(total)
+        part = slice(start, start + LOSS_CHUNK)
+        residuals = values[part] - _predictions(W, HT, mu, row_bias, col_bias,
+                                                rows[part], cols[part])
+        chunks.append(_loss_in_order(residuals, entry_loss, delta,
+                                     None if weights is None else weights[part]))
     return sum(chunks, 0.0)
 
 
