@@ -2,9 +2,10 @@
 scikit-learn estimator.
 
 ``fit`` learns ``components_`` (H) by :func:`fastgd.factorize`, with NaN as missing;
-``transform`` then gives every row its W for those components by an exact solve of
-the W-block of the same loss, row by row (ridge least squares, or non-negative least
-squares with ``nonneg``), so that rows do not influence each other. This module
+``transform`` then gives every row its W for those components (and its bias, with
+``biases``) by an exact solve of the W-block of the same objective, row by row (ridge
+least squares, or non-negative least squares with ``nonneg``), so that rows do not
+influence each other. This module
 imports scikit-learn, so ``import fastgd`` loads it only when ``MatrixFactorization``
 is first used.
 """
@@ -103,10 +104,22 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     completes a ratings matrix, or runs NMF on data with gaps, where
     ``sklearn.decomposition.NMF`` refuses NaN.
 
+    With ``biases=True`` the model is ``X[i, j] ≈ mu + b[i] + c[j] + (W @ H)[i, j]``
+    (fitted by the stochastic solver, the one for ratings data): ``transform`` gives each
+    row ``[w, b]``, its factors and its bias in one row of ``rank + 1`` values.
+
     Parameters
     ----------
     rank : int, optional
         The number of components; default ``min(n_samples, n_features)``.
+    solver : {"batch", "stochastic"}, optional
+        As in :func:`fastgd.factorize`: full-gradient steps, or passes over the observed
+        entries in a shuffled order (default: "stochastic" with ``biases``, else
+        "batch").
+    biases : bool, default False
+        Learn a global mean ``global_mean_``, a bias per feature ``feature_bias_`` and
+        a bias per sample (the last column of ``transform``'s result) with the factors
+        (``solver="stochastic"``).
     optimizer : {"adagrad", "gd", "adam", "rmsprop"}
     lr : float
     n_iter : int
@@ -121,8 +134,16 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     loss : {"rmse", "mse", "sse", "huber"}
         As in :func:`fastgd.factorize`; with "huber", ``transform`` solves each row's
         w for Huber's loss too (iteratively reweighted least squares).
-    l2 : float
-        Weight of ``0.5 * (||W||² + ||H||²)``.
+    l2 : float, optional
+        The factors' penalty weight: of ``0.5 * (||W||² + ||H||²)`` with the batch
+        solver (default 0), in the form ``regularization`` says with the stochastic one
+        (default 0.1 per rating), as in :func:`fastgd.factorize`.
+    regularization : {"per_rating", "factors"}, optional
+        With ``solver="stochastic"``: as in :func:`fastgd.factorize` (default
+        "per_rating": each observed entry penalises its row's and column's factors,
+        as Surprise, cornac and LIBMF do).
+    l2_bias : float, optional
+        With ``biases``: the biases' penalty weight (default ``l2``).
     delta : float, optional
         Huber's threshold (only with ``loss="huber"``; default 1).
     reduction : {"mean", "sum"}, optional
@@ -138,7 +159,9 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         ``patience`` iterations, keeping the components of its best iteration.
     patience : int, default 10
     random_state : int, numpy.random.Generator or RandomState, optional
-        The random positive initialisation of ``fit``.
+        The random initialisation of ``fit`` (positive for the batch solver, centred
+        for the stochastic one, as in :func:`fastgd.factorize`), and the stochastic
+        solver's order of the entries.
     init : pair (W0, H0), optional
         ``fit``'s starting point instead (W0 of shape (n_samples, rank); copied).
     callback : callable, optional
@@ -154,8 +177,12 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     ----------
     components_ : ndarray of shape (rank, n_features)
         H.
-    W_ : ndarray of shape (n_samples, rank)
-        The training rows' factors: ``transform`` of the training data.
+    W_ : ndarray of shape (n_samples, rank), or (n_samples, rank + 1) with ``biases``
+        The training rows' factors (and biases): ``transform`` of the training data.
+    global_mean_ : float or None
+        With ``biases``: ``mu``, the mean of the observed training entries.
+    feature_bias_ : ndarray of shape (n_features,) or None
+        With ``biases``: the features' (columns') biases ``c``.
     loss_curve_ : ndarray of shape (``n_iter_ + 1``,)
         The loss of ``fit``'s gradient descent, from the initial point on.
     n_iter_ : int
@@ -164,7 +191,9 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     best_iteration_ : int or None
         With ``validation``: the iteration of the lowest validation RMSE.
     reconstruction_err_ : float
-        The loss at ``(W_, components_)``.
+        The loss at ``(W_, components_)`` (the batch solver's, penalty included), or
+        with the stochastic solver the data term alone as ``loss`` measures it (the
+        training RMSE by default), as in ``loss_curve_``.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         When X has string column names.
@@ -188,17 +217,34 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
            [4., 4., 5.],
            [5., 3., 4.],
            [2., 3., 3.]])
+
+    Ratings with biases, fitted by the stochastic solver; a new user's row is then
+    completed from the two ratings it has:
+
+    >>> ratings = np.array([[5, 4, np.nan, 1], [4, np.nan, 5, 1], [1, 1, np.nan, 5],
+    ...                     [np.nan, 1, 2, 4]])
+    >>> model = MatrixFactorization(rank=2, biases=True, n_iter=200, random_state=0)
+    >>> model.fit(ratings).transform(ratings).shape  # w and the row's bias
+    (4, 3)
+    >>> new_user = np.array([[5, np.nan, np.nan, 1]])
+    >>> bool(model.inverse_transform(model.transform(new_user))[0, 2] > 3)
+    True
     """
 
-    def __init__(self, rank: int | None = None, *, optimizer: str = "adagrad", lr: float = 0.1,
+    def __init__(self, rank: int | None = None, *, solver: str | None = None,
+                 biases: bool = False, optimizer: str = "adagrad", lr: float = 0.1,
                  n_iter: int = 1000, eps: float = 1e-8, eps_mode: str = "outside",
                  momentum: float = 0.0, nesterov: bool = False, nonneg: bool = False,
-                 loss: str = "rmse", l2: float = 0.0, delta: float | None = None,
+                 loss: str = "rmse", l2: float | None = None,
+                 regularization: str | None = None, l2_bias: float | None = None,
+                 delta: float | None = None,
                  reduction: str | None = None, tol: float | None = None,
                  validation: Any = None, early_stopping: bool = False, patience: int = 10,
                  random_state: Any = None, init: Any = None, callback: Any = None,
                  n_threads: int | None = None, verbose: int = 0) -> None:
         self.rank = rank
+        self.solver = solver
+        self.biases = biases
         self.optimizer = optimizer
         self.lr = lr
         self.n_iter = n_iter
@@ -209,6 +255,8 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.nonneg = nonneg
         self.loss = loss
         self.l2 = l2
+        self.regularization = regularization
+        self.l2_bias = l2_bias
         self.delta = delta
         self.reduction = reduction
         self.tol = tol
@@ -305,10 +353,11 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             warnings.simplefilter("always")
             result = factorization.factorize(
                 X, rank, random_state=self.random_state, init=self.init,
-                optimizer=self.optimizer,
+                solver=self.solver, biases=self.biases, optimizer=self.optimizer,
                 lr=self.lr, n_iter=self.n_iter, eps=self.eps, eps_mode=self.eps_mode,
                 momentum=self.momentum, nesterov=self.nesterov, nonneg=self.nonneg,
-                loss=self.loss, l2=self.l2, delta=self.delta, reduction=self.reduction,
+                loss=self.loss, l2=self.l2, regularization=self.regularization,
+                l2_bias=self.l2_bias, delta=self.delta, reduction=self.reduction,
                 weights=_plan_weights(X, weights), tol=self.tol, validation=self.validation,
                 early_stopping=self.early_stopping, patience=self.patience,
                 n_threads=self.n_threads, callback=callback)
@@ -320,100 +369,159 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             warnings.warn(f"MatrixFactorization did not converge to tol={self.tol} in "
                           f"n_iter={self.n_iter} iterations; raise n_iter or tol",
                           ConvergenceWarning, stacklevel=stacklevel)
+        # factorize's settings, validated and with their defaults resolved.
+        self._settings = result._settings
         self.components_ = result.H
+        self.global_mean_ = result.global_mean
+        self.feature_bias_ = result.col_bias
         self.loss_curve_ = result.loss_history
         self.n_iter_ = result.n_iter
         self.validation_history_ = result.validation_history
         self.best_iteration_ = result.best_iteration
-        self._ridge = self._ridge_weight(X, result, weights)
+        self._ridge = (self._ridge_weight(X, result, weights)
+                       if self._settings["solver"] == "batch" else None)
         self.W_ = self._solve_rows(X, weights)
-        self.reconstruction_err_ = masked.masked_loss_grad(
-            X, self.W_, self.components_, loss=self.loss, l2=self.l2, delta=self.delta,
-            reduction=self.reduction, weights=_plan_weights(X, weights))[0]
+        self.reconstruction_err_ = self._reconstruction_err(X, weights)
         return self.W_
 
     def _ridge_weight(self, X, result, weights):
-        """The weight of ||w||² in the least-squares problem of one row,
+        """The batch solver's weight of ||w||² in the least-squares problem of one row,
         ``0.5 * sum of c r^2 + 0.5 * ridge * ||w||²`` (c: the entries' weights, and
         Huber's reweighting), that has the gradient of the fitted loss in W: l2 over the
         loss's gradient scale (with "rmse", at the fitted loss)."""
-        if self.l2 == 0:
+        l2 = self._settings["l2"]
+        if l2 == 0:
             return 0.0
         plan = _plan.observed(X, weights=_plan_weights(X, weights))
         total = masked.masked_loss_grad(plan, result.W, result.H,
                                         **_losses.summed(self._loss))[0]
         scale = _losses.value_and_scale(self._loss, total, plan.total_weight)[1]
-        return self.l2 / scale if scale > 0 else 0.0
+        return l2 / scale if scale > 0 else 0.0
+
+    def _row_ridge(self, counts):
+        """The ridge weights of rows with ``counts`` observed entries, one per unknown
+        (w, then b with biases), shape (rows, unknowns): the penalty of one row's problem
+        ``0.5 * sum of c r^2 + 0.5 * sum of ridge u²`` as the fitted objective has it (the
+        stochastic solver's objective is ``0.5 * sum of c r^2`` plus its penalty, per
+        observed entry with "per_rating")."""
+        s, rank = self._settings, self.components_.shape[0]
+        if s["solver"] == "batch":
+            return np.full((counts.shape[0], rank), self._ridge)
+        diagonal = np.array([s["l2"]] * rank + [s["l2_bias"]] * (self.global_mean_ is not None))
+        if s["regularization"] == "per_rating":
+            return counts[:, None] * diagonal
+        return np.tile(diagonal, (counts.shape[0], 1))
 
     def _solve_rows(self, X, weights=None):
-        """Each row's w minimising its part of the fitted loss with the ridge penalty
-        ``0.5 * ridge * ||w||²`` (with ``w >= 0`` when nonneg), independently of the
-        other rows: a weighted least-squares solve, repeated with Huber's reweighting
-        for "huber"."""
-        H = self.components_.astype(np.float64)
-        W = np.empty((X.shape[0], H.shape[0]))
+        """Each row's w (and bias) minimising its part of the fitted objective, with
+        ``w >= 0`` when nonneg, independently of the other rows: a weighted ridge
+        least-squares solve, repeated with Huber's reweighting for "huber"."""
+        design = self.components_.astype(np.float64)
+        offset = 0.0
+        if self.global_mean_ is not None:
+            # The row's bias is one more unknown, with a column of ones; the mean and the
+            # features' biases move to the data side.
+            design = np.vstack([design, np.ones((1, design.shape[1]))])
+            offset = self.global_mean_ + self.feature_bias_.astype(np.float64)
+        W = np.empty((X.shape[0], design.shape[0]))
         solve = self._nonneg_rows if self.nonneg else self._ridge_rows
         huber = self._loss.entry != _losses.SQUARED
         for start, block in _row_blocks(X):
             observed = ~np.isnan(block)
-            data = np.where(observed, block, 0.0).astype(np.float64)
+            data = np.where(observed, block - offset, 0.0)
+            ridge = self._row_ridge(np.count_nonzero(observed, axis=1))
             base = (observed.astype(np.float64) if weights is None
                     else _weight_block(weights, start, block.shape[0]))
-            rows = solve(H, base, data)
+            rows = solve(design, base, data, ridge)
             for _ in range(HUBER_MAX_SOLVES if huber else 0):
                 # Huber's loss is least squares with each entry's weight times
                 # min(1, delta / |r|) at the solution.
-                size = np.abs(rows @ H - data)
+                size = np.abs(rows @ design - data)
                 reweight = np.where(size > self._loss.delta,
                                     self._loss.delta / np.maximum(size, 1e-300), 1.0)
-                previous, rows = rows, solve(H, base * reweight, data)
+                previous, rows = rows, solve(design, base * reweight, data, ridge)
                 if np.abs(rows - previous).max(initial=0.0) <= HUBER_RTOL * max(
                         np.abs(rows).max(initial=0.0), 1.0):
                     break
             W[start:start + ROW_CHUNK] = rows
         return W.astype(X.dtype)
 
-    def _ridge_rows(self, H, entry_weights, data):
-        """The rows' ridge least-squares solutions, each entry's squared residual
-        weighted by entry_weights (0 where missing)."""
+    def _ridge_rows(self, design, entry_weights, data, ridge):
+        """The rows' ridge least-squares solutions ``u`` of ``data ≈ u @ design``, each
+        entry's squared residual weighted by entry_weights (0 where missing), each
+        unknown's square by ``ridge``."""
         import scipy.sparse
 
-        rank, n = H.shape
+        size, n = design.shape
         # Row i's gram matrix is the sum of c_ij h_j h_j' over its columns j: the product
-        # of the weights with every column's outer product, or, for weights 0 or 1, H H'
-        # minus the missing columns' part when fewer are missing than observed.
-        outer = np.einsum("kj,lj->jkl", H, H).reshape(n, rank * rank)
+        # of the weights with every column's outer product, or, for weights 0 or 1, the
+        # whole gram matrix minus the missing columns' part when fewer are missing than
+        # observed.
+        outer = np.einsum("kj,lj->jkl", design, design).reshape(n, size * size)
         missing = entry_weights == 0
         if (np.count_nonzero(missing) < missing.size / 2
                 and np.all((entry_weights == 0) | (entry_weights == 1))):
             part = scipy.sparse.csr_array(missing, dtype=np.float64) @ outer
-            gram = (H @ H.T)[None] - part.reshape(-1, rank, rank)
+            gram = (design @ design.T)[None] - part.reshape(-1, size, size)
         else:
             part = scipy.sparse.csr_array(entry_weights) @ outer
-            gram = part.reshape(-1, rank, rank)
-        gram += self._ridge * np.eye(rank)
-        # The pseudo-inverse gives the least-norm w where a row has fewer observed
-        # entries than the rank (a singular gram matrix).
+            gram = part.reshape(-1, size, size)
+        gram += ridge[:, :, None] * np.eye(size)
+        # The pseudo-inverse gives the least-norm solution where a row has fewer observed
+        # entries than unknowns (a singular gram matrix).
         return np.einsum("ikl,il->ik", np.linalg.pinv(gram, hermitian=True),
-                         (entry_weights * data) @ H.T)
+                         (entry_weights * data) @ design.T)
 
-    def _nonneg_rows(self, H, entry_weights, data):
-        """_ridge_rows with w >= 0, by non-negative least squares."""
+    def _nonneg_rows(self, design, entry_weights, data, ridge):
+        """_ridge_rows with w >= 0 (a bias stays free: it is solved as the difference of
+        two non-negative unknowns), by non-negative least squares."""
         from scipy.optimize import nnls
 
-        rank = H.shape[0]
-        W = np.zeros((data.shape[0], rank))
-        ridge_rows = math.sqrt(self._ridge) * np.eye(rank)
+        size = design.shape[0]
+        free = self.global_mean_ is not None
+        W = np.zeros((data.shape[0], size))
         for i in range(data.shape[0]):
             columns = entry_weights[i] > 0
             root = np.sqrt(entry_weights[i, columns])
-            system = np.vstack([H[:, columns].T * root[:, None], ridge_rows])
-            target = np.concatenate([data[i, columns] * root, np.zeros(rank)])
-            W[i] = nnls(system, target)[0]
+            system = np.vstack([design[:, columns].T * root[:, None], np.diag(np.sqrt(ridge[i]))])
+            if free:
+                system = np.hstack([system, -system[:, -1:]])
+            target = np.concatenate([data[i, columns] * root, np.zeros(size)])
+            solution = nnls(system, target)[0]
+            W[i] = solution[:size]
+            if free:
+                W[i, -1] -= solution[size]
         return W
 
+    def _reconstruct(self, W):
+        """The model's completion of rows with factors (and biases) W."""
+        rank = self.components_.shape[0]
+        product = W[:, :rank] @ self.components_
+        if self.global_mean_ is not None:
+            product += (self.global_mean_ + W[:, rank:]) + self.feature_bias_
+        return product
+
+    def _reconstruction_err(self, X, weights):
+        """reconstruction_err_ (see the class docstring) at W_."""
+        s, rank = self._settings, self.components_.shape[0]
+        loss = {"loss": self.loss, "delta": self.delta, "reduction": self.reduction}
+        if s["solver"] == "batch":
+            return masked.masked_loss_grad(X, self.W_, self.components_, l2=s["l2"],
+                                           weights=_plan_weights(X, weights), **loss)[0]
+        plan = _plan.observed(X, weights=_plan_weights(X, weights))
+        if self.global_mean_ is not None:
+            # The data term of mu + b + c + W @ H: that of W @ H on the values less the
+            # biases.
+            values = plan.values - ((self.global_mean_ + self.W_[plan.rows, rank])
+                                    + self.feature_bias_[plan.cols])
+            plan = _plan.observed((plan.rows, plan.cols, values, plan.shape),
+                                  weights=plan.weights)
+        return masked.masked_loss_grad(plan, self.W_[:, :rank], self.components_,
+                                       **loss)[0]
+
     def transform(self, X: Any) -> np.ndarray:
-        """The factors W of X's rows for the fitted components (NaN = missing).
+        """The factors W of X's rows for the fitted components (NaN = missing), with
+        ``biases`` each row's bias in a last column.
 
         Parameters
         ----------
@@ -421,17 +529,18 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
         Returns
         -------
-        ndarray of shape (n_samples, rank)
+        ndarray of shape (n_samples, rank), or (n_samples, rank + 1) with biases
         """
         check_is_fitted(self)
         return self._solve_rows(self._validated(X, reset=False))
 
     def inverse_transform(self, X: Any) -> np.ndarray:
-        """The reconstruction ``X @ components_`` of factors X (e.g. from transform).
+        """The reconstruction ``X @ components_`` of factors X (e.g. from transform);
+        with ``biases``, ``mu + b + c + w @ components_`` of rows ``[w, b]``.
 
         Parameters
         ----------
-        X : array_like of shape (n_samples, rank)
+        X : array_like of shape (n_samples, rank), or (n_samples, rank + 1) with biases
 
         Returns
         -------
@@ -439,18 +548,18 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         """
         check_is_fitted(self)
         W = check_array(X, dtype=[np.float64, np.float32])
-        rank = self.components_.shape[0]
-        if W.shape[1] != rank:
-            raise ValueError(f"X must have shape (n_samples, {rank}) (rank columns); "
-                             f"got {W.shape}")
-        return W @ self.components_
+        if W.shape[1] != self._n_features_out:
+            what = "rank columns" if self.global_mean_ is None else "w and the bias"
+            raise ValueError(f"X must have shape (n_samples, {self._n_features_out}) "
+                             f"({what}); got {W.shape}")
+        return self._reconstruct(W)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Minus the RMSE of the reconstruction of X's observed entries (higher is better,
         so that ``GridSearchCV`` needs no scorer).
 
         Each row's factors are solved from its observed entries (``transform``), and the
-        reconstruction ``transform(X) @ components_`` is compared with them: for held-out
+        reconstruction ``inverse_transform(transform(X))`` is compared with them: for held-out
         rows (a cross-validation split of the samples), how well the learned components
         explain data they were not fitted on.
 
@@ -479,7 +588,7 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         sse, count = 0.0, 0
         for start, block in _row_blocks(X):
             observed = ~np.isnan(block)
-            residual = (W[start:start + block.shape[0]] @ self.components_ - block)[observed]
+            residual = (self._reconstruct(W[start:start + block.shape[0]]) - block)[observed]
             sse += float(residual @ residual)
             count += residual.size
         if count == 0:
@@ -488,4 +597,4 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     @property
     def _n_features_out(self):
-        return self.components_.shape[0]
+        return self.components_.shape[0] + (self.global_mean_ is not None)

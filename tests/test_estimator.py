@@ -23,7 +23,8 @@ def sklearn():
     {"nonneg": True, "optimizer": "gd", "lr": 0.01, "momentum": 0.9},
     {"loss": "mse", "l2": 0.01, "tol": 1e-8},
     {"rank": 2, "loss": "rmse", "l2": 0.001, "eps_mode": "accumulate"},
-], ids=["defaults", "nonneg gd", "mse l2", "rank 2 rmse l2"])
+    {"rank": 2, "biases": True, "n_iter": 30},
+], ids=["defaults", "nonneg gd", "mse l2", "rank 2 rmse l2", "biases"])
 def test_passes_scikit_learns_estimator_checks(sklearn, backend, params):
     from sklearn.utils.estimator_checks import check_estimator
 
@@ -246,3 +247,123 @@ def test_init_and_callback_reach_factorize(sklearn, capsys):
     np.testing.assert_allclose(model.components_, direct.H, rtol=1e-12)
     with pytest.raises(TypeError, match="callback must be callable"):
         fastgd.MatrixFactorization(rank=2, callback=3).fit(X)
+
+
+def _ratings(rng, m=40, n=15, observed=0.6):
+    """Ratings with strong row and column biases, NaN where missing."""
+    truth = (3.0 + rng.normal(0, 0.8, (m, 1)) + rng.normal(0, 0.5, (1, n))
+             + rng.normal(0, 0.5, (m, 2)) @ rng.normal(0, 0.5, (2, n)))
+    return np.where(rng.random((m, n)) < observed, truth, np.nan)
+
+
+def _row_objective_gradient(model, x, u):
+    """The gradient, in the row's unknowns u = [w, b], of the stochastic solver's objective
+    of one row x (NaN = missing) for the fitted H, mu and c: 0.5 * sum of Huber's
+    2 * rho(r) (r² for the squared loss) plus its penalty, written out from the docs."""
+    s = model.get_params()
+    rank = model.components_.shape[0]
+    seen = ~np.isnan(x)
+    H = model.components_[:, seen]
+    residual = x[seen] - (model.global_mean_ + model.feature_bias_[seen] + u[rank] + u[:rank] @ H)
+    if s["loss"] == "huber":
+        residual = np.clip(residual, -s["delta"], s["delta"])
+    l2 = 0.1 if s["l2"] is None else s["l2"]
+    l2_bias = l2 if s["l2_bias"] is None else s["l2_bias"]
+    count = seen.sum() if s["regularization"] in (None, "per_rating") else 1
+    return np.concatenate([-H @ residual + l2 * count * u[:rank],
+                           [-residual.sum() + l2_bias * count * u[rank]]])
+
+
+@pytest.mark.parametrize("settings", [
+    {},
+    {"regularization": "factors", "l2": 0.5, "l2_bias": 2.0},
+    {"loss": "huber", "delta": 0.3},
+    {"l2": 0.02, "optimizer": "gd", "lr": 0.01},
+], ids=["defaults", "factors", "huber", "sgd"])
+def test_biases_fit_is_factorizes_and_transform_solves_each_rows_problem(sklearn, backend,
+                                                                        rng, settings):
+    X = _ratings(rng)
+    model = fastgd.MatrixFactorization(rank=2, biases=True, n_iter=40, random_state=3,
+                                       **settings)
+    W = model.fit_transform(X)
+    direct = fastgd.factorize(X, 2, biases=True, n_iter=40, random_state=3, **settings)
+    np.testing.assert_array_equal(model.components_, direct.H)
+    np.testing.assert_array_equal(model.feature_bias_, direct.col_bias)
+    assert model.global_mean_ == direct.global_mean == pytest.approx(np.nanmean(X))
+    np.testing.assert_array_equal(model.loss_curve_, direct.loss_history)
+    assert W.shape == (40, 3) and model.get_feature_names_out().shape == (3,)
+    new = _ratings(np.random.default_rng(9), m=6)
+    new[0, :13] = np.nan  # fewer observed entries than unknowns
+    for x, u in zip([*X[:4], *new], [*W[:4], *model.transform(new)], strict=True):
+        assert np.abs(_row_objective_gradient(model, x, u)).max() < 1e-8
+    # Rows do not influence each other (Huber's reweighting stops at the block's
+    # tolerance).
+    np.testing.assert_allclose(model.transform(new[2:4]), model.transform(new)[2:4],
+                               rtol=1e-8, atol=1e-9)
+
+
+def test_biases_reconstruction_score_and_an_empty_row(sklearn, rng):
+    X = _ratings(rng)
+    model = fastgd.MatrixFactorization(rank=2, biases=True, n_iter=30, random_state=0).fit(X)
+    rank = 2
+    completed = model.inverse_transform(model.W_)
+    expected = (model.global_mean_ + model.W_[:, [rank]] + model.feature_bias_
+                + model.W_[:, :rank] @ model.components_)
+    np.testing.assert_allclose(completed, expected, rtol=1e-13)
+    seen = ~np.isnan(X)
+    rmse = np.sqrt(np.mean((completed - X)[seen] ** 2))
+    assert model.reconstruction_err_ == pytest.approx(rmse, rel=1e-10)
+    assert model.score(X) == pytest.approx(-rmse, rel=1e-10)
+    # A row with nothing observed: the mean plus the features' biases.
+    empty = np.full((1, X.shape[1]), np.nan)
+    u = model.transform(empty)
+    np.testing.assert_array_equal(u, np.zeros((1, rank + 1)))
+    np.testing.assert_allclose(model.inverse_transform(u)[0],
+                               model.global_mean_ + model.feature_bias_)
+    with pytest.raises(ValueError, match=r"shape \(n_samples, 3\) \(w and the bias\)"):
+        model.inverse_transform(np.zeros((1, 2)))
+
+
+def test_biases_nonneg_keeps_the_bias_free(sklearn, rng):
+    """With nonneg, w >= 0 while the bias may be negative: the row's solution satisfies
+    the KKT conditions (zero gradient in b and in positive w, non-negative where w = 0)."""
+    X = _ratings(rng) - 4.0  # a mean well below 0 leaves rows with negative biases
+    model = fastgd.MatrixFactorization(rank=3, biases=True, nonneg=True, n_iter=30,
+                                       random_state=1).fit(X)
+    W = model.W_
+    assert (W[:, :3] >= 0).all() and (W[:, 3] < 0).any() and (W[:, 3] > 0).any()
+    for x, u in zip(X, W, strict=True):
+        gradient = _row_objective_gradient(model, x, u)
+        assert abs(gradient[3]) < 1e-8
+        positive = u[:3] > 1e-12
+        assert np.abs(gradient[:3][positive]).max(initial=0) < 1e-7
+        assert (gradient[:3][~positive] > -1e-7).all()
+
+
+def test_biases_sparse_float32_and_grid_search(sklearn, rng):
+    import scipy.sparse
+    from sklearn.model_selection import GridSearchCV
+
+    X = _ratings(rng, m=60)
+    rows, cols = np.nonzero(~np.isnan(X))
+    sparse = scipy.sparse.csr_array((X[rows, cols], (rows, cols)), shape=X.shape)
+    settings = {"rank": 2, "biases": True, "n_iter": 20, "random_state": 0}
+    from_dense = fastgd.MatrixFactorization(**settings)
+    from_sparse = fastgd.MatrixFactorization(**settings)
+    np.testing.assert_allclose(from_sparse.fit_transform(sparse),
+                               from_dense.fit_transform(X), rtol=1e-8, atol=1e-12)
+    assert from_sparse.score(sparse) == pytest.approx(from_dense.score(X), rel=1e-10)
+    single = fastgd.MatrixFactorization(**settings).fit(X.astype(np.float32))
+    assert single.components_.dtype == single.feature_bias_.dtype == np.float32
+    assert single.transform(X.astype(np.float32)).dtype == np.float32
+    search = GridSearchCV(fastgd.MatrixFactorization(rank=2, n_iter=20, random_state=0),
+                          {"biases": [False, True]}, cv=3).fit(X)
+    # Strong biases: the model with them explains held-out rows better.
+    assert search.best_params_ == {"biases": True}
+
+
+def test_biases_errors(sklearn):
+    with pytest.raises(ValueError, match="biases=True needs solver='stochastic'"):
+        fastgd.MatrixFactorization(biases=True, solver="batch").fit(TUTORIAL_A)
+    with pytest.raises(ValueError, match="regularization"):
+        fastgd.MatrixFactorization(biases=True, regularization="each").fit(TUTORIAL_A)
