@@ -2,8 +2,9 @@
 sum, with the same signatures and semantics (src_c/stochastic_loops.h), operation for
 operation in the arrays' precision: the oracle of the compiled loops, and their fallback.
 
-One entry at a time in Python, so it is slow (microseconds per entry); the compiled pass
-takes nanoseconds.
+The pass steps one entry at a time in Python, so it is slow (microseconds per entry; the
+compiled pass takes nanoseconds); the losses are taken by whole arrays, added in the
+compiled loops' order.
 """
 
 from __future__ import annotations
