@@ -19,6 +19,7 @@ from fastgd.distances import sqeuclidean
 from fastgd.factorization import FactorizationResult, factorize
 from fastgd.gradcheck import GradCheckReport, check_grad, numerical_gradient
 from fastgd.masked import ObservedEntries, masked_loss_grad, masked_residual, observed
+from fastgd.neighbors import argkmin, nearest
 from fastgd.optimize import minimize, scipy_method
 from fastgd.updates import (
     SGD,
@@ -45,12 +46,14 @@ __all__ = [
     "__version__",
     "adagrad_update",
     "adam_update",
+    "argkmin",
     "check_grad",
     "factorize",
     "get_backend",
     "masked_loss_grad",
     "masked_residual",
     "minimize",
+    "nearest",
     "numerical_gradient",
     "observed",
     "observed_from_ids",

@@ -26,10 +26,13 @@ Accumulator: TypeAlias = Literal["vector", "coordinate"]
 FiniteDifferences: TypeAlias = Literal["central", "forward", "backward"]
 DistanceMethod: TypeAlias = Literal["auto", "direct", "expansion"]
 MaskedMethod: TypeAlias = Literal["auto", "dense", "sparse"]
+Metric: TypeAlias = Literal["sqeuclidean"]
+# Row indices (argkmin, nearest).
+IndexArray: TypeAlias = NDArray[np.intp]
 Jac: TypeAlias = Callable[..., ArrayLike] | bool | Literal["2-point", "3-point"] | None
 
 __all__ = [
     "Any", "ArrayLike", "Arrays", "ArraysLike", "Callable", "DistanceMethod", "EpsMode",
-    "FiniteDifferences", "FloatArray", "Jac", "Loss", "MaskedMethod", "NDArray", "Optimizer",
-    "RandomState", "Reduction", "Sequence",
+    "FiniteDifferences", "FloatArray", "IndexArray", "Jac", "Literal", "Loss", "MaskedMethod",
+    "Metric", "NDArray", "Optimizer", "RandomState", "Reduction", "Sequence",
 ]

@@ -134,6 +134,17 @@ def _arrays_within(value):
     return found
 
 
+def check_int(value, name, minimum):
+    """An int of at least ``minimum``: TypeError naming ``name`` for what is not an int
+    (bools included), ValueError below the minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__} "
+                        f"{value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
 def check_real(value, name, *, minimum=0.0, maximum=math.inf):
     """A real number in [minimum, maximum] as float: TypeError naming ``name`` for what is
     not a real number (bools included), ValueError for NaN, inf or out of range."""

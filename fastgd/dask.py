@@ -483,7 +483,7 @@ nonneg, loss, l2, delta, reduction, tol
     >>> bool(np.allclose(result.loss_history, same.loss_history, rtol=1e-10))
     True
     """
-    rank = factorization._check_int(rank, "rank", 1)
+    rank = _validation.check_int(rank, "rank", 1)
     settings = factorization.check_settings(
         optimizer=optimizer, lr=lr, n_iter=n_iter, eps=eps, eps_mode=eps_mode,
         momentum=momentum, nesterov=nesterov, nonneg=nonneg, loss=loss, l2=l2, tol=tol,

@@ -26,7 +26,7 @@ except ImportError as error:
     raise ImportError(f"fastgd.MatrixFactorization needs scikit-learn ({error}): "
                       'pip install "fastgd[sklearn]"') from error
 
-from fastgd import _losses, _plan, factorization, masked
+from fastgd import _losses, _plan, _validation, factorization, masked
 
 # transform solves this many rows at a time (their gram matrices, rank x rank each).
 ROW_CHUNK = 4096
@@ -296,7 +296,7 @@ class MatrixFactorization(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     def _progress(self):
         """factorize's callback that prints the loss as ``verbose`` asks; None for 0."""
-        verbose = factorization._check_int(self.verbose, "verbose", 0)
+        verbose = _validation.check_int(self.verbose, "verbose", 0)
         if verbose == 0:
             return None
         every = 1 if verbose >= 2 else max(1, self.n_iter // 10)

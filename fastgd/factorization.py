@@ -333,17 +333,6 @@ def _index_array(value, name, size):
     return index
 
 
-def _check_int(value, name, minimum):
-    """An int of at least ``minimum``: TypeError naming ``name`` for what is not an int
-    (bools included), ValueError below the minimum."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__} "
-                        f"{value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return int(value)
-
-
 def check_momentum(optimizer, momentum, nesterov, name):
     """momentum and nesterov checked against the optimizer (named ``name`` in messages):
     momentum for "gd" and "rmsprop", Nesterov's update for "gd" with momentum."""
@@ -389,7 +378,7 @@ def check_settings(*, optimizer, lr, n_iter, eps, eps_mode, momentum, nesterov, 
     if tol is not None:
         tol = _validation.check_real(tol, "tol")
     return {
-        "optimizer": optimizer, "lr": lr, "n_iter": _check_int(n_iter, "n_iter", 0),
+        "optimizer": optimizer, "lr": lr, "n_iter": _validation.check_int(n_iter, "n_iter", 0),
         "eps": _validation.check_real(eps, "eps"), "eps_mode": eps_mode, "momentum": momentum,
         "nesterov": nesterov, "nonneg": _validation.check_flag(nonneg, "nonneg"),
         "loss": loss, "delta": delta, "reduction": reduction, "loss_spec": loss_spec,
@@ -409,7 +398,7 @@ def _check_stochastic(solver, optimizer, biases, regularization, accumulator, ep
     if accumulator is not None:
         _validation.check_choice(accumulator, "accumulator", ("coordinate", "vector"))
     if grid is not None:
-        grid = _check_int(grid, "grid", 1)
+        grid = _validation.check_int(grid, "grid", 1)
     if solver == "batch":
         given = [f"{name}={value!r}" for name, value, default in (
             ("biases", biases, False), ("regularization", regularization or "factors", "factors"),
@@ -826,7 +815,7 @@ def _in_index_of(entries, ids, shape):
 
 def check_early_stopping(validation, early_stopping, patience):
     early_stopping = _validation.check_flag(early_stopping, "early_stopping")
-    patience = _check_int(patience, "patience", 1)
+    patience = _validation.check_int(patience, "patience", 1)
     if early_stopping and validation is None:
         raise ValueError("early_stopping=True needs validation= (held-out entries, or the "
                          "fraction of the observed entries to hold out)")
@@ -1136,7 +1125,7 @@ def factorize(A: Any, rank: int, *, mask: ArrayLike | None = None,
     >>> result.predict([0, 2], [0, 2]).round(1)  # two of the ratings
     array([4. , 4.5])
     """
-    rank = _check_int(rank, "rank", 1)
+    rank = _validation.check_int(rank, "rank", 1)
     settings = check_settings(optimizer=optimizer, lr=lr, n_iter=n_iter, eps=eps,
                               eps_mode=eps_mode, momentum=momentum, nesterov=nesterov,
                               nonneg=nonneg, loss=loss, l2=l2, tol=tol, delta=delta,

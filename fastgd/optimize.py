@@ -264,7 +264,7 @@ def minimize(fun: Callable[..., Any], x0: ArrayLike, *, args: tuple[Any, ...] = 
     lr = _validation.check_real(lr, "lr")
     if lr == 0:
         raise ValueError("lr must be > 0; got 0.0")
-    maxiter = factorization._check_int(maxiter, "maxiter", 0)
+    maxiter = _validation.check_int(maxiter, "maxiter", 0)
     tol = _validation.check_real(tol, "tol")
     eps = _validation.check_real(eps, "eps")
     momentum, nesterov = factorization.check_momentum(method, momentum, nesterov, "method")
