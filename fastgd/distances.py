@@ -60,6 +60,20 @@ def _empty_output(shape, dtype):
     return np.empty(shape, dtype=dtype)
 
 
+def check_point_sets(X, Y):
+    """(X, Y, same): two point sets as float arrays of one feature count; Y None (or X
+    itself) is X, and ``same`` says so."""
+    X_given = X
+    X = _validation.as_float_array(X, "X", 2, "(n_samples_X, n_features)")
+    if Y is None or Y is X_given:
+        return X, X, True
+    Y = _validation.as_float_array(Y, "Y", 2, "(n_samples_Y, n_features)")
+    if Y.shape[1] != X.shape[1]:
+        raise ValueError(f"X and Y must have the same number of features (columns); "
+                         f"got X of shape {X.shape} and Y of shape {Y.shape}")
+    return X, Y, False
+
+
 def sqeuclidean(X: ArrayLike, Y: ArrayLike | None = None, *, out: NDArray[Any] | None = None,
                 n_threads: int | None = None,
                 method: DistanceMethod = "auto") -> FloatArray:
@@ -127,17 +141,7 @@ def sqeuclidean(X: ArrayLike, Y: ArrayLike | None = None, *, out: NDArray[Any] |
     array([[2.]])
     """
     X_given, Y_given = X, Y
-    X = _validation.as_float_array(X, "X", 2, "(n_samples_X, n_features)")
-    symmetric = Y is None or Y is X_given
-    if symmetric:
-        Y = X
-    else:
-        Y = _validation.as_float_array(Y, "Y", 2, "(n_samples_Y, n_features)")
-        if Y.shape[1] != X.shape[1]:
-            raise ValueError(
-                f"X and Y must have the same number of features (columns); "
-                f"got X of shape {X.shape} and Y of shape {Y.shape}"
-            )
+    X, Y, symmetric = check_point_sets(X, Y)
     _validation.check_choice(method, "method", METHODS)
     n_threads = _threads.resolve_n_threads(n_threads)
     dtype = _validation.result_dtype(X, Y)

@@ -163,16 +163,7 @@ def argkmin(X: ArrayLike, Y: ArrayLike | None = None, k: int = 1, *,
     >>> distances[0]
     array([1., 4.])
     """
-    X_given = X
-    X = _validation.as_float_array(X, "X", 2, "(n_samples_X, n_features)")
-    self_search = Y is None or Y is X_given
-    if self_search:
-        Y = X
-    else:
-        Y = _validation.as_float_array(Y, "Y", 2, "(n_samples_Y, n_features)")
-        if Y.shape[1] != X.shape[1]:
-            raise ValueError(f"X and Y must have the same number of features (columns); "
-                             f"got X of shape {X.shape} and Y of shape {Y.shape}")
+    X, Y, self_search = distances.check_point_sets(X, Y)
     if not isinstance(metric, str) or metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(map(repr, METRICS))}; "
                          f"got {metric!r}")
