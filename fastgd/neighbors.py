@@ -1,11 +1,15 @@
 """The k nearest rows of Y for every row of X (``argkmin``, ``nearest``), without the
 n x m distance matrix.
 
-Distances come from :func:`fastgd.sqeuclidean` a tile at a time (a block of query rows
-against a chunk of Y's rows, into one reused buffer), and each tile is merged into every
-query row's best candidates: the ``k + 1`` smallest so far, in the exact order of
-(distance, index). The extra candidate tells where the k-th place is decided by less than
-sqeuclidean's error bound; those rows alone are settled by direct differences in float64.
+The kernel (``argkmin`` of the pairwise family: src_c/_pairwise.pyx, twin in
+fastgd/_numpy/_pairwise.py) computes sqeuclidean's tiles and reduces each, while it is in
+cache, into every query row's best candidates: the ``k + 1`` smallest so far in the
+exact order of (distance, index). Work is split over query rows, and over parts of Y
+when there are fewer row tiles than threads; the parts' candidates are merged here. The
+extra candidate tells where the k-th place is decided by less than sqeuclidean's error
+bound; those rows, and rows whose own k nearest are that close to one another, are then
+settled by direct differences in float64, so that the result does not depend on the
+backend, the instruction-set level or the number of threads.
 """
 
 from __future__ import annotations
@@ -15,16 +19,14 @@ from typing import TYPE_CHECKING, overload
 import numpy as np
 
 from fastgd import _threads, _validation, distances
+from fastgd._numpy._pairwise import PAIRWISE_ROW_CHUNK, order_key, smallest
 
 if TYPE_CHECKING:
     from fastgd._typing import ArrayLike, FloatArray, IndexArray, Literal, Metric
 
 METRICS = ("sqeuclidean",)
-# Distances per tile (a block of query rows x a chunk of Y): the buffer is reused tile
-# after tile, and each tile is one sqeuclidean call.
-TILE_ENTRIES = 1 << 20
-# Query rows per block, at most.
-BLOCK_ROWS = 1024
+# Differences computed at once by the settling pass's direct distances, at most.
+SETTLE_TILE_ENTRIES = 1 << 20
 
 
 def _relative_error_bound(d, dtype):
@@ -32,34 +34,11 @@ def _relative_error_bound(d, dtype):
     return 4 * (d + 2) * float(np.finfo(dtype).eps) / 2
 
 
-def _order_key(values):
-    """Distances as sort keys: a NaN distance counts as +inf."""
-    return np.where(np.isnan(values), np.inf, values)
-
-
-def _smallest(keys, values, indices, count):
-    """Per row, the ``count`` candidates of smallest (key, index), in that order: keys,
-    values and indices of shape (rows, candidates) -> the same three of (rows, count). A
-    NaN key (a row's own entry when X searches itself) comes after every other."""
-    if count < keys.shape[1]:
-        chosen = np.argpartition(keys, count - 1, axis=1)[:, :count]
-        kth = np.take_along_axis(keys, chosen, axis=1).max(axis=1)
-        # argpartition splits ties at the boundary arbitrarily: a row with more candidates
-        # at the count-th key than places is chosen again, by index.
-        tied = np.flatnonzero(np.count_nonzero(keys <= kth[:, None], axis=1) > count)
-        if tied.shape[0]:
-            chosen[tied] = np.lexsort((indices[tied], keys[tied]), axis=1)[:, :count]
-        keys, values, indices = (np.take_along_axis(a, chosen, axis=1)
-                                 for a in (keys, values, indices))
-    order = np.lexsort((indices, keys), axis=1)
-    return tuple(np.take_along_axis(a, order, axis=1) for a in (keys, values, indices))
-
-
 def _direct(X, Y, rows, cols):
     """Squared distances of the pairs (X[rows[p]], Y[cols[p]]) by direct differences in
-    float64, about TILE_ENTRIES differences at a time."""
+    float64, about SETTLE_TILE_ENTRIES differences at a time."""
     result = np.empty(rows.shape[0])
-    step = max(1, TILE_ENTRIES // max(X.shape[1], 1))
+    step = max(1, SETTLE_TILE_ENTRIES // max(X.shape[1], 1))
     for start in range(0, rows.shape[0], step):
         pairs = slice(start, start + step)
         difference = X[rows[pairs]].astype(np.float64) - Y[cols[pairs]].astype(np.float64)
@@ -67,31 +46,86 @@ def _direct(X, Y, rows, cols):
     return result
 
 
-def _settle(X, Y, first, self_search, near, k, n_threads):
-    """Query rows first, first + 1, ... whose k-th place is within sqeuclidean's error
-    bound of the next candidate: their k nearest again, from every candidate within the
-    bound of the k-th distance, by direct differences in float64. ``near``: their
-    (keys, values, indices) of the k + 1 best, changed in place."""
+def _settle(X, Y, self_search, near, k, n_threads):
+    """Rows whose order is decided by less than sqeuclidean's error bound, ordered again
+    by direct differences in float64. ``near``: every row's (keys, values, indices) of
+    the k + 1 best (or k, when Y has no more), changed in place.
+
+    * Two of a row's k nearest within the bound of each other: those two (and any such
+      run) by direct distances, and the row in order again.
+    * The k-th place within the bound of the next candidate: the row's k nearest again,
+      from every row of Y within the bound of the k-th distance (found by the kernel,
+      with more candidates until the last is beyond it).
+    """
     near_k, near_d, near_i = near
-    bound = _relative_error_bound(X.shape[1], X.dtype)
-    kth = near_k[:, k - 1].astype(np.float64)
-    limit = kth * (1 + 3 * bound)
-    # A k-th distance of 0 is exact: sqeuclidean gives 0 for equal rows only.
-    rows = np.flatnonzero(np.isfinite(kth) & (kth > 0) & ~(near_k[:, k] > limit))
-    m = Y.shape[0]
-    step = max(1, TILE_ENTRIES // m)
-    for start in range(0, rows.shape[0], step):
-        block = rows[start:start + step]
-        tile = distances.sqeuclidean(X[first + block], Y, n_threads=n_threads)
-        if self_search:
-            tile[np.arange(block.shape[0]), first + block] = np.inf
-        # Every one of the true k nearest is within this window (the bound both ways).
-        pair_rows, pair_cols = np.nonzero(tile <= limit[block, None])
-        exact = np.full(tile.shape, np.inf)
-        exact[pair_rows, pair_cols] = _direct(X, Y, first + block[pair_rows], pair_cols)
-        keys, values, indices = _smallest(exact, exact, np.broadcast_to(np.arange(m),
-                                                                        exact.shape), k)
-        near_k[block, :k], near_d[block, :k], near_i[block, :k] = keys, values, indices
+    bound = 3 * _relative_error_bound(X.shape[1], X.dtype)
+    keys = near_k.astype(np.float64)
+    # Distances of 0 are exact: sqeuclidean gives 0 for equal rows only.
+    close = np.isfinite(keys[:, 1:]) & (keys[:, 1:] > 0) & ~(
+        keys[:, 1:] > keys[:, :-1] * (1 + bound))
+    boundary = np.flatnonzero(close[:, k - 1]) if near_k.shape[1] > k else np.empty(0, int)
+    # Rows with two of their k nearest that close: the candidates of those pairs get
+    # direct distances, and the row is sorted again (the order of the others is sure;
+    # a direct distance is within the bound of the old one, so it stays among them).
+    inside = np.setdiff1d(np.flatnonzero(close[:, :k - 1].any(axis=1)), boundary,
+                          assume_unique=True)
+    if inside.shape[0]:
+        pair = close[inside, :k - 1]
+        redo = np.zeros((inside.shape[0], k), bool)
+        redo[:, :-1] |= pair
+        redo[:, 1:] |= pair
+        rows, places = np.nonzero(redo)
+        values = near_d[inside, :k].astype(np.float64)
+        values[rows, places] = _direct(X, Y, inside[rows], near_i[inside[rows], places])
+        near_k[inside, :k], near_d[inside, :k], near_i[inside, :k] = smallest(
+            order_key(values), values, near_i[inside, :k], k)
+    searched = Y.shape[0]
+    wide = k + 8
+    while boundary.shape[0]:
+        # Every one of the true k nearest is within the window (the bound both ways).
+        limit = keys[boundary, k - 1] * (1 + bound)
+        count = min(wide + self_search, searched)
+        window_k, _, window_i = _candidates(X[boundary], Y, False, count, n_threads)
+        own = window_i == boundary[:, None] if self_search else np.zeros_like(window_i, bool)
+        # The window is whole when a candidate beyond it (or all of Y) was seen.
+        whole = (count == searched) | (np.where(own, -np.inf, window_k).max(axis=1) > limit)
+        window_k = np.where(own, np.inf, window_k)
+        rows, cols = np.nonzero(whole[:, None] & (window_k <= limit[:, None]))
+        exact = np.full(window_k.shape, np.inf)
+        exact[rows, cols] = _direct(X, Y, boundary[rows], window_i[rows, cols])
+        done = boundary[whole]
+        near_k[done, :k], near_d[done, :k], near_i[done, :k] = smallest(
+            exact[whole], exact[whole], window_i[whole], k)
+        boundary = boundary[~whole]
+        wide *= 4
+
+
+def _candidates(X, Y, self_search, kept, n_threads):
+    """(keys, values, indices) of shape (n, kept): every row's ``kept`` nearest rows of Y
+    by sqeuclidean's distances, in the order of (key, index), by the kernel (its parts
+    merged)."""
+    n, m, d = X.shape[0], Y.shape[0], X.shape[1]
+    if n * m * d < distances.PARALLEL_MIN_WORK:
+        n_threads = 1
+    expansion = d >= distances.DIRECT_MAX_FEATURES
+    kernels = distances.kernels()
+    n_parts = 1
+    if -(-n // kernels.argkmin_task_rows(d, expansion)) < n_threads:  # few queries
+        n_parts = min(n_threads, -(-m // PAIRWISE_ROW_CHUNK))
+    # Parts of whole tiles (PAIRWISE_ROW_CHUNK is the kernel's TILE).
+    part_cols = -(-m // n_parts)
+    part_cols = -(-part_cols // PAIRWISE_ROW_CHUNK) * PAIRWISE_ROW_CHUNK
+    n_parts = -(-m // part_cols)
+    values = np.empty((n_parts, n, kept), X.dtype)
+    indices = np.empty((n_parts, n, kept), np.intp)
+    with _threads.single_threaded_blas():
+        kernels.argkmin(X, Y, self_search, expansion, values, indices, part_cols,
+                        n_threads)
+    if n_parts == 1:
+        return order_key(values[0]), values[0], indices[0]
+    values = values.transpose(1, 0, 2).reshape(n, n_parts * kept)
+    indices = indices.transpose(1, 0, 2).reshape(n, n_parts * kept)
+    return smallest(order_key(values), values, indices, kept)
 
 
 @overload
@@ -144,10 +178,12 @@ def argkmin(X: ArrayLike, Y: ArrayLike | None = None, k: int = 1, *,
     The distances are sqeuclidean's, within ``4 (d + 2) u D`` of the exact ones. Where
     the k-th nearest and the next candidate are closer than that bound, the row's
     candidates near the k-th distance are compared by direct differences in float64, so
-    that which rows make the k nearest does not depend on rounding. A NaN distance (a
-    row with NaN) counts as +inf: such neighbours come last, in the order of their index.
-    Distances are computed a tile of about ``TILE_ENTRIES`` at a time into one reused
-    buffer, so memory stays at O(n k) plus that tile.
+    that which rows make the k nearest does not depend on rounding; so are a row's k
+    nearest when two of them are that close (their distances are then the direct ones).
+    A NaN distance (a row with NaN) counts as +inf: such neighbours come last, in the
+    order of their index. The compiled kernel reduces each tile of distances (256 x 256)
+    into every row's candidates while it is in cache: memory beyond the inputs and
+    outputs is O(n k) plus a few tiles per thread, whatever n and m.
 
     Examples
     --------
@@ -186,80 +222,12 @@ def argkmin(X: ArrayLike, Y: ArrayLike | None = None, k: int = 1, *,
 
 
 def _search(X, Y, self_search, k, n_threads, best_d, best_i):
-    """argkmin's tiles, merges and settling: the k nearest into best_d and best_i."""
-    n, m = X.shape[0], Y.shape[0]
-    kept = min(k + 1, m - self_search)  # the k nearest and, where there is one, the next
-    block_rows = min(n, BLOCK_ROWS)
-    chunk = max(kept, TILE_ENTRIES // block_rows)
-    buffer = np.empty(block_rows * min(chunk, m), dtype=X.dtype)
-    for first in range(0, n, block_rows):
-        size = min(n, first + block_rows) - first
-        near = (np.empty((size, 0), X.dtype), np.empty((size, 0), X.dtype),
-                np.empty((size, 0), np.intp))
-        for start in range(0, m, chunk):
-            stop = min(m, start + chunk)
-            tile = buffer[:size * (stop - start)].reshape(size, stop - start)
-            distances.sqeuclidean(X[first:first + size], Y[start:stop], out=tile,
-                                  n_threads=n_threads)
-            own = (np.arange(max(first, start), min(first + size, stop)) if self_search
-                   else np.empty(0, np.intp))
-            if near[0].shape[1] < kept:
-                keys = _order_key(tile)
-                keys[own - first, own - start] = np.nan
-                candidates = np.broadcast_to(np.arange(start, stop), tile.shape)
-                near = _smallest(*(np.concatenate(pair, axis=1) for pair in zip(
-                    near, (keys, tile, candidates), strict=True)),
-                    min(kept, near[0].shape[1] + tile.shape[1]))
-            else:
-                tile[own - first, own - start] = np.inf
-                _merge(near, tile, start)
-        if kept > k:
-            _settle(X, Y, first, self_search, near, k, n_threads)
-        best_d[first:first + size] = near[1][:, :k]
-        best_i[first:first + size] = near[2][:, :k]
-
-
-def _merge(near, values, start):
-    """Merge a tile (the distances of columns start, start + 1, ...; a row's own entry
-    +inf when X searches itself) into every row's best candidates ``near`` (keys, values,
-    indices, full and in order), in place. A candidate enters only below its row's last
-    key (an equal key has a larger index), so after the first tiles few do, and only
-    their rows are sorted again."""
-    near_k, near_d, near_i = near
-    kept = near_k.shape[1]
-    last = near_k[:, -1]
-    # A row searching itself whose last candidate is still its own entry (key NaN, from
-    # an earlier tile): anything may enter.
-    holds_own = np.isnan(last)
-    # fmin skips NaN distances, which never enter below a last key (their key is +inf).
-    lowest = np.fmin.reduce(values, axis=1)
-    open_rows = np.flatnonzero((lowest < last) | holds_own)
-    if open_rows.shape[0] == 0:
-        return
-    if 2 * open_rows.shape[0] < values.shape[0]:
-        part, last, holds_own = values[open_rows], last[open_rows], holds_own[open_rows]
-    else:  # most rows: the whole tile, without a copy
-        part, open_rows = values, np.arange(values.shape[0])
-    enter = part < last[:, None]
-    if holds_own.any():
-        enter[holds_own] = True
-    rows, cols = np.nonzero(enter)
-    if rows.shape[0] == 0:
-        return
-    # nonzero gives the rows in order: their distinct values, and each one's position.
-    starts = np.flatnonzero(np.diff(rows, prepend=-1))
-    changed = open_rows[rows[starts]]
-    position = np.cumsum(np.diff(rows, prepend=-1) != 0) - 1
-    entered = part[rows, cols]
-    owner = np.concatenate([np.repeat(np.arange(changed.shape[0]), kept), position])
-    all_k = np.concatenate([near_k[changed].ravel(), _order_key(entered)])
-    all_d = np.concatenate([near_d[changed].ravel(), entered])
-    all_i = np.concatenate([near_i[changed].ravel(), cols + start])
-    order = np.lexsort((all_i, all_k, owner))
-    # Each changed row has at least its kept candidates: its first kept in the order.
-    first = np.searchsorted(owner[order], np.arange(changed.shape[0]))
-    take = order[first[:, None] + np.arange(kept)]
-    near_k[changed], near_d[changed], near_i[changed] = all_k[take], all_d[take], all_i[take]
+    """argkmin's candidates and their settling: the k nearest into best_d and best_i."""
+    kept = min(k + 1, Y.shape[0] - self_search)  # the k nearest and the next, if any
+    near = _candidates(X, Y, self_search, kept, n_threads)
+    _settle(X, Y, self_search, near, k, n_threads)
+    best_d[:] = near[1][:, :k]
+    best_i[:] = near[2][:, :k]
 
 
 def nearest(X: ArrayLike, Y: ArrayLike, *, n_threads: int | None = None) -> IndexArray:

@@ -39,7 +39,8 @@ from interrupts cimport (
     fastgd_interrupt_raise,
     fastgd_should_stop,
 )
-from libc.float cimport DBL_MAX
+from libc.float cimport DBL_MAX, FLT_MAX
+from libc.math cimport INFINITY, NAN, fabs
 from libc.stdint cimport uint64_t, uintptr_t
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -76,6 +77,14 @@ cdef extern from "pairwise_loops.h" nogil:
                                 int resume, double* sums0, double* sums1)
     int fastgd_round_row_f32(const double* sums, float* out_row, Py_ssize_t n)
     int fastgd_round_row_f64(const double* sums, double* out_row, Py_ssize_t n)
+    Py_ssize_t fastgd_first_below_f32(const float* row, float bound, Py_ssize_t start,
+                                      Py_ssize_t n)
+    Py_ssize_t fastgd_first_below_f64(const double* row, double bound, Py_ssize_t start,
+                                      Py_ssize_t n)
+    Py_ssize_t fastgd_first_sum_below_f32(const float* row, const float* offsets,
+                                          float bound, Py_ssize_t start, Py_ssize_t n)
+    Py_ssize_t fastgd_first_sum_below_f64(const double* row, const double* offsets,
+                                          double bound, Py_ssize_t start, Py_ssize_t n)
     int fastgd_pairwise_select_level(int asked)
     const int FUSED_MR "FASTGD_FUSED_MR"
     const int FUSED_NR_f32 "FASTGD_FUSED_NR_f32"
@@ -229,27 +238,15 @@ cdef inline uint64_t _suspect_bits(double dist, double norms_sum,
         return fastgd_suspect_bits_f64(dist, norms_sum, CANCELLATION_RATIO)
 
 
-cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
-                          Py_ssize_t d, Py_ssize_t m, bint symmetric,
-                          const double* shift, const double* x_norms,
-                          const double* y_norms,
-                          Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
-                          bint pack_x, floating* x_packed, floating* y_packed,
-                          floating* gram) noexcept nogil:
-    """One output tile by the expansion; gram[a, b] = -2 xc[i0 + a] . yc[j0 + b].
-
-    ``pack_x`` False reuses x_packed from the previous tile (same rows, d <= DEPTH).
-    """
+cdef void _gram_tile(const floating* X, const floating* Y, Py_ssize_t d,
+                     const double* shift, Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0,
+                     Py_ssize_t nj, bint pack_x, floating* x_packed, floating* y_packed,
+                     floating* gram) noexcept nogil:
+    """gram[a, b] = -2 xc[i0 + a] . yc[j0 + b] (row-major, ni x nj) by BLAS on the centred
+    rows packed in the input's precision. ``pack_x`` False reuses x_packed from the
+    previous tile (same rows, d <= DEPTH)."""
     cdef int gemm_m = <int>nj, gemm_n = <int>ni, gemm_k, ld_packed, ld_gram = <int>nj
-    cdef Py_ssize_t k0 = 0, kc, a, b, i, b_start, block, block_start
-    # A flag per block of SUSPECT_BLOCK entries of a row (at most TILE blocks).
-    cdef unsigned char suspect_flags[TILE]
-    cdef bint diagonal_tile = symmetric and i0 == j0
-    cdef double x_norm, norms_sum, dist
-    cdef const floating* gram_row
-    cdef const double* y_norms_tile = y_norms + j0
-    cdef floating* out_row
-
+    cdef Py_ssize_t k0 = 0, kc
     while k0 < d:
         kc = min(<Py_ssize_t>DEPTH, d - k0)
         if pack_x or d > DEPTH:
@@ -262,6 +259,40 @@ cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
               0.0 if k0 == 0 else 1.0, gram, ld_gram)
         k0 += kc
 
+
+cdef inline floating _expansion_entry(const floating* x, const floating* y, Py_ssize_t d,
+                                      double x_norm, double y_norm,
+                                      floating gram_entry) noexcept nogil:
+    """One entry as the expansion's epilogue gives it: (x_norm + y_norm) + gram rounded,
+    or by direct differences where the expansion may have cancelled."""
+    cdef double norms_sum = x_norm + y_norm
+    cdef double dist = norms_sum + <double>gram_entry
+    if _suspect_bits(dist, norms_sum, <floating*>x) >> 63:
+        return _rounded_sqdist(x, y, d)
+    return <floating>dist
+
+
+cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
+                          Py_ssize_t d, Py_ssize_t m, bint symmetric,
+                          const double* shift, const double* x_norms,
+                          const double* y_norms,
+                          Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
+                          bint pack_x, floating* x_packed, floating* y_packed,
+                          floating* gram) noexcept nogil:
+    """One output tile by the expansion (_gram_tile, then the epilogue).
+
+    ``pack_x`` False reuses x_packed from the previous tile (same rows, d <= DEPTH).
+    """
+    cdef Py_ssize_t a, b, i, b_start, block, block_start
+    # A flag per block of SUSPECT_BLOCK entries of a row (at most TILE blocks).
+    cdef unsigned char suspect_flags[TILE]
+    cdef bint diagonal_tile = symmetric and i0 == j0
+    cdef double x_norm
+    cdef const floating* gram_row
+    cdef const double* y_norms_tile = y_norms + j0
+    cdef floating* out_row
+
+    _gram_tile(X, Y, d, shift, i0, ni, j0, nj, pack_x, x_packed, y_packed, gram)
     for a in range(ni):
         i = i0 + a
         gram_row = gram + a * nj
@@ -281,10 +312,8 @@ cdef void _expansion_tile(const floating* X, const floating* Y, floating* out,
                     continue
                 block_start = b_start + block * SUSPECT_BLOCK
                 for b in range(block_start, min(block_start + SUSPECT_BLOCK, nj)):
-                    norms_sum = x_norm + y_norms_tile[b]
-                    dist = norms_sum + <double>gram_row[b]
-                    if _suspect_bits(dist, norms_sum, out) >> 63:
-                        out_row[b] = _rounded_sqdist(X + i * d, Y + (j0 + b) * d, d)
+                    out_row[b] = _expansion_entry(X + i * d, Y + (j0 + b) * d, d, x_norm,
+                                                  y_norms_tile[b], gram_row[b])
         if symmetric:
             for b in range(b_start, nj):
                 out[(j0 + b) * m + i] = out_row[b]
@@ -686,3 +715,381 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
     fastgd_interrupt_raise(&interrupt)
     if n_failed:
         raise MemoryError("fastgd.sqeuclidean: could not allocate per-thread tile buffers")
+
+
+# ---------------------------------------------------------------------------------------
+# argkmin: the tiles above reduced, while they are in cache, into every query row's best
+# candidates.
+#
+# A row's candidates are `kept` (value, index) pairs; the order is that of (key, index),
+# key the value with NaN as +inf; free places hold the sentinel (NaN, NO_INDEX), which every real
+# candidate precedes. A tile row is scanned against the row's threshold (the key of its
+# last candidate) a block at a time (pairwise_loops.h's first-below scans): a block none
+# of whose entries can precede it costs one vectorised test, and after the first tiles
+# nearly every block is such. The candidates of a row are a binary max-heap (its root, the
+# last in the order, is the threshold), sorted once at the end: a candidate that enters
+# costs O(log k) (insertion into a sorted row would cost O(k), 40x slower at k = 1000).
+#
+# Through BLAS (the expansion below the AVX-512 level) no tile of distances is formed:
+# each gram entry is tested against the threshold in the input's precision, with a margin
+# that covers the expansion's error, the direct recomputation's and the test's own
+# roundings (GRAM_TEST_SLACK), and only an entry that passes gets its exact epilogue value
+# (_expansion_entry): the same value sqeuclidean gives for the same tile.
+
+cdef extern from "Python.h":
+    const Py_ssize_t NO_INDEX "PY_SSIZE_T_MAX"
+
+cdef enum:
+    # The margin of the gram test: (GRAM_TEST_SLACK_PER_FEATURE d +
+    # GRAM_TEST_SLACK_CONSTANT) u S, S the largest norms sum of the row in the tile, plus
+    # 4 u (|threshold| + ||x||^2). The test's own roundings take at most about
+    # 3 u S + u |bound|, the expansion is within (2d + 1) u S of the exact distance, and a
+    # recomputed entry within 4 (d + 2) u D <= (8d + 16) u S of it (D <= 2 S for centred
+    # rows): a rejected entry's value, either way, is above the threshold.
+    GRAM_TEST_SLACK_PER_FEATURE = 12
+    GRAM_TEST_SLACK_CONSTANT = 32
+    # Through BLAS, each task's rows of X against tiles of this many rows of Y: larger
+    # GEMMs than sqeuclidean's TILE x TILE (their gram tile, 1 MiB in float32, is read
+    # once, by the scan), and Y packed once per ARGKMIN_GEMM_ROWS rows of X.
+    ARGKMIN_GEMM_ROWS = 512
+    ARGKMIN_GEMM_COLS = 512
+
+
+cdef inline double _key(double value) noexcept nogil:
+    return INFINITY if value != value else value
+
+
+cdef inline bint _precedes(double value, Py_ssize_t index, double other,
+                           Py_ssize_t other_index) noexcept nogil:
+    """(value, index) comes before (other, other_index) in argkmin's order."""
+    value = _key(value)
+    other = _key(other)
+    return value < other or (value == other and index < other_index)
+
+
+cdef inline void _sift_down(floating* values, Py_ssize_t* indices, Py_ssize_t size,
+                            Py_ssize_t place, floating value, Py_ssize_t index) noexcept nogil:
+    """Put (value, index) at ``place`` of a max-heap of ``size`` candidates (every child
+    precedes its parent) whose subtrees below ``place`` are heaps, moving it down."""
+    cdef Py_ssize_t child
+    while True:
+        child = 2 * place + 1
+        if child >= size:
+            break
+        if child + 1 < size and _precedes(values[child], indices[child], values[child + 1],
+                                          indices[child + 1]):
+            child += 1
+        if not _precedes(value, index, values[child], indices[child]):
+            break
+        values[place] = values[child]
+        indices[place] = indices[child]
+        place = child
+    values[place] = value
+    indices[place] = index
+
+
+cdef inline void _offer(floating* values, Py_ssize_t* indices, Py_ssize_t kept,
+                        floating value, Py_ssize_t index) noexcept nogil:
+    """Put (value, index) among a row's candidates (a max-heap: the root is the last in
+    the order) if it precedes the root, which then drops out."""
+    if _precedes(value, index, values[0], indices[0]):
+        _sift_down(values, indices, kept, 0, value, index)
+
+
+cdef void _sort_candidates(floating* values, Py_ssize_t* indices,
+                           Py_ssize_t kept) noexcept nogil:
+    """A row's heap of candidates in order, first to last (heapsort)."""
+    cdef Py_ssize_t size
+    cdef floating value
+    cdef Py_ssize_t index
+    for size in range(kept - 1, 0, -1):
+        value = values[size]
+        index = indices[size]
+        values[size] = values[0]
+        indices[size] = indices[0]
+        _sift_down(values, indices, size, 0, value, index)
+
+
+cdef inline Py_ssize_t _first_below(const floating* row, const floating* offsets,
+                                    floating bound, Py_ssize_t start,
+                                    Py_ssize_t n) noexcept nogil:
+    """The first b >= start with not (row[b] (+ offsets[b]) > bound), or n (pairwise_loops.h:
+    a block of entries per test); without offsets when they are NULL."""
+    if floating is float:
+        if offsets == NULL:
+            return fastgd_first_below_f32(row, bound, start, n)
+        return fastgd_first_sum_below_f32(row, offsets, bound, start, n)
+    else:
+        if offsets == NULL:
+            return fastgd_first_below_f64(row, bound, start, n)
+        return fastgd_first_sum_below_f64(row, offsets, bound, start, n)
+
+
+cdef void _reduce_values_row(const floating* row, Py_ssize_t nj, Py_ssize_t j0,
+                             Py_ssize_t own, floating* values, Py_ssize_t* indices,
+                             Py_ssize_t kept) noexcept nogil:
+    """Offer a tile row of distances (columns j0, j0 + 1, ...; column ``own`` left out).
+    A NaN is offered too: it may precede a sentinel."""
+    cdef floating threshold = <floating>_key(values[0])
+    cdef Py_ssize_t b = _first_below(row, <floating*>NULL, threshold, 0, nj)
+    while b < nj:
+        if j0 + b != own:
+            _offer(values, indices, kept, row[b], j0 + b)
+            threshold = <floating>_key(values[0])
+        b = _first_below(row, <floating*>NULL, threshold, b + 1, nj)
+
+
+cdef inline double _gram_bound(double threshold, double x_norm, double norms_max,
+                               double slack_units, double unit) noexcept nogil:
+    """The bound of the gram test: an entry with gram + y_norm above it is above the
+    threshold (GRAM_TEST_SLACK). +inf (nothing rejected) for an infinite threshold."""
+    return ((threshold - x_norm)
+            + unit * (slack_units * norms_max + 4 * (fabs(threshold) + x_norm)))
+
+
+cdef void _reduce_gram_row(const floating* x_row, const floating* y_rows, Py_ssize_t d,
+                           const floating* gram_row, const double* y_norms,
+                           const floating* y_norms_low, double norms_max, Py_ssize_t nj,
+                           Py_ssize_t j0, Py_ssize_t own, double x_norm, double slack_units,
+                           double unit, floating* values, Py_ssize_t* indices,
+                           Py_ssize_t kept) noexcept nogil:
+    """Offer a row of a gram tile (the tile's rows of Y from y_rows, their norms, the
+    low ones rounded to floating; columns j0, ...; ``norms_max`` at least x_norm + every
+    y_norm, or +inf to test nothing): only entries that pass the gram test get their
+    value."""
+    cdef double threshold = _key(values[0])
+    cdef floating bound = <floating>_gram_bound(threshold, x_norm, norms_max, slack_units,
+                                                unit)
+    cdef Py_ssize_t b = _first_below(gram_row, y_norms_low, bound, 0, nj)
+    while b < nj:
+        if j0 + b != own:
+            _offer(values, indices, kept,
+                   _expansion_entry(x_row, y_rows + b * d, d, x_norm, y_norms[b],
+                                    gram_row[b]),
+                   j0 + b)
+            threshold = _key(values[0])
+            bound = <floating>_gram_bound(threshold, x_norm, norms_max, slack_units, unit)
+        b = _first_below(gram_row, y_norms_low, bound, b + 1, nj)
+
+
+cdef void _reduce_gram_tile(const floating* x_rows, const floating* y_rows, Py_ssize_t d,
+                            const floating* gram, const double* x_norms,
+                            const double* y_norms, const floating* y_norms_low,
+                            Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
+                            bint self_search, floating* values, Py_ssize_t* indices,
+                            Py_ssize_t kept) noexcept nogil:
+    """Offer a gram tile (ni x nj: X's rows i0, ... from x_rows, Y's rows j0, ... from
+    y_rows, and their norms) to its rows' candidates (values and indices from row i0)."""
+    cdef double unit = (2.0 ** -24) if floating is float else (2.0 ** -53)
+    cdef double slack_units = GRAM_TEST_SLACK_PER_FEATURE * d + GRAM_TEST_SLACK_CONSTANT
+    cdef double float_max = FLT_MAX if floating is float else DBL_MAX
+    cdef double y_norm_max = 0.0, norms_max
+    cdef Py_ssize_t a, b
+    for b in range(nj):
+        if not (y_norms[b] <= y_norm_max):  # NaN too: then no entry is tested
+            y_norm_max = y_norms[b]
+    for a in range(ni):
+        norms_max = x_norms[a] + y_norm_max
+        # Norms the test cannot bound in floating (near overflow, NaN): every entry gets
+        # its value.
+        if not (norms_max <= float_max / 1024):
+            norms_max = INFINITY
+        _reduce_gram_row(x_rows + a * d, y_rows, d, gram + a * nj, y_norms, y_norms_low,
+                         norms_max, nj, j0, i0 + a if self_search else -1, x_norms[a],
+                         slack_units, unit, values + a * kept, indices + a * kept, kept)
+
+
+cdef inline Py_ssize_t _argkmin_rows(Py_ssize_t d, bint expansion) noexcept nogil:
+    """Query rows per argkmin task: ARGKMIN_GEMM_ROWS through BLAS, else TILE."""
+    if expansion and not (d <= DEPTH and fastgd_pairwise_blocked()):
+        return ARGKMIN_GEMM_ROWS
+    return TILE
+
+
+def argkmin_task_rows(Py_ssize_t d, bint expansion):
+    """Query rows per task of argkmin for d features and the method: the caller splits Y
+    into parts when there are fewer tasks than threads."""
+    return _argkmin_rows(d, expansion)
+
+
+cdef struct ArgkminScratch:
+    # One thread's buffers: the tile (gram or distances, rows x cols), the packed rows,
+    # the direct method's columns and sums, and the norms of the task's rows of X and of
+    # the tile's rows of Y (those also rounded to floating), computed where they are used
+    # so that memory does not grow with n or m.
+    void* tile
+    void* x_packed
+    void* y_packed
+    double* y_columns
+    double* sums
+    double* x_norms
+    double* y_norms
+    void* y_norms_low
+
+
+cdef int _argkmin_scratch(ArgkminScratch* scratch, Py_ssize_t rows, Py_ssize_t cols,
+                          Py_ssize_t depth, Py_ssize_t itemsize, bint expansion,
+                          bint blocked) noexcept nogil:
+    """Allocate a thread's scratch (what the method needs); -1 if that fails."""
+    memset(scratch, 0, sizeof(ArgkminScratch))
+    scratch.tile = fastgd_aligned_malloc(rows * cols * itemsize)
+    if expansion:
+        scratch.x_packed = fastgd_aligned_malloc(rows * depth * itemsize)
+        scratch.y_packed = fastgd_aligned_malloc(max(cols, <Py_ssize_t>PANEL_ROWS) * depth
+                                                 * itemsize)
+        scratch.x_norms = <double*>fastgd_aligned_malloc(rows * sizeof(double))
+        scratch.y_norms = <double*>fastgd_aligned_malloc(cols * sizeof(double))
+        scratch.y_norms_low = fastgd_aligned_malloc(cols * itemsize)
+        if (scratch.x_packed == NULL or scratch.y_packed == NULL or scratch.x_norms == NULL
+                or scratch.y_norms == NULL or scratch.y_norms_low == NULL):
+            return -1
+    else:
+        scratch.y_columns = <double*>fastgd_aligned_malloc(cols * depth * sizeof(double))
+        if not blocked:
+            scratch.sums = <double*>fastgd_aligned_malloc(rows * cols * sizeof(double))
+        if scratch.y_columns == NULL or (scratch.sums == NULL and not blocked):
+            return -1
+    return 0 if scratch.tile != NULL else -1
+
+
+cdef void _argkmin_scratch_free(ArgkminScratch* scratch) noexcept nogil:
+    fastgd_aligned_free(scratch.tile)
+    fastgd_aligned_free(scratch.x_packed)
+    fastgd_aligned_free(scratch.y_packed)
+    fastgd_aligned_free(scratch.y_columns)
+    fastgd_aligned_free(scratch.sums)
+    fastgd_aligned_free(scratch.x_norms)
+    fastgd_aligned_free(scratch.y_norms)
+    fastgd_aligned_free(scratch.y_norms_low)
+
+
+cdef void _argkmin_tile(const floating* X, const floating* Y, Py_ssize_t d,
+                        bint self_search, bint expansion, bint blocked, const double* shift,
+                        Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
+                        bint first_of_task, ArgkminScratch* scratch, floating* values,
+                        Py_ssize_t* indices, Py_ssize_t kept) noexcept nogil:
+    """Offer the tile of X's rows i0, ... (ni) by Y's rows j0, ... (nj) to the rows'
+    candidates (values and indices from row i0). The tile functions index rows from the
+    tile's first: X, Y and the norms are passed from row i0 and column j0."""
+    cdef const floating* x_rows = X + i0 * d
+    cdef const floating* y_rows = Y + j0 * d
+    cdef floating* tile = <floating*>scratch.tile
+    cdef floating* y_norms_low = <floating*>scratch.y_norms_low
+    cdef Py_ssize_t a, b
+    if expansion:
+        if first_of_task:
+            _centred_sq_norms(x_rows, ni, d, shift, scratch.x_norms)
+        _centred_sq_norms(y_rows, nj, d, shift, scratch.y_norms)
+    if expansion and not blocked:  # through BLAS: the gram tile, scanned
+        for b in range(nj):
+            y_norms_low[b] = <floating>scratch.y_norms[b]
+        _gram_tile(x_rows, y_rows, d, shift, 0, ni, 0, nj, first_of_task,
+                   <floating*>scratch.x_packed, <floating*>scratch.y_packed, tile)
+        _reduce_gram_tile(x_rows, y_rows, d, tile, scratch.x_norms, scratch.y_norms,
+                          y_norms_low, i0, ni, j0, nj, self_search, values, indices, kept)
+        return
+    if expansion:
+        _fused_expansion_tile(x_rows, y_rows, tile, d, nj, False, shift, scratch.x_norms,
+                              scratch.y_norms, 0, ni, 0, nj, first_of_task, True,
+                              <floating*>scratch.x_packed, <floating*>scratch.y_packed)
+    elif blocked:
+        _direct_tile_blocked(x_rows, y_rows, tile, d, nj, False, 0, ni, 0, nj,
+                             scratch.y_columns, False)
+    else:
+        _direct_tile(x_rows, y_rows, tile, d, nj, False, 0, ni, 0, nj, scratch.y_columns,
+                     scratch.sums)
+    for a in range(ni):
+        _reduce_values_row(tile + a * nj, nj, j0, i0 + a if self_search else -1,
+                           values + a * kept, indices + a * kept, kept)
+
+
+cdef int _argkmin_tasks(const floating* X, const floating* Y, Py_ssize_t n, Py_ssize_t m,
+                        Py_ssize_t d, bint self_search, bint expansion, const double* shift,
+                        floating* values, Py_ssize_t* indices, Py_ssize_t kept,
+                        Py_ssize_t n_parts, Py_ssize_t part_cols, Py_ssize_t task_begin,
+                        Py_ssize_t task_end, fastgd_interrupt* interrupt,
+                        bint is_caller) noexcept nogil:
+    """argkmin's tasks [task_begin, task_end): task t is the t // n_parts-th block of
+    query rows against the part t % n_parts of Y (columns part * part_cols, ...), whose
+    candidates go to values[part] and indices[part] (each n x kept). Returns 0, or -1
+    when the scratch buffers could not be allocated."""
+    cdef Py_ssize_t task, part, i0, ni, col_tile, j0, j_begin, j_end, r
+    cdef bint blocked = d <= DEPTH and fastgd_pairwise_blocked()
+    cdef Py_ssize_t rows = _argkmin_rows(d, expansion)
+    cdef Py_ssize_t cols = ARGKMIN_GEMM_COLS if expansion and not blocked else TILE
+    cdef floating* row_values
+    cdef Py_ssize_t* row_indices
+    cdef ArgkminScratch scratch
+    cdef int status = _argkmin_scratch(&scratch, rows, cols, min(<Py_ssize_t>DEPTH, d),
+                                       sizeof(floating), expansion, blocked)
+    if status == 0:
+        for task in range(task_begin, task_end):
+            part = task % n_parts
+            i0 = (task // n_parts) * rows
+            ni = min(rows, n - i0)
+            j_begin = part * part_cols
+            j_end = min(m, j_begin + part_cols)
+            row_values = values + (part * n + i0) * kept
+            row_indices = indices + (part * n + i0) * kept
+            for r in range(ni * kept):
+                row_values[r] = <floating>NAN
+                row_indices[r] = NO_INDEX
+            for col_tile in range((j_end - j_begin + cols - 1) // cols):
+                if fastgd_should_stop(interrupt, is_caller):
+                    break
+                j0 = j_begin + col_tile * cols
+                _argkmin_tile(X, Y, d, self_search, expansion, blocked, shift, i0, ni, j0,
+                              min(cols, j_end - j0), col_tile == 0, &scratch, row_values,
+                              row_indices, kept)
+            for r in range(ni):
+                _sort_candidates(row_values + r * kept, row_indices + r * kept, kept)
+    _argkmin_scratch_free(&scratch)
+    return status
+
+
+def argkmin(const floating[:, ::1] X, const floating[:, ::1] Y, bint self_search,
+            bint expansion, floating[:, :, ::1] values, Py_ssize_t[:, :, ::1] indices,
+            Py_ssize_t part_cols, int n_threads):
+    """For every row of X, the ``kept`` nearest rows of each part of Y, in the order of
+    (distance with NaN as +inf, index), without the n x m matrix.
+
+    values and indices have shape (n_parts, n, kept): part p is Y's rows p * part_cols,
+    ..., and a part with fewer than kept rows fills its last places with (NaN,
+    PY_SSIZE_T_MAX). With ``self_search`` Y is X and each row leaves itself out. The
+    distances are sqeuclidean's for the same method (``expansion``). The caller has
+    checked shapes, n, m, d >= 1, kept >= 1 and n_threads >= 1, and merges the parts.
+    Memory beyond values and indices: a few tiles per thread, whatever n and m.
+    """
+    cdef Py_ssize_t n = X.shape[0], m = Y.shape[0], d = X.shape[1]
+    cdef Py_ssize_t kept = values.shape[2], n_parts = values.shape[0]
+    cdef Py_ssize_t rows = _argkmin_rows(d, expansion)
+    cdef Py_ssize_t n_tasks = (n + rows - 1) // rows * n_parts, chunk, begin, end
+    cdef int n_failed = 0, thread
+    cdef double[::1] shift = np.zeros(d)
+    cdef const floating* x_data = &X[0, 0]
+    cdef const floating* y_data = &Y[0, 0]
+    cdef fastgd_interrupt interrupt
+    fastgd_interrupt_init(&interrupt)
+    n_threads = <int>min(<Py_ssize_t>n_threads, n_tasks)
+
+    with nogil:
+        if expansion:
+            _column_shift(x_data, n, y_data, 0 if self_search else m, d, &shift[0])
+        if n_threads <= 1:
+            n_failed = -_argkmin_tasks(x_data, y_data, n, m, d, self_search, expansion,
+                                       &shift[0], &values[0, 0, 0], &indices[0, 0, 0], kept,
+                                       n_parts, part_cols, 0, n_tasks, &interrupt, True)
+        else:
+            chunk = (n_tasks + n_threads - 1) // n_threads
+            for thread in prange(n_threads, num_threads=n_threads, schedule="static"):
+                begin = thread * chunk
+                end = min(begin + chunk, n_tasks)
+                if begin < end:
+                    n_failed += -_argkmin_tasks(x_data, y_data, n, m, d, self_search,
+                                                expansion, &shift[0], &values[0, 0, 0],
+                                                &indices[0, 0, 0], kept, n_parts,
+                                                part_cols, begin, end, &interrupt,
+                                                threadid() == 0)
+    fastgd_interrupt_raise(&interrupt)
+    if n_failed:
+        raise MemoryError("fastgd.argkmin: could not allocate per-thread tile buffers")

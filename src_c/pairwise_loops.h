@@ -6,6 +6,8 @@
  *                  have cancelled (the block is then recomputed by direct differences);
  *   direct pair    sums[b] (+)= (x[k] - y[k, b])^2 in double for two rows of X;
  *   round row      direct sums rounded to the output dtype, with a flag if any is 0;
+ *   first below    argkmin's scan of a tile row: the first entry from a start on that is
+ *                  not above a row's bound (NaN included), a block of entries per test;
  *
  * and, for AVX-512 CPUs only, register-blocked tiles (further below): the fused expansion
  * and the blocked direct sums.
@@ -146,6 +148,32 @@ static inline uint64_t fastgd_suspect_bits_f64(double dist, double norms_sum, do
         return (int)(zero >> 63);                                                       \
     }
 
+/* Entries tested together by the first-below scans: one branch per block. */
+#define FASTGD_SCAN_BLOCK 32
+
+/* The first b in [start, n) where !(ENTRY(b) > bound), NaN included, or n; ENTRY(b) is
+ * row[b] or row[b] + offsets[b] (in REAL). Blocks without such an entry cost one
+ * vectorised test each. */
+#define FASTGD_DEFINE_FIRST_BELOW(NAME, TARGET, REAL, ENTRY)                            \
+    TARGET static ptrdiff_t NAME(const REAL *restrict row, const REAL *restrict offsets, \
+                                 REAL bound, ptrdiff_t start, ptrdiff_t n)              \
+    {                                                                                   \
+        ptrdiff_t b = start;                                                            \
+        for (; b + FASTGD_SCAN_BLOCK <= n; b += FASTGD_SCAN_BLOCK) {                    \
+            int hit = 0;                                                                \
+            for (ptrdiff_t e = b; e < b + FASTGD_SCAN_BLOCK; e++)                       \
+                hit |= !(ENTRY(e) > bound);                                             \
+            if (hit)                                                                    \
+                break;                                                                  \
+        }                                                                               \
+        for (; b < n; b++)                                                              \
+            if (!(ENTRY(b) > bound))                                                    \
+                return b;                                                               \
+        return n;                                                                       \
+    }
+#define FASTGD_ROW_ENTRY(e) (row[e])
+#define FASTGD_ROW_PLUS_OFFSET(e) (row[e] + offsets[e])
+
 #define FASTGD_DEFINE_PAIRWISE_LEVEL(LEVEL, TARGET)                                     \
     FASTGD_DEFINE_EPILOGUE_ROW(fastgd_epilogue_row_f32_##LEVEL, TARGET, float,         \
                                fastgd_suspect_bits_f32)                                   \
@@ -158,7 +186,15 @@ static inline uint64_t fastgd_suspect_bits_f64(double dist, double norms_sum, do
     FASTGD_DEFINE_ROUND_ROW(fastgd_round_row_f32_##LEVEL, TARGET, float,                \
                             fastgd_zero_bits_f32, sqeuclidean)                          \
     FASTGD_DEFINE_ROUND_ROW(fastgd_round_row_f64_##LEVEL, TARGET, double,               \
-                            fastgd_zero_bits_f64, sqeuclidean)
+                            fastgd_zero_bits_f64, sqeuclidean)                          \
+    FASTGD_DEFINE_FIRST_BELOW(fastgd_first_below_f32_##LEVEL, TARGET, float,            \
+                              FASTGD_ROW_ENTRY)                                         \
+    FASTGD_DEFINE_FIRST_BELOW(fastgd_first_below_f64_##LEVEL, TARGET, double,           \
+                              FASTGD_ROW_ENTRY)                                         \
+    FASTGD_DEFINE_FIRST_BELOW(fastgd_first_sum_below_f32_##LEVEL, TARGET, float,        \
+                              FASTGD_ROW_PLUS_OFFSET)                                   \
+    FASTGD_DEFINE_FIRST_BELOW(fastgd_first_sum_below_f64_##LEVEL, TARGET, double,       \
+                              FASTGD_ROW_PLUS_OFFSET)
 
 FASTGD_DEFINE_PAIRWISE_LEVEL(baseline, )
 #if FASTGD_X86_DISPATCH
@@ -201,6 +237,18 @@ static int fastgd_pairwise_select_level(int asked)
                                                   ptrdiff_t n)                          \
     {                                                                                   \
         return FASTGD_PAIRWISE_CALL(fastgd_round_row_##REALNAME, sums, out_row, n);     \
+    }                                                                                   \
+    static inline ptrdiff_t fastgd_first_below_##REALNAME(                              \
+        const REAL *row, REAL bound, ptrdiff_t start, ptrdiff_t n)                      \
+    {                                                                                   \
+        return FASTGD_PAIRWISE_CALL(fastgd_first_below_##REALNAME, row, NULL, bound,    \
+                                    start, n);                                          \
+    }                                                                                   \
+    static inline ptrdiff_t fastgd_first_sum_below_##REALNAME(                          \
+        const REAL *row, const REAL *offsets, REAL bound, ptrdiff_t start, ptrdiff_t n) \
+    {                                                                                   \
+        return FASTGD_PAIRWISE_CALL(fastgd_first_sum_below_##REALNAME, row, offsets,    \
+                                    bound, start, n);                                   \
     }
 
 FASTGD_DEFINE_PAIRWISE_DISPATCH(f32, float)

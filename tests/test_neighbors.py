@@ -1,6 +1,10 @@
 """fastgd.argkmin and fastgd.nearest against scipy's cdist and a stable sort, on an array
 zoo, across tiles, with ties, near-duplicates, NaN, and bad input."""
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,6 +13,7 @@ from scipy.spatial.distance import cdist
 
 import fastgd
 from fastgd import neighbors
+from fastgd._numpy import _pairwise as _numpy_pairwise
 
 
 def oracle(X, Y=None, k=1):
@@ -62,16 +67,30 @@ def test_mixed_dtypes_give_float64(rng):
     check(X, rng.random((12, 3)), 5)
 
 
-def test_across_many_tiles_and_blocks(rng, monkeypatch):
-    monkeypatch.setattr(neighbors, "TILE_ENTRIES", 64)
-    monkeypatch.setattr(neighbors, "BLOCK_ROWS", 7)
-    X = rng.standard_normal((50, 5))
-    Y = np.vstack([rng.standard_normal((60, 5)), X[:10]])  # exact duplicates: ties
-    for k in (1, 4, 13, 70):
-        check(X, Y, k)
-    check(X, None, 9)
-    duplicated = np.repeat(X[:8], 4, axis=0)
-    check(duplicated, None, 5)
+def test_across_many_tiles_and_blocks_of_the_twin(rng, monkeypatch):
+    monkeypatch.setattr(_numpy_pairwise, "ARGKMIN_TILE_ENTRIES", 64)
+    monkeypatch.setattr(_numpy_pairwise, "ARGKMIN_BLOCK_ROWS", 7)
+    with fastgd.use_backend("numpy"):
+        X = rng.standard_normal((50, 5))
+        Y = np.vstack([rng.standard_normal((60, 5)), X[:10]])  # exact duplicates: ties
+        for k in (1, 4, 13, 70):
+            check(X, Y, k)
+        check(X, None, 9)
+        duplicated = np.repeat(X[:8], 4, axis=0)
+        check(duplicated, None, 5)
+
+
+@pytest.mark.parametrize("d", [3, 24])  # the direct method, the expansion
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_across_many_tiles_tasks_and_parts(backend, rng, d, n_threads):
+    """More rows than one task, more columns than one tile (256 and 512 in the compiled
+    kernel), Y in parts for few queries, exact duplicates across tiles."""
+    X = rng.standard_normal((1100, d))
+    Y = np.vstack([rng.standard_normal((1300, d)), X[:40], X[600:610]])
+    for k in (1, 6):
+        check(X, Y, k, n_threads=n_threads)
+        check(X[:5], Y, k, n_threads=n_threads)
+    check(Y, None, 3, n_threads=n_threads)
 
 
 def test_ties_go_to_the_smaller_index(backend):
@@ -113,9 +132,9 @@ def test_candidates_closer_than_the_error_bound_are_settled_by_direct_difference
     settled = []
     settle = neighbors._settle
 
-    def spy(X, Y, first, self_search, near, k, n_threads):
+    def spy(X, Y, self_search, near, k, n_threads):
         settled.append(len(X))
-        return settle(X, Y, first, self_search, near, k, n_threads)
+        return settle(X, Y, self_search, near, k, n_threads)
 
     monkeypatch.setattr(neighbors, "_settle", spy)
     j = rng.permutation(30)
@@ -213,3 +232,89 @@ def test_property_equals_the_oracle(n, m, d, grid, data):
     check(X, Y, k)
     if n > 1:
         check(X, None, data.draw(st.integers(1, n - 1)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clusters_far_from_the_mean_and_norms_near_overflow(backend, rng, dtype):
+    """The compiled gram test's margin grows with the norms: tight clusters far from the
+    common mean (every near distance cancels in the expansion and is recomputed), and
+    float32 norms too large for the test (every entry then gets its value)."""
+    d = 16
+    centre = np.full(d, 1000.0)
+    near = centre + 1e-2 * rng.standard_normal((300, d))
+    far = -centre + 1e-2 * rng.standard_normal((300, d))
+    Y = np.vstack([far, near]).astype(dtype)
+    X = (centre + 1e-2 * rng.standard_normal((40, d))).astype(dtype)
+    check(X, Y, 7)
+    check(Y, None, 4)
+    huge = (4e17 * rng.standard_normal((700, d))).astype(dtype)
+    check(huge[:30], huge[30:], 5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [1, 3, 12, 40])
+def test_the_compiled_kernel_equals_its_twin(rng, dtype, d):
+    """fastgd._ext._pairwise.argkmin against fastgd._numpy._pairwise.argkmin: the same
+    candidates per part (exact distances within the bound, since the two compute the
+    distances in their own ways), sentinels where a part has fewer rows than places,
+    the row's own entry left out, NaN rows last."""
+    from fastgd._ext import _pairwise as compiled
+
+    X = rng.standard_normal((70, d)).astype(dtype)
+    Y = rng.standard_normal((600, d)).astype(dtype)
+    X[5] = np.nan
+    Y[[7, 300]] = np.nan
+    bound = neighbors._relative_error_bound(d, dtype)
+    for self_search, part_cols, kept in [(False, 600, 1), (False, 256, 5), (True, 256, 9),
+                                          (False, 256, 300), (True, 600, 12)]:
+        rows_searched = X if self_search else Y
+        m = len(rows_searched)
+        n_parts = -(-m // part_cols)
+        results = []
+        for module in (compiled, _numpy_pairwise):
+            values = np.empty((n_parts, len(X), kept), dtype)
+            indices = np.empty((n_parts, len(X), kept), np.intp)
+            module.argkmin(X, rows_searched, self_search, d >= 10, values, indices,
+                           part_cols, 1)
+            results.append((values, indices))
+        (values, indices), (twin_values, twin_indices) = results
+        sentinel = indices == np.iinfo(np.intp).max
+        np.testing.assert_array_equal(sentinel, twin_indices == np.iinfo(np.intp).max)
+        assert np.isnan(values[sentinel]).all()
+        exact = cdist(X.astype(np.float64), rows_searched.astype(np.float64), "sqeuclidean")
+        for part in range(n_parts):
+            chosen = np.where(sentinel[part], 0, indices[part])
+            twin_chosen = np.where(sentinel[part], 0, twin_indices[part])
+            got = np.take_along_axis(exact, chosen, axis=1)
+            expected = np.take_along_axis(exact, twin_chosen, axis=1)
+            real = ~sentinel[part] & np.isfinite(expected)
+            np.testing.assert_allclose(got[real], expected[real], rtol=3 * bound, atol=0)
+            np.testing.assert_array_equal(np.isfinite(got) | sentinel[part],
+                                          np.isfinite(expected) | sentinel[part])
+            assert ((part * part_cols <= chosen) & (chosen < (part + 1) * part_cols)
+                    | sentinel[part]).all()
+            if self_search:
+                assert not (indices[part] == np.arange(len(X))[:, None]).any()
+        np.testing.assert_allclose(values[~sentinel], twin_values[~sentinel],
+                                   rtol=3 * bound, atol=0)
+
+
+def test_peak_memory_beyond_inputs_and_outputs_is_at_most_64_mib():
+    """3 million rows searched (192 MB of float32) on two threads: the resident memory
+    the call adds at its peak, beyond the inputs, stays under 64 MiB (the distances are
+    never formed; the scratch is a few tiles per thread). In a fresh process."""
+    child = textwrap.dedent("""
+        import os, resource, numpy as np, fastgd
+        rng = np.random.default_rng(0)
+        Y = rng.standard_normal((3_000_000, 16), dtype=np.float32)
+        X = rng.standard_normal((64, 16), dtype=np.float32)
+        fastgd.argkmin(X[:2], Y[:3000], 2)
+        with open("/proc/self/statm") as statm:
+            before = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        fastgd.argkmin(X, Y, 10, n_threads=2)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(peak - before)
+    """)
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                            check=True)
+    assert int(result.stdout) < 64 << 20, int(result.stdout)

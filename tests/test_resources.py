@@ -36,6 +36,8 @@ CHILD = """
     CALLS = {
         "sqeuclidean": lambda: fastgd.sqeuclidean(X),
         "sqeuclidean X, Y": lambda: fastgd.sqeuclidean(X, X[:7]),
+        "argkmin": lambda: fastgd.argkmin(X, k=3),
+        "nearest": lambda: fastgd.nearest(X, X[:7]),
         "masked_loss_grad small": lambda: fastgd.masked_loss_grad(A, W, H),
         "masked_loss_grad plan": lambda: fastgd.masked_loss_grad(plan, W, H, method="sparse"),
         "masked_loss_grad dense": lambda: fastgd.masked_loss_grad(A, W, H, method="dense"),
