@@ -3,8 +3,9 @@ computes there, to its dtype's rounding, and each yardstick what it is said to c
 A peer that did less work than fastgd, or other work, would make its ratio a false one.
 
 The cases are those of ``fastgd bench`` and bench/, run once each on the backend in use,
-except the 4000 x 4000 x 256 distances and the 1e7-element update, which take the code
-paths of smaller cases with several seconds and gigabytes more.
+except the 4000 x 4000 x 256 distances, the 1e7-element update and the two largest
+neighbour searches, which take the code paths of smaller cases with several seconds and
+gigabytes more.
 """
 
 import importlib.util
@@ -16,18 +17,23 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import fastgd
 from fastgd import demo
-from fastgd.benchmarks import adam, factorize, losses, masked, sqeuclidean, updates
+from fastgd.benchmarks import adam, factorize, losses, masked, neighbors, sqeuclidean, updates
 
 # The library each optional peer needs; every other peer must always be there.
 OPTIONAL_PEERS = {
     "sklearn.euclidean_distances": "sklearn",
+    "sklearn kneighbors": "sklearn",
+    "sklearn pairwise_distances_argmin": "sklearn",
+    "faiss IndexFlatL2": "faiss",
+    "numba": "numba",
     "autograd": "autograd",
     "autograd tutorial": "autograd",
     "torch fused": "torch",
     "torch for-loop": "torch",
     "torch autograd": "torch",
 }
-LARGEST_CASES = {"4000x4000x256 float64", "4000x4000x256 float32", "1e7 float64"}
+LARGEST_CASES = {"4000x4000x256 float64", "4000x4000x256 float32", "1e7 float64",
+                 "1000x100000x32 float32 k=10", "10000x10000x128 float32 k=10"}
 
 
 def _cases(module):
@@ -74,6 +80,39 @@ def test_distance_peers_compute_fastgds_distances(case):
         got = np.asarray(function(), dtype=np.float64)
         assert got.shape == distances.shape, peer
         assert np.all(np.abs(got - distances) <= tolerance), peer
+
+
+@pytest.mark.parametrize("case", _cases(neighbors))
+def test_neighbour_peers_find_fastgds_neighbours(case):
+    """Each peer's k nearest are fastgd's: the same rows, or, where two candidates are
+    that close (faiss and scikit-learn round in float32 by their own expansions), rows
+    at the same exact distance to the peer's rounding."""
+    functions = _peers(neighbors, case)
+    n, m, d, dtype, k = neighbors.CASES[case]
+    X, Y = neighbors.make_data(n, m, d, dtype)
+    expected = np.asarray(functions.pop("fastgd")()).reshape(n, k)
+    exact = np.empty((n, k))
+    for start in range(0, n, 1000):  # exact distances of the chosen rows, in float64
+        rows = slice(start, start + 1000)
+        difference = (X[rows, None, :].astype(np.float64)
+                      - Y[expected[rows]].astype(np.float64))
+        exact[rows] = np.einsum("nkd,nkd->nk", difference, difference)
+    assert (np.diff(exact, axis=1) >= -1e-12 * exact[:, 1:]).all()
+    # fastgd's are the true k nearest: none of Y is nearer than the k-th (on a sample).
+    sample = np.arange(0, n, max(1, n // 50))
+    from scipy.spatial.distance import cdist
+    full = cdist(X[sample].astype(np.float64), Y.astype(np.float64), "sqeuclidean")
+    kth = np.sort(full, axis=1)[:, k - 1]
+    assert_allclose(exact[sample, -1], kth, rtol=1e-12)
+    tolerance = 64 * np.finfo(dtype).eps * (exact + 2 * _squared_norms(X)[:, None])
+    for peer, function in functions.items():
+        got = np.asarray(function()).reshape(n, k)
+        same = got == expected
+        assert same.mean() > 0.99, peer
+        rows, places = np.nonzero(~same)
+        difference = X[rows].astype(np.float64) - Y[got[rows, places]].astype(np.float64)
+        peer_exact = np.einsum("nd,nd->n", difference, difference)
+        assert (np.abs(peer_exact - exact[rows, places]) <= tolerance[rows, places]).all(), peer
 
 
 def _assert_loss_and_gradients_close(got, expected, rtol, peer):

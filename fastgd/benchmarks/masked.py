@@ -13,6 +13,7 @@ import numpy as np
 
 import fastgd
 from fastgd import masked
+from fastgd.benchmarks import numba_loops
 
 # The tutorial's ratings, transposed: 4 users x 3 items, one missing.
 TUTORIAL = np.array([[3, 4, 5, 2], [4, 4, 3, 3], [5, 5, 4, 3]], dtype=np.float64).T
@@ -30,7 +31,7 @@ QUICK_CASES = ["tutorial 4x3 k=2", "1000x1000 k=16 50%"]
 KERNEL = "masked_loss_grad"
 OURS = ["fastgd plan", "fastgd dense A"]
 # The peers, in the table's order (peers() leaves out those not installed).
-PEERS = ["numpy dense", "scipy vectorised", "autograd", "fastgd float64"]
+PEERS = ["numpy dense", "scipy vectorised", "numba", "autograd", "fastgd float64"]
 # Dense peers need m x n arrays: only where those are small enough to be a fair peer.
 DENSE_MAX_ENTRIES = 5000 * 5000
 
@@ -94,6 +95,9 @@ def peers(case, n_threads):
 
         result["numpy dense"] = numpy_dense
     result["scipy vectorised"] = scipy_vectorised(rows, cols, values, W, H, (m, n))
+    numba_peer = numba_csr(rows, cols, values, W, H, (m, n), n_threads)
+    if numba_peer is not None:
+        result["numba"] = numba_peer
     # Only where it applies: its dense A would be m x n (3.2 GB at 20000 x 20000).
     autograd_peer = (autograd_tutorial(rows, cols, values, W, H, (m, n))
                      if applies(case, "autograd") else None)
@@ -127,6 +131,37 @@ def scipy_vectorised(rows, cols, values, W, H, shape):
         return r @ r / count, (2 / count) * (R @ HT), (2 / count) * (R.T @ W).T
 
     return gradient
+
+
+def numba_csr(rows, cols, values, W, H, shape, n_threads):
+    """The numba loop over the CSR entries (numba_loops: dH through the entries' CSC
+    order, built once with the pattern) for the loss and both gradients; None without
+    numba."""
+    jitted = numba_loops.loops()
+    if jitted is None:
+        return None
+    import scipy.sparse
+
+    jitted.use_threads(n_threads)
+    pattern = scipy.sparse.csr_array((values, (rows, cols)), shape=shape)
+    pattern.sort_indices()
+    by_row = pattern.indptr
+    entry_rows = np.repeat(np.arange(shape[0]), np.diff(by_row))
+    # The entries column by column: their places in the CSR order, and their rows.
+    by_column_order = np.argsort(pattern.indices, kind="stable")
+    by_column = np.concatenate([[0], np.cumsum(np.bincount(pattern.indices,
+                                                           minlength=shape[1]))])
+    HT = np.ascontiguousarray(H.T)
+    residuals = np.empty(values.shape[0], values.dtype)
+    dW, dHT = np.empty_like(W), np.empty_like(HT)
+
+    def gradient():
+        loss = jitted.masked_loss_grad(by_row, pattern.indices, pattern.data, W, HT,
+                                       by_column, entry_rows[by_column_order],
+                                       by_column_order, residuals, dW, dHT)
+        return loss, dW, dHT.T
+
+    return numba_loops.warmed(gradient)
 
 
 def autograd_tutorial(rows, cols, values, W, H, shape):

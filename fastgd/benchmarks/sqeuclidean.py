@@ -1,11 +1,12 @@
 """The sqeuclidean cases (the foundation issue's shapes) and the peers they are compared
 with: scipy's cdist, scikit-learn's euclidean_distances, the idiomatic NumPy expansion,
-and the bare GEMM X @ Y.T as a yardstick."""
+a numba loop, and the bare GEMM X @ Y.T as a yardstick."""
 
 import numpy as np
 
 import fastgd
 from fastgd import distances
+from fastgd.benchmarks import numba_loops
 
 KERNEL = "sqeuclidean"
 # name -> (n, m, d, dtype)
@@ -17,7 +18,8 @@ CASES = {
 QUICK_CASES = ["1000x1000x3 float64", "2000x2000x64 float32"]
 OURS = ["fastgd"]
 # The peers, in the table's order (peers() leaves out those not installed).
-PEERS = ["scipy.cdist", "sklearn.euclidean_distances", "numpy expansion", "gemm X@Y.T"]
+PEERS = ["scipy.cdist", "sklearn.euclidean_distances", "numpy expansion", "numba",
+         "gemm X@Y.T"]
 
 
 def applies(case, peer):
@@ -58,5 +60,10 @@ def peers(case, n_threads):
     else:
         result["sklearn.euclidean_distances"] = lambda: euclidean_distances(X, Y, squared=True)
     result["numpy expansion"] = lambda: numpy_expansion(X, Y)
+    jitted = numba_loops.loops()
+    if jitted is not None:
+        jitted.use_threads(n_threads)
+        out = np.empty((X.shape[0], Y.shape[0]), X.dtype)
+        result["numba"] = numba_loops.warmed(lambda: jitted.sqeuclidean(X, Y, out))
     result["gemm X@Y.T"] = lambda: X @ Y.T
     return result

@@ -1,8 +1,9 @@
 """The fused-update cases (one Adagrad step, the fused-update issue's sizes) and their
-peers: idiomatic NumPy, NumPy with out= and scratch buffers, torch.optim.Adagrad fused
-and for-loop, and two yardsticks: the bandwidth floor (a pass that reads p, g, G and
-writes p and G, compiled and prefetched like the updates, on their threads) and fastgd's
-projected step (lower_bound=0: its ratio is the cost of the projection)."""
+peers: idiomatic NumPy, NumPy with out= and scratch buffers, a numba loop,
+torch.optim.Adagrad fused and for-loop, and two yardsticks: the bandwidth floor (a pass
+that reads p, g, G and writes p and G, compiled and prefetched like the updates, on their
+threads) and fastgd's projected step (lower_bound=0: its ratio is the cost of the
+projection)."""
 
 import math
 import os
@@ -12,6 +13,7 @@ import numpy as np
 import fastgd
 from fastgd._backend import ext
 from fastgd._threads import resolve_n_threads
+from fastgd.benchmarks import numba_loops
 from fastgd.updates import PARALLEL_MIN_ELEMENTS
 
 KERNEL = "adagrad_update"
@@ -27,7 +29,7 @@ CASES = {
 QUICK_CASES = ["1e5 float64", "1e3 float64", "1000 x 100 float64"]
 OURS = ["fastgd.adagrad_update", "fastgd.Adagrad.step"]
 # The peers, in the table's order (peers() leaves out those not installed).
-PEERS = ["numpy", "numpy out=", "torch fused", "torch for-loop", "bandwidth floor",
+PEERS = ["numpy", "numpy out=", "numba", "torch fused", "torch for-loop", "bandwidth floor",
          "fastgd lower_bound=0"]
 
 
@@ -115,6 +117,20 @@ def peers(case, n_threads):
 
     result["numpy"] = idiomatic
     result["numpy out="] = with_out
+    jitted = numba_loops.loops()
+    if jitted is not None:
+        jitted.use_threads(n_threads)
+        numba_params, _, numba_accums = make_state(shapes)
+
+        def numba_loop():
+            for p, g, G in zip(numba_params, grads, numba_accums, strict=True):
+                jitted.adagrad(p, g, G, LR, EPS)
+            return numba_params
+
+        # Compiled for these arrays' types on a copy, so that the timed calls start from
+        # the common state.
+        jitted.adagrad(params[0][:1].copy(), grads[0][:1], accums[0][:1].copy(), LR, EPS)
+        result["numba"] = numba_loop
     result.update(torch_peers("Adagrad", params, grads, n_threads, lr=LR, eps=EPS))
     if ext is not None and applies(case, "bandwidth floor"):
         floor_params, _, floor_accums = make_state(shapes)
