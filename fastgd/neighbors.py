@@ -110,7 +110,7 @@ def _candidates(X, Y, self_search, kept, n_threads):
     expansion = d >= distances.DIRECT_MAX_FEATURES
     kernels = distances.kernels()
     n_parts = 1
-    if -(-n // kernels.argkmin_task_rows(d, expansion)) < n_threads:  # few queries
+    if -(-n // kernels.argkmin_task_rows(d, expansion, X.dtype.itemsize)) < n_threads:  # few queries
         n_parts = min(n_threads, -(-m // PAIRWISE_ROW_CHUNK))
     # Parts of whole tiles (PAIRWISE_ROW_CHUNK is the kernel's TILE).
     part_cols = -(-m // n_parts)

@@ -748,11 +748,15 @@ cdef enum:
     # rows): a rejected entry's value, either way, is above the threshold.
     GRAM_TEST_SLACK_PER_FEATURE = 12
     GRAM_TEST_SLACK_CONSTANT = 32
-    # Through BLAS, each task's rows of X against tiles of this many rows of Y: larger
-    # GEMMs than sqeuclidean's TILE x TILE (their gram tile, 1 MiB in float32, is read
-    # once, by the scan), and Y packed once per ARGKMIN_GEMM_ROWS rows of X.
+    # Through BLAS, each task's rows of X (ARGKMIN_GEMM_ROWS in float32, half as many in
+    # float64) against tiles of ARGKMIN_GEMM_COLS rows of Y: larger GEMMs than
+    # sqeuclidean's TILE x TILE (the gram tile, 1 MiB, is read once, by the scan), and Y
+    # packed once per task's rows.
     ARGKMIN_GEMM_ROWS = 512
     ARGKMIN_GEMM_COLS = 512
+    # A thread keeps the norms of its whole part of Y (computed once, not once per task)
+    # when the part has at most this many rows (1.5 MiB of norms in float64).
+    ARGKMIN_PART_NORMS_ROWS = 1 << 17
 
 
 cdef inline double _key(double value) noexcept nogil:
@@ -899,17 +903,19 @@ cdef void _reduce_gram_tile(const floating* x_rows, const floating* y_rows, Py_s
                          slack_units, unit, values + a * kept, indices + a * kept, kept)
 
 
-cdef inline Py_ssize_t _argkmin_rows(Py_ssize_t d, bint expansion) noexcept nogil:
-    """Query rows per argkmin task: ARGKMIN_GEMM_ROWS through BLAS, else TILE."""
+cdef inline Py_ssize_t _argkmin_rows(Py_ssize_t d, bint expansion,
+                                     Py_ssize_t itemsize) noexcept nogil:
+    """Query rows per argkmin task: through BLAS, ARGKMIN_GEMM_ROWS in float32 and half
+    as many in float64 (the gram tile keeps its bytes), else TILE."""
     if expansion and not (d <= DEPTH and fastgd_pairwise_blocked()):
-        return ARGKMIN_GEMM_ROWS
+        return ARGKMIN_GEMM_ROWS * 4 // itemsize
     return TILE
 
 
-def argkmin_task_rows(Py_ssize_t d, bint expansion):
-    """Query rows per task of argkmin for d features and the method: the caller splits Y
-    into parts when there are fewer tasks than threads."""
-    return _argkmin_rows(d, expansion)
+def argkmin_task_rows(Py_ssize_t d, bint expansion, Py_ssize_t itemsize):
+    """Query rows per task of argkmin for d features, the method and the dtype's itemsize:
+    the caller splits Y into parts when there are fewer tasks than threads."""
+    return _argkmin_rows(d, expansion, itemsize)
 
 
 cdef struct ArgkminScratch:
@@ -925,21 +931,28 @@ cdef struct ArgkminScratch:
     double* x_norms
     double* y_norms
     void* y_norms_low
+    # With y_norms_rows >= a part's rows, the norms of the whole part (of norms_part, -1
+    # before the first), computed once; else those of the tile (cols).
+    Py_ssize_t y_norms_rows
+    Py_ssize_t norms_part
 
 
 cdef int _argkmin_scratch(ArgkminScratch* scratch, Py_ssize_t rows, Py_ssize_t cols,
-                          Py_ssize_t depth, Py_ssize_t itemsize, bint expansion,
-                          bint blocked) noexcept nogil:
+                          Py_ssize_t part_rows, Py_ssize_t depth, Py_ssize_t itemsize,
+                          bint expansion, bint blocked) noexcept nogil:
     """Allocate a thread's scratch (what the method needs); -1 if that fails."""
     memset(scratch, 0, sizeof(ArgkminScratch))
+    scratch.norms_part = -1
+    scratch.y_norms_rows = part_rows if part_rows <= ARGKMIN_PART_NORMS_ROWS else cols
     scratch.tile = fastgd_aligned_malloc(rows * cols * itemsize)
     if expansion:
         scratch.x_packed = fastgd_aligned_malloc(rows * depth * itemsize)
         scratch.y_packed = fastgd_aligned_malloc(max(cols, <Py_ssize_t>PANEL_ROWS) * depth
                                                  * itemsize)
         scratch.x_norms = <double*>fastgd_aligned_malloc(rows * sizeof(double))
-        scratch.y_norms = <double*>fastgd_aligned_malloc(cols * sizeof(double))
-        scratch.y_norms_low = fastgd_aligned_malloc(cols * itemsize)
+        scratch.y_norms = <double*>fastgd_aligned_malloc(scratch.y_norms_rows
+                                                         * sizeof(double))
+        scratch.y_norms_low = fastgd_aligned_malloc(scratch.y_norms_rows * itemsize)
         if (scratch.x_packed == NULL or scratch.y_packed == NULL or scratch.x_norms == NULL
                 or scratch.y_norms == NULL or scratch.y_norms_low == NULL):
             return -1
@@ -963,34 +976,41 @@ cdef void _argkmin_scratch_free(ArgkminScratch* scratch) noexcept nogil:
     fastgd_aligned_free(scratch.y_norms_low)
 
 
+cdef void _centred_norms_both(const floating* rows, Py_ssize_t nrows, Py_ssize_t d,
+                              const double* shift, double* norms,
+                              floating* norms_low) noexcept nogil:
+    """The centred squared norms, and the same rounded to floating."""
+    cdef Py_ssize_t r
+    _centred_sq_norms(rows, nrows, d, shift, norms)
+    for r in range(nrows):
+        norms_low[r] = <floating>norms[r]
+
+
 cdef void _argkmin_tile(const floating* X, const floating* Y, Py_ssize_t d,
                         bint self_search, bint expansion, bint blocked, const double* shift,
                         Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
-                        bint first_of_task, ArgkminScratch* scratch, floating* values,
-                        Py_ssize_t* indices, Py_ssize_t kept) noexcept nogil:
-    """Offer the tile of X's rows i0, ... (ni) by Y's rows j0, ... (nj) to the rows'
-    candidates (values and indices from row i0). The tile functions index rows from the
-    tile's first: X, Y and the norms are passed from row i0 and column j0."""
+                        bint first_of_task, const double* y_norms,
+                        const floating* y_norms_low, ArgkminScratch* scratch,
+                        floating* values, Py_ssize_t* indices, Py_ssize_t kept) noexcept nogil:
+    """Offer the tile of X's rows i0, ... (ni) by Y's rows j0, ... (nj; their norms in
+    y_norms and y_norms_low, with the expansion) to the rows' candidates (values and
+    indices from row i0). The tile functions index rows from the tile's first: X, Y and
+    the norms are passed from row i0 and column j0."""
     cdef const floating* x_rows = X + i0 * d
     cdef const floating* y_rows = Y + j0 * d
     cdef floating* tile = <floating*>scratch.tile
-    cdef floating* y_norms_low = <floating*>scratch.y_norms_low
-    cdef Py_ssize_t a, b
-    if expansion:
-        if first_of_task:
-            _centred_sq_norms(x_rows, ni, d, shift, scratch.x_norms)
-        _centred_sq_norms(y_rows, nj, d, shift, scratch.y_norms)
+    cdef Py_ssize_t a
+    if expansion and first_of_task:
+        _centred_sq_norms(x_rows, ni, d, shift, scratch.x_norms)
     if expansion and not blocked:  # through BLAS: the gram tile, scanned
-        for b in range(nj):
-            y_norms_low[b] = <floating>scratch.y_norms[b]
         _gram_tile(x_rows, y_rows, d, shift, 0, ni, 0, nj, first_of_task,
                    <floating*>scratch.x_packed, <floating*>scratch.y_packed, tile)
-        _reduce_gram_tile(x_rows, y_rows, d, tile, scratch.x_norms, scratch.y_norms,
-                          y_norms_low, i0, ni, j0, nj, self_search, values, indices, kept)
+        _reduce_gram_tile(x_rows, y_rows, d, tile, scratch.x_norms, y_norms, y_norms_low,
+                          i0, ni, j0, nj, self_search, values, indices, kept)
         return
     if expansion:
         _fused_expansion_tile(x_rows, y_rows, tile, d, nj, False, shift, scratch.x_norms,
-                              scratch.y_norms, 0, ni, 0, nj, first_of_task, True,
+                              y_norms, 0, ni, 0, nj, first_of_task, True,
                               <floating*>scratch.x_packed, <floating*>scratch.y_packed)
     elif blocked:
         _direct_tile_blocked(x_rows, y_rows, tile, d, nj, False, 0, ni, 0, nj,
@@ -1013,16 +1033,21 @@ cdef int _argkmin_tasks(const floating* X, const floating* Y, Py_ssize_t n, Py_s
     query rows against the part t % n_parts of Y (columns part * part_cols, ...), whose
     candidates go to values[part] and indices[part] (each n x kept). Returns 0, or -1
     when the scratch buffers could not be allocated."""
-    cdef Py_ssize_t task, part, i0, ni, col_tile, j0, j_begin, j_end, r
+    cdef Py_ssize_t task, part, i0, ni, col_tile, j0, nj, j_begin, j_end, r
     cdef bint blocked = d <= DEPTH and fastgd_pairwise_blocked()
-    cdef Py_ssize_t rows = _argkmin_rows(d, expansion)
+    cdef Py_ssize_t rows = _argkmin_rows(d, expansion, sizeof(floating))
     cdef Py_ssize_t cols = ARGKMIN_GEMM_COLS if expansion and not blocked else TILE
     cdef floating* row_values
     cdef Py_ssize_t* row_indices
     cdef ArgkminScratch scratch
-    cdef int status = _argkmin_scratch(&scratch, rows, cols, min(<Py_ssize_t>DEPTH, d),
-                                       sizeof(floating), expansion, blocked)
+    cdef int status = _argkmin_scratch(&scratch, rows, cols, part_cols,
+                                       min(<Py_ssize_t>DEPTH, d), sizeof(floating),
+                                       expansion, blocked)
+    cdef bint whole_part
+    cdef double* y_norms = scratch.y_norms
+    cdef floating* y_norms_low = <floating*>scratch.y_norms_low
     if status == 0:
+        whole_part = scratch.y_norms_rows >= part_cols
         for task in range(task_begin, task_end):
             part = task % n_parts
             i0 = (task // n_parts) * rows
@@ -1034,13 +1059,23 @@ cdef int _argkmin_tasks(const floating* X, const floating* Y, Py_ssize_t n, Py_s
             for r in range(ni * kept):
                 row_values[r] = <floating>NAN
                 row_indices[r] = NO_INDEX
+            if expansion and whole_part and scratch.norms_part != part:
+                _centred_norms_both(Y + j_begin * d, j_end - j_begin, d, shift,
+                                    scratch.y_norms, <floating*>scratch.y_norms_low)
+                scratch.norms_part = part
             for col_tile in range((j_end - j_begin + cols - 1) // cols):
                 if fastgd_should_stop(interrupt, is_caller):
                     break
                 j0 = j_begin + col_tile * cols
+                nj = min(cols, j_end - j0)
+                if expansion and whole_part:
+                    y_norms = scratch.y_norms + (j0 - j_begin)
+                    y_norms_low = <floating*>scratch.y_norms_low + (j0 - j_begin)
+                elif expansion:
+                    _centred_norms_both(Y + j0 * d, nj, d, shift, y_norms, y_norms_low)
                 _argkmin_tile(X, Y, d, self_search, expansion, blocked, shift, i0, ni, j0,
-                              min(cols, j_end - j0), col_tile == 0, &scratch, row_values,
-                              row_indices, kept)
+                              nj, col_tile == 0, y_norms, y_norms_low, &scratch,
+                              row_values, row_indices, kept)
             for r in range(ni):
                 _sort_candidates(row_values + r * kept, row_indices + r * kept, kept)
     _argkmin_scratch_free(&scratch)
@@ -1062,7 +1097,7 @@ def argkmin(const floating[:, ::1] X, const floating[:, ::1] Y, bint self_search
     """
     cdef Py_ssize_t n = X.shape[0], m = Y.shape[0], d = X.shape[1]
     cdef Py_ssize_t kept = values.shape[2], n_parts = values.shape[0]
-    cdef Py_ssize_t rows = _argkmin_rows(d, expansion)
+    cdef Py_ssize_t rows = _argkmin_rows(d, expansion, sizeof(floating))
     cdef Py_ssize_t n_tasks = (n + rows - 1) // rows * n_parts, chunk, begin, end
     cdef int n_failed = 0, thread
     cdef double[::1] shift = np.zeros(d)

@@ -153,16 +153,17 @@ static inline uint64_t fastgd_suspect_bits_f64(double dist, double norms_sum, do
 
 /* The first b in [start, n) where !(ENTRY(b) > bound), NaN included, or n; ENTRY(b) is
  * row[b] or row[b] + offsets[b] (in REAL). Blocks without such an entry cost one
- * vectorised test each. */
-#define FASTGD_DEFINE_FIRST_BELOW(NAME, TARGET, REAL, ENTRY)                            \
+ * vectorised test each; the block's flag is an integer as wide as REAL (FLAG), so that the
+ * compares' lanes OR together without shuffles. */
+#define FASTGD_DEFINE_FIRST_BELOW(NAME, TARGET, REAL, FLAG, ENTRY)                      \
     TARGET static ptrdiff_t NAME(const REAL *restrict row, const REAL *restrict offsets, \
                                  REAL bound, ptrdiff_t start, ptrdiff_t n)              \
     {                                                                                   \
         ptrdiff_t b = start;                                                            \
         for (; b + FASTGD_SCAN_BLOCK <= n; b += FASTGD_SCAN_BLOCK) {                    \
-            int hit = 0;                                                                \
+            FLAG hit = 0;                                                               \
             for (ptrdiff_t e = b; e < b + FASTGD_SCAN_BLOCK; e++)                       \
-                hit |= !(ENTRY(e) > bound);                                             \
+                hit |= (FLAG)!(ENTRY(e) > bound);                                       \
             if (hit)                                                                    \
                 break;                                                                  \
         }                                                                               \
@@ -187,14 +188,14 @@ static inline uint64_t fastgd_suspect_bits_f64(double dist, double norms_sum, do
                             fastgd_zero_bits_f32, sqeuclidean)                          \
     FASTGD_DEFINE_ROUND_ROW(fastgd_round_row_f64_##LEVEL, TARGET, double,               \
                             fastgd_zero_bits_f64, sqeuclidean)                          \
-    FASTGD_DEFINE_FIRST_BELOW(fastgd_first_below_f32_##LEVEL, TARGET, float,            \
+    FASTGD_DEFINE_FIRST_BELOW(fastgd_first_below_f32_##LEVEL, TARGET, float, int32_t,   \
                               FASTGD_ROW_ENTRY)                                         \
-    FASTGD_DEFINE_FIRST_BELOW(fastgd_first_below_f64_##LEVEL, TARGET, double,           \
+    FASTGD_DEFINE_FIRST_BELOW(fastgd_first_below_f64_##LEVEL, TARGET, double, int64_t,  \
                               FASTGD_ROW_ENTRY)                                         \
     FASTGD_DEFINE_FIRST_BELOW(fastgd_first_sum_below_f32_##LEVEL, TARGET, float,        \
-                              FASTGD_ROW_PLUS_OFFSET)                                   \
+                              int32_t, FASTGD_ROW_PLUS_OFFSET)                          \
     FASTGD_DEFINE_FIRST_BELOW(fastgd_first_sum_below_f64_##LEVEL, TARGET, double,       \
-                              FASTGD_ROW_PLUS_OFFSET)
+                              int64_t, FASTGD_ROW_PLUS_OFFSET)
 
 FASTGD_DEFINE_PAIRWISE_LEVEL(baseline, )
 #if FASTGD_X86_DISPATCH

@@ -205,10 +205,10 @@ def _argkmin_part(X, Y, start, stop, self_search, expansion, values, indices):
             values[rows][own], indices[rows][own] = np.nan, np.iinfo(np.intp).max
 
 
-def argkmin_task_rows(d, expansion):
+def argkmin_task_rows(d, expansion, itemsize):
     """The compiled kernel's query rows per task below the AVX-512 level (its work split;
     the twin computes alike with any)."""
-    return 512 if expansion else PAIRWISE_ROW_CHUNK
+    return 2048 // itemsize if expansion else PAIRWISE_ROW_CHUNK
 
 
 def argkmin(X, Y, self_search, expansion, values, indices, part_cols, n_threads):

@@ -19,8 +19,9 @@ CASES = {
     "10000x10000x128 float32 k=10": (10000, 10000, 128, np.float32, 10),
     "nearest 100000x256x64 float64": (100000, 256, 64, np.float64, 1),
     "10000x10000x3 float64 k=10": (10000, 10000, 3, np.float64, 10),
+    "500x5000x32 float32 k=10": (500, 5000, 32, np.float32, 10),
 }
-QUICK_CASES = ["1000x20000x32 float32 k=10"]
+QUICK_CASES = ["500x5000x32 float32 k=10"]
 OURS = ["fastgd"]
 # The peers, in the table's order (peers() leaves out those not installed).
 PEERS = ["faiss IndexFlatL2", "sklearn kneighbors", "sklearn pairwise_distances_argmin",
