@@ -15,7 +15,7 @@ from fastgd._backend import get_backend, use_backend
 from fastgd._config import show_config
 from fastgd._plan import observed_from_ids
 from fastgd._version import __version__
-from fastgd.distances import sqeuclidean
+from fastgd.distances import cdist, sqeuclidean
 from fastgd.factorization import FactorizationResult, factorize
 from fastgd.gradcheck import GradCheckReport, check_grad, numerical_gradient
 from fastgd.masked import ObservedEntries, masked_loss_grad, masked_residual, observed
@@ -47,6 +47,7 @@ __all__ = [
     "adagrad_update",
     "adam_update",
     "argkmin",
+    "cdist",
     "check_grad",
     "factorize",
     "get_backend",

@@ -26,13 +26,15 @@ Accumulator: TypeAlias = Literal["vector", "coordinate"]
 FiniteDifferences: TypeAlias = Literal["central", "forward", "backward"]
 DistanceMethod: TypeAlias = Literal["auto", "direct", "expansion"]
 MaskedMethod: TypeAlias = Literal["auto", "dense", "sparse"]
-Metric: TypeAlias = Literal["sqeuclidean"]
+Metric: TypeAlias = Literal["sqeuclidean", "euclidean", "cosine", "nan_euclidean"]
+CdistMetric: TypeAlias = Metric
 # Row indices (argkmin, nearest).
 IndexArray: TypeAlias = NDArray[np.intp]
 Jac: TypeAlias = Callable[..., ArrayLike] | bool | Literal["2-point", "3-point"] | None
 
 __all__ = [
-    "Any", "ArrayLike", "Arrays", "ArraysLike", "Callable", "DistanceMethod", "EpsMode",
+    "Any", "ArrayLike", "Arrays", "ArraysLike", "Callable", "CdistMetric", "DistanceMethod",
+    "EpsMode",
     "FiniteDifferences", "FloatArray", "IndexArray", "Jac", "Literal", "Loss", "MaskedMethod",
     "Metric", "NDArray", "Optimizer", "RandomState", "Reduction", "Sequence",
 ]

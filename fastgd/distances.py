@@ -9,7 +9,7 @@ import numpy as np
 from fastgd import _backend, _caches, _threads, _validation
 
 if TYPE_CHECKING:
-    from fastgd._typing import Any, ArrayLike, DistanceMethod, FloatArray, NDArray
+    from fastgd._typing import Any, ArrayLike, CdistMetric, DistanceMethod, FloatArray, NDArray
 
 METHODS = ("auto", "expansion", "direct")
 # The pairwise kernel's metrics (src_c/metrics.h: a functor each, which the direct loops
@@ -36,6 +36,10 @@ ALIGNED_MIN_BYTES = 1 << 16
 STREAM_ABOVE_L3 = 0.5
 L3_BYTES_UNKNOWN = 32 << 20
 
+# sqeuclidean's expansion is kept where D > CANCELLATION_RATIO (||x||^2 + ||y||^2) of the
+# centred rows (src_c/_pairwise.pyx); nan_euclidean's follows the same rule.
+CANCELLATION_RATIO = 0.5
+
 # Below this many multiply-adds (n * m * d) no parallel region is opened and
 # BLAS threads are left alone: their cost would dwarf the work.
 PARALLEL_MIN_WORK = 1 << 21
@@ -60,17 +64,19 @@ def _empty_output(shape, dtype):
     return np.empty(shape, dtype=dtype)
 
 
-def check_point_sets(X, Y):
+def check_point_sets(X, Y, names=("X", "Y")):
     """(X, Y, same): two point sets as float arrays of one feature count; Y None (or X
-    itself) is X, and ``same`` says so."""
+    itself) is X, and ``same`` says so. ``names``: the arguments' names in messages."""
     X_given = X
-    X = _validation.as_float_array(X, "X", 2, "(n_samples_X, n_features)")
+    x_name, y_name = names
+    X = _validation.as_float_array(X, x_name, 2, f"(n_samples_{x_name}, n_features)")
     if Y is None or Y is X_given:
         return X, X, True
-    Y = _validation.as_float_array(Y, "Y", 2, "(n_samples_Y, n_features)")
+    Y = _validation.as_float_array(Y, y_name, 2, f"(n_samples_{y_name}, n_features)")
     if Y.shape[1] != X.shape[1]:
-        raise ValueError(f"X and Y must have the same number of features (columns); "
-                         f"got X of shape {X.shape} and Y of shape {Y.shape}")
+        raise ValueError(f"{x_name} and {y_name} must have the same number of features "
+                         f"(columns); got {x_name} of shape {X.shape} and {y_name} of "
+                         f"shape {Y.shape}")
     return X, Y, False
 
 
@@ -174,4 +180,159 @@ def sqeuclidean(X: ArrayLike, Y: ArrayLike | None = None, *, out: NDArray[Any] |
         # The kernels set the diagonal to 0; a row with NaN or inf is NaN from itself.
         nonfinite_rows = np.flatnonzero(~np.isfinite(X).all(axis=1))
         out[nonfinite_rows, nonfinite_rows] = np.nan
+    return out
+
+
+# cdist's metrics: name -> what it is built from (the accuracy each keeps is in cdist's
+# docstring). "nan_euclidean" runs in NumPy (GEMMs on the centred, zero-filled rows, the
+# entries that may have cancelled recomputed directly); the others on sqeuclidean's kernel.
+CDIST_METRICS = ("sqeuclidean", "euclidean", "cosine", "nan_euclidean")
+# Pairs recomputed by direct differences at once (nan_euclidean), at most.
+DIRECT_PAIRS_ENTRIES = 1 << 20
+
+
+def check_metric(metric, supported):
+    """``metric`` if it is one of ``supported``, else a ValueError that lists them."""
+    if not isinstance(metric, str) or metric not in supported:
+        raise ValueError(f"metric must be one of {', '.join(map(repr, supported))}; "
+                         f"got {metric!r}")
+    return metric
+
+
+def unit_rows(X):
+    """The rows of X divided by their Euclidean norms (computed in float64, rounded to X's
+    dtype); a zero row becomes NaN, as SciPy's cosine distance is NaN for it."""
+    X64 = X.astype(np.float64, copy=False)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        norms = np.sqrt(np.einsum("ij,ij->i", X64, X64))
+        return (X64 / norms[:, None]).astype(X.dtype)
+
+
+def cdist(XA: ArrayLike, XB: ArrayLike, metric: CdistMetric = "euclidean", *,
+          out: NDArray[Any] | None = None, n_threads: int | None = None) -> FloatArray:
+    """Distances between each pair of rows of two point sets, as ``scipy.spatial.distance.cdist``.
+
+    Parameters
+    ----------
+    XA : array_like of shape (n_samples_A, n_features)
+    XB : array_like of shape (n_samples_B, n_features)
+    metric : {"euclidean", "sqeuclidean", "cosine", "nan_euclidean"}, default "euclidean"
+        * ``"sqeuclidean"``: ``||u - v||^2`` (:func:`fastgd.sqeuclidean`);
+        * ``"euclidean"``: its square root;
+        * ``"cosine"``: ``1 - u.v / (||u|| ||v||)``, SciPy's definition (NaN where a
+          vector is zero), computed as ``||u/||u|| - v/||v||||^2 / 2``, which does not
+          cancel for nearly parallel vectors;
+        * ``"nan_euclidean"``: scikit-learn's ``nan_euclidean_distances``: NaN coordinates
+          are missing, ``sqrt(n_features / n_present * sum over the coordinates present
+          in both of (u - v)^2)``, NaN where no coordinate is present in both.
+    out : ndarray of shape (n_samples_A, n_samples_B), optional
+        Where to write the result (as in :func:`fastgd.sqeuclidean`).
+    n_threads : int, optional
+        Threads of the distance kernel (as in :func:`fastgd.sqeuclidean`).
+
+    Returns
+    -------
+    ndarray of shape (n_samples_A, n_samples_B)
+        float32 if both inputs are float32 (SciPy returns float64), else float64.
+
+    Raises
+    ------
+    TypeError
+        Inputs of a non-real dtype.
+    ValueError
+        An unknown metric (the message lists the supported ones), inputs that are not 2-D
+        or differ in their number of features, or an unsuitable ``out``.
+
+    Notes
+    -----
+    Accuracy, with ``u`` the unit roundoff of the output dtype, ``D`` the exact distance and
+    ``d`` the number of features (present ones for nan_euclidean): sqeuclidean within
+    ``4 (d + 2) u D``; euclidean and nan_euclidean within ``(2 (d + 2) + 1) u D``; cosine
+    within ``4 (d + 2) u D + (d + 4) u sqrt(2 D)``, absolute: the cost of rounding the
+    unit vectors, far below the ``d u`` of the textbook ``1 - cos``. The zero vectors of
+    cosine and the rows without a common coordinate of nan_euclidean give NaN, as SciPy
+    and scikit-learn do (scikit-learn's nan_euclidean also sets the diagonal of ``X``
+    against itself to 0; so does this, as the exact distance of a row to itself is 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastgd
+    >>> X = np.array([[0.0, 0.0], [3.0, 4.0]])
+    >>> fastgd.cdist(X, X)
+    array([[0., 5.],
+           [5., 0.]])
+    >>> fastgd.cdist(np.array([[1.0, 0.0]]), np.array([[0.0, 2.0], [-3.0, 0.0]]), "cosine")
+    array([[1., 2.]])
+    >>> fastgd.cdist(np.array([[1.0, np.nan, 3.0]]), np.array([[0.0, 0.0, 1.0]]),
+    ...              "nan_euclidean")
+    array([[2.73861279]])
+    """
+    check_metric(metric, CDIST_METRICS)
+    if metric == "nan_euclidean":
+        return _nan_euclidean(XA, XB, out)
+    if metric == "cosine":
+        XA, XB, same = check_point_sets(XA, XB, ("XA", "XB"))
+        dtype = _validation.result_dtype(XA, XB)
+        XA = unit_rows(XA.astype(dtype, copy=False))
+        XB = XA if same else unit_rows(XB.astype(dtype, copy=False))
+        result = sqeuclidean(XA, XB, out=out, n_threads=n_threads)
+        result *= 0.5
+        return result
+    XA, XB, same = check_point_sets(XA, XB, ("XA", "XB"))
+    result = sqeuclidean(XA, XB if not same else XA, out=out, n_threads=n_threads)
+    if metric == "euclidean":
+        np.sqrt(result, out=result)
+    return result
+
+
+def _nan_euclidean(XA, XB, out):
+    """cdist's "nan_euclidean": the expansion on the centred rows with their NaN as 0, the
+    entries where it may have cancelled recomputed by direct differences."""
+    X_given, Y_given = XA, XB
+    X, Y, same = check_point_sets(XA, XB, ("XA", "XB"))
+    dtype = _validation.result_dtype(X, Y)
+    n, m, d = X.shape[0], Y.shape[0], X.shape[1]
+    if out is None:
+        out = np.empty((n, m), dtype)
+    else:
+        _validation.check_out(out, "out", (n, m), dtype, {"XA": X_given, "XB": Y_given})
+    if n == 0 or m == 0:
+        return out
+    X = X.astype(np.float64)
+    Y = X if same else Y.astype(np.float64)
+    present_x = ~np.isnan(X)
+    present_y = present_x if same else ~np.isnan(Y)
+    # The mean of each column's present coordinates (0 for a column with none, or where
+    # it is not finite).
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        total = np.where(present_x, X, 0.0).sum(axis=0)
+        count = present_x.sum(axis=0)
+        if not same:
+            total += np.where(present_y, Y, 0.0).sum(axis=0)
+            count += present_y.sum(axis=0)
+        shift = total / count
+    shift[~np.isfinite(shift)] = 0.0
+    Xc = np.where(present_x, X - shift, 0.0)
+    Yc = Xc if same else np.where(present_y, Y - shift, 0.0)
+    px, py = present_x.astype(np.float64), present_y.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.square(Xc) @ py.T + px @ np.square(Yc).T
+        squared = norms - 2 * (Xc @ Yc.T)
+        count = px @ py.T
+        # Kept where the expansion cannot have cancelled (as sqeuclidean's).
+        suspect = ~(squared > CANCELLATION_RATIO * norms) | ~np.isfinite(squared)
+    suspect &= count > 0
+    rows, cols = np.nonzero(suspect)
+    step = max(1, DIRECT_PAIRS_ENTRIES // max(d, 1))
+    for start in range(0, rows.shape[0], step):
+        r, c = rows[start:start + step], cols[start:start + step]
+        with np.errstate(invalid="ignore", over="ignore"):
+            difference = np.where(present_x[r] & present_y[c], X[r] - Y[c], 0.0)
+            squared[r, c] = np.einsum("pd,pd->p", difference, difference)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        squared *= d / count
+    squared[count == 0] = np.nan
+    np.sqrt(squared, out=squared)
+    out[...] = squared
     return out

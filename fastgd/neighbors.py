@@ -24,7 +24,7 @@ from fastgd._numpy._pairwise import PAIRWISE_ROW_CHUNK, order_key, smallest
 if TYPE_CHECKING:
     from fastgd._typing import ArrayLike, FloatArray, IndexArray, Literal, Metric
 
-METRICS = ("sqeuclidean",)
+METRICS = distances.CDIST_METRICS
 # Differences computed at once by the settling pass's direct distances, at most.
 SETTLE_TILE_ENTRIES = 1 << 20
 
@@ -110,7 +110,8 @@ def _candidates(X, Y, self_search, kept, n_threads):
     expansion = d >= distances.DIRECT_MAX_FEATURES
     kernels = distances.kernels()
     n_parts = 1
-    if -(-n // kernels.argkmin_task_rows(d, expansion, X.dtype.itemsize)) < n_threads:  # few queries
+    task_rows = kernels.argkmin_task_rows(d, expansion, X.dtype.itemsize)
+    if -(-n // task_rows) < n_threads:  # few queries: Y in parts too
         n_parts = min(n_threads, -(-m // PAIRWISE_ROW_CHUNK))
     # Parts of whole tiles (PAIRWISE_ROW_CHUNK is the kernel's TILE).
     part_cols = -(-m // n_parts)
@@ -150,8 +151,12 @@ def argkmin(X: ArrayLike, Y: ArrayLike | None = None, k: int = 1, *,
     k : int, default 1
         How many neighbours; at most the number of rows searched (``n_samples_X - 1``
         with ``Y=None``).
-    metric : {"sqeuclidean"}
-        The distance.
+    metric : {"sqeuclidean", "euclidean", "cosine", "nan_euclidean"}
+        The distance, as :func:`fastgd.cdist` defines it: "euclidean" orders as
+        "sqeuclidean" and returns the square roots; "cosine" searches the unit rows (a
+        zero row's distances are NaN, and it comes last); "nan_euclidean" treats NaN
+        coordinates as missing (computed in blocks of rows by ``cdist``, without the
+        settling below).
     return_distance : bool, default True
         Return the distances with the indices.
     n_threads : int, optional
@@ -160,7 +165,7 @@ def argkmin(X: ArrayLike, Y: ArrayLike | None = None, k: int = 1, *,
     Returns
     -------
     distances : ndarray of shape (n_samples_X, k)
-        Sorted, in sqeuclidean's dtype (float32 for float32 inputs); only with
+        Sorted, in the metric's distances (float32 for float32 inputs); only with
         ``return_distance``.
     indices : ndarray of shape (n_samples_X, k), intp
         The rows of Y, nearest first; equal distances in the order of their index.
@@ -175,7 +180,8 @@ def argkmin(X: ArrayLike, Y: ArrayLike | None = None, k: int = 1, *,
 
     Notes
     -----
-    The distances are sqeuclidean's, within ``4 (d + 2) u D`` of the exact ones. Where
+    The distances are sqeuclidean's, within ``4 (d + 2) u D`` of the exact ones (the
+    other metrics keep cdist's bounds). Where
     the k-th nearest and the next candidate are closer than that bound, the row's
     candidates near the k-th distance are compared by direct differences in float64, so
     that which rows make the k nearest does not depend on rounding; so are a row's k
@@ -200,9 +206,7 @@ def argkmin(X: ArrayLike, Y: ArrayLike | None = None, k: int = 1, *,
     array([1., 4.])
     """
     X, Y, self_search = distances.check_point_sets(X, Y)
-    if not isinstance(metric, str) or metric not in METRICS:
-        raise ValueError(f"metric must be one of {', '.join(map(repr, METRICS))}; "
-                         f"got {metric!r}")
+    distances.check_metric(metric, METRICS)
     k = _validation.check_int(k, "k", 1)
     searched = Y.shape[0] - 1 if self_search else Y.shape[0]
     if k > searched:
@@ -216,9 +220,34 @@ def argkmin(X: ArrayLike, Y: ArrayLike | None = None, k: int = 1, *,
     n = X.shape[0]
     best_d = np.empty((n, k), dtype=dtype)
     best_i = np.empty((n, k), dtype=np.intp)
-    if n:
+    if n and metric == "nan_euclidean":
+        _search_blocks(X, Y, self_search, k, metric, best_d, best_i)
+    elif n:
+        if metric == "cosine":
+            X = distances.unit_rows(X)
+            Y = X if self_search else distances.unit_rows(Y)
         _search(X, Y, self_search, k, n_threads, best_d, best_i)
+        if metric == "euclidean":
+            np.sqrt(best_d, out=best_d)
+        elif metric == "cosine":
+            best_d *= 0.5
     return (best_d, best_i) if return_distance else best_i
+
+
+def _search_blocks(X, Y, self_search, k, metric, best_d, best_i):
+    """The k nearest by ``cdist(metric)`` a block of rows at a time (about
+    SETTLE_TILE_ENTRIES distances each), ties by index, each row's own entry after every
+    other when X searches itself."""
+    n, m = X.shape[0], Y.shape[0]
+    step = max(1, SETTLE_TILE_ENTRIES // max(m, 1))
+    for start in range(0, n, step):
+        block = np.arange(start, min(n, start + step))
+        values = distances.cdist(X[block], Y, metric)
+        keys = order_key(values)
+        if self_search:
+            keys[np.arange(block.shape[0]), block] = np.nan
+        chosen = smallest(keys, values, np.broadcast_to(np.arange(m), values.shape), k)
+        best_d[block], best_i[block] = chosen[1], chosen[2]
 
 
 def _search(X, Y, self_search, k, n_threads, best_d, best_i):

@@ -204,8 +204,9 @@ def test_errors_name_the_argument():
         fastgd.argkmin(X, k=0)
     with pytest.raises(TypeError, match="k must be an int >= 1; got str '2'"):
         fastgd.argkmin(X, k="2")
-    with pytest.raises(ValueError, match="metric must be one of 'sqeuclidean'; got 'cosine'"):
-        fastgd.argkmin(X, X, metric="cosine")
+    with pytest.raises(ValueError, match="metric must be one of 'sqeuclidean', 'euclidean', "
+                                         "'cosine', 'nan_euclidean'; got 'cityblock'"):
+        fastgd.argkmin(X, X, metric="cityblock")
     with pytest.raises(ValueError, match="same number of features"):
         fastgd.argkmin(X, np.zeros((3, 5)))
     with pytest.raises(TypeError, match="X"):

@@ -8,7 +8,8 @@ import fastgd
 X = np.ones((3, 2))
 fastgd.sqeuclidean(X, method="fast")  # type: ignore[arg-type]
 fastgd.sqeuclidean(X, n_threads="all")  # type: ignore[arg-type]
-fastgd.argkmin(X, metric="cosine")  # type: ignore[call-overload]
+fastgd.argkmin(X, metric="cityblock")  # type: ignore[call-overload]
+fastgd.cdist(X, X, "minkowski")  # type: ignore[arg-type]
 fastgd.masked_loss_grad(X, X, X, loss="mae")  # type: ignore[arg-type]
 fastgd.adagrad_update(X, X, X, eps_mode="sometimes")  # type: ignore[arg-type]
 fastgd.sgd_update(X, X, momentum=0.9)  # type: ignore[call-arg]

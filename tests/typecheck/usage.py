@@ -12,6 +12,8 @@ D: NDArray[np.floating] = fastgd.sqeuclidean(X)
 D = fastgd.sqeuclidean(X.astype(np.float32), [[0.0, 0.0, 0.0]], n_threads=1, method="direct")
 near_d, near_i = fastgd.argkmin(X, k=2)
 only_i: NDArray[np.intp] = fastgd.argkmin(X, X[:2], k=1, return_distance=False, n_threads=1)
+cosine_d, cosine_i = fastgd.argkmin(X, k=1, metric="cosine")
+between: NDArray[np.floating] = fastgd.cdist(X, X[:2], "nan_euclidean", n_threads=1)
 assignment: NDArray[np.intp] = fastgd.nearest(X, X[:2])
 
 A = np.array([[5.0, np.nan, 1.0], [np.nan, 2.0, np.nan]])
