@@ -17,7 +17,16 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import fastgd
 from fastgd import demo
-from fastgd.benchmarks import adam, factorize, losses, masked, neighbors, sqeuclidean, updates
+from fastgd.benchmarks import (
+    adam,
+    factorize,
+    losses,
+    masked,
+    metrics,
+    neighbors,
+    sqeuclidean,
+    updates,
+)
 
 # The library each optional peer needs; every other peer must always be there.
 OPTIONAL_PEERS = {
@@ -25,6 +34,7 @@ OPTIONAL_PEERS = {
     "sklearn kneighbors": "sklearn",
     "sklearn pairwise_distances_argmin": "sklearn",
     "faiss IndexFlatL2": "faiss",
+    "sklearn.nan_euclidean_distances": "sklearn",
     "numba": "numba",
     "autograd": "autograd",
     "autograd tutorial": "autograd",
@@ -113,6 +123,25 @@ def test_neighbour_peers_find_fastgds_neighbours(case):
         difference = X[rows].astype(np.float64) - Y[got[rows, places]].astype(np.float64)
         peer_exact = np.einsum("nd,nd->n", difference, difference)
         assert (np.abs(peer_exact - exact[rows, places]) <= tolerance[rows, places]).all(), peer
+
+
+@pytest.mark.parametrize("case", _cases(metrics))
+def test_metric_peers_compute_fastgds_distances(case):
+    """SciPy's cdist and scikit-learn's nan_euclidean_distances give fastgd's distances
+    (to float32's rounding where the inputs are float32: SciPy computes in float64); the
+    yardstick, the squared distances of the same points with NaN as 0."""
+    functions = _peers(metrics, case)
+    n, m, d, dtype, metric = metrics.CASES[case]
+    XA, XB = metrics.make_data(n, m, d, dtype, metric)
+    expected = functions.pop("fastgd")()
+    assert expected.dtype == dtype and expected.shape == (n, m)
+    squared = functions.pop("fastgd.sqeuclidean")()
+    assert_allclose(squared, fastgd.sqeuclidean(np.nan_to_num(XA), np.nan_to_num(XB)))
+    rtol = 1e-10 if dtype == np.float64 else 1e-4
+    for peer, function in functions.items():
+        got = np.asarray(function(), dtype=np.float64)
+        assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=peer)
+        assert_allclose(got, expected, rtol=rtol, atol=rtol, err_msg=peer)
 
 
 def _assert_loss_and_gradients_close(got, expected, rtol, peer):

@@ -5,7 +5,7 @@ One row per kernel, case and thread setting: fastgd's time, and each peer's spee
 are interleaved in one process (A B C A B C ...) and medians of several rounds are
 compared. Peers that are not installed are shown as such; the cases live in
 ``fastgd.benchmarks.sqeuclidean``, ``.masked``, ``.losses``, ``.updates``, ``.adam``,
-``.factorize``, ``.recommender`` and ``.neighbors``,
+``.factorize``, ``.recommender``, ``.neighbors`` and ``.metrics``,
 which the pytest-benchmark files under ``bench/`` share.
 """
 
@@ -16,7 +16,7 @@ import os
 from fastgd.benchmarks.timing import interleaved_medians
 
 KERNEL_MODULES = ("sqeuclidean", "masked", "losses", "updates", "adam", "factorize",
-                  "recommender", "neighbors")
+                  "recommender", "neighbors", "metrics")
 THREAD_SETTINGS = ("1", "all")
 NOT_INSTALLED = "not installed"
 NOT_APPLICABLE = "n/a"
@@ -73,7 +73,7 @@ def run(*, quick=False, threads=THREAD_SETTINGS, kernels=KERNEL_MODULES, rounds=
         threads (``n_threads=-1``, every peer with its default threads), or both.
     kernels : str or sequence of str, default all of KERNEL_MODULES
         Which kernel families: "sqeuclidean", "masked", "losses", "updates", "adam",
-        "factorize", "recommender", "neighbors".
+        "factorize", "recommender", "neighbors", "metrics".
     rounds : int, optional
         Interleaved rounds per case (default 3 quick, 7 otherwise).
     progress : callable, optional
