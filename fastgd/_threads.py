@@ -6,9 +6,9 @@ on; 0 is an error.
 """
 
 import contextlib
-import functools
 import numbers
 import os
+import sys
 import warnings
 
 
@@ -120,13 +120,22 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-@functools.cache
+# threadpoolctl's controller, and the number of modules loaded when it scanned the
+# process's libraries: a module imported since (faiss and torch bring BLAS libraries of
+# their own) makes the next use scan again, so that every loaded BLAS is held.
+_controller = {"modules": -1, "controller": None}
+
+
 def _blas_controller():
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
         return None
-    return ThreadpoolController()
+    loaded = len(sys.modules)
+    if _controller["modules"] != loaded:
+        _controller["controller"] = ThreadpoolController()
+        _controller["modules"] = loaded
+    return _controller["controller"]
 
 
 def prepare_blas_control():

@@ -1,6 +1,8 @@
 """n_threads follows scikit-learn's rule."""
 
 import os
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -52,6 +54,16 @@ def test_single_threaded_blas_limits_and_restores():
     after = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
              if lib["user_api"] == "blas"]
     assert after == before
+
+
+def test_the_blas_controller_scans_again_after_an_import(monkeypatch):
+    """A library imported after fastgd's first scan (faiss and torch bring BLAS libraries
+    of their own) is found at the next use, so single_threaded_blas holds it too."""
+    require_peer("threadpoolctl")
+    first = _threads._blas_controller()
+    assert _threads._blas_controller() is first  # no scan without an import
+    monkeypatch.setitem(sys.modules, "fastgd_tests_imported_later", types.ModuleType("m"))
+    assert _threads._blas_controller() is not first
 
 
 def _gil_workloads():
@@ -112,7 +124,6 @@ def test_compiled_kernel_releases_the_gil(workload):
 
 def test_omp_num_threads_sets_the_default():
     import subprocess
-    import sys
 
     code = "from fastgd import _threads; print(_threads.default_n_threads())"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FASTGD_")}
