@@ -25,6 +25,9 @@ LOOP_STATUSES = ("max_iter", "converged", "nonfinite")
 # The stochastic solver's steps (src_c/stochastic_loops.h): plain SGD, Adagrad with one
 # accumulator per coordinate, and LIBMF's Adagrad with one per row vector.
 STOCHASTIC_STEPS = ("sgd", "adagrad", "adagrad_vector")
+# What the pairwise kernel makes of each finished tile of squared distances: nothing, its
+# square root (cdist's "euclidean") or half (its "cosine", from unit rows).
+DISTANCE_FINISHES = ("none", "sqrt", "half")
 
 # The kinds written into fastgd_codes.h, with their C prefixes.
 C_ENUMS = {
@@ -35,6 +38,7 @@ C_ENUMS = {
     "EPS": EPS_MODES,
     "STATUS": LOOP_STATUSES,
     "STEP": STOCHASTIC_STEPS,
+    "FINISH": DISTANCE_FINISHES,
 }
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fastgd import _backend, _caches, _threads, _validation
+from fastgd import _backend, _caches, _codes, _threads, _validation
 
 if TYPE_CHECKING:
     from fastgd._typing import Any, ArrayLike, CdistMetric, DistanceMethod, FloatArray, NDArray
@@ -22,8 +22,11 @@ METRICS = {"sqeuclidean": {"expansion": True}}
 # records; change them only with a side-by-side measurement.
 
 # method="auto" uses the direct differences below this many features, the GEMM expansion
-# from it on.
-DIRECT_MAX_FEATURES = 10
+# from it on (direct_max_features): by the level the pairwise loops run at and the dtype,
+# DIRECT_MAX_FEATURES_OTHER where a level has no entry. At the AVX2 level the direct sums
+# run in register blocks (src_c/pairwise_loops.h) against the expansion through BLAS.
+DIRECT_MAX_FEATURES = {"avx2": {"float32": 20, "float64": 32}}
+DIRECT_MAX_FEATURES_OTHER = 10
 
 # Outputs from this size on are allocated with their data on a cache line (the compiled
 # backend's empty_aligned), so that the kernel's 64-byte vector stores never straddle two
@@ -32,7 +35,8 @@ ALIGNED_MIN_BYTES = 1 << 16
 
 # The direct method at the AVX-512 level writes an output of at least this fraction of
 # the L3 cache by non-temporal stores (it would not stay in the cache, and a plain store
-# reads each line before overwriting it); the expansion never does.
+# reads each line before overwriting it); the expansion never does, nor the AVX2 level's
+# blocks, for which they were slower.
 STREAM_ABOVE_L3 = 0.5
 L3_BYTES_UNKNOWN = 32 << 20
 
@@ -78,6 +82,21 @@ def check_point_sets(X, Y, names=("X", "Y")):
                          f"(columns); got {x_name} of shape {X.shape} and {y_name} of "
                          f"shape {Y.shape}")
     return X, Y, False
+
+
+def direct_max_features(dtype: Any, crossovers: dict[str, dict[str, int]] | None = None) -> int:
+    """The number of features from which ``method="auto"`` takes the expansion, for the
+    level the pairwise loops run at (the compiled backend's; NumPy's twin follows it, so
+    that both backends choose alike) and ``dtype``: from ``crossovers`` (level -> dtype
+    name -> features; DIRECT_MAX_FEATURES by default), else DIRECT_MAX_FEATURES_OTHER."""
+    table = DIRECT_MAX_FEATURES if crossovers is None else crossovers
+    return table.get(_pairwise_level(), {}).get(np.dtype(dtype).name,
+                                                DIRECT_MAX_FEATURES_OTHER)
+
+
+def _pairwise_level() -> str | None:
+    """The SIMD level the compiled pairwise loops run at (None without them)."""
+    return (_backend.simd_levels or {}).get("sqeuclidean")
 
 
 def sqeuclidean(X: ArrayLike, Y: ArrayLike | None = None, *, out: NDArray[Any] | None = None,
@@ -149,13 +168,22 @@ def sqeuclidean(X: ArrayLike, Y: ArrayLike | None = None, *, out: NDArray[Any] |
     X_given, Y_given = X, Y
     X, Y, symmetric = check_point_sets(X, Y)
     _validation.check_choice(method, "method", METHODS)
+    return _squared_distances(X, Y, symmetric, method, out, {"X": X_given, "Y": Y_given},
+                              n_threads, "none")
+
+
+def _squared_distances(X, Y, symmetric, method, out, given, n_threads, finish):
+    """sqeuclidean's work on point sets from check_point_sets, each entry then finished
+    as ``finish`` says (a name in _codes.DISTANCE_FINISHES: cdist's "euclidean" takes the
+    root in the kernel's tiles, while they are in cache). ``given``: the caller's inputs by
+    name, which ``out`` must not overlap."""
     n_threads = _threads.resolve_n_threads(n_threads)
     dtype = _validation.result_dtype(X, Y)
     n, m, d = X.shape[0], Y.shape[0], X.shape[1]
     if out is None:
         out = _empty_output((n, m), dtype)
     else:
-        _validation.check_out(out, "out", (n, m), dtype, {"X": X_given, "Y": Y_given})
+        _validation.check_out(out, "out", (n, m), dtype, given)
     if n == 0 or m == 0:
         return out
     if d == 0:
@@ -165,17 +193,19 @@ def sqeuclidean(X: ArrayLike, Y: ArrayLike | None = None, *, out: NDArray[Any] |
     X = _validation.as_contiguous(X, dtype)
     Y = X if symmetric else _validation.as_contiguous(Y, dtype)
     expansion = METRICS["sqeuclidean"]["expansion"] and (
-        method == "expansion" or (method == "auto" and d >= DIRECT_MAX_FEATURES))
+        method == "expansion" or (method == "auto" and d >= direct_max_features(dtype)))
     work = n * m * d
     if work < PARALLEL_MIN_WORK:
         n_threads = 1
-    stream = out.nbytes >= STREAM_ABOVE_L3 * _caches.cache_bytes(3, L3_BYTES_UNKNOWN)
+    stream = _pairwise_level() == "avx512" and (
+        out.nbytes >= STREAM_ABOVE_L3 * _caches.cache_bytes(3, L3_BYTES_UNKNOWN))
     compute = kernels().sqeuclidean
+    finish_code = _codes.code_of(_codes.DISTANCE_FINISHES, finish)
     if expansion and work >= PARALLEL_MIN_WORK:
         with _threads.single_threaded_blas():
-            compute(X, Y, out, symmetric, expansion, n_threads, stream)
+            compute(X, Y, out, symmetric, expansion, n_threads, stream, finish_code)
     else:
-        compute(X, Y, out, symmetric, expansion, n_threads, stream)
+        compute(X, Y, out, symmetric, expansion, n_threads, stream, finish_code)
     if symmetric:
         # The kernels set the diagonal to 0; a row with NaN or inf is NaN from itself.
         nonfinite_rows = np.flatnonzero(~np.isfinite(X).all(axis=1))
@@ -271,19 +301,14 @@ def cdist(XA: ArrayLike, XB: ArrayLike, metric: CdistMetric = "euclidean", *,
     check_metric(metric, CDIST_METRICS)
     if metric == "nan_euclidean":
         return _nan_euclidean(XA, XB, out)
+    given = {"XA": XA, "XB": XB}
+    XA, XB, same = check_point_sets(XA, XB, ("XA", "XB"))
     if metric == "cosine":
-        XA, XB, same = check_point_sets(XA, XB, ("XA", "XB"))
         dtype = _validation.result_dtype(XA, XB)
         XA = unit_rows(XA.astype(dtype, copy=False))
         XB = XA if same else unit_rows(XB.astype(dtype, copy=False))
-        result = sqeuclidean(XA, XB, out=out, n_threads=n_threads)
-        result *= 0.5
-        return result
-    XA, XB, same = check_point_sets(XA, XB, ("XA", "XB"))
-    result = sqeuclidean(XA, XB if not same else XA, out=out, n_threads=n_threads)
-    if metric == "euclidean":
-        np.sqrt(result, out=result)
-    return result
+    finish = {"sqeuclidean": "none", "euclidean": "sqrt", "cosine": "half"}[metric]
+    return _squared_distances(XA, XB, same, "auto", out, given, n_threads, finish)
 
 
 def _nan_euclidean(XA, XB, out):

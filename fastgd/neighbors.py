@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from fastgd._typing import ArrayLike, FloatArray, IndexArray, Literal, Metric
 
 METRICS = distances.CDIST_METRICS
+# The kernel's direct method below this many features, the expansion from it on (as
+# distances.DIRECT_MAX_FEATURES). At the AVX2 level the expansion through BLAS tests the
+# Gram entries against the rows' thresholds without forming distances, which beats the
+# blocked direct sums from 16 features in float64 and at every d in float32 (whose GEMM
+# runs twice as many lanes as the direct sums in double).
+DIRECT_MAX_FEATURES = {"avx2": {"float32": 1, "float64": 16}}
 # Differences computed at once by the settling pass's direct distances, at most.
 SETTLE_TILE_ENTRIES = 1 << 20
 
@@ -107,7 +113,7 @@ def _candidates(X, Y, self_search, kept, n_threads):
     n, m, d = X.shape[0], Y.shape[0], X.shape[1]
     if n * m * d < distances.PARALLEL_MIN_WORK:
         n_threads = 1
-    expansion = d >= distances.DIRECT_MAX_FEATURES
+    expansion = d >= distances.direct_max_features(X.dtype, DIRECT_MAX_FEATURES)
     kernels = distances.kernels()
     n_parts = 1
     task_rows = kernels.argkmin_task_rows(d, expansion, X.dtype.itemsize)

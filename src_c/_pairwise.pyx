@@ -12,11 +12,13 @@ Two methods, both writing each output entry exactly once:
 * direct: sum_k (x_k - y_k)^2 in double, in order over k, two rows of X at a time
   against a tile of Y stored column-wise (the loop over Y rows vectorises).
 
-At the AVX-512 level (pairwise_loops.h, d <= DEPTH) both methods instead keep blocks of
-8 x 24 entries in registers: the expansion fuses the products, the epilogue and the
-direct recomputation (it no longer goes through BLAS), and the direct method computes the
-same sums in the same order as above. The vector loops are compiled per instruction-set
-level and chosen at import (select_simd).
+At the AVX2 and AVX-512 levels (pairwise_loops.h, d <= DEPTH) both methods instead keep
+blocks of entries in registers (8 x 24 at AVX-512, 4 x 12 in float64 and 4 x 24 in
+float32 at AVX2): the expansion fuses the products, the epilogue and the direct
+recomputation (it no longer goes through BLAS; at AVX2 not for float64 beyond
+FASTGD_FUSED_AVX2_F64_MAX_DEPTH features, nor for argkmin: _blocked), and the direct
+method computes the same sums in the same order as above. The vector loops are compiled
+per instruction-set level and chosen at import (select_simd).
 
 The output is cut into square tiles of rows of X by rows of Y; with Y is X only
 the upper triangle of tiles is computed and mirrored. Tiles are the unit of
@@ -31,6 +33,7 @@ expansion through BLAS: see sqeuclidean).
 
 import numpy as np
 
+from codes cimport FINISH_NONE
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from interrupts cimport (
@@ -85,11 +88,16 @@ cdef extern from "pairwise_loops.h" nogil:
                                           float bound, Py_ssize_t start, Py_ssize_t n)
     Py_ssize_t fastgd_first_sum_below_f64(const double* row, const double* offsets,
                                           double bound, Py_ssize_t start, Py_ssize_t n)
+    void fastgd_finish_block_f32(float* out, Py_ssize_t ldo, Py_ssize_t rows,
+                                 Py_ssize_t cols, int finish)
+    void fastgd_finish_block_f64(double* out, Py_ssize_t ldo, Py_ssize_t rows,
+                                 Py_ssize_t cols, int finish)
     int fastgd_pairwise_select_level(int asked)
-    const int FUSED_MR "FASTGD_FUSED_MR"
-    const int FUSED_NR_f32 "FASTGD_FUSED_NR_f32"
-    const int FUSED_NR_f64 "FASTGD_FUSED_NR_f64"
     int fastgd_pairwise_blocked()
+    bint fastgd_pairwise_fused(Py_ssize_t d, Py_ssize_t itemsize, bint reduce)
+    Py_ssize_t fastgd_fused_mr()
+    Py_ssize_t fastgd_fused_nr_f32()
+    Py_ssize_t fastgd_fused_nr_f64()
     void fastgd_pack_panels_f32(const float* rows, Py_ssize_t d, Py_ssize_t row0,
                                 Py_ssize_t nrows, Py_ssize_t width, const double* shift,
                                 float* packed)
@@ -116,7 +124,7 @@ def select_simd(int highest):
     """Run the vector loops (the expansion's epilogue, the direct differences) at the best
     level this CPU supports, at most level code `highest` (fastgd._codes.SIMD_LEVELS;
     "scalar" runs "baseline"). The direct method gives bitwise the same results at every
-    level; the avx512 level's fused expansion sums its products in another order than BLAS,
+    level; the fused expansion (avx2, avx512) sums its products in another order than BLAS,
     within the same accuracy bound. Returns the level code chosen."""
     return fastgd_pairwise_select_level(highest)
 
@@ -146,6 +154,16 @@ cdef enum:
 # S <= D / 0.5 that is (4d + 7) u D, inside the promised 4 (d + 2) u D. Everything else is
 # recomputed by direct differences.
 cdef double CANCELLATION_RATIO = 0.5
+
+
+cdef inline bint _blocked(Py_ssize_t d, bint expansion, Py_ssize_t itemsize,
+                          bint reduce) noexcept nogil:
+    """Whether the method runs in register blocks (pairwise_loops.h) for d features of
+    itemsize bytes: the blocked direct sums at the AVX2 and AVX-512 levels, the fused
+    expansion where fastgd_pairwise_fused says (``reduce``: for argkmin)."""
+    if d > DEPTH:
+        return False
+    return fastgd_pairwise_fused(d, itemsize, reduce) if expansion else fastgd_pairwise_blocked()
 
 
 cdef inline double _direct_sqdist(const floating* x, const floating* y,
@@ -335,14 +353,14 @@ cdef void _fused_expansion_tile(const floating* X, const floating* Y, floating* 
                                 Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
                                 bint pack_x, bint pack_y, floating* x_packed,
                                 floating* y_packed) noexcept nogil:
-    """One output tile by the fused expansion (pairwise_loops.h, AVX-512, d <= DEPTH):
-    blocks of FUSED_MR x NR entries straight from registers into out, the entries that
-    may have cancelled recomputed by direct differences within the block. The tile's rows
-    of X and of Y are packed first where ``pack_x`` and ``pack_y`` ask for it (else the
-    panels hold them already)."""
-    cdef Py_ssize_t nr = FUSED_NR_f32 if floating is float else FUSED_NR_f64
+    """One output tile by the fused expansion (pairwise_loops.h, AVX2 and AVX-512,
+    d <= DEPTH): blocks of fastgd_fused_mr() x NR entries straight from registers into
+    out, the entries that may have cancelled recomputed by direct differences within the
+    block. The tile's rows of X and of Y are packed first where ``pack_x`` and ``pack_y``
+    ask for it (else the panels hold them already)."""
+    cdef Py_ssize_t nr = fastgd_fused_nr_f32() if floating is float else fastgd_fused_nr_f64()
     if pack_x:
-        _pack_panels(X, d, i0, ni, FUSED_MR, shift, x_packed)
+        _pack_panels(X, d, i0, ni, fastgd_fused_mr(), shift, x_packed)
     if pack_y:
         _pack_panels(Y, d, j0, nj, nr, shift, y_packed)
     if floating is float:
@@ -461,8 +479,8 @@ cdef void _direct_tile_blocked(const floating* X, const floating* Y, floating* o
                                Py_ssize_t d, Py_ssize_t m, bint symmetric,
                                Py_ssize_t i0, Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj,
                                double* y_columns, bint stream) noexcept nogil:
-    """One output tile by direct differences at the AVX-512 level (d <= DEPTH): blocks of
-    FUSED_MR x NR entries with their sums in registers (pairwise_loops.h), the same
+    """One output tile by direct differences at the AVX2 and AVX-512 levels (d <= DEPTH):
+    blocks of entries with their sums in registers (pairwise_loops.h), the same
     operations in the same order as _direct_tile, so the same bits; stored by non-temporal
     stores with ``stream``."""
     _columns_in_double(Y, d, j0, nj, 0, d, y_columns)
@@ -473,6 +491,20 @@ cdef void _direct_tile_blocked(const floating* X, const floating* Y, floating* o
         fastgd_direct_tile_f64(X + i0 * d, d, y_columns, Y + j0 * d, out + i0 * m + j0, m,
                                ni, nj, stream)
     _finish_symmetric_tile(out, m, symmetric, i0, ni, j0, nj)
+
+
+cdef void _finish_tile(floating* out, Py_ssize_t m, bint symmetric, Py_ssize_t i0,
+                       Py_ssize_t ni, Py_ssize_t j0, Py_ssize_t nj, int finish) noexcept nogil:
+    """cdist's finish (FINISH_SQRT, FINISH_HALF) of a computed tile in place while it is in
+    cache, and of its mirror with Y is X (a diagonal tile is its own mirror)."""
+    if floating is float:
+        fastgd_finish_block_f32(out + i0 * m + j0, m, ni, nj, finish)
+        if symmetric and i0 != j0:
+            fastgd_finish_block_f32(out + j0 * m + i0, m, nj, ni, finish)
+    else:
+        fastgd_finish_block_f64(out + i0 * m + j0, m, ni, nj, finish)
+        if symmetric and i0 != j0:
+            fastgd_finish_block_f64(out + j0 * m + i0, m, nj, ni, finish)
 
 
 cdef inline void _tile_of_task(Py_ssize_t task, Py_ssize_t n_row_tiles,
@@ -499,8 +531,9 @@ cdef inline void _tile_of_task(Py_ssize_t task, Py_ssize_t n_row_tiles,
 
 
 cdef Py_ssize_t _tile_columns(Py_ssize_t m, Py_ssize_t d, bint symmetric, bint expansion,
-                              Py_ssize_t block_cols) noexcept nogil:
-    """Output columns per tile: TILE, but at the AVX-512 level (without symmetry):
+                              Py_ssize_t itemsize, Py_ssize_t block_cols) noexcept nogil:
+    """Output columns per tile: TILE, but for the register-blocked methods (_blocked;
+    without symmetry):
     * the fused expansion: TILE rounded up to whole blocks of block_cols columns, so that
       no tile but the last ends in a block cut short, which takes the slower way out of
       registers;
@@ -508,7 +541,7 @@ cdef Py_ssize_t _tile_columns(Py_ssize_t m, Py_ssize_t d, bint symmetric, bint e
       features: each 8 rows of the output are then written in long runs rather than in
       pieces of TILE columns.
     (Measurements: docs/performance.md, "Tuning constants".)"""
-    if symmetric or d > DEPTH or not fastgd_pairwise_blocked():
+    if symmetric or not _blocked(d, expansion, itemsize, False):
         return TILE
     if expansion:
         return (TILE + block_cols - 1) // block_cols * block_cols
@@ -547,11 +580,11 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
                     bint expansion, const double* shift, const double* x_norms,
                     const double* y_norms, Py_ssize_t tile_cols, Py_ssize_t lead,
                     Py_ssize_t n_row_tiles, Py_ssize_t n_col_tiles, bint by_columns,
-                    Py_ssize_t task_begin, Py_ssize_t task_end,
-                    bint stream, fastgd_interrupt* interrupt, bint is_caller) noexcept nogil:
+                    Py_ssize_t task_begin, Py_ssize_t task_end, bint stream, int finish,
+                    fastgd_interrupt* interrupt, bint is_caller) noexcept nogil:
     """Compute the tiles (TILE rows by tile_cols columns, after the lead columns) of
     tasks [task_begin, task_end) with scratch buffers of our own (``by_columns``,
-    ``stream``: see sqeuclidean). Column by column, the fused expansion packs all of X's
+    ``stream``, ``finish``: see sqeuclidean). Column by column, the fused expansion packs all of X's
     row tiles first and each tile of Y once. Stops between two tiles when ``interrupt``
     says so (``is_caller``: this thread polls the signal handlers).
 
@@ -566,8 +599,7 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
     cdef double* y_columns = NULL
     cdef double* sums = NULL
     cdef int status = 0
-    # At the AVX-512 level, both methods keep a block of entries in registers (d <= DEPTH).
-    cdef bint blocked = d <= DEPTH and fastgd_pairwise_blocked()
+    cdef bint blocked = _blocked(d, expansion, sizeof(floating), False)
     if expansion:
         x_packed = <floating*>fastgd_aligned_malloc(
             (n_row_tiles if by_columns else 1) * TILE * depth * sizeof(floating))
@@ -585,7 +617,7 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
     if status == 0 and by_columns:
         for row_tile in range(n_row_tiles):
             i0 = row_tile * TILE
-            _pack_panels(X, d, i0, min(<Py_ssize_t>TILE, n - i0), FUSED_MR, shift,
+            _pack_panels(X, d, i0, min(<Py_ssize_t>TILE, n - i0), fastgd_fused_mr(), shift,
                          x_packed + i0 * depth)
     if status == 0:
         for task in range(task_begin, task_end):
@@ -617,6 +649,8 @@ cdef int _run_tasks(const floating* X, const floating* Y, floating* out,
                                      stream)
             else:
                 _direct_tile(X, Y, out, d, m, symmetric, i0, ni, j0, nj, y_columns, sums)
+            if finish != FINISH_NONE:
+                _finish_tile(out, m, symmetric, i0, ni, j0, nj, finish)
     fastgd_aligned_free(x_packed)
     fastgd_aligned_free(y_packed)
     fastgd_aligned_free(gram)
@@ -643,32 +677,36 @@ cdef void _column_shift(const floating* X, Py_ssize_t n, const floating* Y, Py_s
 
 
 def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, ::1] out,
-                bint symmetric, bint expansion, int n_threads, bint stream=False):
+                bint symmetric, bint expansion, int n_threads, bint stream=False,
+                int finish=FINISH_NONE):
     """Fill out[i, j] = ||X[i] - Y[j]||^2 (see the module docstring).
 
     X (n, d), Y (m, d) and out (n, m) share one dtype. With ``symmetric`` Y must
     be X. The caller has checked shapes, n, m, d >= 1 and n_threads >= 1; the
     parallel region is opened only when n_threads > 1. With ``stream`` (for an output
-    larger than the cache), the direct method's AVX-512 loops write whole vectors of out
+    larger than the cache), the direct method's blocked loops write whole vectors of out
     by non-temporal stores, which do not read its cache lines first (not with
     ``symmetric``, whose tiles are read again to mirror them; not for the expansion, whose
     fused blocks were slower with them: see pairwise_loops.h); the values are the same.
+    ``finish`` (a code of fastgd._codes.DISTANCE_FINISHES) turns each finished tile into
+    cdist's metric in place: its square root, or half.
     """
     cdef Py_ssize_t n = X.shape[0], m = Y.shape[0], d = X.shape[1]
     cdef Py_ssize_t tile_cols = _tile_columns(
-        m, d, symmetric, expansion, FUSED_NR_f32 if floating is float else FUSED_NR_f64)
+        m, d, symmetric, expansion, sizeof(floating),
+        fastgd_fused_nr_f32() if floating is float else fastgd_fused_nr_f64())
     # Not for the expansion through BLAS, whose last bits depend on the GEMMs' shapes: the
     # result must not depend on where out lies. The other methods compute every entry
     # alike in any tile.
-    cdef bint bitwise_tiles = not expansion or (d <= DEPTH and fastgd_pairwise_blocked())
+    cdef bint bitwise_tiles = not expansion or _blocked(d, expansion, sizeof(floating), False)
     cdef Py_ssize_t lead = (_lead_columns(&out[0, 0], m, sizeof(floating), symmetric)
                             if bitwise_tiles else 0)
     cdef Py_ssize_t n_row_tiles = (n + TILE - 1) // TILE
     cdef Py_ssize_t n_col_tiles = (lead > 0) + (m - lead + tile_cols - 1) // tile_cols
     # Column by column (see X_PANELS_MAX_BYTES): only the fused expansion without
     # symmetry, whose tiles are independent of one another.
-    cdef bint by_columns = (expansion and not symmetric and d <= DEPTH
-                            and fastgd_pairwise_blocked()
+    cdef bint by_columns = (expansion and not symmetric
+                            and _blocked(d, expansion, sizeof(floating), False)
                             and n_row_tiles * TILE * d * sizeof(floating) <= X_PANELS_MAX_BYTES)
     cdef Py_ssize_t n_tasks, chunk, begin, end
     cdef int n_failed = 0, thread
@@ -698,7 +736,7 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
             n_failed = -_run_tasks(x_data, y_data, out_data, n, m, d, symmetric, expansion,
                                    &shift[0], &x_norms[0], &y_norms[0], tile_cols, lead,
                                    n_row_tiles, n_col_tiles, by_columns, 0, n_tasks, stream,
-                                   &interrupt, True)
+                                   finish, &interrupt, True)
         else:
             # Contiguous blocks of tasks, one per thread: neighbouring tiles share rows of X
             # (of Y, column by column).
@@ -710,8 +748,8 @@ def sqeuclidean(const floating[:, ::1] X, const floating[:, ::1] Y, floating[:, 
                     n_failed += -_run_tasks(x_data, y_data, out_data, n, m, d, symmetric,
                                             expansion, &shift[0], &x_norms[0], &y_norms[0],
                                             tile_cols, lead, n_row_tiles, n_col_tiles,
-                                            by_columns, begin, end, stream, &interrupt,
-                                            threadid() == 0)
+                                            by_columns, begin, end, stream, finish,
+                                            &interrupt, threadid() == 0)
     fastgd_interrupt_raise(&interrupt)
     if n_failed:
         raise MemoryError("fastgd.sqeuclidean: could not allocate per-thread tile buffers")
@@ -907,9 +945,16 @@ cdef inline Py_ssize_t _argkmin_rows(Py_ssize_t d, bint expansion,
                                      Py_ssize_t itemsize) noexcept nogil:
     """Query rows per argkmin task: through BLAS, ARGKMIN_GEMM_ROWS in float32 and half
     as many in float64 (the gram tile keeps its bytes), else TILE."""
-    if expansion and not (d <= DEPTH and fastgd_pairwise_blocked()):
+    if expansion and not _blocked(d, expansion, itemsize, True):
         return ARGKMIN_GEMM_ROWS * 4 // itemsize
     return TILE
+
+
+def fused_expansion(Py_ssize_t d, Py_ssize_t itemsize):
+    """Whether sqeuclidean's expansion runs fused (in register blocks, not through BLAS)
+    for d features of itemsize bytes at the level chosen now: its results then do not
+    depend on how the output is cut into tiles."""
+    return _blocked(d, True, itemsize, False)
 
 
 def argkmin_task_rows(Py_ssize_t d, bint expansion, Py_ssize_t itemsize):
@@ -1034,7 +1079,7 @@ cdef int _argkmin_tasks(const floating* X, const floating* Y, Py_ssize_t n, Py_s
     candidates go to values[part] and indices[part] (each n x kept). Returns 0, or -1
     when the scratch buffers could not be allocated."""
     cdef Py_ssize_t task, part, i0, ni, col_tile, j0, nj, j_begin, j_end, r
-    cdef bint blocked = d <= DEPTH and fastgd_pairwise_blocked()
+    cdef bint blocked = _blocked(d, expansion, sizeof(floating), True)
     cdef Py_ssize_t rows = _argkmin_rows(d, expansion, sizeof(floating))
     cdef Py_ssize_t cols = ARGKMIN_GEMM_COLS if expansion and not blocked else TILE
     cdef floating* row_values

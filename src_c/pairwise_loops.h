@@ -8,9 +8,11 @@
  *   round row      direct sums rounded to the output dtype, with a flag if any is 0;
  *   first below    argkmin's scan of a tile row: the first entry from a start on that is
  *                  not above a row's bound (NaN included), a block of entries per test;
+ *   finish block   a finished tile of squared distances turned into cdist's metric in
+ *                  place while it is in cache (its root, or half);
  *
- * and, for AVX-512 CPUs only, register-blocked tiles (further below): the fused expansion
- * and the blocked direct sums.
+ * and register-blocked tiles (further below), for AVX-512 and for AVX2 CPUs: the fused
+ * expansion and the blocked direct sums.
  *
  * Each entry of these loops is computed on its own by correctly rounded operations in a
  * fixed order (no FMA contraction: -ffp-contract=off), so every level gives bitwise the same
@@ -172,6 +174,24 @@ static inline uint64_t fastgd_suspect_bits_f64(double dist, double norms_sum, do
                 return b;                                                               \
         return n;                                                                       \
     }
+/* A block of the output (rows x cols, leading dimension ldo) in place: its square root
+ * (FASTGD_FINISH_SQRT) or half (FASTGD_FINISH_HALF), in REAL: the correctly rounded
+ * operations of NumPy's np.sqrt and `*= 0.5`, so bitwise the same. */
+#define FASTGD_DEFINE_FINISH_BLOCK(NAME, TARGET, REAL, SQRT)                            \
+    TARGET static void NAME(REAL *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t cols,   \
+                            int finish)                                                 \
+    {                                                                                   \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                          \
+            REAL *restrict row = out + r * ldo;                                         \
+            if (finish == FASTGD_FINISH_SQRT)                                           \
+                for (ptrdiff_t b = 0; b < cols; b++)                                    \
+                    row[b] = SQRT(row[b]);                                              \
+            else if (finish == FASTGD_FINISH_HALF)                                      \
+                for (ptrdiff_t b = 0; b < cols; b++)                                    \
+                    row[b] = row[b] * (REAL)0.5;                                        \
+        }                                                                               \
+    }
+
 #define FASTGD_ROW_ENTRY(e) (row[e])
 #define FASTGD_ROW_PLUS_OFFSET(e) (row[e] + offsets[e])
 
@@ -195,7 +215,9 @@ static inline uint64_t fastgd_suspect_bits_f64(double dist, double norms_sum, do
     FASTGD_DEFINE_FIRST_BELOW(fastgd_first_sum_below_f32_##LEVEL, TARGET, float,        \
                               int32_t, FASTGD_ROW_PLUS_OFFSET)                          \
     FASTGD_DEFINE_FIRST_BELOW(fastgd_first_sum_below_f64_##LEVEL, TARGET, double,       \
-                              int64_t, FASTGD_ROW_PLUS_OFFSET)
+                              int64_t, FASTGD_ROW_PLUS_OFFSET)                          \
+    FASTGD_DEFINE_FINISH_BLOCK(fastgd_finish_block_f32_##LEVEL, TARGET, float, sqrtf)   \
+    FASTGD_DEFINE_FINISH_BLOCK(fastgd_finish_block_f64_##LEVEL, TARGET, double, sqrt)
 
 FASTGD_DEFINE_PAIRWISE_LEVEL(baseline, )
 #if FASTGD_X86_DISPATCH
@@ -250,6 +272,13 @@ static int fastgd_pairwise_select_level(int asked)
     {                                                                                   \
         return FASTGD_PAIRWISE_CALL(fastgd_first_sum_below_##REALNAME, row, offsets,    \
                                     bound, start, n);                                   \
+    }                                                                                   \
+    static inline void fastgd_finish_block_##REALNAME(REAL *out, ptrdiff_t ldo,         \
+                                                      ptrdiff_t rows, ptrdiff_t cols,   \
+                                                      int finish)                       \
+    {                                                                                   \
+        FASTGD_PAIRWISE_CALL(fastgd_finish_block_##REALNAME, out, ldo, rows, cols,      \
+                             finish);                                                   \
     }
 
 FASTGD_DEFINE_PAIRWISE_DISPATCH(f32, float)
@@ -274,6 +303,10 @@ FASTGD_DEFINE_PAIRWISE_DISPATCH(f64, double)
 #define FASTGD_FUSED_NR_f64 24
 #define FASTGD_FUSED_NR_f32 48
 #define FASTGD_FUSED_NR_MAX 48
+/* The AVX2 level's blocks (further below). */
+#define FASTGD_FUSED_MR_AVX2 4
+#define FASTGD_FUSED_NR_AVX2_f64 12
+#define FASTGD_FUSED_NR_AVX2_f32 24
 
 #if FASTGD_X86_DISPATCH
 #include <immintrin.h>
@@ -342,8 +375,10 @@ FASTGD_TARGET_AVX512 static inline void fastgd_transpose_8x8_f64(__m512d *rows)
 #define FASTGD_STORE8_F64(address, values) _mm512_storeu_pd(address, values)
 #define FASTGD_LOAD8_F32(address) _mm512_cvtps_pd(_mm256_loadu_ps(address))
 #define FASTGD_STORE8_F32(address, values) _mm256_storeu_ps(address, _mm512_cvtpd_ps(values))
-FASTGD_DEFINE_PACK_PANELS(fastgd_pack_panels_f32, float, FASTGD_LOAD8_F32, FASTGD_STORE8_F32)
-FASTGD_DEFINE_PACK_PANELS(fastgd_pack_panels_f64, double, FASTGD_LOAD8_F64, FASTGD_STORE8_F64)
+FASTGD_DEFINE_PACK_PANELS(fastgd_pack_panels_f32_avx512, float, FASTGD_LOAD8_F32,
+                          FASTGD_STORE8_F32)
+FASTGD_DEFINE_PACK_PANELS(fastgd_pack_panels_f64_avx512, double, FASTGD_LOAD8_F64,
+                          FASTGD_STORE8_F64)
 
 /* sum_k (x[k] - y[k])^2 (sqeuclidean's terms, metrics.h) in double over the original rows,
  * eight features at a time: the
@@ -377,9 +412,9 @@ FASTGD_TARGET_AVX512 static inline double fastgd_direct_sum_f32_avx512(const flo
     }
     return _mm512_reduce_add_pd(sums);
 }
-#define FASTGD_DEFINE_RECOMPUTE(NAME, REAL, SUM, TRUE_MIN)                              \
-    FASTGD_TARGET_AVX512 static void NAME(const REAL *x, const REAL *y_rows, ptrdiff_t d, \
-                                          uint64_t columns, REAL *out_row)              \
+#define FASTGD_DEFINE_RECOMPUTE(NAME, TARGET, REAL, SUM, TRUE_MIN)                      \
+    TARGET static void NAME(const REAL *x, const REAL *y_rows, ptrdiff_t d,             \
+                            uint64_t columns, REAL *out_row)                            \
     {                                                                                   \
         for (; columns; columns &= columns - 1) {                                       \
             int c = __builtin_ctzll(columns);                                           \
@@ -394,10 +429,10 @@ FASTGD_TARGET_AVX512 static inline double fastgd_direct_sum_f32_avx512(const flo
             out_row[c] = value;                                                         \
         }                                                                               \
     }
-FASTGD_DEFINE_RECOMPUTE(fastgd_recompute_f64, double, fastgd_direct_sum_f64_avx512,
-                        FASTGD_DOUBLE_TRUE_MIN)
-FASTGD_DEFINE_RECOMPUTE(fastgd_recompute_f32, float, fastgd_direct_sum_f32_avx512,
-                        FASTGD_FLOAT_TRUE_MIN)
+FASTGD_DEFINE_RECOMPUTE(fastgd_recompute_f64, FASTGD_TARGET_AVX512, double,
+                        fastgd_direct_sum_f64_avx512, FASTGD_DOUBLE_TRUE_MIN)
+FASTGD_DEFINE_RECOMPUTE(fastgd_recompute_f32, FASTGD_TARGET_AVX512, float,
+                        fastgd_direct_sum_f32_avx512, FASTGD_FLOAT_TRUE_MIN)
 
 /* Store one row of a block: the lanes of each vector that lie inside the output. With
  * `stream`, a whole vector that starts on its own size's boundary goes by a non-temporal
@@ -430,7 +465,7 @@ FASTGD_TARGET_AVX512 static inline void fastgd_store_row_f32(float *row, const _
 }
 /* After a tile's non-temporal stores: they are ordered before every later store (and
  * before the caller's or another thread's reads of the tile). */
-FASTGD_TARGET_AVX512 static inline void fastgd_stream_fence(int stream)
+static inline void fastgd_stream_fence(int stream)
 {
     if (stream)
         _mm_sfence();
@@ -438,13 +473,13 @@ FASTGD_TARGET_AVX512 static inline void fastgd_stream_fence(int stream)
 
 /* The MR x NR dot products of a block in acc[r][v] (3 registers of VW elements a row),
  * one FMA per feature in order from 0. */
-#define FASTGD_FUSED_PRODUCTS(acc, xp, yp, d, REAL, VEC, VW, ZERO, LOAD, SET1, FMADD)    \
-    for (int r = 0; r < FASTGD_FUSED_MR; r++)                                           \
+#define FASTGD_FUSED_PRODUCTS(acc, xp, yp, d, MR, REAL, VEC, VW, ZERO, LOAD, SET1, FMADD) \
+    for (int r = 0; r < (MR); r++)                                                      \
         acc[r][0] = acc[r][1] = acc[r][2] = ZERO();                                     \
     for (ptrdiff_t k = 0; k < (d); k++) {                                               \
-        const REAL *y = (yp) + k * 3 * (VW), *x = (xp) + k * FASTGD_FUSED_MR;           \
+        const REAL *y = (yp) + k * 3 * (VW), *x = (xp) + k * (MR);                      \
         VEC y0 = LOAD(y), y1 = LOAD(y + (VW)), y2 = LOAD(y + 2 * (VW));                 \
-        for (int r = 0; r < FASTGD_FUSED_MR; r++) {                                     \
+        for (int r = 0; r < (MR); r++) {                                                \
             VEC xr = SET1(x[r]);                                                        \
             acc[r][0] = FMADD(xr, y0, acc[r][0]);                                       \
             acc[r][1] = FMADD(xr, y1, acc[r][1]);                                       \
@@ -452,10 +487,12 @@ FASTGD_TARGET_AVX512 static inline void fastgd_stream_fence(int stream)
         }                                                                               \
     }
 #define FASTGD_FUSED_PRODUCTS_F64(acc, xp, yp, d)                                       \
-    FASTGD_FUSED_PRODUCTS(acc, xp, yp, d, double, __m512d, 8, _mm512_setzero_pd,        \
+    FASTGD_FUSED_PRODUCTS(acc, xp, yp, d, FASTGD_FUSED_MR, double, __m512d, 8,          \
+                          _mm512_setzero_pd,                                            \
                           _mm512_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd)
 #define FASTGD_FUSED_PRODUCTS_F32(acc, xp, yp, d)                                       \
-    FASTGD_FUSED_PRODUCTS(acc, xp, yp, d, float, __m512, 16, _mm512_setzero_ps,         \
+    FASTGD_FUSED_PRODUCTS(acc, xp, yp, d, FASTGD_FUSED_MR, float, __m512, 16,           \
+                          _mm512_setzero_ps,                                            \
                           _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps)
 
 /* Whether D is kept (D - threshold positive and finite), in the lanes of `lanes`. */
@@ -709,43 +746,444 @@ FASTGD_DEFINE_DIRECT_BLOCK(fastgd_direct_block_f32, float, fastgd_store_sums_f32
  * packed panels of Y are read from L2. Plain stores: since a whole block leaves its
  * registers row after row, non-temporal ones were slower or no faster for every output
  * measured (docs/performance.md). */
-#define FASTGD_DEFINE_FUSED_TILE(NAME, BLOCK, REAL, NR)                                 \
-    FASTGD_TARGET_AVX512 static void NAME(                                              \
+#define FASTGD_DEFINE_FUSED_TILE(NAME, TARGET, BLOCK, REAL, MR, NR)                     \
+    TARGET static void NAME(const REAL *x_packed, const REAL *y_packed, ptrdiff_t d,    \
+                            const double *x_norms, const double *y_norms, double ratio, \
+                            const REAL *x_rows, const REAL *y_rows, REAL *out,          \
+                            ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj)                  \
+    {                                                                                   \
+        for (ptrdiff_t i = 0; i < ni; i += (MR))                                        \
+            for (ptrdiff_t j = 0; j < nj; j += (NR))                                    \
+                BLOCK(x_packed + i * d, y_packed + j * d, d, x_norms + i, y_norms + j,  \
+                      ratio, x_rows + i * d, y_rows + j * d, out + i * ldo + j, ldo,    \
+                      ni - i < (MR) ? ni - i : (MR), nj - j < (NR) ? nj - j : (NR));    \
+    }
+FASTGD_DEFINE_FUSED_TILE(fastgd_fused_tile_f64_avx512, FASTGD_TARGET_AVX512,
+                         fastgd_fused_block_f64, double, FASTGD_FUSED_MR, FASTGD_FUSED_NR_f64)
+FASTGD_DEFINE_FUSED_TILE(fastgd_fused_tile_f32_avx512, FASTGD_TARGET_AVX512,
+                         fastgd_fused_block_f32, float, FASTGD_FUSED_MR, FASTGD_FUSED_NR_f32)
+
+/* A whole tile of the direct method (ni x nj entries) in blocks of MR x NR entries, along
+ * rows of the output. */
+#define FASTGD_DEFINE_DIRECT_TILE(NAME, TARGET, BLOCK, REAL, MR, NR)                    \
+    TARGET static void NAME(const REAL *x_rows, ptrdiff_t d, const double *y_columns,   \
+                            const REAL *y_rows, REAL *out, ptrdiff_t ldo, ptrdiff_t ni, \
+                            ptrdiff_t nj, int stream)                                   \
+    {                                                                                   \
+        for (ptrdiff_t i = 0; i < ni; i += (MR))                                        \
+            for (ptrdiff_t j = 0; j < nj; j += (NR))                                    \
+                BLOCK(x_rows + i * d, d, y_columns + j, nj, y_rows + j * d,             \
+                      out + i * ldo + j, ldo, ni - i < (MR) ? ni - i : (MR),            \
+                      nj - j < (NR) ? nj - j : (NR), stream);                           \
+        fastgd_stream_fence(stream);                                                    \
+    }
+FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f64_avx512, FASTGD_TARGET_AVX512,
+                          fastgd_direct_block_f64, double, FASTGD_FUSED_MR,
+                          FASTGD_FUSED_NR_f64)
+FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f32_avx512, FASTGD_TARGET_AVX512,
+                          fastgd_direct_block_f32, float, FASTGD_FUSED_MR, FASTGD_FUSED_NR_f64)
+
+/* ---------------------------------------------------------------------------------------
+ * The direct method for AVX2 CPUs: blocks of up to MR_AVX2 x NR_AVX2 entries whose sums
+ * stay in 12 of the 16 vector registers over all d features (the loads of Y are operands
+ * of the subtractions), with the same operations in the same order as the unblocked loops
+ * and the AVX-512 blocks: the same bits at every level. The unblocked loops keep the sums
+ * of two rows in memory, a load and a store per sum and feature. */
+#define FASTGD_DIRECT_MR_AVX2 4
+#define FASTGD_DIRECT_NV_AVX2 3
+#define FASTGD_DIRECT_NR_AVX2 (4 * FASTGD_DIRECT_NV_AVX2)
+
+/* All ones in the 64-bit lanes < count. */
+FASTGD_TARGET_AVX2 static inline __m256i fastgd_lanes4(ptrdiff_t count)
+{
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)count),
+                              _mm256_set_epi64x(3, 2, 1, 0));
+}
+/* All ones in the 32-bit lanes < count (of four). */
+FASTGD_TARGET_AVX2 static inline __m128i fastgd_lanes4_i32(ptrdiff_t count)
+{
+    return _mm_cmpgt_epi32(_mm_set1_epi32(count < 4 ? (int)count : 4), _mm_set_epi32(3, 2, 1, 0));
+}
+
+/* sums[r][v] = sum_k METRIC's term of (x_rows[ROW(r), k], y_columns[k, 4 v + lane]); LOAD(v,
+ * address) loads the v-th 4 columns. */
+#define FASTGD_DIRECT_SUMS_AVX2(sums, x_rows, d, y_columns, ldy, LOAD, ROW, METRIC)     \
+    _Pragma("GCC unroll 12") for (int r = 0; r < FASTGD_DIRECT_MR_AVX2; r++)            \
+        for (int v = 0; v < FASTGD_DIRECT_NV_AVX2; v++)                                 \
+            sums[r][v] = _mm256_setzero_pd();                                           \
+    for (ptrdiff_t k = 0; k < d; k++) {                                                 \
+        const double *y = y_columns + k * ldy;                                          \
+        __m256d y_v[FASTGD_DIRECT_NV_AVX2];                                             \
+        for (int v = 0; v < FASTGD_DIRECT_NV_AVX2; v++)                                 \
+            y_v[v] = LOAD(v, y + 4 * v);                                                \
+        _Pragma("GCC unroll 4") for (int r = 0; r < FASTGD_DIRECT_MR_AVX2; r++) {       \
+            const __m256d x = _mm256_set1_pd((double)x_rows[ROW(r) * d + k]);           \
+            for (int v = 0; v < FASTGD_DIRECT_NV_AVX2; v++)                             \
+                sums[r][v] =                                                            \
+                    _mm256_add_pd(sums[r][v], FASTGD_METRIC_TERM4(METRIC, x, y_v[v]));  \
+        }                                                                               \
+    }
+#define FASTGD_LOAD4_LANES(v, address) _mm256_maskload_pd(address, lanes[v])
+#define FASTGD_LOAD4_WHOLE(v, address) _mm256_loadu_pd(address)
+
+/* Store a row of a block's sums (rounded to float32 for a float32 output): the first
+ * `cols` entries. Plain stores only: on an AVX2 AMD EPYC non-temporal ones were slower for
+ * every output measured, from 4 to 150 MB (docs/performance.md). */
+FASTGD_TARGET_AVX2 static inline void fastgd_store_sums4_f64(double *row, const __m256d *sums,
+                                                            ptrdiff_t cols)
+{
+    for (int v = 0; v < FASTGD_DIRECT_NV_AVX2; v++) {
+        if (cols - 4 * v >= 4)
+            _mm256_storeu_pd(row + 4 * v, sums[v]);
+        else if (cols > 4 * v)
+            _mm256_maskstore_pd(row + 4 * v, fastgd_lanes4(cols - 4 * v), sums[v]);
+    }
+}
+/* The same for `groups` groups of 4 float32 values. */
+FASTGD_TARGET_AVX2 static inline void fastgd_store_floats4(float *row, const __m128 *values,
+                                                          int groups, ptrdiff_t cols)
+{
+    for (int h = 0; h < groups; h++) {
+        if (cols - 4 * h >= 4)
+            _mm_storeu_ps(row + 4 * h, values[h]);
+        else if (cols > 4 * h)
+            _mm_maskstore_ps(row + 4 * h, fastgd_lanes4_i32(cols - 4 * h), values[h]);
+    }
+}
+FASTGD_TARGET_AVX2 static inline void fastgd_store_sums4_f32(float *row, const __m256d *sums,
+                                                            ptrdiff_t cols)
+{
+    __m128 values[FASTGD_DIRECT_NV_AVX2];
+    for (int v = 0; v < FASTGD_DIRECT_NV_AVX2; v++)
+        values[v] = _mm256_cvtpd_ps(sums[v]);
+    fastgd_store_floats4(row, values, FASTGD_DIRECT_NV_AVX2, cols);
+}
+
+/* The entries of a block stored as 0: 0 for equal rows, else (an underflow) TRUE_MIN. */
+#define FASTGD_DEFINE_ZERO_FIX(NAME, REAL, TRUE_MIN)                                    \
+    static void NAME(const REAL *x_rows, ptrdiff_t d, const REAL *y_rows, REAL *out,    \
+                     ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t cols)                     \
+    {                                                                                   \
+        for (ptrdiff_t r = 0; r < rows; r++)                                            \
+            for (ptrdiff_t c = 0; c < cols; c++) {                                      \
+                if (out[r * ldo + c] != 0)                                              \
+                    continue;                                                           \
+                const REAL *x = x_rows + r * d, *y = y_rows + c * d;                    \
+                int equal = 1;                                                          \
+                for (ptrdiff_t k = 0; k < d; k++)                                       \
+                    equal &= x[k] == y[k];                                              \
+                out[r * ldo + c] = equal ? 0 : TRUE_MIN;                                \
+            }                                                                           \
+    }
+FASTGD_DEFINE_ZERO_FIX(fastgd_zero_fix_f64, double, FASTGD_DOUBLE_TRUE_MIN)
+FASTGD_DEFINE_ZERO_FIX(fastgd_zero_fix_f32, float, FASTGD_FLOAT_TRUE_MIN)
+
+/* NAME: a whole block, its sums indexed by constants only (kept in registers, as for the
+ * AVX-512 blocks); NAME##_part: the blocks at the edges. A sum that rounds to 0 is at most
+ * ZERO_BELOW: only when the block's smallest sum is, its zeros are looked at (ZERO_FIX).
+ * `stream` is not used (see fastgd_store_sums4_f64). */
+#define FASTGD_DEFINE_DIRECT_BLOCK_AVX2(NAME, REAL, STORE, ZERO_BELOW, ZERO_FIX)        \
+    FASTGD_TARGET_AVX2 static void NAME##_part(                                         \
+        const REAL *x_rows, ptrdiff_t d, const double *y_columns, ptrdiff_t ldy,        \
+        const REAL *y_rows, REAL *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t cols,   \
+        int stream)                                                                     \
+    {                                                                                   \
+        (void)stream;                                                                   \
+        __m256d sums[FASTGD_DIRECT_MR_AVX2][FASTGD_DIRECT_NV_AVX2];                     \
+        __m256i lanes[FASTGD_DIRECT_NV_AVX2];                                           \
+        for (int v = 0; v < FASTGD_DIRECT_NV_AVX2; v++)                                 \
+            lanes[v] = fastgd_lanes4(cols - 4 * v);                                     \
+        FASTGD_DIRECT_SUMS_AVX2(sums, x_rows, d, y_columns, ldy, FASTGD_LOAD4_LANES,    \
+                                FASTGD_ROW_IN_BLOCK, sqeuclidean)                       \
+        /* The smallest sum: min(sum, low) keeps low where the sum is NaN. */           \
+        __m256d low = _mm256_set1_pd(INFINITY);                                         \
+        for (int r = 0; r < rows; r++) {                                                \
+            for (int v = 0; v < FASTGD_DIRECT_NV_AVX2; v++)                             \
+                low = _mm256_blendv_pd(low, _mm256_min_pd(sums[r][v], low),             \
+                                       _mm256_castsi256_pd(lanes[v]));                  \
+            STORE(out + r * ldo, sums[r], cols);                                        \
+        }                                                                               \
+        if (_mm256_movemask_pd(_mm256_cmp_pd(low, _mm256_set1_pd(ZERO_BELOW), _CMP_LE_OQ))) \
+            ZERO_FIX(x_rows, d, y_rows, out, ldo, rows, cols);                          \
+    }                                                                                   \
+    FASTGD_TARGET_AVX2 static void NAME(const REAL *x_rows, ptrdiff_t d,                \
+                                        const double *y_columns, ptrdiff_t ldy,         \
+                                        const REAL *y_rows, REAL *out, ptrdiff_t ldo,   \
+                                        ptrdiff_t rows, ptrdiff_t cols, int stream)     \
+    {                                                                                   \
+        if (rows != FASTGD_DIRECT_MR_AVX2 || cols != FASTGD_DIRECT_NR_AVX2) {           \
+            NAME##_part(x_rows, d, y_columns, ldy, y_rows, out, ldo, rows, cols,        \
+                        stream);                                                        \
+            return;                                                                     \
+        }                                                                               \
+        __m256d sums[FASTGD_DIRECT_MR_AVX2][FASTGD_DIRECT_NV_AVX2];                     \
+        FASTGD_DIRECT_SUMS_AVX2(sums, x_rows, d, y_columns, ldy, FASTGD_LOAD4_WHOLE,    \
+                                FASTGD_ROW_OF_WHOLE_BLOCK, sqeuclidean)                 \
+        __m256d low = _mm256_set1_pd(INFINITY);                                         \
+        _Pragma("GCC unroll 4") for (int r = 0; r < FASTGD_DIRECT_MR_AVX2; r++) {       \
+            for (int v = 0; v < FASTGD_DIRECT_NV_AVX2; v++)                             \
+                low = _mm256_min_pd(sums[r][v], low);                                   \
+            STORE(out + r * ldo, sums[r], FASTGD_DIRECT_NR_AVX2);                       \
+        }                                                                               \
+        if (_mm256_movemask_pd(_mm256_cmp_pd(low, _mm256_set1_pd(ZERO_BELOW), _CMP_LE_OQ))) \
+            ZERO_FIX(x_rows, d, y_rows, out, ldo, rows, cols);                          \
+    }
+FASTGD_DEFINE_DIRECT_BLOCK_AVX2(fastgd_direct_block4_f64, double, fastgd_store_sums4_f64, 0.0,
+                                fastgd_zero_fix_f64)
+FASTGD_DEFINE_DIRECT_BLOCK_AVX2(fastgd_direct_block4_f32, float, fastgd_store_sums4_f32,
+                                FASTGD_FLOAT_ROUNDS_TO_ZERO, fastgd_zero_fix_f32)
+FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f64_avx2, FASTGD_TARGET_AVX2,
+                          fastgd_direct_block4_f64, double, FASTGD_DIRECT_MR_AVX2,
+                          FASTGD_DIRECT_NR_AVX2)
+FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f32_avx2, FASTGD_TARGET_AVX2,
+                          fastgd_direct_block4_f32, float, FASTGD_DIRECT_MR_AVX2,
+                          FASTGD_DIRECT_NR_AVX2)
+
+/* ---------------------------------------------------------------------------------------
+ * The fused expansion for AVX2 CPUs, as the AVX-512 one above: blocks of MR_AVX2 rows of X
+ * by NR_AVX2 rows of Y (12 in float64, 24 in float32: 3 registers a row), their products
+ * in 12 registers over all d features, then the same epilogue in double, the entries that
+ * may have cancelled recomputed at once by direct differences. Against BLAS and the
+ * epilogue over a Gram tile in memory, the products never leave the registers unfinished.
+ * The panels are packed by a plain loop (fastgd_pack_panels_plain_*). */
+
+/* packed[(p * d + k) * width + l] = rows[row0 + p * width + l, k] - shift[k], rounded to
+ * REAL as the other packers round it, 0 past the last row; feature by feature, so that
+ * each panel is written in order while the width rows it reads stay in L1. */
+#define FASTGD_DEFINE_PACK_PANELS_PLAIN(NAME, REAL)                                     \
+    static void NAME(const REAL *rows, ptrdiff_t d, ptrdiff_t row0, ptrdiff_t nrows,    \
+                     ptrdiff_t width, const double *shift, REAL *packed)                \
+    {                                                                                   \
+        for (ptrdiff_t p = 0; p * width < nrows; p++) {                                 \
+            const ptrdiff_t first = p * width;                                          \
+            const ptrdiff_t in_rows = nrows - first < width ? nrows - first : width;    \
+            const REAL *src = rows + (row0 + first) * d;                                \
+            REAL *panel = packed + first * d;                                           \
+            for (ptrdiff_t k = 0; k < d; k++) {                                         \
+                ptrdiff_t l = 0;                                                        \
+                for (; l < in_rows; l++)                                                \
+                    panel[k * width + l] = (REAL)((double)src[l * d + k] - shift[k]);   \
+                for (; l < width; l++)                                                  \
+                    panel[k * width + l] = (REAL)0;                                     \
+            }                                                                           \
+        }                                                                               \
+    }
+FASTGD_DEFINE_PACK_PANELS_PLAIN(fastgd_pack_panels_plain_f32, float)
+FASTGD_DEFINE_PACK_PANELS_PLAIN(fastgd_pack_panels_plain_f64, double)
+
+/* sum_k (x[k] - y[k])^2 in double, four features at a time: the recomputation of an
+ * entry the expansion may have cancelled (any order of the sum is well inside the
+ * promised bound). */
+FASTGD_TARGET_AVX2 static inline double fastgd_sum4_total(__m256d sums)
+{
+    const __m128d pair = _mm_add_pd(_mm256_castpd256_pd128(sums), _mm256_extractf128_pd(sums, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
+}
+FASTGD_TARGET_AVX2 static inline double fastgd_direct_sum_f64_avx2(const double *x,
+                                                                  const double *y, ptrdiff_t d)
+{
+    __m256d sums = _mm256_setzero_pd();
+    ptrdiff_t k = 0;
+    for (; k + 4 <= d; k += 4)
+        sums = _mm256_add_pd(sums, FASTGD_METRIC_TERM4(sqeuclidean, _mm256_loadu_pd(x + k),
+                                                       _mm256_loadu_pd(y + k)));
+    double total = fastgd_sum4_total(sums);
+    for (; k < d; k++)
+        total += FASTGD_METRIC_TERM(sqeuclidean, x[k], y[k]);
+    return total;
+}
+FASTGD_TARGET_AVX2 static inline double fastgd_direct_sum_f32_avx2(const float *x,
+                                                                  const float *y, ptrdiff_t d)
+{
+    __m256d sums = _mm256_setzero_pd();
+    ptrdiff_t k = 0;
+    for (; k + 4 <= d; k += 4)
+        sums = _mm256_add_pd(
+            sums, FASTGD_METRIC_TERM4(sqeuclidean, _mm256_cvtps_pd(_mm_loadu_ps(x + k)),
+                                      _mm256_cvtps_pd(_mm_loadu_ps(y + k))));
+    double total = fastgd_sum4_total(sums);
+    for (; k < d; k++)
+        total += FASTGD_METRIC_TERM(sqeuclidean, (double)x[k], (double)y[k]);
+    return total;
+}
+FASTGD_DEFINE_RECOMPUTE(fastgd_recompute4_f64, FASTGD_TARGET_AVX2, double,
+                        fastgd_direct_sum_f64_avx2, FASTGD_DOUBLE_TRUE_MIN)
+FASTGD_DEFINE_RECOMPUTE(fastgd_recompute4_f32, FASTGD_TARGET_AVX2, float,
+                        fastgd_direct_sum_f32_avx2, FASTGD_FLOAT_TRUE_MIN)
+
+#define FASTGD_FUSED_PRODUCTS4_F64(acc, xp, yp, d)                                      \
+    FASTGD_FUSED_PRODUCTS(acc, xp, yp, d, FASTGD_FUSED_MR_AVX2, double, __m256d, 4,     \
+                          _mm256_setzero_pd, _mm256_loadu_pd, _mm256_set1_pd,           \
+                          _mm256_fmadd_pd)
+#define FASTGD_FUSED_PRODUCTS4_F32(acc, xp, yp, d)                                      \
+    FASTGD_FUSED_PRODUCTS(acc, xp, yp, d, FASTGD_FUSED_MR_AVX2, float, __m256, 8,       \
+                          _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps,           \
+                          _mm256_fmadd_ps)
+
+/* D = (||x||^2 + ||y||^2) - 2 x.y for 4 entries from their products (in double) and norms
+ * sums; the bits of the lanes not kept (D - max(ratio S, least) not positive and finite:
+ * least is 0 in float64, the smallest float32 subnormal in float32). */
+FASTGD_TARGET_AVX2 static inline unsigned fastgd_fused_dist4(__m256d products, __m256d norms_sum,
+                                                            double ratio, double least,
+                                                            __m256d *dist)
+{
+    /* -2 x.y is exact: the fused multiply-add rounds like the separate add. */
+    *dist = _mm256_fmadd_pd(products, _mm256_set1_pd(-2.0), norms_sum);
+    const __m256d threshold =
+        _mm256_max_pd(_mm256_mul_pd(_mm256_set1_pd(ratio), norms_sum), _mm256_set1_pd(least));
+    const __m256d margin = _mm256_sub_pd(*dist, threshold);
+    const __m256d kept = _mm256_and_pd(_mm256_cmp_pd(margin, _mm256_setzero_pd(), _CMP_GT_OQ),
+                                       _mm256_cmp_pd(margin, _mm256_set1_pd(INFINITY), _CMP_LT_OQ));
+    return ~(unsigned)_mm256_movemask_pd(kept) & 0xFu;
+}
+/* The columns < cols of a block row, as bits. */
+static inline uint64_t fastgd_columns_below(ptrdiff_t cols)
+{
+    return cols >= 64 ? ~0ULL : (1ULL << cols) - 1;
+}
+
+/* Row r of a float64 block from its products acc_r, stored into out_row (its first cols
+ * entries); returns the columns to recompute. yn: the block's norms of Y, 4 a register. */
+FASTGD_TARGET_AVX2 static inline uint64_t fastgd_fused_row4_f64(
+    const __m256d *acc_r, double x_norm, const __m256d *yn, ptrdiff_t cols, double ratio,
+    double *out_row)
+{
+    const __m256d xn = _mm256_set1_pd(x_norm);
+    __m256d dist[3];
+    uint64_t bad = 0;
+    for (int v = 0; v < 3; v++)
+        bad |= (uint64_t)fastgd_fused_dist4(acc_r[v], _mm256_add_pd(xn, yn[v]), ratio, 0.0,
+                                            &dist[v]) << (4 * v);
+    fastgd_store_sums4_f64(out_row, dist, cols);
+    return bad & fastgd_columns_below(cols);
+}
+/* The same for a float32 block (products in float32, like sgemm, exactly widened: the
+ * unfused path's values), its 24 columns in six groups of 4. */
+FASTGD_TARGET_AVX2 static inline uint64_t fastgd_fused_row4_f32(
+    const __m256 *acc_r, double x_norm, const __m256d *yn, ptrdiff_t cols, double ratio,
+    float *out_row)
+{
+    const __m256d xn = _mm256_set1_pd(x_norm);
+    __m128 rounded[6];
+    uint64_t bad = 0;
+    for (int h = 0; h < 6; h++) {
+        const __m128 half = (h % 2) ? _mm256_extractf128_ps(acc_r[h / 2], 1)
+                                    : _mm256_castps256_ps128(acc_r[h / 2]);
+        __m256d dist;
+        bad |= (uint64_t)fastgd_fused_dist4(_mm256_cvtps_pd(half), _mm256_add_pd(xn, yn[h]),
+                                            ratio, (double)FASTGD_FLOAT_TRUE_MIN, &dist)
+               << (4 * h);
+        rounded[h] = _mm256_cvtpd_ps(dist);
+    }
+    fastgd_store_floats4(out_row, rounded, 6, cols);
+    return bad & fastgd_columns_below(cols);
+}
+
+/* NAME: one block of up to MR_AVX2 x NR entries (rows x cols), as FASTGD_DEFINE_FUSED_BLOCK
+ * (a whole block indexed by constants only in NAME##_whole). N_GROUPS: groups of 4
+ * columns in NR. */
+#define FASTGD_DEFINE_FUSED_BLOCK4(NAME, REAL, VEC, NR, N_GROUPS, PRODUCTS, ROW, RECOMPUTE) \
+    FASTGD_TARGET_AVX2 static void NAME##_whole(                                        \
+        const REAL *restrict xp, const REAL *restrict yp, ptrdiff_t d,                  \
+        const double *restrict x_norms, const double *restrict y_norms, double ratio,   \
+        const REAL *x_rows, const REAL *y_rows, REAL *restrict out, ptrdiff_t ldo)      \
+    {                                                                                   \
+        VEC acc[FASTGD_FUSED_MR_AVX2][3];                                               \
+        PRODUCTS(acc, xp, yp, d)                                                        \
+        __m256d yn[N_GROUPS];                                                           \
+        for (int g = 0; g < (N_GROUPS); g++)                                            \
+            yn[g] = _mm256_loadu_pd(y_norms + 4 * g);                                   \
+        uint64_t bad[FASTGD_FUSED_MR_AVX2];                                             \
+        _Pragma("GCC unroll 4") for (int r = 0; r < FASTGD_FUSED_MR_AVX2; r++)          \
+            bad[r] = ROW(acc[r], x_norms[r], yn, (NR), ratio, out + r * ldo);           \
+        for (int r = 0; r < FASTGD_FUSED_MR_AVX2; r++)                                  \
+            if (bad[r])                                                                 \
+                RECOMPUTE(x_rows + r * d, y_rows, d, bad[r], out + r * ldo);            \
+    }                                                                                   \
+    FASTGD_TARGET_AVX2 static void NAME(                                                \
+        const REAL *restrict xp, const REAL *restrict yp, ptrdiff_t d,                  \
+        const double *restrict x_norms, const double *restrict y_norms, double ratio,   \
+        const REAL *x_rows, const REAL *y_rows, REAL *restrict out, ptrdiff_t ldo,      \
+        ptrdiff_t rows, ptrdiff_t cols)                                                 \
+    {                                                                                   \
+        if (rows == FASTGD_FUSED_MR_AVX2 && cols == (NR)) {                             \
+            NAME##_whole(xp, yp, d, x_norms, y_norms, ratio, x_rows, y_rows, out, ldo); \
+            return;                                                                     \
+        }                                                                               \
+        VEC acc[FASTGD_FUSED_MR_AVX2][3];                                               \
+        PRODUCTS(acc, xp, yp, d)                                                        \
+        __m256d yn[N_GROUPS];                                                           \
+        for (int g = 0; g < (N_GROUPS); g++)                                            \
+            yn[g] = _mm256_maskload_pd(y_norms + 4 * g, fastgd_lanes4(cols - 4 * g));   \
+        for (int r = 0; r < rows; r++) {                                                \
+            uint64_t bad = ROW(acc[r], x_norms[r], yn, cols, ratio, out + r * ldo);     \
+            if (bad)                                                                    \
+                RECOMPUTE(x_rows + r * d, y_rows, d, bad, out + r * ldo);               \
+        }                                                                               \
+    }
+FASTGD_DEFINE_FUSED_BLOCK4(fastgd_fused_block4_f64, double, __m256d, FASTGD_FUSED_NR_AVX2_f64,
+                           3, FASTGD_FUSED_PRODUCTS4_F64, fastgd_fused_row4_f64,
+                           fastgd_recompute4_f64)
+FASTGD_DEFINE_FUSED_BLOCK4(fastgd_fused_block4_f32, float, __m256, FASTGD_FUSED_NR_AVX2_f32,
+                           6, FASTGD_FUSED_PRODUCTS4_F32, fastgd_fused_row4_f32,
+                           fastgd_recompute4_f32)
+FASTGD_DEFINE_FUSED_TILE(fastgd_fused_tile_f64_avx2, FASTGD_TARGET_AVX2,
+                         fastgd_fused_block4_f64, double, FASTGD_FUSED_MR_AVX2,
+                         FASTGD_FUSED_NR_AVX2_f64)
+FASTGD_DEFINE_FUSED_TILE(fastgd_fused_tile_f32_avx2, FASTGD_TARGET_AVX2,
+                         fastgd_fused_block4_f32, float, FASTGD_FUSED_MR_AVX2,
+                         FASTGD_FUSED_NR_AVX2_f32)
+
+/* The fused expansion's packing and tiles at this CPU's level (AVX2 or AVX-512). */
+#define FASTGD_DEFINE_FUSED_DISPATCH(REALNAME, REAL)                                    \
+    static void fastgd_pack_panels_##REALNAME(const REAL *rows, ptrdiff_t d,            \
+                                              ptrdiff_t row0, ptrdiff_t nrows,          \
+                                              ptrdiff_t width, const double *shift,     \
+                                              REAL *packed)                             \
+    {                                                                                   \
+        if (fastgd_pairwise_level == FASTGD_LEVEL_AVX512)                               \
+            fastgd_pack_panels_##REALNAME##_avx512(rows, d, row0, nrows, width, shift,  \
+                                                   packed);                             \
+        else                                                                            \
+            fastgd_pack_panels_plain_##REALNAME(rows, d, row0, nrows, width, shift,     \
+                                                packed);                                \
+    }                                                                                   \
+    static void fastgd_fused_tile_##REALNAME(                                           \
         const REAL *x_packed, const REAL *y_packed, ptrdiff_t d, const double *x_norms, \
         const double *y_norms, double ratio, const REAL *x_rows, const REAL *y_rows,    \
         REAL *out, ptrdiff_t ldo, ptrdiff_t ni, ptrdiff_t nj)                           \
     {                                                                                   \
-        for (ptrdiff_t i = 0; i < ni; i += FASTGD_FUSED_MR)                             \
-            for (ptrdiff_t j = 0; j < nj; j += NR)                                      \
-                BLOCK(x_packed + i * d, y_packed + j * d, d, x_norms + i, y_norms + j,  \
-                      ratio, x_rows + i * d, y_rows + j * d, out + i * ldo + j, ldo,    \
-                      ni - i < FASTGD_FUSED_MR ? ni - i : FASTGD_FUSED_MR,              \
-                      nj - j < NR ? nj - j : NR);                                       \
+        if (fastgd_pairwise_level == FASTGD_LEVEL_AVX512)                               \
+            fastgd_fused_tile_##REALNAME##_avx512(x_packed, y_packed, d, x_norms,       \
+                                                  y_norms, ratio, x_rows, y_rows, out,  \
+                                                  ldo, ni, nj);                         \
+        else                                                                            \
+            fastgd_fused_tile_##REALNAME##_avx2(x_packed, y_packed, d, x_norms, y_norms, \
+                                                ratio, x_rows, y_rows, out, ldo, ni,    \
+                                                nj);                                    \
     }
-FASTGD_DEFINE_FUSED_TILE(fastgd_fused_tile_f64, fastgd_fused_block_f64, double,
-                         FASTGD_FUSED_NR_f64)
-FASTGD_DEFINE_FUSED_TILE(fastgd_fused_tile_f32, fastgd_fused_block_f32, float,
-                         FASTGD_FUSED_NR_f32)
+FASTGD_DEFINE_FUSED_DISPATCH(f64, double)
+FASTGD_DEFINE_FUSED_DISPATCH(f32, float)
 
-#define FASTGD_DEFINE_DIRECT_TILE(NAME, BLOCK, REAL)                                    \
-    FASTGD_TARGET_AVX512 static void NAME(const REAL *x_rows, ptrdiff_t d,              \
-                                          const double *y_columns, const REAL *y_rows,  \
-                                          REAL *out, ptrdiff_t ldo, ptrdiff_t ni,       \
-                                          ptrdiff_t nj, int stream)                     \
+/* The blocked direct method's tile at this CPU's level (AVX2 or AVX-512). */
+#define FASTGD_DEFINE_DIRECT_TILE_DISPATCH(REALNAME, REAL)                              \
+    static void fastgd_direct_tile_##REALNAME(const REAL *x_rows, ptrdiff_t d,          \
+                                              const double *y_columns, const REAL *y_rows, \
+                                              REAL *out, ptrdiff_t ldo, ptrdiff_t ni,   \
+                                              ptrdiff_t nj, int stream)                 \
     {                                                                                   \
-        for (ptrdiff_t i = 0; i < ni; i += FASTGD_FUSED_MR)                             \
-            for (ptrdiff_t j = 0; j < nj; j += FASTGD_FUSED_NR_f64)                     \
-                BLOCK(x_rows + i * d, d, y_columns + j, nj, y_rows + j * d,             \
-                      out + i * ldo + j, ldo,                                           \
-                      ni - i < FASTGD_FUSED_MR ? ni - i : FASTGD_FUSED_MR,              \
-                      nj - j < FASTGD_FUSED_NR_f64 ? nj - j : FASTGD_FUSED_NR_f64,      \
-                      stream);                                                          \
-        fastgd_stream_fence(stream);                                                    \
+        if (fastgd_pairwise_level == FASTGD_LEVEL_AVX512)                               \
+            fastgd_direct_tile_##REALNAME##_avx512(x_rows, d, y_columns, y_rows, out,   \
+                                                   ldo, ni, nj, stream);                \
+        else                                                                            \
+            fastgd_direct_tile_##REALNAME##_avx2(x_rows, d, y_columns, y_rows, out, ldo, \
+                                                 ni, nj, stream);                       \
     }
-FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f64, fastgd_direct_block_f64, double)
-FASTGD_DEFINE_DIRECT_TILE(fastgd_direct_tile_f32, fastgd_direct_block_f32, float)
+FASTGD_DEFINE_DIRECT_TILE_DISPATCH(f64, double)
+FASTGD_DEFINE_DIRECT_TILE_DISPATCH(f32, float)
 #else
-/* Never called: fastgd_pairwise_blocked() is 0 where these cannot be built. */
+/* Never called: fastgd_pairwise_fused() and fastgd_pairwise_direct_blocked() are 0 where
+ * these cannot be built. */
 static void fastgd_pack_panels_f32(const float *rows, ptrdiff_t d, ptrdiff_t row0,
                                    ptrdiff_t nrows, ptrdiff_t width, const double *shift,
                                    float *packed)
@@ -780,11 +1218,40 @@ static void fastgd_direct_tile_f32(const float *x_rows, ptrdiff_t d, const doubl
 }
 #endif
 
-/* Whether the register-blocked kernels run (the AVX-512 level): the fused expansion rather
- * than BLAS and the epilogue, and the blocked direct sums. */
+/* Whether the direct method runs in register blocks (the AVX2 and AVX-512 levels). */
 static inline int fastgd_pairwise_blocked(void)
 {
-    return fastgd_pairwise_level == FASTGD_LEVEL_AVX512;
+    return fastgd_pairwise_level == FASTGD_LEVEL_AVX512
+           || fastgd_pairwise_level == FASTGD_LEVEL_AVX2;
+}
+/* Whether the fused expansion runs for d features (at most the caller's DEPTH) in a dtype
+ * of itemsize bytes, rather than BLAS and the epilogue: at the AVX-512 level always; at
+ * the AVX2 level for float32 and for float64 up to FASTGD_FUSED_AVX2_F64_MAX_DEPTH
+ * features (OpenBLAS's dgemm was faster beyond: docs/performance.md), and not for
+ * argkmin's reductions (`reduce`), which test the Gram entries from BLAS against their
+ * thresholds without forming distances. */
+#define FASTGD_FUSED_AVX2_F64_MAX_DEPTH 128
+static inline int fastgd_pairwise_fused(ptrdiff_t d, ptrdiff_t itemsize, int reduce)
+{
+    if (fastgd_pairwise_level == FASTGD_LEVEL_AVX512)
+        return 1;
+    return fastgd_pairwise_level == FASTGD_LEVEL_AVX2 && !reduce
+           && (itemsize == 4 || d <= FASTGD_FUSED_AVX2_F64_MAX_DEPTH);
+}
+/* The fused expansion's rows of X and of Y per block at this level (its panels' widths). */
+static inline ptrdiff_t fastgd_fused_mr(void)
+{
+    return fastgd_pairwise_level == FASTGD_LEVEL_AVX512 ? FASTGD_FUSED_MR : FASTGD_FUSED_MR_AVX2;
+}
+static inline ptrdiff_t fastgd_fused_nr_f64(void)
+{
+    return fastgd_pairwise_level == FASTGD_LEVEL_AVX512 ? FASTGD_FUSED_NR_f64
+                                                        : FASTGD_FUSED_NR_AVX2_f64;
+}
+static inline ptrdiff_t fastgd_fused_nr_f32(void)
+{
+    return fastgd_pairwise_level == FASTGD_LEVEL_AVX512 ? FASTGD_FUSED_NR_f32
+                                                        : FASTGD_FUSED_NR_AVX2_f32;
 }
 
 #endif

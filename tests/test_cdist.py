@@ -170,3 +170,36 @@ def test_property_metrics_agree_with_one_another(n, m, d, seed):
                                rtol=1e-13, atol=1e-15)
     cosine = 1 - (XA @ XB.T) / np.outer(np.linalg.norm(XA, axis=1), np.linalg.norm(XB, axis=1))
     np.testing.assert_allclose(fastgd.cdist(XA, XB, "cosine"), cosine, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [5, 70], ids=["direct", "expansion"])
+@pytest.mark.parametrize("symmetric", [False, True], ids=["XA-XB", "XA-XA"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_kernel_finish_is_numpys_root_and_half_on_every_tile(rng, dtype, d, symmetric,
+                                                             n_threads):
+    """The compiled kernel takes euclidean's root and cosine's half in each tile while it
+    is in cache (the lower triangle's tiles mirrored from the upper one with XA-XA, the
+    first tile cut at a cache line into an out= that starts inside one): bitwise NumPy's
+    np.sqrt and * 0.5 of sqeuclidean's result, every entry finished exactly once."""
+    n, m = 530, 610  # three row tiles and three column tiles, the last ones cut short
+    XA = rng.standard_normal((n, d)).astype(dtype)
+    XB = XA if symmetric else rng.standard_normal((m, d)).astype(dtype)
+    XA[7] = 0.0  # a zero vector: NaN for cosine
+    squared = fastgd.sqeuclidean(XA, XB, n_threads=n_threads)
+    euclidean = fastgd.cdist(XA, XB, "euclidean", n_threads=n_threads)
+    np.testing.assert_array_equal(euclidean, np.sqrt(squared))
+    unit_A = fastgd.distances.unit_rows(XA)
+    unit_B = unit_A if symmetric else fastgd.distances.unit_rows(XB)
+    cosine = fastgd.cdist(XA, XB, "cosine", n_threads=n_threads)
+    np.testing.assert_array_equal(cosine, fastgd.sqeuclidean(unit_A, unit_B) * dtype(0.5))
+    assert np.isnan(cosine[7]).all()
+    buffer = np.empty(euclidean.size + 16, dtype)
+    start = (-buffer.ctypes.data % 64) // buffer.itemsize + 1  # 1 element past a line
+    out = buffer[start:start + euclidean.size].reshape(euclidean.shape)
+    assert fastgd.cdist(XA, XB, "euclidean", out=out, n_threads=n_threads) is out
+    np.testing.assert_array_equal(out, euclidean)
+    with fastgd.use_backend("numpy"):
+        twin = fastgd.cdist(XA, XB, "euclidean")
+    if d < fastgd.distances.direct_max_features(dtype):  # the same sums in the same order
+        np.testing.assert_array_equal(euclidean, twin)

@@ -162,8 +162,8 @@ def test_bandwidth_floor_adds_at_each_level(rng, float_dtype, n_threads):
 @pytest.mark.parametrize("d", [3, 37, 256, 300])
 def test_sqeuclidean_at_each_level(rng, float_dtype, method, kind, symmetric, d):
     """The direct loops agree bitwise across levels. The expansion runs through BLAS
-    below AVX-512 and fused above it: its levels agree within the promised bound (and
-    bitwise where they share the path), with the same zeros."""
+    at some levels and fused at others: its levels agree within the promised bound (and
+    bitwise where they go through BLAS), with the same zeros."""
     n, m = 130, 270  # two column tiles, odd sizes: blocks and panels cut short
     X = rng.standard_normal((n, d))
     Y = rng.standard_normal((m, d))
@@ -183,8 +183,10 @@ def test_sqeuclidean_at_each_level(rng, float_dtype, method, kind, symmetric, d)
             twin = fastgd.sqeuclidean(X, other, method="direct")
         assert_array_equal(results[cpu_levels()[-1]][0], twin)
     else:
+        fused = run_at_each_level(
+            lambda: _backend.ext._pairwise.fused_expansion(d, X.itemsize))
         assert_levels_agree_bitwise({level: results[level] for level in results
-                                     if level != "avx512"})
+                                     if not fused[level]})
     for (D,) in results.values():
         assert D.dtype == float_dtype
         assert_accurate(D, X, X if symmetric else Y, float_dtype)
@@ -235,10 +237,11 @@ def test_sqeuclidean_out_anywhere_changes_no_bit(rng, float_dtype, method, d):
 @pytest.mark.parametrize("symmetric", [False, True], ids=["X-Y", "X-X"])
 def test_streamed_stores_change_no_bit(monkeypatch, rng, float_dtype, method, symmetric):
     """For an output as large as STREAM_ABOVE_L3 of the L3 the kernel is asked for
-    non-temporal stores (the direct method makes them: whole aligned vectors; the rest, and
-    the entries recomputed after them, by plain ones; the expansion keeps plain stores):
-    bitwise what plain stores give, wherever out starts in a cache line, at every level
-    and thread count, at the depths of one chunk and of several."""
+    non-temporal stores at the AVX-512 level only (the direct method makes them: whole
+    aligned vectors; the rest, and the entries recomputed after them, by plain ones; the
+    expansion keeps plain stores): bitwise what plain stores give, wherever out starts in
+    a cache line, at every level and thread count, at the depths of one chunk and of
+    several."""
     from fastgd import distances
 
     calls = []
@@ -247,7 +250,7 @@ def test_streamed_stores_change_no_bit(monkeypatch, rng, float_dtype, method, sy
     class Recording:
         @staticmethod
         def sqeuclidean(*args):
-            calls.append(args[-1])
+            calls.append((args[-1], _backend.simd_levels["sqeuclidean"]))
             return compiled.sqeuclidean(*args)
 
     monkeypatch.setattr(distances, "kernels", Recording)
@@ -265,10 +268,11 @@ def test_streamed_stores_change_no_bit(monkeypatch, rng, float_dtype, method, sy
 
         monkeypatch.setattr(distances, "STREAM_ABOVE_L3", np.inf)
         plain = run_at_each_level(compute)
-        assert not any(calls)
+        assert calls and not any(stream for stream, _ in calls)
+        calls.clear()
         monkeypatch.setattr(distances, "STREAM_ABOVE_L3", 0)
         streamed = run_at_each_level(compute)
-        assert calls and all(calls[len(calls) // 2:])
+        assert calls and all(stream == (level == "avx512") for stream, level in calls)
         calls.clear()
         for level, results in streamed.items():
             for got, expected in zip(results, plain[level], strict=True):
@@ -433,7 +437,7 @@ def test_large_outputs_are_computed_correctly(float_dtype, d):
         assert_array_equal(out, D)
     with fastgd.use_backend("numpy"):
         direct = fastgd.sqeuclidean(X, Y, method="direct")
-    if d < fastgd.distances.DIRECT_MAX_FEATURES:
+    if d < fastgd.distances.direct_max_features(float_dtype):
         assert_array_equal(D, direct)
     bound = 2 * sqeuclidean_error_bound(direct.astype(np.float64), d, float_dtype)
     assert np.all(np.abs(D.astype(np.float64) - direct) <= bound)

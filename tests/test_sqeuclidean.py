@@ -10,7 +10,7 @@ from oracles import exact_sqeuclidean, sqeuclidean_error_bound
 from scipy.spatial.distance import cdist
 
 import fastgd
-from fastgd.distances import DIRECT_MAX_FEATURES
+from fastgd.distances import direct_max_features
 
 METHODS = ["auto", "expansion", "direct"]
 
@@ -97,7 +97,7 @@ def test_compiled_matches_numpy_twin(float_dtype, rng, method, shape):
             compiled = fastgd.sqeuclidean(X, Y_arg, method=method)
         with fastgd.use_backend("numpy"):
             twin = fastgd.sqeuclidean(X, Y_arg, method=method)
-        if method == "direct" or (method == "auto" and d < DIRECT_MAX_FEATURES):
+        if method == "direct" or (method == "auto" and d < direct_max_features(float_dtype)):
             # Same additions in the same order: bitwise identical.
             assert_array_equal(compiled, twin)
         else:
@@ -135,7 +135,7 @@ def test_tile_order_does_not_change_bits(float_dtype, rng):
         whole = fastgd.sqeuclidean(X, Y, method="expansion")
         parts = np.vstack([fastgd.sqeuclidean(X[i:i + 1000], Y, method="expansion")
                            for i in range(0, X.shape[0], 1000)])
-        fused = fastgd._backend.simd_levels["sqeuclidean"] == "avx512"
+        fused = fastgd._backend.ext._pairwise.fused_expansion(64, X.itemsize)
     assert_accurate(whole, X, Y, float_dtype)
     if fused:
         assert_array_equal(parts, whole)

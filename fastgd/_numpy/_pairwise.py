@@ -3,8 +3,12 @@ Euclidean distances."""
 
 import numpy as np
 
+from fastgd import _codes
+
 # The same constants as src_c/_pairwise.pyx.
 PAIRWISE_ROW_CHUNK = 256
+FINISH_SQRT, FINISH_HALF = (_codes.code_of(_codes.DISTANCE_FINISHES, name)
+                            for name in ("sqrt", "half"))
 CANCELLATION_RATIO = 0.5
 
 
@@ -46,11 +50,12 @@ def _mirror_upper_triangle(out):
         out[i0:i1, i0:i1] = block + block.T
 
 
-def sqeuclidean(X, Y, out, symmetric, expansion, n_threads, stream=False):
+def sqeuclidean(X, Y, out, symmetric, expansion, n_threads, stream=False, finish=0):
     """Fill out[i, j] = ||X[i] - Y[j]||^2; the twin of ``_pairwise.sqeuclidean``.
 
     ``expansion`` selects the centred expansion with direct recomputation of the
-    cancellation-prone entries; otherwise the direct sum over features.
+    cancellation-prone entries; otherwise the direct sum over features. ``finish`` (a code
+    of _codes.DISTANCE_FINISHES) then takes each entry's square root or half.
     ``n_threads`` and ``stream`` (how the compiled loops store) are accepted for the
     common signature and ignored.
     """
@@ -81,16 +86,20 @@ def sqeuclidean(X, Y, out, symmetric, expansion, n_threads, stream=False):
             r, c = np.nonzero(suspect)
             dist[r, c] = _sequential_sqdist(X64[i0 + r], Y64[c])
         else:
-            term, finish = METRICS["sqeuclidean"]
+            term, metric_finish = METRICS["sqeuclidean"]
             dist = np.zeros((i1 - i0, Y.shape[0]))
             with np.errstate(invalid="ignore", over="ignore"):
                 for k in range(X.shape[1]):
                     dist += term(X64[i0:i1, k, None], Y64[None, :, k])
-            dist = finish(dist)
+            dist = metric_finish(dist)
         out[i0:i1] = dist
         _nonzero_unless_equal(out[i0:i1], X[i0:i1], Y)
     if symmetric:
         _mirror_upper_triangle(out)
+    if finish == FINISH_SQRT:
+        np.sqrt(out, out=out)
+    elif finish == FINISH_HALF:
+        out *= 0.5
 
 
 # argkmin: tiles of sqeuclidean merged into every row's best candidates.
