@@ -40,10 +40,6 @@ ALIGNED_MIN_BYTES = 1 << 16
 STREAM_ABOVE_L3 = 0.5
 L3_BYTES_UNKNOWN = 32 << 20
 
-# sqeuclidean's expansion is kept where D > CANCELLATION_RATIO (||x||^2 + ||y||^2) of the
-# centred rows (src_c/_pairwise.pyx); nan_euclidean's follows the same rule.
-CANCELLATION_RATIO = 0.5
-
 # Below this many multiply-adds (n * m * d) no parallel region is opened and
 # BLAS threads are left alone: their cost would dwarf the work.
 PARALLEL_MIN_WORK = 1 << 21
@@ -214,11 +210,16 @@ def _squared_distances(X, Y, symmetric, method, out, given, n_threads, finish):
 
 
 # cdist's metrics: name -> what it is built from (the accuracy each keeps is in cdist's
-# docstring). "nan_euclidean" runs in NumPy (GEMMs on the centred, zero-filled rows, the
-# entries that may have cancelled recomputed directly); the others on sqeuclidean's kernel.
+# docstring). "nan_euclidean": GEMMs on the centred, zero-filled rows finished by the
+# kernels' nan_euclidean_finish, the entries that may have cancelled recomputed directly;
+# the others on sqeuclidean's kernel.
 CDIST_METRICS = ("sqeuclidean", "euclidean", "cosine", "nan_euclidean")
 # Pairs recomputed by direct differences at once (nan_euclidean), at most.
 DIRECT_PAIRS_ENTRIES = 1 << 20
+# nan_euclidean's rows of XA per block: its GEMMs' outputs (norms, products, counts) of at
+# most this many entries each, so that its finishing pass reads them from the cache and its
+# scratch memory does not grow with the output.
+NAN_EUCLIDEAN_BLOCK_ENTRIES = 1 << 18
 
 
 def check_metric(metric, supported):
@@ -341,23 +342,29 @@ def _nan_euclidean(XA, XB, out):
     Xc = np.where(present_x, X - shift, 0.0)
     Yc = Xc if same else np.where(present_y, Y - shift, 0.0)
     px, py = present_x.astype(np.float64), present_y.astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        norms = np.square(Xc) @ py.T + px @ np.square(Yc).T
-        squared = norms - 2 * (Xc @ Yc.T)
-        count = px @ py.T
-        # Kept where the expansion cannot have cancelled (as sqeuclidean's).
-        suspect = ~(squared > CANCELLATION_RATIO * norms) | ~np.isfinite(squared)
-    suspect &= count > 0
-    rows, cols = np.nonzero(suspect)
-    step = max(1, DIRECT_PAIRS_ENTRIES // max(d, 1))
-    for start in range(0, rows.shape[0], step):
-        r, c = rows[start:start + step], cols[start:start + step]
+    # The norms over the coordinates present in both, by one GEMM: [xc^2, px] . [py, yc^2].
+    left = np.hstack([np.square(Xc), px])
+    right = np.hstack([py, np.square(Yc)])
+    # The counts are exact in float32 up to 2^24 features (sums of 0s and 1s).
+    count_dtype = np.float32 if d < 1 << 24 else np.float64
+    px_count, py_count = px.astype(count_dtype), py.astype(count_dtype)
+    finish = kernels().nan_euclidean_finish
+    block_rows = max(1, NAN_EUCLIDEAN_BLOCK_ENTRIES // m)
+    suspects = np.empty(min(n, block_rows) * m, np.intp)
+    for i0 in range(0, n, block_rows):
+        i1 = min(n, i0 + block_rows)
         with np.errstate(invalid="ignore", over="ignore"):
-            difference = np.where(present_x[r] & present_y[c], X[r] - Y[c], 0.0)
-            squared[r, c] = np.einsum("pd,pd->p", difference, difference)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        squared *= d / count
-    squared[count == 0] = np.nan
-    np.sqrt(squared, out=squared)
-    out[...] = squared
+            norms = left[i0:i1] @ right.T
+            gram = Xc[i0:i1] @ Yc.T
+        count = px_count[i0:i1] @ py_count.T
+        found = finish(norms, gram, count, d, out[i0:i1], suspects)
+        # The entries where the expansion may have cancelled, by direct differences.
+        step = max(1, DIRECT_PAIRS_ENTRIES // max(d, 1))
+        for start in range(0, found, step):
+            flat = suspects[start:min(found, start + step)]
+            r, c = i0 + flat // m, flat % m
+            with np.errstate(invalid="ignore", over="ignore"):
+                difference = np.where(present_x[r] & present_y[c], X[r] - Y[c], 0.0)
+                squared = np.einsum("pd,pd->p", difference, difference)
+                out[r, c] = np.sqrt(squared * (d / count[r - i0, c].astype(np.float64)))
     return out

@@ -31,8 +31,9 @@ METRICS = distances.CDIST_METRICS
 # blocked direct sums from 16 features in float64 and at every d in float32 (whose GEMM
 # runs twice as many lanes as the direct sums in double).
 DIRECT_MAX_FEATURES = {"avx2": {"float32": 1, "float64": 16}}
-# Differences computed at once by the settling pass's direct distances, at most.
-SETTLE_TILE_ENTRIES = 1 << 20
+# Entries computed at once, at most: differences by the settling pass's direct distances,
+# distances by the search a block at a time of the metrics without a kernel of their own.
+BLOCK_ENTRIES = 1 << 20
 
 
 def _relative_error_bound(d, dtype):
@@ -42,9 +43,9 @@ def _relative_error_bound(d, dtype):
 
 def _direct(X, Y, rows, cols):
     """Squared distances of the pairs (X[rows[p]], Y[cols[p]]) by direct differences in
-    float64, about SETTLE_TILE_ENTRIES differences at a time."""
+    float64, about BLOCK_ENTRIES differences at a time."""
     result = np.empty(rows.shape[0])
-    step = max(1, SETTLE_TILE_ENTRIES // max(X.shape[1], 1))
+    step = max(1, BLOCK_ENTRIES // max(X.shape[1], 1))
     for start in range(0, rows.shape[0], step):
         pairs = slice(start, start + step)
         difference = X[rows[pairs]].astype(np.float64) - Y[cols[pairs]].astype(np.float64)
@@ -242,10 +243,10 @@ def argkmin(X: ArrayLike, Y: ArrayLike | None = None, k: int = 1, *,
 
 def _search_blocks(X, Y, self_search, k, metric, best_d, best_i):
     """The k nearest by ``cdist(metric)`` a block of rows at a time (about
-    SETTLE_TILE_ENTRIES distances each), ties by index, each row's own entry after every
+    BLOCK_ENTRIES distances each), ties by index, each row's own entry after every
     other when X searches itself."""
     n, m = X.shape[0], Y.shape[0]
-    step = max(1, SETTLE_TILE_ENTRIES // max(m, 1))
+    step = max(1, BLOCK_ENTRIES // max(m, 1))
     for start in range(0, n, step):
         block = np.arange(start, min(n, start + step))
         values = distances.cdist(X[block], Y, metric)

@@ -43,7 +43,7 @@ from interrupts cimport (
     fastgd_should_stop,
 )
 from libc.float cimport DBL_MAX, FLT_MAX
-from libc.math cimport INFINITY, NAN, fabs
+from libc.math cimport INFINITY, NAN, fabs, sqrt
 from libc.stdint cimport uint64_t, uintptr_t
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -1173,3 +1173,37 @@ def argkmin(const floating[:, ::1] X, const floating[:, ::1] Y, bint self_search
     fastgd_interrupt_raise(&interrupt)
     if n_failed:
         raise MemoryError("fastgd.argkmin: could not allocate per-thread tile buffers")
+
+
+ctypedef fused count_t:
+    float
+    double
+
+
+def nan_euclidean_finish(const double[:, ::1] norms, const double[:, ::1] gram,
+                         const count_t[:, ::1] count, Py_ssize_t d, floating[:, ::1] out,
+                         Py_ssize_t[::1] suspects):
+    """cdist's "nan_euclidean" from its expansion, one pass over a block of rows:
+    D = norms - 2 gram (the centred rows with their missing coordinates as 0: norms the
+    squared norms over the coordinates present in both, gram the products, count how
+    many are present in both), then out = sqrt(D d / count), rounded to out's dtype.
+    Where count is 0, out is NaN. Where the expansion may have cancelled
+    (D - CANCELLATION_RATIO norms not positive and finite), out is NaN too and the entry's
+    flat index (i * m + j) goes to suspects, in order, for the caller to recompute by
+    direct differences. Returns the number of suspects (suspects holds n * m)."""
+    cdef Py_ssize_t n = norms.shape[0], m = norms.shape[1], i, j, found = 0
+    cdef double dist, margin, present
+    with nogil:
+        for i in range(n):
+            for j in range(m):
+                present = count[i, j]
+                dist = norms[i, j] - 2.0 * gram[i, j]
+                margin = dist - CANCELLATION_RATIO * norms[i, j]
+                if present > 0 and margin > 0 and margin < INFINITY:
+                    out[i, j] = <floating>sqrt(dist * (d / present))
+                else:
+                    out[i, j] = <floating>NAN
+                    if present > 0:
+                        suspects[found] = i * m + j
+                        found += 1
+    return found

@@ -203,3 +203,60 @@ def test_kernel_finish_is_numpys_root_and_half_on_every_tile(rng, dtype, d, symm
         twin = fastgd.cdist(XA, XB, "euclidean")
     if d < fastgd.distances.direct_max_features(dtype):  # the same sums in the same order
         np.testing.assert_array_equal(euclidean, twin)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("count_dtype", [np.float32, np.float64])
+def test_nan_euclidean_finish_matches_its_twin_bitwise(rng, dtype, count_dtype):
+    """nan_euclidean's compiled pass against its NumPy twin on a block with every case:
+    kept entries, cancelled ones (suspects, listed in order), no common coordinate (NaN,
+    not a suspect), overflowed and NaN norms (suspects)."""
+    from fastgd._ext import _pairwise as compiled
+    from fastgd._numpy import _pairwise as twin
+
+    n, m, d = 37, 53, 9
+    norms = rng.uniform(0, 10, (n, m))
+    gram = rng.uniform(-2, 2, (n, m))
+    gram[::3, ::4] = norms[::3, ::4] / 2 * (1 - 1e-9)  # D ~ 0: the expansion cancelled
+    count = rng.integers(0, d + 1, (n, m)).astype(count_dtype)
+    norms[5, :7] = np.inf
+    norms[6, 7:9] = np.nan
+    results = []
+    for kernels in (compiled, twin):
+        out = np.full((n, m), 7.0, dtype)
+        suspects = np.full(n * m, -1, np.intp)
+        found = kernels.nan_euclidean_finish(norms, gram, count, d, out, suspects)
+        results.append((out, suspects[:found]))
+    (out, suspects), (twin_out, twin_suspects) = results
+    np.testing.assert_array_equal(out, twin_out)
+    np.testing.assert_array_equal(suspects, twin_suspects)
+    flagged = np.zeros(n * m, bool)
+    flagged[suspects] = True
+    flagged = flagged.reshape(n, m)
+    assert flagged[::3, ::4][count[::3, ::4] > 0].all()
+    assert flagged[5, :7][count[5, :7] > 0].all()
+    assert not flagged[count == 0].any() and np.isnan(out[count == 0]).all()
+    assert np.isnan(out[flagged]).all() and np.isfinite(out[~flagged & (count > 0)]).all()
+    kept = ~flagged & (count > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = np.sqrt((norms - 2 * gram) * (d / count.astype(np.float64)))
+    np.testing.assert_array_equal(out[kept], expected[kept].astype(dtype))
+
+
+def test_nan_euclidean_in_blocks_of_rows(monkeypatch, backend, rng):
+    """nan_euclidean runs in blocks of rows (NAN_EUCLIDEAN_BLOCK_ENTRIES): blocks of 3 rows,
+    the last one short, give scikit-learn's distances within the bound, the diagonal of
+    XA against itself (recomputed in each block) exactly 0."""
+    monkeypatch.setattr(fastgd.distances, "NAN_EUCLIDEAN_BLOCK_ENTRIES", 3 * 41)
+    XA = rng.standard_normal((41, 6)) + 100.0
+    XA[rng.random(XA.shape) < 0.3] = np.nan
+    XA[4] = np.nan  # a row without any coordinate
+    for XB in (XA, rng.standard_normal((41, 6)) + 100.0):
+        got = fastgd.cdist(XA, XB, "nan_euclidean")
+        exact = reference(XA, XB, "nan_euclidean").astype(np.float64)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(exact))
+        finite = np.isfinite(exact)
+        assert (np.abs(got - exact)[finite] <= bound("nan_euclidean", 6, np.float64,
+                                                      exact)[finite]).all()
+    diagonal = np.diag(fastgd.cdist(XA, XA, "nan_euclidean"))
+    assert (diagonal[np.arange(41) != 4] == 0).all() and np.isnan(diagonal[4])

@@ -7,6 +7,7 @@ from fastgd import _codes
 
 # The same constants as src_c/_pairwise.pyx.
 PAIRWISE_ROW_CHUNK = 256
+ARGKMIN_GEMM_ROWS = 512
 FINISH_SQRT, FINISH_HALF = (_codes.code_of(_codes.DISTANCE_FINISHES, name)
                             for name in ("sqrt", "half"))
 CANCELLATION_RATIO = 0.5
@@ -215,9 +216,10 @@ def _argkmin_part(X, Y, start, stop, self_search, expansion, values, indices):
 
 
 def argkmin_task_rows(d, expansion, itemsize):
-    """The compiled kernel's query rows per task below the AVX-512 level (its work split;
-    the twin computes alike with any)."""
-    return 2048 // itemsize if expansion else PAIRWISE_ROW_CHUNK
+    """The compiled kernel's query rows per task below the AVX-512 level (its work split,
+    ARGKMIN_GEMM_ROWS float32 rows' bytes a task through BLAS; the twin computes alike
+    with any)."""
+    return ARGKMIN_GEMM_ROWS * 4 // itemsize if expansion else PAIRWISE_ROW_CHUNK
 
 
 def argkmin(X, Y, self_search, expansion, values, indices, part_cols, n_threads):
@@ -229,3 +231,17 @@ def argkmin(X, Y, self_search, expansion, values, indices, part_cols, n_threads)
         start = part * part_cols
         _argkmin_part(X, Y, start, min(Y.shape[0], start + part_cols), self_search,
                       expansion, values[part], indices[part])
+
+
+def nan_euclidean_finish(norms, gram, count, d, out, suspects):
+    """cdist's "nan_euclidean" from its expansion; the twin of
+    ``_pairwise.nan_euclidean_finish`` (the same operations, so the same bits)."""
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        dist = norms - 2.0 * gram
+        margin = dist - CANCELLATION_RATIO * norms
+        present = count.astype(np.float64)
+        kept = (present > 0) & (margin > 0) & (margin < np.inf)
+        out[...] = np.where(kept, np.sqrt(dist * (d / present)), np.nan)
+    flat = np.flatnonzero(~kept & (present > 0))
+    suspects[:flat.size] = flat
+    return flat.size
