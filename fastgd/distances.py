@@ -186,8 +186,8 @@ def _squared_distances(X, Y, symmetric, method, out, given, n_threads, finish):
         out.fill(0)
         return out
 
-    X = _validation.as_contiguous(X, dtype)
-    Y = X if symmetric else _validation.as_contiguous(Y, dtype)
+    X = _validation.as_contiguous_in_scratch(X, dtype, 0)
+    Y = X if symmetric else _validation.as_contiguous_in_scratch(Y, dtype, 1)
     expansion = METRICS["sqeuclidean"]["expansion"] and (
         method == "expansion" or (method == "auto" and d >= direct_max_features(dtype)))
     work = n * m * d

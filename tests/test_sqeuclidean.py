@@ -1,5 +1,7 @@
 """fastgd.sqeuclidean against an exact oracle, scipy's cdist and its NumPy twin."""
 
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -330,3 +332,43 @@ def test_many_features_are_taken_in_chunks(backend, float_dtype, rng, method):
     S = fastgd.sqeuclidean(Y, method=method)
     assert_array_equal(S, S.T)
     assert_accurate(S, Y, Y, float_dtype)
+
+
+def test_strided_inputs_are_copied_into_reused_scratch(rng, monkeypatch):
+    """A strided or Fortran-order input is copied into a buffer of the calling thread that
+    the next call reuses (no fresh pages per call), each input slot its own; another thread
+    has its own buffers; inputs beyond SCRATCH_MAX_BYTES get a fresh copy; the results
+    are those of the C-ordered inputs, and the inputs are left as they were."""
+    from fastgd import _validation
+
+    wide = rng.standard_normal((300, 130))
+    X, Y = wide[:, :64], np.asfortranarray(rng.standard_normal((40, 64)))
+    X_before, Y_before = X.copy(), Y.copy()
+    first = _validation.as_contiguous_in_scratch(X, np.float64, 0)
+    second = _validation.as_contiguous_in_scratch(wide[:, 1:65], np.float64, 0)
+    other_slot = _validation.as_contiguous_in_scratch(Y, np.float32, 1)
+    assert first.flags.c_contiguous and np.shares_memory(first, second)
+    assert_array_equal(second, wide[:, 1:65])
+    assert other_slot.dtype == np.float32 and not np.shares_memory(other_slot, second)
+    assert_array_equal(other_slot, Y.astype(np.float32))
+    contiguous = np.ascontiguousarray(X)
+    assert _validation.as_contiguous_in_scratch(contiguous, np.float64, 0) is contiguous
+
+    in_thread = []
+    worker = threading.Thread(target=lambda: in_thread.append(
+        _validation.as_contiguous_in_scratch(X, np.float64, 0)))
+    worker.start()
+    worker.join()
+    assert_array_equal(in_thread[0], X)
+    assert not np.shares_memory(in_thread[0], second)
+    monkeypatch.setattr(_validation, "SCRATCH_MAX_BYTES", X.nbytes - 1)
+    assert not np.shares_memory(_validation.as_contiguous_in_scratch(X, np.float64, 0),
+                                second)
+    monkeypatch.undo()
+
+    expected = fastgd.sqeuclidean(np.ascontiguousarray(X), np.ascontiguousarray(Y))
+    for _ in range(2):
+        assert_array_equal(fastgd.sqeuclidean(X, Y), expected)
+        assert_array_equal(fastgd.cdist(X, Y, "euclidean"), np.sqrt(expected))
+    assert_array_equal(X, X_before)
+    assert_array_equal(Y, Y_before)
