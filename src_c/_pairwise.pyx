@@ -88,6 +88,9 @@ cdef extern from "pairwise_loops.h" nogil:
                                           float bound, Py_ssize_t start, Py_ssize_t n)
     Py_ssize_t fastgd_first_sum_below_f64(const double* row, const double* offsets,
                                           double bound, Py_ssize_t start, Py_ssize_t n)
+    float fastgd_second_smallest_f32(const float* row, const float* offsets, Py_ssize_t n)
+    double fastgd_second_smallest_f64(const double* row, const double* offsets,
+                                      Py_ssize_t n)
     void fastgd_finish_block_f32(float* out, Py_ssize_t ldo, Py_ssize_t rows,
                                  Py_ssize_t cols, int finish)
     void fastgd_finish_block_f64(double* out, Py_ssize_t ldo, Py_ssize_t rows,
@@ -898,8 +901,23 @@ cdef void _reduce_gram_row(const floating* x_row, const floating* y_rows, Py_ssi
     """Offer a row of a gram tile (the tile's rows of Y from y_rows, their norms, the
     low ones rounded to floating; columns j0, ...; ``norms_max`` at least x_norm + every
     y_norm, or +inf to test nothing): only entries that pass the gram test get their
-    value."""
+    value.
+
+    With two candidates (k = 1) and the row's own column outside the tile, the tile's
+    second smallest gram + y_norm, plus twice the test's margin, bounds the threshold the
+    row will have after the tile (two entries are at most that far above their sums), so
+    the scan starts from it: it offers about two entries rather than every running
+    minimum of the row."""
     cdef double threshold = _key(values[0])
+    cdef double cap = INFINITY, second
+    if kept == 2 and not (j0 <= own < j0 + nj):
+        if floating is float:
+            second = x_norm + fastgd_second_smallest_f32(gram_row, y_norms_low, nj)
+        else:
+            second = x_norm + fastgd_second_smallest_f64(gram_row, y_norms_low, nj)
+        cap = second + 2 * unit * (slack_units * norms_max + 4 * (fabs(second) + x_norm))
+        if cap < threshold:  # not for a NaN cap
+            threshold = cap
     cdef floating bound = <floating>_gram_bound(threshold, x_norm, norms_max, slack_units,
                                                 unit)
     cdef Py_ssize_t b = _first_below(gram_row, y_norms_low, bound, 0, nj)
@@ -910,6 +928,8 @@ cdef void _reduce_gram_row(const floating* x_row, const floating* y_rows, Py_ssi
                                     gram_row[b]),
                    j0 + b)
             threshold = _key(values[0])
+            if cap < threshold:
+                threshold = cap
             bound = <floating>_gram_bound(threshold, x_norm, norms_max, slack_units, unit)
         b = _first_below(gram_row, y_norms_low, bound, b + 1, nj)
 

@@ -174,6 +174,41 @@ static inline uint64_t fastgd_suspect_bits_f64(double dist, double norms_sum, do
                 return b;                                                               \
         return n;                                                                       \
     }
+/* The second smallest of row[b] + offsets[b] (in REAL) over b < n, NaN left out; +inf if
+ * fewer than two are not NaN: the nearest-neighbour search's first threshold for a row.
+ * SCAN_BLOCK lanes of running smallest and second smallest, combined at the end. */
+#define FASTGD_DEFINE_SECOND_SMALLEST(NAME, TARGET, REAL)                               \
+    TARGET static REAL NAME(const REAL *restrict row, const REAL *restrict offsets,     \
+                            ptrdiff_t n)                                                \
+    {                                                                                   \
+        REAL first[FASTGD_SCAN_BLOCK], second[FASTGD_SCAN_BLOCK];                       \
+        for (int l = 0; l < FASTGD_SCAN_BLOCK; l++)                                     \
+            first[l] = second[l] = (REAL)INFINITY;                                      \
+        ptrdiff_t b = 0;                                                                \
+        for (; b + FASTGD_SCAN_BLOCK <= n; b += FASTGD_SCAN_BLOCK)                      \
+            for (int l = 0; l < FASTGD_SCAN_BLOCK; l++) {                               \
+                REAL value = row[b + l] + offsets[b + l];                               \
+                value = value == value ? value : (REAL)INFINITY;                        \
+                const REAL above = value > first[l] ? value : first[l];                 \
+                second[l] = above < second[l] ? above : second[l];                      \
+                first[l] = value < first[l] ? value : first[l];                         \
+            }                                                                           \
+        REAL least = (REAL)INFINITY, next = (REAL)INFINITY;                             \
+        for (int l = 0; l < 2 * FASTGD_SCAN_BLOCK + (int)(n - b); l++) {                \
+            const REAL value = l < FASTGD_SCAN_BLOCK       ? first[l]                   \
+                               : l < 2 * FASTGD_SCAN_BLOCK ? second[l - FASTGD_SCAN_BLOCK] \
+                                                           : row[b + l - 2 * FASTGD_SCAN_BLOCK] \
+                                                                 + offsets[b + l - 2 * FASTGD_SCAN_BLOCK]; \
+            if (value < least) {                                                        \
+                next = least;                                                           \
+                least = value;                                                          \
+            } else if (value < next) {                                                  \
+                next = value;                                                           \
+            }                                                                           \
+        }                                                                               \
+        return next;                                                                    \
+    }
+
 /* A block of the output (rows x cols, leading dimension ldo) in place: its square root
  * (FASTGD_FINISH_SQRT) or half (FASTGD_FINISH_HALF), in REAL: the correctly rounded
  * operations of NumPy's np.sqrt and `*= 0.5`, so bitwise the same. */
@@ -217,7 +252,9 @@ static inline uint64_t fastgd_suspect_bits_f64(double dist, double norms_sum, do
     FASTGD_DEFINE_FIRST_BELOW(fastgd_first_sum_below_f64_##LEVEL, TARGET, double,       \
                               int64_t, FASTGD_ROW_PLUS_OFFSET)                          \
     FASTGD_DEFINE_FINISH_BLOCK(fastgd_finish_block_f32_##LEVEL, TARGET, float, sqrtf)   \
-    FASTGD_DEFINE_FINISH_BLOCK(fastgd_finish_block_f64_##LEVEL, TARGET, double, sqrt)
+    FASTGD_DEFINE_FINISH_BLOCK(fastgd_finish_block_f64_##LEVEL, TARGET, double, sqrt)   \
+    FASTGD_DEFINE_SECOND_SMALLEST(fastgd_second_smallest_f32_##LEVEL, TARGET, float)    \
+    FASTGD_DEFINE_SECOND_SMALLEST(fastgd_second_smallest_f64_##LEVEL, TARGET, double)
 
 FASTGD_DEFINE_PAIRWISE_LEVEL(baseline, )
 #if FASTGD_X86_DISPATCH
@@ -272,6 +309,12 @@ static int fastgd_pairwise_select_level(int asked)
     {                                                                                   \
         return FASTGD_PAIRWISE_CALL(fastgd_first_sum_below_##REALNAME, row, offsets,    \
                                     bound, start, n);                                   \
+    }                                                                                   \
+    static inline REAL fastgd_second_smallest_##REALNAME(const REAL *row,               \
+                                                         const REAL *offsets,           \
+                                                         ptrdiff_t n)                   \
+    {                                                                                   \
+        return FASTGD_PAIRWISE_CALL(fastgd_second_smallest_##REALNAME, row, offsets, n); \
     }                                                                                   \
     static inline void fastgd_finish_block_##REALNAME(REAL *out, ptrdiff_t ldo,         \
                                                       ptrdiff_t rows, ptrdiff_t cols,   \

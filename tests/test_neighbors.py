@@ -195,6 +195,31 @@ def test_nearest_is_the_k_means_assignment(backend, rng):
     assert assignment.shape == (500,) and assignment.dtype == np.intp
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_nearest_on_ties_and_near_ties_across_tiles(backend, rng, dtype, n_threads):
+    """k = 1 starts the scan of each tile's row from the tile's second smallest sum: on
+    points of a small integer grid (exact ties everywhere), exact duplicates in a later
+    tile, NaN and inf rows, near-duplicates at a large offset and a self-search, the
+    nearest is the oracle's, ties to the smaller index."""
+    d = 16
+    X = rng.integers(-2, 3, (300, d)).astype(dtype)
+    Y = rng.integers(-2, 3, (1500, d)).astype(dtype)
+    Y[1200:1210] = X[:10]
+    X[20] = np.nan
+    Y[5] = np.inf
+    Y[700] = np.nan
+    check(X, Y, 1, n_threads=n_threads)
+    check(X[21:], None, 1, n_threads=n_threads)
+    offset = 1e4 if dtype == np.float32 else 1e8
+    base = offset + rng.standard_normal(d)
+    spread = 1e-3 * offset * np.finfo(dtype).eps ** 0.5
+    Z = (base + spread * rng.standard_normal((700, d))).astype(dtype)
+    check(Z[:100], Z[100:], 1, n_threads=n_threads)
+    np.testing.assert_array_equal(fastgd.nearest(Z[:100], Z[100:], n_threads=n_threads),
+                                  oracle(Z[:100], Z[100:], 1)[:, 0])
+
+
 def test_errors_name_the_argument():
     X = np.zeros((4, 2))
     with pytest.raises(ValueError, match=r"k must be at most n_samples_Y = 3; got k=4"):
@@ -268,7 +293,8 @@ def test_the_compiled_kernel_equals_its_twin(rng, dtype, d):
     Y[[7, 300]] = np.nan
     bound = neighbors._relative_error_bound(d, dtype)
     for self_search, part_cols, kept in [(False, 600, 1), (False, 256, 5), (True, 256, 9),
-                                          (False, 256, 300), (True, 600, 12)]:
+                                          (False, 256, 300), (True, 600, 12),
+                                          (False, 600, 2), (True, 256, 2)]:
         rows_searched = X if self_search else Y
         m = len(rows_searched)
         n_parts = -(-m // part_cols)
