@@ -74,7 +74,9 @@ L2_BYTES_UNKNOWN = 1 << 20
 
 def _prepare(A, W, H, mask):
     """(plan or None, dense A or None, mask, W, H, dtype): W, H and a dense A in the one
-    float dtype they compute in, C-contiguous, the mask as uint8 or None."""
+    float dtype they compute in, C-contiguous, the mask as uint8 or None. A copy of a
+    dense A lives in the thread's scratch (_validation.as_contiguous_in_scratch): it serves
+    this call only."""
     if isinstance(A, ObservedEntries) or _plan.is_sparse(A):
         plan = observed(A, mask)
         dense = None
@@ -90,7 +92,8 @@ def _prepare(A, W, H, mask):
     _plan.check_finite_factor(W, "W")
     _plan.check_finite_factor(H, "H")
     if dense is not None:
-        dense = _validation.as_contiguous(dense, dtype)
+        # Slot 2: distances.py's copies take slots 0 and 1.
+        dense = _validation.as_contiguous_in_scratch(dense, dtype, 2)
     return plan, dense, mask, W, H, dtype
 
 
