@@ -11,6 +11,7 @@ Examples
 np.float64(25.0)
 """
 
+from fastgd import _backend
 from fastgd._backend import get_backend, use_backend
 from fastgd._config import show_config
 from fastgd._plan import observed_from_ids
@@ -65,6 +66,9 @@ __all__ = [
     "sqeuclidean",
     "use_backend",
 ]
+
+# The compiled modules, now where that is cheap (without SciPy), else on first need.
+_backend.load_when_cheap()
 
 
 def __getattr__(name):

@@ -1,7 +1,8 @@
 """Which implementation runs: the compiled extension or its NumPy twin.
 
-The extension is imported once, here, when a kernel (or get_backend, show_config) first
-needs it, not at ``import fastgd``. If it is missing, a warning says why and every kernel
+The extension is imported once, here: at ``import fastgd`` where that is cheap (its GEMM is
+NumPy's OpenBLAS, fastgd._blas), else when a kernel (or get_backend, show_config) first
+needs it. If it is missing, a warning says why and every kernel
 runs its NumPy twin from ``fastgd._numpy``; with ``FASTGD_REQUIRE_EXTENSION=1`` a missing
 extension is an ImportError instead.
 ``FASTGD_BACKEND=numpy`` forces the twin; ``use_backend`` switches for a block.
@@ -20,7 +21,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Literal
 
-from fastgd import _codes
+from fastgd import _blas, _codes
 
 BACKENDS = ("compiled", "numpy")
 EXTENSION_MODULES = ("_build_info", "_masked", "_memory", "_pairwise", "_solvers", "_stochastic",
@@ -135,18 +136,19 @@ def _warn_fallback(error, stacklevel):
 
 
 def _find_extension():
-    """Whether every compiled module is there to import, without importing one (importing
-    them loads SciPy's BLAS, which costs more than NumPy's whole import)."""
+    """Whether every compiled module is there to import, without importing one (where
+    their GEMM is SciPy's, importing them costs more than NumPy's whole import)."""
     for name in EXTENSION_MODULES:
         if importlib.util.find_spec(f"fastgd._ext.{name}") is None:
             return ModuleNotFoundError(f"No module named 'fastgd._ext.{name}'")
     return None
 
 
-# The compiled modules are imported on first need (the first kernel call, get_backend(),
-# show_config()), not at `import fastgd`. Until then the module attributes below that
-# depend on them (ext, extension_error, simd_levels, update_division and the two fast
-# paths) are absent, and the module's __getattr__ loads them on first access.
+# The compiled modules are imported by load_when_cheap() at `import fastgd`, or else on
+# first need (the first kernel call, get_backend(), show_config()). Until then the module
+# attributes below that depend on them (ext, extension_error, simd_levels, update_division
+# and the two fast paths) are absent, and the module's __getattr__ loads them on first
+# access.
 _LAZY_ATTRIBUTES = ("ext", "extension_error", "simd_levels", "update_division",
                     "updates_fast_path", "masked_fast_path", "openmp_wait")
 _load_lock = threading.RLock()
@@ -193,6 +195,15 @@ def _load():
             _threads.prepare_blas_control()
             ext._build_info.start_openmp_threads(_threads.default_n_threads())
     return ext
+
+
+def load_when_cheap():
+    """Load the compiled modules now (``import fastgd`` calls this) when that costs a few
+    milliseconds: their GEMM comes from NumPy's OpenBLAS (fastgd._blas), so SciPy is not
+    imported. Then no kernel's first call pays the load. Otherwise (SciPy's BLAS, or the
+    NumPy backend asked for) they load on first need, as get_backend() documents."""
+    if _missing is None and _ENVIRONMENT_BACKEND != "numpy" and _blas.cheap_to_load():
+        _load()
 
 
 def loaded_extension():

@@ -8,7 +8,7 @@ from typing import TextIO
 
 import numpy as np
 
-from fastgd import _backend, _threads
+from fastgd import _backend, _blas, _threads
 from fastgd._version import __version__
 
 
@@ -35,6 +35,7 @@ def config_info():
         "forked_child": _threads.in_forked_child,
         "openmp_wait": _backend.openmp_wait,
         "blas": _threads.blas_info(),
+        "gemm": None,
     }
     if _backend.ext is not None:
         build = _backend.ext._build_info.build_info()
@@ -44,6 +45,7 @@ def config_info():
         info["cpu_features"] = cpu["features"]
         info["cpu_level"] = cpu["level"]
         info["cpu_dispatch"] = cpu["dispatch"]
+        info["gemm"] = _blas.gemm_description()
     return info
 
 
@@ -121,9 +123,12 @@ def show_config(file: TextIO | None = None) -> None:
            if info["openmp"] and info["openmp_wait"] else "")
         + ")"
     )
+    if info["gemm"] is not None:
+        lines.append(f"  GEMM:     {info['gemm']}")
     if info["blas"] is None:
         lines.append('  BLAS:     not shown: pip install "fastgd[threads]" (threadpoolctl) to see '
-                     "the BLAS in use, and to hold it to one thread in fastgd's parallel regions")
+                     "the BLAS libraries loaded (and to hold SciPy's to one thread in fastgd's "
+                     "parallel regions, where the kernels call it)")
     else:
         for lib in info["blas"]:
             lines.append(

@@ -388,7 +388,7 @@ def as_dense(A, mask):
     """A as a float array and mask as C-contiguous uint8 or None. The masked entries of a
     numpy.ma.MaskedArray A are missing, as its NaN are (or as mask's False are)."""
     masked_out = None
-    if isinstance(A, np.ma.MaskedArray):
+    if _validation.is_masked_array(A):
         masked_out = np.ma.getmaskarray(A)
         A = A.data
     A = _validation.as_float_array(A, "A", 2, "(m, n)")

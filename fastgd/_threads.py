@@ -11,6 +11,8 @@ import os
 import sys
 import warnings
 
+from fastgd import _blas
+
 
 def available_cpus():
     """CPUs this process may run on (its affinity mask, else os.cpu_count())."""
@@ -120,9 +122,10 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-# threadpoolctl's controller, and the number of modules loaded when it scanned the
-# process's libraries: a module imported since (faiss and torch bring BLAS libraries of
-# their own) makes the next use scan again, so that every loaded BLAS is held.
+# threadpoolctl's controller (for show_config, and to hold SciPy's BLAS where the kernels
+# call it), and the number of modules loaded when it scanned the process's libraries: a
+# module imported since (faiss and torch bring BLAS libraries of their own) makes the next
+# use scan again, so that every loaded BLAS is held.
 _controller = {"modules": -1, "controller": None}
 
 
@@ -139,10 +142,11 @@ def _blas_controller():
 
 
 def prepare_blas_control():
-    """Make threadpoolctl's controller now (it scans the loaded libraries, which takes
-    milliseconds): fastgd._backend does it when the compiled modules load, so that no
-    kernel's first call pays it."""
-    _blas_controller()
+    """Make threadpoolctl's controller now, where single_threaded_blas needs it (it scans
+    the loaded libraries, which takes milliseconds): fastgd._backend does it when the
+    compiled modules load, so that no kernel's first call pays it."""
+    if _blas.held_to_one_thread() is None:
+        _blas_controller()
 
 
 def blas_info():
@@ -153,13 +157,20 @@ def blas_info():
     return [lib.info() for lib in controller.select(user_api="blas").lib_controllers]
 
 
-@contextlib.contextmanager
 def single_threaded_blas():
-    """Hold every loaded BLAS to one thread (needs threadpoolctl; a no-op without it).
+    """A context manager holding the BLAS the kernels call to one thread.
 
     Kernels that call BLAS on tiles from their own threads run inside this, so
-    that OpenMP threads and BLAS threads do not oversubscribe the cores.
+    that OpenMP threads and BLAS threads do not oversubscribe the cores. NumPy's OpenBLAS
+    (the kernels' usual BLAS, fastgd._blas) is held by its own calls, which cost a
+    microsecond; SciPy's, by threadpoolctl (a no-op without it).
     """
+    held = _blas.held_to_one_thread()
+    return held if held is not None else _every_blas_single_threaded()
+
+
+@contextlib.contextmanager
+def _every_blas_single_threaded():
     controller = _blas_controller()
     if controller is None:
         yield

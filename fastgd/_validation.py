@@ -10,6 +10,7 @@ conversions make copies, and ``out`` may not share memory with any input.
 
 import math
 import numbers
+import sys
 import threading
 
 import numpy as np
@@ -47,6 +48,13 @@ def float_dtype_of(array, name):
     )
 
 
+def is_masked_array(value):
+    """Whether value is a numpy.ma.MaskedArray, without importing numpy.ma (16 ms, which
+    would land on a kernel's first call): none exists before that import."""
+    masked_arrays = sys.modules.get("numpy.ma")
+    return masked_arrays is not None and isinstance(value, masked_arrays.MaskedArray)
+
+
 def as_float_array(value, name, ndim, shape_hint):
     """``value`` as an ndarray of a supported float dtype (no copy when it already is one).
 
@@ -63,7 +71,7 @@ def as_float_array(value, name, ndim, shape_hint):
     if type(value).__module__.startswith("scipy.sparse"):
         raise TypeError(f"{name} must be a dense array here; got a scipy.sparse "
                         f"{type(value).__name__}: pass {name}.toarray()")
-    if isinstance(value, np.ma.MaskedArray):
+    if is_masked_array(value):
         raise TypeError(
             f"{name} must not be a MaskedArray here (numpy.ma: its mask would be ignored); "
             f"pass {name}.filled(...) or {name}.data"

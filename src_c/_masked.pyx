@@ -32,7 +32,10 @@ Inputs are C-contiguous and of one float dtype (the Python layer guarantees it).
 
 import numpy as np
 
+from fastgd import _blas
+
 cimport numpy as cnp
+from blas_gemm cimport fastgd_dgemm, fastgd_sgemm, fastgd_use_gemm
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from codes cimport ENTRY_SQUARED, LOSS_SSE
@@ -51,9 +54,12 @@ from losses cimport (
     fastgd_entry_loss_term_f64,
     fastgd_loss_value_and_scale,
 )
-from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cnp.import_array()
+
+_blas_gemm = _blas.gemm_functions()
+if fastgd_use_gemm(_blas_gemm.sgemm, _blas_gemm.dgemm, _blas_gemm.integer_bytes) != 0:
+    raise ImportError("fastgd: no usable sgemm/dgemm was found (fastgd/_blas.py)")
 
 
 cdef extern from "aligned_memory.h" nogil:
@@ -149,14 +155,10 @@ cdef inline void _gemm(char* transa, char* transb, int m, int n, int k,
                        const floating* a, int lda, const floating* b, int ldb,
                        floating beta, floating* c, int ldc) noexcept nogil:
     """C = op(a) op(b) + beta C, column-major (BLAS's convention)."""
-    cdef float one_s = 1.0, beta_s = beta
-    cdef double one_d = 1.0, beta_d = beta
     if floating is float:
-        sgemm(transa, transb, &m, &n, &k, &one_s, <float*>a, &lda, <float*>b, &ldb,
-              &beta_s, <float*>c, &ldc)
+        fastgd_sgemm(transa, transb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc)
     else:
-        dgemm(transa, transb, &m, &n, &k, &one_d, <double*>a, &lda, <double*>b, &ldb,
-              &beta_d, <double*>c, &ldc)
+        fastgd_dgemm(transa, transb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc)
 
 
 cdef inline floating _dot(const floating* x, const floating* y, Py_ssize_t k) noexcept nogil:

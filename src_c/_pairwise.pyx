@@ -4,7 +4,7 @@ Two methods, both writing each output entry exactly once:
 
 * expansion: D = ||x||^2 + ||y||^2 - 2 x.y on data centred by a common shift
   (the column means). The centred tiles are packed in the input's precision and
-  multiplied by BLAS (scipy.linalg.cython_blas sgemm/dgemm); the norms are
+  multiplied by BLAS (sgemm/dgemm of a loaded BLAS: blas_gemm.h); the norms are
   summed in double from the same rounded values. A fused epilogue adds the
   norms, recomputes by direct differences every entry where the expansion may
   have cancelled (D < CANCELLATION_RATIO * (||x||^2 + ||y||^2), NaN, or an
@@ -33,6 +33,9 @@ expansion through BLAS: see sqeuclidean).
 
 import numpy as np
 
+from fastgd import _blas
+
+from blas_gemm cimport fastgd_dgemm, fastgd_sgemm, fastgd_use_gemm
 from codes cimport FINISH_NONE
 from cython cimport floating
 from cython.parallel cimport prange, threadid
@@ -46,7 +49,10 @@ from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport INFINITY, NAN, fabs, sqrt
 from libc.stdint cimport uint64_t, uintptr_t
 from libc.string cimport memset
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+_blas_gemm = _blas.gemm_functions()
+if fastgd_use_gemm(_blas_gemm.sgemm, _blas_gemm.dgemm, _blas_gemm.integer_bytes) != 0:
+    raise ImportError("fastgd: no usable sgemm/dgemm was found (fastgd/_blas.py)")
 
 
 cdef extern from "aligned_memory.h" nogil:
@@ -238,14 +244,10 @@ cdef inline void _gemm(int m, int n, int k, const floating* a, int lda,
                        const floating* b, int ldb, double beta_value,
                        floating* c, int ldc) noexcept nogil:
     """Column-major c = -2 a^T b + beta c, in the precision of floating."""
-    cdef float alpha_s = -2.0, beta_s = <float>beta_value
-    cdef double alpha_d = -2.0, beta_d = beta_value
     if floating is float:
-        sgemm("T", "N", &m, &n, &k, &alpha_s, <float*>a, &lda, <float*>b, &ldb,
-              &beta_s, c, &ldc)
+        fastgd_sgemm("T", "N", m, n, k, -2.0, a, lda, b, ldb, <float>beta_value, c, ldc)
     else:
-        dgemm("T", "N", &m, &n, &k, &alpha_d, <double*>a, &lda, <double*>b, &ldb,
-              &beta_d, c, &ldc)
+        fastgd_dgemm("T", "N", m, n, k, -2.0, a, lda, b, ldb, beta_value, c, ldc)
 
 
 cdef inline uint64_t _suspect_bits(double dist, double norms_sum,

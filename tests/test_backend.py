@@ -235,9 +235,28 @@ def numpy_block_in_another_thread():
         holder.join(30)
 
 
-def test_import_loads_neither_the_compiled_modules_nor_scipy():
-    """import fastgd is cheap: the compiled modules (and SciPy's BLAS, which they load) come
-    on first need, and then every kernel family is there."""
+def test_import_loads_the_compiled_modules_without_scipy():
+    """import fastgd loads the compiled modules where their GEMM is NumPy's own OpenBLAS (a
+    few milliseconds, so no kernel's first call pays them), and never SciPy."""
+    result = run_python("""
+import sys
+import fastgd
+from fastgd import _blas
+print(sorted(name for name in sys.modules if name.startswith("fastgd._ext._")))
+print([name for name in sys.modules if name.startswith(("scipy", "sklearn", "dask",
+                                                        "matplotlib"))])
+print(_blas.gemm_description())
+""")
+    assert result.returncode == 0, result.stderr
+    loaded, heavy, gemm = result.stdout.splitlines()
+    assert loaded == str(sorted(f"fastgd._ext.{name}" for name in _backend.EXTENSION_MODULES))
+    assert heavy == "[]"
+    assert gemm.startswith("NumPy's OpenBLAS")
+
+
+def test_with_scipy_blas_import_loads_nothing_and_the_first_call_everything():
+    """With FASTGD_BLAS=scipy the compiled modules would bring scipy.linalg: import fastgd
+    stays cheap and loads neither; the first kernel call loads every family."""
     result = run_python("""
 import sys
 import fastgd
@@ -247,14 +266,15 @@ print(heavy)
 import numpy as np
 fastgd.sqeuclidean(np.ones((2, 2)))
 print(sorted(name for name in sys.modules if name.startswith("fastgd._ext._")))
-from fastgd import _backend
-print(fastgd.get_backend(), _backend.simd_levels is not None, _backend.ext is not None)
-""")
+from fastgd import _backend, _blas
+print(fastgd.get_backend(), _backend.simd_levels is not None, _backend.ext is not None,
+      _blas.gemm_description().startswith("SciPy's"))
+""", FASTGD_BLAS="scipy")
     assert result.returncode == 0, result.stderr
     heavy, loaded, state = result.stdout.splitlines()
     assert heavy == "[]"
-    assert loaded == str([f"fastgd._ext.{name}" for name in _backend.EXTENSION_MODULES])
-    assert state == "compiled True True"
+    assert loaded == str(sorted(f"fastgd._ext.{name}" for name in _backend.EXTENSION_MODULES))
+    assert state == "compiled True True True"
 
 
 def test_first_use_from_many_threads_loads_once():
@@ -279,7 +299,7 @@ for thread in threads:
 for thread in threads:
     thread.join()
 print(len(loads), answers == [25.0] * 8, fastgd.get_backend())
-""")
+""", FASTGD_BLAS="scipy")  # the lazy load (with NumPy's OpenBLAS, import fastgd loads)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1", "True", "compiled"]
 
@@ -318,3 +338,34 @@ print(fastgd.get_backend(), "fastgd._ext._updates" in sys.modules)
     assert result.returncode == 0, result.stderr
     backend = "numpy" if environment == "numpy" else "compiled"
     assert result.stdout.split() == [backend, str(loaded)]
+
+
+def test_no_kernels_first_call_imports_a_module():
+    """The first calls pay no import (numpy.ma, for one, took 16 ms): what the kernels need
+    is loaded by import fastgd, or by the user's own imports."""
+    result = run_python("""
+import sys
+import numpy as np
+import fastgd
+rng = np.random.default_rng(0)
+X, Y = rng.standard_normal((40, 70)), rng.standard_normal((30, 70))
+A = rng.standard_normal((20, 30))
+A[rng.random(A.shape) < 0.3] = np.nan
+W, H = rng.standard_normal((20, 3)), rng.standard_normal((3, 30))
+p, g, state = rng.standard_normal(50), rng.standard_normal(50), np.zeros(50)
+before = set(sys.modules)
+fastgd.sqeuclidean(X, Y)
+fastgd.sqeuclidean(X[:, :5], Y[:, :5])
+for metric in ("sqeuclidean", "euclidean", "cosine", "nan_euclidean"):
+    fastgd.cdist(X, Y, metric)
+fastgd.argkmin(X, Y, k=3)
+fastgd.nearest(X, Y)
+fastgd.masked_loss_grad(A, W, H)
+fastgd.masked_loss_grad(A, W, H, method="dense")
+fastgd.masked_residual(A, W, H)
+fastgd.adagrad_update(p, g, state, lr=0.1)
+fastgd.sgd_update(p, g, lr=0.1)
+print(sorted(set(sys.modules) - before))
+""")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

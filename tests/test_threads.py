@@ -9,7 +9,7 @@ import pytest
 from conftest import require_peer
 
 import fastgd
-from fastgd import _backend, _threads
+from fastgd import _backend, _blas, _threads
 
 
 def test_none_means_default_and_respects_omp_num_threads(monkeypatch):
@@ -44,16 +44,22 @@ def test_available_cpus_matches_affinity():
 
 
 def test_single_threaded_blas_limits_and_restores():
+    """The BLAS the kernels call is at one thread inside; every BLAS is as before after."""
     threadpoolctl = require_peer("threadpoolctl")
-    before = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
-              if lib["user_api"] == "blas"]
-    with _threads.single_threaded_blas():
-        inside = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
-                  if lib["user_api"] == "blas"]
-        assert inside and all(count == 1 for count in inside)
-    after = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
-             if lib["user_api"] == "blas"]
-    assert after == before
+    kernels_blas = _blas.gemm_functions().path
+
+    def counts():
+        return {lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                if lib["user_api"] == "blas"}
+
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        before = counts()
+        with _threads.single_threaded_blas():
+            inside = counts()
+        assert counts() == before
+    held = [path for path in inside
+            if kernels_blas is None or os.path.samefile(path, kernels_blas)]
+    assert held and all(inside[path] == 1 for path in held)
 
 
 def test_the_blas_controller_scans_again_after_an_import(monkeypatch):
