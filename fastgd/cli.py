@@ -66,6 +66,11 @@ def _bench(arguments):
 
         print(busy.format_table(busy.run(rounds=arguments.rounds or 5)))
         return 0
+    if arguments.first_call:
+        from fastgd.benchmarks import first_call
+
+        print(first_call.format_table(first_call.run(rounds=arguments.rounds or 3)))
+        return 0
     threads = arguments.threads or ("1" if arguments.quick else "both")
     threads = {"1": ["1"], "all": ["all"], "both": ["1", "all"]}[threads]
     kernels = arguments.kernel or list(benchmarks.KERNEL_MODULES)
@@ -135,6 +140,9 @@ def build_parser():
     bench.add_argument("--busy", action="store_true",
                        help="instead, time each kernel with the default threads against one "
                        "thread while other processes keep every core busy")
+    bench.add_argument("--first-call", action="store_true",
+                       help="instead, time import fastgd against import numpy, and each "
+                       "kernel's first call against its later ones, in fresh processes")
     bench.set_defaults(run=_bench)
     return parser
 

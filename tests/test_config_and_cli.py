@@ -93,6 +93,20 @@ def test_cli_bench_threads_default_to_one_for_quick(monkeypatch, capsys, argumen
     assert asked["threads"] == threads and asked["quick"] == ("--quick" in arguments)
 
 
+def test_cli_bench_first_call_prints_the_fresh_process_table(capsys):
+    """fastgd bench --first-call: the import line and one row per case, each measured in
+    fresh processes that import the fastgd this process imported."""
+    from fastgd.benchmarks import first_call
+
+    assert cli.main(["bench", "--first-call", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("import numpy: ")
+    for case in first_call.CASES:
+        assert f"| {case} | " in out
+    with pytest.raises(ValueError, match="cases must be among"):
+        first_call.run(rounds=1, cases=["sqeuclidean 7x7"])
+
+
 def test_cli_bench_prints_ratios_and_saves_json(capsys, tmp_path):
     import json
 

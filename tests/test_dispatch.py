@@ -249,9 +249,10 @@ def test_streamed_stores_change_no_bit(monkeypatch, rng, float_dtype, method, sy
 
     class Recording:
         @staticmethod
-        def sqeuclidean(*args):
-            calls.append((args[-1], _backend.simd_levels["sqeuclidean"]))
-            return compiled.sqeuclidean(*args)
+        def sqeuclidean(X, Y, out, symmetric, expansion, n_threads, stream, finish):
+            calls.append((stream, _backend.simd_levels["sqeuclidean"]))
+            return compiled.sqeuclidean(X, Y, out, symmetric, expansion, n_threads, stream,
+                                        finish)
 
     monkeypatch.setattr(distances, "kernels", Recording)
     n, m = 70, 528  # two column tiles, the last cut short; rows at one offset in a line
