@@ -67,9 +67,9 @@ cdef extern from "metrics.h" nogil:
     double fastgd_metric_finish_sqeuclidean(double sum)
 
 cdef extern from "pairwise_loops.h" nogil:
-    const float FASTGD_FLOAT_TRUE_MIN
-    const double FASTGD_DOUBLE_TRUE_MIN
     const int SUSPECT_BLOCK "FASTGD_SUSPECT_BLOCK"
+    float fastgd_zero_distance_f32(const float* x, const float* y, Py_ssize_t d)
+    double fastgd_zero_distance_f64(const double* x, const double* y, Py_ssize_t d)
     uint64_t fastgd_suspect_bits_f32(double dist, double norms_sum, double ratio)
     uint64_t fastgd_suspect_bits_f64(double dist, double norms_sum, double ratio)
     int fastgd_epilogue_row_f32(const float* gram_row, const double* y_norms, double x_norm,
@@ -186,19 +186,14 @@ cdef inline double _direct_sqdist(const floating* x, const floating* y,
     return fastgd_metric_finish_sqeuclidean(acc)
 
 
-cdef inline bint _rows_equal(const floating* x, const floating* y, Py_ssize_t d) noexcept nogil:
-    cdef Py_ssize_t k
-    for k in range(d):
-        if x[k] != y[k]:
-            return False
-    return True
-
-
-cdef inline floating _smallest_subnormal(floating value) noexcept nogil:
+cdef inline floating _zero_distance(const floating* x, const floating* y,
+                                    Py_ssize_t d) noexcept nogil:
+    """What a distance that rounded to 0 stands for: 0 for equal rows, else (an
+    underflow) the smallest subnormal."""
     if floating is float:
-        return FASTGD_FLOAT_TRUE_MIN
+        return fastgd_zero_distance_f32(x, y, d)
     else:
-        return FASTGD_DOUBLE_TRUE_MIN
+        return fastgd_zero_distance_f64(x, y, d)
 
 
 cdef inline floating _rounded_sqdist(const floating* x, const floating* y,
@@ -206,9 +201,7 @@ cdef inline floating _rounded_sqdist(const floating* x, const floating* y,
     """The direct distance rounded to floating; where that rounds to 0 for rows that
     differ (underflow), the smallest subnormal instead: 0 means equal rows."""
     cdef floating value = <floating>_direct_sqdist(x, y, d)
-    if value == 0 and not _rows_equal(x, y, d):
-        value = _smallest_subnormal(value)
-    return value
+    return _zero_distance(x, y, d) if value == 0 else value
 
 
 cdef void _pack_centred(const floating* rows, Py_ssize_t d, Py_ssize_t row0,
@@ -433,8 +426,8 @@ cdef void _store_direct_row(const floating* X, const floating* Y, floating* out,
         any_zero = fastgd_round_row_f64(sums + b_start, out_row + b_start, nj - b_start)
     if any_zero:  # rare: a zero for rows that differ is an underflow
         for b in range(b_start, nj):
-            if out_row[b] == 0 and not _rows_equal(X + i * d, Y + (j0 + b) * d, d):
-                out_row[b] = _smallest_subnormal(out_row[b])
+            if out_row[b] == 0:
+                out_row[b] = _zero_distance(X + i * d, Y + (j0 + b) * d, d)
     if symmetric:
         for b in range(b_start, nj):
             out[(j0 + b) * m + i] = out_row[b]

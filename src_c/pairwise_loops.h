@@ -32,6 +32,20 @@
 /* The smallest positive subnormals: 2^-149 and 2^-1074. */
 #define FASTGD_FLOAT_TRUE_MIN 0x1p-149f
 #define FASTGD_DOUBLE_TRUE_MIN 0x1p-1074
+
+/* What a distance that rounded to 0 stands for: 0 for rows equal coordinate by coordinate
+ * (as ==, so -0 equals +0), else an underflow, stored as the smallest subnormal because 0
+ * means equal rows. */
+#define FASTGD_DEFINE_ZERO_DISTANCE(NAME, REAL, TRUE_MIN)                               \
+    static inline REAL NAME(const REAL *x, const REAL *y, ptrdiff_t d)                  \
+    {                                                                                   \
+        for (ptrdiff_t k = 0; k < d; k++)                                               \
+            if (x[k] != y[k])                                                           \
+                return TRUE_MIN;                                                        \
+        return 0;                                                                       \
+    }
+FASTGD_DEFINE_ZERO_DISTANCE(fastgd_zero_distance_f64, double, FASTGD_DOUBLE_TRUE_MIN)
+FASTGD_DEFINE_ZERO_DISTANCE(fastgd_zero_distance_f32, float, FASTGD_FLOAT_TRUE_MIN)
 /* The largest double that rounds to 0 in float32 (half the smallest subnormal: a tie,
  * rounded to even). */
 #define FASTGD_FLOAT_ROUNDS_TO_ZERO 0x1p-150
@@ -455,7 +469,7 @@ FASTGD_TARGET_AVX512 static inline double fastgd_direct_sum_f32_avx512(const flo
     }
     return _mm512_reduce_add_pd(sums);
 }
-#define FASTGD_DEFINE_RECOMPUTE(NAME, TARGET, REAL, SUM, TRUE_MIN)                      \
+#define FASTGD_DEFINE_RECOMPUTE(NAME, TARGET, REAL, SUM, ZERO_DISTANCE)                 \
     TARGET static void NAME(const REAL *x, const REAL *y_rows, ptrdiff_t d,             \
                             uint64_t columns, REAL *out_row)                            \
     {                                                                                   \
@@ -463,19 +477,13 @@ FASTGD_TARGET_AVX512 static inline double fastgd_direct_sum_f32_avx512(const flo
             int c = __builtin_ctzll(columns);                                           \
             const REAL *y = y_rows + c * d;                                             \
             REAL value = (REAL)SUM(x, y, d);                                            \
-            if (value == 0 && memcmp(x, y, (size_t)d * sizeof(REAL)) != 0) {            \
-                int equal = 1;                                                          \
-                for (ptrdiff_t k = 0; k < d; k++)                                       \
-                    equal &= x[k] == y[k];                                              \
-                value = equal ? 0 : TRUE_MIN;                                           \
-            }                                                                           \
-            out_row[c] = value;                                                         \
+            out_row[c] = value == 0 ? ZERO_DISTANCE(x, y, d) : value;                   \
         }                                                                               \
     }
 FASTGD_DEFINE_RECOMPUTE(fastgd_recompute_f64, FASTGD_TARGET_AVX512, double,
-                        fastgd_direct_sum_f64_avx512, FASTGD_DOUBLE_TRUE_MIN)
+                        fastgd_direct_sum_f64_avx512, fastgd_zero_distance_f64)
 FASTGD_DEFINE_RECOMPUTE(fastgd_recompute_f32, FASTGD_TARGET_AVX512, float,
-                        fastgd_direct_sum_f32_avx512, FASTGD_FLOAT_TRUE_MIN)
+                        fastgd_direct_sum_f32_avx512, fastgd_zero_distance_f32)
 
 /* Store one row of a block: the lanes of each vector that lie inside the output. With
  * `stream`, a whole vector that starts on its own size's boundary goes by a non-temporal
@@ -670,7 +678,7 @@ FASTGD_TARGET_AVX512 static inline void fastgd_store_sums_f32(float *row, const 
 #define FASTGD_ZEROS_F32(row, v)                                                        \
     _mm256_mask_cmp_ps_mask(lanes[v], _mm256_maskz_loadu_ps(lanes[v], (row) + 8 * (v)), \
                             _mm256_setzero_ps(), _CMP_EQ_OQ)
-#define FASTGD_DEFINE_UNDERFLOW_FIX(NAME, REAL, ZEROS, TRUE_MIN)                        \
+#define FASTGD_DEFINE_UNDERFLOW_FIX(NAME, REAL, ZEROS, ZERO_DISTANCE)                   \
     FASTGD_TARGET_AVX512 static void NAME(const REAL *x_rows, ptrdiff_t d,              \
                                           const REAL *y_rows, REAL *out, ptrdiff_t ldo, \
                                           ptrdiff_t rows, ptrdiff_t cols)               \
@@ -685,18 +693,14 @@ FASTGD_TARGET_AVX512 static inline void fastgd_store_sums_f32(float *row, const 
                 zero |= (uint64_t)ZEROS(out_row, v) << (8 * v);                         \
             for (; zero; zero &= zero - 1) {                                            \
                 int c = __builtin_ctzll(zero);                                          \
-                const REAL *x = x_rows + r * d, *y = y_rows + c * d;                    \
-                int equal = 1;                                                          \
-                for (ptrdiff_t k = 0; k < d; k++)                                       \
-                    equal &= x[k] == y[k];                                              \
-                out_row[c] = equal ? 0 : TRUE_MIN;                                      \
+                out_row[c] = ZERO_DISTANCE(x_rows + r * d, y_rows + c * d, d);          \
             }                                                                           \
         }                                                                               \
     }
 FASTGD_DEFINE_UNDERFLOW_FIX(fastgd_underflow_fix_f64, double, FASTGD_ZEROS_F64,
-                            FASTGD_DOUBLE_TRUE_MIN)
+                            fastgd_zero_distance_f64)
 FASTGD_DEFINE_UNDERFLOW_FIX(fastgd_underflow_fix_f32, float, FASTGD_ZEROS_F32,
-                            FASTGD_FLOAT_TRUE_MIN)
+                            fastgd_zero_distance_f32)
 /* The direct method for AVX-512 CPUs: a block of up to MR x 24 entries with its sums in
  * registers. sums[r, c] = sum_k (x_r[k] - y_columns[k, c])^2 in double (METRIC's terms,
  * stored as the distances: sqeuclidean's finish is the sum itself), one multiply and
@@ -903,23 +907,17 @@ FASTGD_TARGET_AVX2 static inline void fastgd_store_sums4_f32(float *row, const _
 }
 
 /* The entries of a block stored as 0: 0 for equal rows, else (an underflow) TRUE_MIN. */
-#define FASTGD_DEFINE_ZERO_FIX(NAME, REAL, TRUE_MIN)                                    \
+#define FASTGD_DEFINE_ZERO_FIX(NAME, REAL, ZERO_DISTANCE)                               \
     static void NAME(const REAL *x_rows, ptrdiff_t d, const REAL *y_rows, REAL *out,    \
                      ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t cols)                     \
     {                                                                                   \
         for (ptrdiff_t r = 0; r < rows; r++)                                            \
-            for (ptrdiff_t c = 0; c < cols; c++) {                                      \
-                if (out[r * ldo + c] != 0)                                              \
-                    continue;                                                           \
-                const REAL *x = x_rows + r * d, *y = y_rows + c * d;                    \
-                int equal = 1;                                                          \
-                for (ptrdiff_t k = 0; k < d; k++)                                       \
-                    equal &= x[k] == y[k];                                              \
-                out[r * ldo + c] = equal ? 0 : TRUE_MIN;                                \
-            }                                                                           \
+            for (ptrdiff_t c = 0; c < cols; c++)                                        \
+                if (out[r * ldo + c] == 0)                                              \
+                    out[r * ldo + c] = ZERO_DISTANCE(x_rows + r * d, y_rows + c * d, d);\
     }
-FASTGD_DEFINE_ZERO_FIX(fastgd_zero_fix_f64, double, FASTGD_DOUBLE_TRUE_MIN)
-FASTGD_DEFINE_ZERO_FIX(fastgd_zero_fix_f32, float, FASTGD_FLOAT_TRUE_MIN)
+FASTGD_DEFINE_ZERO_FIX(fastgd_zero_fix_f64, double, fastgd_zero_distance_f64)
+FASTGD_DEFINE_ZERO_FIX(fastgd_zero_fix_f32, float, fastgd_zero_distance_f32)
 
 /* NAME: a whole block, its sums indexed by constants only (kept in registers, as for the
  * AVX-512 blocks); NAME##_part: the blocks at the edges. A sum that rounds to 0 is at most
@@ -1050,9 +1048,9 @@ FASTGD_TARGET_AVX2 static inline double fastgd_direct_sum_f32_avx2(const float *
     return total;
 }
 FASTGD_DEFINE_RECOMPUTE(fastgd_recompute4_f64, FASTGD_TARGET_AVX2, double,
-                        fastgd_direct_sum_f64_avx2, FASTGD_DOUBLE_TRUE_MIN)
+                        fastgd_direct_sum_f64_avx2, fastgd_zero_distance_f64)
 FASTGD_DEFINE_RECOMPUTE(fastgd_recompute4_f32, FASTGD_TARGET_AVX2, float,
-                        fastgd_direct_sum_f32_avx2, FASTGD_FLOAT_TRUE_MIN)
+                        fastgd_direct_sum_f32_avx2, fastgd_zero_distance_f32)
 
 #define FASTGD_FUSED_PRODUCTS4_F64(acc, xp, yp, d)                                      \
     FASTGD_FUSED_PRODUCTS(acc, xp, yp, d, FASTGD_FUSED_MR_AVX2, double, __m256d, 4,     \
