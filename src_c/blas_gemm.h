@@ -10,23 +10,6 @@
 
 #include <stdint.h>
 
-typedef void (*fastgd_sgemm_i32)(const char*, const char*, const int32_t*, const int32_t*,
-                                 const int32_t*, const float*, const float*, const int32_t*,
-                                 const float*, const int32_t*, const float*, float*,
-                                 const int32_t*);
-typedef void (*fastgd_dgemm_i32)(const char*, const char*, const int32_t*, const int32_t*,
-                                 const int32_t*, const double*, const double*, const int32_t*,
-                                 const double*, const int32_t*, const double*, double*,
-                                 const int32_t*);
-typedef void (*fastgd_sgemm_i64)(const char*, const char*, const int64_t*, const int64_t*,
-                                 const int64_t*, const float*, const float*, const int64_t*,
-                                 const float*, const int64_t*, const float*, float*,
-                                 const int64_t*);
-typedef void (*fastgd_dgemm_i64)(const char*, const char*, const int64_t*, const int64_t*,
-                                 const int64_t*, const double*, const double*, const int64_t*,
-                                 const double*, const int64_t*, const double*, double*,
-                                 const int64_t*);
-
 static void *fastgd_sgemm_function = 0;
 static void *fastgd_dgemm_function = 0;
 static int fastgd_gemm_integer_bytes = 0;
@@ -40,33 +23,30 @@ static inline int fastgd_use_gemm(uintptr_t sgemm, uintptr_t dgemm, int integer_
     return 0;
 }
 
-/* C = alpha op(A) op(B) + beta C, column-major (BLAS's convention). */
-static inline void fastgd_sgemm(const char *transa, const char *transb, int m, int n, int k,
-                                float alpha, const float *a, int lda, const float *b, int ldb,
-                                float beta, float *c, int ldc) {
-    if (fastgd_gemm_integer_bytes == 8) {
-        int64_t m8 = m, n8 = n, k8 = k, lda8 = lda, ldb8 = ldb, ldc8 = ldc;
-        ((fastgd_sgemm_i64)fastgd_sgemm_function)(transa, transb, &m8, &n8, &k8, &alpha, a,
-                                                  &lda8, b, &ldb8, &beta, c, &ldc8);
-    } else {
-        int32_t m4 = m, n4 = n, k4 = k, lda4 = lda, ldb4 = ldb, ldc4 = ldc;
-        ((fastgd_sgemm_i32)fastgd_sgemm_function)(transa, transb, &m4, &n4, &k4, &alpha, a,
-                                                  &lda4, b, &ldb4, &beta, c, &ldc4);
+/* NAME: C = alpha op(A) op(B) + beta C, column-major (BLAS's convention), through
+ * FUNCTION, called with the integers the library has. */
+#define FASTGD_DEFINE_GEMM(NAME, REAL, FUNCTION)                                          \
+    static inline void NAME(const char *transa, const char *transb, int m, int n, int k,  \
+                            REAL alpha, const REAL *a, int lda, const REAL *b, int ldb,   \
+                            REAL beta, REAL *c, int ldc)                                  \
+    {                                                                                     \
+        if (fastgd_gemm_integer_bytes == 8) {                                             \
+            int64_t m8 = m, n8 = n, k8 = k, lda8 = lda, ldb8 = ldb, ldc8 = ldc;           \
+            ((void (*)(const char *, const char *, const int64_t *, const int64_t *,      \
+                       const int64_t *, const REAL *, const REAL *, const int64_t *,      \
+                       const REAL *, const int64_t *, const REAL *, REAL *,               \
+                       const int64_t *))FUNCTION)(transa, transb, &m8, &n8, &k8, &alpha,  \
+                                                  a, &lda8, b, &ldb8, &beta, c, &ldc8);   \
+        } else {                                                                          \
+            int32_t m4 = m, n4 = n, k4 = k, lda4 = lda, ldb4 = ldb, ldc4 = ldc;           \
+            ((void (*)(const char *, const char *, const int32_t *, const int32_t *,      \
+                       const int32_t *, const REAL *, const REAL *, const int32_t *,      \
+                       const REAL *, const int32_t *, const REAL *, REAL *,               \
+                       const int32_t *))FUNCTION)(transa, transb, &m4, &n4, &k4, &alpha,  \
+                                                  a, &lda4, b, &ldb4, &beta, c, &ldc4);   \
+        }                                                                                 \
     }
-}
-
-static inline void fastgd_dgemm(const char *transa, const char *transb, int m, int n, int k,
-                                double alpha, const double *a, int lda, const double *b,
-                                int ldb, double beta, double *c, int ldc) {
-    if (fastgd_gemm_integer_bytes == 8) {
-        int64_t m8 = m, n8 = n, k8 = k, lda8 = lda, ldb8 = ldb, ldc8 = ldc;
-        ((fastgd_dgemm_i64)fastgd_dgemm_function)(transa, transb, &m8, &n8, &k8, &alpha, a,
-                                                  &lda8, b, &ldb8, &beta, c, &ldc8);
-    } else {
-        int32_t m4 = m, n4 = n, k4 = k, lda4 = lda, ldb4 = ldb, ldc4 = ldc;
-        ((fastgd_dgemm_i32)fastgd_dgemm_function)(transa, transb, &m4, &n4, &k4, &alpha, a,
-                                                  &lda4, b, &ldb4, &beta, c, &ldc4);
-    }
-}
+FASTGD_DEFINE_GEMM(fastgd_sgemm, float, fastgd_sgemm_function)
+FASTGD_DEFINE_GEMM(fastgd_dgemm, double, fastgd_dgemm_function)
 
 #endif
