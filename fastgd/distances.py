@@ -214,12 +214,29 @@ def _squared_distances(X, Y, symmetric, method, out, given, n_threads, finish):
 # kernels' nan_euclidean_finish, the entries that may have cancelled recomputed directly;
 # the others on sqeuclidean's kernel.
 CDIST_METRICS = ("sqeuclidean", "euclidean", "cosine", "nan_euclidean")
-# Pairs recomputed by direct differences at once (nan_euclidean), at most.
+# Differences computed at once by direct_pairs (nan_euclidean's suspects, the neighbour
+# search's settling), at most.
 DIRECT_PAIRS_ENTRIES = 1 << 20
 # nan_euclidean's rows of XA per block: its GEMMs' outputs (norms, products, counts) of at
 # most this many entries each, so that its finishing pass reads them from the cache and its
 # scratch memory does not grow with the output.
 NAN_EUCLIDEAN_BLOCK_ENTRIES = 1 << 18
+
+
+def direct_pairs(X, Y, rows, cols, present=None):
+    """Squared distances of the pairs (X[rows[p]], Y[cols[p]]) by direct differences in
+    float64, about DIRECT_PAIRS_ENTRIES differences at a time. With ``present``, a pair
+    (present_x, present_y) of boolean arrays shaped as X and Y, only the coordinates
+    present in both rows count."""
+    result = np.empty(rows.shape[0])
+    step = max(1, DIRECT_PAIRS_ENTRIES // max(X.shape[1], 1))
+    for start in range(0, rows.shape[0], step):
+        r, c = rows[start:start + step], cols[start:start + step]
+        difference = X[r].astype(np.float64) - Y[c].astype(np.float64)
+        if present is not None:
+            difference = np.where(present[0][r] & present[1][c], difference, 0.0)
+        result[start:start + step] = np.einsum("pd,pd->p", difference, difference)
+    return result
 
 
 def check_metric(metric, supported):
@@ -359,12 +376,8 @@ def _nan_euclidean(XA, XB, out):
         count = px_count[i0:i1] @ py_count.T
         found = finish(norms, gram, count, d, out[i0:i1], suspects)
         # The entries where the expansion may have cancelled, by direct differences.
-        step = max(1, DIRECT_PAIRS_ENTRIES // max(d, 1))
-        for start in range(0, found, step):
-            flat = suspects[start:min(found, start + step)]
-            r, c = i0 + flat // m, flat % m
-            with np.errstate(invalid="ignore", over="ignore"):
-                difference = np.where(present_x[r] & present_y[c], X[r] - Y[c], 0.0)
-                squared = np.einsum("pd,pd->p", difference, difference)
-                out[r, c] = np.sqrt(squared * (d / count[r - i0, c].astype(np.float64)))
+        r, c = i0 + suspects[:found] // m, suspects[:found] % m
+        with np.errstate(invalid="ignore", over="ignore"):
+            squared = direct_pairs(X, Y, r, c, present=(present_x, present_y))
+            out[r, c] = np.sqrt(squared * (d / count[r - i0, c].astype(np.float64)))
     return out

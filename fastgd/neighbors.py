@@ -31,26 +31,14 @@ METRICS = distances.CDIST_METRICS
 # blocked direct sums from 16 features in float64 and at every d in float32 (whose GEMM
 # runs twice as many lanes as the direct sums in double).
 DIRECT_MAX_FEATURES = {"avx2": {"float32": 1, "float64": 16}}
-# Entries computed at once, at most: differences by the settling pass's direct distances,
-# distances by the search a block at a time of the metrics without a kernel of their own.
+# Distances computed at once, at most, by the search a block at a time of the metrics
+# without a kernel of their own.
 BLOCK_ENTRIES = 1 << 20
 
 
 def _relative_error_bound(d, dtype):
     """sqeuclidean's bound on the relative error of one distance: ``4 (d + 2) u``."""
     return 4 * (d + 2) * float(np.finfo(dtype).eps) / 2
-
-
-def _direct(X, Y, rows, cols):
-    """Squared distances of the pairs (X[rows[p]], Y[cols[p]]) by direct differences in
-    float64, about BLOCK_ENTRIES differences at a time."""
-    result = np.empty(rows.shape[0])
-    step = max(1, BLOCK_ENTRIES // max(X.shape[1], 1))
-    for start in range(0, rows.shape[0], step):
-        pairs = slice(start, start + step)
-        difference = X[rows[pairs]].astype(np.float64) - Y[cols[pairs]].astype(np.float64)
-        result[pairs] = np.einsum("pd,pd->p", difference, difference)
-    return result
 
 
 def _settle(X, Y, self_search, near, k, n_threads):
@@ -83,7 +71,8 @@ def _settle(X, Y, self_search, near, k, n_threads):
         redo[:, 1:] |= pair
         rows, places = np.nonzero(redo)
         values = near_d[inside, :k].astype(np.float64)
-        values[rows, places] = _direct(X, Y, inside[rows], near_i[inside[rows], places])
+        values[rows, places] = distances.direct_pairs(X, Y, inside[rows],
+                                                      near_i[inside[rows], places])
         near_k[inside, :k], near_d[inside, :k], near_i[inside, :k] = smallest(
             order_key(values), values, near_i[inside, :k], k)
     searched = Y.shape[0]
@@ -99,7 +88,8 @@ def _settle(X, Y, self_search, near, k, n_threads):
         window_k = np.where(own, np.inf, window_k)
         rows, cols = np.nonzero(whole[:, None] & (window_k <= limit[:, None]))
         exact = np.full(window_k.shape, np.inf)
-        exact[rows, cols] = _direct(X, Y, boundary[rows], window_i[rows, cols])
+        exact[rows, cols] = distances.direct_pairs(X, Y, boundary[rows],
+                                                   window_i[rows, cols])
         done = boundary[whole]
         near_k[done, :k], near_d[done, :k], near_i[done, :k] = smallest(
             exact[whole], exact[whole], window_i[whole], k)
