@@ -793,6 +793,9 @@ cdef enum:
     # A thread keeps the norms of its whole part of Y (computed once, not once per task)
     # when the part has at most this many rows (1.5 MiB of norms in float64).
     ARGKMIN_PART_NORMS_ROWS = 1 << 17
+    # nan_euclidean_finish looks its scales d / count up in a table up to this many
+    # features (divides above).
+    NAN_EUCLIDEAN_SCALES = 1 << 16
 
 
 cdef inline double _key(double value) noexcept nogil:
@@ -1206,8 +1209,13 @@ def nan_euclidean_finish(const double[:, ::1] norms, const double[:, ::1] gram,
     (D - CANCELLATION_RATIO norms not positive and finite), out is NaN too and the entry's
     flat index (i * m + j) goes to suspects, in order, for the caller to recompute by
     direct differences. Returns the number of suspects (suspects holds n * m)."""
-    cdef Py_ssize_t n = norms.shape[0], m = norms.shape[1], i, j, found = 0
+    cdef Py_ssize_t n = norms.shape[0], m = norms.shape[1], i, j, found = 0, c
     cdef double dist, margin, present
+    # d / count for every count (whole numbers from 0 to d), so that an entry costs a load
+    # instead of a division; the same values as the division.
+    cdef double[::1] scales = np.empty(min(d, NAN_EUCLIDEAN_SCALES) + 1)
+    for c in range(1, scales.shape[0]):
+        scales[c] = <double>d / <double>c
     with nogil:
         for i in range(n):
             for j in range(m):
@@ -1215,7 +1223,10 @@ def nan_euclidean_finish(const double[:, ::1] norms, const double[:, ::1] gram,
                 dist = norms[i, j] - 2.0 * gram[i, j]
                 margin = dist - CANCELLATION_RATIO * norms[i, j]
                 if present > 0 and margin > 0 and margin < INFINITY:
-                    out[i, j] = <floating>sqrt(dist * (d / present))
+                    if d <= NAN_EUCLIDEAN_SCALES:
+                        out[i, j] = <floating>sqrt(dist * scales[<Py_ssize_t>present])
+                    else:
+                        out[i, j] = <floating>sqrt(dist * (d / present))
                 else:
                     out[i, j] = <floating>NAN
                     if present > 0:

@@ -207,14 +207,15 @@ def test_kernel_finish_is_numpys_root_and_half_on_every_tile(rng, dtype, d, symm
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("count_dtype", [np.float32, np.float64])
-def test_nan_euclidean_finish_matches_its_twin_bitwise(rng, dtype, count_dtype):
+@pytest.mark.parametrize("d", [9, (1 << 16) + 7])  # its scales from a table, and divided
+def test_nan_euclidean_finish_matches_its_twin_bitwise(rng, dtype, count_dtype, d):
     """nan_euclidean's compiled pass against its NumPy twin on a block with every case:
     kept entries, cancelled ones (suspects, listed in order), no common coordinate (NaN,
     not a suspect), overflowed and NaN norms (suspects)."""
     from fastgd._ext import _pairwise as compiled
     from fastgd._numpy import _pairwise as twin
 
-    n, m, d = 37, 53, 9
+    n, m = 37, 53
     norms = rng.uniform(0, 10, (n, m))
     gram = rng.uniform(-2, 2, (n, m))
     gram[::3, ::4] = norms[::3, ::4] / 2 * (1 - 1e-9)  # D ~ 0: the expansion cancelled
