@@ -23,6 +23,16 @@ static inline int fastgd_use_gemm(uintptr_t sgemm, uintptr_t dgemm, int integer_
     return 0;
 }
 
+/* Calls FUNCTION, a Fortran-interface xGEMM of REAL whose integers are INT. */
+#define FASTGD_GEMM_CALL(FUNCTION, REAL, INT)                                             \
+    do {                                                                                  \
+        const INT m_ = m, n_ = n, k_ = k, lda_ = lda, ldb_ = ldb, ldc_ = ldc;             \
+        ((void (*)(const char *, const char *, const INT *, const INT *, const INT *,     \
+                   const REAL *, const REAL *, const INT *, const REAL *, const INT *,    \
+                   const REAL *, REAL *, const INT *))FUNCTION)(                          \
+            transa, transb, &m_, &n_, &k_, &alpha, a, &lda_, b, &ldb_, &beta, c, &ldc_);  \
+    } while (0)
+
 /* NAME: C = alpha op(A) op(B) + beta C, column-major (BLAS's convention), through
  * FUNCTION, called with the integers the library has. */
 #define FASTGD_DEFINE_GEMM(NAME, REAL, FUNCTION)                                          \
@@ -30,21 +40,10 @@ static inline int fastgd_use_gemm(uintptr_t sgemm, uintptr_t dgemm, int integer_
                             REAL alpha, const REAL *a, int lda, const REAL *b, int ldb,   \
                             REAL beta, REAL *c, int ldc)                                  \
     {                                                                                     \
-        if (fastgd_gemm_integer_bytes == 8) {                                             \
-            int64_t m8 = m, n8 = n, k8 = k, lda8 = lda, ldb8 = ldb, ldc8 = ldc;           \
-            ((void (*)(const char *, const char *, const int64_t *, const int64_t *,      \
-                       const int64_t *, const REAL *, const REAL *, const int64_t *,      \
-                       const REAL *, const int64_t *, const REAL *, REAL *,               \
-                       const int64_t *))FUNCTION)(transa, transb, &m8, &n8, &k8, &alpha,  \
-                                                  a, &lda8, b, &ldb8, &beta, c, &ldc8);   \
-        } else {                                                                          \
-            int32_t m4 = m, n4 = n, k4 = k, lda4 = lda, ldb4 = ldb, ldc4 = ldc;           \
-            ((void (*)(const char *, const char *, const int32_t *, const int32_t *,      \
-                       const int32_t *, const REAL *, const REAL *, const int32_t *,      \
-                       const REAL *, const int32_t *, const REAL *, REAL *,               \
-                       const int32_t *))FUNCTION)(transa, transb, &m4, &n4, &k4, &alpha,  \
-                                                  a, &lda4, b, &ldb4, &beta, c, &ldc4);   \
-        }                                                                                 \
+        if (fastgd_gemm_integer_bytes == 8)                                               \
+            FASTGD_GEMM_CALL(FUNCTION, REAL, int64_t);                                    \
+        else                                                                              \
+            FASTGD_GEMM_CALL(FUNCTION, REAL, int32_t);                                    \
     }
 FASTGD_DEFINE_GEMM(fastgd_sgemm, float, fastgd_sgemm_function)
 FASTGD_DEFINE_GEMM(fastgd_dgemm, double, fastgd_dgemm_function)
