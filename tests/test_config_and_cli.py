@@ -93,11 +93,15 @@ def test_cli_bench_threads_default_to_one_for_quick(monkeypatch, capsys, argumen
     assert asked["threads"] == threads and asked["quick"] == ("--quick" in arguments)
 
 
-def test_cli_bench_first_call_prints_the_fresh_process_table(capsys):
+def test_cli_bench_first_call_prints_the_fresh_process_table(capsys, monkeypatch, tmp_path):
     """fastgd bench --first-call: the import line and one row per case, each measured in
-    fresh processes that import the fastgd this process imported."""
+    fresh processes that import the fastgd this process imported, not a source tree in the
+    working directory (as in a checkout)."""
     from fastgd.benchmarks import first_call
 
+    (tmp_path / "fastgd").mkdir()
+    (tmp_path / "fastgd" / "__init__.py").write_text("raise ImportError('a source tree')\n")
+    monkeypatch.chdir(tmp_path)
     assert cli.main(["bench", "--first-call", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("import numpy: ")

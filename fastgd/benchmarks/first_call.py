@@ -66,15 +66,13 @@ print(numpy_imported - started, fastgd_imported - started, times[0],
 """
 
 
-def _child_environment():
-    """This process's environment, with the fastgd it imported first on the path."""
+def _package_parent():
+    """The directory holding the fastgd this process imported: the fresh processes start
+    there, so that `python -c` (which puts its working directory first on sys.path) imports
+    that fastgd, never a source tree in this process's working directory."""
     import fastgd
 
-    environment = dict(os.environ)
-    here = os.path.dirname(os.path.dirname(os.path.abspath(fastgd.__file__)))
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [here] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p])
-    return environment
+    return os.path.dirname(os.path.dirname(os.path.abspath(fastgd.__file__)))
 
 
 def _fresh_process(inputs, call):
@@ -82,7 +80,7 @@ def _fresh_process(inputs, call):
     if sys.platform == "win32":
         code = code.replace("import resource,", "resource = None\nimport")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=_child_environment(), timeout=600, check=False)
+                            cwd=_package_parent(), timeout=600, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"the fresh process failed:\n{result.stderr}")
     return [float(value) for value in result.stdout.split()]
