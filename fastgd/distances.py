@@ -232,7 +232,9 @@ def direct_pairs(X, Y, rows, cols, present=None):
     step = max(1, DIRECT_PAIRS_ENTRIES // max(X.shape[1], 1))
     for start in range(0, rows.shape[0], step):
         r, c = rows[start:start + step], cols[start:start + step]
-        difference = X[r].astype(np.float64) - Y[c].astype(np.float64)
+        # X[r] and Y[c] are fresh copies already: no second one for float64 inputs.
+        difference = (X[r].astype(np.float64, copy=False)
+                      - Y[c].astype(np.float64, copy=False))
         if present is not None:
             difference = np.where(present[0][r] & present[1][c], difference, 0.0)
         result[start:start + step] = np.einsum("pd,pd->p", difference, difference)
