@@ -1212,8 +1212,10 @@ def nan_euclidean_finish(const double[:, ::1] norms, const double[:, ::1] gram,
     cdef Py_ssize_t n = norms.shape[0], m = norms.shape[1], i, j, found = 0, c
     cdef double dist, margin, present
     # d / count for every count (whole numbers from 0 to d), so that an entry costs a load
-    # instead of a division; the same values as the division.
-    cdef double[::1] scales = np.empty(min(d, NAN_EUCLIDEAN_SCALES) + 1)
+    # instead of a division; the same values as the division. Above NAN_EUCLIDEAN_SCALES
+    # features there is no table (scales has one unused entry) and the pass divides.
+    cdef bint by_table = d <= NAN_EUCLIDEAN_SCALES
+    cdef double[::1] scales = np.empty(d + 1 if by_table else 1)
     for c in range(1, scales.shape[0]):
         scales[c] = <double>d / <double>c
     with nogil:
@@ -1223,7 +1225,7 @@ def nan_euclidean_finish(const double[:, ::1] norms, const double[:, ::1] gram,
                 dist = norms[i, j] - 2.0 * gram[i, j]
                 margin = dist - CANCELLATION_RATIO * norms[i, j]
                 if present > 0 and margin > 0 and margin < INFINITY:
-                    if d <= NAN_EUCLIDEAN_SCALES:
+                    if by_table:
                         out[i, j] = <floating>sqrt(dist * scales[<Py_ssize_t>present])
                     else:
                         out[i, j] = <floating>sqrt(dist * (d / present))
