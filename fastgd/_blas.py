@@ -138,18 +138,25 @@ def _scipy_cython_blas():
                 "SciPy's scipy.linalg.cython_blas (sgemm, dgemm, 32-bit integers)", None, None)
 
 
+def _numpy_openblas_if_allowed():
+    """NumPy's OpenBLAS as the chosen Gemm, where FASTGD_BLAS allows it and NumPy carries
+    one; else None."""
+    global _chosen
+    if _chosen is None and _choice_from_environment() != "scipy":
+        _chosen = _numpy_openblas()
+    return _chosen if _chosen is not None and _chosen.path is not None else None
+
+
 def gemm_functions():
     """The kernels' GEMM (a Gemm), chosen once per process; the compiled modules call this
     when they load."""
     global _chosen
-    if _chosen is None:
-        choice = _choice_from_environment()
-        found = _numpy_openblas() if choice in ("auto", "numpy") else None
-        if found is None and choice == "numpy":
+    if _numpy_openblas_if_allowed() is None and _chosen is None:
+        if _choice_from_environment() == "numpy":
             raise ImportError(
                 "FASTGD_BLAS=numpy asks for NumPy's bundled OpenBLAS, which this NumPy "
                 f"(version {np.__version__}, in {os.path.dirname(np.__file__)}) does not carry")
-        _chosen = found if found is not None else _scipy_cython_blas()
+        _chosen = _scipy_cython_blas()
     return _chosen
 
 
@@ -163,14 +170,7 @@ def cheap_to_load():
     """Whether the kernels' GEMM comes without importing SciPy (NumPy's OpenBLAS is there
     and FASTGD_BLAS does not ask for SciPy's): fastgd._backend then loads the compiled
     modules at ``import fastgd``."""
-    global _chosen
-    if _chosen is None:
-        if _choice_from_environment() == "scipy":
-            return False
-        _chosen = _numpy_openblas()
-        if _chosen is None:
-            return False
-    return _chosen.path is not None
+    return _numpy_openblas_if_allowed() is not None
 
 
 def gemm_description():
