@@ -50,9 +50,10 @@ def float_dtype_of(array, name):
 
 def is_masked_array(value):
     """Whether value is a numpy.ma.MaskedArray, without importing numpy.ma (16 ms, which
-    would land on a kernel's first call): none exists before that import."""
-    masked_arrays = sys.modules.get("numpy.ma")
-    return masked_arrays is not None and isinstance(value, masked_arrays.MaskedArray)
+    would land on a kernel's first call): none exists before its class does. numpy.ma may
+    be in sys.modules half imported (another thread importing it), without the class yet."""
+    masked_array = getattr(sys.modules.get("numpy.ma"), "MaskedArray", None)
+    return masked_array is not None and isinstance(value, masked_array)
 
 
 def as_float_array(value, name, ndim, shape_hint):

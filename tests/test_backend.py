@@ -369,3 +369,18 @@ print(sorted(set(sys.modules) - before))
 """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_half_imported_numpy_ma_is_no_masked_array(monkeypatch):
+    """While another thread imports numpy.ma (SciPy's import does), sys.modules holds it
+    without its MaskedArray yet: the input checks then see plain arrays as plain arrays
+    (they raised AttributeError on a first call made during that import)."""
+    import types
+
+    from fastgd import _validation
+
+    monkeypatch.setitem(sys.modules, "numpy.ma", types.ModuleType("numpy.ma"))
+    assert not _validation.is_masked_array(np.ones(2))
+    assert fastgd.sqeuclidean(np.array([[0.0, 0.0], [3.0, 4.0]]))[0, 1] == 25.0
+    monkeypatch.undo()
+    assert _validation.is_masked_array(np.ma.masked_array([1.0, 2.0]))
