@@ -299,8 +299,7 @@ _override = contextvars.ContextVar("fastgd_backend", default=None)
 # a whole small call: each is its module of ext while the compiled backend is the default
 # and no use_backend() block is open in any thread, None otherwise (the callers then ask
 # get_backend() as every other kernel does).
-_open_overrides = 0
-_open_overrides_lock = threading.Lock()
+_open_overrides = 0  # changed under _load_lock
 
 
 def _refresh_fast_paths():
@@ -377,14 +376,18 @@ def use_backend(name: Literal["compiled", "numpy"]) -> Iterator[None]:
     if name == "compiled" and _load() is None:
         raise ImportError(f"the compiled backend is not available: {extension_error}")
     global _open_overrides
-    with _open_overrides_lock:
+    # Under the load's lock: modules not loaded yet get their fast paths from the count
+    # when they load (with FASTGD_BACKEND=numpy, or SciPy's BLAS, nothing loads at import).
+    with _load_lock:
         _open_overrides += 1
-        _refresh_fast_paths()
+        if _loaded:
+            _refresh_fast_paths()
     token = _override.set(name)
     try:
         yield
     finally:
         _override.reset(token)
-        with _open_overrides_lock:
+        with _load_lock:
             _open_overrides -= 1
-            _refresh_fast_paths()
+            if _loaded:
+                _refresh_fast_paths()

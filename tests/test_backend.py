@@ -277,6 +277,34 @@ print(fastgd.get_backend(), _backend.simd_levels is not None, _backend.ext is no
     assert state == "compiled True True True"
 
 
+@pytest.mark.parametrize("environment", [{"FASTGD_BACKEND": "numpy"},
+                                         {"FASTGD_BLAS": "scipy"}])
+def test_use_backend_before_the_modules_load(environment):
+    """Where import fastgd loads nothing, a use_backend block can come first: the fast
+    paths of small calls then follow the blocks once the modules load (the compiled
+    block's small update runs compiled, the NumPy block's on the twin)."""
+    result = run_python("""
+import numpy as np
+import fastgd
+from fastgd import _backend
+with fastgd.use_backend("numpy"):
+    print(fastgd.get_backend(), _backend.loaded_extension() is None)
+    p, g, s = np.ones(3), np.ones(3), np.zeros(3)
+    fastgd.adagrad_update(p, g, s, lr=0.5)
+    print(_backend.updates_fast_path is None, p.tolist())
+with fastgd.use_backend("compiled"):
+    print(fastgd.get_backend(), _backend.updates_fast_path is None)
+print(_backend.updates_fast_path is None)
+""", **environment)
+    assert result.returncode == 0, result.stderr
+    inside_numpy, fast_path_off, compiled, after = result.stdout.splitlines()
+    assert inside_numpy == "numpy True"
+    assert fast_path_off.startswith("True ")  # no fast path while a block is open
+    assert compiled == "compiled True"
+    # After the blocks: fast paths only where the compiled backend is the default.
+    assert after == str(environment.get("FASTGD_BACKEND") == "numpy")
+
+
 def test_first_use_from_many_threads_loads_once():
     """Threads that make their first calls together all get the compiled backend."""
     result = run_python("""
