@@ -976,8 +976,8 @@ def fused_expansion(Py_ssize_t d, Py_ssize_t itemsize):
 
 
 def argkmin_task_rows(Py_ssize_t d, bint expansion, Py_ssize_t itemsize):
-    """Query rows per task of argkmin for d features, the method and the dtype's itemsize:
-    the caller splits Y into parts when there are fewer tasks than threads."""
+    """The most query rows per task of argkmin for d features, the method and the dtype's
+    itemsize (the caller may ask for fewer, so that every thread has a task)."""
     return _argkmin_rows(d, expansion, itemsize)
 
 
@@ -1089,16 +1089,15 @@ cdef void _argkmin_tile(const floating* X, const floating* Y, Py_ssize_t d,
 cdef int _argkmin_tasks(const floating* X, const floating* Y, Py_ssize_t n, Py_ssize_t m,
                         Py_ssize_t d, bint self_search, bint expansion, const double* shift,
                         floating* values, Py_ssize_t* indices, Py_ssize_t kept,
-                        Py_ssize_t n_parts, Py_ssize_t part_cols, Py_ssize_t task_begin,
-                        Py_ssize_t task_end, fastgd_interrupt* interrupt,
-                        bint is_caller) noexcept nogil:
+                        Py_ssize_t n_parts, Py_ssize_t part_cols, Py_ssize_t rows,
+                        Py_ssize_t task_begin, Py_ssize_t task_end,
+                        fastgd_interrupt* interrupt, bint is_caller) noexcept nogil:
     """argkmin's tasks [task_begin, task_end): task t is the t // n_parts-th block of
-    query rows against the part t % n_parts of Y (columns part * part_cols, ...), whose
-    candidates go to values[part] and indices[part] (each n x kept). Returns 0, or -1
-    when the scratch buffers could not be allocated."""
+    ``rows`` query rows against the part t % n_parts of Y (columns part * part_cols, ...),
+    whose candidates go to values[part] and indices[part] (each n x kept). Returns 0, or
+    -1 when the scratch buffers could not be allocated."""
     cdef Py_ssize_t task, part, i0, ni, col_tile, j0, nj, j_begin, j_end, r
     cdef bint blocked = _blocked(d, expansion, sizeof(floating), True)
-    cdef Py_ssize_t rows = _argkmin_rows(d, expansion, sizeof(floating))
     cdef Py_ssize_t cols = ARGKMIN_GEMM_COLS if expansion and not blocked else TILE
     cdef floating* row_values
     cdef Py_ssize_t* row_indices
@@ -1147,20 +1146,21 @@ cdef int _argkmin_tasks(const floating* X, const floating* Y, Py_ssize_t n, Py_s
 
 def argkmin(const floating[:, ::1] X, const floating[:, ::1] Y, bint self_search,
             bint expansion, floating[:, :, ::1] values, Py_ssize_t[:, :, ::1] indices,
-            Py_ssize_t part_cols, int n_threads):
+            Py_ssize_t part_cols, Py_ssize_t task_rows, int n_threads):
     """For every row of X, the ``kept`` nearest rows of each part of Y, in the order of
     (distance with NaN as +inf, index), without the n x m matrix.
 
     values and indices have shape (n_parts, n, kept): part p is Y's rows p * part_cols,
     ..., and a part with fewer than kept rows fills its last places with (NaN,
-    PY_SSIZE_T_MAX). With ``self_search`` Y is X and each row leaves itself out. The
+    PY_SSIZE_T_MAX). Each task takes ``task_rows`` query rows (at most
+    argkmin_task_rows's). With ``self_search`` Y is X and each row leaves itself out. The
     distances are sqeuclidean's for the same method (``expansion``). The caller has
     checked shapes, n, m, d >= 1, kept >= 1 and n_threads >= 1, and merges the parts.
     Memory beyond values and indices: a few tiles per thread, whatever n and m.
     """
     cdef Py_ssize_t n = X.shape[0], m = Y.shape[0], d = X.shape[1]
     cdef Py_ssize_t kept = values.shape[2], n_parts = values.shape[0]
-    cdef Py_ssize_t rows = _argkmin_rows(d, expansion, sizeof(floating))
+    cdef Py_ssize_t rows = max(1, min(task_rows, _argkmin_rows(d, expansion, sizeof(floating))))
     cdef Py_ssize_t n_tasks = (n + rows - 1) // rows * n_parts, chunk, begin, end
     cdef int n_failed = 0, thread
     cdef double[::1] shift = np.zeros(d)
@@ -1176,7 +1176,8 @@ def argkmin(const floating[:, ::1] X, const floating[:, ::1] Y, bint self_search
         if n_threads <= 1:
             n_failed = -_argkmin_tasks(x_data, y_data, n, m, d, self_search, expansion,
                                        &shift[0], &values[0, 0, 0], &indices[0, 0, 0], kept,
-                                       n_parts, part_cols, 0, n_tasks, &interrupt, True)
+                                       n_parts, part_cols, rows, 0, n_tasks, &interrupt,
+                                       True)
         else:
             chunk = (n_tasks + n_threads - 1) // n_threads
             for thread in prange(n_threads, num_threads=n_threads, schedule="static"):
@@ -1186,7 +1187,7 @@ def argkmin(const floating[:, ::1] X, const floating[:, ::1] Y, bint self_search
                     n_failed += -_argkmin_tasks(x_data, y_data, n, m, d, self_search,
                                                 expansion, &shift[0], &values[0, 0, 0],
                                                 &indices[0, 0, 0], kept, n_parts,
-                                                part_cols, begin, end, &interrupt,
+                                                part_cols, rows, begin, end, &interrupt,
                                                 threadid() == 0)
     fastgd_interrupt_raise(&interrupt)
     if n_failed:

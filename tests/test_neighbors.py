@@ -292,9 +292,12 @@ def test_the_compiled_kernel_equals_its_twin(rng, dtype, d):
     X[5] = np.nan
     Y[[7, 300]] = np.nan
     bound = neighbors._relative_error_bound(d, dtype)
-    for self_search, part_cols, kept in [(False, 600, 1), (False, 256, 5), (True, 256, 9),
-                                          (False, 256, 300), (True, 600, 12),
-                                          (False, 600, 2), (True, 256, 2)]:
+    # (self_search, part_cols, kept, task_rows, n_threads): task_rows above the kernel's
+    # cap takes the cap.
+    for self_search, part_cols, kept, task_rows, n_threads in [
+            (False, 600, 1, 1024, 1), (False, 256, 5, 1024, 2), (True, 256, 9, 7, 2),
+            (False, 256, 300, 33, 1), (True, 600, 12, 1024, 1), (False, 600, 2, 16, 2),
+            (True, 256, 2, 1024, 1)]:
         rows_searched = X if self_search else Y
         m = len(rows_searched)
         n_parts = -(-m // part_cols)
@@ -303,7 +306,7 @@ def test_the_compiled_kernel_equals_its_twin(rng, dtype, d):
             values = np.empty((n_parts, len(X), kept), dtype)
             indices = np.empty((n_parts, len(X), kept), np.intp)
             module.argkmin(X, rows_searched, self_search, d >= 10, values, indices,
-                           part_cols, 1)
+                           part_cols, task_rows, n_threads)
             results.append((values, indices))
         (values, indices), (twin_values, twin_indices) = results
         sentinel = indices == np.iinfo(np.intp).max

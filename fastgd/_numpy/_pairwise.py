@@ -216,17 +216,17 @@ def _argkmin_part(X, Y, start, stop, self_search, expansion, values, indices):
 
 
 def argkmin_task_rows(d, expansion, itemsize):
-    """The compiled kernel's query rows per task below the AVX-512 level (its work split,
-    ARGKMIN_GEMM_ROWS float32 rows' bytes a task through BLAS; the twin computes alike
-    with any)."""
+    """The compiled kernel's most query rows per task below the AVX-512 level (its work
+    split, ARGKMIN_GEMM_ROWS float32 rows' bytes a task through BLAS; the twin computes
+    alike with any)."""
     return ARGKMIN_GEMM_ROWS * 4 // itemsize if expansion else PAIRWISE_ROW_CHUNK
 
 
-def argkmin(X, Y, self_search, expansion, values, indices, part_cols, n_threads):
+def argkmin(X, Y, self_search, expansion, values, indices, part_cols, task_rows, n_threads):
     """The twin of ``_pairwise.argkmin``: for every row of X, the ``kept`` nearest rows of
     each part of Y (part p: rows p * part_cols, ...) in the order of (distance with NaN
-    as +inf, index), sentinels (NaN, max intp) where a part has fewer. ``n_threads`` is
-    accepted for the common signature and ignored."""
+    as +inf, index), sentinels (NaN, max intp) where a part has fewer. ``task_rows`` and
+    ``n_threads`` are accepted for the common signature and ignored."""
     for part in range(values.shape[0]):
         start = part * part_cols
         _argkmin_part(X, Y, start, min(Y.shape[0], start + part_cols), self_search,
