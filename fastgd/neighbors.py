@@ -35,10 +35,9 @@ DIRECT_MAX_FEATURES = {"avx2": {"float32": 1, "float64": 16}}
 # without a kernel of their own.
 BLOCK_ENTRIES = 1 << 20
 # With fewer query rows than tasks for every thread, the kernel's tasks shrink to share
-# the rows while each keeps at least this many; below, Y is split into parts as well.
-# Every part starts its rows' candidates afresh (about k ln(m / k) entries offered per row
-# and part) and the parts are merged after: 500 x 5000 x 32 float32, k = 10, two threads
-# on an AVX2 EPYC took 5.4-6.0 ms in two parts of Y against 7.5-7.7 ms on one thread.
+# the rows while each keeps at least this many; below, Y is split into parts as well,
+# which costs more work: every part starts its rows' candidates afresh (about k ln(m / k)
+# entries offered per row and part), and the parts are merged after.
 MIN_TASK_ROWS = 64
 
 
