@@ -34,6 +34,7 @@ OPTIONAL_PEERS = {
     "sklearn kneighbors": "sklearn",
     "sklearn pairwise_distances_argmin": "sklearn",
     "faiss IndexFlatL2": "faiss",
+    "faiss IndexFlatIP": "faiss",
     "sklearn.nan_euclidean_distances": "sklearn",
     "numba": "numba",
     "autograd": "autograd",
@@ -43,7 +44,8 @@ OPTIONAL_PEERS = {
     "torch autograd": "torch",
 }
 LARGEST_CASES = {"4000x4000x256 float64", "4000x4000x256 float32", "1e7 float64",
-                 "1000x100000x32 float32 k=10", "10000x10000x128 float32 k=10"}
+                 "1000x100000x32 float32 k=10", "10000x10000x128 float32 k=10",
+                 "cosine 1000x100000x32 float32 k=10"}
 
 
 def _cases(module):
@@ -92,36 +94,51 @@ def test_distance_peers_compute_fastgds_distances(case):
         assert np.all(np.abs(got - distances) <= tolerance), peer
 
 
+def _exact_distances(X, Y, chosen, metric):
+    """The metric's distances from each row of X to its rows of Y listed in ``chosen``
+    (n x k), in float64: squared distances, or cosine's 1 - cos."""
+    x = X.astype(np.float64)[:, None, :]
+    y = Y.astype(np.float64)[chosen]
+    if metric == "sqeuclidean":
+        return np.einsum("nkd,nkd->nk", x - y, x - y)
+    cosines = np.einsum("nkd,nkd->nk", x, y) / (
+        np.linalg.norm(x, axis=2) * np.linalg.norm(y, axis=2))
+    return 1 - cosines
+
+
 @pytest.mark.parametrize("case", _cases(neighbors))
 def test_neighbour_peers_find_fastgds_neighbours(case):
     """Each peer's k nearest are fastgd's: the same rows, or, where two candidates are
-    that close (faiss and scikit-learn round in float32 by their own expansions), rows
-    at the same exact distance to the peer's rounding."""
+    that close (faiss and scikit-learn round in float32 by their own expansions, faiss's
+    IndexFlatIP by inner products of unit rows), rows at the same exact distance to the
+    peer's rounding."""
     functions = _peers(neighbors, case)
     n, m, d, dtype, k = neighbors.CASES[case]
+    metric = neighbors.metric(case)
     X, Y = neighbors.make_data(n, m, d, dtype)
     expected = np.asarray(functions.pop("fastgd")()).reshape(n, k)
-    exact = np.empty((n, k))
-    for start in range(0, n, 1000):  # exact distances of the chosen rows, in float64
-        rows = slice(start, start + 1000)
-        difference = (X[rows, None, :].astype(np.float64)
-                      - Y[expected[rows]].astype(np.float64))
-        exact[rows] = np.einsum("nkd,nkd->nk", difference, difference)
-    assert (np.diff(exact, axis=1) >= -1e-12 * exact[:, 1:]).all()
-    # fastgd's are the true k nearest: none of Y is nearer than the k-th (on a sample).
+    exact = np.concatenate([_exact_distances(X[start:start + 1000], Y,
+                                             expected[start:start + 1000], metric)
+                            for start in range(0, n, 1000)])
+    if metric == "sqeuclidean":  # in the exact order (near ties recomputed directly)
+        tolerance = 64 * np.finfo(dtype).eps * (exact + 2 * _squared_norms(X)[:, None])
+        assert (np.diff(exact, axis=1) >= -1e-12 * exact[:, 1:]).all()
+    else:  # in the order of the rounded unit rows: cos to a few roundings of d terms
+        tolerance = np.full(exact.shape, 4 * (d + 2) * np.finfo(dtype).eps)
+        assert (np.diff(exact, axis=1) >= -tolerance[:, 1:]).all()
+    # fastgd's are the k nearest: none of Y is nearer than the k-th (on a sample).
     sample = np.arange(0, n, max(1, n // 50))
     from scipy.spatial.distance import cdist
-    full = cdist(X[sample].astype(np.float64), Y.astype(np.float64), "sqeuclidean")
+    full = cdist(X[sample].astype(np.float64), Y.astype(np.float64), metric)
     kth = np.sort(full, axis=1)[:, k - 1]
-    assert_allclose(exact[sample, -1], kth, rtol=1e-12)
-    tolerance = 64 * np.finfo(dtype).eps * (exact + 2 * _squared_norms(X)[:, None])
+    slack = 1e-12 * kth if metric == "sqeuclidean" else tolerance[sample, -1]
+    assert (np.abs(exact[sample, -1] - kth) <= slack).all()
     for peer, function in functions.items():
         got = np.asarray(function()).reshape(n, k)
         same = got == expected
         assert same.mean() > 0.99, peer
         rows, places = np.nonzero(~same)
-        difference = X[rows].astype(np.float64) - Y[got[rows, places]].astype(np.float64)
-        peer_exact = np.einsum("nd,nd->n", difference, difference)
+        peer_exact = _exact_distances(X[rows], Y, got[rows, places][:, None], metric)[:, 0]
         assert (np.abs(peer_exact - exact[rows, places]) <= tolerance[rows, places]).all(), peer
 
 

@@ -1,8 +1,9 @@
 """The argkmin cases (the neighbours issue's shapes) and the peers users would pick
-instead: faiss-cpu's exact IndexFlatL2, scikit-learn's brute-force ``kneighbors`` and
-``pairwise_distances_argmin`` (k = 1), SciPy's ``cKDTree.query`` (few features), and the
-whole matrix: ``fastgd.sqeuclidean`` + ``np.argpartition``. Indexes and trees are built
-once, outside the timing, as a user builds them once for many queries."""
+instead: faiss-cpu's exact IndexFlatL2 (and, for cosine, IndexFlatIP over unit rows),
+scikit-learn's brute-force ``kneighbors`` and ``pairwise_distances_argmin`` (k = 1),
+SciPy's ``cKDTree.query`` (few features), and the whole matrix: ``fastgd.sqeuclidean``
+(``fastgd.cdist`` for cosine) + ``np.argpartition``. Indexes and trees are built once,
+outside the timing, as a user builds them once for many queries."""
 
 import os
 
@@ -20,26 +21,45 @@ CASES = {
     "nearest 100000x256x64 float64": (100000, 256, 64, np.float64, 1),
     "10000x10000x3 float64 k=10": (10000, 10000, 3, np.float64, 10),
     "500x5000x32 float32 k=10": (500, 5000, 32, np.float32, 10),
+    "cosine 1000x100000x32 float32 k=10": (1000, 100000, 32, np.float32, 10),
+    "cosine 500x5000x32 float32 k=10": (500, 5000, 32, np.float32, 10),
 }
 QUICK_CASES = ["500x5000x32 float32 k=10"]
 OURS = ["fastgd"]
 # The peers, in the table's order (peers() leaves out those not installed).
-PEERS = ["faiss IndexFlatL2", "sklearn kneighbors", "sklearn pairwise_distances_argmin",
-         "scipy cKDTree", "sqeuclidean + argpartition"]
+PEERS = ["faiss IndexFlatL2", "faiss IndexFlatIP", "sklearn kneighbors",
+         "sklearn pairwise_distances_argmin", "scipy cKDTree", "sqeuclidean + argpartition",
+         "cdist + argpartition"]
 # A k-d tree pays only in few dimensions.
 KDTREE_MAX_FEATURES = 16
 
 
+def metric(case):
+    """The case's metric: its name's first word where that is a metric, else
+    sqeuclidean."""
+    first = case.split()[0]
+    return first if first in distances.CDIST_METRICS else "sqeuclidean"
+
+
 def applies(case, peer):
-    """faiss computes in float32 only; pairwise_distances_argmin finds the nearest only;
-    a k-d tree is a peer in few dimensions only."""
+    """faiss computes in float32 only, IndexFlatL2 squared distances, IndexFlatIP inner
+    products (cosine's order over unit rows); pairwise_distances_argmin finds the nearest
+    only; a k-d tree is a peer in few dimensions only; the whole matrix is
+    ``fastgd.sqeuclidean``'s for squared distances, ``fastgd.cdist``'s for the others."""
     _, _, d, dtype, k = CASES[case]
+    squared = metric(case) == "sqeuclidean"
     if peer == "faiss IndexFlatL2":
-        return dtype == np.float32
+        return dtype == np.float32 and squared
+    if peer == "faiss IndexFlatIP":
+        return dtype == np.float32 and metric(case) == "cosine"
     if peer == "sklearn pairwise_distances_argmin":
         return k == 1
     if peer == "scipy cKDTree":
-        return d <= KDTREE_MAX_FEATURES
+        return d <= KDTREE_MAX_FEATURES and squared
+    if peer == "sqeuclidean + argpartition":
+        return squared
+    if peer == "cdist + argpartition":
+        return not squared
     return True
 
 
@@ -56,10 +76,10 @@ def make_data(n, m, d, dtype, seed=0):
             rng.standard_normal((m, d)).astype(dtype))
 
 
-def sqeuclidean_argpartition(X, Y, k, n_threads):
+def whole_matrix_argpartition(X, Y, k, metric, n_threads):
     """What users write today: the whole n x m matrix, then the k smallest of each row,
     sorted."""
-    D = fastgd.sqeuclidean(X, Y, n_threads=n_threads)
+    D = fastgd.cdist(X, Y, metric, n_threads=n_threads)
     if k == 1:
         return D.argmin(axis=1)[:, None]
     nearest = np.argpartition(D, k - 1, axis=1)[:, :k]
@@ -72,22 +92,14 @@ def peers(case, n_threads):
     k, or n for the nearest); peers that are missing or do not apply are left out."""
     n, m, d, dtype, k = CASES[case]
     X, Y = make_data(n, m, d, dtype)
-    all_threads = os.cpu_count() or 1
+    case_metric = metric(case)
     if k == 1:
         result = {"fastgd": lambda: fastgd.nearest(X, Y, n_threads=n_threads)}
     else:
-        result = {"fastgd": lambda: fastgd.argkmin(X, Y, k, return_distance=False,
+        result = {"fastgd": lambda: fastgd.argkmin(X, Y, k, metric=case_metric,
+                                                   return_distance=False,
                                                    n_threads=n_threads)}
-    if applies(case, "faiss IndexFlatL2"):
-        try:
-            import faiss
-        except ImportError:
-            pass
-        else:
-            faiss.omp_set_num_threads(1 if n_threads == 1 else all_threads)
-            index = faiss.IndexFlatL2(d)
-            index.add(Y)
-            result["faiss IndexFlatL2"] = lambda: index.search(X, k)[1]
+    result.update(_faiss_peers(case, X, Y, k, n_threads))
     try:
         from sklearn.metrics import pairwise_distances_argmin
         from sklearn.neighbors import NearestNeighbors
@@ -95,7 +107,8 @@ def peers(case, n_threads):
         pass
     else:
         jobs = 1 if n_threads == 1 else -1
-        brute = NearestNeighbors(n_neighbors=k, algorithm="brute", n_jobs=jobs).fit(Y)
+        brute = NearestNeighbors(n_neighbors=k, algorithm="brute", metric=case_metric,
+                                 n_jobs=jobs).fit(Y)
         result["sklearn kneighbors"] = lambda: brute.kneighbors(X, return_distance=False)
         if applies(case, "sklearn pairwise_distances_argmin"):
             result["sklearn pairwise_distances_argmin"] = (
@@ -106,6 +119,36 @@ def peers(case, n_threads):
         tree = cKDTree(Y)
         workers = 1 if n_threads == 1 else -1
         result["scipy cKDTree"] = lambda: tree.query(X, k, workers=workers)[1]
-    result["sqeuclidean + argpartition"] = lambda: sqeuclidean_argpartition(X, Y, k,
-                                                                             n_threads)
+    whole = "sqeuclidean + argpartition" if case_metric == "sqeuclidean" else (
+        "cdist + argpartition")
+    result[whole] = lambda: whole_matrix_argpartition(X, Y, k, case_metric, n_threads)
     return result
+
+
+def _faiss_peers(case, X, Y, k, n_threads):
+    """faiss's exact indexes that apply to the case, if faiss is installed. For cosine,
+    the index holds Y's unit rows and each search normalises a copy of the queries, as
+    faiss's users do (faiss.normalize_L2), inside the timing as fastgd's call does it."""
+    if not (applies(case, "faiss IndexFlatL2") or applies(case, "faiss IndexFlatIP")):
+        return {}
+    try:
+        import faiss
+    except ImportError:
+        return {}
+    faiss.omp_set_num_threads(1 if n_threads == 1 else os.cpu_count() or 1)
+    d = X.shape[1]
+    if applies(case, "faiss IndexFlatL2"):
+        index = faiss.IndexFlatL2(d)
+        index.add(Y)
+        return {"faiss IndexFlatL2": lambda: index.search(X, k)[1]}
+    index = faiss.IndexFlatIP(d)
+    units = Y.copy()
+    faiss.normalize_L2(units)
+    index.add(units)
+
+    def search_unit_rows():
+        queries = X.copy()
+        faiss.normalize_L2(queries)
+        return index.search(queries, k)[1]
+
+    return {"faiss IndexFlatIP": search_unit_rows}
