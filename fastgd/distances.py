@@ -27,6 +27,10 @@ METRICS = {"sqeuclidean": {"expansion": True}}
 # run in register blocks (src_c/pairwise_loops.h) against the expansion through BLAS.
 DIRECT_MAX_FEATURES = {"avx2": {"float32": 20, "float64": 32}}
 DIRECT_MAX_FEATURES_OTHER = 10
+# By level: with fewer rows of Y than this (the output's columns: k-means' few centres)
+# method="auto" takes the direct differences at every d. The expansion packs and norms
+# each row of X for those few distances, and at the AVX2 level packs them by a plain loop.
+DIRECT_BELOW_COLUMNS = {"avx2": 16}
 
 # Outputs from this size on are allocated with their data on a cache line (the compiled
 # backend's empty_aligned), so that the kernel's 64-byte vector stores never straddle two
@@ -123,7 +127,8 @@ def sqeuclidean(X: ArrayLike, Y: ArrayLike | None = None, *, out: NDArray[Any] |
     method : {"auto", "expansion", "direct"}
         ``"expansion"``: a BLAS GEMM on centred tiles with a fused, clamped
         epilogue; ``"direct"``: summed squared differences, best for few
-        features; ``"auto"`` chooses by the number of features.
+        features; ``"auto"`` chooses by the number of features (and, on AVX2
+        CPUs, takes the direct differences against fewer than 16 rows of Y).
 
     Returns
     -------
@@ -189,7 +194,8 @@ def _squared_distances(X, Y, symmetric, method, out, given, n_threads, finish):
     X = _validation.as_contiguous_in_scratch(X, dtype, 0)
     Y = X if symmetric else _validation.as_contiguous_in_scratch(Y, dtype, 1)
     expansion = METRICS["sqeuclidean"]["expansion"] and (
-        method == "expansion" or (method == "auto" and d >= direct_max_features(dtype)))
+        method == "expansion" or (method == "auto" and d >= direct_max_features(dtype)
+                                  and m >= DIRECT_BELOW_COLUMNS.get(_pairwise_level(), 0)))
     work = n * m * d
     if work < PARALLEL_MIN_WORK:
         n_threads = 1

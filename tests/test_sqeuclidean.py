@@ -88,6 +88,18 @@ def test_symmetric_exactly_symmetric_zero_diagonal(backend, float_dtype, rng, ki
     assert_accurate(D, X, X, float_dtype)
 
 
+def test_auto_takes_the_direct_method_against_few_rows_of_y(float_dtype, rng):
+    """k-means' assignment (few centres, many features): where the level has a column
+    crossover (DIRECT_BELOW_COLUMNS), method="auto" gives the direct method's bits below
+    it and the expansion's from it on; on every backend alike."""
+    X = rng.standard_normal((300, 64)).astype(float_dtype) + 3
+    below = fastgd.distances.DIRECT_BELOW_COLUMNS.get(fastgd.distances._pairwise_level(), 0)
+    for m in (1, 10, 15, 16, 40):
+        Y = rng.standard_normal((m, 64)).astype(float_dtype) + 3
+        method = "direct" if m < below else "expansion"
+        assert_array_equal(fastgd.sqeuclidean(X, Y), fastgd.sqeuclidean(X, Y, method=method))
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("shape", [(257, 513, 3), (600, 300, 70), (300, 300, 300), (1, 1000, 5)])
 def test_compiled_matches_numpy_twin(float_dtype, rng, method, shape):
