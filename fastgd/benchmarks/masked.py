@@ -7,6 +7,10 @@ dense A with NaN for the missing entries. Beside each float32 case, fastgd's pla
 same problem in float64 is timed in the same rounds: its column is the float64 time over
 the float32 one, the masked-kernel issue's "float32 at most 0.6x the float64 time"
 (at least 1.67x), measured side by side rather than from rows minutes apart.
+
+The tutorial's matrix as its text writes it (float32, then transposed: Fortran order) is
+a case of its own, with the C-ordered float64 dense call on the same problem beside it
+("fastgd C float64"; the neighbours issue's "within 2x": at least 0.5).
 """
 
 import numpy as np
@@ -21,6 +25,7 @@ TUTORIAL = np.array([[3, 4, 5, 2], [4, 4, 3, 3], [5, 5, 4, 3]], dtype=np.float64
 # name -> (m, n, k, observed fraction, dtype); 0 for the fraction means the tutorial's A.
 CASES = {
     "tutorial 4x3 k=2": (4, 3, 2, 0, np.float64),
+    "tutorial 4x3 k=2 f32 Fortran": (4, 3, 2, 0, np.float32),
     "1000x1000 k=16 50%": (1000, 1000, 16, 0.5, np.float64),
     "5000x5000 k=32 5%": (5000, 5000, 32, 0.05, np.float64),
     "5000x5000 k=32 5% f32": (5000, 5000, 32, 0.05, np.float32),
@@ -30,18 +35,24 @@ CASES = {
 QUICK_CASES = ["tutorial 4x3 k=2", "1000x1000 k=16 50%"]
 KERNEL = "masked_loss_grad"
 OURS = ["fastgd plan", "fastgd dense A"]
+# The cases whose dense A is in Fortran order.
+FORTRAN_CASES = {"tutorial 4x3 k=2 f32 Fortran"}
 # The peers, in the table's order (peers() leaves out those not installed).
-PEERS = ["numpy dense", "scipy vectorised", "numba", "autograd", "fastgd float64"]
+PEERS = ["numpy dense", "scipy vectorised", "numba", "autograd", "fastgd float64",
+         "fastgd C float64"]
 # Dense peers need m x n arrays: only where those are small enough to be a fair peer.
 DENSE_MAX_ENTRIES = 5000 * 5000
 
 
 def applies(case, peer):
     """Whether the peer takes part in the case (dense peers need a small enough m x n,
-    autograd runs the tutorial only, fastgd's float64 plan stands beside float32 cases)."""
+    autograd runs the tutorial only, fastgd's float64 plan stands beside float32 cases,
+    its C-ordered float64 dense call beside Fortran-ordered ones)."""
     m, n, _, fraction, dtype = CASES[case]
     if peer in ("fastgd dense A", "numpy dense"):
         return m * n <= DENSE_MAX_ENTRIES
+    if peer == "fastgd C float64":
+        return case in FORTRAN_CASES
     if peer == "autograd":
         return fraction == 0
     if peer == "fastgd float64":
@@ -85,7 +96,8 @@ def peers(case, n_threads):
         A[rows, cols] = values
         mask = ~np.isnan(A)
         A_zeros = np.where(mask, A, 0)
-        result["fastgd dense A"] = lambda: fastgd.masked_loss_grad(A, W, H,
+        A_given = np.asfortranarray(A) if case in FORTRAN_CASES else A
+        result["fastgd dense A"] = lambda: fastgd.masked_loss_grad(A_given, W, H,
                                                                    n_threads=n_threads)
 
         def numpy_dense():
@@ -103,12 +115,18 @@ def peers(case, n_threads):
                      if applies(case, "autograd") else None)
     if autograd_peer is not None:
         result["autograd"] = autograd_peer
-    if applies(case, "fastgd float64"):
+    if applies(case, "fastgd float64") or applies(case, "fastgd C float64"):
         # The float64 case's own problem (the same entries, before rounding to float32).
         rows64, cols64, values64, W64, H64 = make_problem(m, n, k, fraction, np.float64)
+    if applies(case, "fastgd float64"):
         plan64 = fastgd.observed((rows64, cols64, values64, (m, n)))
         result["fastgd float64"] = lambda: fastgd.masked_loss_grad(plan64, W64, H64,
                                                                    n_threads=n_threads)
+    if applies(case, "fastgd C float64"):
+        A64 = np.full((m, n), np.nan)
+        A64[rows64, cols64] = values64
+        result["fastgd C float64"] = lambda: fastgd.masked_loss_grad(A64, W64, H64,
+                                                                     n_threads=n_threads)
     return result
 
 
