@@ -281,8 +281,9 @@ print(fastgd.get_backend(), _backend.simd_levels is not None, _backend.ext is no
                                          {"FASTGD_BLAS": "scipy"}])
 def test_use_backend_before_the_modules_load(environment):
     """Where import fastgd loads nothing, a use_backend block can come first: the fast
-    paths of small calls then follow the blocks once the modules load (the compiled
-    block's small update runs compiled, the NumPy block's on the twin)."""
+    paths of small calls stay off while a block is open, including blocks opened before
+    the modules loaded, and after the blocks are on only where the compiled backend is
+    the default."""
     result = run_python("""
 import numpy as np
 import fastgd
@@ -299,7 +300,7 @@ print(_backend.updates_fast_path is None)
     assert result.returncode == 0, result.stderr
     inside_numpy, fast_path_off, compiled, after = result.stdout.splitlines()
     assert inside_numpy == "numpy True"
-    assert fast_path_off.startswith("True ")  # no fast path while a block is open
+    assert fast_path_off.startswith("True [0.5")  # the step taken, on no fast path
     assert compiled == "compiled True"
     # After the blocks: fast paths only where the compiled backend is the default.
     assert after == str(environment.get("FASTGD_BACKEND") == "numpy")
